@@ -1,0 +1,150 @@
+"""Accounts: registration, sessions, password resets and the caller's own profile.
+
+Every account is a real Matrix user; the session tokens are Synapse's own, so one token works on
+/api/* and /_matrix/client/*. This file holds the rules; api/auth.py only moves JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.config import MedChatConfig
+from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user, localpart
+from medchat.store import ProfileStore
+
+logger = logging.getLogger(__name__)
+
+
+class Accounts:
+    def __init__(self, config: MedChatConfig, bridge: SynapseBridge, profiles: ProfileStore):
+        self._config = config
+        self._bridge = bridge
+        self._profiles = profiles
+
+    def check_role(self, role: str) -> None:
+        if role not in self._config.roles:
+            raise SynapseError(400, f"Unknown role {role!r}; allowed: {', '.join(self._config.roles)}", "M_INVALID_PARAM")
+
+    def _email(self, address: str) -> str:
+        try:
+            return self._bridge.canonical_email(address)
+        except ValueError as e:
+            raise SynapseError(400, f"Invalid field email: {e}", "M_INVALID_PARAM")
+
+    # --- registration and sessions -------------------------------------------------------------
+
+    async def register(self, body: JsonDict, request: Any) -> JsonDict:
+        """Creates the Matrix user and its medical profile, then opens a session.
+
+        Everything that can be refused is checked before anything is written; the profile row is
+        written first as a reservation and removed again if Synapse then refuses the account.
+        """
+        if not self._config.registration_enabled:
+            raise SynapseError(403, "Registration is closed on this server.", "M_FORBIDDEN")
+        self.check_role(body["role"])
+        email = self._email(body["email"])
+        username = body["username"]
+        await self._bridge.ratelimit_registration(request.getClientAddress().host)
+        await self._bridge.check_username_available(username)
+        self._bridge.validate_password(body["password"])
+        if await self._bridge.user_id_for_email(email) is not None:
+            raise SynapseError(409, "That e-mail address is already registered.", "M_THREEPID_IN_USE")
+
+        user_id = f"@{username}:{self._bridge.server_name}"
+        now = self._bridge.now_ms()
+        profile = Profile(
+            user_id=user_id,
+            role=body["role"],
+            institution=body.get("institution"),
+            specialization=body.get("specialization"),
+            bio=body.get("bio"),
+            created_ts=now,
+            updated_ts=now,
+        )
+        if not await self._profiles.reserve(profile):
+            raise SynapseError(409, "That username is already taken.", "M_USER_IN_USE")
+        try:
+            await self._bridge.register_user(username, body["password"], body["full_name"], email)
+        except BaseException:
+            await self._profiles.delete(user_id)
+            raise
+        session = await self._bridge.issue_session(user_id, body.get("device_name"))
+        return {**session, "user": await self.view(user_id, show_email=True)}
+
+    async def login(self, body: JsonDict, request: Any) -> JsonDict:
+        if "email" in body:
+            identifier = {"type": "m.id.thirdparty", "medium": "email", "address": self._email(body["email"])}
+        else:
+            identifier = {"type": "m.id.user", "user": body["username"]}
+        session = await self._bridge.login(identifier, body["password"], body.get("device_name"), request)
+        return {**session, "user": await self.view(session["user_id"], show_email=True)}
+
+    async def refresh(self, refresh_token: str) -> JsonDict:
+        return await self._bridge.refresh(refresh_token)
+
+    async def logout(self, request: Any) -> None:
+        await self._bridge.logout(request)
+
+    # --- password reset ------------------------------------------------------------------------
+
+    async def forgot_password(self, address: str, request: Any) -> None:
+        """Mails a reset link if the address belongs to an account; says nothing either way.
+
+        The mail is sent in the background so the answer takes the same time whether or not the
+        address is registered.
+        """
+        if not self._bridge.password_reset_available:
+            raise SynapseError(400, "Password reset by e-mail is not configured on this server.", "M_UNKNOWN")
+        email = self._email(address)
+        if await self._bridge.user_id_for_email(email) is None:
+            return
+
+        async def send() -> None:
+            try:
+                await self._bridge.send_password_reset(email, request)
+            except SynapseError as e:  # rate limited: the caller is not told whether the address exists
+                logger.info("Password reset mail not sent: %s", e)
+
+        self._bridge.api.run_as_background_process("medchat_password_reset_mail", send)
+
+    async def reset_password(self, body: JsonDict) -> None:
+        self._bridge.validate_password(body["new_password"])
+        user_id = await self._bridge.consume_password_reset(body["sid"], body["client_secret"], body["token"])
+        await self._bridge.set_password(user_id, body["new_password"])
+
+    # --- own profile ---------------------------------------------------------------------------
+
+    async def view(self, user_id: str, show_email: bool) -> JsonDict:
+        """The ChatUser model of a local user with a MedChat profile; 404 otherwise."""
+        profile = await self._profiles.get(user_id)
+        if profile is None:
+            raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+        return chat_user(profile, await self._identity(user_id, show_email), show_email)
+
+    async def _identity(self, user_id: str, with_email: bool) -> MatrixIdentity:
+        matrix_profile = await self._bridge.api.get_profile_for_user(localpart(user_id))
+        is_online, last_active = await self._bridge.presence(user_id)
+        return MatrixIdentity(
+            display_name=matrix_profile.display_name,
+            avatar_url=matrix_profile.avatar_url,
+            email=await self._bridge.email_for_user(user_id) if with_email else None,
+            is_online=is_online,
+            last_active_ts=last_active,
+        )
+
+    async def update_own_profile(self, user_id: str, body: JsonDict) -> JsonDict:
+        """Display name and avatar go to the Matrix profile; the medical fields to our row."""
+        if "role" in body:
+            self.check_role(body["role"])
+        if await self._profiles.get(user_id) is None:
+            raise SynapseError(404, "This account has no MedChat profile.", "M_NOT_FOUND")
+        if "full_name" in body:
+            await self._bridge.set_display_name(user_id, body["full_name"])
+        if "profile_image" in body:
+            await self._bridge.set_avatar(user_id, body["profile_image"] or "")
+        await self._profiles.update(user_id, body, self._bridge.now_ms())
+        return await self.view(user_id, show_email=True)

@@ -1,0 +1,17 @@
+"""The app's REST API under /api: one file per resource family, all on one Synapse router."""
+
+from __future__ import annotations
+
+from synapse.http.server import JsonResource
+
+from medchat.accounts import Accounts
+from medchat.api.auth import AuthServlets
+from medchat.api.health import HealthServlet
+from medchat.bridge import SynapseBridge
+
+
+def build_api_resource(bridge: SynapseBridge, accounts: Accounts) -> JsonResource:
+    resource = bridge.json_resource()
+    for servlets in (HealthServlet(bridge), AuthServlets(bridge.api, accounts)):
+        servlets.register_routes(resource)
+    return resource

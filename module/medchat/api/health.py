@@ -1,0 +1,28 @@
+"""GET /api/health: unauthenticated liveness and build facts for operators and load balancers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.http.server import JsonResource
+
+from medchat.api.http import route
+from medchat.bridge import SYNAPSE_VERSION, SynapseBridge
+from medchat.version import VERSION
+
+
+class HealthServlet:
+    def __init__(self, bridge: SynapseBridge):
+        self._bridge = bridge
+
+    def register_routes(self, resource: JsonResource) -> None:
+        route(resource, "GET", "/api/health", self.get)
+
+    async def get(self, request: Any) -> tuple[int, Any]:
+        return 200, {
+            "status": "ok",
+            "version": VERSION,
+            "server_name": self._bridge.server_name,
+            "database": self._bridge.database_engine,
+            "synapse_version": SYNAPSE_VERSION,
+        }

@@ -1,0 +1,42 @@
+"""The module's configuration: validated against config/medchat.schema.json when Synapse starts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+# The schema is kept in the repository's config/ folder (the project is installed editable),
+# so operators read the same file that start-up enforces.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "medchat.schema.json"
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@dataclass(frozen=True)
+class MedChatConfig:
+    roles: tuple[str, ...]
+    registration_enabled: bool
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
+        """Validates `raw` and fills in defaults.
+
+        Raises jsonschema.ValidationError, which Synapse turns into a start-up error naming the
+        offending key (`modules.<i>.config.<key>`).
+        """
+        raw = dict(raw or {})
+        schema = load_schema()
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
+        if error is not None:
+            raise error
+        defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
+        values = {**defaults, **raw}
+        return cls(roles=tuple(values["roles"]), registration_enabled=values["registration_enabled"])

@@ -1,0 +1,6 @@
+"""The module's own tables: only what Matrix has no place for."""
+
+from medchat.store.migrations import apply_migrations
+from medchat.store.profiles import ProfileStore
+
+__all__ = ["ProfileStore", "apply_migrations"]

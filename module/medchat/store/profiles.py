@@ -1,0 +1,66 @@
+"""medchat_profiles: the medical profile row of each user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
+
+from medchat.models import Profile
+
+_COLUMNS = ("user_id", "role", "institution", "specialization", "bio", "created_ts", "updated_ts")
+EDITABLE_FIELDS = ("role", "institution", "specialization", "bio")
+
+
+def _row_to_profile(row: tuple[Any, ...]) -> Profile:
+    return Profile(**dict(zip(_COLUMNS, row)))
+
+
+class ProfileStore:
+    def __init__(self, api: ModuleApi):
+        self._api = api
+
+    async def reserve(self, profile: Profile) -> bool:
+        """Inserts the row unless one exists for the user; True if this call created it.
+
+        Registration writes the row before creating the Matrix account, so two concurrent
+        registrations of one username cannot both proceed.
+        """
+
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute(
+                f"INSERT INTO medchat_profiles ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id) DO NOTHING",
+                tuple(getattr(profile, c) for c in _COLUMNS),
+            )
+            return t.rowcount == 1
+
+        return await self._api.run_db_interaction("medchat_reserve_profile", txn)
+
+    async def delete(self, user_id: str) -> None:
+        def txn(t: LoggingTransaction) -> None:
+            t.execute("DELETE FROM medchat_profiles WHERE user_id = ?", (user_id,))
+
+        await self._api.run_db_interaction("medchat_delete_profile", txn)
+
+    async def get(self, user_id: str) -> Profile | None:
+        def txn(t: LoggingTransaction) -> Profile | None:
+            t.execute(f"SELECT {', '.join(_COLUMNS)} FROM medchat_profiles WHERE user_id = ?", (user_id,))
+            row = t.fetchone()
+            return _row_to_profile(row) if row else None
+
+        return await self._api.run_db_interaction("medchat_get_profile", txn)
+
+    async def update(self, user_id: str, changes: dict[str, str | None], now_ms: int) -> None:
+        """Writes the given editable fields and bumps updated_ts."""
+        fields = [f for f in EDITABLE_FIELDS if f in changes]
+        assignments = ", ".join(f"{f} = ?" for f in [*fields, "updated_ts"])
+
+        def txn(t: LoggingTransaction) -> None:
+            t.execute(
+                f"UPDATE medchat_profiles SET {assignments} WHERE user_id = ?",
+                (*(changes[f] for f in fields), now_ms, user_id),
+            )
+
+        await self._api.run_db_interaction("medchat_update_profile", txn)

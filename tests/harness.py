@@ -1,0 +1,208 @@
+"""Starts real Synapse processes with the MedChat module for the tests, and talks HTTP to them.
+
+No mock of Synapse: each server is `python -m synapse.app.homeserver` rendered from the repo's
+synapse.yaml (medchat.devconfig), on a free loopback port, on SQLite or a fresh PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import requests
+from nio import AsyncClient, LoginResponse
+
+from medchat.devconfig import prepare, synapse_command
+
+SERVER_NAME = "medchat.test"
+PASSWORD = "correct horse battery staple"
+
+# The suite logs in and registers far more often than a person; the failed-attempt limiter stays
+# at synapse.yaml's value so the rate-limit test sees Synapse's real behaviour.
+TEST_RATE_LIMITS = {
+    "rc_login": {"address": {"per_second": 1000, "burst_count": 1000}, "account": {"per_second": 1000, "burst_count": 1000}},
+    "rc_registration": {"per_second": 1000, "burst_count": 1000},
+    "rc_3pid_validation": {"per_second": 1000, "burst_count": 1000},
+    "rc_message": {"per_second": 1000, "burst_count": 1000},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresDatabase:
+    """A throw-away database on the server of `admin_url`, created C-collated as Synapse wants."""
+
+    def __init__(self, admin_url: str):
+        import psycopg2
+
+        self._admin_url = admin_url
+        self.name = f"medchat_test_{uuid.uuid4().hex[:12]}"
+        try:
+            conn = psycopg2.connect(admin_url, connect_timeout=5)
+        except psycopg2.OperationalError as e:
+            raise RuntimeError(f"MEDCHAT_TEST_POSTGRES={admin_url} is not reachable: {e}") from e
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {self.name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        conn.close()
+        parsed = urlparse(admin_url)
+        self.url = urlunparse(parsed._replace(path="/" + self.name))
+
+    def connect(self) -> Any:
+        import psycopg2
+
+        return psycopg2.connect(self.url)
+
+    def drop(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(self._admin_url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        conn.close()
+
+
+class SynapseServer:
+    """One homeserver process. `start()` returns once `/api/health` answers."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
+        self.workdir = workdir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url
+        self.log_path = workdir / "homeserver.log"
+        self._env = {
+            "MEDCHAT_SERVER_NAME": SERVER_NAME,
+            "MEDCHAT_PORT": str(self.port),
+            "MEDCHAT_PUBLIC_BASEURL": self.base_url + "/",
+            **(env or {}),
+        }
+        if database_url:
+            self._env["DATABASE_URL"] = database_url
+        self._overrides = overrides or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            synapse_command(config_paths), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Synapse exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.base_url + "/api/health", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"Synapse did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def run_until_exit(self, timeout: float = 60) -> tuple[int, str]:
+        """Starts a server that is expected to refuse to start; returns (exit code, output)."""
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides)
+        result = subprocess.run(
+            synapse_command(config_paths), cwd=self.workdir, capture_output=True, timeout=timeout, text=True
+        )
+        return result.returncode, result.stdout + result.stderr
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 80) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Api:
+    """A thin HTTP client for one server; every call returns the `requests.Response`."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, token: str | None = None, json: Any = None, data: bytes | None = None, **kw: Any) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.session.request(method, self.base_url + path, json=json, data=data, headers=headers, timeout=30, **kw)
+
+    def register(self, username: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Registers a user through /api/auth/register; returns the response plus the password."""
+        username = username or f"user_{secrets.token_hex(4)}"
+        body = {
+            "username": username,
+            "password": PASSWORD,
+            "email": f"{username}@example.org",
+            "full_name": f"Dr. {username.title()}",
+            "role": "Resident",
+            "institution": "St Elsewhere Hospital",
+            "specialization": "Cardiology",
+            **fields,
+        }
+        response = self.call("POST", "/api/auth/register", json=body)
+        assert response.status_code == 201, response.text
+        return {**response.json(), "password": body["password"], "email": body["email"], "username": username}
+
+
+def expect_error(response: requests.Response, status: int, errcode: str) -> dict[str, Any]:
+    """Asserts a Matrix-style JSON error; returns its body."""
+    assert response.status_code == status, f"{response.status_code} {response.text}"
+    body = response.json()
+    assert body["errcode"] == errcode, body
+    assert isinstance(body.get("error"), str) and body["error"], body
+    return body
+
+
+async def nio_login(base_url: str, user_id: str, password: str) -> AsyncClient:
+    """A matrix-nio client logged in with a password, as Element would be."""
+    client = AsyncClient(base_url, user_id)
+    response = await client.login(password, device_name="nio-test")
+    if not isinstance(response, LoginResponse):
+        await client.close()
+        raise AssertionError(f"matrix-nio login failed: {response}")
+    return client
+
+
+def run(coro: Any) -> Any:
+    """Runs a matrix-nio coroutine from a synchronous test."""
+    return asyncio.run(coro)
+
+
+def postgres_admin_url() -> str | None:
+    return os.environ.get("MEDCHAT_TEST_POSTGRES") or None
