@@ -7,6 +7,8 @@ synapse.yaml (medchat.devconfig), on a free loopback port, on SQLite or a fresh 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import secrets
 import signal
@@ -20,6 +22,8 @@ from urllib.parse import urlparse, urlunparse
 
 import requests
 from nio import AsyncClient, LoginResponse
+
+import yaml
 
 from medchat.devconfig import prepare, synapse_command
 
@@ -142,6 +146,18 @@ class SynapseServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def register_matrix_user(self, username: str, password: str = PASSWORD, admin: bool = False) -> str:
+        """A plain Matrix account made with Synapse's shared-secret admin API (no MedChat profile)."""
+        shared_secret = yaml.safe_load((self.workdir / "secrets.yaml").read_text())["registration_shared_secret"]
+        url = self.base_url + "/_synapse/admin/v1/register"
+        nonce = requests.get(url, timeout=10).json()["nonce"]
+        message = b"\x00".join([nonce.encode(), username.encode(), password.encode(), b"admin" if admin else b"notadmin"])
+        mac = hmac.new(shared_secret.encode(), message, hashlib.sha1).hexdigest()
+        body = {"nonce": nonce, "username": username, "password": password, "admin": admin, "mac": mac}
+        response = requests.post(url, json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["user_id"]
 
     def log_tail(self, lines: int = 80) -> str:
         if not self.log_path.exists():

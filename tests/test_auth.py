@@ -210,3 +210,17 @@ def test_profile_update_bad_input_changes_nothing(api: Api) -> None:
 def test_unknown_api_path_is_json_404(api: Api) -> None:
     expect_error(api.call("GET", "/api/auth/nothing-here"), 404, "M_UNRECOGNIZED")
     expect_error(api.call("DELETE", "/api/auth/login"), 405, "M_UNRECOGNIZED")
+
+
+def test_matrix_only_account_logs_in_and_gets_a_profile(api: Api, server) -> None:
+    """An account made outside the app (Synapse's admin API) works on the app's API too."""
+    username = f"m_{secrets.token_hex(4)}"
+    user_id = server.register_matrix_user(username)
+    login = api.call("POST", "/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    assert login.json()["user"]["role"] is None
+    token = login.json()["access_token"]
+    expect_error(api.call("PUT", "/api/auth/profile", token=token, json={"bio": "hi"}), 400, "M_MISSING_PARAM")
+    updated = api.call("PUT", "/api/auth/profile", token=token, json={"role": "Nurse", "bio": "hi"})
+    assert updated.status_code == 200, updated.text
+    assert (updated.json()["id"], updated.json()["role"], updated.json()["bio"]) == (user_id, "Nurse", "hi")

@@ -119,11 +119,11 @@ class Accounts:
     # --- own profile ---------------------------------------------------------------------------
 
     async def view(self, user_id: str, show_email: bool) -> JsonDict:
-        """The ChatUser model of a local user with a MedChat profile; 404 otherwise."""
+        """The ChatUser model of a local user; 404 if there is no such Matrix user."""
         profile = await self._profiles.get(user_id)
-        if profile is None:
+        if profile is None and await self._bridge.api.check_user_exists(user_id) is None:
             raise SynapseError(404, "No such user.", "M_NOT_FOUND")
-        return chat_user(profile, await self._identity(user_id, show_email), show_email)
+        return chat_user(user_id, profile, await self._identity(user_id, show_email), show_email)
 
     async def _identity(self, user_id: str, with_email: bool) -> MatrixIdentity:
         matrix_profile = await self._bridge.api.get_profile_for_user(localpart(user_id))
@@ -141,7 +141,10 @@ class Accounts:
         if "role" in body:
             self.check_role(body["role"])
         if await self._profiles.get(user_id) is None:
-            raise SynapseError(404, "This account has no MedChat profile.", "M_NOT_FOUND")
+            if "role" not in body:
+                raise SynapseError(400, "This account has no profile yet: give its role.", "M_MISSING_PARAM")
+            now = self._bridge.now_ms()
+            await self._profiles.reserve(Profile(user_id, body["role"], None, None, None, now, now))
         if "full_name" in body:
             await self._bridge.set_display_name(user_id, body["full_name"])
         if "profile_image" in body:

@@ -47,26 +47,30 @@ def localpart(user_id: str) -> str:
     return user_id[1:].split(":", 1)[0]
 
 
-def chat_user(profile: Profile, identity: MatrixIdentity, show_email: bool) -> JsonDict:
-    """The plan's ChatUser model. `email` is only shown to the user themselves and admins."""
+def chat_user(user_id: str, profile: Profile | None, identity: MatrixIdentity, show_email: bool) -> JsonDict:
+    """The plan's ChatUser model. `email` is only shown to the user themselves and admins.
+
+    `profile` is None for a Matrix user without a medical profile (e.g. one made with Synapse's
+    admin API or on another server): the Matrix facts are shown, the medical fields are null.
+    """
     return {
-        "id": profile.user_id,
+        "id": user_id,
         "user": {
-            "id": profile.user_id,
-            "username": localpart(profile.user_id),
+            "id": user_id,
+            "username": localpart(user_id),
             "email": identity.email if show_email else None,
             "full_name": identity.display_name,
         },
         "is_online": identity.is_online,
         "last_seen": iso(identity.last_active_ts),
         "profile_image": identity.avatar_url,
-        "bio": profile.bio,
-        "specialization": profile.specialization,
-        "institution": profile.institution,
-        "role": profile.role,
+        "bio": profile.bio if profile else None,
+        "specialization": profile.specialization if profile else None,
+        "institution": profile.institution if profile else None,
+        "role": profile.role if profile else None,
         "is_verified": False,
-        "created_at": iso(profile.created_ts),
-        "updated_at": iso(profile.updated_ts),
+        "created_at": iso(profile.created_ts) if profile else None,
+        "updated_at": iso(profile.updated_ts) if profile else None,
     }
 
 
