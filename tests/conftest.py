@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from harness import Api, PostgresDatabase, SynapseServer, TEST_RATE_LIMITS, free_port, postgres_admin_url
+from harness import Api, SynapseServer, TEST_RATE_LIMITS, free_port, fresh_database
 
 
 class MailSink:
@@ -64,13 +64,8 @@ def mail() -> Iterator[MailSink]:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str | None]:
     """None for SQLite; otherwise the URL of a fresh PostgreSQL database for this session."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        yield None
-        return
-    db = PostgresDatabase(admin_url)
-    yield db.url
-    db.drop()
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

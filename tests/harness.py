@@ -16,6 +16,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -222,3 +224,18 @@ def run(coro: Any) -> Any:
 
 def postgres_admin_url() -> str | None:
     return os.environ.get("MEDCHAT_TEST_POSTGRES") or None
+
+
+@contextmanager
+def fresh_database() -> Iterator[str | None]:
+    """None on SQLite runs (the server keeps its database in its directory); on PostgreSQL runs
+    the URL of a new database, dropped afterwards."""
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        yield None
+        return
+    db = PostgresDatabase(admin_url)
+    try:
+        yield db.url
+    finally:
+        db.drop()

@@ -6,19 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import Api, PostgresDatabase, SynapseServer, TEST_RATE_LIMITS, expect_error, postgres_admin_url
+from harness import Api, SynapseServer, TEST_RATE_LIMITS, expect_error, fresh_database
 
 
 @pytest.fixture
 def own_database_url():
-    """A database of the test's own: None (SQLite in the test's directory) or a fresh PostgreSQL one."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        yield None
-        return
-    db = PostgresDatabase(admin_url)
-    yield db.url
-    db.drop()
+    """A database of the test's own, apart from the session server's."""
+    with fresh_database() as url:
+        yield url
 
 
 def test_health_reports_versions_and_engine(api, server) -> None:

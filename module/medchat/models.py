@@ -81,49 +81,45 @@ _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 200}
 _BIO = {"type": ["string", "null"], "maxLength": 2000}
 _FULL_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
 _PASSWORD = {"type": "string", "minLength": 1, "maxLength": 512}
+_EMAIL = {"type": "string", "minLength": 3, "maxLength": 254}
+_TOKEN = {"type": "string", "minLength": 1, "maxLength": 1024}
+_DEVICE_NAME = {"type": "string", "maxLength": 100}
 
-REGISTER_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["username", "password", "email", "full_name", "role"],
-    "properties": {
+def _body(properties: JsonDict, required: tuple[str, ...] = (), **extra: Any) -> JsonDict:
+    """A JSON object schema that names its fields and refuses unknown ones."""
+    return {"type": "object", "additionalProperties": False, "required": list(required), "properties": properties, **extra}
+
+
+REGISTER_BODY = _body(
+    {
         "username": {"type": "string", "minLength": 1, "maxLength": 200},
         "password": _PASSWORD,
-        "email": {"type": "string", "minLength": 3, "maxLength": 254},
+        "email": _EMAIL,
         "full_name": _FULL_NAME,
         "role": _TEXT,
         "institution": _OPTIONAL_TEXT,
         "specialization": _OPTIONAL_TEXT,
         "bio": _BIO,
-        "device_name": {"type": "string", "maxLength": 100},
+        "device_name": _DEVICE_NAME,
     },
-}
+    required=("username", "password", "email", "full_name", "role"),
+)
 
-LOGIN_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["password"],
-    "oneOf": [{"required": ["username"]}, {"required": ["email"]}],
-    "properties": {
+LOGIN_BODY = _body(
+    {
         "username": {"type": "string", "minLength": 1, "maxLength": 255},
-        "email": {"type": "string", "minLength": 3, "maxLength": 254},
+        "email": _EMAIL,
         "password": _PASSWORD,
-        "device_name": {"type": "string", "maxLength": 100},
+        "device_name": _DEVICE_NAME,
     },
-}
+    required=("password",),
+    oneOf=[{"required": ["username"]}, {"required": ["email"]}],
+)
 
-REFRESH_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["refresh_token"],
-    "properties": {"refresh_token": {"type": "string", "minLength": 1, "maxLength": 1024}},
-}
+REFRESH_BODY = _body({"refresh_token": _TOKEN}, required=("refresh_token",))
 
-PROFILE_UPDATE_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": {
+PROFILE_UPDATE_BODY = _body(
+    {
         "full_name": _FULL_NAME,
         "role": _TEXT,
         "institution": _OPTIONAL_TEXT,
@@ -131,23 +127,12 @@ PROFILE_UPDATE_BODY: JsonDict = {
         "bio": _BIO,
         "profile_image": {"type": ["string", "null"], "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"},
     },
-}
+    minProperties=1,
+)
 
-FORGOT_PASSWORD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["email"],
-    "properties": {"email": {"type": "string", "minLength": 3, "maxLength": 254}},
-}
+FORGOT_PASSWORD_BODY = _body({"email": _EMAIL}, required=("email",))
 
-RESET_PASSWORD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["sid", "client_secret", "token", "new_password"],
-    "properties": {
-        "sid": {"type": "string", "minLength": 1, "maxLength": 255},
-        "client_secret": {"type": "string", "minLength": 1, "maxLength": 255},
-        "token": {"type": "string", "minLength": 1, "maxLength": 255},
-        "new_password": _PASSWORD,
-    },
-}
+RESET_PASSWORD_BODY = _body(
+    {"sid": _TOKEN, "client_secret": _TOKEN, "token": _TOKEN, "new_password": _PASSWORD},
+    required=("sid", "client_secret", "token", "new_password"),
+)
