@@ -114,9 +114,9 @@ class Contacts:
     async def add(self, owner_id: str, target_id: str, nickname: str | None, message: str | None) -> tuple[int, JsonDict]:
         """Adds a contact (201), or sends them a contact request (202) when requests are on.
 
-        No request is needed if the other side already lists the caller or has asked them, or
-        is on another server (whose own server keeps their list). A request the other side's
-        settings refuse is a 403 that does not say whether they blocked the caller.
+        No request is needed if the other side has already asked the caller (that request is
+        accepted), or is on another server (whose own server keeps their list). A request the
+        other side's settings refuse is a 403 that does not say whether they blocked the caller.
         """
         if target_id == owner_id:
             raise SynapseError(400, "Invalid field user_id: you cannot add yourself as a contact.", "M_INVALID_PARAM")
@@ -129,12 +129,11 @@ class Contacts:
             await self._rules.refuse(owner_id, target_id, "contact_request")
             if await self._store.accept_request(target_id, owner_id, nickname, now):
                 return 201, await self.get(owner_id, target_id)
-            if await self._store.get(target_id, owner_id) is None:
-                if not await self._store.put_request(owner_id, target_id, message, nickname, now):
-                    raise SynapseError(409, "You have already sent this user a contact request.", REQUEST_PENDING)
-                request = await self._store.get_request(owner_id, target_id)
-                assert request is not None
-                return 202, {"status": "pending", "request": (await self._requests_json([request], incoming=False))[0]}
+            if not await self._store.put_request(owner_id, target_id, message, nickname, now):
+                raise SynapseError(409, "You have already sent this user a contact request.", REQUEST_PENDING)
+            request = await self._store.get_request(owner_id, target_id)
+            assert request is not None
+            return 202, {"status": "pending", "request": (await self._requests_json([request], incoming=False))[0]}
         if not await self._store.add(owner_id, target_id, nickname, now):
             raise SynapseError(409, "This user is already in your contacts.", CONTACT_EXISTS)
         return 201, await self.get(owner_id, target_id)
