@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from nio import RoomCreateError, RoomCreateResponse, RoomInviteError, RoomInviteResponse
 
-from harness import SERVER_NAME, Api, expect_error, nio_login, run
+from harness import SERVER_NAME, TEST_RATE_LIMITS, Api, PostgresDatabase, SynapseServer, expect_error, nio_login, postgres_admin_url, run
 from medchat.rules.decisions import (
     PERMISSIONS_SCHEMA,
     Party,
@@ -187,6 +187,43 @@ def test_accepting_a_dm_invite_counts_as_starting_a_dm(api: Api, server: Any) ->
             await client.close()
 
     assert isinstance(run(nio_invite_ok()), RoomInviteResponse)
+
+
+# --- a server without contact requests and with a federation allow-list ----------------------
+
+
+@pytest.fixture(scope="module")
+def strict_api(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    admin_url = postgres_admin_url()
+    db = PostgresDatabase(admin_url) if admin_url else None
+    config = {"contact_requests": False, "federation_allow_list": ["partner.example"]}
+    hs = SynapseServer(
+        tmp_path_factory.mktemp("strict"), database_url=db.url if db else None,
+        overrides={**TEST_RATE_LIMITS, "modules": [{"module": "medchat.MedChatModule", "config": config}]},
+    )
+    hs.start()
+    yield Api(hs.base_url)
+    hs.stop()
+    if db:
+        db.drop()
+
+
+def test_without_requests_adding_is_immediate_and_one_sided(strict_api: Api) -> None:
+    a, b = strict_api.register(), strict_api.register()
+    added = strict_api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]})
+    assert added.status_code == 201 and added.json()["contact"]["id"] == b["user_id"]
+    assert strict_api.call("GET", C, token=b["access_token"]).json()["results"] == []
+    expect_error(strict_api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]}), 409, "ORG_MEDCHAT_CONTACT_EXISTS")
+
+
+def test_invites_to_servers_outside_the_allow_list_are_refused(strict_api: Api) -> None:
+    a = strict_api.register()
+    refusal(create_room(strict_api, a, ["@someone:outsider.example"], is_direct=True), "federation_allow_list")
+    room = create_room(strict_api, a, [])
+    assert room.status_code == 200
+    invite = strict_api.call("POST", f"/_matrix/client/v3/rooms/{quote(room.json()['room_id'])}/invite",
+                             token=a["access_token"], json={"user_id": "@someone:outsider.example"})
+    assert "outsider.example" in refusal(invite, "federation_allow_list")
 
 
 # --- the pure decisions ----------------------------------------------------------------------

@@ -130,6 +130,11 @@ def test_bad_input(api: Api) -> None:
     for query in ("?limit=0", "?limit=101", "?limit=x", "?favorite=maybe", "?q=" + "x" * 201):
         expect_error(api.call("GET", C + query, token=token), 400, "M_INVALID_PARAM")
     expect_error(api.call("GET", f"{C}/requests?direction=sideways", token=token), 400, "M_INVALID_PARAM")
+    for method, suffix in (("POST", "/block"), ("GET", ""), ("POST", "/favorite")):
+        expect_error(api.call(method, f"{C}/not-a-user{suffix}", token=token), 400, "M_INVALID_PARAM")
+    expect_error(api.call("POST", path(f"@ghost:{SERVER_NAME}", "/block"), token=token), 404, "M_NOT_FOUND")
+    # One's list is one's own: b's contact a is invisible to a third user.
+    expect_error(api.call("GET", path(a["user_id"]), token=stranger["access_token"]), 404, "M_NOT_FOUND")
     assert api.call("GET", C).status_code == 401
 
 

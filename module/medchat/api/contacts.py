@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from synapse.http.server import JsonResource
@@ -13,13 +14,14 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.api.http import query_bool, query_limit, query_string, read_json, route
 from medchat.contacts import Contacts, Page
-from medchat.models import CONTACT_ACCEPT_BODY, CONTACT_ADD_BODY, CONTACT_UPDATE_BODY
+from medchat.models import CONTACT_ACCEPT_BODY, CONTACT_ADD_BODY, CONTACT_UPDATE_BODY, USER_ID_SCHEMA
 from medchat.rules.contact import ACCOUNT_DATA, ContactRules
 from medchat.rules.decisions import PERMISSIONS_SCHEMA
 from medchat.store.contacts import ContactFilters
 
 PAGE_DEFAULT, PAGE_MAX = 50, 100
 BASE = "/api/chat/contacts"
+_USER_ID = re.compile(USER_ID_SCHEMA["pattern"])
 
 
 def _page(request: Any) -> Page:
@@ -61,8 +63,12 @@ class ContactServlets:
         route(resource, "POST", f"{BASE}/{{id}}/block", self.block)
         route(resource, "DELETE", f"{BASE}/{{id}}/block", self.unblock)
 
-    async def _me(self, request: Any) -> str:
-        return (await self._api.get_user_by_req(request)).user.to_string()
+    async def _me(self, request: Any, id: str | None = None) -> str:
+        """The caller, after authenticating them; 400 if the path's `{id}` is no Matrix user id."""
+        me = (await self._api.get_user_by_req(request)).user.to_string()
+        if id is not None and not _USER_ID.match(id):
+            raise SynapseError(400, f"Invalid user id in path: {id!r}", "M_INVALID_PARAM")
+        return me
 
     # --- the list -------------------------------------------------------------------------------
 
@@ -83,28 +89,28 @@ class ContactServlets:
         return await self._contacts.add(me, target, body.get("nickname"), body.get("message"))
 
     async def get(self, request: Any, id: str) -> tuple[int, Any]:
-        return 200, await self._contacts.get(await self._me(request), id)
+        return 200, await self._contacts.get(await self._me(request, id), id)
 
     async def put(self, request: Any, id: str) -> tuple[int, Any]:
-        me = await self._me(request)
+        me = await self._me(request, id)
         body = read_json(request, CONTACT_UPDATE_BODY)
         return 200, await self._contacts.set_nickname(me, id, body["nickname"])
 
     async def delete(self, request: Any, id: str) -> tuple[int, Any]:
-        await self._contacts.remove(await self._me(request), id)
+        await self._contacts.remove(await self._me(request, id), id)
         return 200, {}
 
     async def favorite(self, request: Any, id: str) -> tuple[int, Any]:
-        return 200, await self._contacts.set_favorite(await self._me(request), id, True)
+        return 200, await self._contacts.set_favorite(await self._me(request, id), id, True)
 
     async def unfavorite(self, request: Any, id: str) -> tuple[int, Any]:
-        return 200, await self._contacts.set_favorite(await self._me(request), id, False)
+        return 200, await self._contacts.set_favorite(await self._me(request, id), id, False)
 
     async def block(self, request: Any, id: str) -> tuple[int, Any]:
-        return 200, await self._contacts.set_blocked(await self._me(request), id, True)
+        return 200, await self._contacts.set_blocked(await self._me(request, id), id, True)
 
     async def unblock(self, request: Any, id: str) -> tuple[int, Any]:
-        return 200, await self._contacts.set_blocked(await self._me(request), id, False)
+        return 200, await self._contacts.set_blocked(await self._me(request, id), id, False)
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -116,16 +122,16 @@ class ContactServlets:
         return 200, await self._contacts.list_requests(me, direction == "incoming", _page(request))
 
     async def accept(self, request: Any, id: str) -> tuple[int, Any]:
-        me = await self._me(request)
+        me = await self._me(request, id)
         body = read_json(request, CONTACT_ACCEPT_BODY) if _has_body(request) else {}
         return 200, await self._contacts.accept(me, id, body.get("nickname"))
 
     async def decline(self, request: Any, id: str) -> tuple[int, Any]:
-        await self._contacts.decline(await self._me(request), id)
+        await self._contacts.decline(await self._me(request, id), id)
         return 200, {}
 
     async def cancel(self, request: Any, id: str) -> tuple[int, Any]:
-        await self._contacts.cancel(await self._me(request), id)
+        await self._contacts.cancel(await self._me(request, id), id)
         return 200, {}
 
     # --- who may contact me ---------------------------------------------------------------------
