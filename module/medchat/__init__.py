@@ -13,11 +13,19 @@ from synapse.module_api import ModuleApi
 
 from medchat.accounts import Accounts
 from medchat.api import build_api_resource
+from medchat.api.contacts import ContactServlets
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
-from medchat.store import ProfileStore, apply_migrations
+from medchat.contacts import Contacts
+from medchat.rules.callbacks import ContactSpamChecker
+from medchat.rules.contact import ContactRules
+from medchat.store import ContactStore, ProfileStore, apply_migrations
 
 logger = logging.getLogger(__name__)
+
+
+async def _everyone_unverified(user_id: str) -> str:
+    return "unverified"
 
 
 class MedChatModule:
@@ -30,8 +38,15 @@ class MedChatModule:
         )
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
-        accounts = Accounts(config, bridge, ProfileStore(api))
-        api.register_web_resource("/api", build_api_resource(bridge, accounts))
+        profiles = ProfileStore(api)
+        accounts = Accounts(config, bridge, profiles)
+        contact_store = ContactStore(api)
+        # Until the directory lands, everyone is unverified; its `Verification.level_of` replaces this.
+        rules = ContactRules(config, api, profiles, contact_store, _everyone_unverified)
+        contacts = Contacts(config, bridge, contact_store, profiles, rules)
+        ContactSpamChecker(rules, bridge).register(api)
+        api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
+        api.register_web_resource("/api", build_api_resource(bridge, accounts, ContactServlets(api, contacts, rules)))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

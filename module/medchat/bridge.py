@@ -243,3 +243,57 @@ class SynapseBridge:
         """(is_online, last_active_ts_ms) from Synapse's presence."""
         state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
         return state.state == "online", (state.last_active_ts or None)
+
+    # --- contacts: who exists, names for cards, DM tags, invites ----------------------------------
+
+    async def user_exists(self, user_id: str) -> bool:
+        """An active local account, or a remote user whose server answers a profile query."""
+        if self._hs.is_mine_id(user_id):
+            user = await self._store.get_user_by_id(user_id)
+            return user is not None and not user.is_deactivated
+        try:
+            await self._hs.get_profile_handler().get_profile(user_id)
+        except SynapseError as e:
+            if e.code == 404:
+                return False
+            raise
+        return True
+
+    async def directory_profiles(self, user_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """(display name, avatar) of many users in one query on Synapse's user directory.
+
+        It holds every local user and the remote users who share a room with a local one; others
+        are missing from the result.
+        """
+        rows = await self._store.db_pool.simple_select_many_batch(
+            table="user_directory",
+            column="user_id",
+            iterable=user_ids,
+            retcols=("user_id", "display_name", "avatar_url"),
+            desc="medchat_directory_profiles",
+        )
+        return {user_id: (name, avatar) for user_id, name, avatar in rows}
+
+    async def presence_of(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
+        """`presence` for many users in one look-up (listing pages)."""
+        states = await self._hs.get_presence_handler().get_states(user_ids)
+        return {s.user_id: (s.state == "online", s.last_active_ts or None) for s in states}
+
+    async def room_tags(self, user_id: str, room_id: str) -> set[str]:
+        return set(await self._store.get_tags_for_room(user_id, room_id))
+
+    async def set_room_tag(self, user_id: str, room_id: str, tag: str, present: bool) -> None:
+        """Adds or removes a room tag as `PUT/DELETE .../rooms/{roomId}/tags/{tag}` does (synced)."""
+        handler = self._hs.get_account_data_handler()
+        if present:
+            await handler.add_tag_to_room(user_id, room_id, tag, {})
+        else:
+            await handler.remove_tag_from_room(user_id, room_id, tag)
+
+    async def pending_invite(self, user_id: str, room_id: str) -> tuple[str, bool] | None:
+        """(inviter, is_direct) of a local user's pending invite to a room, if any."""
+        invite = await self._store.get_invite_for_local_user_in_room(user_id, room_id)
+        if invite is None:
+            return None
+        event = await self._store.get_event(invite.event_id, allow_none=True)
+        return invite.sender, bool(event is not None and event.content.get("is_direct"))

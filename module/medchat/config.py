@@ -24,6 +24,10 @@ def load_schema() -> dict[str, Any]:
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
+    contact_requests: bool = True
+    contact_permissions_default: str = "allow_all"
+    contact_policy: tuple[dict[str, Any], ...] = ()
+    federation_allow_list: tuple[str, ...] | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
@@ -39,4 +43,11 @@ class MedChatConfig:
             raise error
         defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
         values = {**defaults, **raw}
-        return cls(roles=tuple(values["roles"]), registration_enabled=values["registration_enabled"])
+        return cls(
+            roles=tuple(values["roles"]),
+            registration_enabled=values["registration_enabled"],
+            contact_requests=values["contact_requests"],
+            contact_permissions_default=values["contact_permissions_default"],
+            contact_policy=tuple(values["contact_policy"]),
+            federation_allow_list=None if values["federation_allow_list"] is None else tuple(values["federation_allow_list"]),
+        )

@@ -136,3 +136,46 @@ RESET_PASSWORD_BODY = _body(
     {"sid": _TOKEN, "client_secret": _TOKEN, "token": _TOKEN, "new_password": _PASSWORD},
     required=("sid", "client_secret", "token", "new_password"),
 )
+
+# --- contacts ----------------------------------------------------------------------------------
+
+
+def contact_card(user_id: str, role: str | None, institution: str | None, specialization: str | None, identity: MatrixIdentity) -> JsonDict:
+    """The `contact` object of the plan's Contact model (and of contact requests)."""
+    return {
+        "id": user_id,
+        "username": localpart(user_id),
+        "full_name": identity.display_name,
+        "profile_image": identity.avatar_url,
+        "specialization": specialization,
+        "institution": institution,
+        "role": role,
+        "is_online": identity.is_online,
+        "last_seen": iso(identity.last_active_ts),
+    }
+
+
+def contact_model(card: JsonDict, nickname: str | None, is_favorite: bool, is_blocked: bool, created_ts: int, updated_ts: int) -> JsonDict:
+    """The plan's Contact model; `id` is the contact's Matrix user id."""
+    return {
+        "id": card["id"],
+        "contact": card,
+        "nickname": nickname,
+        "is_favorite": is_favorite,
+        "is_blocked": is_blocked,
+        "created_at": iso(created_ts),
+        "updated_at": iso(updated_ts),
+    }
+
+
+USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": r"^@[^:\s]+:[^\s]+$", "maxLength": 255}
+_NICKNAME = {"type": ["string", "null"], "maxLength": 100}
+
+CONTACT_ADD_BODY = _body(
+    {"user_id": USER_ID_SCHEMA, "contact_id": USER_ID_SCHEMA, "nickname": _NICKNAME, "message": {"type": "string", "maxLength": 500}},
+    oneOf=[{"required": ["user_id"]}, {"required": ["contact_id"]}],
+)
+
+CONTACT_UPDATE_BODY = _body({"nickname": _NICKNAME}, required=("nickname",))
+
+CONTACT_ACCEPT_BODY = _body({"nickname": _NICKNAME})

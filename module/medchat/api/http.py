@@ -67,3 +67,39 @@ def _schema_error(error: jsonschema.ValidationError) -> SynapseError:
     if error.validator == "minProperties":
         return SynapseError(400, "The request body has no fields to change.", "M_INVALID_PARAM")
     return SynapseError(400, f"Invalid field {field}: {error.message}", "M_INVALID_PARAM")
+
+
+# --- query parameters --------------------------------------------------------------------------
+
+
+def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
+    """A query parameter, or None if absent; 400 if empty or longer than `max_length`."""
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    try:
+        value = values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise SynapseError(400, f"Invalid parameter {name}: not UTF-8", "M_INVALID_PARAM")
+    if not value or len(value) > max_length:
+        raise SynapseError(400, f"Invalid parameter {name}: give 1 to {max_length} characters", "M_INVALID_PARAM")
+    return value
+
+
+def query_bool(request: Any, name: str) -> bool | None:
+    value = query_string(request, name)
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise SynapseError(400, f"Invalid parameter {name}: use true or false", "M_INVALID_PARAM")
+    return value == "true"
+
+
+def query_limit(request: Any, default: int, maximum: int) -> int:
+    """The page size `limit`: 1 to `maximum` (400 outside), `default` if absent."""
+    value = query_string(request, "limit", max_length=6)
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise SynapseError(400, f"Invalid parameter limit: give a whole number from 1 to {maximum}", "M_INVALID_PARAM")
+    return int(value)

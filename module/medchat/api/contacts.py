@@ -1,0 +1,146 @@
+"""/api/chat/contacts*: the contact list, contact requests and who-may-contact-me settings.
+
+`{id}` is the other user's Matrix id (URL-encoded). Every route acts on the caller's own list only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from synapse.http.server import JsonResource
+from synapse.module_api import ModuleApi
+from synapse.module_api.errors import SynapseError
+
+from medchat.api.http import query_bool, query_limit, query_string, read_json, route
+from medchat.contacts import Contacts, Page
+from medchat.models import CONTACT_ACCEPT_BODY, CONTACT_ADD_BODY, CONTACT_UPDATE_BODY, USER_ID_SCHEMA
+from medchat.rules.contact import ACCOUNT_DATA, ContactRules
+from medchat.rules.decisions import PERMISSIONS_SCHEMA
+from medchat.store.contacts import ContactFilters
+
+PAGE_DEFAULT, PAGE_MAX = 50, 100
+BASE = "/api/chat/contacts"
+_USER_ID = re.compile(USER_ID_SCHEMA["pattern"])
+
+
+def _page(request: Any) -> Page:
+    return Page(limit=query_limit(request, PAGE_DEFAULT, PAGE_MAX), cursor=query_string(request, "cursor", max_length=255))
+
+
+def _has_body(request: Any) -> bool:
+    """Whether a body was sent (accepting a request may send none)."""
+    content = request.content
+    if content is None:
+        return False
+    position = content.tell()
+    present = bool(content.read(1))
+    content.seek(position)
+    return present
+
+
+class ContactServlets:
+    def __init__(self, api: ModuleApi, contacts: Contacts, rules: ContactRules):
+        self._api = api
+        self._contacts = contacts
+        self._rules = rules
+
+    def register_routes(self, resource: JsonResource) -> None:
+        # The fixed paths first: `{id}` would match "requests" and "permissions" too.
+        route(resource, "GET", f"{BASE}/permissions", self.get_permissions)
+        route(resource, "PUT", f"{BASE}/permissions", self.put_permissions)
+        route(resource, "GET", f"{BASE}/requests", self.list_requests)
+        route(resource, "POST", f"{BASE}/requests/{{id}}/accept", self.accept)
+        route(resource, "POST", f"{BASE}/requests/{{id}}/decline", self.decline)
+        route(resource, "DELETE", f"{BASE}/requests/{{id}}", self.cancel)
+        route(resource, "GET", BASE, self.list)
+        route(resource, "POST", BASE, self.add)
+        route(resource, "GET", f"{BASE}/{{id}}", self.get)
+        route(resource, "PUT", f"{BASE}/{{id}}", self.put)
+        route(resource, "DELETE", f"{BASE}/{{id}}", self.delete)
+        route(resource, "POST", f"{BASE}/{{id}}/favorite", self.favorite)
+        route(resource, "DELETE", f"{BASE}/{{id}}/favorite", self.unfavorite)
+        route(resource, "POST", f"{BASE}/{{id}}/block", self.block)
+        route(resource, "DELETE", f"{BASE}/{{id}}/block", self.unblock)
+
+    async def _me(self, request: Any, id: str | None = None) -> str:
+        """The caller, after authenticating them; 400 if the path's `{id}` is no Matrix user id."""
+        me = (await self._api.get_user_by_req(request)).user.to_string()
+        if id is not None and not _USER_ID.match(id):
+            raise SynapseError(400, f"Invalid user id in path: {id!r}", "M_INVALID_PARAM")
+        return me
+
+    # --- the list -------------------------------------------------------------------------------
+
+    async def list(self, request: Any) -> tuple[int, Any]:
+        me = await self._me(request)
+        filters = ContactFilters(
+            favorite=query_bool(request, "favorite"),
+            blocked=query_bool(request, "blocked"),
+            role=query_string(request, "role"),
+            institution=query_string(request, "institution"),
+        )
+        return 200, await self._contacts.list(me, filters, query_string(request, "q"), _page(request))
+
+    async def add(self, request: Any) -> tuple[int, Any]:
+        me = await self._me(request)
+        body = read_json(request, CONTACT_ADD_BODY)
+        target = body.get("user_id") or body["contact_id"]
+        return await self._contacts.add(me, target, body.get("nickname"), body.get("message"))
+
+    async def get(self, request: Any, id: str) -> tuple[int, Any]:
+        return 200, await self._contacts.get(await self._me(request, id), id)
+
+    async def put(self, request: Any, id: str) -> tuple[int, Any]:
+        me = await self._me(request, id)
+        body = read_json(request, CONTACT_UPDATE_BODY)
+        return 200, await self._contacts.set_nickname(me, id, body["nickname"])
+
+    async def delete(self, request: Any, id: str) -> tuple[int, Any]:
+        await self._contacts.remove(await self._me(request, id), id)
+        return 200, {}
+
+    async def favorite(self, request: Any, id: str) -> tuple[int, Any]:
+        return 200, await self._contacts.set_favorite(await self._me(request, id), id, True)
+
+    async def unfavorite(self, request: Any, id: str) -> tuple[int, Any]:
+        return 200, await self._contacts.set_favorite(await self._me(request, id), id, False)
+
+    async def block(self, request: Any, id: str) -> tuple[int, Any]:
+        return 200, await self._contacts.set_blocked(await self._me(request, id), id, True)
+
+    async def unblock(self, request: Any, id: str) -> tuple[int, Any]:
+        return 200, await self._contacts.set_blocked(await self._me(request, id), id, False)
+
+    # --- requests -------------------------------------------------------------------------------
+
+    async def list_requests(self, request: Any) -> tuple[int, Any]:
+        me = await self._me(request)
+        direction = query_string(request, "direction") or "incoming"
+        if direction not in ("incoming", "outgoing"):
+            raise SynapseError(400, "Invalid parameter direction: use incoming or outgoing", "M_INVALID_PARAM")
+        return 200, await self._contacts.list_requests(me, direction == "incoming", _page(request))
+
+    async def accept(self, request: Any, id: str) -> tuple[int, Any]:
+        me = await self._me(request, id)
+        body = read_json(request, CONTACT_ACCEPT_BODY) if _has_body(request) else {}
+        return 200, await self._contacts.accept(me, id, body.get("nickname"))
+
+    async def decline(self, request: Any, id: str) -> tuple[int, Any]:
+        await self._contacts.decline(await self._me(request, id), id)
+        return 200, {}
+
+    async def cancel(self, request: Any, id: str) -> tuple[int, Any]:
+        await self._contacts.cancel(await self._me(request, id), id)
+        return 200, {}
+
+    # --- who may contact me ---------------------------------------------------------------------
+
+    async def get_permissions(self, request: Any) -> tuple[int, Any]:
+        permissions, source = await self._rules.permissions_of(await self._me(request))
+        return 200, {"permissions": permissions.to_json(), "source": source}
+
+    async def put_permissions(self, request: Any) -> tuple[int, Any]:
+        me = await self._me(request)
+        permissions = await self._rules.set_permissions(me, read_json(request, PERMISSIONS_SCHEMA))
+        return 200, {"permissions": permissions.to_json(), "source": ACCOUNT_DATA}

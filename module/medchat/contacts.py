@@ -1,0 +1,238 @@
+"""Contacts: the app's contact list, contact requests, and their mirror in Matrix.
+
+Where Matrix has a place, it holds the truth so Element agrees: a block *is* an entry in the
+owner's `m.ignored_user_list` (so ignoring someone in Element shows them as blocked here, and
+unblocking here un-ignores them there), and a favourite contact's DM rooms (the owner's `m.direct`
+account data) carry the `m.favourite` tag. The module's tables keep only nickname, favourite flag
+and pending requests. This file holds the rules; api/contacts.py only moves JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.config import MedChatConfig
+from medchat.models import JsonDict, MatrixIdentity, contact_card, contact_model, iso, localpart
+from medchat.rules.contact import IGNORED_TYPE, ContactRules, thaw
+from medchat.store import ContactStore, ProfileStore
+from medchat.store.contacts import DECLINED, ContactFilters, ContactRequest, ContactRow
+
+logger = logging.getLogger(__name__)
+
+DIRECT_TYPE = "m.direct"
+FAVOURITE_TAG = "m.favourite"
+CONTACT_EXISTS = "ORG_MEDCHAT_CONTACT_EXISTS"
+REQUEST_PENDING = "ORG_MEDCHAT_REQUEST_PENDING"
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    cursor: str | None = None
+
+
+def _not_a_contact() -> SynapseError:
+    return SynapseError(404, "This user is not in your contacts.", "M_NOT_FOUND")
+
+
+def _page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
+    """The first `limit` items and the cursor after them (None on the last page)."""
+    return items[:limit], (key(items[limit - 1]) if len(items) > limit else None)
+
+
+class Contacts:
+    def __init__(self, config: MedChatConfig, bridge: SynapseBridge, store: ContactStore, profiles: ProfileStore, rules: ContactRules):
+        self._config = config
+        self._bridge = bridge
+        self._api = bridge.api
+        self._store = store
+        self._profiles = profiles
+        self._rules = rules
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def _cards(self, people: Iterable[tuple[str, str | None, str | None, str | None]]) -> dict[str, JsonDict]:
+        """Contact cards for (user id, role, institution, specialization), with live presence."""
+        people = list(people)
+        ids = [p[0] for p in people]
+        names = await self._bridge.directory_profiles(ids)
+        presence = await self._bridge.presence_of(ids)
+        cards = {}
+        for user_id, role, institution, specialization in people:
+            display_name, avatar = names.get(user_id, (None, None))
+            is_online, last_active = presence.get(user_id, (False, None))
+            identity = MatrixIdentity(display_name, avatar, None, is_online, last_active)
+            cards[user_id] = contact_card(user_id, role, institution, specialization, identity)
+        return cards
+
+    async def _render(self, owner_id: str, rows: list[ContactRow]) -> list[JsonDict]:
+        cards = await self._cards((r.contact_id, r.role, r.institution, r.specialization) for r in rows)
+        ignored = await self._rules.ignored_users(owner_id)
+        return [
+            contact_model(cards[r.contact_id], r.nickname, r.is_favorite, r.contact_id in ignored, r.created_ts, r.updated_ts)
+            for r in rows
+        ]
+
+    async def _row(self, owner_id: str, contact_id: str) -> ContactRow:
+        row = await self._store.get(owner_id, contact_id)
+        if row is None:
+            raise _not_a_contact()
+        return row
+
+    async def get(self, owner_id: str, contact_id: str) -> JsonDict:
+        return (await self._render(owner_id, [await self._row(owner_id, contact_id)]))[0]
+
+    async def list(self, owner_id: str, filters: ContactFilters, q: str | None, page: Page) -> JsonDict:
+        """One page of contacts in user-id order; `q` matches name, username or nickname.
+
+        `q` is matched here rather than in SQL because names live in Synapse's profiles; a
+        contact list is one person's address book, so it is read whole for a search.
+        """
+        if filters.blocked is not None:
+            filters = ContactFilters(filters.favorite, filters.role, filters.institution, filters.blocked, list(await self._rules.ignored_users(owner_id)))
+        if q is None:
+            rows = await self._store.list(owner_id, filters, page.cursor, page.limit + 1)
+        else:
+            rows = await self._store.list(owner_id, filters, page.cursor, None)
+            names = await self._bridge.directory_profiles([r.contact_id for r in rows])
+            needle = q.casefold()
+            rows = [
+                r for r in rows
+                if any(needle in (text or "").casefold() for text in (r.nickname, names.get(r.contact_id, (None,))[0], localpart(r.contact_id)))
+            ][: page.limit + 1]
+        rows, cursor = _page(rows, page.limit, lambda r: r.contact_id)
+        return {"results": await self._render(owner_id, rows), "next_cursor": cursor}
+
+    # --- changing the list ----------------------------------------------------------------------
+
+    async def add(self, owner_id: str, target_id: str, nickname: str | None, message: str | None) -> tuple[int, JsonDict]:
+        """Adds a contact (201), or sends them a contact request (202) when requests are on.
+
+        No request is needed if the other side has already asked the caller (that request is
+        accepted), or is on another server (whose own server keeps their list). A request the
+        other side's settings refuse is a 403 that does not say whether they blocked the caller.
+        """
+        if target_id == owner_id:
+            raise SynapseError(400, "Invalid field user_id: you cannot add yourself as a contact.", "M_INVALID_PARAM")
+        if not await self._bridge.user_exists(target_id):
+            raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+        if await self._store.get(owner_id, target_id) is not None:
+            raise SynapseError(409, "This user is already in your contacts.", CONTACT_EXISTS)
+        now = self._bridge.now_ms()
+        if self._config.contact_requests and self._api.is_mine(target_id):
+            await self._rules.refuse(owner_id, target_id, "contact_request")
+            if await self._store.accept_request(target_id, owner_id, nickname, now):
+                return 201, await self.get(owner_id, target_id)
+            if not await self._store.put_request(owner_id, target_id, message, nickname, now):
+                raise SynapseError(409, "You have already sent this user a contact request.", REQUEST_PENDING)
+            request = await self._store.get_request(owner_id, target_id)
+            assert request is not None
+            return 202, {"status": "pending", "request": (await self._requests_json([request], incoming=False))[0]}
+        if not await self._store.add(owner_id, target_id, nickname, now):
+            raise SynapseError(409, "This user is already in your contacts.", CONTACT_EXISTS)
+        return 201, await self.get(owner_id, target_id)
+
+    async def set_nickname(self, owner_id: str, contact_id: str, nickname: str | None) -> JsonDict:
+        if not await self._store.update(owner_id, contact_id, {"nickname": nickname}, self._bridge.now_ms()):
+            raise _not_a_contact()
+        return await self.get(owner_id, contact_id)
+
+    async def remove(self, owner_id: str, contact_id: str) -> None:
+        """Removes the contact and its favourite tags. A block stays: it is Matrix's ignore list."""
+        row = await self._row(owner_id, contact_id)
+        await self._store.delete(owner_id, contact_id)
+        if row.is_favorite:
+            await self._tag_dms(owner_id, [contact_id], present=False)
+
+    async def set_favorite(self, owner_id: str, contact_id: str, favorite: bool) -> JsonDict:
+        if not await self._store.update(owner_id, contact_id, {"is_favorite": favorite}, self._bridge.now_ms()):
+            raise _not_a_contact()
+        await self._tag_dms(owner_id, [contact_id], present=favorite)
+        return await self.get(owner_id, contact_id)
+
+    async def set_blocked(self, owner_id: str, contact_id: str, blocked: bool) -> JsonDict:
+        """Blocking adds the user to `m.ignored_user_list` (adding them to the list if needed, so
+        the block shows here) and declines their pending request; unblocking removes only them.
+        """
+        if blocked and await self._store.get(owner_id, contact_id) is None:
+            if contact_id == owner_id or not await self._bridge.user_exists(contact_id):
+                raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+            await self._store.add(owner_id, contact_id, None, self._bridge.now_ms())
+        await self._row(owner_id, contact_id)
+        ignored = await self._rules.ignored_users(owner_id)
+        if blocked != (contact_id in ignored):
+            if blocked:
+                ignored[contact_id] = {}
+            else:
+                del ignored[contact_id]
+            data = thaw(await self._api.account_data_manager.get_global(owner_id, IGNORED_TYPE) or {})
+            await self._api.account_data_manager.put_global(owner_id, IGNORED_TYPE, {**data, "ignored_users": ignored})
+        if blocked:
+            await self._store.set_request_status(contact_id, owner_id, DECLINED, self._bridge.now_ms())
+        return await self.get(owner_id, contact_id)
+
+    # --- favourite tags on DM rooms -------------------------------------------------------------
+
+    async def _tag_dms(self, owner_id: str, contact_ids: list[str], present: bool, direct: Any = None) -> None:
+        """Sets or clears `m.favourite` on the owner's DM rooms with the contacts (per `m.direct`)."""
+        if direct is None:
+            direct = await self._api.account_data_manager.get_global(owner_id, DIRECT_TYPE) or {}
+        for contact_id in contact_ids:
+            rooms = direct.get(contact_id)
+            for room_id in rooms if isinstance(rooms, (list, tuple)) else ():
+                if isinstance(room_id, str) and (FAVOURITE_TAG in await self._bridge.room_tags(owner_id, room_id)) != present:
+                    await self._bridge.set_room_tag(owner_id, room_id, FAVOURITE_TAG, present)
+
+    async def on_account_data_updated(self, user_id: str, room_id: str | None, account_data_type: str, content: JsonDict) -> None:
+        """A new DM with a favourite contact (any client updates `m.direct`) gets the tag too."""
+        if room_id is not None or account_data_type != DIRECT_TYPE or not self._api.is_mine(user_id):
+            return
+        favorites = await self._store.favorites(user_id)
+        if favorites:
+            await self._tag_dms(user_id, favorites, present=True, direct=content)
+
+    # --- contact requests -----------------------------------------------------------------------
+
+    async def _requests_json(self, requests: list[ContactRequest], incoming: bool) -> list[JsonDict]:
+        others = [r.requester_id if incoming else r.target_id for r in requests]
+        profiles = {uid: await self._profiles.get(uid) if self._api.is_mine(uid) else None for uid in others}
+        cards = await self._cards(
+            (uid, *((p.role, p.institution, p.specialization) if (p := profiles[uid]) else (None, None, None))) for uid in others
+        )
+        return [
+            {
+                "id": other,
+                "direction": "incoming" if incoming else "outgoing",
+                "user": cards[other],
+                "message": r.message,
+                "status": r.status,
+                "created_at": iso(r.created_ts),
+            }
+            for other, r in zip(others, requests)
+        ]
+
+    async def list_requests(self, user_id: str, incoming: bool, page: Page) -> JsonDict:
+        """Pending requests to (or from) the user, ordered by the other side's user id."""
+        requests = await self._store.list_requests(user_id, incoming, page.cursor, page.limit + 1)
+        requests, cursor = _page(requests, page.limit, lambda r: r.requester_id if incoming else r.target_id)
+        return {"results": await self._requests_json(requests, incoming), "next_cursor": cursor}
+
+    async def accept(self, user_id: str, requester_id: str, nickname: str | None) -> JsonDict:
+        """Both lists now hold each other; returns the new contact as the accepting user sees it."""
+        if not await self._store.accept_request(requester_id, user_id, nickname, self._bridge.now_ms()):
+            raise SynapseError(404, "No pending contact request from this user.", "M_NOT_FOUND")
+        return await self.get(user_id, requester_id)
+
+    async def decline(self, user_id: str, requester_id: str) -> None:
+        if not await self._store.set_request_status(requester_id, user_id, DECLINED, self._bridge.now_ms()):
+            raise SynapseError(404, "No pending contact request from this user.", "M_NOT_FOUND")
+
+    async def cancel(self, user_id: str, target_id: str) -> None:
+        if not await self._store.delete_request(user_id, target_id):
+            raise SynapseError(404, "No pending contact request to this user.", "M_NOT_FOUND")

@@ -1,0 +1,234 @@
+"""medchat_contacts and medchat_contact_requests: each user's contact list and pending requests."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
+
+PENDING, DECLINED = "pending", "declined"
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """A contact with the medical fields of their profile (None for users without one)."""
+
+    contact_id: str
+    nickname: str | None
+    is_favorite: bool
+    created_ts: int
+    updated_ts: int
+    role: str | None
+    institution: str | None
+    specialization: str | None
+
+
+@dataclass(frozen=True)
+class ContactFilters:
+    favorite: bool | None = None
+    role: str | None = None
+    institution: str | None = None
+    # Blocking lives in account data; the caller passes the blocked ids and whether to keep them.
+    blocked: bool | None = None
+    blocked_ids: Collection[str] = ()
+
+
+@dataclass(frozen=True)
+class ContactRequest:
+    requester_id: str
+    target_id: str
+    status: str
+    message: str | None
+    nickname: str | None
+    created_ts: int
+    updated_ts: int
+
+
+_CONTACT_SQL = (
+    "SELECT c.contact_id, c.nickname, c.is_favorite, c.created_ts, c.updated_ts, p.role, p.institution, p.specialization"
+    " FROM medchat_contacts c LEFT JOIN medchat_profiles p ON p.user_id = c.contact_id"
+)
+_REQUEST_COLUMNS = ("requester_id", "target_id", "status", "message", "nickname", "created_ts", "updated_ts")
+
+
+def _contact(row: tuple[Any, ...]) -> ContactRow:
+    return ContactRow(row[0], row[1], bool(row[2]), *row[3:])
+
+
+def _in(column: str, values: Collection[str], negate: bool) -> tuple[str, list[str]]:
+    if not values:
+        return ("" if negate else " AND 1 = 0"), []
+    marks = ", ".join("?" for _ in values)
+    return f" AND {column} {'NOT IN' if negate else 'IN'} ({marks})", list(values)
+
+
+def _insert_contact(t: LoggingTransaction, owner_id: str, contact_id: str, nickname: str | None, now: int) -> bool:
+    t.execute(
+        "INSERT INTO medchat_contacts (owner_id, contact_id, nickname, is_favorite, created_ts, updated_ts)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner_id, contact_id) DO NOTHING",
+        (owner_id, contact_id, nickname, False, now, now),
+    )
+    return t.rowcount == 1
+
+
+class ContactStore:
+    def __init__(self, api: ModuleApi):
+        self._api = api
+
+    async def _run(self, name: str, func: Any, *args: Any) -> Any:
+        return await self._api.run_db_interaction(f"medchat_{name}", func, *args)
+
+    # --- contacts -----------------------------------------------------------------------------
+
+    async def get(self, owner_id: str, contact_id: str) -> ContactRow | None:
+        def txn(t: LoggingTransaction) -> ContactRow | None:
+            t.execute(f"{_CONTACT_SQL} WHERE c.owner_id = ? AND c.contact_id = ?", (owner_id, contact_id))
+            row = t.fetchone()
+            return _contact(row) if row else None
+
+        return await self._run("get_contact", txn)
+
+    async def add(self, owner_id: str, contact_id: str, nickname: str | None, now: int) -> bool:
+        """Adds the contact unless already there; True if this call added it."""
+        return await self._run("add_contact", _insert_contact, owner_id, contact_id, nickname, now)
+
+    async def update(self, owner_id: str, contact_id: str, changes: dict[str, Any], now: int) -> bool:
+        """Sets `nickname` and/or `is_favorite`; False if there is no such contact."""
+        fields = [f for f in ("nickname", "is_favorite") if f in changes]
+        assignments = ", ".join(f"{f} = ?" for f in [*fields, "updated_ts"])
+
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute(
+                f"UPDATE medchat_contacts SET {assignments} WHERE owner_id = ? AND contact_id = ?",
+                (*(changes[f] for f in fields), now, owner_id, contact_id),
+            )
+            return t.rowcount == 1
+
+        return await self._run("update_contact", txn)
+
+    async def delete(self, owner_id: str, contact_id: str) -> bool:
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute("DELETE FROM medchat_contacts WHERE owner_id = ? AND contact_id = ?", (owner_id, contact_id))
+            return t.rowcount == 1
+
+        return await self._run("delete_contact", txn)
+
+    async def list(self, owner_id: str, filters: ContactFilters, after: str | None, limit: int | None) -> list[ContactRow]:
+        """The owner's contacts in user-id order, after the cursor `after`; all of them if no limit."""
+        where, args = " WHERE c.owner_id = ?", [owner_id]
+        for column, value in (("c.is_favorite", filters.favorite), ("p.role", filters.role), ("p.institution", filters.institution)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                args.append(value)
+        if filters.blocked is not None:
+            clause, ids = _in("c.contact_id", filters.blocked_ids, negate=not filters.blocked)
+            where += clause
+            args += ids
+        if after is not None:
+            where += " AND c.contact_id > ?"
+            args.append(after)
+        sql = f"{_CONTACT_SQL}{where} ORDER BY c.contact_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+
+        def txn(t: LoggingTransaction) -> list[ContactRow]:
+            t.execute(sql, args)
+            return [_contact(row) for row in t.fetchall()]
+
+        return await self._run("list_contacts", txn)
+
+    async def favorites(self, owner_id: str) -> list[str]:
+        def txn(t: LoggingTransaction) -> list[str]:
+            t.execute("SELECT contact_id FROM medchat_contacts WHERE owner_id = ? AND is_favorite = ?", (owner_id, True))
+            return [row[0] for row in t.fetchall()]
+
+        return await self._run("favorite_contacts", txn)
+
+    # --- requests -----------------------------------------------------------------------------
+
+    async def get_request(self, requester_id: str, target_id: str) -> ContactRequest | None:
+        def txn(t: LoggingTransaction) -> ContactRequest | None:
+            t.execute(
+                f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM medchat_contact_requests WHERE requester_id = ? AND target_id = ?",
+                (requester_id, target_id),
+            )
+            row = t.fetchone()
+            return ContactRequest(*row) if row else None
+
+        return await self._run("get_contact_request", txn)
+
+    async def put_request(self, requester_id: str, target_id: str, message: str | None, nickname: str | None, now: int) -> bool:
+        """Creates the pending request, or renews a declined one; False if one is already pending."""
+
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute(
+                "INSERT INTO medchat_contact_requests (requester_id, target_id, status, message, nickname, created_ts, updated_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (requester_id, target_id) DO UPDATE"
+                " SET status = excluded.status, message = excluded.message, nickname = excluded.nickname,"
+                " created_ts = excluded.created_ts, updated_ts = excluded.updated_ts"
+                " WHERE medchat_contact_requests.status <> ?",
+                (requester_id, target_id, PENDING, message, nickname, now, now, PENDING),
+            )
+            return t.rowcount == 1
+
+        return await self._run("put_contact_request", txn)
+
+    async def list_requests(self, user_id: str, incoming: bool, after: str | None, limit: int) -> list[ContactRequest]:
+        """Pending requests to (incoming) or from the user, ordered by the other side's id."""
+        mine, other = ("target_id", "requester_id") if incoming else ("requester_id", "target_id")
+        sql = f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM medchat_contact_requests WHERE {mine} = ? AND status = ?"
+        args: list[Any] = [user_id, PENDING]
+        if after is not None:
+            sql += f" AND {other} > ?"
+            args.append(after)
+        sql += f" ORDER BY {other} LIMIT ?"
+
+        def txn(t: LoggingTransaction) -> list[ContactRequest]:
+            t.execute(sql, (*args, limit))
+            return [ContactRequest(*row) for row in t.fetchall()]
+
+        return await self._run("list_contact_requests", txn)
+
+    async def accept_request(self, requester_id: str, target_id: str, nickname: str | None, now: int) -> bool:
+        """Turns a pending request into a contact on both sides, in one transaction."""
+
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute(
+                "SELECT nickname FROM medchat_contact_requests WHERE requester_id = ? AND target_id = ? AND status = ?",
+                (requester_id, target_id, PENDING),
+            )
+            row = t.fetchone()
+            if row is None:
+                return False
+            t.execute("DELETE FROM medchat_contact_requests WHERE requester_id = ? AND target_id = ?", (requester_id, target_id))
+            _insert_contact(t, requester_id, target_id, row[0], now)
+            _insert_contact(t, target_id, requester_id, nickname, now)
+            return True
+
+        return await self._run("accept_contact_request", txn)
+
+    async def set_request_status(self, requester_id: str, target_id: str, status: str, now: int) -> bool:
+        """Moves a pending request to `status`; False if none was pending."""
+
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute(
+                "UPDATE medchat_contact_requests SET status = ?, updated_ts = ? WHERE requester_id = ? AND target_id = ? AND status = ?",
+                (status, now, requester_id, target_id, PENDING),
+            )
+            return t.rowcount == 1
+
+        return await self._run("decide_contact_request", txn)
+
+    async def delete_request(self, requester_id: str, target_id: str) -> bool:
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute(
+                "DELETE FROM medchat_contact_requests WHERE requester_id = ? AND target_id = ? AND status = ?",
+                (requester_id, target_id, PENDING),
+            )
+            return t.rowcount == 1
+
+        return await self._run("delete_contact_request", txn)
