@@ -13,8 +13,10 @@ from synapse.module_api import ModuleApi
 
 from medchat.accounts import Accounts
 from medchat.api import build_api_resource
+from medchat.api.rooms import RoomServlets
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.rooms import Rooms
 from medchat.store import ProfileStore, apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,9 @@ class MedChatModule:
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
         accounts = Accounts(config, bridge, ProfileStore(api))
-        api.register_web_resource("/api", build_api_resource(bridge, accounts))
+        rooms = Rooms(bridge)
+        features = [RoomServlets(api, rooms)]
+        api.register_web_resource("/api", build_api_resource(bridge, accounts, *features))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

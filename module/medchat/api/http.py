@@ -67,3 +67,14 @@ def _schema_error(error: jsonschema.ValidationError) -> SynapseError:
     if error.validator == "minProperties":
         return SynapseError(400, "The request body has no fields to change.", "M_INVALID_PARAM")
     return SynapseError(400, f"Invalid field {field}: {error.message}", "M_INVALID_PARAM")
+
+
+def query(request: Any, name: str) -> str | None:
+    """A query-string parameter, URL-decoded; None when absent. 400 if it is not UTF-8."""
+    values = (request.args or {}).get(name.encode())
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise SynapseError(400, f"Invalid field {name}: not UTF-8.", "M_INVALID_PARAM")
