@@ -13,9 +13,11 @@ from synapse.module_api import ModuleApi
 
 from medchat.accounts import Accounts
 from medchat.api import build_api_resource
+from medchat.api.messages import MessageServlets
 from medchat.api.rooms import RoomServlets
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.messages import Messages
 from medchat.rooms import Rooms
 from medchat.store import ProfileStore, apply_migrations
 
@@ -34,7 +36,7 @@ class MedChatModule:
             logger.info("MedChat: applied schema migrations %s", applied)
         accounts = Accounts(config, bridge, ProfileStore(api))
         rooms = Rooms(bridge)
-        features = [RoomServlets(api, rooms)]
+        features = [RoomServlets(api, rooms), MessageServlets(api, Messages(bridge, rooms))]
         api.register_web_resource("/api", build_api_resource(bridge, accounts, *features))
 
     @staticmethod
