@@ -269,6 +269,10 @@ class SynapseBridge:
         membership, _ = await self._store.get_local_current_membership_for_user_in_room(user_id, room_id)
         return membership
 
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        """Cached: the hot path of every message request."""
+        return room_id in await self._store.get_rooms_for_user(user_id)
+
     async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...]) -> dict[str, str]:
         """room_id -> membership for the local user's rooms in the given memberships."""
         rooms = await self._store.get_rooms_for_local_user_where_membership_is(user_id, memberships)

@@ -153,7 +153,13 @@ class Messages:
             key = (requester.user.to_string(), requester.device_id, txn_id)
             async with self._txn_lock.queue(key):
                 sent = await self._bridge.send_event(requester, event, txn_id=txn_id)
-        return await self.get(requester, room_id, sent.event_id)
+        # Built from the event just sent (no edits or reactions yet) rather than read back.
+        sender = (await self._rooms.senders(room_id, {sent.sender}))[sent.sender]
+        wire = {"event_id": sent.event_id, "room_id": room_id, "content": sent.content, "origin_server_ts": sent.origin_server_ts}
+        model = chat_message(wire, sender, [], sent.sender)
+        if client_msg_id is not None:
+            model["client_msg_id"] = client_msg_id
+        return model
 
     # --- change -------------------------------------------------------------------------------
 

@@ -50,8 +50,10 @@ class Rooms:
 
     async def require_member(self, room_id: str, user_id: str, allow_invite: bool = False) -> str:
         """The caller's membership; 404 unless joined (or invited, where an invitee may look)."""
-        membership = await self._bridge.membership(room_id, user_id)
-        if membership == "join" or (allow_invite and membership == "invite"):
+        if await self._bridge.is_joined(room_id, user_id):
+            return "join"
+        membership = await self._bridge.membership(room_id, user_id) if allow_invite else None
+        if membership == "invite":
             return membership
         raise not_found()
 
