@@ -83,7 +83,9 @@ class PostgresDatabase:
 
 
 class SynapseServer:
-    """One homeserver process. `start()` returns once `/api/health` answers."""
+    """One homeserver process. `start()` returns once `ready_path` (`/api/health`) answers."""
+
+    ready_path = "/api/health"  # a server without the module (benchmark baseline) overrides it
 
     def __init__(
         self,
@@ -119,7 +121,7 @@ class SynapseServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Synapse exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                if requests.get(self.base_url + "/api/health", timeout=2).status_code == 200:
+                if requests.get(self.base_url + self.ready_path, timeout=2).status_code == 200:
                     return
             except requests.ConnectionError:
                 pass

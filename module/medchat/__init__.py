@@ -14,9 +14,13 @@ from synapse.module_api import ModuleApi
 from medchat.accounts import Accounts
 from medchat.api import build_api_resource
 from medchat.api.contacts import ContactServlets
+from medchat.api.messages import MessageServlets
+from medchat.api.rooms import RoomServlets
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.contacts import Contacts
+from medchat.messages import Messages
+from medchat.rooms import Rooms
 from medchat.rules.callbacks import ContactSpamChecker
 from medchat.rules.contact import ContactRules
 from medchat.store import ContactStore, ProfileStore, apply_migrations
@@ -46,7 +50,13 @@ class MedChatModule:
         contacts = Contacts(config, bridge, contact_store, profiles, rules)
         ContactSpamChecker(rules, bridge).register(api)
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
-        api.register_web_resource("/api", build_api_resource(bridge, accounts, ContactServlets(api, contacts, rules)))
+        rooms = Rooms(bridge)
+        features = [
+            ContactServlets(api, contacts, rules),
+            RoomServlets(api, rooms),
+            MessageServlets(api, Messages(bridge, rooms)),
+        ]
+        api.register_web_resource("/api", build_api_resource(bridge, accounts, *features))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

@@ -14,18 +14,25 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import synapse
+from synapse import event_auth
 from synapse.api.auth.base import BaseAuth
-from synapse.api.errors import Codes, SynapseError
+from synapse.api.constants import Direction, EventTypes, RelationTypes
+from synapse.api.errors import AuthError, Codes, NotFoundError, SynapseError
+from synapse.api.filtering import Filter
 from synapse.api.ratelimiting import Ratelimiter
+from synapse.events import EventBase
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
 from synapse.module_api import ModuleApi
 from synapse.push.mailer import Mailer
 from synapse.rest.client.login import LoginRestServlet
-from synapse.storage.database import LoggingTransaction, make_conn
+from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
+from synapse.storage.database import LoggingTransaction, make_conn, make_in_list_sql_clause
 from synapse.storage.engines import PostgresEngine
-from synapse.types import UserID, create_requester
+from synapse.streams.config import PaginationConfig
+from synapse.types import JsonDict, Requester, StreamToken, UserID, create_requester
+from synapse.util.async_helpers import Linearizer
 from synapse.util.threepids import canonicalise_email, validate_email
 
 logger = logging.getLogger(__name__)
@@ -244,7 +251,7 @@ class SynapseBridge:
         state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
         return state.state == "online", (state.last_active_ts or None)
 
-    # --- contacts: who exists, names for cards, DM tags, invites ----------------------------------
+    # --- users, names for cards, DM tags, invites --------------------------------------------------
 
     async def user_exists(self, user_id: str) -> bool:
         """An active local account, or a remote user whose server answers a profile query."""
@@ -297,3 +304,168 @@ class SynapseBridge:
             return None
         event = await self._store.get_event(invite.event_id, allow_none=True)
         return invite.sender, bool(event is not None and event.content.get("is_direct"))
+
+    # --- rooms and events ---------------------------------------------------------------------
+    # Rooms, memberships and messages go through Synapse's own handlers, so power levels, history
+    # visibility, rate limits, spam-checker callbacks and push rules apply exactly as for a
+    # Matrix client.
+
+    async def create_room(self, user_id: str, config: JsonDict) -> str:
+        room_id, _ = await self.api.create_room(user_id, config)
+        return room_id
+
+    async def set_membership(self, sender: str, target: str, room_id: str, membership: str) -> None:
+        """Invite, join, leave or kick (`leave` with sender != target), as /rooms/{id}/{action}."""
+        await self.api.update_room_membership(sender, target, room_id, membership)
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        """The local user's current membership in the room (None if they never had one)."""
+        membership, _ = await self._store.get_local_current_membership_for_user_in_room(user_id, room_id)
+        return membership
+
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        """Cached: the hot path of every message request."""
+        return room_id in await self._store.get_rooms_for_user(user_id)
+
+    async def rooms_for_user(self, user_id: str, memberships: tuple[str, ...]) -> dict[str, str]:
+        """room_id -> membership for the local user's rooms in the given memberships."""
+        rooms = await self._store.get_rooms_for_local_user_where_membership_is(user_id, memberships)
+        return {r.room_id: r.membership for r in rooms}
+
+    async def last_activity(self, room_ids: list[str]) -> dict[str, int]:
+        """room_id -> stream position of its newest event, for ordering a room list."""
+        return await self._store.bulk_get_last_event_pos_in_room_before_stream_ordering(
+            room_ids, self._store.get_room_max_token()
+        )
+
+    async def last_event_ts(self, room_id: str) -> int | None:
+        found = await self._store.get_last_event_pos_in_room(room_id)
+        if found is None:
+            return None
+        event = await self._store.get_event(found[0], allow_none=True)
+        return event.origin_server_ts if event else None
+
+    async def room_state(self, room_id: str, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str], EventBase]:
+        """Current state events of the given (type, state_key) pairs; state_key None = all."""
+        return dict(await self.api.get_room_state(room_id, keys))
+
+    async def power_levels(self, room_id: str, user_ids: list[str]) -> tuple[dict[str, int], JsonDict]:
+        """Each user's power level (room v12 creators included) and the m.room.power_levels content."""
+        state = await self.room_state(room_id, [(EventTypes.Create, ""), (EventTypes.PowerLevels, "")])
+        levels = {u: event_auth.get_user_power_level(u, state) for u in user_ids}
+        power_event = state.get((EventTypes.PowerLevels, ""))
+        return levels, dict(power_event.content) if power_event else {}
+
+    async def send_event(self, requester: Requester, event: JsonDict, txn_id: str | None = None) -> EventBase:
+        """Sends a non-member event as the requester's device.
+
+        `txn_id` is Synapse's per-device transaction id, the one a native
+        PUT /rooms/{id}/send/{type}/{txnId} uses: a repeat returns the first event.
+        """
+        event = {**event, "sender": requester.user.to_string()}
+        sent, _ = await self._hs.get_event_creation_handler().create_and_send_nonmember_event(
+            requester, event, txn_id=txn_id
+        )
+        return sent
+
+    async def redact(self, requester: Requester, room_id: str, event_id: str, reason: str | None = None) -> EventBase:
+        """A redaction in the shape the room version wants (v11+: `redacts` inside content)."""
+        room_version = await self._store.get_room_version(room_id)
+        content: JsonDict = {"reason": reason} if reason else {}
+        event: JsonDict = {"type": EventTypes.Redaction, "room_id": room_id, "content": content}
+        if room_version.updated_redaction_rules:
+            content["redacts"] = event_id
+        else:
+            event["redacts"] = event_id
+        return await self.send_event(requester, event)
+
+    async def messages_page(
+        self, requester: Requester, room_id: str, from_token: str | None, limit: int, types: list[str]
+    ) -> JsonDict:
+        """One page of /rooms/{id}/messages (newest first), as Synapse serialises it for clients.
+
+        Visibility rules and bundled edits (`unsigned.m.relations.m.replace`) come from Synapse.
+        Raises 400 M_INVALID_PARAM for a malformed token.
+        """
+        try:
+            token = await StreamToken.from_string(self._store, from_token) if from_token else None
+        except SynapseError:
+            raise SynapseError(400, "Invalid field cursor: not a pagination token of this room.", Codes.INVALID_PARAM)
+        config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
+        result = await self._hs.get_pagination_handler().get_messages(
+            requester, room_id, config, event_filter=Filter(self._hs, {"types": types})
+        )
+        serializer = self._hs.get_event_client_serializer()
+        return await encode_messages_response(
+            get_messages_result=result,
+            serialize_options=await serializer.create_config(requester=requester),
+            serialize_deps=SerializeMessagesDeps(clock=self._clock, event_serializer=serializer, store=self._store),
+        )
+
+    async def event_json(self, requester: Requester, room_id: str, event_id: str) -> JsonDict | None:
+        """One event as the requester may see it (with its bundled edit), or None."""
+        try:
+            event = await self._hs.get_event_handler().get_event(requester.user, room_id, event_id)
+        except (AuthError, NotFoundError):
+            return None
+        if event is None:
+            return None
+        aggregations = await self._hs.get_relations_handler().get_bundled_aggregations([event], requester.user.to_string())
+        serializer = self._hs.get_event_client_serializer()
+        return await serializer.serialize_event(
+            event, self._clock.time_msec(), bundle_aggregations=aggregations,
+            config=await serializer.create_config(requester=requester),
+        )
+
+    async def annotations(self, event_ids: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """event_id -> [(key, sender, reaction_event_id)] of its live `m.reaction` annotations.
+
+        Synapse no longer bundles annotation counts, so they are read from its relations table;
+        a redacted reaction has already been removed from it.
+        """
+        if not event_ids:
+            return {}
+
+        def txn(t: LoggingTransaction) -> dict[str, list[tuple[str, str, str]]]:
+            clause, args = make_in_list_sql_clause(t.database_engine, "r.relates_to_id", event_ids)
+            t.execute(
+                "SELECT r.relates_to_id, r.aggregation_key, e.sender, e.event_id FROM event_relations AS r"
+                " JOIN events AS e ON e.event_id = r.event_id"
+                f" WHERE {clause} AND r.relation_type = ? AND e.type = ? ORDER BY e.stream_ordering",
+                (*args, RelationTypes.ANNOTATION, EventTypes.Reaction),
+            )
+            found: dict[str, list[tuple[str, str, str]]] = {}
+            for target, key, sender, reaction_id in t.fetchall():
+                found.setdefault(target, []).append((key, sender, reaction_id))
+            return found
+
+        return await self._store.db_pool.runInteraction("medchat_annotations", txn)
+
+    async def search_room(self, requester: Requester, room_id: str, term: str, batch: str | None, limit: int) -> JsonDict:
+        """Synapse's server-side full-text search, ranked, restricted to one room."""
+        criteria = {
+            "search_categories": {
+                "room_events": {
+                    "search_term": term,
+                    "order_by": "rank",
+                    "filter": {"rooms": [room_id], "types": [EventTypes.Message], "limit": limit},
+                }
+            }
+        }
+        try:
+            result = await self._hs.get_search_handler().search(requester, criteria, batch)
+        except SynapseError as e:
+            if e.code == 400 and batch is not None:
+                raise SynapseError(400, "Invalid field cursor: not a search batch token.", Codes.INVALID_PARAM)
+            raise
+        return result["search_categories"]["room_events"]
+
+    async def unread_count(self, room_id: str, user_id: str) -> int:
+        """Notifying events after the user's read receipt, as /sync's `unread_notifications`."""
+        counts = await self._store.get_unread_event_push_actions_by_room_for_user(room_id, user_id)
+        return counts.main_timeline.notify_count + sum(c.notify_count for c in counts.threads.values())
+
+    def linearizer(self, name: str) -> Linearizer:
+        """Synapse's keyed lock: one read-modify-write at a time per key (e.g. a user's m.direct)."""
+        return Linearizer(name, self._clock)
+

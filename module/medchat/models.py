@@ -179,3 +179,188 @@ CONTACT_ADD_BODY = _body(
 CONTACT_UPDATE_BODY = _body({"nickname": _NICKNAME}, required=("nickname",))
 
 CONTACT_ACCEPT_BODY = _body({"nickname": _NICKNAME})
+
+RESET_PASSWORD_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["sid", "client_secret", "token", "new_password"],
+    "properties": {
+        "sid": {"type": "string", "minLength": 1, "maxLength": 255},
+        "client_secret": {"type": "string", "minLength": 1, "maxLength": 255},
+        "token": {"type": "string", "minLength": 1, "maxLength": 255},
+        "new_password": _PASSWORD,
+    },
+}
+
+
+# --- rooms and messages ------------------------------------------------------------------------
+
+_USER_ID = {"type": "string", "pattern": "^@[^:]+:.+$", "maxLength": 255}
+_MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$", "maxLength": 500}
+_ROOM_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_CLIENT_MSG_ID = {"type": "string", "minLength": 1, "maxLength": 200}
+_MESSAGE_TEXT = {"type": "string", "minLength": 1, "maxLength": 65536, "pattern": "\\S"}
+
+ROOM_CREATE_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["direct", "group"]},
+        "name": _ROOM_NAME,
+        "topic": {"type": "string", "maxLength": 1000},
+        "participants": {"type": "array", "items": _USER_ID, "maxItems": 200, "uniqueItems": True},
+    },
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": "direct"}}},
+            "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
+        },
+        {"if": {"properties": {"type": {"const": "group"}}}, "then": {"required": ["name"]}},
+    ],
+}
+
+ROOM_UPDATE_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "name": _ROOM_NAME,
+        "topic": {"type": "string", "maxLength": 1000},
+        "avatar_url": {"anyOf": [_MXC, {"type": "null"}]},
+    },
+}
+
+PARTICIPANT_ADD_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["user_id"],
+    "properties": {"user_id": _USER_ID, "role": {"enum": ["admin", "member"]}},
+}
+
+MESSAGE_TYPES = ("text", "image", "file", "audio", "video")
+
+MESSAGE_SEND_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "content": {"type": "string", "maxLength": 65536},
+        "message_type": {"enum": list(MESSAGE_TYPES)},
+        "media_url": {"type": "string", "maxLength": 500},
+        "file_name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "file_size": {"type": "integer", "minimum": 0},
+        "mime_type": {"type": "string", "minLength": 1, "maxLength": 255},
+        "width": {"type": "integer", "minimum": 0},
+        "height": {"type": "integer", "minimum": 0},
+        "duration": {"type": "integer", "minimum": 0},
+        "reply_to": {"type": "string", "pattern": "^\\$", "maxLength": 255},
+        "client_msg_id": _CLIENT_MSG_ID,
+    },
+}
+
+MESSAGE_REPLY_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["content"],
+    "properties": {"content": _MESSAGE_TEXT, "client_msg_id": _CLIENT_MSG_ID},
+}
+
+MESSAGE_EDIT_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["content"],
+    "properties": {"content": _MESSAGE_TEXT},
+}
+
+REACTION_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["key"],
+    "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 100}},
+}
+
+FORWARD_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["room_ids"],
+    "properties": {
+        "room_ids": {"type": "array", "minItems": 1, "maxItems": 20, "uniqueItems": True, "items": {"type": "string", "pattern": "^!", "maxLength": 255}}
+    },
+}
+
+
+def chat_member(user_id: str, member: JsonDict) -> JsonDict:
+    """The plan's short user shape (`sender`, participant `user`) from an m.room.member content."""
+    return {
+        "id": user_id,
+        "username": localpart(user_id),
+        "full_name": member.get("displayname") or localpart(user_id),
+        "profile_image": member.get("avatar_url"),
+    }
+
+
+_MSGTYPES = {"m.image": "image", "m.file": "file", "m.audio": "audio", "m.video": "video"}
+MSGTYPE_FOR = {"text": "m.text", **{v: k for k, v in _MSGTYPES.items()}}
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drops the `> <@sender> quoted` lines older clients prepend to a reply's body."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    if lines and lines[0] == "":
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def is_edit(event: JsonDict) -> bool:
+    return event.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"
+
+
+def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, str, str]], viewer: str) -> JsonDict:
+    """The plan's Message model from a client-serialised `m.room.message` event.
+
+    The latest edit (bundled by Synapse) supplies the shown content; a redacted event is shown as
+    deleted with no content. `reactions` are (key, sender, reaction event id) annotations.
+    """
+    unsigned = event.get("unsigned", {})
+    deleted = "redacted_because" in unsigned
+    original = event.get("content", {})
+    edit = unsigned.get("m.relations", {}).get("m.replace")
+    shown = edit["content"].get("m.new_content", original) if edit and not deleted else original
+    reply_to = original.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+    body = shown.get("body") if isinstance(shown.get("body"), str) else None
+    if body is not None and reply_to:
+        body = strip_reply_fallback(body)
+    message_type = _MSGTYPES.get(shown.get("msgtype", ""), "text")
+    info = shown.get("info") if isinstance(shown.get("info"), dict) else {}
+    file_name = shown.get("filename") or body if message_type != "text" else None
+    if message_type != "text" and body == file_name:
+        body = None  # no caption: the body only repeats the file name
+    counts: dict[str, JsonDict] = {}
+    for key, reactor, _ in reactions:
+        entry = counts.setdefault(key, {"key": key, "count": 0, "reacted_by_me": False})
+        entry["count"] += 1
+        entry["reacted_by_me"] |= reactor == viewer
+    edited_at = iso(edit["origin_server_ts"]) if edit and not deleted else None
+    return {
+        "id": event["event_id"],
+        "room_id": event["room_id"],
+        "sender": sender,
+        "content": None if deleted else body,
+        "message_type": message_type,
+        "media_url": shown.get("url") if message_type != "text" else None,
+        "file_name": file_name,
+        "file_size": info.get("size"),
+        "mime_type": info.get("mimetype"),
+        "reply_to": reply_to,
+        "is_edited": edited_at is not None,
+        "edited_at": edited_at,
+        "is_deleted": deleted,
+        "reactions": list(counts.values()),
+        "status": "sent",
+        "created_at": iso(event["origin_server_ts"]),
+        "updated_at": edited_at or iso(event["origin_server_ts"]),
+    }

@@ -71,6 +71,9 @@ def _schema_error(error: jsonschema.ValidationError) -> SynapseError:
 
 # --- query parameters --------------------------------------------------------------------------
 
+MAX_PAGE = 100
+CURSOR_MAX = 1000  # Matrix pagination tokens and our own cursors fit well within this
+
 
 def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
     """A query parameter, or None if absent; 400 if empty or longer than `max_length`."""

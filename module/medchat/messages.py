@@ -1,0 +1,245 @@
+"""Messages: the plan's Message model as `m.room.message` events, read back from Synapse.
+
+Edits are `m.replace` relations, replies `m.in_reply_to` (with the quoted fallback older
+clients show), deletions redactions, reactions `m.reaction` annotations. Nothing is stored by the
+module: history, search and aggregation all come from Synapse, so a message sent from Element
+reads the same here as one sent through the API.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.models import MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
+from medchat.rooms import Rooms
+
+MESSAGE = "m.room.message"
+TXN_PREFIX = "medchat."
+_DEFAULT_REDACT_LEVEL = 50
+
+
+def _message_not_found() -> SynapseError:
+    return SynapseError(404, "No such message in this room.", "M_NOT_FOUND")
+
+
+class Messages:
+    def __init__(self, bridge: SynapseBridge, rooms: Rooms):
+        self._bridge = bridge
+        self._rooms = rooms
+        # Synapse dedupes a transaction id only once the first event is persisted; this makes a
+        # concurrent retry wait for the first attempt instead of racing it.
+        self._txn_lock = bridge.linearizer("medchat_send_txn")
+
+    # --- read ---------------------------------------------------------------------------------
+
+    async def history(self, requester: Any, room_id: str, limit: int, cursor: str | None) -> JsonDict:
+        """Newest first; `next_cursor` is Synapse's own pagination token (None at the start)."""
+        await self._rooms.require_member(room_id, requester.user.to_string())
+        page = await self._bridge.messages_page(requester, room_id, cursor, limit, [MESSAGE])
+        events = [e for e in page["chunk"] if not is_edit(e)]
+        return {"messages": await self._models(requester, room_id, events), "next_cursor": page.get("end")}
+
+    async def get(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
+        await self._rooms.require_member(room_id, requester.user.to_string())
+        return (await self._models(requester, room_id, [await self._event(requester, room_id, event_id)]))[0]
+
+    async def search(self, requester: Any, room_id: str, term: str, limit: int, cursor: str | None) -> JsonDict:
+        """Synapse's ranked full-text search over this room only."""
+        if not term.strip() or len(term) > 200:
+            raise SynapseError(400, "Invalid field q: 1 to 200 characters.", "M_INVALID_PARAM")
+        await self._rooms.require_member(room_id, requester.user.to_string())
+        found = await self._bridge.search_room(requester, room_id, term, cursor, limit)
+        hits = [r for r in found.get("results", []) if not is_edit(r["result"])]
+        models = await self._models(requester, room_id, [r["result"] for r in hits])
+        for model, hit in zip(models, hits):
+            model["rank"] = hit.get("rank")
+        return {"messages": models, "count": found.get("count"), "next_cursor": found.get("next_batch")}
+
+    async def _event(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
+        """A visible `m.room.message` of this room that is not itself an edit; 404 otherwise."""
+        event = await self._bridge.event_json(requester, room_id, event_id)
+        if event is None or event.get("type") != MESSAGE or event.get("room_id") != room_id or is_edit(event):
+            raise _message_not_found()
+        return event
+
+    async def _models(self, requester: Any, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
+        viewer = requester.user.to_string()
+        senders = await self._rooms.senders(room_id, {e["sender"] for e in events})
+        reactions = await self._bridge.annotations([e["event_id"] for e in events])
+        models = []
+        for event in events:
+            model = chat_message(event, senders[event["sender"]], reactions.get(event["event_id"], []), viewer)
+            txn_id = event.get("unsigned", {}).get("transaction_id", "")
+            if txn_id.startswith(TXN_PREFIX):  # only the sending device sees its transaction id
+                model["client_msg_id"] = txn_id[len(TXN_PREFIX) :]
+            models.append(model)
+        return models
+
+    # --- send ---------------------------------------------------------------------------------
+
+    async def send(self, requester: Any, room_id: str, body: JsonDict, client_msg_id: str | None) -> JsonDict:
+        """Text, or a media message pointing at an `mxc://` of this server. Idempotent per id."""
+        await self._rooms.require_member(room_id, requester.user.to_string())
+        content = self._content(body)
+        if body.get("reply_to"):
+            content = await self._as_reply(requester, room_id, body["reply_to"], content)
+        return await self._send(requester, room_id, content, client_msg_id)
+
+    async def reply(self, requester: Any, room_id: str, event_id: str, body: JsonDict, client_msg_id: str | None) -> JsonDict:
+        return await self.send(requester, room_id, {"content": body["content"], "reply_to": event_id}, client_msg_id)
+
+    def _content(self, body: JsonDict) -> JsonDict:
+        message_type = body.get("message_type", "text")
+        text = body.get("content")
+        if message_type == "text":
+            if not text or not text.strip():
+                raise SynapseError(400, "Missing field: content (a text message needs text).", "M_MISSING_PARAM")
+            return {"msgtype": "m.text", "body": text}
+        media_url = body.get("media_url")
+        if not media_url:
+            raise SynapseError(400, f"Missing field: media_url (an {message_type} message needs an upload).", "M_MISSING_PARAM")
+        prefix = f"mxc://{self._bridge.server_name}/"
+        media_id = media_url[len(prefix) :] if media_url.startswith(prefix) else ""
+        if not media_id or not media_id.replace("-", "").replace("_", "").isalnum():
+            raise SynapseError(400, f"Invalid field media_url: must be an mxc:// URL of {self._bridge.server_name}.", "M_INVALID_PARAM")
+        info = {
+            key: body[field]
+            for field, key in (("mime_type", "mimetype"), ("file_size", "size"), ("width", "w"), ("height", "h"), ("duration", "duration"))
+            if field in body
+        }
+        file_name = body.get("file_name") or message_type
+        content: JsonDict = {"msgtype": MSGTYPE_FOR[message_type], "body": text or file_name, "url": media_url, "info": info}
+        content["filename"] = file_name  # with a differing body, the body is a caption (Matrix 1.10)
+        return content
+
+    async def _as_reply(self, requester: Any, room_id: str, event_id: str, content: JsonDict) -> JsonDict:
+        """Adds `m.in_reply_to` and the quoted fallback (plain and HTML) to `content`."""
+        try:
+            target = await self._event(requester, room_id, event_id)
+        except SynapseError:
+            raise SynapseError(404, "Invalid field reply_to: no such message in this room.", "M_NOT_FOUND")
+        quoted_body = target["content"].get("body", "")
+        if target["content"].get("msgtype") != "m.text":
+            quoted_body = "sent a file."
+        quoted = strip_reply_fallback(quoted_body) if isinstance(quoted_body, str) else ""
+        sender = target["sender"]
+        lines = quoted.split("\n")
+        fallback = f"> <{sender}> {lines[0]}\n" + "".join(f"> {line}\n" for line in lines[1:])
+        link = f"https://matrix.to/#/{room_id}/{event_id}"
+        formatted = (
+            f'<mx-reply><blockquote><a href="{link}">In reply to</a> '
+            f'<a href="https://matrix.to/#/{sender}">{html.escape(sender)}</a><br>'
+            f"{html.escape(quoted).replace(chr(10), '<br>')}</blockquote></mx-reply>"
+        )
+        own_html = html.escape(content["body"]).replace("\n", "<br>")
+        return {
+            **content,
+            "body": f"{fallback}\n{content['body']}",
+            "format": "org.matrix.custom.html",
+            "formatted_body": formatted + own_html,
+            "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
+        }
+
+    async def _send(self, requester: Any, room_id: str, content: JsonDict, client_msg_id: str | None) -> JsonDict:
+        event = {"type": MESSAGE, "room_id": room_id, "content": content}
+        if client_msg_id is None:
+            sent = await self._bridge.send_event(requester, event)
+        else:
+            txn_id = TXN_PREFIX + client_msg_id
+            key = (requester.user.to_string(), requester.device_id, txn_id)
+            async with self._txn_lock.queue(key):
+                sent = await self._bridge.send_event(requester, event, txn_id=txn_id)
+        # Built from the event just sent (no edits or reactions yet) rather than read back.
+        sender = (await self._rooms.senders(room_id, {sent.sender}))[sent.sender]
+        wire = {"event_id": sent.event_id, "room_id": room_id, "content": sent.content, "origin_server_ts": sent.origin_server_ts}
+        model = chat_message(wire, sender, [], sent.sender)
+        if client_msg_id is not None:
+            model["client_msg_id"] = client_msg_id
+        return model
+
+    # --- change -------------------------------------------------------------------------------
+
+    async def edit(self, requester: Any, room_id: str, event_id: str, text: str) -> JsonDict:
+        """An `m.replace` edit; only the sender may edit, and not after deletion."""
+        caller = requester.user.to_string()
+        await self._rooms.require_member(room_id, caller)
+        original = await self._event(requester, room_id, event_id)
+        if original["sender"] != caller:
+            raise SynapseError(403, "Only the sender may edit a message.", "M_FORBIDDEN")
+        if "redacted_because" in original.get("unsigned", {}):
+            raise SynapseError(400, "A deleted message cannot be edited.", "M_INVALID_PARAM")
+        current = chat_message(original, {}, [], caller)
+        if current["message_type"] == "text":
+            new_content: JsonDict = {"msgtype": "m.text", "body": text}
+        else:  # the caption of a media message
+            kept = {k: v for k, v in original["content"].items() if k not in ("m.relates_to", "format", "formatted_body")}
+            new_content = {**kept, "body": text}
+        content = {
+            "msgtype": new_content["msgtype"],
+            "body": f"* {text}",
+            "m.new_content": new_content,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+        }
+        await self._bridge.send_event(requester, {"type": MESSAGE, "room_id": room_id, "content": content})
+        return await self.get(requester, room_id, event_id)
+
+    async def delete(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
+        """Redacts the message: its sender, or anyone the room's power levels let redact others."""
+        caller = requester.user.to_string()
+        await self._rooms.require_member(room_id, caller)
+        original = await self._event(requester, room_id, event_id)
+        if original["sender"] != caller:
+            levels, content = await self._bridge.power_levels(room_id, [caller])
+            if levels[caller] < int(content.get("redact", _DEFAULT_REDACT_LEVEL)):
+                raise SynapseError(403, "Only the sender or a room admin may delete a message.", "M_FORBIDDEN")
+        if "redacted_because" not in original.get("unsigned", {}):
+            await self._bridge.redact(requester, room_id, event_id)
+        return await self.get(requester, room_id, event_id)
+
+    async def react(self, requester: Any, room_id: str, event_id: str, key: str) -> tuple[int, JsonDict]:
+        """Adds an `m.reaction` annotation (201); reacting twice with one key changes nothing (200)."""
+        caller = requester.user.to_string()
+        await self._rooms.require_member(room_id, caller)
+        original = await self._event(requester, room_id, event_id)
+        if "redacted_because" in original.get("unsigned", {}):
+            raise SynapseError(400, "A deleted message cannot be reacted to.", "M_INVALID_PARAM")
+        if await self._own_reaction(caller, event_id, key) is not None:
+            return 200, await self.get(requester, room_id, event_id)
+        relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
+        await self._bridge.send_event(requester, {"type": "m.reaction", "room_id": room_id, "content": {"m.relates_to": relation}})
+        return 201, await self.get(requester, room_id, event_id)
+
+    async def unreact(self, requester: Any, room_id: str, event_id: str, key: str) -> JsonDict:
+        caller = requester.user.to_string()
+        await self._rooms.require_member(room_id, caller)
+        await self._event(requester, room_id, event_id)
+        reaction_id = await self._own_reaction(caller, event_id, key)
+        if reaction_id is None:
+            raise SynapseError(404, "You have not reacted with that key.", "M_NOT_FOUND")
+        await self._bridge.redact(requester, room_id, reaction_id)
+        return await self.get(requester, room_id, event_id)
+
+    async def _own_reaction(self, user_id: str, event_id: str, key: str) -> str | None:
+        found = (await self._bridge.annotations([event_id])).get(event_id, [])
+        return next((reaction_id for k, sender, reaction_id in found if k == key and sender == user_id), None)
+
+    async def forward(self, requester: Any, room_id: str, event_id: str, room_ids: list[str]) -> JsonDict:
+        """Copies the message (its current text or media reference) into rooms the caller is in."""
+        caller = requester.user.to_string()
+        await self._rooms.require_member(room_id, caller)
+        original = await self._event(requester, room_id, event_id)
+        if "redacted_because" in original.get("unsigned", {}):
+            raise SynapseError(400, "A deleted message cannot be forwarded.", "M_INVALID_PARAM")
+        for target in room_ids:
+            await self._rooms.require_member(target, caller)
+        edit = original.get("unsigned", {}).get("m.relations", {}).get("m.replace")
+        shown = edit["content"].get("m.new_content", original["content"]) if edit else original["content"]
+        content = {k: v for k, v in shown.items() if k not in ("m.relates_to", "m.new_content", "format", "formatted_body")}
+        if original["content"].get("m.relates_to", {}).get("m.in_reply_to"):
+            content["body"] = strip_reply_fallback(content.get("body", ""))
+        sent = [await self._send(requester, target, content, None) for target in room_ids]
+        return {"messages": sent}

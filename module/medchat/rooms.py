@@ -1,0 +1,318 @@
+"""Chat rooms: the plan's ChatRoom model on top of Matrix rooms, with nothing stored twice.
+
+A `direct` room is a private room flagged `is_direct` and listed in both users' `m.direct`
+account data (what Element reads); a `group` is a private, invite-only room. The plan's
+participant roles map to power levels: `admin` is power level 100 (or a room-v12 creator),
+`member` anything below. Synapse's own authorisation decides who may invite, kick or rename.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
+
+ADMIN_LEVEL = 100
+# Members of a group may talk; only admins (and moderators) may invite, as in most chat apps.
+GROUP_POWER_LEVELS = {"invite": 50}
+M_DIRECT = "m.direct"
+_ROOM_STATE = [
+    ("m.room.create", ""),
+    ("m.room.name", ""),
+    ("m.room.topic", ""),
+    ("m.room.avatar", ""),
+    ("m.room.member", None),
+]
+
+
+def not_found() -> SynapseError:
+    """Non-members learn nothing, not even that the room exists."""
+    return SynapseError(404, "No such room, or you are not in it.", "M_NOT_FOUND")
+
+
+class Rooms:
+    def __init__(self, bridge: SynapseBridge):
+        self._bridge = bridge
+        self._direct_lock = bridge.linearizer("medchat_direct_rooms")
+        self._account_data_lock = bridge.linearizer("medchat_m_direct")
+
+    async def require_member(self, room_id: str, user_id: str, allow_invite: bool = False) -> str:
+        """The caller's membership; 404 unless joined (or invited, where an invitee may look)."""
+        if await self._bridge.is_joined(room_id, user_id):
+            return "join"
+        membership = await self._bridge.membership(room_id, user_id) if allow_invite else None
+        if membership == "invite":
+            return membership
+        raise not_found()
+
+    # --- create -------------------------------------------------------------------------------
+
+    async def create(self, requester: Any, body: JsonDict) -> tuple[bool, JsonDict]:
+        """(created, room). A direct chat with someone reuses the DM the two already have."""
+        caller = requester.user.to_string()
+        participants = [p for p in body.get("participants", []) if p != caller]
+        for user_id in participants:
+            await self._require_user(user_id)
+        if body["type"] == "direct":
+            if not participants:
+                raise SynapseError(400, "Invalid field participants: a direct chat needs another user.", "M_INVALID_PARAM")
+            created, room_id = await self._direct(caller, participants[0])
+        else:
+            config: JsonDict = {
+                "preset": "private_chat",
+                "name": body["name"],
+                "invite": participants,
+                "power_level_content_override": GROUP_POWER_LEVELS,
+            }
+            if body.get("topic"):
+                config["topic"] = body["topic"]
+            room_id, created = await self._bridge.create_room(caller, config), True
+        return created, await self.view(requester, room_id)
+
+    async def _require_user(self, user_id: str) -> None:
+        if not await self._bridge.user_exists(user_id):
+            raise SynapseError(404, f"No such user: {user_id}", "M_NOT_FOUND")
+
+    async def _direct(self, caller: str, other: str) -> tuple[bool, str]:
+        async with self._direct_lock.queue(tuple(sorted((caller, other)))):
+            existing = await self._find_direct(caller, other)
+            if existing is not None:
+                if await self._bridge.membership(existing, caller) == "invite":
+                    await self._bridge.set_membership(caller, caller, existing, "join")
+                await self._record_direct(caller, other, existing)
+                return False, existing
+            room_id = await self._bridge.create_room(
+                caller, {"preset": "trusted_private_chat", "is_direct": True, "invite": [other]}
+            )
+            await self._record_direct(caller, other, room_id)
+            if self._bridge.api.is_mine(other):
+                await self._record_direct(other, caller, room_id)
+            return True, room_id
+
+    async def _find_direct(self, caller: str, other: str) -> str | None:
+        """A room either user's `m.direct` lists for the other, holding just the two of them."""
+        candidates = (await self._direct_map(caller)).get(other, [])
+        if self._bridge.api.is_mine(other):
+            candidates = [*candidates, *(await self._direct_map(other)).get(caller, [])]
+        for room_id in dict.fromkeys(candidates):
+            members = await self._members(room_id)
+            active = {u for u, m in members.items() if m in ("join", "invite")}
+            if active == {caller, other}:
+                return room_id
+        return None
+
+    async def _direct_map(self, user_id: str) -> dict[str, list[str]]:
+        content = await self._bridge.api.account_data_manager.get_global(user_id, M_DIRECT) or {}
+        return {u: list(rooms) for u, rooms in content.items() if isinstance(rooms, (list, tuple))}
+
+    async def _record_direct(self, user_id: str, other: str, room_id: str) -> None:
+        async with self._account_data_lock.queue(user_id):
+            direct = await self._direct_map(user_id)
+            if room_id in direct.get(other, []):
+                return
+            direct[other] = [*direct.get(other, []), room_id]
+            await self._bridge.api.account_data_manager.put_global(user_id, M_DIRECT, direct)
+
+    # --- read ---------------------------------------------------------------------------------
+
+    async def list_rooms(self, requester: Any, limit: int, cursor: str | None) -> JsonDict:
+        """The caller's joined rooms and pending invites, newest activity first."""
+        caller = requester.user.to_string()
+        offset = int(cursor) if cursor and cursor.isdigit() else 0
+        if cursor and not cursor.isdigit():
+            raise SynapseError(400, "Invalid field cursor.", "M_INVALID_PARAM")
+        rooms = await self._bridge.rooms_for_user(caller, ("join", "invite"))
+        activity = await self._bridge.last_activity(list(rooms))
+        ordered = sorted(rooms, key=lambda r: (activity.get(r, 0), r), reverse=True)
+        page = ordered[offset : offset + limit]
+        more = offset + limit < len(ordered)
+        return {
+            "rooms": [await self.view(requester, r, rooms[r]) for r in page],
+            "next_cursor": str(offset + limit) if more else None,
+            "total": len(ordered),
+        }
+
+    async def view(self, requester: Any, room_id: str, membership: str | None = None) -> JsonDict:
+        caller = requester.user.to_string()
+        membership = membership or await self.require_member(room_id, caller, allow_invite=True)
+        state = await self._bridge.room_state(room_id, _ROOM_STATE)
+        create = state[("m.room.create", "")]
+        participants = await self._participants(room_id, state)
+        name = state.get(("m.room.name", ""))
+        topic = state.get(("m.room.topic", ""))
+        avatar = state.get(("m.room.avatar", ""))
+        room_type = "direct" if await self._is_direct(caller, room_id, state) else "group"
+        display_name = name.content.get("name") if name else None
+        if not display_name:
+            others = [p["user"]["full_name"] for p in participants if p["id"] != caller]
+            display_name = ", ".join(others) or "Empty chat"
+        joined = membership == "join"
+        last_ts = await self._bridge.last_event_ts(room_id)
+        return {
+            "id": room_id,
+            "name": display_name,
+            "type": room_type,
+            "topic": topic.content.get("topic") if topic else None,
+            "avatar_url": avatar.content.get("url") if avatar else None,
+            "created_by": create.sender,
+            "membership": membership,
+            "participants": participants,
+            "last_message": await self._last_message(requester, room_id) if joined else None,
+            "unread_count": await self._bridge.unread_count(room_id, caller) if joined else 0,
+            "created_at": iso(create.origin_server_ts),
+            "updated_at": iso(last_ts or create.origin_server_ts),
+        }
+
+    async def _is_direct(self, caller: str, room_id: str, state: dict) -> bool:
+        if any(room_id in rooms for rooms in (await self._direct_map(caller)).values()):
+            return True
+        own = state.get(("m.room.member", caller))
+        return bool(own and own.content.get("is_direct"))
+
+    async def _members(self, room_id: str) -> dict[str, str]:
+        state = await self._bridge.room_state(room_id, [("m.room.member", None)])
+        return {key: event.content.get("membership") for (_, key), event in state.items()}
+
+    async def _participants(self, room_id: str, state: dict) -> list[JsonDict]:
+        members = {
+            key: event.content
+            for (kind, key), event in state.items()
+            if kind == "m.room.member" and event.content.get("membership") in ("join", "invite")
+        }
+        levels, _ = await self._bridge.power_levels(room_id, list(members))
+        result = []
+        for user_id, content in sorted(members.items()):
+            online, last_active = await self._bridge.presence(user_id)
+            result.append(
+                {
+                    "id": user_id,
+                    "user": chat_member(user_id, content),
+                    "role": "admin" if levels[user_id] >= ADMIN_LEVEL else "member",
+                    "membership": content["membership"],
+                    "is_online": online,
+                    "last_seen": iso(last_active),
+                }
+            )
+        return result
+
+    async def _last_message(self, requester: Any, room_id: str) -> JsonDict | None:
+        page = await self._bridge.messages_page(requester, room_id, None, 5, ["m.room.message"])
+        for event in page["chunk"]:
+            if not is_edit(event):
+                message = chat_message(event, {"id": event["sender"]}, [], "")
+                return {
+                    "id": message["id"],
+                    "content": message["content"],
+                    "message_type": message["message_type"],
+                    "sender": event["sender"],
+                    "is_deleted": message["is_deleted"],
+                    "created_at": message["created_at"],
+                }
+        return None
+
+    async def senders(self, room_id: str, user_ids: set[str]) -> dict[str, JsonDict]:
+        """The plan's `sender` shape for each user, from their member event in the room."""
+        state = await self._bridge.room_state(room_id, [("m.room.member", u) for u in user_ids])
+        found = {key: chat_member(key, event.content) for (_, key), event in state.items()}
+        return {u: found.get(u) or chat_member(u, {}) for u in user_ids}
+
+    async def is_admin(self, room_id: str, user_id: str) -> bool:
+        levels, _ = await self._bridge.power_levels(room_id, [user_id])
+        return levels[user_id] >= ADMIN_LEVEL
+
+    # --- change -------------------------------------------------------------------------------
+
+    async def update(self, requester: Any, room_id: str, body: JsonDict) -> JsonDict:
+        """Name, topic and avatar are state events; the room's power levels say who may set them."""
+        await self.require_member(room_id, requester.user.to_string())
+        changes = {
+            "name": ("m.room.name", lambda v: {"name": v}),
+            "topic": ("m.room.topic", lambda v: {"topic": v}),
+            "avatar_url": ("m.room.avatar", lambda v: {"url": v} if v else {}),
+        }
+        for field, (event_type, content) in changes.items():
+            if field in body:
+                event = {"type": event_type, "state_key": "", "room_id": room_id, "content": content(body[field])}
+                await self._bridge.send_event(requester, event)
+        return await self.view(requester, room_id)
+
+    async def leave(self, requester: Any, room_id: str, close: bool) -> JsonDict:
+        """Leaves (or declines an invite). `close` (group admins only) first removes everyone else."""
+        caller = requester.user.to_string()
+        await self.require_member(room_id, caller, allow_invite=not close)
+        removed = []
+        if close:
+            state = await self._bridge.room_state(room_id, _ROOM_STATE)
+            if await self._is_direct(caller, room_id, state):
+                raise SynapseError(400, "A direct chat cannot be closed; leave it instead.", "M_INVALID_PARAM")
+            if not await self.is_admin(room_id, caller):
+                raise SynapseError(403, "Only a group admin may close the group.", "M_FORBIDDEN")
+            for user_id, membership in (await self._members(room_id)).items():
+                if user_id != caller and membership in ("join", "invite"):
+                    await self._bridge.set_membership(caller, user_id, room_id, "leave")
+                    removed.append(user_id)
+        await self._bridge.set_membership(caller, caller, room_id, "leave")
+        return {"room_id": room_id, "left": True, "closed": close, "removed": removed}
+
+    async def participants(self, requester: Any, room_id: str) -> JsonDict:
+        await self.require_member(room_id, requester.user.to_string(), allow_invite=True)
+        state = await self._bridge.room_state(room_id, [("m.room.member", None)])
+        return {"participants": await self._participants(room_id, state)}
+
+    async def add_participant(self, requester: Any, room_id: str, body: JsonDict) -> tuple[int, JsonDict]:
+        """Invites a user (201), or sets an existing participant's role (200).
+
+        Adding yourself accepts your pending invitation (a Matrix join).
+        """
+        caller = requester.user.to_string()
+        target = body["user_id"]
+        if target == caller:
+            if await self.require_member(room_id, caller, allow_invite=True) == "invite":
+                await self._bridge.set_membership(caller, caller, room_id, "join")
+            return 200, await self._participant(requester, room_id, caller)
+        await self.require_member(room_id, caller)
+        await self._require_user(target)
+        state = await self._bridge.room_state(room_id, _ROOM_STATE)
+        current = state.get(("m.room.member", target))
+        is_participant = current is not None and current.content.get("membership") in ("join", "invite")
+        status = 200
+        if not is_participant:
+            if await self._is_direct(caller, room_id, state):
+                raise SynapseError(400, "A direct chat has exactly two participants; create a group.", "M_INVALID_PARAM")
+            await self._bridge.set_membership(caller, target, room_id, "invite")
+            status = 201
+        if "role" in body:
+            await self._set_role(requester, room_id, target, body["role"])
+        return status, await self._participant(requester, room_id, target)
+
+    async def _set_role(self, requester: Any, room_id: str, target: str, role: str) -> None:
+        levels, content = await self._bridge.power_levels(room_id, [target])
+        if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
+            return
+        if levels[target] > ADMIN_LEVEL:
+            raise SynapseError(400, "A room creator is always an admin.", "M_INVALID_PARAM")
+        users = dict(content.get("users", {}))
+        if role == "admin":
+            users[target] = ADMIN_LEVEL
+        else:
+            users.pop(target, None)
+        event = {"type": "m.room.power_levels", "state_key": "", "room_id": room_id, "content": {**content, "users": users}}
+        await self._bridge.send_event(requester, event)
+
+    async def _participant(self, requester: Any, room_id: str, user_id: str) -> JsonDict:
+        listed = (await self.participants(requester, room_id))["participants"]
+        return next((p for p in listed if p["id"] == user_id), {"id": user_id, "membership": "leave"})
+
+    async def remove_participant(self, requester: Any, room_id: str, target: str) -> JsonDict:
+        """Kicks a participant (or withdraws their invitation); removing yourself leaves."""
+        caller = requester.user.to_string()
+        if target == caller:
+            return await self.leave(requester, room_id, close=False)
+        await self.require_member(room_id, caller)
+        if (await self._members(room_id)).get(target) not in ("join", "invite"):
+            raise SynapseError(404, f"{target} is not a participant of this room.", "M_NOT_FOUND")
+        await self._bridge.set_membership(caller, target, room_id, "leave")
+        return {"room_id": room_id, "user_id": target, "removed": True}
