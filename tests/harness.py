@@ -36,6 +36,28 @@ TEST_RATE_LIMITS = {
 }
 
 
+# Module config the suite's server runs with on top of synapse.yaml's (see module_overrides).
+VERIFIER_INSTITUTION = "Verifier Test Hospital"
+INSTITUTION_VERIFIER = "inst_verifier"
+TEST_MODULE_CONFIG: dict[str, Any] = {
+    "verifiers": {VERIFIER_INSTITUTION: [f"@{INSTITUTION_VERIFIER}:{SERVER_NAME}"]},
+}
+
+
+def module_overrides(extra: dict[str, Any]) -> dict[str, Any]:
+    """A `modules:` override: synapse.yaml's MedChat entry with `extra` merged into its config."""
+    import yaml
+
+    from medchat.devconfig import TEMPLATE, substitute
+
+    rendered = yaml.safe_load(substitute(TEMPLATE.read_text(), {**os.environ, "MEDCHAT_DATA_DIR": "/"}))
+    modules = [dict(m) for m in rendered["modules"]]
+    for entry in modules:
+        if entry["module"] == "medchat.MedChatModule":
+            entry["config"] = {**entry.get("config", {}), **extra}
+    return {"modules": modules}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -206,3 +228,25 @@ def run(coro: Any) -> Any:
 
 def postgres_admin_url() -> str | None:
     return os.environ.get("MEDCHAT_TEST_POSTGRES") or None
+
+
+def register_admin(server: SynapseServer, username: str | None = None) -> dict[str, Any]:
+    """A server admin (no MedChat profile), registered through Synapse's shared-secret admin API.
+
+    Returns the admin API's answer (`user_id`, `access_token`, ...).
+    """
+    import hashlib
+    import hmac
+
+    import yaml
+
+    shared_secret = yaml.safe_load((server.workdir / "secrets.yaml").read_text())["registration_shared_secret"]
+    username = username or f"admin_{secrets.token_hex(4)}"
+    url = server.base_url + "/_synapse/admin/v1/register"
+    nonce = requests.get(url, timeout=10).json()["nonce"]
+    mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
+    mac.update(b"\x00".join([nonce.encode(), username.encode(), PASSWORD.encode(), b"admin"]))
+    body = {"nonce": nonce, "username": username, "password": PASSWORD, "admin": True, "mac": mac.hexdigest()}
+    response = requests.post(url, json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -15,7 +15,11 @@ from medchat.accounts import Accounts
 from medchat.api import build_api_resource
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
-from medchat.store import ProfileStore, apply_migrations
+from medchat.directory import Directory
+from medchat.mirror import ProfileMirror
+from medchat.rules.directory import DirectoryRules
+from medchat.store import DirectoryStore, ProfileStore, VerificationStore, apply_migrations
+from medchat.verification import Verification
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +34,17 @@ class MedChatModule:
         )
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
-        accounts = Accounts(config, bridge, ProfileStore(api))
-        api.register_web_resource("/api", build_api_resource(bridge, accounts))
+        profiles = ProfileStore(api)
+        mirror = ProfileMirror(bridge, profiles)
+        verification = Verification(config, bridge, VerificationStore(api), profiles, mirror)
+        accounts = Accounts(config, bridge, profiles, mirror, verification)
+        directory_store = DirectoryStore(api, bridge.database_engine)
+        directory = Directory(config, bridge, accounts, directory_store, verification)
+        api.register_third_party_rules_callbacks(on_profile_update=mirror.on_profile_update)
+        api.register_spam_checker_callbacks(
+            check_username_for_spam=DirectoryRules(directory, directory_store).check_username_for_spam
+        )
+        api.register_web_resource("/api", build_api_resource(bridge, accounts, directory, verification))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ def load_schema() -> dict[str, Any]:
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
+    directory_listing_level: str = "unverified"
+    directory_search_level: str = "unverified"
+    directory_page_size_max: int = 100
+    verifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
@@ -39,4 +44,11 @@ class MedChatConfig:
             raise error
         defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
         values = {**defaults, **raw}
-        return cls(roles=tuple(values["roles"]), registration_enabled=values["registration_enabled"])
+        return cls(
+            roles=tuple(values["roles"]),
+            registration_enabled=values["registration_enabled"],
+            directory_listing_level=values["directory_listing_level"],
+            directory_search_level=values["directory_search_level"],
+            directory_page_size_max=values["directory_page_size_max"],
+            verifiers={institution: tuple(users) for institution, users in values["verifiers"].items()},
+        )

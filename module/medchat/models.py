@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from medchat.levels import is_verified
+
 JsonDict = dict[str, Any]
 
 
@@ -23,6 +25,10 @@ class Profile:
     bio: str | None
     created_ts: int
     updated_ts: int
+    display_name: str | None = None
+    avatar_url: str | None = None
+    hidden: bool = False
+    verification_level: str = "unverified"
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,11 @@ def localpart(user_id: str) -> str:
 
 
 def chat_user(profile: Profile, identity: MatrixIdentity, show_email: bool) -> JsonDict:
-    """The plan's ChatUser model. `email` is only shown to the user themselves and admins."""
-    return {
+    """The plan's ChatUser model. `email` (and `hidden`) only go to the user themselves and admins.
+
+    Beyond the plan: `verification_level` (the ladder step behind `is_verified`).
+    """
+    model = {
         "id": profile.user_id,
         "user": {
             "id": profile.user_id,
@@ -64,10 +73,14 @@ def chat_user(profile: Profile, identity: MatrixIdentity, show_email: bool) -> J
         "specialization": profile.specialization,
         "institution": profile.institution,
         "role": profile.role,
-        "is_verified": False,
+        "is_verified": is_verified(profile.verification_level),
+        "verification_level": profile.verification_level,
         "created_at": iso(profile.created_ts),
         "updated_at": iso(profile.updated_ts),
     }
+    if show_email:
+        model["hidden"] = profile.hidden
+    return model
 
 
 # --- request bodies (JSON Schema) ------------------------------------------------------------
@@ -146,4 +159,31 @@ RESET_PASSWORD_BODY: JsonDict = {
         "token": {"type": "string", "minLength": 1, "maxLength": 255},
         "new_password": _PASSWORD,
     },
+}
+
+# --- directory and verification (JSON Schema) -------------------------------------------------
+
+CHAT_USER_UPDATE_BODY: JsonDict = {
+    **PROFILE_UPDATE_BODY,
+    "properties": {**PROFILE_UPDATE_BODY["properties"], "hidden": {"type": "boolean"}},
+}
+
+_MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"}
+
+VERIFICATION_REQUEST_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["registration_body", "license_number"],
+    "properties": {
+        "level": {"type": "string", "maxLength": 50},
+        "registration_body": {"type": "string", "minLength": 1, "maxLength": 200},
+        "license_number": {"type": "string", "minLength": 1, "maxLength": 100},
+        "document": _MXC,
+    },
+}
+
+VERIFICATION_DECISION_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 1000}},
 }

@@ -67,3 +67,11 @@ def _schema_error(error: jsonschema.ValidationError) -> SynapseError:
     if error.validator == "minProperties":
         return SynapseError(400, "The request body has no fields to change.", "M_INVALID_PARAM")
     return SynapseError(400, f"Invalid field {field}: {error.message}", "M_INVALID_PARAM")
+
+
+def query_params(request: Any) -> dict[str, str]:
+    """The query string as name → first value (UTF-8); 400 for bytes that are not UTF-8."""
+    try:
+        return {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
+    except UnicodeDecodeError:
+        raise SynapseError(400, "The query string is not valid UTF-8.", "M_INVALID_PARAM")

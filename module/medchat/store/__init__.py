@@ -1,6 +1,8 @@
 """The module's own tables: only what Matrix has no place for."""
 
+from medchat.store.directory import DirectoryStore
 from medchat.store.migrations import apply_migrations
 from medchat.store.profiles import ProfileStore
+from medchat.store.verification import VerificationStore
 
-__all__ = ["ProfileStore", "apply_migrations"]
+__all__ = ["DirectoryStore", "ProfileStore", "VerificationStore", "apply_migrations"]
