@@ -250,3 +250,32 @@ def register_admin(server: SynapseServer, username: str | None = None) -> dict[s
     response = requests.post(url, json=body, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+async def nio_request(client: AsyncClient, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A raw Matrix call on a logged-in nio client's session, for endpoints nio has no method for
+    (user-directory search, extended profile fields)."""
+    import json
+
+    headers = {"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"}
+    response = await client.send(method, path, json.dumps(body) if body is not None else None, headers=headers)
+    return response.status, await response.json()
+
+
+def query_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the server's database (`?` placeholders), to check what has no API yet."""
+    if server.database_url:
+        import psycopg2
+
+        conn = psycopg2.connect(server.database_url)
+        sql = sql.replace("?", "%s")
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(server.workdir / "homeserver.db")
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+    finally:
+        conn.close()
