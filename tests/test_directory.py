@@ -117,6 +117,9 @@ def test_search_is_prefix_case_insensitive_and_ranked(api: Api) -> None:
     assert found.index(name_prefix["user_id"]) < found.index(by_username["user_id"]) < found.index(in_specialty["user_id"])
 
     assert ids(api.call("GET", users(f"/search?q={tok}&role=Consultant"), token=t)) == [exact["user_id"], in_specialty["user_id"]]
+    initial = api.call("GET", users(f"/search?q={tok[0].upper()}&limit=100"), token=t).json()["results"]
+    assert {exact["user_id"], name_prefix["user_id"]} <= {u["id"] for u in initial}
+    assert all(u["user"]["full_name"].lower().startswith(tok[0]) for u in initial)  # one letter: names only
     assert ids(api.call("GET", users(f"/search?q={tok}%20ward%20jon"), token=t)) == [name_prefix["user_id"]]
     assert ids(api.call("GET", users(f"/search?q={tok}&limit=1"), token=t)) == [exact["user_id"]]
     page = api.call("GET", users(f"/search?q={tok}&limit=1"), token=t).json()

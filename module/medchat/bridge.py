@@ -53,6 +53,9 @@ class SynapseBridge:
         self._register_ratelimiter = Ratelimiter(
             store=self._store, clock=self._clock, cfg=hs.config.ratelimiting.rc_registration
         )
+        self._directory_search_ratelimiter = Ratelimiter(
+            store=self._store, clock=self._clock, cfg=hs.config.ratelimiting.rc_user_directory
+        )
         self._reset_mailer = (
             Mailer(
                 hs=hs,
@@ -275,3 +278,7 @@ class SynapseBridge:
         await self._hs.get_profile_handler().dispatch_set_profile_field(
             target_user=user, requester=create_requester(user), field_name=field, new_value=value, by_admin=True
         )
+
+    async def ratelimit_directory_search(self, requester: Any) -> None:
+        """Synapse's `rc_user_directory` limit (as on its own user-directory search); 429 if exceeded."""
+        await self._directory_search_ratelimiter.ratelimit(requester)

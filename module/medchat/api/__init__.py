@@ -19,7 +19,7 @@ def build_api_resource(bridge: SynapseBridge, accounts: Accounts, directory: Dir
     for servlets in (
         HealthServlet(bridge),
         AuthServlets(bridge.api, accounts),
-        UserServlets(bridge.api, accounts, directory),
+        UserServlets(bridge, accounts, directory),
         VerificationServlets(bridge.api, verification),
     ):
         servlets.register_routes(resource)

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.http.server import JsonResource
-from synapse.module_api import ModuleApi
 
 from medchat.accounts import Accounts
 from medchat.api.http import query_params, read_json, route
+from medchat.bridge import SynapseBridge
 from medchat.directory import Directory
 from medchat.models import CHAT_USER_UPDATE_BODY
 
 
 class UserServlets:
-    def __init__(self, api: ModuleApi, accounts: Accounts, directory: Directory):
-        self._api = api
+    def __init__(self, bridge: SynapseBridge, accounts: Accounts, directory: Directory):
+        self._bridge = bridge
+        self._api = bridge.api
         self._accounts = accounts
         self._directory = directory
 
@@ -35,7 +36,9 @@ class UserServlets:
         return 200, await self._directory.list(await self._caller(request), query_params(request))
 
     async def search(self, request: Any) -> tuple[int, Any]:
-        return 200, await self._directory.search(await self._caller(request), query_params(request))
+        requester = await self._api.get_user_by_req(request)
+        await self._bridge.ratelimit_directory_search(requester)
+        return 200, await self._directory.search(requester.user.to_string(), query_params(request))
 
     async def get(self, request: Any, user_id: str) -> tuple[int, Any]:
         return 200, await self._directory.get(await self._caller(request), user_id)

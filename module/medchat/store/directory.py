@@ -1,7 +1,7 @@
 """Directory queries over medchat_profiles: filtered listing, ranked search, institution counts.
 
-Search uses the engine's own text index (migration 003): a weighted tsvector with GIN on
-PostgreSQL, FTS5 on SQLite. Both tokenise on non-alphanumerics and match every query word as a
+Search uses the engine's own text index (migration 003): tsvectors with GIN on PostgreSQL,
+FTS5 on SQLite. Both tokenise on non-alphanumerics and match every query word as a
 prefix, case-insensitively.
 """
 
@@ -21,6 +21,9 @@ from medchat.store.profiles import COLUMNS_SQL, row_to_profile
 _SORT_KEY = "lower(coalesce(p.display_name, p.user_id))"
 _WORD_RE = re.compile(r"[^\W_]+")
 _MAX_WORDS = 10
+# Per rank tier, how many matches are sorted at most (Synapse's own directory search ranks its
+# first 10,000): bounds the cost of one-letter or "hospital"-like queries on a large directory.
+_TIER_CANDIDATES = 5000
 _COLUMNS = ", ".join(f"p.{c.strip()}" for c in COLUMNS_SQL.split(","))
 
 
@@ -91,34 +94,53 @@ class DirectoryStore:
     async def search(self, q: str, filters: Filters, offset: int, limit: int) -> list[Profile]:
         """Profiles matching every word of `q` as a prefix, best first.
 
-        Rank: exact full name, then names starting with `q`, then by text relevance (name over
-        username over role/institution/specialization), then name order.
+        Rank tiers, each in name order: (0) the name starts with `q` — so an exact name comes
+        first —, (1) every word matches the name or username, (2) the rest (role, institution,
+        specialization). On PostgreSQL each tier is its own index-friendly query, cut at
+        offset + limit rows; tiers 1 and 2 sort at most _TIER_CANDIDATES matches each. A query of
+        one-letter words only is a type-ahead for names: tier 0 alone.
         """
         words = query_words(q)
         if not words:
             return []
         phrase = q.strip().lower()
         where, args = filters.where()
-        tier = "CASE WHEN lower(p.display_name) = ? THEN 0 WHEN substr(lower(p.display_name), 1, ?) = ? THEN 1 ELSE 2 END"
-        tier_args = [phrase, len(phrase), phrase]
+        # One-letter words match a fifth of any directory; alone, they mean "names starting with".
+        if all(len(w) == 1 for w in words):
+            sql = f"SELECT {_COLUMNS} FROM medchat_profiles p WHERE substr({_SORT_KEY}, 1, ?) = ? AND {where} ORDER BY {_SORT_KEY}, p.user_id LIMIT ? OFFSET ?"
+            return await self._select("medchat_directory_search", sql, [len(phrase), phrase, *args, limit, offset])
         if self._engine == "postgresql":
-            tsquery = " & ".join(f"'{w}':*" for w in words)
-            sql = (
-                f"SELECT {_COLUMNS} FROM medchat_profiles p"
-                f" WHERE p.search_vector @@ to_tsquery('simple', ?) AND {where}"
-                f" ORDER BY {tier}, ts_rank(p.search_vector, to_tsquery('simple', ?)) DESC, {_SORT_KEY}, p.user_id"
-                " LIMIT ? OFFSET ?"
-            )
-            params = [tsquery, *args, *tier_args, tsquery, limit, offset]
-        else:
-            match = " ".join(f'"{w}"*' for w in words)
-            sql = (
-                f"SELECT {_COLUMNS} FROM medchat_profiles_fts f JOIN medchat_profiles p ON p.rowid = f.rowid"
-                f" WHERE medchat_profiles_fts MATCH ? AND {where}"
-                f" ORDER BY {tier}, bm25(medchat_profiles_fts, 10.0, 5.0, 1.0, 1.0, 1.0), {_SORT_KEY}, p.user_id"
-                " LIMIT ? OFFSET ?"
-            )
-            params = [match, *args, *tier_args, limit, offset]
+            all_words = " & ".join(f"'{w}':*" for w in words)
+            upper = phrase[:-1] + chr(min(ord(phrase[-1]) + 1, 0x10FFFF))
+            tiers = [
+                (f"{_SORT_KEY} >= ? AND {_SORT_KEY} < ?", [phrase, upper]),
+                (f"p.name_vector @@ to_tsquery('simple', ?) AND NOT ({_SORT_KEY} >= ? AND {_SORT_KEY} < ?)", [all_words, phrase, upper]),
+                ("p.search_vector @@ to_tsquery('simple', ?) AND NOT p.name_vector @@ to_tsquery('simple', ?)", [all_words, all_words]),
+            ]
+            parts, params = [], []
+            for tier, (condition, condition_args) in enumerate(tiers):
+                select = f"SELECT {_COLUMNS}, {tier} AS tier, {_SORT_KEY} AS sort_key FROM medchat_profiles p WHERE {condition} AND {where}"
+                if tier == 0:  # a range of the name-order index: already sorted
+                    parts.append(f"({select} ORDER BY sort_key, p.user_id LIMIT ?)")
+                    params += [*condition_args, *args, offset + limit]
+                else:
+                    # Text matches correlate with name order in ways the planner cannot see, so
+                    # walking the name-order index can scan the whole table; collect matches by
+                    # text index instead, at most _TIER_CANDIDATES, then sort them.
+                    parts.append(f"(SELECT * FROM ({select} LIMIT ?) m ORDER BY sort_key, user_id LIMIT ?)")
+                    params += [*condition_args, *args, _TIER_CANDIDATES, offset + limit]
+            sql = " UNION ALL ".join(parts) + " ORDER BY tier, sort_key, user_id LIMIT ? OFFSET ?"
+            params += [limit, offset]
+            return await self._select("medchat_directory_search", sql, params, extra_columns=2)
+        match = " ".join(f'"{w}"*' for w in words)
+        sql = (
+            f"SELECT {_COLUMNS} FROM medchat_profiles_fts f JOIN medchat_profiles p ON p.rowid = f.rowid"
+            f" WHERE medchat_profiles_fts MATCH ? AND {where}"
+            f" ORDER BY CASE WHEN substr({_SORT_KEY}, 1, ?) = ? THEN 0"
+            " WHEN p.rowid IN (SELECT rowid FROM medchat_profiles_fts WHERE medchat_profiles_fts MATCH ?) THEN 1"
+            f" ELSE 2 END, {_SORT_KEY}, p.user_id LIMIT ? OFFSET ?"
+        )
+        params = [match, *args, len(phrase), phrase, f"{{name username}} : ({match})", limit, offset]
         return await self._select("medchat_directory_search", sql, params)
 
     async def institutions(self, filters: Filters) -> list[tuple[str, int]]:
@@ -148,10 +170,12 @@ class DirectoryStore:
 
         return await self._api.run_db_interaction("medchat_directory_visibility", txn)
 
-    async def _select(self, name: str, sql: str, args: list[Any]) -> list[Profile]:
+    async def _select(self, name: str, sql: str, args: list[Any], extra_columns: int = 0) -> list[Profile]:
+        """Profiles from a SELECT of the profile columns (plus `extra_columns` after them)."""
+
         def txn(t: LoggingTransaction) -> list[Profile]:
             t.execute(sql, args)
-            return [row_to_profile(row) for row in t.fetchall()]
+            return [row_to_profile(row[: len(row) - extra_columns]) for row in t.fetchall()]
 
         return await self._api.run_db_interaction(name, txn)
 

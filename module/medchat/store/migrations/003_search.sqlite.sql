@@ -1,6 +1,6 @@
 -- Directory search on SQLite: an FTS5 index (contentless; the rows stay in medchat_profiles) kept
--- in step by triggers. Columns: name, username, role, institution, specialization (ranked in that
--- order by bm25 weights at query time). Each trigger is one line: migrations split on ";" at ends.
+-- in step by triggers. Columns: name, username, role, institution, specialization.
+-- Each trigger is one line: migrations split on ";" at line ends.
 CREATE VIRTUAL TABLE medchat_profiles_fts USING fts5(name, username, role, institution, specialization, content='', tokenize='unicode61');
 
 CREATE TRIGGER medchat_profiles_fts_insert AFTER INSERT ON medchat_profiles BEGIN INSERT INTO medchat_profiles_fts (rowid, name, username, role, institution, specialization) VALUES (new.rowid, coalesce(new.display_name, ''), substr(new.user_id, 2, instr(new.user_id, ':') - 2), new.role, coalesce(new.institution, ''), coalesce(new.specialization, '')); END;
