@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -92,6 +93,23 @@ def synthetic_users(n: int, rng: random.Random) -> list[dict[str, Any]]:
     return users
 
 
+def wait_for_background_updates(connect: Any, timeout: float = 120) -> None:
+    """Synapse's start-up background updates (among them one that rebuilds the user directory
+    from scratch) must be done before rows are written behind its back."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT COUNT(*) FROM background_updates")
+            if cur.fetchone()[0] == 0:
+                return
+        finally:
+            conn.close()
+        time.sleep(0.5)
+    raise RuntimeError("Synapse's background updates did not finish")
+
+
 def seed_postgres(url: str, users: list[dict[str, Any]]) -> None:
     """COPY into Synapse's tables and ours; the tsvectors are computed by the database."""
     import psycopg2
@@ -138,8 +156,6 @@ def seed_postgres(url: str, users: list[dict[str, Any]]) -> None:
 
 
 def seed_sqlite(path: Path, users: list[dict[str, Any]]) -> None:
-    import sqlite3
-
     now = int(time.time() * 1000)
     conn = sqlite3.connect(path, timeout=60)
     with conn:
@@ -210,6 +226,7 @@ def main() -> None:
         searcher = api.register("bench_searcher", full_name="Bench Searcher")
 
         users = synthetic_users(args.users, rng)
+        wait_for_background_updates(db.connect if db else lambda: sqlite3.connect(workdir / "homeserver.db"))
         start = time.perf_counter()
         if db:
             seed_postgres(db.url, users)
@@ -246,8 +263,13 @@ def main() -> None:
     print(f"\n  ratio API / Synapse: p50 {p50:.2f}x, p99 {p99:.2f}x")
     print(f"  API only, institution and specialization prefixes (Synapse does not index them): "
           f"p50 {percentile(extra_times, 50):.2f} ms, p99 {percentile(extra_times, 99):.2f} ms")
-    target = percentile(times["api"], 99) <= 25 and p99 <= 1.0
-    print(f"  target (PostgreSQL, 100k: API p99 <= 25 ms and no slower than Synapse): {'met' if target else 'NOT met'}")
+    if db and args.users >= 100_000:
+        met = percentile(times["api"], 99) <= 25 and p99 <= 1.0
+        print(f"  target (PostgreSQL, 100k: API p99 <= 25 ms and no slower than Synapse): {'met' if met else 'NOT met'}")
+    else:
+        print("  (the target, API p99 <= 25 ms and no slower than Synapse, is set for PostgreSQL at 100k)")
+    print("  Note: Synapse's search runs MedChat's check_username_for_spam on every result (that is how")
+    print("  hidden users leave it), so its times include that callback.")
 
 
 if __name__ == "__main__":
