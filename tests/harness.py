@@ -42,6 +42,28 @@ TEST_RATE_LIMITS = {
 }
 
 
+# Module config the suite's server runs with on top of synapse.yaml's (see module_overrides).
+VERIFIER_INSTITUTION = "Verifier Test Hospital"
+INSTITUTION_VERIFIER = "inst_verifier"
+TEST_MODULE_CONFIG: dict[str, Any] = {
+    "verifiers": {VERIFIER_INSTITUTION: [f"@{INSTITUTION_VERIFIER}:{SERVER_NAME}"]},
+}
+
+
+def module_overrides(extra: dict[str, Any]) -> dict[str, Any]:
+    """A `modules:` override: synapse.yaml's MedChat entry with `extra` merged into its config."""
+    import yaml
+
+    from medchat.devconfig import TEMPLATE, substitute
+
+    rendered = yaml.safe_load(substitute(TEMPLATE.read_text(), {**os.environ, "MEDCHAT_DATA_DIR": "/"}))
+    modules = [dict(m) for m in rendered["modules"]]
+    for entry in modules:
+        if entry["module"] == "medchat.MedChatModule":
+            entry["config"] = {**entry.get("config", {}), **extra}
+    return {"modules": modules}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,8 +173,9 @@ class SynapseServer:
         self.stop()
         self.start()
 
-    def register_matrix_user(self, username: str, password: str = PASSWORD, admin: bool = False) -> str:
-        """A plain Matrix account made with Synapse's shared-secret admin API (no MedChat profile)."""
+    def register_matrix_user(self, username: str, password: str = PASSWORD, admin: bool = False) -> dict[str, Any]:
+        """A plain Matrix account made with Synapse's shared-secret admin API (no MedChat profile);
+        Synapse's answer (`user_id`, `access_token`, ...)."""
         shared_secret = yaml.safe_load((self.workdir / "secrets.yaml").read_text())["registration_shared_secret"]
         url = self.base_url + "/_synapse/admin/v1/register"
         nonce = requests.get(url, timeout=10).json()["nonce"]
@@ -161,7 +184,7 @@ class SynapseServer:
         body = {"nonce": nonce, "username": username, "password": password, "admin": admin, "mac": mac}
         response = requests.post(url, json=body, timeout=10)
         assert response.status_code == 200, response.text
-        return response.json()["user_id"]
+        return response.json()
 
     def log_tail(self, lines: int = 80) -> str:
         if not self.log_path.exists():
@@ -241,3 +264,37 @@ def fresh_database() -> Iterator[str | None]:
         yield db.url
     finally:
         db.drop()
+
+
+def register_admin(server: SynapseServer, username: str | None = None) -> dict[str, Any]:
+    """A server admin (no MedChat profile): Synapse's answer (`user_id`, `access_token`, ...)."""
+    return server.register_matrix_user(username or f"admin_{secrets.token_hex(4)}", admin=True)
+
+
+async def nio_request(client: AsyncClient, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A raw Matrix call on a logged-in nio client's session, for endpoints nio has no method for
+    (user-directory search, extended profile fields)."""
+    import json
+
+    headers = {"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"}
+    response = await client.send(method, path, json.dumps(body) if body is not None else None, headers=headers)
+    return response.status, await response.json()
+
+
+def query_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the server's database (`?` placeholders), to check what has no API yet."""
+    if server.database_url:
+        import psycopg2
+
+        conn = psycopg2.connect(server.database_url)
+        sql = sql.replace("?", "%s")
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(server.workdir / "homeserver.db")
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+    finally:
+        conn.close()

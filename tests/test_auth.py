@@ -192,7 +192,8 @@ def test_profile_update_reaches_matrix(api: Api) -> None:
     assert user["profile_image"] == "mxc://medchat.test/abcDEF123"
     assert user["updated_at"] >= user["created_at"]
     matrix = api.call("GET", f"/_matrix/client/v3/profile/{reg['user_id']}", token=token).json()
-    assert matrix == {"displayname": "Dr. Renamed", "avatar_url": "mxc://medchat.test/abcDEF123"}
+    assert (matrix["displayname"], matrix["avatar_url"]) == ("Dr. Renamed", "mxc://medchat.test/abcDEF123")
+    assert matrix["org.medchat.profile"]["specialization"] == "Paediatrics"
     assert api.call("GET", "/api/auth/profile", token=token).json() == user
 
 
@@ -215,7 +216,7 @@ def test_unknown_api_path_is_json_404(api: Api) -> None:
 def test_matrix_only_account_logs_in_and_gets_a_profile(api: Api, server) -> None:
     """An account made outside the app (Synapse's admin API) works on the app's API too."""
     username = f"m_{secrets.token_hex(4)}"
-    user_id = server.register_matrix_user(username)
+    user_id = server.register_matrix_user(username)["user_id"]
     login = api.call("POST", "/api/auth/login", json={"username": username, "password": PASSWORD})
     assert login.status_code == 200, login.text
     assert login.json()["user"]["role"] is None

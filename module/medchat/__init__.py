@@ -16,20 +16,22 @@ from medchat.api import build_api_resource
 from medchat.api.contacts import ContactServlets
 from medchat.api.messages import MessageServlets
 from medchat.api.rooms import RoomServlets
+from medchat.api.users import UserServlets
+from medchat.api.verification import VerificationServlets
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.contacts import Contacts
+from medchat.directory import Directory
 from medchat.messages import Messages
+from medchat.mirror import ProfileMirror
 from medchat.rooms import Rooms
 from medchat.rules.callbacks import ContactSpamChecker
 from medchat.rules.contact import ContactRules
-from medchat.store import ContactStore, ProfileStore, apply_migrations
+from medchat.rules.directory import DirectoryRules
+from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
+from medchat.verification import Verification
 
 logger = logging.getLogger(__name__)
-
-
-async def _everyone_unverified(user_id: str) -> str:
-    return "unverified"
 
 
 class MedChatModule:
@@ -43,15 +45,26 @@ class MedChatModule:
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
         profiles = ProfileStore(api)
-        accounts = Accounts(config, bridge, profiles)
+        mirror = ProfileMirror(bridge, profiles)
+        verification = Verification(config, bridge, VerificationStore(api), profiles, mirror)
+        accounts = Accounts(config, bridge, profiles, mirror, verification)
+        directory_store = DirectoryStore(api, bridge.database_engine)
+        directory = Directory(config, bridge, accounts, directory_store, verification)
         contact_store = ContactStore(api)
-        # Until the directory lands, everyone is unverified; its `Verification.level_of` replaces this.
-        rules = ContactRules(config, api, profiles, contact_store, _everyone_unverified)
+        rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
         contacts = Contacts(config, bridge, contact_store, profiles, rules)
-        ContactSpamChecker(rules, bridge).register(api)
-        api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
         rooms = Rooms(bridge)
+
+        ContactSpamChecker(rules, bridge).register(api)
+        api.register_spam_checker_callbacks(
+            check_username_for_spam=DirectoryRules(directory, directory_store).check_username_for_spam
+        )
+        api.register_third_party_rules_callbacks(on_profile_update=mirror.on_profile_update)
+        api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
+
         features = [
+            UserServlets(bridge, accounts, directory),
+            VerificationServlets(api, verification),
             ContactServlets(api, contacts, rules),
             RoomServlets(api, rooms),
             MessageServlets(api, Messages(bridge, rooms)),

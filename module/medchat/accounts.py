@@ -13,17 +13,32 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.levels import UNVERIFIED
+from medchat.mirror import ProfileMirror
 from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user, localpart
 from medchat.store import ProfileStore
+from medchat.verification import Verification
 
 logger = logging.getLogger(__name__)
 
+# What verification vouches for: changing one of these un-verifies unless a verifier does it.
+VERIFIED_FIELDS = ("role", "institution", "specialization")
+
 
 class Accounts:
-    def __init__(self, config: MedChatConfig, bridge: SynapseBridge, profiles: ProfileStore):
+    def __init__(
+        self,
+        config: MedChatConfig,
+        bridge: SynapseBridge,
+        profiles: ProfileStore,
+        mirror: ProfileMirror,
+        verification: Verification,
+    ):
         self._config = config
         self._bridge = bridge
         self._profiles = profiles
+        self._mirror = mirror
+        self._verification = verification
 
     def check_role(self, role: str) -> None:
         if role not in self._config.roles:
@@ -64,6 +79,7 @@ class Accounts:
             bio=body.get("bio"),
             created_ts=now,
             updated_ts=now,
+            display_name=body["full_name"],
         )
         if not await self._profiles.reserve(profile):
             raise SynapseError(409, "That username is already taken.", "M_USER_IN_USE")
@@ -72,6 +88,7 @@ class Accounts:
         except BaseException:
             await self._profiles.delete(user_id)
             raise
+        await self._mirror.sync(user_id)
         session = await self._bridge.issue_session(user_id, body.get("device_name"))
         return {**session, "user": await self.view(user_id, show_email=True)}
 
@@ -137,17 +154,35 @@ class Accounts:
         )
 
     async def update_own_profile(self, user_id: str, body: JsonDict) -> JsonDict:
-        """Display name and avatar go to the Matrix profile; the medical fields to our row."""
+        return await self.update_profile(user_id, user_id, body)
+
+    async def update_profile(self, editor: str, user_id: str, body: JsonDict) -> JsonDict:
+        """Display name and avatar go to the Matrix profile; the medical fields to our row.
+
+        Only the user or a server admin may edit. Once verified, a change of role, institution or
+        specialization drops the user back to unverified unless a verifier for the user's
+        institution (or an admin) makes it.
+        """
+        if editor != user_id and not await self._bridge.api.is_user_admin(editor):
+            raise SynapseError(403, "You may only edit your own profile.", "M_FORBIDDEN")
         if "role" in body:
             self.check_role(body["role"])
-        if await self._profiles.get(user_id) is None:
+        profile = await self._profiles.get(user_id)
+        if profile is None:
+            if await self._bridge.api.check_user_exists(user_id) is None:
+                raise SynapseError(404, "No such user.", "M_NOT_FOUND")
             if "role" not in body:
                 raise SynapseError(400, "This account has no profile yet: give its role.", "M_MISSING_PARAM")
             now = self._bridge.now_ms()
             await self._profiles.reserve(Profile(user_id, body["role"], None, None, None, now, now))
+        else:
+            changed = [f for f in VERIFIED_FIELDS if f in body and body[f] != getattr(profile, f)]
+            if changed and profile.verification_level != UNVERIFIED and not await self._verification.may_verify(editor, profile.institution):
+                await self._verification.reset(user_id, editor, f"profile changed: {', '.join(changed)}")
         if "full_name" in body:
             await self._bridge.set_display_name(user_id, body["full_name"])
         if "profile_image" in body:
             await self._bridge.set_avatar(user_id, body["profile_image"] or "")
         await self._profiles.update(user_id, body, self._bridge.now_ms())
+        await self._mirror.sync(user_id)
         return await self.view(user_id, show_email=True)

@@ -60,6 +60,9 @@ class SynapseBridge:
         self._register_ratelimiter = Ratelimiter(
             store=self._store, clock=self._clock, cfg=hs.config.ratelimiting.rc_registration
         )
+        self._directory_search_ratelimiter = Ratelimiter(
+            store=self._store, clock=self._clock, cfg=hs.config.ratelimiting.rc_user_directory
+        )
         self._reset_mailer = (
             Mailer(
                 hs=hs,
@@ -281,6 +284,7 @@ class SynapseBridge:
         )
         return {user_id: (name, avatar) for user_id, name, avatar in rows}
 
+
     async def presence_of(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
         """`presence` for many users in one look-up (listing pages)."""
         states = await self._hs.get_presence_handler().get_states(user_ids)
@@ -469,3 +473,34 @@ class SynapseBridge:
         """Synapse's keyed lock: one read-modify-write at a time per key (e.g. a user's m.direct)."""
         return Linearizer(name, self._clock)
 
+
+    def online_user_ids(self) -> set[str]:
+        """Local users whose presence is `online` now, from the presence handler's live state.
+
+        That state lives on the process that owns presence (the main process unless a presence
+        writer is configured); elsewhere it is empty, so the `online` filter belongs there.
+        """
+        states = getattr(self._hs.get_presence_handler(), "user_to_current_state", {})
+        return {user_id for user_id, state in states.items() if state.state == "online" and self._hs.is_mine_id(user_id)}
+
+    # --- extended profile fields (MSC4133) ----------------------------------------------------
+
+    async def get_profile_field(self, user_id: str, field: str) -> Any:
+        """A custom profile field of a local user, or None if unset."""
+        fields = await self._store.get_profile_fields(UserID.from_string(user_id))
+        return fields.get(field)
+
+    async def set_profile_field(self, user_id: str, field: str, value: Any) -> None:
+        """Sets a custom profile field as a server admin would, through the profile handler.
+
+        Synapse then notifies modules (`on_profile_update`) and serves the field on
+        `/_matrix/client/v3/profile/{user_id}` and over federation.
+        """
+        user = UserID.from_string(user_id)
+        await self._hs.get_profile_handler().dispatch_set_profile_field(
+            target_user=user, requester=create_requester(user), field_name=field, new_value=value, by_admin=True
+        )
+
+    async def ratelimit_directory_search(self, requester: Any) -> None:
+        """Synapse's `rc_user_directory` limit (as on its own user-directory search); 429 if exceeded."""
+        await self._directory_search_ratelimiter.ratelimit(requester)

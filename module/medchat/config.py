@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ class MedChatConfig:
     contact_permissions_default: str = "allow_all"
     contact_policy: tuple[dict[str, Any], ...] = ()
     federation_allow_list: tuple[str, ...] | None = None
+    directory_listing_level: str = "unverified"
+    directory_search_level: str = "unverified"
+    directory_page_size_max: int = 100
+    verifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
@@ -50,4 +55,8 @@ class MedChatConfig:
             contact_permissions_default=values["contact_permissions_default"],
             contact_policy=tuple(values["contact_policy"]),
             federation_allow_list=None if values["federation_allow_list"] is None else tuple(values["federation_allow_list"]),
+            directory_listing_level=values["directory_listing_level"],
+            directory_search_level=values["directory_search_level"],
+            directory_page_size_max=values["directory_page_size_max"],
+            verifiers={institution: tuple(users) for institution, users in values["verifiers"].items()},
         )

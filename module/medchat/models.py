@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from medchat.levels import UNVERIFIED, is_verified
+
 JsonDict = dict[str, Any]
 
 
@@ -23,6 +25,10 @@ class Profile:
     bio: str | None
     created_ts: int
     updated_ts: int
+    display_name: str | None = None
+    avatar_url: str | None = None
+    hidden: bool = False
+    verification_level: str = "unverified"
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,14 @@ def localpart(user_id: str) -> str:
 
 
 def chat_user(user_id: str, profile: Profile | None, identity: MatrixIdentity, show_email: bool) -> JsonDict:
-    """The plan's ChatUser model. `email` is only shown to the user themselves and admins.
+    """The plan's ChatUser model. `email` (and `hidden`) only go to the user themselves and admins.
 
     `profile` is None for a Matrix user without a medical profile (e.g. one made with Synapse's
     admin API or on another server): the Matrix facts are shown, the medical fields are null.
+    Beyond the plan: `verification_level` (the ladder step behind `is_verified`).
     """
-    return {
+    level = profile.verification_level if profile else UNVERIFIED
+    model = {
         "id": user_id,
         "user": {
             "id": user_id,
@@ -68,10 +76,14 @@ def chat_user(user_id: str, profile: Profile | None, identity: MatrixIdentity, s
         "specialization": profile.specialization if profile else None,
         "institution": profile.institution if profile else None,
         "role": profile.role if profile else None,
-        "is_verified": False,
+        "is_verified": is_verified(level),
+        "verification_level": level,
         "created_at": iso(profile.created_ts) if profile else None,
         "updated_at": iso(profile.updated_ts) if profile else None,
     }
+    if show_email:
+        model["hidden"] = profile.hidden if profile else False
+    return model
 
 
 # --- request bodies (JSON Schema) ------------------------------------------------------------
@@ -364,3 +376,31 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         "created_at": iso(event["origin_server_ts"]),
         "updated_at": edited_at or iso(event["origin_server_ts"]),
     }
+
+
+# --- directory and verification (JSON Schema) -------------------------------------------------
+
+CHAT_USER_UPDATE_BODY: JsonDict = {
+    **PROFILE_UPDATE_BODY,
+    "properties": {**PROFILE_UPDATE_BODY["properties"], "hidden": {"type": "boolean"}},
+}
+
+_MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"}
+
+VERIFICATION_REQUEST_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["registration_body", "license_number"],
+    "properties": {
+        "level": {"type": "string", "maxLength": 50},
+        "registration_body": {"type": "string", "minLength": 1, "maxLength": 200},
+        "license_number": {"type": "string", "minLength": 1, "maxLength": 100},
+        "document": _MXC,
+    },
+}
+
+VERIFICATION_DECISION_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 1000}},
+}

@@ -106,3 +106,11 @@ def query_limit(request: Any, default: int, maximum: int) -> int:
     if not value.isdigit() or not 1 <= int(value) <= maximum:
         raise SynapseError(400, f"Invalid parameter limit: give a whole number from 1 to {maximum}", "M_INVALID_PARAM")
     return int(value)
+
+
+def query_params(request: Any) -> dict[str, str]:
+    """The query string as name → first value (UTF-8); 400 for bytes that are not UTF-8."""
+    try:
+        return {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
+    except UnicodeDecodeError:
+        raise SynapseError(400, "The query string is not valid UTF-8.", "M_INVALID_PARAM")

@@ -14,10 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from medchat.levels import LEVELS
 from medchat.models import USER_ID_SCHEMA
 
-# The directory branch's verification ladder (medchat.levels.LEVELS); import it from there at merge.
-VERIFICATION_LEVELS = ("unverified", "identity_verified", "license_verified")
 ACTIONS = ("dm", "invite", "contact_request")
 ALLOW_ALL, BLOCK_ALL = "allow_all", "block_all"
 
@@ -141,7 +140,7 @@ class Exceptions:
             "users": sorted(self.users),
             "servers": sorted(self.group.servers),
             "roles": sorted(self.group.roles),
-            "levels": sorted(self.group.levels, key=VERIFICATION_LEVELS.index),
+            "levels": sorted(self.group.levels, key=LEVELS.index),
         }
 
 
@@ -214,7 +213,7 @@ _EXCEPTIONS = {
         "users": _list(USER_ID_SCHEMA),
         "servers": _list(_SERVER),
         "roles": _list({"type": "string", "minLength": 1, "maxLength": 100}),
-        "levels": _list({"enum": list(VERIFICATION_LEVELS)}),
+        "levels": _list({"enum": list(LEVELS)}),
     },
 }
 

@@ -1,0 +1,52 @@
+"""/api/chat/users*, /api/chat/institutions: the practitioner directory and profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.http.server import JsonResource
+
+from medchat.accounts import Accounts
+from medchat.api.http import query_params, read_json, route
+from medchat.bridge import SynapseBridge
+from medchat.directory import Directory
+from medchat.models import CHAT_USER_UPDATE_BODY
+
+
+class UserServlets:
+    def __init__(self, bridge: SynapseBridge, accounts: Accounts, directory: Directory):
+        self._bridge = bridge
+        self._api = bridge.api
+        self._accounts = accounts
+        self._directory = directory
+
+    def register_routes(self, resource: JsonResource) -> None:
+        # The fixed paths first: the router tries patterns in order and {id} matches any segment.
+        route(resource, "GET", "/api/chat/users", self.list)
+        route(resource, "GET", "/api/chat/users/search", self.search)
+        route(resource, "GET", "/api/chat/users/filter", self.list)
+        route(resource, "GET", "/api/chat/users/{user_id}", self.get)
+        route(resource, "PUT", "/api/chat/users/{user_id}", self.put)
+        route(resource, "GET", "/api/chat/institutions", self.institutions)
+
+    async def _caller(self, request: Any) -> str:
+        return (await self._api.get_user_by_req(request)).user.to_string()
+
+    async def list(self, request: Any) -> tuple[int, Any]:
+        return 200, await self._directory.list(await self._caller(request), query_params(request))
+
+    async def search(self, request: Any) -> tuple[int, Any]:
+        requester = await self._api.get_user_by_req(request)
+        await self._bridge.ratelimit_directory_search(requester)
+        return 200, await self._directory.search(requester.user.to_string(), query_params(request))
+
+    async def get(self, request: Any, user_id: str) -> tuple[int, Any]:
+        return 200, await self._directory.get(await self._caller(request), user_id)
+
+    async def put(self, request: Any, user_id: str) -> tuple[int, Any]:
+        caller = await self._caller(request)
+        body = read_json(request, CHAT_USER_UPDATE_BODY)
+        return 200, await self._accounts.update_profile(caller, user_id, body)
+
+    async def institutions(self, request: Any) -> tuple[int, Any]:
+        return 200, await self._directory.institutions(await self._caller(request))
