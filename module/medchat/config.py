@@ -24,6 +24,7 @@ def load_schema() -> dict[str, Any]:
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
+    uploads: dict[str, Any]  # per kind, merged over the schema default by medchat.media.policy
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
@@ -39,4 +40,8 @@ class MedChatConfig:
             raise error
         defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
         values = {**defaults, **raw}
-        return cls(roles=tuple(values["roles"]), registration_enabled=values["registration_enabled"])
+        return cls(
+            roles=tuple(values["roles"]),
+            registration_enabled=values["registration_enabled"],
+            uploads=values["uploads"],
+        )
