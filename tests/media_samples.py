@@ -1,12 +1,17 @@
-"""Sample files for the upload tests, generated in code (no binary fixtures in the repository)."""
+"""Sample files for the media tests, generated in code (no binary fixtures in the repository),
+and the two HTTP calls they all make."""
 
 from __future__ import annotations
 
 import io
 import struct
 import zipfile
+from typing import Any
 
+import requests
 from PIL import Image, PngImagePlugin
+
+from harness import Api
 
 GPS_LATITUDE = (51.0, 30.0, 26.37)
 XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="51,30.44N"/></x:xmpmeta>'
@@ -108,3 +113,13 @@ def dicom() -> bytes:
 
 def windows_exe() -> bytes:
     return b"MZ\x90\x00" + b"\x00" * 56 + b"PE\x00\x00" + b"\x00" * 64
+
+
+def upload(api: Api, user: dict[str, Any], kind: str, data: bytes, content_type: str = "application/octet-stream", filename: str | None = None) -> requests.Response:
+    path = f"/api/chat/upload/{kind}" + (f"?filename={filename}" if filename else "")
+    return api.call("POST", path, token=user["access_token"], data=data, headers={"Content-Type": content_type})
+
+
+def download(api: Api, user: dict[str, Any], media_url: str) -> requests.Response:
+    server_name, media_id = media_url.removeprefix("mxc://").split("/")
+    return api.call("GET", f"/_matrix/client/v1/media/download/{server_name}/{media_id}", token=user["access_token"])

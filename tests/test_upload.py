@@ -13,6 +13,7 @@ import requests
 from PIL import Image
 
 import media_samples as samples
+from media_samples import download, upload
 from harness import Api, SERVER_NAME, SynapseServer, expect_error, nio_login, run
 
 IMAGE_LIMIT = 20 * 1024 * 1024  # the schema's default for images
@@ -31,16 +32,6 @@ def bob(api: Api) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def api(server: SynapseServer) -> Api:  # module-scoped twin of conftest's `api`
     return Api(server.base_url)
-
-
-def upload(api: Api, user: dict[str, Any], kind: str, data: bytes, content_type: str = "application/octet-stream", filename: str | None = None) -> requests.Response:
-    path = f"/api/chat/upload/{kind}" + (f"?filename={filename}" if filename else "")
-    return api.call("POST", path, token=user["access_token"], data=data, headers={"Content-Type": content_type})
-
-
-def download(api: Api, user: dict[str, Any], media_url: str) -> requests.Response:
-    server_name, media_id = media_url.removeprefix("mxc://").split("/")
-    return api.call("GET", f"/_matrix/client/v1/media/download/{server_name}/{media_id}", token=user["access_token"])
 
 
 def register_admin(server: SynapseServer) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
 import synapse
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
 from s3_storage_provider import S3StorageProviderBackend
 from synapse.api.auth.base import BaseAuth
 from synapse.api.errors import Codes, SynapseError
@@ -256,9 +258,13 @@ class SynapseBridge:
         in `local_media_repository.user_id`, applies upload limits and quarantine, and generates
         thumbnails, exactly as for `/_matrix/media/v3/upload`.
         """
-        mxc = await self._hs.get_media_repository().create_or_update_content(
-            media_type, upload_name, content, length, UserID.from_string(user_id)
-        )
+        try:
+            mxc = await self._hs.get_media_repository().create_or_update_content(
+                media_type, upload_name, content, length, UserID.from_string(user_id)
+            )
+        except (S3UploadFailedError, BotoCoreError, ClientError) as e:
+            logger.error("MedChat: the object store refused an upload: %s", e)
+            raise SynapseError(502, "The file store is unavailable; try again later.", Codes.UNKNOWN)
         return str(mxc)
 
     async def local_media_uploader(self, media_id: str) -> tuple[bool, str | None]:
