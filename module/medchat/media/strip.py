@@ -17,8 +17,11 @@ loss and it costs one pass over the bytes), keeping only what rendering needs:
 - WebP: drops the EXIF and XMP chunks and clears their flags in VP8X; keeps ICCP, animation, alpha
   and the bitstream.
 
-Every result is then decoded by Pillow (JPEG at 1/8 scale, which still reads all scan data), so a
-truncated or corrupt image is refused here rather than failing later in a thumbnailer or a client.
+Every container walk checks the structure (segment/chunk lengths, PNG CRCs, the end marker), so a
+truncated image is refused. Images up to Synapse's default `max_image_pixels` (32 Mi pixels, the
+ones its thumbnailer decodes) are also decoded by Pillow (JPEG at 1/8 scale, which still reads all
+scan data), so corrupt pixel data is refused here rather than failing later in the thumbnailer or
+a client. Larger images get the structural and header checks only.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ STRIPPABLE = frozenset(_PILLOW_FORMAT)
 
 _ORIENTATION_TAG = 0x0112
 _MAX_PIXELS = 100_000_000
+_DECODE_CHECK_MAX_PIXELS = 32 * 1024 * 1024
 
 
 class ImageError(ValueError):
@@ -70,6 +74,8 @@ def _decode_check(data: bytes, pillow_format: str) -> tuple[int, int]:
             width, height = im.size
             if width * height > _MAX_PIXELS:
                 raise ImageError(f"The image is too large ({width}x{height} pixels).")
+            if width * height > _DECODE_CHECK_MAX_PIXELS:
+                return width, height
             if pillow_format == "JPEG":
                 im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
             im.load()
