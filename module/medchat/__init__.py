@@ -16,12 +16,14 @@ from medchat.api import build_api_resource
 from medchat.api.contacts import ContactServlets
 from medchat.api.messages import MessageServlets
 from medchat.api.rooms import RoomServlets
+from medchat.api.upload import UploadServlets
 from medchat.api.users import UserServlets
 from medchat.api.verification import VerificationServlets
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.contacts import Contacts
 from medchat.directory import Directory
+from medchat.media.uploads import MediaUploads
 from medchat.messages import Messages
 from medchat.mirror import ProfileMirror
 from medchat.rooms import Rooms
@@ -68,6 +70,7 @@ class MedChatModule:
             ContactServlets(api, contacts, rules),
             RoomServlets(api, rooms),
             MessageServlets(api, Messages(bridge, rooms)),
+            UploadServlets(api, MediaUploads(bridge, config.uploads)),
         ]
         api.register_web_resource("/api", build_api_resource(bridge, accounts, *features))
 

@@ -9,11 +9,15 @@ object below, reusing Synapse's own handlers rather than re-implementing them.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import synapse
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
+from s3_storage_provider import S3StorageProviderBackend
 from synapse import event_auth
 from synapse.api.auth.base import BaseAuth
 from synapse.api.constants import Direction, EventTypes, RelationTypes
@@ -24,6 +28,7 @@ from synapse.events import EventBase
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
+from synapse.media.filepath import MediaFilePaths
 from synapse.module_api import ModuleApi
 from synapse.push.mailer import Mailer
 from synapse.rest.client.login import LoginRestServlet
@@ -504,3 +509,83 @@ class SynapseBridge:
     async def ratelimit_directory_search(self, requester: Any) -> None:
         """Synapse's `rc_user_directory` limit (as on its own user-directory search); 429 if exceeded."""
         await self._directory_search_ratelimiter.ratelimit(requester)
+
+    # --- media --------------------------------------------------------------------------------
+
+    async def store_media(self, media_type: str, upload_name: str | None, content: IO, length: int, user_id: str) -> str:
+        """Stores a file through Synapse's media repository; returns its `mxc://` URI.
+
+        The repository writes the local store and every storage provider (S3), records the uploader
+        in `local_media_repository.user_id`, applies upload limits and quarantine, and generates
+        thumbnails, exactly as for `/_matrix/media/v3/upload`.
+        """
+        try:
+            mxc = await self._hs.get_media_repository().create_or_update_content(
+                media_type, upload_name, content, length, UserID.from_string(user_id)
+            )
+        except (S3UploadFailedError, BotoCoreError, ClientError) as e:
+            logger.error("MedChat: the object store refused an upload: %s", e)
+            raise SynapseError(502, "The file store is unavailable; try again later.", Codes.UNKNOWN)
+        return str(mxc)
+
+    async def local_media_uploader(self, media_id: str) -> tuple[bool, str | None]:
+        """(exists, uploader's user id) of a media id of this server."""
+        media = await self._store.get_local_media(media_id)
+        return (media is not None, media.user_id if media else None)
+
+    async def delete_local_media(self, media_id: str) -> None:
+        """Deletes a local file from the object stores, then the local store and database.
+
+        Synapse's own deletion (the admin API's) removes only the local copy; with a storage
+        provider the object would stay in the bucket and could be served again, so the S3 objects
+        (content and thumbnails) are removed first.
+        """
+        repository = self._hs.get_media_repository()
+        for provider in repository.media_storage.storage_providers:
+            backend = getattr(provider, "backend", provider)
+            if isinstance(backend, S3StorageProviderBackend):
+                await self.api.defer_to_thread(_delete_s3_media, backend, repository.filepaths, media_id)
+        await repository.delete_local_media_ids([media_id])
+
+    def thumbnail_url(self, media_id: str, width: int, height: int) -> str:
+        """Synapse's authenticated thumbnail endpoint for a local media id."""
+        return (
+            f"{self._hs.config.server.public_baseurl}_matrix/client/v1/media/thumbnail/"
+            f"{self.server_name}/{media_id}?width={width}&height={height}&method=scale"
+        )
+
+    @staticmethod
+    def accept_multipart_uploads(path_prefix: bytes) -> Callable[[SynapseRequest], str | None]:
+        """Lets multipart/form-data POSTs under `path_prefix` through Synapse's request guard.
+
+        SynapseRequest drops every multipart POST (GHSA-rfq8-j7rh-8hf2) because Twisted would parse
+        the whole body into memory. For the upload paths the Content-Type is set aside before
+        Twisted sees it (so nothing is parsed) and the module reads the part from the spooled body
+        file itself. Returns the getter for a request's original multipart Content-Type.
+        """
+        original = SynapseRequest.requestReceived
+        if not getattr(original, "_medchat_multipart", False):
+
+            def request_received(self: SynapseRequest, command: bytes, path: bytes, version: bytes) -> None:
+                if command == b"POST" and path.startswith(path_prefix):
+                    ctype = self.requestHeaders.getRawHeaders(b"content-type")
+                    if ctype and b"multipart/form-data" in ctype[0].lower():
+                        self.medchat_multipart_type = ctype[0].decode("latin-1")  # type: ignore[attr-defined]
+                        self.requestHeaders.setRawHeaders(b"content-type", [b"application/octet-stream"])
+                original(self, command, path, version)
+
+            request_received._medchat_multipart = True  # type: ignore[attr-defined]
+            SynapseRequest.requestReceived = request_received  # type: ignore[method-assign]
+        return lambda request: getattr(request, "medchat_multipart_type", None)
+
+
+def _delete_s3_media(backend: S3StorageProviderBackend, filepaths: MediaFilePaths, media_id: str) -> None:
+    """Removes a local media file and its thumbnails from the provider's bucket (in a thread)."""
+    client = backend._get_s3_client()
+    content_key = backend.prefix + filepaths.local_media_filepath_rel(media_id)
+    thumbnails = backend.prefix + os.path.dirname(filepaths.local_media_thumbnail_rel(media_id, 1, 1, "a/b", "x")) + "/"
+    keys = [content_key]
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket, Prefix=thumbnails):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    for key in keys:
+        client.delete_object(Bucket=backend.bucket, Key=key)

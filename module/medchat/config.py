@@ -25,6 +25,7 @@ def load_schema() -> dict[str, Any]:
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
+    uploads: dict[str, Any]  # per kind, merged over the schema default by medchat.media.policy
     contact_requests: bool = True
     contact_permissions_default: str = "allow_all"
     contact_policy: tuple[dict[str, Any], ...] = ()
@@ -59,4 +60,5 @@ class MedChatConfig:
             directory_search_level=values["directory_search_level"],
             directory_page_size_max=values["directory_page_size_max"],
             verifiers={institution: tuple(users) for institution, users in values["verifiers"].items()},
+            uploads=values["uploads"],
         )

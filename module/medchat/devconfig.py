@@ -115,8 +115,9 @@ def synapse_command(config_paths: list[Path]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Render synapse.yaml into DATA_DIR and start Synapse with it.")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    parser.add_argument("--extra-config", type=Path, action="append", default=[], help="more Synapse config files, e.g. config/media-storage.yaml")
     args = parser.parse_args()
-    command = synapse_command(prepare(args.data_dir))
+    command = synapse_command(prepare(args.data_dir) + args.extra_config)
     os.execv(command[0], command)
 
 

@@ -1,0 +1,64 @@
+"""/api/chat/upload/*: files into Synapse's media repository, checked and cleaned on the way in.
+
+Downloads are not here: they are Synapse's authenticated media endpoints
+(`/_matrix/client/v1/media/download/...`), so Matrix clients and the app read the same files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.http.server import JsonResource
+from synapse.module_api import ModuleApi
+from synapse.module_api.errors import SynapseError
+
+from medchat.api.http import route
+from medchat.bridge import SynapseBridge
+from medchat.media.body import BodyError, multipart_field, whole_body
+from medchat.media.uploads import MediaUploads
+
+PREFIX = "/api/chat/upload/"
+
+
+class UploadServlets:
+    def __init__(self, api: ModuleApi, uploads: MediaUploads):
+        self._api = api
+        self._uploads = uploads
+        self._multipart_type = SynapseBridge.accept_multipart_uploads(PREFIX.encode())
+
+    def register_routes(self, resource: JsonResource) -> None:
+        # One pattern for both methods (Synapse's router answers 405 when the first matching
+        # pattern lacks the method): the segment is the kind for POST and the file id for DELETE.
+        route(resource, "POST", PREFIX + "{target}", self.upload)
+        route(resource, "DELETE", PREFIX + "{target}", self.delete)
+
+    async def upload(self, request: Any, target: str) -> tuple[int, Any]:
+        requester = await self._api.get_user_by_req(request)
+        rules = self._uploads.rules(target)
+        self._uploads.check_size(rules, _content_length(request))
+        multipart_type = self._multipart_type(request)
+        file_name = _query_arg(request, b"filename")
+        if multipart_type:
+            try:
+                part = multipart_field(request.content, multipart_type, "file")
+            except BodyError as e:
+                raise SynapseError(400, str(e), "M_INVALID_PARAM")
+            source, file_name, declared = part.content, part.filename or file_name, part.content_type
+        else:
+            source, declared = whole_body(request.content), request.getHeader("Content-Type")
+        return 201, await self._uploads.upload(rules, requester.user.to_string(), source, file_name, declared)
+
+    async def delete(self, request: Any, target: str) -> tuple[int, Any]:
+        requester = await self._api.get_user_by_req(request)
+        await self._uploads.delete(requester.user.to_string(), target)
+        return 200, {}
+
+
+def _content_length(request: Any) -> int | None:
+    value = request.getHeader("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _query_arg(request: Any, name: bytes) -> str | None:
+    values = request.args.get(name)
+    return values[0].decode("utf-8", "replace") if values else None

