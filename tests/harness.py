@@ -42,6 +42,10 @@ TEST_RATE_LIMITS = {
 }
 
 
+# Quick heartbeats and token re-checks, so the WebSocket tests need not wait long.
+TEST_MODULE_CONFIG = {"websocket": {"heartbeat_seconds": 2, "token_recheck_seconds": 1, "slow_consumer_seconds": 2}}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +95,7 @@ class SynapseServer:
         database_url: str | None = None,
         env: dict[str, str] | None = None,
         overrides: dict[str, Any] | None = None,
+        module_overrides: dict[str, Any] | None = None,
     ):
         self.workdir = workdir
         self.port = free_port()
@@ -106,10 +111,11 @@ class SynapseServer:
         if database_url:
             self._env["DATABASE_URL"] = database_url
         self._overrides = overrides or {}
+        self._module_overrides = module_overrides or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120) -> None:
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides)
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             synapse_command(config_paths), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
@@ -129,7 +135,7 @@ class SynapseServer:
 
     def run_until_exit(self, timeout: float = 60) -> tuple[int, str]:
         """Starts a server that is expected to refuse to start; returns (exit code, output)."""
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides)
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides)
         result = subprocess.run(
             synapse_command(config_paths), cwd=self.workdir, capture_output=True, timeout=timeout, text=True
         )

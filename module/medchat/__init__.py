@@ -15,6 +15,7 @@ from medchat.accounts import Accounts
 from medchat.api import build_api_resource
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.realtime.socket import SocketHub
 from medchat.store import ProfileStore, apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ class MedChatModule:
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
         accounts = Accounts(config, bridge, ProfileStore(api))
-        api.register_web_resource("/api", build_api_resource(bridge, accounts))
+        sockets = SocketHub(bridge, config.websocket)
+        api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource()))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

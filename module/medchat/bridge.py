@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import synapse
 from synapse.api.auth.base import BaseAuth
+from synapse.api.constants import Direction
 from synapse.api.errors import Codes, SynapseError
 from synapse.api.ratelimiting import Ratelimiter
 from synapse.http import get_request_user_agent
@@ -25,7 +26,8 @@ from synapse.push.mailer import Mailer
 from synapse.rest.client.login import LoginRestServlet
 from synapse.storage.database import LoggingTransaction, make_conn
 from synapse.storage.engines import PostgresEngine
-from synapse.types import UserID, create_requester
+from synapse.streams.config import PaginationConfig
+from synapse.types import Requester, StreamToken, UserID, create_requester
 from synapse.util.threepids import canonicalise_email, validate_email
 
 logger = logging.getLogger(__name__)
@@ -243,3 +245,35 @@ class SynapseBridge:
         """(is_online, last_active_ts_ms) from Synapse's presence."""
         state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
         return state.state == "online", (state.last_active_ts or None)
+
+    # --- event stream (the WebSocket's source) ---------------------------------------------------
+
+    async def authenticate(self, request: SynapseRequest) -> tuple[Requester, str]:
+        """The requester behind the request's access token (header or `access_token` query), and
+        the token itself, for re-checking on a long-lived connection."""
+        return await self.api.get_user_by_req(request), BaseAuth.get_access_token_from_request(request)
+
+    async def token_still_valid(self, access_token: str) -> bool:
+        """Whether a token checked earlier still works (logout, expiry, deactivation end it)."""
+        try:
+            await self._hs.get_auth().get_user_by_access_token(access_token)
+            return True
+        except SynapseError:
+            return False
+
+    async def stream_position(self) -> str:
+        """The current position of the user-visible event stream, as a resumable string."""
+        return await self._hs.get_event_sources().get_current_token().to_string(self._store)
+
+    async def events_after(self, requester: Requester, position: str, timeout_ms: int, limit: int) -> tuple[list[dict[str, Any]], str]:
+        """Everything the user may see after `position` (room events, receipts, typing, presence),
+        waiting up to `timeout_ms` for something to happen: Synapse's own `/events` stream.
+
+        Returns the client-format events and the position after them. Raises 400 for a malformed
+        position. Keeps the user's presence online while called, as a syncing client does.
+        """
+        token = await StreamToken.from_string(self._store, position)
+        result = await self._hs.get_event_stream_handler().get_stream(
+            requester, PaginationConfig(from_token=token, to_token=None, direction=Direction.FORWARDS, limit=limit), timeout=timeout_ms, affect_presence=True
+        )
+        return result["chunk"], result["end"]

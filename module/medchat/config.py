@@ -20,10 +20,23 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+def _defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    heartbeat_seconds: int
+    batch_limit: int
+    slow_consumer_seconds: int
+    token_recheck_seconds: int
+
+
 @dataclass(frozen=True)
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
+    websocket: WebSocketConfig
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
@@ -37,6 +50,10 @@ class MedChatConfig:
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
         if error is not None:
             raise error
-        defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
-        values = {**defaults, **raw}
-        return cls(roles=tuple(values["roles"]), registration_enabled=values["registration_enabled"])
+        values = {**_defaults(schema), **raw}
+        websocket = {**_defaults(schema["properties"]["websocket"]), **values["websocket"]}
+        return cls(
+            roles=tuple(values["roles"]),
+            registration_enabled=values["registration_enabled"],
+            websocket=WebSocketConfig(**websocket),
+        )
