@@ -39,6 +39,8 @@ TEST_RATE_LIMITS = {
     "rc_registration": {"per_second": 1000, "burst_count": 1000},
     "rc_3pid_validation": {"per_second": 1000, "burst_count": 1000},
     "rc_message": {"per_second": 1000, "burst_count": 1000},
+    # The push-gateway sink listens on loopback, which Synapse blocks for outbound requests by default.
+    "ip_range_whitelist": ["127.0.0.1"],
 }
 
 
@@ -245,3 +247,22 @@ def fresh_database() -> Iterator[str | None]:
         yield db.url
     finally:
         db.drop()
+
+
+def shared_room(api: Api, owner: dict[str, Any], *members: dict[str, Any]) -> str:
+    """A private room made with the native Matrix API, `members` invited and joined."""
+    invite = [m["user_id"] for m in members]
+    response = api.call("POST", "/_matrix/client/v3/createRoom", token=owner["access_token"], json={"invite": invite})
+    assert response.status_code == 200, response.text
+    room = response.json()["room_id"]
+    for member in members:
+        assert api.call("POST", f"/_matrix/client/v3/join/{room}", token=member["access_token"], json={}).status_code == 200
+    return room
+
+
+def send_text(api: Api, token: str, room: str, body: str, **content: Any) -> str:
+    """Sends an m.text message with the native Matrix API; returns its event id."""
+    txn = f"t{time.monotonic_ns()}"
+    response = api.call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}", token=token, json={"msgtype": "m.text", "body": body, **content})
+    assert response.status_code == 200, response.text
+    return response.json()["event_id"]

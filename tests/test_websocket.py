@@ -11,22 +11,9 @@ from typing import Any, Callable
 import aiohttp
 import pytest
 
-from harness import Api, nio_login, run
+from harness import Api, nio_login, run, send_text, shared_room
 
 Frame = dict[str, Any]
-
-
-def shared_room(api: Api, a: dict, b: dict) -> str:
-    room = api.call("POST", "/_matrix/client/v3/createRoom", token=a["access_token"], json={"invite": [b["user_id"]]}).json()["room_id"]
-    assert api.call("POST", f"/_matrix/client/v3/join/{room}", token=b["access_token"], json={}).status_code == 200
-    return room
-
-
-def send_text(api: Api, token: str, room: str, body: str, txn: str | None = None) -> str:
-    txn = txn or f"t{time.monotonic_ns()}"
-    response = api.call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}", token=token, json={"msgtype": "m.text", "body": body})
-    assert response.status_code == 200, response.text
-    return response.json()["event_id"]
 
 
 class Socket:

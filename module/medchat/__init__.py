@@ -15,7 +15,12 @@ from medchat.accounts import Accounts
 from medchat.api import build_api_resource
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.api.realtime import RealtimeServlets
+from medchat.realtime.notifications import Notifications
+from medchat.realtime.presence import Presence
 from medchat.realtime.socket import SocketHub
+from medchat.realtime.status import MessageStatus
+from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
 from medchat.store import ProfileStore, apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -32,8 +37,12 @@ class MedChatModule:
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
         accounts = Accounts(config, bridge, ProfileStore(api))
-        sockets = SocketHub(bridge, config.websocket)
-        api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource()))
+        status = MessageStatus(bridge, DeliveryStore(api))
+        realtime = RealtimeServlets(
+            api, status, Presence(bridge), Notifications(bridge, DismissedNotificationStore(api))
+        )
+        sockets = SocketHub(bridge, config.websocket, status)
+        api.register_web_resource("/api", build_api_resource(bridge, accounts, realtime, sockets.resource()))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

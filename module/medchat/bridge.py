@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import synapse
 from synapse.api.auth.base import BaseAuth
-from synapse.api.constants import Direction
-from synapse.api.errors import Codes, SynapseError
+from synapse.api.constants import Direction, ReceiptTypes
+from synapse.api.errors import AuthError, Codes, SynapseError
 from synapse.api.ratelimiting import Ratelimiter
+from synapse.events import EventBase
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
@@ -277,3 +278,97 @@ class SynapseBridge:
             requester, PaginationConfig(from_token=token, to_token=None, direction=Direction.FORWARDS, limit=limit), timeout=timeout_ms, affect_presence=True
         )
         return result["chunk"], result["end"]
+
+    # --- receipts, delivery and presence ----------------------------------------------------------
+
+    async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
+        """The event if it exists and `user_id` may see it, by the rules of
+        `/rooms/{room}/event/{id}` (membership, history visibility, erasure)."""
+        try:
+            found = await self._hs.get_event_handler().get_event(UserID.from_string(user_id), None, event_id)
+        except AuthError:
+            return None
+        return found.event if found is not None else None
+
+    async def joined_members(self, room_id: str) -> list[str]:
+        return list(await self._store.get_users_in_room(room_id))
+
+    async def is_joined(self, user_id: str, room_id: str) -> bool:
+        return user_id in await self._store.get_users_in_room(room_id)
+
+    async def read_positions(self, room_id: str) -> dict[str, int]:
+        """Each member's public read receipt in the room, as the stream ordering it points at."""
+
+        def txn(t: LoggingTransaction) -> dict[str, int]:
+            t.execute(
+                "SELECT user_id, MAX(event_stream_ordering) FROM receipts_linearized"
+                " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id",
+                (room_id, ReceiptTypes.READ),
+            )
+            return {user_id: ordering for user_id, ordering in t.fetchall()}
+
+        return await self.api.run_db_interaction("medchat_read_positions", txn)
+
+    async def stream_orderings(self, event_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """event_id -> (room_id, stream_ordering) for events persisted here."""
+        if not event_ids:
+            return {}
+        marks = ", ".join("?" for _ in event_ids)
+
+        def txn(t: LoggingTransaction) -> dict[str, tuple[str, int]]:
+            t.execute(f"SELECT event_id, room_id, stream_ordering FROM events WHERE event_id IN ({marks})", event_ids)
+            return {event_id: (room_id, ordering) for event_id, room_id, ordering in t.fetchall()}
+
+        return await self.api.run_db_interaction("medchat_stream_orderings", txn)
+
+    async def send_read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
+        """A real `m.read` receipt, exactly as a Matrix client sends it (Element shows it)."""
+        await self._hs.get_receipts_handler().received_client_receipt(
+            room_id, ReceiptTypes.READ, UserID.from_string(user_id), event_id, None
+        )
+
+    async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
+        await self._hs.get_read_marker_handler().received_client_read_marker(room_id, user_id, event_id)
+
+    async def latest_event_id(self, room_id: str) -> str | None:
+        return await self._store.get_last_event_id_in_room_before_stream_ordering(room_id, self._store.get_room_max_token())
+
+    async def share_a_room(self, user_id: str, other_user_id: str) -> bool:
+        return other_user_id in await self._store.do_users_share_a_room(user_id, [other_user_id])
+
+    async def set_presence(self, requester: Requester, state: str, status_msg: str | None) -> None:
+        body: dict[str, Any] = {"presence": state}
+        if status_msg is not None:
+            body["status_msg"] = status_msg
+        await self._hs.get_presence_handler().set_state(requester.user, requester.device_id, body)
+
+    async def presence_state(self, user_id: str) -> dict[str, Any]:
+        state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
+        return {"state": state.state, "status_msg": state.status_msg, "last_active_ts": state.last_active_ts or None}
+
+    # --- notifications (Synapse's push-rule evaluation) -------------------------------------------
+
+    async def push_actions(self, user_id: str, before: int | None, limit: int) -> list[Any]:
+        """What Synapse's push rules decided to notify the user about, newest first."""
+        return await self._store.get_push_actions_for_user(user_id, before=before, limit=limit)
+
+    async def read_orderings_by_room(self, user_id: str) -> dict[str, int]:
+        receipts = await self._store.get_receipts_for_user_with_orderings(user_id, [ReceiptTypes.READ, ReceiptTypes.READ_PRIVATE])
+        return {room_id: receipt["stream_ordering"] for room_id, receipt in receipts.items()}
+
+    async def unread_counts_by_room(self, user_id: str) -> dict[str, int]:
+        """Per joined room, the notification count /sync reports as `unread_notifications`
+        (threads included), computed by the same store function."""
+        counts = {}
+        for room_id in await self._store.get_rooms_for_user(user_id):
+            room = await self._store.get_unread_event_push_actions_by_room_for_user(room_id, user_id)
+            counts[room_id] = room.main_timeline.notify_count + sum(t.notify_count for t in room.threads.values())
+        return counts
+
+    async def pending_invites(self, user_id: str) -> set[str]:
+        """Rooms the user is invited to and has not answered."""
+        rooms = await self._store.get_invited_rooms_for_local_user(user_id)
+        return {room.room_id for room in rooms}
+
+    async def events(self, event_ids: list[str]) -> dict[str, EventBase]:
+        return await self._store.get_events(event_ids)

@@ -136,3 +136,13 @@ RESET_PASSWORD_BODY = _body(
     {"sid": _TOKEN, "client_secret": _TOKEN, "token": _TOKEN, "new_password": _PASSWORD},
     required=("sid", "client_secret", "token", "new_password"),
 )
+
+STATUS_BODY = _body({"status": {"type": "string", "enum": ["delivered", "read"]}}, required=("status",))
+
+PRESENCE_BODY = _body(
+    {
+        "status": {"type": "string", "enum": ["online", "offline", "unavailable"]},
+        "status_msg": {"type": ["string", "null"], "maxLength": 200},
+    },
+    required=("status",),
+)

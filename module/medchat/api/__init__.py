@@ -11,6 +11,7 @@ from twisted.web.resource import Resource
 from medchat.accounts import Accounts
 from medchat.api.auth import AuthServlets
 from medchat.api.health import HealthServlet
+from medchat.api.realtime import RealtimeServlets
 from medchat.bridge import SynapseBridge
 
 WEBSOCKET_PATH = b"/api/chat/ws"
@@ -31,8 +32,8 @@ class ApiRoot(Resource):
         return (self._websocket if request.path == WEBSOCKET_PATH else self._json).render(request)
 
 
-def build_api_resource(bridge: SynapseBridge, accounts: Accounts, websocket: Resource) -> Resource:
+def build_api_resource(bridge: SynapseBridge, accounts: Accounts, realtime: RealtimeServlets, websocket: Resource) -> Resource:
     resource = bridge.json_resource()
-    for servlets in (HealthServlet(bridge), AuthServlets(bridge.api, accounts)):
+    for servlets in (HealthServlet(bridge), AuthServlets(bridge.api, accounts), realtime):
         servlets.register_routes(resource)
     return ApiRoot(resource, websocket)

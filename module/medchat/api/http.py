@@ -67,3 +67,26 @@ def _schema_error(error: jsonschema.ValidationError) -> SynapseError:
     if error.validator == "minProperties":
         return SynapseError(400, "The request body has no fields to change.", "M_INVALID_PARAM")
     return SynapseError(400, f"Invalid field {field}: {error.message}", "M_INVALID_PARAM")
+
+
+def query_int(request: Any, name: str, default: int, minimum: int, maximum: int) -> int:
+    """An integer query parameter within bounds; 400 naming it otherwise."""
+    raw = request.args.get(name.encode())
+    if not raw:
+        return default
+    try:
+        value = int(raw[0])
+    except ValueError:
+        raise SynapseError(400, f"Invalid query parameter {name}: not an integer", "M_INVALID_PARAM")
+    if not minimum <= value <= maximum:
+        raise SynapseError(400, f"Invalid query parameter {name}: must be {minimum}..{maximum}", "M_INVALID_PARAM")
+    return value
+
+
+def query_bool(request: Any, name: str) -> bool:
+    raw = request.args.get(name.encode())
+    if not raw:
+        return False
+    if raw[0] not in (b"true", b"false"):
+        raise SynapseError(400, f"Invalid query parameter {name}: use true or false", "M_INVALID_PARAM")
+    return raw[0] == b"true"

@@ -30,6 +30,7 @@ from zope.interface import implementer
 from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
 from medchat.realtime.frames import frames_for
+from medchat.realtime.status import MessageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,10 @@ ABORT_AFTER_SECONDS = 10
 class SocketHub:
     """Builds a ChatSocket per connection and keeps count of the open ones."""
 
-    def __init__(self, bridge: SynapseBridge, config: WebSocketConfig):
+    def __init__(self, bridge: SynapseBridge, config: WebSocketConfig, status: MessageStatus):
         self.bridge = bridge
         self.config = config
+        self.status = status
         self.open: set[ChatSocket] = set()
 
     def buildProtocol(self, request: Any) -> ChatSocket:
@@ -163,6 +165,9 @@ class ChatSocket:
             self.position = end
             if frames:
                 self._send({"type": "events", "pos": end, "events": frames})
+                received = [f["message"]["id"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id]
+                if received:
+                    await self._hub.status.delivered_over_socket(user_id, received)
             else:
                 self._send({"type": "heartbeat", "pos": end})
 
