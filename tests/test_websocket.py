@@ -23,6 +23,7 @@ class Socket:
         self.ws = ws
         self.pos: str | None = None
         self.events: list[Frame] = []
+        self._queue: list[Frame] = []
 
     async def hello(self) -> Frame:
         frame = await self.ws.receive_json(timeout=10)
@@ -31,17 +32,21 @@ class Socket:
         return frame
 
     async def until(self, predicate: Callable[[Frame], bool], timeout: float = 10) -> Frame:
-        """Reads frames until an event frame matching `predicate` arrives; returns it."""
+        """The next event frame matching `predicate`, reading on as needed; later frames of the
+        same batch stay queued for the next call."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
+            while self._queue:
+                event = self._queue.pop(0)
+                if predicate(event):
+                    return event
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no matching frame within {timeout}s; got {self.events}")
             frame = await self.ws.receive_json(timeout=deadline - time.monotonic())
             if "pos" in frame:
                 self.pos = frame["pos"]
-            for event in frame.get("events", []):
-                self.events.append(event)
-                if predicate(event):
-                    return event
-        raise AssertionError(f"no matching frame within {timeout}s; got {self.events}")
+            self.events.extend(frame.get("events", []))
+            self._queue.extend(frame.get("events", []))
 
 
 async def connect(session: aiohttp.ClientSession, base_url: str, token: str | None, since: str | None = None, **kw: Any) -> aiohttp.ClientWebSocketResponse:
@@ -63,6 +68,9 @@ def test_matrix_client_activity_arrives_on_the_socket(api: Api, server) -> None:
                 sent = await nio.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "Ward round at 8"})
                 new = await sock.until(lambda e: e["type"] == "message.new")
                 assert new["message"]["id"] == sent.event_id
+                notified = await sock.until(lambda e: e["type"] == "notification.new")
+                assert notified["notification"]["id"] == sent.event_id
+                assert notified["notification"]["type"] == "new_message"
                 assert (new["message"]["content"], new["message"]["message_type"]) == ("Ward round at 8", "text")
                 assert new["message"]["sender"]["id"] == alice["user_id"] and new["room_id"] == room
 

@@ -370,5 +370,20 @@ class SynapseBridge:
         rooms = await self._store.get_invited_rooms_for_local_user(user_id)
         return {room.room_id for room in rooms}
 
+    async def notified_events(self, user_id: str, event_ids: list[str]) -> set[str]:
+        """Which of these events Synapse's push rules notified the user about."""
+        if not event_ids:
+            return set()
+        marks = ", ".join("?" for _ in event_ids)
+
+        def txn(t: LoggingTransaction) -> set[str]:
+            t.execute(
+                f"SELECT event_id FROM event_push_actions WHERE user_id = ? AND notif = 1 AND event_id IN ({marks})",
+                (user_id, *event_ids),
+            )
+            return {row[0] for row in t.fetchall()}
+
+        return await self.api.run_db_interaction("medchat_notified_events", txn)
+
     async def events(self, event_ids: list[str]) -> dict[str, EventBase]:
         return await self._store.get_events(event_ids)

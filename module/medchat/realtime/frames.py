@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from medchat.models import JsonDict, iso
+from medchat.realtime.notifications import notification_type
 
 _MESSAGE_TYPES = {"m.text": "text", "m.notice": "text", "m.emote": "text", "m.image": "image", "m.file": "file", "m.audio": "audio", "m.video": "video"}
 
@@ -70,4 +71,23 @@ def _message(event: JsonDict) -> JsonDict:
         "status": "sent",
         "created_at": iso(event.get("origin_server_ts")),
         "updated_at": iso(event.get("origin_server_ts")),
+    }
+
+
+def notification_frame(event: JsonDict, user_id: str) -> JsonDict:
+    """A notification Synapse's push rules raised for the user (the list's item, live)."""
+    content = event.get("content") or {}
+    kind = notification_type(event.get("type", ""), event.get("state_key"), content, user_id)
+    return {
+        "type": "notification.new",
+        "notification": {
+            "id": event["event_id"],
+            "type": kind,
+            "room_id": event.get("room_id"),
+            "message_id": None if kind == "group_invite" else event["event_id"],
+            "sender": event.get("sender"),
+            "content": content.get("body") if isinstance(content.get("body"), str) else None,
+            "is_read": False,
+            "created_at": iso(event.get("origin_server_ts")),
+        },
     }

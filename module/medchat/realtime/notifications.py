@@ -15,10 +15,11 @@ MAX_PAGE = 100
 _SCAN_ROUNDS = 5  # pages of push actions scanned to fill one filtered page
 
 
-def notification_type(event: Any, user_id: str) -> str:
-    if event.type == "m.room.member" and event.state_key == user_id and event.content.get("membership") == "invite":
+def notification_type(event_type: str, state_key: str | None, content: JsonDict, user_id: str) -> str:
+    """The plan's notification types, from what the notified event is."""
+    if event_type == "m.room.member" and state_key == user_id and content.get("membership") == "invite":
         return "group_invite"
-    if ((event.content.get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id"):
+    if ((content.get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id"):
         return "message_reply"
     return "new_message"
 
@@ -61,7 +62,7 @@ class Notifications:
 
     @staticmethod
     def _item(event: Any, action: Any, user_id: str, is_read: bool) -> JsonDict:
-        kind = notification_type(event, user_id)
+        kind = notification_type(event.type, event.state_key if event.is_state() else None, event.content, user_id)
         return {
             "id": event.event_id,
             "type": kind,

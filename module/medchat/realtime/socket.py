@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
-from medchat.realtime.frames import frames_for
+from medchat.realtime.frames import frames_for, notification_frame
 from medchat.realtime.status import MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -162,6 +162,9 @@ class ChatSocket:
             if self._closed:
                 return
             frames = [frame for event in events for frame in frames_for(event)]
+            from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
+            notified = await bridge.notified_events(user_id, from_others)
+            frames += [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
             self.position = end
             if frames:
                 self._send({"type": "events", "pos": end, "events": frames})
