@@ -39,29 +39,19 @@ TEST_RATE_LIMITS = {
     "rc_registration": {"per_second": 1000, "burst_count": 1000},
     "rc_3pid_validation": {"per_second": 1000, "burst_count": 1000},
     "rc_message": {"per_second": 1000, "burst_count": 1000},
+    # The push-gateway sink listens on loopback, which Synapse blocks for outbound requests by default.
+    "ip_range_whitelist": ["127.0.0.1"],
 }
 
 
-# Module config the suite's server runs with on top of synapse.yaml's (see module_overrides).
+# Module config the suite's server runs with on top of synapse.yaml's: an institution verifier, and
+# quick WebSocket heartbeats and token re-checks so those tests need not wait long.
 VERIFIER_INSTITUTION = "Verifier Test Hospital"
 INSTITUTION_VERIFIER = "inst_verifier"
 TEST_MODULE_CONFIG: dict[str, Any] = {
     "verifiers": {VERIFIER_INSTITUTION: [f"@{INSTITUTION_VERIFIER}:{SERVER_NAME}"]},
+    "websocket": {"heartbeat_seconds": 2, "token_recheck_seconds": 1, "slow_consumer_seconds": 2},
 }
-
-
-def module_overrides(extra: dict[str, Any]) -> dict[str, Any]:
-    """A `modules:` override: synapse.yaml's MedChat entry with `extra` merged into its config."""
-    import yaml
-
-    from medchat.devconfig import TEMPLATE, substitute
-
-    rendered = yaml.safe_load(substitute(TEMPLATE.read_text(), {**os.environ, "MEDCHAT_DATA_DIR": "/"}))
-    modules = [dict(m) for m in rendered["modules"]]
-    for entry in modules:
-        if entry["module"] == "medchat.MedChatModule":
-            entry["config"] = {**entry.get("config", {}), **extra}
-    return {"modules": modules}
 
 
 def free_port() -> int:
@@ -115,6 +105,7 @@ class SynapseServer:
         database_url: str | None = None,
         env: dict[str, str] | None = None,
         overrides: dict[str, Any] | None = None,
+        module_overrides: dict[str, Any] | None = None,
     ):
         self.workdir = workdir
         self.port = free_port()
@@ -130,10 +121,11 @@ class SynapseServer:
         if database_url:
             self._env["DATABASE_URL"] = database_url
         self._overrides = overrides or {}
+        self._module_overrides = module_overrides or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120) -> None:
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides)
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             synapse_command(config_paths), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
@@ -153,7 +145,7 @@ class SynapseServer:
 
     def run_until_exit(self, timeout: float = 60) -> tuple[int, str]:
         """Starts a server that is expected to refuse to start; returns (exit code, output)."""
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides)
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides)
         result = subprocess.run(
             synapse_command(config_paths), cwd=self.workdir, capture_output=True, timeout=timeout, text=True
         )
@@ -298,3 +290,22 @@ def query_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> lis
         return list(cur.fetchall())
     finally:
         conn.close()
+
+
+def shared_room(api: Api, owner: dict[str, Any], *members: dict[str, Any]) -> str:
+    """A private room made with the native Matrix API, `members` invited and joined."""
+    invite = [m["user_id"] for m in members]
+    response = api.call("POST", "/_matrix/client/v3/createRoom", token=owner["access_token"], json={"invite": invite})
+    assert response.status_code == 200, response.text
+    room = response.json()["room_id"]
+    for member in members:
+        assert api.call("POST", f"/_matrix/client/v3/join/{room}", token=member["access_token"], json={}).status_code == 200
+    return room
+
+
+def send_text(api: Api, token: str, room: str, body: str, **content: Any) -> str:
+    """Sends an m.text message with the native Matrix API; returns its event id."""
+    txn = f"t{time.monotonic_ns()}"
+    response = api.call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}", token=token, json={"msgtype": "m.text", "body": body, **content})
+    assert response.status_code == 200, response.text
+    return response.json()["event_id"]

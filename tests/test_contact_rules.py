@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from nio import RoomCreateError, RoomCreateResponse, RoomInviteError, RoomInviteResponse
 
-from harness import SERVER_NAME, TEST_RATE_LIMITS, Api, PostgresDatabase, SynapseServer, expect_error, nio_login, postgres_admin_url, run
+from harness import SERVER_NAME, TEST_RATE_LIMITS, Api, SynapseServer, expect_error, fresh_database, nio_login, run
 from medchat.rules.decisions import (
     PERMISSIONS_SCHEMA,
     Party,
@@ -194,18 +194,12 @@ def test_accepting_a_dm_invite_counts_as_starting_a_dm(api: Api, server: Any) ->
 
 @pytest.fixture(scope="module")
 def strict_api(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    admin_url = postgres_admin_url()
-    db = PostgresDatabase(admin_url) if admin_url else None
     config = {"contact_requests": False, "federation_allow_list": ["partner.example"]}
-    hs = SynapseServer(
-        tmp_path_factory.mktemp("strict"), database_url=db.url if db else None,
-        overrides={**TEST_RATE_LIMITS, "modules": [{"module": "medchat.MedChatModule", "config": config}]},
-    )
-    hs.start()
-    yield Api(hs.base_url)
-    hs.stop()
-    if db:
-        db.drop()
+    with fresh_database() as database_url:
+        hs = SynapseServer(tmp_path_factory.mktemp("strict"), database_url=database_url, overrides=TEST_RATE_LIMITS, module_overrides=config)
+        hs.start()
+        yield Api(hs.base_url)
+        hs.stop()
 
 
 def test_without_requests_adding_is_immediate_and_one_sided(strict_api: Api) -> None:

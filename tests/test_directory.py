@@ -14,13 +14,11 @@ from harness import (
     PASSWORD,
     TEST_RATE_LIMITS,
     Api,
-    PostgresDatabase,
     SynapseServer,
     expect_error,
-    module_overrides,
+    fresh_database,
     nio_login,
     nio_request,
-    postgres_admin_url,
     register_admin,
     run,
 )
@@ -264,16 +262,13 @@ def caller(server: SynapseServer) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def gated_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
-    admin_url = postgres_admin_url()
-    db = PostgresDatabase(admin_url) if admin_url else None
     workdir: Path = tmp_path_factory.mktemp("gated")
     gate = {"directory_listing_level": "identity_verified", "directory_search_level": "identity_verified"}
-    hs = SynapseServer(workdir, database_url=db.url if db else None, overrides={**TEST_RATE_LIMITS, **module_overrides(gate)})
-    hs.start()
-    yield hs
-    hs.stop()
-    if db:
-        db.drop()
+    with fresh_database() as database_url:
+        hs = SynapseServer(workdir, database_url=database_url, overrides=TEST_RATE_LIMITS, module_overrides=gate)
+        hs.start()
+        yield hs
+        hs.stop()
 
 
 def test_config_can_require_a_level_for_the_directory(gated_server: SynapseServer) -> None:

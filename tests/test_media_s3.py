@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 import media_samples as samples
 from media_samples import download, upload
-from harness import Api, PostgresDatabase, SynapseServer, TEST_RATE_LIMITS, expect_error, postgres_admin_url
+from harness import Api, SynapseServer, TEST_RATE_LIMITS, expect_error, fresh_database
 from seaweed import SeaweedS3
 
 BUCKET = "medchat-media"  # as in config/media-storage.yaml
@@ -37,14 +37,11 @@ def _server(workdir: Path, s3: SeaweedS3, secret_key: str | None = None, databas
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory, s3: SeaweedS3) -> Iterator[SynapseServer]:
-    admin_url = postgres_admin_url()
-    db = PostgresDatabase(admin_url) if admin_url else None
-    hs = _server(tmp_path_factory.mktemp("synapse-s3"), s3, database_url=db.url if db else None)
-    hs.start()
-    yield hs
-    hs.stop()
-    if db:
-        db.drop()
+    with fresh_database() as database_url:
+        hs = _server(tmp_path_factory.mktemp("synapse-s3"), s3, database_url=database_url)
+        hs.start()
+        yield hs
+        hs.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from medchat.accounts import Accounts
 from medchat.api import build_api_resource
 from medchat.api.contacts import ContactServlets
 from medchat.api.messages import MessageServlets
+from medchat.api.realtime import RealtimeServlets
 from medchat.api.rooms import RoomServlets
 from medchat.api.upload import UploadServlets
 from medchat.api.users import UserServlets
@@ -26,11 +27,16 @@ from medchat.directory import Directory
 from medchat.media.uploads import MediaUploads
 from medchat.messages import Messages
 from medchat.mirror import ProfileMirror
+from medchat.realtime.notifications import Notifications
+from medchat.realtime.presence import Presence
+from medchat.realtime.socket import SocketHub
+from medchat.realtime.status import MessageStatus
 from medchat.rooms import Rooms
 from medchat.rules.callbacks import ContactSpamChecker
 from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
+from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
 from medchat.verification import Verification
 
 logger = logging.getLogger(__name__)
@@ -56,6 +62,8 @@ class MedChatModule:
         rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
         contacts = Contacts(config, bridge, contact_store, profiles, rules)
         rooms = Rooms(bridge)
+        status = MessageStatus(bridge, DeliveryStore(api))
+        sockets = SocketHub(bridge, config.websocket, status)
 
         ContactSpamChecker(rules, bridge).register(api)
         api.register_spam_checker_callbacks(
@@ -71,8 +79,9 @@ class MedChatModule:
             RoomServlets(api, rooms),
             MessageServlets(api, Messages(bridge, rooms)),
             UploadServlets(api, MediaUploads(bridge, config.uploads)),
+            RealtimeServlets(api, status, Presence(bridge), Notifications(bridge, DismissedNotificationStore(api))),
         ]
-        api.register_web_resource("/api", build_api_resource(bridge, accounts, *features))
+        api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

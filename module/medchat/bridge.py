@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3_storage_provider import S3StorageProviderBackend
 from synapse import event_auth
 from synapse.api.auth.base import BaseAuth
-from synapse.api.constants import Direction, EventTypes, RelationTypes
+from synapse.api.constants import Direction, EventTypes, ReceiptTypes, RelationTypes
 from synapse.api.errors import AuthError, Codes, NotFoundError, SynapseError
 from synapse.api.filtering import Filter
 from synapse.api.ratelimiting import Ratelimiter
@@ -577,6 +577,140 @@ class SynapseBridge:
             request_received._medchat_multipart = True  # type: ignore[attr-defined]
             SynapseRequest.requestReceived = request_received  # type: ignore[method-assign]
         return lambda request: getattr(request, "medchat_multipart_type", None)
+
+
+    # --- event stream (the WebSocket's source) ---------------------------------------------------
+
+    async def authenticate(self, request: SynapseRequest) -> tuple[Requester, str]:
+        """The requester behind the request's access token (header or `access_token` query), and
+        the token itself, for re-checking on a long-lived connection."""
+        return await self.api.get_user_by_req(request), BaseAuth.get_access_token_from_request(request)
+
+    async def token_still_valid(self, access_token: str) -> bool:
+        """Whether a token checked earlier still works (logout, expiry, deactivation end it)."""
+        try:
+            await self._hs.get_auth().get_user_by_access_token(access_token)
+            return True
+        except SynapseError:
+            return False
+
+    async def stream_position(self) -> str:
+        """The current position of the user-visible event stream, as a resumable string."""
+        return await self._hs.get_event_sources().get_current_token().to_string(self._store)
+
+    async def events_after(self, requester: Requester, position: str, timeout_ms: int, limit: int) -> tuple[list[dict[str, Any]], str]:
+        """Everything the user may see after `position` (room events, receipts, typing, presence),
+        waiting up to `timeout_ms` for something to happen: Synapse's own `/events` stream.
+
+        Returns the client-format events and the position after them. Raises 400 for a malformed
+        position. Keeps the user's presence online while called, as a syncing client does.
+        """
+        token = await StreamToken.from_string(self._store, position)
+        result = await self._hs.get_event_stream_handler().get_stream(
+            requester, PaginationConfig(from_token=token, to_token=None, direction=Direction.FORWARDS, limit=limit), timeout=timeout_ms, affect_presence=True
+        )
+        return result["chunk"], result["end"]
+
+    # --- receipts, delivery and presence ----------------------------------------------------------
+
+    async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
+        """The event if it exists and `user_id` may see it, by the rules of
+        `/rooms/{room}/event/{id}` (membership, history visibility, erasure)."""
+        try:
+            found = await self._hs.get_event_handler().get_event(UserID.from_string(user_id), None, event_id)
+        except AuthError:
+            return None
+        return found.event if found is not None else None
+
+    async def joined_members(self, room_id: str) -> list[str]:
+        return list(await self._store.get_users_in_room(room_id))
+
+    async def read_positions(self, room_id: str) -> dict[str, int]:
+        """Each member's public read receipt in the room, as the stream ordering it points at."""
+
+        def txn(t: LoggingTransaction) -> dict[str, int]:
+            t.execute(
+                "SELECT user_id, MAX(event_stream_ordering) FROM receipts_linearized"
+                " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id",
+                (room_id, ReceiptTypes.READ),
+            )
+            return {user_id: ordering for user_id, ordering in t.fetchall()}
+
+        return await self.api.run_db_interaction("medchat_read_positions", txn)
+
+    async def stream_orderings(self, event_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """event_id -> (room_id, stream_ordering) for events persisted here."""
+        if not event_ids:
+            return {}
+        marks = ", ".join("?" for _ in event_ids)
+
+        def txn(t: LoggingTransaction) -> dict[str, tuple[str, int]]:
+            t.execute(f"SELECT event_id, room_id, stream_ordering FROM events WHERE event_id IN ({marks})", event_ids)
+            return {event_id: (room_id, ordering) for event_id, room_id, ordering in t.fetchall()}
+
+        return await self.api.run_db_interaction("medchat_stream_orderings", txn)
+
+    async def send_read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
+        """A real `m.read` receipt, exactly as a Matrix client sends it (Element shows it)."""
+        await self._hs.get_receipts_handler().received_client_receipt(
+            room_id, ReceiptTypes.READ, UserID.from_string(user_id), event_id, None
+        )
+
+    async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
+        await self._hs.get_read_marker_handler().received_client_read_marker(room_id, user_id, event_id)
+
+    async def latest_event_id(self, room_id: str) -> str | None:
+        return await self._store.get_last_event_id_in_room_before_stream_ordering(room_id, self._store.get_room_max_token())
+
+    async def share_a_room(self, user_id: str, other_user_id: str) -> bool:
+        return other_user_id in await self._store.do_users_share_a_room(user_id, [other_user_id])
+
+    async def set_presence(self, requester: Requester, state: str, status_msg: str | None) -> None:
+        body: dict[str, Any] = {"presence": state}
+        if status_msg is not None:
+            body["status_msg"] = status_msg
+        await self._hs.get_presence_handler().set_state(requester.user, requester.device_id, body)
+
+    async def presence_state(self, user_id: str) -> dict[str, Any]:
+        state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
+        return {"state": state.state, "status_msg": state.status_msg, "last_active_ts": state.last_active_ts or None}
+
+    # --- notifications (Synapse's push-rule evaluation) -------------------------------------------
+
+    async def push_actions(self, user_id: str, before: int | None, limit: int) -> list[Any]:
+        """What Synapse's push rules decided to notify the user about, newest first."""
+        return await self._store.get_push_actions_for_user(user_id, before=before, limit=limit)
+
+    async def read_orderings_by_room(self, user_id: str) -> dict[str, int]:
+        receipts = await self._store.get_receipts_for_user_with_orderings(user_id, [ReceiptTypes.READ, ReceiptTypes.READ_PRIVATE])
+        return {room_id: receipt["stream_ordering"] for room_id, receipt in receipts.items()}
+
+    async def unread_counts_by_room(self, user_id: str) -> dict[str, int]:
+        """`unread_count` of every room the user has joined."""
+        return {room_id: await self.unread_count(room_id, user_id) for room_id in await self._store.get_rooms_for_user(user_id)}
+
+    async def pending_invites(self, user_id: str) -> set[str]:
+        """Rooms the user is invited to and has not answered."""
+        rooms = await self._store.get_invited_rooms_for_local_user(user_id)
+        return {room.room_id for room in rooms}
+
+    async def notified_events(self, user_id: str, event_ids: list[str]) -> set[str]:
+        """Which of these events Synapse's push rules notified the user about."""
+        if not event_ids:
+            return set()
+        marks = ", ".join("?" for _ in event_ids)
+
+        def txn(t: LoggingTransaction) -> set[str]:
+            t.execute(
+                f"SELECT event_id FROM event_push_actions WHERE user_id = ? AND notif = 1 AND event_id IN ({marks})",
+                (user_id, *event_ids),
+            )
+            return {row[0] for row in t.fetchall()}
+
+        return await self.api.run_db_interaction("medchat_notified_events", txn)
+
+    async def events(self, event_ids: list[str]) -> dict[str, EventBase]:
+        return await self._store.get_events(event_ids)
 
 
 def _delete_s3_media(backend: S3StorageProviderBackend, filepaths: MediaFilePaths, media_id: str) -> None:

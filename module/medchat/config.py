@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,32 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+def _defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    heartbeat_seconds: int
+    batch_limit: int
+    slow_consumer_seconds: int
+    token_recheck_seconds: int
+
+
 @dataclass(frozen=True)
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
     uploads: dict[str, Any]  # per kind, merged over the schema default by medchat.media.policy
-    contact_requests: bool = True
-    contact_permissions_default: str = "allow_all"
-    contact_policy: tuple[dict[str, Any], ...] = ()
-    federation_allow_list: tuple[str, ...] | None = None
-    directory_listing_level: str = "unverified"
-    directory_search_level: str = "unverified"
-    directory_page_size_max: int = 100
-    verifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    websocket: WebSocketConfig
+    contact_requests: bool
+    contact_permissions_default: str
+    contact_policy: tuple[dict[str, Any], ...]
+    federation_allow_list: tuple[str, ...] | None
+    directory_listing_level: str
+    directory_search_level: str
+    directory_page_size_max: int
+    verifiers: Mapping[str, tuple[str, ...]]
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
@@ -47,8 +60,8 @@ class MedChatConfig:
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(raw))
         if error is not None:
             raise error
-        defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
-        values = {**defaults, **raw}
+        values = {**_defaults(schema), **raw}
+        websocket = {**_defaults(schema["properties"]["websocket"]), **values["websocket"]}
         return cls(
             roles=tuple(values["roles"]),
             registration_enabled=values["registration_enabled"],
@@ -61,4 +74,5 @@ class MedChatConfig:
             directory_page_size_max=values["directory_page_size_max"],
             verifiers={institution: tuple(users) for institution, users in values["verifiers"].items()},
             uploads=values["uploads"],
+            websocket=WebSocketConfig(**websocket),
         )

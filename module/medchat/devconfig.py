@@ -91,14 +91,21 @@ def prepare(
     data_dir: Path,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    module_overrides: Mapping[str, Any] | None = None,
     template: Path = TEMPLATE,
 ) -> list[Path]:
-    """Renders the config into data_dir; returns the config files to pass to Synapse, in order."""
+    """Renders the config into data_dir; returns the config files to pass to Synapse, in order.
+
+    `overrides` are merged into the Synapse config, `module_overrides` into the MedChat module's.
+    """
     data_dir = data_dir.resolve()
     env = {**(os.environ if env is None else env), "MEDCHAT_DATA_DIR": str(data_dir)}
     config = yaml.safe_load(substitute(template.read_text(), env))
     config["database"] = database_config(env.get("DATABASE_URL"), data_dir)
     config = deep_merge(config, overrides or {})
+    for module in config.get("modules", []):
+        if module.get("module") == "medchat.MedChatModule":
+            module["config"] = deep_merge(module.get("config") or {}, module_overrides or {})
     secrets_path = ensure_secrets(data_dir, config["server_name"])
     config_path = data_dir / "homeserver.yaml"
     config_path.write_text("# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False))

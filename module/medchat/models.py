@@ -404,3 +404,13 @@ VERIFICATION_DECISION_BODY: JsonDict = {
     "additionalProperties": False,
     "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 1000}},
 }
+
+STATUS_BODY = _body({"status": {"type": "string", "enum": ["delivered", "read"]}}, required=("status",))
+
+PRESENCE_BODY = _body(
+    {
+        "status": {"type": "string", "enum": ["online", "offline", "unavailable"]},
+        "status_msg": {"type": ["string", "null"], "maxLength": 200},
+    },
+    required=("status",),
+)

@@ -1,24 +1,43 @@
-"""The app's REST API under /api: one file per resource family, all on one Synapse router."""
+"""The app's REST API under /api: one file per resource family, all on one Synapse router,
+plus the WebSocket at /api/chat/ws."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from synapse.http.server import JsonResource
+from twisted.web.resource import Resource
 
 from medchat.accounts import Accounts
 from medchat.api.auth import AuthServlets
 from medchat.api.health import HealthServlet
 from medchat.bridge import SynapseBridge
 
+WEBSOCKET_PATH = b"/api/chat/ws"
+
 
 class Servlets(Protocol):
     def register_routes(self, resource: JsonResource) -> None: ...
 
 
-def build_api_resource(bridge: SynapseBridge, accounts: Accounts, *more: Servlets) -> JsonResource:
-    """The /api router; `more` are the feature servlets built in MedChatModule."""
+class ApiRoot(Resource):
+    """/api: the WebSocket path goes to the socket resource, every other path to the JSON router
+    (both match on the full path)."""
+
+    isLeaf = True
+
+    def __init__(self, json_resource: JsonResource, websocket: Resource):
+        super().__init__()
+        self._json = json_resource
+        self._websocket = websocket
+
+    def render(self, request: Any) -> Any:
+        return (self._websocket if request.path == WEBSOCKET_PATH else self._json).render(request)
+
+
+def build_api_resource(bridge: SynapseBridge, accounts: Accounts, websocket: Resource, *more: Servlets) -> Resource:
+    """The /api resource; `more` are the feature servlets built in MedChatModule."""
     resource = bridge.json_resource()
     for servlets in (HealthServlet(bridge), AuthServlets(bridge.api, accounts), *more):
         servlets.register_routes(resource)
-    return resource
+    return ApiRoot(resource, websocket)

@@ -1,0 +1,1 @@
+"""Real-time delivery: the /api/chat/ws WebSocket, a push form of Synapse's own event stream."""

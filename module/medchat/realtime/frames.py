@@ -1,0 +1,93 @@
+"""Turns Synapse's client-format stream events into the app's WebSocket frames.
+
+One Matrix event becomes at most a few small frames named for what the app shows: a new message,
+an edit, a deletion, a reaction, a read receipt, typing, presence or a membership change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medchat.models import JsonDict, iso
+from medchat.realtime.notifications import notification_type
+
+_MESSAGE_TYPES = {"m.text": "text", "m.notice": "text", "m.emote": "text", "m.image": "image", "m.file": "file", "m.audio": "audio", "m.video": "video"}
+
+
+def frames_for(event: JsonDict) -> list[JsonDict]:
+    kind = event.get("type")
+    content: dict[str, Any] = event.get("content") or {}
+    room_id = event.get("room_id")
+    if kind == "m.room.message":
+        relation = content.get("m.relates_to") or {}
+        if relation.get("rel_type") == "m.replace":
+            new = content.get("m.new_content") or {}
+            return [{"type": "message.edited", "room_id": room_id, "message_id": relation.get("event_id"),
+                     "edit_id": event["event_id"], "content": new.get("body"), "edited_at": iso(event.get("origin_server_ts"))}]
+        return [{"type": "message.new", "room_id": room_id, "message": _message(event)}]
+    if kind == "m.room.redaction":
+        return [{"type": "message.deleted", "room_id": room_id, "message_id": event.get("redacts") or content.get("redacts"),
+                 "deleted_by": event.get("sender")}]
+    if kind == "m.reaction":
+        relation = content.get("m.relates_to") or {}
+        return [{"type": "reaction.added", "room_id": room_id, "message_id": relation.get("event_id"),
+                 "reaction_id": event["event_id"], "key": relation.get("key"), "user_id": event.get("sender")}]
+    if kind == "m.receipt":
+        return [
+            {"type": "message.status", "room_id": room_id, "message_id": event_id, "user_id": user_id, "status": "read",
+             "at": iso(receipt.get("ts"))}
+            for event_id, by_type in content.items()
+            for user_id, receipt in (by_type.get("m.read") or {}).items()
+        ]
+    if kind == "m.typing":
+        return [{"type": "typing", "room_id": room_id, "user_ids": content.get("user_ids", [])}]
+    if kind == "m.presence":
+        last_active_ago = content.get("last_active_ago")
+        return [{"type": "presence", "user_id": event.get("sender") or content.get("user_id"),
+                 "status": content.get("presence"), "is_online": content.get("presence") == "online",
+                 "last_active_ago_ms": last_active_ago}]
+    if kind == "m.room.member":
+        return [{"type": "membership", "room_id": room_id, "user_id": event.get("state_key"),
+                 "membership": content.get("membership"), "by": event.get("sender")}]
+    return []
+
+
+def _message(event: JsonDict) -> JsonDict:
+    content = event.get("content") or {}
+    info = content.get("info") or {}
+    reply_to = ((content.get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id")
+    return {
+        "id": event["event_id"],
+        "room_id": event.get("room_id"),
+        "sender": {"id": event.get("sender")},
+        "content": content.get("body"),
+        "message_type": _MESSAGE_TYPES.get(content.get("msgtype"), "text"),
+        "media_url": content.get("url"),
+        "file_name": content.get("filename") or (content.get("body") if content.get("url") else None),
+        "file_size": info.get("size"),
+        "reply_to": reply_to,
+        "is_edited": False,
+        "edited_at": None,
+        "status": "sent",
+        "created_at": iso(event.get("origin_server_ts")),
+        "updated_at": iso(event.get("origin_server_ts")),
+    }
+
+
+def notification_frame(event: JsonDict, user_id: str) -> JsonDict:
+    """A notification Synapse's push rules raised for the user (the list's item, live)."""
+    content = event.get("content") or {}
+    kind = notification_type(event.get("type", ""), event.get("state_key"), content, user_id)
+    return {
+        "type": "notification.new",
+        "notification": {
+            "id": event["event_id"],
+            "type": kind,
+            "room_id": event.get("room_id"),
+            "message_id": None if kind == "group_invite" else event["event_id"],
+            "sender": event.get("sender"),
+            "content": content.get("body") if isinstance(content.get("body"), str) else None,
+            "is_read": False,
+            "created_at": iso(event.get("origin_server_ts")),
+        },
+    }

@@ -1,0 +1,38 @@
+"""Online status through Synapse's presence, shown only to people who share a room with the user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.models import JsonDict, iso
+
+PRESENCE_STATES = ("online", "offline", "unavailable")
+
+
+class Presence:
+    def __init__(self, bridge: SynapseBridge):
+        self._bridge = bridge
+
+    async def get(self, viewer: str, user_id: str) -> JsonDict:
+        if await self._bridge.api.check_user_exists(user_id) is None:
+            raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+        if viewer != user_id and not await self._bridge.share_a_room(viewer, user_id):
+            raise SynapseError(403, "You can see the status of people you share a room with.", "M_FORBIDDEN")
+        state = await self._bridge.presence_state(user_id)
+        return {
+            "user_id": user_id,
+            "status": state["state"],
+            "is_online": state["state"] == "online",
+            "last_seen": iso(state["last_active_ts"]),
+            "status_msg": state["status_msg"],
+        }
+
+    async def set(self, requester: Any, user_id: str, body: JsonDict) -> JsonDict:
+        me = requester.user.to_string()
+        if user_id != me:
+            raise SynapseError(403, "You can only set your own status.", "M_FORBIDDEN")
+        await self._bridge.set_presence(requester, body["status"], body.get("status_msg"))
+        return await self.get(me, me)

@@ -1,0 +1,83 @@
+"""Message status: sent (persisted) < delivered (a device of the recipient got it) < read (a Matrix
+`m.read` receipt). Read is Matrix's own, so Element and the app agree; delivered is the module's
+compact per-user-per-room mark."""
+
+from __future__ import annotations
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.models import JsonDict
+from medchat.store.realtime import DeliveryStore
+
+STATUSES = ("sent", "delivered", "read")
+ACKABLE = ("delivered", "read")
+
+
+def aggregate(states: list[str]) -> str:
+    """The status of a message as its sender sees it: the least advanced recipient's state."""
+    return min(states, key=STATUSES.index) if states else "sent"
+
+
+class MessageStatus:
+    def __init__(self, bridge: SynapseBridge, deliveries: DeliveryStore):
+        self._bridge = bridge
+        self._deliveries = deliveries
+
+    async def _visible(self, user_id: str, event_id: str) -> tuple[str, str, int]:
+        """(room_id, sender, stream_ordering) of a message the user may see; 404 otherwise."""
+        event = await self._bridge.visible_event(user_id, event_id)
+        if event is None or not await self._bridge.is_joined(event.room_id, user_id):
+            raise SynapseError(404, "No such message in a room you are in.", "M_NOT_FOUND")
+        return event.room_id, event.sender, event.internal_metadata.stream_ordering
+
+    async def of(self, viewer: str, event_id: str) -> JsonDict:
+        room_id, sender, ordering = await self._visible(viewer, event_id)
+        reads = await self._bridge.read_positions(room_id)
+        deliveries = await self._deliveries.positions(room_id)
+        participants = []
+        for member in sorted(await self._bridge.joined_members(room_id)):
+            if member == sender:
+                continue
+            if reads.get(member, -1) >= ordering:
+                state = "read"
+            elif deliveries.get(member, -1) >= ordering:
+                state = "delivered"
+            else:
+                state = "sent"
+            participants.append({"user_id": member, "status": state})
+        return {
+            "message_id": event_id,
+            "room_id": room_id,
+            "sender": sender,
+            "status": aggregate([p["status"] for p in participants]),
+            "participants": participants,
+        }
+
+    async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:
+        """The app says this device has the message (`delivered`) or the user saw it (`read`)."""
+        if status not in ACKABLE:
+            raise SynapseError(400, f"Invalid field status: use one of {', '.join(ACKABLE)}", "M_INVALID_PARAM")
+        room_id, _, ordering = await self._visible(user_id, event_id)
+        if status == "read":
+            await self._bridge.send_read_receipt(user_id, room_id, event_id)
+        else:
+            await self._deliveries.advance(user_id, {room_id: ordering}, self._bridge.now_ms())
+
+    async def mark_all_read(self, user_id: str, room_id: str) -> str | None:
+        """Moves the read receipt and the fully-read marker to the room's newest event."""
+        if not await self._bridge.is_joined(room_id, user_id):
+            raise SynapseError(404, "No such room, or you are not in it.", "M_NOT_FOUND")
+        latest = await self._bridge.latest_event_id(room_id)
+        if latest is not None:
+            await self._bridge.send_read_receipt(user_id, room_id, latest)
+            await self._bridge.set_fully_read(user_id, room_id, latest)
+        return latest
+
+    async def delivered_over_socket(self, user_id: str, event_ids: list[str]) -> None:
+        """Records that the user's WebSocket carried these events."""
+        marks: dict[str, int] = {}
+        for room_id, ordering in (await self._bridge.stream_orderings(event_ids)).values():
+            marks[room_id] = max(ordering, marks.get(room_id, ordering))
+        if marks:
+            await self._deliveries.advance(user_id, marks, self._bridge.now_ms())

@@ -1,0 +1,60 @@
+"""medchat_delivery and medchat_dismissed_notifications."""
+
+from __future__ import annotations
+
+from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
+
+
+class DeliveryStore:
+    def __init__(self, api: ModuleApi):
+        self._api = api
+
+    async def advance(self, user_id: str, marks: dict[str, int], now_ms: int) -> None:
+        """Moves the user's delivery mark in each room forward (never back)."""
+
+        def txn(t: LoggingTransaction) -> None:
+            t.execute_batch(
+                "INSERT INTO medchat_delivery (user_id, room_id, stream_ordering, updated_ts) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (user_id, room_id) DO UPDATE SET stream_ordering = excluded.stream_ordering,"
+                " updated_ts = excluded.updated_ts WHERE medchat_delivery.stream_ordering < excluded.stream_ordering",
+                [(user_id, room_id, ordering, now_ms) for room_id, ordering in marks.items()],
+            )
+
+        await self._api.run_db_interaction("medchat_advance_delivery", txn)
+
+    async def positions(self, room_id: str) -> dict[str, int]:
+        def txn(t: LoggingTransaction) -> dict[str, int]:
+            t.execute("SELECT user_id, stream_ordering FROM medchat_delivery WHERE room_id = ?", (room_id,))
+            return dict(t.fetchall())
+
+        return await self._api.run_db_interaction("medchat_delivery_positions", txn)
+
+
+class DismissedNotificationStore:
+    def __init__(self, api: ModuleApi):
+        self._api = api
+
+    async def dismiss(self, user_id: str, notification_id: str, now_ms: int) -> None:
+        def txn(t: LoggingTransaction) -> None:
+            t.execute(
+                "INSERT INTO medchat_dismissed_notifications (user_id, notification_id, dismissed_ts) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id, notification_id) DO NOTHING",
+                (user_id, notification_id, now_ms),
+            )
+
+        await self._api.run_db_interaction("medchat_dismiss_notification", txn)
+
+    async def dismissed(self, user_id: str, notification_ids: list[str]) -> set[str]:
+        if not notification_ids:
+            return set()
+        marks = ", ".join("?" for _ in notification_ids)
+
+        def txn(t: LoggingTransaction) -> set[str]:
+            t.execute(
+                f"SELECT notification_id FROM medchat_dismissed_notifications WHERE user_id = ? AND notification_id IN ({marks})",
+                (user_id, *notification_ids),
+            )
+            return {row[0] for row in t.fetchall()}
+
+        return await self._api.run_db_interaction("medchat_dismissed_notifications", txn)

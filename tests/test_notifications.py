@@ -1,0 +1,145 @@
+"""Notifications from Synapse's push rules, read state from receipts, and push to a gateway."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import quote
+
+from nio import SyncResponse
+
+from harness import Api, expect_error, free_port, nio_login, run, send_text, shared_room
+
+
+def notifications(api: Api, token: str, query: str = "") -> list[dict]:
+    response = api.call("GET", "/api/chat/notifications" + query, token=token)
+    assert response.status_code == 200, response.text
+    return response.json()["notifications"]
+
+
+def test_list_types_counts_and_read_state(api: Api, server) -> None:
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    bobs = send_text(api, bob["access_token"], room, "Can someone cover my shift?")
+    plain = send_text(api, alice["access_token"], room, "Morning all")
+    reply = send_text(api, alice["access_token"], room, "> Can someone cover my shift?\n\nI can", **{"m.relates_to": {"m.in_reply_to": {"event_id": bobs}}})
+    invite_room = api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"name": "Journal club", "invite": [bob["user_id"]]}).json()["room_id"]
+
+    listed = notifications(api, bob["access_token"])
+    assert [n["type"] for n in listed[:3]] == ["group_invite", "message_reply", "new_message"]
+    assert [n["id"] for n in listed[1:3]] == [reply, plain]
+    assert listed[0]["room_id"] == invite_room and listed[0]["message_id"] is None
+    assert listed[2]["content"] == "Morning all" and listed[2]["sender"] == alice["user_id"]
+    assert not any(n["is_read"] for n in listed[:3])
+    answered = [n for n in listed if n["type"] == "group_invite" and n["room_id"] == room]
+    assert answered and answered[0]["is_read"]  # bob joined: the invite is done with
+
+    count = api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()
+
+    async def matrix_counts() -> int:
+        nio = await nio_login(server.base_url, bob["user_id"], bob["password"])
+        try:
+            sync = await nio.sync(timeout=0)
+            assert isinstance(sync, SyncResponse)
+            return sync.rooms.join[room].unread_notifications.notification_count
+        finally:
+            await nio.close()
+
+    assert count["rooms"][room] == run(matrix_counts()) == 2
+
+    assert api.call("PUT", f"/api/chat/notifications/{quote(plain)}/read", token=bob["access_token"]).status_code == 200
+    state = {n["id"]: n["is_read"] for n in notifications(api, bob["access_token"])}
+    assert (state[plain], state[reply]) == (True, False)
+    assert [n["id"] for n in notifications(api, bob["access_token"], "?unread=true")][:2] == [listed[0]["id"], reply]
+
+    assert api.call("PUT", "/api/chat/notifications/read-all", token=bob["access_token"]).status_code == 200
+    assert api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()["rooms"].get(room) is None
+    assert all(n["is_read"] for n in notifications(api, bob["access_token"]) if n["room_id"] == room)
+
+    assert api.call("DELETE", f"/api/chat/notifications/{quote(reply)}", token=bob["access_token"]).status_code == 200
+    assert reply not in [n["id"] for n in notifications(api, bob["access_token"])]
+
+
+def test_muted_room_set_from_a_matrix_client_does_not_notify(api: Api) -> None:
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    rule = api.call("PUT", f"/_matrix/client/v3/pushrules/global/room/{quote(room)}", token=bob["access_token"], json={"actions": []})
+    assert rule.status_code == 200, rule.text
+    muted = send_text(api, alice["access_token"], room, "muted chatter")
+    assert muted not in [n["id"] for n in notifications(api, bob["access_token"])]
+
+
+def test_pagination_and_bad_input(api: Api) -> None:
+    alice, bob, carol = api.register(), api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    sent = [send_text(api, alice["access_token"], room, f"msg {i}") for i in range(5)]
+    first = api.call("GET", "/api/chat/notifications?limit=2", token=bob["access_token"]).json()
+    second = api.call("GET", f"/api/chat/notifications?limit=2&from={first['next_cursor']}", token=bob["access_token"]).json()
+    assert [n["id"] for n in first["notifications"] + second["notifications"]] == sent[::-1][:4]
+
+    expect_error(api.call("GET", "/api/chat/notifications?limit=0", token=bob["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(api.call("GET", "/api/chat/notifications?limit=abc", token=bob["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(api.call("GET", "/api/chat/notifications?unread=maybe", token=bob["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(api.call("GET", "/api/chat/notifications"), 401, "M_MISSING_TOKEN")
+    expect_error(api.call("PUT", f"/api/chat/notifications/{quote(sent[0])}/read", token=carol["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(api.call("DELETE", "/api/chat/notifications/%24nothing", token=bob["access_token"]), 404, "M_NOT_FOUND")
+
+
+class PushGateway:
+    """A Matrix push gateway sink on loopback (POST /_matrix/push/v1/notify)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[float, dict]] = []
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/_matrix/push/v1/notify":
+                    gateway.received.append((time.monotonic(), body["notification"]))
+                payload = b'{"rejected": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = HTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/_matrix/push/v1/notify"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+def test_offline_recipient_is_pushed_within_a_second(api: Api) -> None:
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    gateway = PushGateway()
+    try:
+        pusher = {
+            "kind": "http", "app_id": "org.medchat.app", "pushkey": "phone-token-1", "app_display_name": "MedChat",
+            "device_display_name": "Bob's phone", "lang": "en", "data": {"url": gateway.url, "format": "event_id_only"},
+        }
+        assert api.call("POST", "/_matrix/client/v3/pushers/set", token=bob["access_token"], json=pusher).status_code == 200
+        sent_at = time.monotonic()
+        message = send_text(api, alice["access_token"], room, "Patient in bay 4 needs review")
+        deadline = sent_at + 5
+        while time.monotonic() < deadline and not gateway.received:
+            time.sleep(0.02)
+        assert gateway.received, "the push gateway got nothing"
+        arrived, notification = gateway.received[0]
+        assert notification["event_id"] == message and notification["room_id"] == room
+        assert notification["devices"][0]["pushkey"] == "phone-token-1"
+        assert arrived - sent_at < 1.0
+    finally:
+        gateway.stop()

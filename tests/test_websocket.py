@@ -1,0 +1,251 @@
+"""GET /api/chat/ws: what Matrix clients do arrives on the app's socket, resumably."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from typing import Any, Callable
+
+import aiohttp
+import pytest
+
+from harness import Api, nio_login, run, send_text, shared_room
+
+Frame = dict[str, Any]
+
+
+class Socket:
+    """An app-side WebSocket: collects event frames and remembers the last position."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
+        self.ws = ws
+        self.pos: str | None = None
+        self.events: list[Frame] = []
+        self._queue: list[Frame] = []
+
+    async def hello(self) -> Frame:
+        frame = await self.ws.receive_json(timeout=10)
+        assert frame["type"] == "hello", frame
+        self.pos = frame["pos"]
+        return frame
+
+    async def until(self, predicate: Callable[[Frame], bool], timeout: float = 10) -> Frame:
+        """The next event frame matching `predicate`, reading on as needed; later frames of the
+        same batch stay queued for the next call."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._queue:
+                event = self._queue.pop(0)
+                if predicate(event):
+                    return event
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no matching frame within {timeout}s; got {self.events}")
+            frame = await self.ws.receive_json(timeout=deadline - time.monotonic())
+            if "pos" in frame:
+                self.pos = frame["pos"]
+            self.events.extend(frame.get("events", []))
+            self._queue.extend(frame.get("events", []))
+
+
+async def connect(session: aiohttp.ClientSession, base_url: str, token: str | None, since: str | None = None, **kw: Any) -> aiohttp.ClientWebSocketResponse:
+    query = {k: v for k, v in {"access_token": token, "since": since}.items() if v}
+    return await session.ws_connect(base_url.replace("http", "ws", 1) + "/api/chat/ws", params=query, **kw)
+
+
+def test_matrix_client_activity_arrives_on_the_socket(api: Api, server) -> None:
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+
+    async def scenario() -> None:
+        nio = await nio_login(server.base_url, alice["user_id"], alice["password"])
+        try:
+            async with aiohttp.ClientSession() as session:
+                sock = Socket(await connect(session, server.base_url, bob["access_token"]))
+                await sock.hello()
+
+                sent = await nio.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "Ward round at 8"})
+                new = await sock.until(lambda e: e["type"] == "message.new")
+                assert new["message"]["id"] == sent.event_id
+                notified = await sock.until(lambda e: e["type"] == "notification.new")
+                assert notified["notification"]["id"] == sent.event_id
+                assert notified["notification"]["type"] == "new_message"
+                assert (new["message"]["content"], new["message"]["message_type"]) == ("Ward round at 8", "text")
+                assert new["message"]["sender"]["id"] == alice["user_id"] and new["room_id"] == room
+
+                await nio.room_send(room, "m.room.message", {
+                    "msgtype": "m.text", "body": "* Ward round at 9",
+                    "m.new_content": {"msgtype": "m.text", "body": "Ward round at 9"},
+                    "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id},
+                })
+                edit = await sock.until(lambda e: e["type"] == "message.edited")
+                assert (edit["message_id"], edit["content"]) == (sent.event_id, "Ward round at 9")
+
+                await nio.room_send(room, "m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent.event_id, "key": "👍"}})
+                reaction = await sock.until(lambda e: e["type"] == "reaction.added")
+                assert (reaction["message_id"], reaction["key"], reaction["user_id"]) == (sent.event_id, "👍", alice["user_id"])
+
+                await nio.room_typing(room, True, timeout=5000)
+                typing = await sock.until(lambda e: e["type"] == "typing" and e["user_ids"])
+                assert typing["user_ids"] == [alice["user_id"]]
+
+                await nio.room_read_markers(room, fully_read_event=sent.event_id, read_event=sent.event_id)
+                read = await sock.until(lambda e: e["type"] == "message.status")
+                assert (read["message_id"], read["user_id"], read["status"]) == (sent.event_id, alice["user_id"], "read")
+
+                await nio.room_redact(room, sent.event_id, reason="wrong ward")
+                deleted = await sock.until(lambda e: e["type"] == "message.deleted")
+                assert (deleted["message_id"], deleted["deleted_by"]) == (sent.event_id, alice["user_id"])
+
+                carol = api.register()
+                await nio.room_invite(room, carol["user_id"])
+                member = await sock.until(lambda e: e["type"] == "membership" and e["user_id"] == carol["user_id"])
+                assert member["membership"] == "invite"
+                await sock.ws.close()
+        finally:
+            await nio.close()
+
+    run(scenario())
+
+
+def test_resume_delivers_everything_missed_in_order_once(api: Api, server) -> None:
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            sock = Socket(await connect(session, server.base_url, bob["access_token"]))
+            await sock.hello()
+            first = send_text(api, alice["access_token"], room, "before the tunnel")
+            await sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == first)
+            await sock.ws.close()
+
+            missed = [send_text(api, alice["access_token"], room, f"missed {i}") for i in range(3)]
+
+            again = Socket(await connect(session, server.base_url, bob["access_token"], since=sock.pos))
+            hello = await again.hello()
+            assert hello["pos"] == sock.pos
+            await again.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == missed[-1])
+            got = [e["message"]["id"] for e in again.events if e["type"] == "message.new"]
+            assert got == missed  # in order, nothing twice, nothing from before the position
+            await again.ws.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("token", [None, "syt_not_a_real_token"])
+def test_missing_or_bad_token_closes_4001(api: Api, server, token: str | None) -> None:
+    async def scenario() -> int | None:
+        async with aiohttp.ClientSession() as session:
+            ws = await connect(session, server.base_url, token)
+            message = await ws.receive(timeout=10)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            return ws.close_code
+
+    assert run(scenario()) == 4001
+
+
+def test_bad_resume_position_closes_4400(api: Api, server) -> None:
+    bob = api.register()
+
+    async def scenario() -> int | None:
+        async with aiohttp.ClientSession() as session:
+            ws = await connect(session, server.base_url, bob["access_token"], since="not-a-position")
+            await ws.receive(timeout=10)
+            return ws.close_code
+
+    assert run(scenario()) == 4400
+
+
+def test_logout_closes_an_open_socket(api: Api, server) -> None:
+    bob = api.register()
+
+    async def scenario() -> int | None:
+        async with aiohttp.ClientSession() as session:
+            ws = await connect(session, server.base_url, bob["access_token"])
+            await Socket(ws).hello()
+            await asyncio.get_running_loop().run_in_executor(None, lambda: api.call("POST", "/api/auth/logout", token=bob["access_token"]))
+            while True:
+                message = await ws.receive(timeout=15)
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    return ws.close_code
+
+    assert run(scenario()) == 4001
+
+
+def test_malformed_frames_get_errors_and_the_socket_stays(api: Api, server) -> None:
+    bob = api.register()
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            ws = await connect(session, server.base_url, bob["access_token"])
+            await Socket(ws).hello()
+
+            async def reply_to(send: Callable[[], Any]) -> Frame:
+                await send()
+                while True:
+                    frame = await ws.receive_json(timeout=10)
+                    if frame["type"] not in ("heartbeat", "events"):
+                        return frame
+
+            assert (await reply_to(lambda: ws.send_str("{oops")))["errcode"] == "M_NOT_JSON"
+            assert (await reply_to(lambda: ws.send_bytes(b"\x00\x01")))["errcode"] == "M_NOT_JSON"
+            assert (await reply_to(lambda: ws.send_str(json.dumps({"type": "subscribe"}))))["errcode"] == "M_UNRECOGNIZED"
+            assert (await reply_to(lambda: ws.send_str(json.dumps([1, 2]))))["errcode"] == "M_UNRECOGNIZED"
+            pong = await reply_to(lambda: ws.send_str(json.dumps({"type": "ping"})))
+            assert pong["type"] == "pong" and pong["pos"]
+            await ws.close()
+
+    run(scenario())
+
+
+def test_quiet_socket_gets_heartbeats(api: Api, server) -> None:
+    bob = api.register()
+
+    async def scenario() -> Frame:
+        async with aiohttp.ClientSession() as session:
+            ws = await connect(session, server.base_url, bob["access_token"])
+            await Socket(ws).hello()
+            while True:  # heartbeat_seconds is 2 in the test config
+                frame = await ws.receive_json(timeout=10)
+                if frame["type"] == "heartbeat":
+                    await ws.close()
+                    return frame
+
+    assert run(scenario())["pos"]
+
+
+def test_slow_consumer_is_closed_with_its_position(api: Api, server) -> None:
+    """A client that stops reading is not buffered for without bound: once the socket's send
+    buffer stays full for slow_consumer_seconds (2 in the test config) it is closed with 4008."""
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+
+    def small_buffer_socket(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, _ = addr_info
+        sock = socket.socket(family, type_, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return sock
+
+    async def scenario() -> tuple[int | None, str]:
+        connector = aiohttp.TCPConnector(socket_factory=small_buffer_socket)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            ws = await connect(session, server.base_url, bob["access_token"], max_msg_size=0)
+            await Socket(ws).hello()
+            body = "x" * 30_000
+            loop = asyncio.get_running_loop()
+            for i in range(120):  # ~3.6 MB that the client does not read
+                await loop.run_in_executor(None, send_text, api, alice["access_token"], room, f"{i} {body}")
+            await asyncio.sleep(4)
+            last_pos = ""
+            while True:
+                message = await ws.receive(timeout=30)
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    last_pos = json.loads(message.data).get("pos", last_pos)
+                else:
+                    return ws.close_code, last_pos
+
+    code, last_pos = run(scenario())
+    assert code == 4008
+    assert last_pos
