@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from nio import SyncResponse
 
-from harness import Api, expect_error, free_port, nio_login, run, send_text, shared_room
+from harness import Api, expect_error, free_port, nio_login, register_admin, run, send_text, shared_room
 
 
 def notifications(api: Api, token: str, query: str = "") -> list[dict]:
@@ -143,3 +143,40 @@ def test_offline_recipient_is_pushed_within_a_second(api: Api) -> None:
         assert arrived - sent_at < 1.0
     finally:
         gateway.stop()
+
+
+def test_contact_requests_and_verification_decisions_are_listed(api: Api, server) -> None:
+    alice, bob = api.register(), api.register()
+    admin = register_admin(server)
+    room = shared_room(api, alice, bob)
+    send_text(api, alice["access_token"], room, "hello")
+    asked = api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": bob["user_id"], "message": "Met at the CPD day"})
+    assert asked.status_code == 202, asked.text
+    request = api.call("POST", "/api/chat/verification/requests", token=bob["access_token"], json={"registration_body": "GMC", "license_number": "7654321"})
+    assert request.status_code == 201, request.text
+    decided = api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
+    assert decided.status_code == 200, decided.text
+
+    listed = notifications(api, bob["access_token"])
+    kinds = [n["type"] for n in listed]
+    assert kinds[:3] == ["verification_decision", "contact_request", "new_message"]
+    contact = listed[1]
+    assert (contact["sender"], contact["content"], contact["is_read"]) == (alice["user_id"], "Met at the CPD day", False)
+    assert listed[0]["data"]["status"] == "approved"
+    count = api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()
+    assert (count["other"], count["count"]) == (2, count["rooms"][room] + 2)
+
+    # One page at a time across both sources: nothing twice, nothing lost.
+    first = api.call("GET", "/api/chat/notifications?limit=2", token=bob["access_token"]).json()
+    rest = api.call("GET", f"/api/chat/notifications?limit=50&from={first['next_cursor']}", token=bob["access_token"]).json()
+    assert [n["id"] for n in first["notifications"] + rest["notifications"]] == [n["id"] for n in listed]
+    assert rest["next_cursor"] is None
+
+    assert api.call("PUT", f"/api/chat/notifications/{contact['id']}/read", token=bob["access_token"]).status_code == 200
+    assert api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()["other"] == 1
+    assert api.call("DELETE", f"/api/chat/notifications/{listed[0]['id']}", token=bob["access_token"]).status_code == 200
+    assert listed[0]["id"] not in [n["id"] for n in notifications(api, bob["access_token"])]
+    # Another user cannot touch them, and a made-up cursor is refused.
+    expect_error(api.call("PUT", f"/api/chat/notifications/{contact['id']}/read", token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(api.call("DELETE", f"/api/chat/notifications/{contact['id']}", token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(api.call("GET", "/api/chat/notifications?from=yesterday", token=bob["access_token"]), 400, "M_INVALID_PARAM")

@@ -59,6 +59,10 @@ def test_sent_then_delivered_then_read(api: Api, server) -> None:
     run(bob_reads_in_a_matrix_client())
     status = status_of(api, alice["access_token"], message)
     assert (status["status"], status["participants"][0]["status"]) == ("read", "read")
+    # The Message model carries the same aggregate for its sender; other viewers keep `sent`.
+    path = f"/api/chat/rooms/{quote(room)}/messages/{quote(message)}"
+    assert api.call("GET", path, token=alice["access_token"]).json()["status"] == "read"
+    assert api.call("GET", path, token=bob["access_token"]).json()["status"] == "sent"
 
 
 def test_a_message_nobody_received_is_sent(api: Api) -> None:
@@ -67,6 +71,8 @@ def test_a_message_nobody_received_is_sent(api: Api) -> None:
     message = send_text(api, alice["access_token"], room, "Anyone?")
     status = status_of(api, alice["access_token"], message)
     assert (status["status"], status["participants"]) == ("sent", [{"user_id": bob["user_id"], "status": "sent"}])
+    history = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages", token=alice["access_token"]).json()["messages"]
+    assert [m["status"] for m in history if m["id"] == message] == ["sent"]
 
 
 def test_app_acknowledgements_and_mark_read_are_matrix_receipts(api: Api, server) -> None:
@@ -152,6 +158,12 @@ def test_presence_through_the_api_and_matrix(api: Api, server) -> None:
     assert bobs["last_seen"].endswith("Z")
 
     expect_error(api.call("GET", path, token=carol["access_token"]), 403, "M_FORBIDDEN")
+    # A contact sees it without sharing a room, once the request is accepted.
+    api.call("POST", "/api/chat/contacts", token=carol["access_token"], json={"user_id": alice["user_id"]})
+    expect_error(api.call("GET", path, token=carol["access_token"]), 403, "M_FORBIDDEN")
+    accepted = api.call("POST", f"/api/chat/contacts/requests/{quote(carol['user_id'])}/accept", token=alice["access_token"], json={})
+    assert accepted.status_code == 200, accepted.text
+    assert api.call("GET", path, token=carol["access_token"]).json()["status"] == "unavailable"
     expect_error(api.call("PUT", path, token=bob["access_token"], json={"status": "offline"}), 403, "M_FORBIDDEN")
     expect_error(api.call("PUT", path, token=alice["access_token"], json={"status": "asleep"}), 400, "M_INVALID_PARAM")
     expect_error(api.call("GET", "/api/chat/users/%40ghost%3Amedchat.test/status", token=alice["access_token"]), 404, "M_NOT_FOUND")

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from typing import Any, Callable
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -73,6 +74,10 @@ def test_matrix_client_activity_arrives_on_the_socket(api: Api, server) -> None:
                 assert notified["notification"]["type"] == "new_message"
                 assert (new["message"]["content"], new["message"]["message_type"]) == ("Ward round at 8", "text")
                 assert new["message"]["sender"]["id"] == alice["user_id"] and new["room_id"] == room
+                rest = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(sent.event_id)}", token=bob["access_token"]).json()
+                assert {k: new["message"][k] for k in ("sender", "content", "created_at", "reply_to")} == {
+                    k: rest[k] for k in ("sender", "content", "created_at", "reply_to")
+                }
 
                 await nio.room_send(room, "m.room.message", {
                     "msgtype": "m.text", "body": "* Ward round at 9",

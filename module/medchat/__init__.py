@@ -36,6 +36,7 @@ from medchat.rules.callbacks import ContactSpamChecker
 from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
+from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
 from medchat.verification import Verification
 
@@ -63,7 +64,8 @@ class MedChatModule:
         contacts = Contacts(config, bridge, contact_store, profiles, rules)
         rooms = Rooms(bridge)
         status = MessageStatus(bridge, DeliveryStore(api))
-        sockets = SocketHub(bridge, config.websocket, status)
+        messages = Messages(bridge, rooms, status)
+        sockets = SocketHub(bridge, config.websocket, status, messages)
 
         ContactSpamChecker(rules, bridge).register(api)
         api.register_spam_checker_callbacks(
@@ -77,9 +79,9 @@ class MedChatModule:
             VerificationServlets(api, verification),
             ContactServlets(api, contacts, rules),
             RoomServlets(api, rooms),
-            MessageServlets(api, Messages(bridge, rooms)),
+            MessageServlets(api, messages),
             UploadServlets(api, MediaUploads(bridge, config.uploads)),
-            RealtimeServlets(api, status, Presence(bridge), Notifications(bridge, DismissedNotificationStore(api))),
+            RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), NotificationStore(api))),
         ]
         api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
 

@@ -15,6 +15,7 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
+from medchat.realtime.status import MessageStatus
 from medchat.rooms import Rooms
 
 MESSAGE = "m.room.message"
@@ -27,9 +28,10 @@ def _message_not_found() -> SynapseError:
 
 
 class Messages:
-    def __init__(self, bridge: SynapseBridge, rooms: Rooms):
+    def __init__(self, bridge: SynapseBridge, rooms: Rooms, status: MessageStatus):
         self._bridge = bridge
         self._rooms = rooms
+        self._status = status
         # Synapse dedupes a transaction id only once the first event is persisted; this makes a
         # concurrent retry wait for the first attempt instead of racing it.
         self._txn_lock = bridge.linearizer("medchat_send_txn")
@@ -66,8 +68,18 @@ class Messages:
             raise _message_not_found()
         return event
 
+    async def stream_models(self, viewer: str, events: list[JsonDict]) -> dict[str, JsonDict]:
+        """Message models (by event id) for new messages arriving on the WebSocket: the same
+        model the REST API returns."""
+        by_room: dict[str, list[JsonDict]] = {}
+        for event in events:
+            by_room.setdefault(event["room_id"], []).append(event)
+        return {m["id"]: m for room_id, group in by_room.items() for m in await self._models_for(viewer, room_id, group)}
+
     async def _models(self, requester: Any, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
-        viewer = requester.user.to_string()
+        return await self._models_for(requester.user.to_string(), room_id, events)
+
+    async def _models_for(self, viewer: str, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
         senders = await self._rooms.senders(room_id, {e["sender"] for e in events})
         reactions = await self._bridge.annotations([e["event_id"] for e in events])
         models = []
@@ -77,6 +89,11 @@ class Messages:
             if txn_id.startswith(TXN_PREFIX):  # only the sending device sees its transaction id
                 model["client_msg_id"] = txn_id[len(TXN_PREFIX) :]
             models.append(model)
+        own = [m["id"] for m in models if m["sender"]["id"] == viewer and not m["is_deleted"]]
+        if own:
+            statuses = await self._status.aggregates(viewer, room_id, own)
+            for model in models:
+                model["status"] = statuses.get(model["id"], model["status"])
         return models
 
     # --- send ---------------------------------------------------------------------------------

@@ -115,12 +115,3 @@ def query_params(request: Any) -> dict[str, str]:
     except UnicodeDecodeError:
         raise SynapseError(400, "The query string is not valid UTF-8.", "M_INVALID_PARAM")
 
-
-def query_int(request: Any, name: str, minimum: int, maximum: int) -> int | None:
-    """An integer query parameter from `minimum` to `maximum`, or None if absent; 400 naming it otherwise."""
-    value = query_string(request, name, max_length=20)
-    if value is None:
-        return None
-    if not value.lstrip("-").isdigit() or not minimum <= int(value) <= maximum:
-        raise SynapseError(400, f"Invalid parameter {name}: give a whole number from {minimum} to {maximum}", "M_INVALID_PARAM")
-    return int(value)

@@ -8,9 +8,9 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import MAX_PAGE, query_bool, query_int, query_limit, read_json, route
+from medchat.api.http import MAX_PAGE, query_bool, query_limit, query_string, read_json, route
 from medchat.models import PRESENCE_BODY, STATUS_BODY
-from medchat.realtime.notifications import Notifications
+from medchat.realtime.notifications import Cursor, Notifications
 from medchat.realtime.presence import Presence
 from medchat.realtime.status import MessageStatus
 
@@ -66,8 +66,8 @@ class RealtimeServlets:
     async def list_notifications(self, request: Any) -> tuple[int, Any]:
         me = await self._me(request)
         limit = query_limit(request, default=20, maximum=MAX_PAGE)
-        before = query_int(request, "from", minimum=1, maximum=2**62)
-        return 200, await self._notifications.page(me, before, limit, bool(query_bool(request, "unread")))
+        cursor = Cursor.parse(query_string(request, "from", max_length=64))
+        return 200, await self._notifications.page(me, cursor, limit, bool(query_bool(request, "unread")))
 
     async def unread_count(self, request: Any) -> tuple[int, Any]:
         return 200, await self._notifications.unread_count(await self._me(request))

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from medchat.models import JsonDict, iso
+from medchat.models import JsonDict, is_edit, iso
 from medchat.realtime.notifications import notification_type
 
-_MESSAGE_TYPES = {"m.text": "text", "m.notice": "text", "m.emote": "text", "m.image": "image", "m.file": "file", "m.audio": "audio", "m.video": "video"}
+
+def is_new_message(event: JsonDict) -> bool:
+    return event.get("type") == "m.room.message" and not is_edit(event)
 
 
-def frames_for(event: JsonDict) -> list[JsonDict]:
+def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]:
+    """`messages`: the Message models of the batch's new messages, by event id."""
     kind = event.get("type")
     content: dict[str, Any] = event.get("content") or {}
     room_id = event.get("room_id")
@@ -24,7 +27,7 @@ def frames_for(event: JsonDict) -> list[JsonDict]:
             new = content.get("m.new_content") or {}
             return [{"type": "message.edited", "room_id": room_id, "message_id": relation.get("event_id"),
                      "edit_id": event["event_id"], "content": new.get("body"), "edited_at": iso(event.get("origin_server_ts"))}]
-        return [{"type": "message.new", "room_id": room_id, "message": _message(event)}]
+        return [{"type": "message.new", "room_id": room_id, "message": messages[event["event_id"]]}]
     if kind == "m.room.redaction":
         return [{"type": "message.deleted", "room_id": room_id, "message_id": event.get("redacts") or content.get("redacts"),
                  "deleted_by": event.get("sender")}]
@@ -50,28 +53,6 @@ def frames_for(event: JsonDict) -> list[JsonDict]:
         return [{"type": "membership", "room_id": room_id, "user_id": event.get("state_key"),
                  "membership": content.get("membership"), "by": event.get("sender")}]
     return []
-
-
-def _message(event: JsonDict) -> JsonDict:
-    content = event.get("content") or {}
-    info = content.get("info") or {}
-    reply_to = ((content.get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id")
-    return {
-        "id": event["event_id"],
-        "room_id": event.get("room_id"),
-        "sender": {"id": event.get("sender")},
-        "content": content.get("body"),
-        "message_type": _MESSAGE_TYPES.get(content.get("msgtype"), "text"),
-        "media_url": content.get("url"),
-        "file_name": content.get("filename") or (content.get("body") if content.get("url") else None),
-        "file_size": info.get("size"),
-        "reply_to": reply_to,
-        "is_edited": False,
-        "edited_at": None,
-        "status": "sent",
-        "created_at": iso(event.get("origin_server_ts")),
-        "updated_at": iso(event.get("origin_server_ts")),
-    }
 
 
 def notification_frame(event: JsonDict, user_id: str) -> JsonDict:

@@ -3,12 +3,14 @@ Element apply), read state from Matrix receipts, and only the dismissals kept by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, iso
+from medchat.store.notifications import ModuleNotification, NotificationStore
 from medchat.store.realtime import DismissedNotificationStore
 
 _SCAN_ROUNDS = 5  # pages of push actions scanned to fill one filtered page
@@ -23,44 +25,88 @@ def notification_type(event_type: str, state_key: str | None, content: JsonDict,
     return "new_message"
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where each source's next page starts: a push-action stream ordering and a module
+    notification timestamp; 0 means that source is exhausted, None that it has not started."""
+
+    matrix: int | None = None
+    module: int | None = None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Cursor:
+        if raw is None:
+            return cls()
+        try:
+            matrix, module = (int(part) if part else None for part in raw.split("_"))
+        except ValueError:
+            raise SynapseError(400, "Invalid parameter from: not a cursor from this API", "M_INVALID_PARAM")
+        return cls(matrix, module)
+
+    def __str__(self) -> str:
+        return "_".join("" if part is None else str(part) for part in (self.matrix, self.module))
+
+
+def _is_matrix_id(notification_id: str) -> bool:
+    return notification_id.startswith("$")
+
+
 class Notifications:
-    def __init__(self, bridge: SynapseBridge, dismissed: DismissedNotificationStore):
+    """Two sources, merged newest first: Synapse's push actions (ids are event ids) and the
+    module's own kinds (contact requests, verification decisions) in medchat_notifications."""
+
+    def __init__(self, bridge: SynapseBridge, dismissed: DismissedNotificationStore, own: NotificationStore):
         self._bridge = bridge
         self._dismissed = dismissed
+        self._own = own
 
-    async def page(self, user_id: str, before: int | None, limit: int, unread_only: bool) -> JsonDict:
-        """Newest first; `next_cursor` continues the list."""
+    async def page(self, user_id: str, cursor: Cursor, limit: int, unread_only: bool) -> JsonDict:
+        """Newest first; `next_cursor` continues the list (None at its end)."""
+        matrix = [] if cursor.matrix == 0 else await self._matrix_items(user_id, cursor.matrix, limit, unread_only)
+        own = [] if cursor.module == 0 else [
+            self._own_item(n) for n in await self._own.page(user_id, cursor.module, limit, unread_only)
+        ]
+        merged = sorted(matrix + own, key=lambda item: item["_ts"], reverse=True)[:limit]
+        taken_matrix = [i["_key"] for i in merged if _is_matrix_id(i["id"])]
+        taken_own = [i["_ts"] for i in merged if not _is_matrix_id(i["id"])]
+        next_cursor = Cursor(
+            matrix=0 if len(matrix) < limit and len(taken_matrix) == len(matrix) else (min(taken_matrix) if taken_matrix else cursor.matrix),
+            module=0 if len(own) < limit and len(taken_own) == len(own) else (min(taken_own) if taken_own else cursor.module),
+        )
+        for item in merged:
+            del item["_ts"], item["_key"]
+        return {"notifications": merged, "next_cursor": None if (next_cursor.matrix, next_cursor.module) == (0, 0) else str(next_cursor)}
+
+    async def _matrix_items(self, user_id: str, before: int | None, limit: int, unread_only: bool) -> list[JsonDict]:
+        """Up to `limit` push-action notifications older than `before`, dismissed ones skipped."""
         read_by_room = await self._bridge.read_orderings_by_room(user_id)
         invited_to = await self._bridge.pending_invites(user_id)
         items: list[JsonDict] = []
-        cursor = before
         for _ in range(_SCAN_ROUNDS):
-            actions = await self._bridge.push_actions(user_id, before=cursor, limit=limit)
+            actions = await self._bridge.push_actions(user_id, before=before, limit=limit)
             if not actions:
-                cursor = None
                 break
-            cursor = actions[-1].stream_ordering
+            before = actions[-1].stream_ordering
             hidden = await self._dismissed.dismissed(user_id, [a.event_id for a in actions])
             events = await self._bridge.events([a.event_id for a in actions if a.event_id not in hidden])
             for action in actions:
                 event = events.get(action.event_id)
                 if event is None:
                     continue
-                item = self._item(event, action, user_id, read_by_room.get(action.room_id, -1) >= action.stream_ordering)
+                item = self._matrix_item(event, action, user_id, read_by_room.get(action.room_id, -1) >= action.stream_ordering)
                 if item["type"] == "group_invite":
                     item["is_read"] = action.room_id not in invited_to  # answered invites are done with
                 if unread_only and item["is_read"]:
                     continue
                 items.append(item)
                 if len(items) == limit:
-                    return {"notifications": items, "next_cursor": str(action.stream_ordering)}
+                    return items
             if len(actions) < limit:
-                cursor = None
                 break
-        return {"notifications": items, "next_cursor": str(cursor) if cursor else None}
+        return items
 
     @staticmethod
-    def _item(event: Any, action: Any, user_id: str, is_read: bool) -> JsonDict:
+    def _matrix_item(event: Any, action: Any, user_id: str, is_read: bool) -> JsonDict:
         kind = notification_type(event.type, event.state_key if event.is_state() else None, event.content, user_id)
         return {
             "id": event.event_id,
@@ -72,19 +118,42 @@ class Notifications:
             "is_highlight": bool(action.highlight),
             "is_read": is_read,
             "created_at": iso(action.received_ts),
+            "_ts": action.received_ts,
+            "_key": action.stream_ordering,
         }
 
-    async def _own(self, user_id: str, notification_id: str) -> Any:
+    @staticmethod
+    def _own_item(notification: ModuleNotification) -> JsonDict:
+        payload = notification.payload
+        return {
+            "id": notification.notification_id,
+            "type": notification.type,
+            "room_id": None,
+            "message_id": None,
+            "sender": payload.get("requester_id") or payload.get("decided_by"),
+            "content": payload.get("message") or payload.get("reason"),
+            "data": payload,
+            "is_highlight": False,
+            "is_read": notification.is_read,
+            "created_at": iso(notification.created_ts),
+            "_ts": notification.created_ts,
+            "_key": notification.created_ts,
+        }
+
+    async def _matrix_event(self, user_id: str, notification_id: str) -> Any:
         event = await self._bridge.visible_event(user_id, notification_id)
         if event is None:
             raise SynapseError(404, "No such notification.", "M_NOT_FOUND")
         return event
 
     async def mark_read(self, user_id: str, notification_id: str) -> None:
-        """A read receipt at the notified event: Matrix's notion of read, so Element agrees (it
-        also reads the earlier notifications of that room)."""
-        event = await self._own(user_id, notification_id)
-        await self._bridge.send_read_receipt(user_id, event.room_id, event.event_id)
+        """Matrix notifications: a read receipt at the notified event (Matrix's notion of read, so
+        Element agrees; it also reads that room's earlier ones). Module ones: a flag."""
+        if _is_matrix_id(notification_id):
+            event = await self._matrix_event(user_id, notification_id)
+            await self._bridge.send_read_receipt(user_id, event.room_id, event.event_id)
+        elif not await self._own.mark_read(user_id, notification_id):
+            raise SynapseError(404, "No such notification.", "M_NOT_FOUND")
 
     async def mark_all_read(self, user_id: str) -> int:
         rooms = [room for room, count in (await self._bridge.unread_counts_by_room(user_id)).items() if count]
@@ -92,12 +161,17 @@ class Notifications:
             latest = await self._bridge.latest_event_id(room_id)
             if latest is not None:
                 await self._bridge.send_read_receipt(user_id, room_id, latest)
-        return len(rooms)
+        return len(rooms) + await self._own.mark_read(user_id)
 
     async def dismiss(self, user_id: str, notification_id: str) -> None:
-        await self._own(user_id, notification_id)
-        await self._dismissed.dismiss(user_id, notification_id, self._bridge.now_ms())
+        if _is_matrix_id(notification_id):
+            await self._matrix_event(user_id, notification_id)
+            await self._dismissed.dismiss(user_id, notification_id, self._bridge.now_ms())
+        elif not await self._own.delete(user_id, notification_id):
+            raise SynapseError(404, "No such notification.", "M_NOT_FOUND")
 
     async def unread_count(self, user_id: str) -> JsonDict:
+        """`rooms` are Matrix's per-room `unread_notifications` counts; `other` the module's kinds."""
         by_room = {room: count for room, count in (await self._bridge.unread_counts_by_room(user_id)).items() if count}
-        return {"count": sum(by_room.values()), "rooms": by_room}
+        other = await self._own.unread_count(user_id)
+        return {"count": sum(by_room.values()) + other, "rooms": by_room, "other": other}

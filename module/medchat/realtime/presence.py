@@ -1,4 +1,5 @@
-"""Online status through Synapse's presence, shown only to people who share a room with the user."""
+"""Online status through Synapse's presence, shown only to people who share a room with the user
+or whom the user has as a contact."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, iso
+from medchat.store import ContactStore
 
 PRESENCE_STATES = ("online", "offline", "unavailable")
 
 
 class Presence:
-    def __init__(self, bridge: SynapseBridge):
+    def __init__(self, bridge: SynapseBridge, contacts: ContactStore):
         self._bridge = bridge
+        self._contacts = contacts
 
     async def get(self, viewer: str, user_id: str) -> JsonDict:
         if await self._bridge.api.check_user_exists(user_id) is None:
             raise SynapseError(404, "No such user.", "M_NOT_FOUND")
-        if viewer != user_id and not await self._bridge.share_a_room(viewer, user_id):
-            raise SynapseError(403, "You can see the status of people you share a room with.", "M_FORBIDDEN")
+        if viewer != user_id and not await self._visible_to(viewer, user_id):
+            raise SynapseError(403, "You can see the status of your contacts and of people you share a room with.", "M_FORBIDDEN")
         state = await self._bridge.presence_state(user_id)
         return {
             "user_id": user_id,
@@ -29,6 +32,10 @@ class Presence:
             "last_seen": iso(state["last_active_ts"]),
             "status_msg": state["status_msg"],
         }
+
+    async def _visible_to(self, viewer: str, user_id: str) -> bool:
+        """The user's own contact list decides (their consent), besides sharing a room."""
+        return await self._contacts.get(user_id, viewer) is not None or await self._bridge.share_a_room(viewer, user_id)
 
     async def set(self, requester: Any, user_id: str, body: JsonDict) -> JsonDict:
         me = requester.user.to_string()

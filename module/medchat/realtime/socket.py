@@ -29,7 +29,8 @@ from zope.interface import implementer
 
 from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
-from medchat.realtime.frames import frames_for, notification_frame
+from medchat.messages import Messages
+from medchat.realtime.frames import frames_for, is_new_message, notification_frame
 from medchat.realtime.status import MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,11 @@ ABORT_AFTER_SECONDS = 10
 class SocketHub:
     """Builds a ChatSocket per connection and keeps count of the open ones."""
 
-    def __init__(self, bridge: SynapseBridge, config: WebSocketConfig, status: MessageStatus):
+    def __init__(self, bridge: SynapseBridge, config: WebSocketConfig, status: MessageStatus, messages: Messages):
         self.bridge = bridge
         self.config = config
         self.status = status
+        self.messages = messages
         self.open: set[ChatSocket] = set()
 
     def buildProtocol(self, request: Any) -> ChatSocket:
@@ -161,7 +163,8 @@ class ChatSocket:
             )
             if self._closed:
                 return
-            frames = [frame for event in events for frame in frames_for(event)]
+            messages = await self._hub.messages.stream_models(user_id, [e for e in events if is_new_message(e)])
+            frames = [frame for event in events for frame in frames_for(event, messages)]
             from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
             notified = await bridge.notified_events(user_id, from_others)
             frames += [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]

@@ -33,19 +33,8 @@ class MessageStatus:
 
     async def of(self, viewer: str, event_id: str) -> JsonDict:
         room_id, sender, ordering = await self._visible(viewer, event_id)
-        reads = await self._bridge.read_positions(room_id)
-        deliveries = await self._deliveries.positions(room_id)
-        participants = []
-        for member in sorted(await self._bridge.joined_members(room_id)):
-            if member == sender:
-                continue
-            if reads.get(member, -1) >= ordering:
-                state = "read"
-            elif deliveries.get(member, -1) >= ordering:
-                state = "delivered"
-            else:
-                state = "sent"
-            participants.append({"user_id": member, "status": state})
+        states = await self._states(room_id, sender, {event_id: ordering})
+        participants = [{"user_id": member, "status": state} for member, state in sorted(states[event_id].items())]
         return {
             "message_id": event_id,
             "room_id": room_id,
@@ -53,6 +42,26 @@ class MessageStatus:
             "status": aggregate([p["status"] for p in participants]),
             "participants": participants,
         }
+
+    async def aggregates(self, sender: str, room_id: str, event_ids: list[str]) -> dict[str, str]:
+        """The status of each of `sender`'s messages as the sender sees it (the Message model's
+        `status`), in a few queries for a whole page."""
+        orderings = {event_id: ordering for event_id, (_, ordering) in (await self._bridge.stream_orderings(event_ids)).items()}
+        states = await self._states(room_id, sender, orderings)
+        return {event_id: aggregate(list(by_member.values())) for event_id, by_member in states.items()}
+
+    async def _states(self, room_id: str, sender: str, orderings: dict[str, int]) -> dict[str, dict[str, str]]:
+        """For each message (by stream ordering), each other member's state."""
+        members = [m for m in await self._bridge.joined_members(room_id) if m != sender]
+        reads = await self._bridge.read_positions(room_id)
+        deliveries = await self._deliveries.positions(room_id)
+
+        def state(member: str, ordering: int) -> str:
+            if reads.get(member, -1) >= ordering:
+                return "read"
+            return "delivered" if deliveries.get(member, -1) >= ordering else "sent"
+
+        return {event_id: {m: state(m, ordering) for m in members} for event_id, ordering in orderings.items()}
 
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:
         """The app says this device has the message (`delivered`) or the user saw it (`read`)."""

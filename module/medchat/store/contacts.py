@@ -9,6 +9,8 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
+from medchat.store.notifications import add_notification_txn
+
 PENDING, DECLINED = "pending", "declined"
 
 
@@ -173,7 +175,10 @@ class ContactStore:
                 " WHERE medchat_contact_requests.status <> ?",
                 (requester_id, target_id, PENDING, message, nickname, now, now, PENDING),
             )
-            return t.rowcount == 1
+            if t.rowcount != 1:
+                return False
+            add_notification_txn(t, target_id, "contact_request", {"requester_id": requester_id, "message": message}, now)
+            return True
 
         return await self._run("put_contact_request", txn)
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
+from typing import Any
 
+from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
 from medchat.models import JsonDict
@@ -23,3 +26,67 @@ def add_notification_txn(t: LoggingTransaction, user_id: str, kind: str, payload
         (notification_id, user_id, kind, json.dumps(payload), False, now_ms),
     )
     return notification_id
+
+
+@dataclass(frozen=True)
+class ModuleNotification:
+    notification_id: str
+    type: str
+    payload: JsonDict
+    is_read: bool
+    created_ts: int
+
+
+class NotificationStore:
+    """Reads and updates a user's module notifications (never another user's)."""
+
+    def __init__(self, api: ModuleApi):
+        self._api = api
+
+    async def _run(self, name: str, func: Any) -> Any:
+        return await self._api.run_db_interaction(f"medchat_{name}", func)
+
+    async def page(self, user_id: str, before_ts: int | None, limit: int, unread_only: bool) -> list[ModuleNotification]:
+        """Newest first, strictly older than `before_ts` when given."""
+        sql = "SELECT notification_id, type, payload, is_read, created_ts FROM medchat_notifications WHERE user_id = ?"
+        args: list[Any] = [user_id]
+        if before_ts is not None:
+            sql += " AND created_ts < ?"
+            args.append(before_ts)
+        if unread_only:
+            sql += " AND is_read = ?"
+            args.append(False)
+        sql += " ORDER BY created_ts DESC LIMIT ?"
+
+        def txn(t: LoggingTransaction) -> list[ModuleNotification]:
+            t.execute(sql, (*args, limit))
+            return [ModuleNotification(n, kind, json.loads(p), bool(r), ts) for n, kind, p, r, ts in t.fetchall()]
+
+        return await self._run("notifications_page", txn)
+
+    async def mark_read(self, user_id: str, notification_id: str | None = None) -> int:
+        """Marks one (or, with no id, every) notification of the user read; the count changed."""
+        sql, args = "UPDATE medchat_notifications SET is_read = ? WHERE user_id = ?", [True, user_id]
+        if notification_id is not None:
+            sql += " AND notification_id = ?"
+            args.append(notification_id)
+
+        def txn(t: LoggingTransaction) -> int:
+            t.execute(sql, args)
+            return t.rowcount
+
+        return await self._run("notifications_mark_read", txn)
+
+    async def delete(self, user_id: str, notification_id: str) -> bool:
+        def txn(t: LoggingTransaction) -> bool:
+            t.execute("DELETE FROM medchat_notifications WHERE user_id = ? AND notification_id = ?", (user_id, notification_id))
+            return t.rowcount == 1
+
+        return await self._run("notifications_delete", txn)
+
+    async def unread_count(self, user_id: str) -> int:
+        def txn(t: LoggingTransaction) -> int:
+            t.execute("SELECT COUNT(*) FROM medchat_notifications WHERE user_id = ? AND is_read = ?", (user_id, False))
+            return t.fetchone()[0]
+
+        return await self._run("notifications_unread_count", txn)
