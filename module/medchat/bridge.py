@@ -25,6 +25,7 @@ from synapse.push.mailer import Mailer
 from synapse.rest.client.login import LoginRestServlet
 from synapse.storage.database import LoggingTransaction, make_conn
 from synapse.storage.engines import PostgresEngine
+from synapse.storage.engines._base import IsolationLevel
 from synapse.types import UserID, create_requester
 from synapse.util.threepids import canonicalise_email, validate_email
 
@@ -92,6 +93,10 @@ class SynapseBridge:
         database = self._hs.config.database.databases[0]
         engine = self._store.database_engine
         conn = make_conn(db_config=database, engine=engine, default_txn_name=name, server_name=self.server_name)
+        # Synapse's connections are REPEATABLE READ, whose snapshot would predate a lock taken
+        # inside the transaction: a process that waited on the migrations' advisory lock would
+        # not see what the process ahead of it committed, and apply the migrations again.
+        engine.attempt_to_set_isolation_level(conn.conn, IsolationLevel.READ_COMMITTED)
         try:
             txn = conn.cursor(txn_name=name)
             result = func(txn)
