@@ -75,6 +75,16 @@ class SynapseBridge:
     def database_engine(self) -> str:
         return "postgresql" if isinstance(self._store.database_engine, PostgresEngine) else "sqlite"
 
+    @property
+    def worker_name(self) -> str:
+        """This process's `worker_name`, or "main" for the main process."""
+        return self._hs.config.worker.worker_name or "main"
+
+    @property
+    def runs_background_tasks(self) -> bool:
+        """Whether this process runs periodic jobs (`run_background_tasks_on`), the module's too."""
+        return self._hs.config.worker.run_background_tasks
+
     def now_ms(self) -> int:
         return self._clock.time_msec()
 
