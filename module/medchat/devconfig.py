@@ -28,6 +28,7 @@ TEMPLATE = ROOT / "synapse.yaml"
 CLUSTER_CONFIG = ROOT / "config" / "homeserver.yaml"
 WORKERS_DIR = ROOT / "config" / "workers"
 NGINX_TEMPLATE = ROOT / "config" / "nginx.conf"
+MEDIA_S3_CONFIG = ROOT / "config" / "media-s3.yaml"
 _SECRETS = ("registration_shared_secret", "macaroon_secret_key", "form_secret", "worker_replication_secret")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
@@ -126,7 +127,8 @@ def prepare(
 ) -> list[Path]:
     """Renders the config into data_dir; returns the config files to pass to Synapse, in order.
 
-    `cluster` layers config/homeserver.yaml (workers, Redis) over the template; it needs PostgreSQL.
+    `cluster` layers config/homeserver.yaml (workers, Redis) over the template, and
+    config/media-s3.yaml when S3_BUCKET is set; it needs PostgreSQL.
     """
     data_dir = data_dir.resolve()
     env = _render_env(data_dir, env)
@@ -137,10 +139,13 @@ def prepare(
             raise ValueError("the worker topology needs PostgreSQL: set DATABASE_URL=postgresql://...")
         config = deep_merge(config, yaml.safe_load(substitute(CLUSTER_CONFIG.read_text(), env)))
         config["redis"] = redis_config(env.get("REDIS_URL"))
+        if env.get("S3_BUCKET"):
+            config = deep_merge(config, yaml.safe_load(substitute(MEDIA_S3_CONFIG.read_text(), env)))
     config = deep_merge(config, overrides or {})
     secrets_path = ensure_secrets(data_dir, config["server_name"])
     config_path = data_dir / "homeserver.yaml"
-    _write(config_path, "# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False))
+    # 0600: it carries the database, Redis and S3 credentials from the environment.
+    _write(config_path, "# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False), mode=0o600)
     return [config_path, secrets_path]
 
 
