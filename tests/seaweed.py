@@ -21,8 +21,10 @@ from typing import Any
 
 from harness import free_port
 
+from medchat.devconfig import MEDIA_S3_CONFIG, substitute
+
+BUCKET = "medchat-media"
 ACCESS_KEY = "medchat-test"
-MEDIA_STORAGE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "media-storage.yaml"
 
 
 class SeaweedS3:
@@ -84,18 +86,15 @@ class SeaweedS3:
         )
 
     def provider_config(self, secret_key: str | None = None) -> dict[str, Any]:
-        """The production `media_storage_providers` entry (config/media-storage.yaml) aimed here.
-
-        Production takes endpoint and credentials from the AWS_* environment; the test server puts
-        them in the entry instead, so the main suite's process environment stays untouched.
-        """
+        """The production `media_storage_providers` entry (config/media-s3.yaml) rendered for this
+        server, as devconfig renders it from the S3_* environment."""
         import yaml
 
-        (entry,) = yaml.safe_load(MEDIA_STORAGE_CONFIG.read_text())["media_storage_providers"]
-        entry["config"].update(
-            endpoint_url=self.endpoint, region_name="us-east-1",
-            access_key_id=ACCESS_KEY, secret_access_key=secret_key or self.secret_key,
-        )
+        env = {
+            "S3_BUCKET": BUCKET, "S3_ENDPOINT_URL": self.endpoint, "S3_REGION": "us-east-1",
+            "S3_ACCESS_KEY_ID": ACCESS_KEY, "S3_SECRET_ACCESS_KEY": secret_key or self.secret_key,
+        }
+        (entry,) = yaml.safe_load(substitute(MEDIA_S3_CONFIG.read_text(), env))["media_storage_providers"]
         return entry
 
     def stop(self, timeout: float = 3) -> None:

@@ -16,9 +16,8 @@ from botocore.exceptions import ClientError
 import media_samples as samples
 from media_samples import download, upload
 from harness import Api, SynapseServer, TEST_RATE_LIMITS, expect_error, fresh_database
-from seaweed import SeaweedS3
+from seaweed import BUCKET, SeaweedS3
 
-BUCKET = "medchat-media"  # as in config/media-storage.yaml
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ def test_health_reports_versions_and_engine(api, server) -> None:
     assert body["synapse_version"].startswith("1.163.")
     assert body["database"] == ("postgresql" if server.database_url else "sqlite")
     assert body["version"]
+    assert body["worker"] == "main" and body["background_tasks"] is True  # one process does it all
 
 
 def _module_config(**config: object) -> dict:

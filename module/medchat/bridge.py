@@ -35,6 +35,7 @@ from synapse.rest.client.login import LoginRestServlet
 from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
 from synapse.storage.database import LoggingTransaction, make_conn, make_in_list_sql_clause
 from synapse.storage.engines import PostgresEngine
+from synapse.storage.engines._base import IsolationLevel
 from synapse.streams.config import PaginationConfig
 from synapse.types import JsonDict, Requester, StreamToken, UserID, create_requester
 from synapse.util.async_helpers import Linearizer
@@ -89,6 +90,16 @@ class SynapseBridge:
     def database_engine(self) -> str:
         return "postgresql" if isinstance(self._store.database_engine, PostgresEngine) else "sqlite"
 
+    @property
+    def worker_name(self) -> str:
+        """This process's `worker_name`, or "main" for the main process."""
+        return self._hs.config.worker.worker_name or "main"
+
+    @property
+    def runs_background_tasks(self) -> bool:
+        """Whether this process runs periodic jobs (`run_background_tasks_on`), the module's too."""
+        return self._hs.config.worker.run_background_tasks
+
     def now_ms(self) -> int:
         return self._clock.time_msec()
 
@@ -107,6 +118,10 @@ class SynapseBridge:
         database = self._hs.config.database.databases[0]
         engine = self._store.database_engine
         conn = make_conn(db_config=database, engine=engine, default_txn_name=name, server_name=self.server_name)
+        # Synapse's connections are REPEATABLE READ, whose snapshot would predate a lock taken
+        # inside the transaction: a process that waited on the migrations' advisory lock would
+        # not see what the process ahead of it committed, and apply the migrations again.
+        engine.attempt_to_set_isolation_level(conn.conn, IsolationLevel.READ_COMMITTED)
         try:
             txn = conn.cursor(txn_name=name)
             result = func(txn)

@@ -3,6 +3,10 @@
 Shared by scripts/run and the test harness, so both start Synapse from the same file:
 `${NAME}` / `${NAME:-default}` come from the environment, `database:` from a DATABASE_URL, and the
 secrets and signing key are generated once into the data directory and kept.
+
+With `--cluster` the same renderer builds the worker topology (config/homeserver.yaml layered over
+synapse.yaml, one config/workers/NAME.yaml per worker, config/nginx.conf) for docker-compose and
+scripts/run-cluster; `redis:` then comes from REDIS_URL.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "synapse.yaml"
+CLUSTER_CONFIG = ROOT / "config" / "homeserver.yaml"
+WORKERS_DIR = ROOT / "config" / "workers"
+NGINX_TEMPLATE = ROOT / "config" / "nginx.conf"
+MEDIA_S3_CONFIG = ROOT / "config" / "media-s3.yaml"
+_SECRETS = ("registration_shared_secret", "macaroon_secret_key", "form_secret", "worker_replication_secret")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
@@ -56,6 +65,21 @@ def database_config(url: str | None, data_dir: Path) -> dict[str, Any]:
     return {"name": "psycopg2", "args": args}
 
 
+def redis_config(url: str | None) -> dict[str, Any]:
+    """Synapse's `redis:` section from a redis://[user:password@]host:port[/db] URL."""
+    parsed = urlparse(url or "redis://127.0.0.1:6379")
+    if parsed.scheme != "redis":
+        raise ValueError(f"REDIS_URL must be a redis:// URL, not {parsed.scheme}://")
+    config: dict[str, Any] = {"enabled": True, "host": parsed.hostname or "127.0.0.1", "port": parsed.port or 6379}
+    if parsed.username:
+        config["username"] = unquote(parsed.username)
+    if parsed.password:
+        config["password"] = unquote(parsed.password)
+    if parsed.path.strip("/"):
+        config["dbid"] = int(parsed.path.strip("/"))
+    return config
+
+
 def ensure_secrets(data_dir: Path, server_name: str) -> Path:
     """Writes data_dir/secrets.yaml and the signing key on first use; later calls keep them."""
     from signedjson.key import generate_signing_key, write_signing_keys
@@ -67,14 +91,21 @@ def ensure_secrets(data_dir: Path, server_name: str) -> Path:
             write_signing_keys(f, [generate_signing_key("a_" + secrets.token_hex(2))])
         key_path.chmod(0o600)
     secrets_path = data_dir / "secrets.yaml"
-    if not secrets_path.exists():
-        values = {
-            name: secrets.token_urlsafe(32)
-            for name in ("registration_shared_secret", "macaroon_secret_key", "form_secret")
-        }
-        secrets_path.write_text(f"# Generated for {server_name}; keep private.\n" + yaml.safe_dump(values))
-        secrets_path.chmod(0o600)
+    values = yaml.safe_load(secrets_path.read_text()) if secrets_path.exists() else {}
+    missing = [name for name in _SECRETS if name not in values]
+    if missing:  # a data dir from before a secret was added gets only the new one
+        values.update({name: secrets.token_urlsafe(32) for name in missing})
+        _write(secrets_path, f"# Generated for {server_name}; keep private.\n" + yaml.safe_dump(values), mode=0o600)
     return secrets_path
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replaces `path` in one step, so a process starting beside this one never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
 
 
 def deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,39 +124,105 @@ def prepare(
     overrides: Mapping[str, Any] | None = None,
     module_overrides: Mapping[str, Any] | None = None,
     template: Path = TEMPLATE,
+    cluster: bool = False,
 ) -> list[Path]:
     """Renders the config into data_dir; returns the config files to pass to Synapse, in order.
 
     `overrides` are merged into the Synapse config, `module_overrides` into the MedChat module's.
+    `cluster` layers config/homeserver.yaml (workers, Redis) over the template; it needs
+    PostgreSQL. config/media-s3.yaml (media in S3) is layered in when S3_BUCKET is set.
     """
     data_dir = data_dir.resolve()
-    env = {**(os.environ if env is None else env), "MEDCHAT_DATA_DIR": str(data_dir)}
+    env = _render_env(data_dir, env)
     config = yaml.safe_load(substitute(template.read_text(), env))
     config["database"] = database_config(env.get("DATABASE_URL"), data_dir)
+    if cluster:
+        if config["database"]["name"] != "psycopg2":
+            raise ValueError("the worker topology needs PostgreSQL: set DATABASE_URL=postgresql://...")
+        config = deep_merge(config, yaml.safe_load(substitute(CLUSTER_CONFIG.read_text(), env)))
+        config["redis"] = redis_config(env.get("REDIS_URL"))
+    if env.get("S3_BUCKET"):
+        config = deep_merge(config, yaml.safe_load(substitute(MEDIA_S3_CONFIG.read_text(), env)))
     config = deep_merge(config, overrides or {})
     for module in config.get("modules", []):
         if module.get("module") == "medchat.MedChatModule":
             module["config"] = deep_merge(module.get("config") or {}, module_overrides or {})
     secrets_path = ensure_secrets(data_dir, config["server_name"])
     config_path = data_dir / "homeserver.yaml"
-    config_path.write_text("# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False))
+    # 0600: it carries the database, Redis and S3 credentials from the environment.
+    _write(config_path, "# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False), mode=0o600)
     return [config_path, secrets_path]
 
 
-def synapse_command(config_paths: list[Path]) -> list[str]:
-    command = [sys.executable, "-m", "synapse.app.homeserver"]
+def _render_env(data_dir: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    return {**(os.environ if env is None else env), "MEDCHAT_DATA_DIR": str(data_dir.resolve())}
+
+
+def worker_names() -> list[str]:
+    """The workers of the topology: one config/workers/NAME.yaml each."""
+    return sorted(path.stem for path in WORKERS_DIR.glob("*.yaml"))
+
+
+def prepare_worker(data_dir: Path, name: str, env: Mapping[str, str] | None = None) -> Path:
+    """Renders config/workers/NAME.yaml into data_dir/workers/; Synapse reads it after the shared files."""
+    template = WORKERS_DIR / f"{name}.yaml"
+    if not template.exists():
+        raise ValueError(f"no worker named {name!r}; known: {', '.join(worker_names())}")
+    path = data_dir.resolve() / "workers" / f"{name}.yaml"
+    _write(path, f"# Rendered from config/workers/{name}.yaml.\n" + substitute(template.read_text(), _render_env(data_dir, env)))
+    return path
+
+
+def prepare_nginx(data_dir: Path, env: Mapping[str, str] | None = None) -> Path:
+    """Renders config/nginx.conf into data_dir/nginx/, with the scratch folders nginx writes to."""
+    nginx_dir = data_dir.resolve() / "nginx"
+    for scratch in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (nginx_dir / scratch).mkdir(parents=True, exist_ok=True)
+        (nginx_dir / scratch).chmod(0o1777)  # nginx's worker processes drop root
+    path = nginx_dir / "nginx.conf"
+    _write(path, substitute(NGINX_TEMPLATE.read_text(), _render_env(data_dir, env)))
+    return path
+
+
+def nginx_command(config_path: Path) -> list[str]:
+    return ["nginx", "-c", str(config_path), "-p", str(config_path.parent)]
+
+
+def synapse_command(config_paths: list[Path], worker: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "synapse.app.generic_worker" if worker else "synapse.app.homeserver"]
     for path in config_paths:
         command += ["--config-path", str(path)]
     return command
 
 
+def schema_command(config_path: Path) -> list[str]:
+    """Synapse's own schema upgrade, without starting a server or loading modules.
+
+    Run before the processes of a cluster start together: workers refuse an unprepared database,
+    and the module's migrations are then raced for (and serialised by their advisory lock).
+    """
+    return [sys.executable, "-m", "synapse._scripts.update_synapse_database", "--database-config", str(config_path)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Render synapse.yaml into DATA_DIR and start Synapse with it.")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
-    parser.add_argument("--extra-config", type=Path, action="append", default=[], help="more Synapse config files, e.g. config/media-storage.yaml")
+    parser.add_argument("--cluster", action="store_true", help="the worker topology of config/ (PostgreSQL, Redis)")
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument("--worker", metavar="NAME", help=f"start this worker instead of the main process: {', '.join(worker_names())}")
+    role.add_argument("--nginx", action="store_true", help="render config/nginx.conf and start nginx in the foreground")
+    role.add_argument("--schema", action="store_true", help="bring Synapse's database schema up to date and exit")
     args = parser.parse_args()
-    command = synapse_command(prepare(args.data_dir) + args.extra_config)
-    os.execv(command[0], command)
+    if args.schema:
+        command = schema_command(prepare(args.data_dir, cluster=args.cluster)[0])
+    elif args.nginx:
+        command = nginx_command(prepare_nginx(args.data_dir))
+    elif args.worker:
+        shared = prepare(args.data_dir, cluster=True)
+        command = synapse_command([*shared, prepare_worker(args.data_dir, args.worker)], worker=True)
+    else:
+        command = synapse_command(prepare(args.data_dir, cluster=args.cluster))
+    os.execvp(command[0], command)
 
 
 if __name__ == "__main__":

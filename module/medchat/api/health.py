@@ -25,4 +25,6 @@ class HealthServlet:
             "server_name": self._bridge.server_name,
             "database": self._bridge.database_engine,
             "synapse_version": SYNAPSE_VERSION,
+            "worker": self._bridge.worker_name,
+            "background_tasks": self._bridge.runs_background_tasks,
         }

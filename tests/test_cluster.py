@@ -1,0 +1,185 @@
+"""The production topology of config/ on loopback: Synapse main, six workers, nginx, Redis, PostgreSQL.
+
+Started by medchat.cluster exactly as scripts/run-cluster starts it, on a fresh PostgreSQL database
+and a server name of its own (Redis replication channels are named after it). Workers are
+PostgreSQL-only, so this file runs in the PostgreSQL pass; there, in CI, a missing PostgreSQL or
+Redis fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from harness import Api, PostgresDatabase, expect_error, free_port, nio_login, postgres_admin_url, run
+from medchat.cluster import DEFAULT_REDIS_URL, Cluster, redis_answers
+from medchat.devconfig import worker_names
+from medchat.store.migrations import pending_files
+
+pytestmark = pytest.mark.skipif(
+    postgres_admin_url() is None,
+    reason="Synapse workers need PostgreSQL: the cluster test runs in the PostgreSQL pass (MEDCHAT_TEST_POSTGRES)",
+)
+
+CLIENT_READERS = {"client_reader1", "client_reader2"}
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI must run the cluster test)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    if not redis_answers(redis_url) and shutil.which("redis-server") is None:
+        _unavailable(f"Redis at {redis_url} does not answer and redis-server is not installed")
+    try:
+        database = PostgresDatabase(postgres_admin_url() or "")
+    except RuntimeError as e:
+        _unavailable(str(e))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.url,
+        "REDIS_URL": redis_url,
+        "MEDCHAT_SERVER_NAME": f"cluster-{uuid.uuid4().hex[:8]}.test",
+        "MEDCHAT_PORT": str(free_port()),
+        "MEDCHAT_MAIN_REPLICATION_PORT": str(free_port()),
+        "MEDCHAT_NGINX_PORT": str(free_port()),
+        **{f"MEDCHAT_{name.upper()}_PORT": str(free_port()) for name in worker_names()},
+    }
+    env["MEDCHAT_PUBLIC_BASEURL"] = f"http://127.0.0.1:{env['MEDCHAT_NGINX_PORT']}/"
+    running = Cluster(tmp_path_factory.mktemp("cluster"), env)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        database.drop()
+
+
+@pytest.fixture(scope="module")
+def api(cluster: Cluster) -> Api:
+    """The app's view: everything through nginx."""
+    return Api(cluster.base_url)
+
+
+def _access_log(cluster: Cluster, name: str, pattern: str) -> list[str]:
+    """The lines of one process's Synapse access log whose request matches `pattern`."""
+    lines = (cluster.logs / f"{name}.log").read_text(errors="replace").splitlines()
+    return [line for line in lines if "synapse.access.http" in line and re.search(pattern, line)]
+
+
+def test_module_api_answers_on_every_process_and_names_it(cluster: Cluster) -> None:
+    for name in ["main", *worker_names()]:
+        response = requests.get(cluster.process_url(name) + "/api/health", timeout=10)
+        assert response.status_code == 200, (name, response.text)
+        body = response.json()
+        assert body["worker"] == name
+        assert body["database"] == "postgresql"
+        assert body["background_tasks"] is (name == "background1"), body
+
+
+def test_nginx_sends_api_to_both_client_readers(api: Api) -> None:
+    answered = {api.call("GET", "/api/health").json()["worker"] for _ in range(6)}
+    assert answered == CLIENT_READERS
+
+
+def test_message_sent_through_a_client_reader_is_persisted_by_the_event_persister_and_synced_by_the_sync_worker(
+    cluster: Cluster, api: Api
+) -> None:
+    alice, bob = api.register(), api.register()
+    room = api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"invite": [bob["user_id"]]})
+    assert room.status_code == 200, room.text
+    room_id = room.json()["room_id"]
+    joined = api.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/join", token=bob["access_token"], json={})
+    assert joined.status_code == 200, joined.text
+    text = f"across processes {secrets.token_hex(4)}"
+    txn = secrets.token_hex(8)
+    sent = api.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn}",
+        token=alice["access_token"],
+        json={"msgtype": "m.text", "body": text},
+    )
+    assert sent.status_code == 200, sent.text
+    event_id = sent.json()["event_id"]
+
+    async def bob_reads() -> list[str]:
+        client = await nio_login(cluster.base_url, bob["user_id"], bob["password"])
+        try:
+            response = await client.sync(timeout=5000, full_state=True)
+            room = response.rooms.join.get(room_id)
+            return [getattr(event, "body", None) for event in room.timeline.events] if room else []
+        finally:
+            await client.close()
+
+    assert text in run(bob_reads())
+    send_path = rf"PUT /_matrix/client/v3/rooms/[^ ]+/send/m.room.message/{txn}"
+    handled_by = {name for name in CLIENT_READERS if _access_log(cluster, name, send_path)}
+    assert len(handled_by) == 1, "the send went to exactly one client reader"
+    assert not _access_log(cluster, "main", send_path)
+    assert _access_log(cluster, "event_persister1", r"/_synapse/replication/send_events"), "event persister wrote it"
+    assert _access_log(cluster, "sync1", r"GET /_matrix/client/v3/sync"), "sync went to the sync worker"
+    assert not _access_log(cluster, "main", r"/_matrix/client/v3/sync")
+    fetched = api.call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}", token=bob["access_token"])
+    assert fetched.status_code == 200 and fetched.json()["content"]["body"] == text
+
+
+def test_main_only_account_endpoints_reach_main_through_nginx(api: Api) -> None:
+    user = api.register()
+    refreshed = api.call("POST", "/api/auth/refresh", json={"refresh_token": user["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    assert api.call("GET", "/api/auth/profile", token=refreshed.json()["access_token"]).status_code == 200
+    bogus = {"token": "nope", "client_secret": "nope", "sid": "nope", "new_password": "a long new password"}
+    reset = api.call("POST", "/api/auth/reset-password", json=bogus)
+    assert 400 <= reset.status_code < 500, reset.text
+    assert reset.json()["errcode"].startswith("M_")
+
+
+def test_module_migrations_ran_once_though_every_process_started_at_once(cluster: Cluster) -> None:
+    synapse_processes = ["main", *worker_names()]
+    assert all(cluster.processes[name].poll() is None for name in synapse_processes)
+    for _, path in pending_files("postgresql", set()):
+        appliers = [
+            name
+            for name in synapse_processes
+            for line in (cluster.logs / f"{name}.log").read_text(errors="replace").splitlines()
+            if f"applying migration {path.name}" in line
+        ]
+        assert len(appliers) == 1, f"{path.name} applied by {appliers}"
+
+
+def test_media_goes_to_the_media_worker(cluster: Cluster, api: Api) -> None:
+    user = api.register()
+    upload = api.call(
+        "POST",
+        "/_matrix/media/v3/upload?filename=x.txt",
+        token=user["access_token"],
+        data=b"hello from the media worker",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert upload.status_code == 200, upload.text
+    media_id = upload.json()["content_uri"].split("/")[-1]
+    server = upload.json()["content_uri"].split("/")[-2]
+    download = api.call("GET", f"/_matrix/client/v1/media/download/{server}/{media_id}", token=user["access_token"])
+    assert download.status_code == 200 and download.content == b"hello from the media worker"
+    assert _access_log(cluster, "media1", r"POST /_matrix/media/v3/upload")
+    expect_error(requests.post(cluster.process_url("main") + "/_matrix/media/v3/upload", timeout=10), 404, "M_UNRECOGNIZED")
+
+
+def test_data_dir_holds_one_rendered_config_per_process(cluster: Cluster) -> None:
+    rendered = {path.stem for path in (cluster.data_dir / "workers").glob("*.yaml")}
+    assert rendered == set(worker_names())
+    assert "${" not in (cluster.data_dir / "nginx" / "nginx.conf").read_text()
+    assert Path(cluster.data_dir / "secrets.yaml").stat().st_mode & 0o077 == 0
