@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from harness import Api, nio_login, run, send_text, shared_room
+from harness import Api, nio_login, register_admin, run, send_text, shared_room
 
 Frame = dict[str, Any]
 
@@ -254,3 +254,40 @@ def test_slow_consumer_is_closed_with_its_position(api: Api, server) -> None:
     code, last_pos = run(scenario())
     assert code == 4008
     assert last_pos
+
+
+def test_sender_sees_delivery_and_module_notifications_arrive_live_and_on_resume(api: Api, server) -> None:
+    alice, bob = api.register(), api.register()
+    admin = register_admin(server)
+    room = shared_room(api, alice, bob)
+
+    async def scenario() -> None:
+        loop_call = asyncio.get_running_loop
+        async with aiohttp.ClientSession() as session:
+            alice_sock = Socket(await connect(session, server.base_url, alice["access_token"]))
+            bob_sock = Socket(await connect(session, server.base_url, bob["access_token"]))
+            await alice_sock.hello()
+            await bob_sock.hello()
+
+            message = await loop_call().run_in_executor(None, send_text, api, alice["access_token"], room, "Handover at 7")
+            await bob_sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == message)
+            delivered = await alice_sock.until(lambda e: e["type"] == "message.status" and e["status"] == "delivered")
+            assert (delivered["message_id"], delivered["user_id"]) == (message, bob["user_id"])
+
+            await loop_call().run_in_executor(None, lambda: api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": bob["user_id"]}))
+            request = await bob_sock.until(lambda e: e["type"] == "notification.new" and e["notification"]["type"] == "contact_request")
+            assert request["notification"]["sender"] == alice["user_id"]
+            await bob_sock.ws.close()
+
+            # While bob is away his verification is decided; resuming delivers that notification once.
+            asked = api.call("POST", "/api/chat/verification/requests", token=bob["access_token"], json={"registration_body": "GMC", "license_number": "1234567"})
+            api.call("POST", f"/api/chat/verification/requests/{asked.json()['id']}/approve", token=admin["access_token"], json={})
+            again = Socket(await connect(session, server.base_url, bob["access_token"], since=bob_sock.pos))
+            await again.hello()
+            decision = await again.until(lambda e: e["type"] == "notification.new")
+            assert decision["notification"]["type"] == "verification_decision"
+            assert not [e for e in again.events if e["type"] == "notification.new" and e["notification"]["type"] == "contact_request"]
+            await again.ws.close()
+            await alice_sock.ws.close()
+
+    run(scenario())

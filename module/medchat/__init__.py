@@ -55,17 +55,18 @@ class MedChatModule:
             logger.info("MedChat: applied schema migrations %s", applied)
         profiles = ProfileStore(api)
         mirror = ProfileMirror(bridge, profiles)
-        verification = Verification(config, bridge, VerificationStore(api), profiles, mirror)
+        module_notifications = NotificationStore(api)
+        verification = Verification(config, bridge, VerificationStore(api), profiles, mirror, module_notifications)
         accounts = Accounts(config, bridge, profiles, mirror, verification)
         directory_store = DirectoryStore(api, bridge.database_engine)
         directory = Directory(config, bridge, accounts, directory_store, verification)
         contact_store = ContactStore(api)
         rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
-        contacts = Contacts(config, bridge, contact_store, profiles, rules)
+        contacts = Contacts(config, bridge, contact_store, profiles, rules, module_notifications)
         rooms = Rooms(bridge)
         status = MessageStatus(bridge, DeliveryStore(api))
         messages = Messages(bridge, rooms, status)
-        sockets = SocketHub(bridge, config.websocket, status, messages)
+        sockets = SocketHub(bridge, config.websocket, status, messages, module_notifications)
 
         ContactSpamChecker(rules, bridge).register(api)
         api.register_spam_checker_callbacks(
@@ -81,7 +82,7 @@ class MedChatModule:
             RoomServlets(api, rooms),
             MessageServlets(api, messages),
             UploadServlets(api, MediaUploads(bridge, config.uploads)),
-            RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), NotificationStore(api))),
+            RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), module_notifications)),
         ]
         api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
 

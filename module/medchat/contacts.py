@@ -22,6 +22,7 @@ from medchat.models import JsonDict, MatrixIdentity, contact_card, contact_model
 from medchat.rules.contact import IGNORED_TYPE, ContactRules, thaw
 from medchat.store import ContactStore, ProfileStore
 from medchat.store.contacts import DECLINED, ContactFilters, ContactRequest, ContactRow
+from medchat.store.notifications import NotificationStore
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +48,17 @@ def _page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None
 
 
 class Contacts:
-    def __init__(self, config: MedChatConfig, bridge: SynapseBridge, store: ContactStore, profiles: ProfileStore, rules: ContactRules):
+    def __init__(
+        self, config: MedChatConfig, bridge: SynapseBridge, store: ContactStore, profiles: ProfileStore,
+        rules: ContactRules, notifications: NotificationStore,
+    ):
         self._config = config
         self._bridge = bridge
         self._api = bridge.api
         self._store = store
         self._profiles = profiles
         self._rules = rules
+        self._notifications = notifications
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -133,6 +138,7 @@ class Contacts:
                 raise SynapseError(409, "You have already sent this user a contact request.", REQUEST_PENDING)
             request = await self._store.get_request(owner_id, target_id)
             assert request is not None
+            await self._notifications.announce(target_id)
             return 202, {"status": "pending", "request": (await self._requests_json([request], incoming=False))[0]}
         if not await self._store.add(owner_id, target_id, nickname, now):
             raise SynapseError(409, "This user is already in your contacts.", CONTACT_EXISTS)

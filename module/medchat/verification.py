@@ -18,7 +18,7 @@ from medchat.levels import LEVELS, UNVERIFIED, check_level, is_verified, rank
 from medchat.mirror import ProfileMirror
 from medchat.models import JsonDict, iso
 from medchat.store import ProfileStore, VerificationStore
-from medchat.store.notifications import add_notification_txn
+from medchat.store.notifications import NotificationStore, add_notification_txn
 from medchat.store.profiles import get_profile_txn
 from medchat.store.verification import (
     APPROVED,
@@ -67,12 +67,16 @@ def log_json(entry: LogEntry) -> JsonDict:
 
 
 class Verification:
-    def __init__(self, config: MedChatConfig, bridge: SynapseBridge, store: VerificationStore, profiles: ProfileStore, mirror: ProfileMirror):
+    def __init__(
+        self, config: MedChatConfig, bridge: SynapseBridge, store: VerificationStore, profiles: ProfileStore,
+        mirror: ProfileMirror, notifications: NotificationStore,
+    ):
         self._config = config
         self._bridge = bridge
         self._store = store
         self._profiles = profiles
         self._mirror = mirror
+        self._notifications = notifications
 
     async def level_of(self, user_id: str) -> str:
         """The user's verification level; `unverified` for anyone without a MedChat profile."""
@@ -174,6 +178,7 @@ class Verification:
         if outcome == "decided":
             raise SynapseError(409, "This request has already been decided.", "M_CONFLICT")
         await self._mirror.sync(outcome.user_id)
+        await self._notifications.announce(outcome.user_id)
         return request_json(outcome)
 
     # --- profile edits ----------------------------------------------------------------------------

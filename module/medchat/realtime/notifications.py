@@ -47,6 +47,23 @@ class Cursor:
         return "_".join("" if part is None else str(part) for part in (self.matrix, self.module))
 
 
+def module_item(notification: ModuleNotification) -> JsonDict:
+    """A module notification (contact request, verification decision) as a list item."""
+    payload = notification.payload
+    return {
+        "id": notification.notification_id,
+        "type": notification.type,
+        "room_id": None,
+        "message_id": None,
+        "sender": payload.get("requester_id") or payload.get("decided_by"),
+        "content": payload.get("message") or payload.get("reason"),
+        "data": payload,
+        "is_highlight": False,
+        "is_read": notification.is_read,
+        "created_at": iso(notification.created_ts),
+    }
+
+
 def _is_matrix_id(notification_id: str) -> bool:
     return notification_id.startswith("$")
 
@@ -64,7 +81,8 @@ class Notifications:
         """Newest first; `next_cursor` continues the list (None at its end)."""
         matrix = [] if cursor.matrix == 0 else await self._matrix_items(user_id, cursor.matrix, limit, unread_only)
         own = [] if cursor.module == 0 else [
-            self._own_item(n) for n in await self._own.page(user_id, cursor.module, limit, unread_only)
+            {**module_item(n), "_ts": n.created_ts, "_key": n.created_ts}
+            for n in await self._own.page(user_id, cursor.module, limit, unread_only)
         ]
         merged = sorted(matrix + own, key=lambda item: item["_ts"], reverse=True)[:limit]
         taken_matrix = [i["_key"] for i in merged if _is_matrix_id(i["id"])]
@@ -120,24 +138,6 @@ class Notifications:
             "created_at": iso(action.received_ts),
             "_ts": action.received_ts,
             "_key": action.stream_ordering,
-        }
-
-    @staticmethod
-    def _own_item(notification: ModuleNotification) -> JsonDict:
-        payload = notification.payload
-        return {
-            "id": notification.notification_id,
-            "type": notification.type,
-            "room_id": None,
-            "message_id": None,
-            "sender": payload.get("requester_id") or payload.get("decided_by"),
-            "content": payload.get("message") or payload.get("reason"),
-            "data": payload,
-            "is_highlight": False,
-            "is_read": notification.is_read,
-            "created_at": iso(notification.created_ts),
-            "_ts": notification.created_ts,
-            "_key": notification.created_ts,
         }
 
     async def _matrix_event(self, user_id: str, notification_id: str) -> Any:

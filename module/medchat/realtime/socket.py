@@ -6,7 +6,9 @@ Protocol (all frames are JSON text):
 - the server sends `{"type": "hello", "user_id", "pos"}`, then `{"type": "events", "pos", "events": [...]}`
   for each batch (one WebSocket message, so a batch arrives whole or not at all), and
   `{"type": "heartbeat", "pos"}` after `heartbeat_seconds` of quiet;
-- reconnecting with the last `pos` received delivers everything after it, in order, once;
+- reconnecting with the last `pos` received delivers everything after it, in order, once (the
+  position is Synapse's stream token plus the time of the last module notification sent);
+- delivery marks for the user's own messages arrive as `events` frames without `pos` (live only);
 - a consumer that stops reading is not buffered for: the server stops fetching while the socket's
   send buffer is full and, after `slow_consumer_seconds`, closes with 4008 and its last `pos`;
 - the client may send `{"type": "ping"}` (→ `pong`); anything malformed gets an error frame and
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from synapse.module_api.errors import SynapseError
@@ -31,7 +34,9 @@ from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
 from medchat.messages import Messages
 from medchat.realtime.frames import frames_for, is_new_message, notification_frame
+from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
+from medchat.store.notifications import HINT_TYPE, NotificationStore
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +48,55 @@ _DRAIN_POLL_SECONDS = 0.2
 ABORT_AFTER_SECONDS = 10
 
 
-class SocketHub:
-    """Builds a ChatSocket per connection and keeps count of the open ones."""
+@dataclass(frozen=True)
+class Position:
+    """A socket's resume position: Synapse's stream token, and the time of the newest module
+    notification (contact request, verification decision) already sent."""
 
-    def __init__(self, bridge: SynapseBridge, config: WebSocketConfig, status: MessageStatus, messages: Messages):
+    stream: str
+    notices: int
+
+    @classmethod
+    def parse(cls, raw: str) -> Position:
+        stream, _, notices = raw.rpartition("|")
+        if not stream:
+            raise ValueError("no stream token")
+        return cls(stream, int(notices))
+
+    def __str__(self) -> str:
+        return f"{self.stream}|{self.notices}"
+
+
+class SocketHub:
+    """Builds a ChatSocket per connection and knows the open ones by user."""
+
+    def __init__(self, bridge: SynapseBridge, config: WebSocketConfig, status: MessageStatus, messages: Messages, notices: NotificationStore):
         self.bridge = bridge
         self.config = config
         self.status = status
         self.messages = messages
+        self.notices = notices
         self.open: set[ChatSocket] = set()
+        self._by_user: dict[str, set[ChatSocket]] = {}
+        status.on_delivered(self._tell_senders)
+
+    def joined(self, sock: ChatSocket) -> None:
+        self._by_user.setdefault(sock.user_id, set()).add(sock)
+
+    def left(self, sock: ChatSocket) -> None:
+        self.open.discard(sock)
+        sockets = self._by_user.get(sock.user_id, set())
+        sockets.discard(sock)
+        if not sockets:
+            self._by_user.pop(sock.user_id, None)
+
+    def _tell_senders(self, recipient: str, messages: list[tuple[str, str, str]]) -> None:
+        """Delivery marks for the senders' sockets on this process (behind nginx every socket
+        terminates on the sync worker, where socket deliveries are recorded)."""
+        for message_id, room_id, sender in messages:
+            frame = {"type": "message.status", "room_id": room_id, "message_id": message_id, "user_id": recipient, "status": "delivered"}
+            for sock in self._by_user.get(sender, ()):
+                sock.push_live([frame])
 
     def buildProtocol(self, request: Any) -> ChatSocket:
         return ChatSocket(self, request)
@@ -70,6 +115,7 @@ class ChatSocket:
         self._paused = False
         self._loop: Deferred[None] | None = None
         self.position: str | None = None
+        self.user_id = ""
 
     # --- WebSocketProtocol --------------------------------------------------------------------
 
@@ -104,7 +150,7 @@ class ChatSocket:
 
     def connectionLost(self, reason: Failure) -> None:
         self._closed = True
-        self._hub.open.discard(self)
+        self._hub.left(self)
         if self._loop is not None:
             self._loop.cancel()
 
@@ -138,14 +184,16 @@ class ChatSocket:
             self._close(CLOSE_UNAUTHORIZED, f"unauthorized: {e.msg}")
             return
         since = self._request.args.get(b"since", [b""])[0].decode("utf-8", "replace")
-        if since:
-            try:
-                await bridge.events_after(requester, since, timeout_ms=0, limit=1)
-            except SynapseError:
-                self._close(CLOSE_BAD_POSITION, "invalid resume position")
-                return
-        self.position = since or await bridge.stream_position()
-        user_id = requester.user.to_string()
+        try:
+            position = Position.parse(since) if since else Position(await bridge.stream_position(), bridge.now_ms())
+            if since:
+                await bridge.events_after(requester, position.stream, timeout_ms=0, limit=1)
+        except (SynapseError, ValueError):
+            self._close(CLOSE_BAD_POSITION, "invalid resume position")
+            return
+        self.user_id = user_id = requester.user.to_string()
+        self._hub.joined(self)
+        self.position = str(position)
         self._send({"type": "hello", "user_id": user_id, "pos": self.position})
 
         last_auth_check = bridge.now_ms()
@@ -159,23 +207,42 @@ class ChatSocket:
                     return
                 last_auth_check = bridge.now_ms()
             events, end = await bridge.events_after(
-                requester, self.position, timeout_ms=config.heartbeat_seconds * 1000, limit=config.batch_limit
+                requester, position.stream, timeout_ms=config.heartbeat_seconds * 1000, limit=config.batch_limit
             )
             if self._closed:
                 return
-            messages = await self._hub.messages.stream_models(user_id, [e for e in events if is_new_message(e)])
-            frames = [frame for event in events for frame in frames_for(event, messages)]
-            from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
-            notified = await bridge.notified_events(user_id, from_others)
-            frames += [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
-            self.position = end
+            frames = await self._frames(user_id, events)
+            notices = position.notices
+            if any(e.get("type") == HINT_TYPE for e in events):
+                fresh = await self._hub.notices.since(user_id, notices)
+                frames += [{"type": "notification.new", "notification": module_item(n)} for n in fresh]
+                notices = max([notices, *(n.created_ts for n in fresh)])
+            position = Position(end, notices)
+            self.position = str(position)
             if frames:
-                self._send({"type": "events", "pos": end, "events": frames})
-                received = [f["message"]["id"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id]
-                if received:
-                    await self._hub.status.delivered_over_socket(user_id, received)
+                self._send({"type": "events", "pos": self.position, "events": frames})
+                await self._record_delivery(user_id, frames)
             else:
-                self._send({"type": "heartbeat", "pos": end})
+                self._send({"type": "heartbeat", "pos": self.position})
+
+    async def _frames(self, user_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The app's frames for one batch of Synapse stream events, notifications included."""
+        bridge = self._hub.bridge
+        messages = await self._hub.messages.stream_models(user_id, [e for e in events if is_new_message(e)])
+        frames = [frame for event in events for frame in frames_for(event, messages)]
+        from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
+        notified = await bridge.notified_events(user_id, from_others)
+        return frames + [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
+
+    async def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
+        received = [f["message"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id]
+        if received:
+            await self._hub.status.delivered(user_id, [(m["id"], m["room_id"], m["sender"]["id"]) for m in received])
+
+    def push_live(self, frames: list[dict[str, Any]]) -> None:
+        """Frames that are not in Synapse's stream (delivery marks): sent at once, with no `pos`,
+        so they do not move the resume position; after a reconnect the app reads the status."""
+        self._send({"type": "events", "events": frames})
 
     async def _wait_for_drain(self, seconds: float) -> bool:
         """True once the client has read enough for the send buffer to drain; False on time-out.

@@ -4,6 +4,8 @@ compact per-user-per-room mark."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
@@ -19,10 +21,18 @@ def aggregate(states: list[str]) -> str:
     return min(states, key=STATUSES.index) if states else "sent"
 
 
+DeliveryListener = Callable[[str, list[tuple[str, str, str]]], None]
+
+
 class MessageStatus:
     def __init__(self, bridge: SynapseBridge, deliveries: DeliveryStore):
         self._bridge = bridge
         self._deliveries = deliveries
+        self._listeners: list[DeliveryListener] = []
+
+    def on_delivered(self, listener: DeliveryListener) -> None:
+        """`listener(recipient, [(message_id, room_id, sender)])` after each recorded delivery."""
+        self._listeners.append(listener)
 
     async def _visible(self, user_id: str, event_id: str) -> tuple[str, str, int]:
         """(room_id, sender, stream_ordering) of a message the user may see; 404 otherwise."""
@@ -67,11 +77,11 @@ class MessageStatus:
         """The app says this device has the message (`delivered`) or the user saw it (`read`)."""
         if status not in ACKABLE:
             raise SynapseError(400, f"Invalid field status: use one of {', '.join(ACKABLE)}", "M_INVALID_PARAM")
-        room_id, _, ordering = await self._visible(user_id, event_id)
+        room_id, sender, _ = await self._visible(user_id, event_id)
         if status == "read":
             await self._bridge.send_read_receipt(user_id, room_id, event_id)
         else:
-            await self._deliveries.advance(user_id, {room_id: ordering}, self._bridge.now_ms())
+            await self.delivered(user_id, [(event_id, room_id, sender)])
 
     async def mark_all_read(self, user_id: str, room_id: str) -> str | None:
         """Moves the read receipt and the fully-read marker to the room's newest event."""
@@ -83,10 +93,12 @@ class MessageStatus:
             await self._bridge.set_fully_read(user_id, room_id, latest)
         return latest
 
-    async def delivered_over_socket(self, user_id: str, event_ids: list[str]) -> None:
-        """Records that the user's WebSocket carried these events."""
+    async def delivered(self, user_id: str, messages: list[tuple[str, str, str]]) -> None:
+        """Records that a device of `user_id` has these (message_id, room_id, sender) messages."""
         marks: dict[str, int] = {}
-        for room_id, ordering in (await self._bridge.stream_orderings(event_ids)).values():
+        for room_id, ordering in (await self._bridge.stream_orderings([m[0] for m in messages])).values():
             marks[room_id] = max(ordering, marks.get(room_id, ordering))
         if marks:
             await self._deliveries.advance(user_id, marks, self._bridge.now_ms())
+        for listener in self._listeners:
+            listener(user_id, messages)

@@ -37,6 +37,9 @@ class ModuleNotification:
     created_ts: int
 
 
+HINT_TYPE = "org.medchat.notifications"
+
+
 class NotificationStore:
     """Reads and updates a user's module notifications (never another user's)."""
 
@@ -45,6 +48,25 @@ class NotificationStore:
 
     async def _run(self, name: str, func: Any) -> Any:
         return await self._api.run_db_interaction(f"medchat_{name}", func)
+
+    async def announce(self, user_id: str) -> None:
+        """Tells the user's clients that module notifications changed: global account data
+        `org.medchat.notifications` ({unread}), which Synapse replicates to every worker and which
+        wakes the user's /sync and WebSocket streams (Matrix has no other per-user push for it)."""
+        await self._api.account_data_manager.put_global(user_id, HINT_TYPE, {"unread": await self.unread_count(user_id)})
+
+    async def since(self, user_id: str, after_ts: int) -> list[ModuleNotification]:
+        """The user's notifications created after `after_ts`, oldest first (the WebSocket's catch-up)."""
+
+        def txn(t: LoggingTransaction) -> list[ModuleNotification]:
+            t.execute(
+                "SELECT notification_id, type, payload, is_read, created_ts FROM medchat_notifications"
+                " WHERE user_id = ? AND created_ts > ? ORDER BY created_ts LIMIT 100",
+                (user_id, after_ts),
+            )
+            return [ModuleNotification(n, kind, json.loads(p), bool(r), ts) for n, kind, p, r, ts in t.fetchall()]
+
+        return await self._run("notifications_since", txn)
 
     async def page(self, user_id: str, before_ts: int | None, limit: int, unread_only: bool) -> list[ModuleNotification]:
         """Newest first, strictly older than `before_ts` when given."""
