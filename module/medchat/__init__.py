@@ -26,6 +26,7 @@ from medchat.contacts import Contacts
 from medchat.directory import Directory
 from medchat.media.uploads import MediaUploads
 from medchat.messages import Messages
+from medchat.metrics import VERIFICATION_PENDING
 from medchat.mirror import ProfileMirror
 from medchat.realtime.notifications import Notifications
 from medchat.realtime.presence import Presence
@@ -43,6 +44,10 @@ from medchat.verification import Verification
 logger = logging.getLogger(__name__)
 
 
+async def _gauge_pending_verifications(store: VerificationStore) -> None:
+    VERIFICATION_PENDING.set(await store.count_pending())
+
+
 class MedChatModule:
     """Loaded by Synapse from the `modules:` list; wires config, storage, rules and the REST API."""
 
@@ -56,7 +61,8 @@ class MedChatModule:
         profiles = ProfileStore(api)
         mirror = ProfileMirror(bridge, profiles)
         module_notifications = NotificationStore(api)
-        verification = Verification(config, bridge, VerificationStore(api), profiles, mirror, module_notifications)
+        verification_store = VerificationStore(api)
+        verification = Verification(config, bridge, verification_store, profiles, mirror, module_notifications)
         accounts = Accounts(config, bridge, profiles, mirror, verification)
         directory_store = DirectoryStore(api, bridge.database_engine)
         directory = Directory(config, bridge, accounts, directory_store, verification)
@@ -84,6 +90,7 @@ class MedChatModule:
             UploadServlets(api, MediaUploads(bridge, config.uploads)),
             RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), module_notifications)),
         ]
+        api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)
         api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
 
     @staticmethod

@@ -15,7 +15,9 @@ from synapse.module_api.errors import SynapseError
 from medchat.api.http import route
 from medchat.bridge import SynapseBridge
 from medchat.media.body import BodyError, multipart_field, whole_body
+from medchat.media.policy import KINDS
 from medchat.media.uploads import MediaUploads
+from medchat.metrics import UPLOAD_REJECTIONS
 
 PREFIX = "/api/chat/upload/"
 
@@ -33,6 +35,13 @@ class UploadServlets:
         route(resource, "DELETE", PREFIX + "{target}", self.delete)
 
     async def upload(self, request: Any, target: str) -> tuple[int, Any]:
+        try:
+            return await self._upload(request, target)
+        except SynapseError as e:
+            UPLOAD_REJECTIONS.labels(target if target in KINDS else "unknown", str(e.code)).inc()
+            raise
+
+    async def _upload(self, request: Any, target: str) -> tuple[int, Any]:
         requester = await self._api.get_user_by_req(request)
         rules = self._uploads.rules(target)
         self._uploads.check_size(rules, _content_length(request))

@@ -33,6 +33,7 @@ from zope.interface import implementer
 from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
 from medchat.messages import Messages
+from medchat.metrics import WEBSOCKET_CLOSES, WEBSOCKET_CONNECTIONS
 from medchat.realtime.frames import frames_for, is_new_message, notification_frame
 from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
@@ -79,6 +80,7 @@ class SocketHub:
         self.open: set[ChatSocket] = set()
         self._by_user: dict[str, set[ChatSocket]] = {}
         status.on_delivered(self._tell_senders)
+        WEBSOCKET_CONNECTIONS.set_function(lambda: len(self.open))
 
     def joined(self, sock: ChatSocket) -> None:
         self._by_user.setdefault(sock.user_id, set()).add(sock)
@@ -266,6 +268,7 @@ class ChatSocket:
         cut off after ABORT_AFTER_SECONDS so it cannot hold the connection."""
         if self._transport is not None and not self._closed:
             self._closed = True
+            WEBSOCKET_CLOSES.labels(str(code)).inc()
             self._transport.loseConnection(code)
             tcp = self._request.channel.transport
             self._hub.bridge.api.delayed_background_call(

@@ -15,12 +15,16 @@ from synapse.module_api.errors import Codes
 from medchat.bridge import SynapseBridge
 from medchat.rules.contact import ContactRules
 from medchat.rules.decisions import Refusal
+from medchat.metrics import RULE_REFUSALS
 
 Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
 
 
 def _verdict(refusal: Refusal | None) -> Verdict:
-    return NOT_SPAM if refusal is None else (Codes.FORBIDDEN, refusal.error_fields())
+    if refusal is None:
+        return NOT_SPAM
+    RULE_REFUSALS.labels(refusal.rule).inc()
+    return Codes.FORBIDDEN, refusal.error_fields()
 
 
 class ContactSpamChecker:

@@ -88,6 +88,13 @@ class VerificationStore:
         """Runs a `*_txn` composition in one database transaction."""
         return await self._api.run_db_interaction(name, func, *args)
 
+    async def count_pending(self) -> int:
+        def txn(t: LoggingTransaction) -> int:
+            t.execute("SELECT COUNT(*) FROM medchat_verification_requests WHERE status = ?", (PENDING,))
+            return t.fetchone()[0]
+
+        return await self.run("medchat_count_pending_verifications", txn)
+
     async def create(self, request: VerificationRequest, level_before: str) -> bool:
         """Stores a new pending request and logs it; False if the user already has one pending."""
 

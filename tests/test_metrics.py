@@ -1,0 +1,45 @@
+"""Module metrics on Synapse's Prometheus endpoint, next to Synapse's per-servlet request metrics."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+
+from harness import Api, run
+
+
+def metrics(api: Api) -> str:
+    response = api.call("GET", "/_synapse/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one series; 0 when it has not appeared yet."""
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    match = re.search(rf"^{name}{{{re.escape(selector)}}} (\S+)$" if labels else rf"^{name} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_module_and_endpoint_metrics(api: Api, server) -> None:
+    user = api.register()
+    before = metrics(api)
+    rejected_before = sample(before, "medchat_upload_rejections_total", kind="image", status="415")
+    assert api.call("POST", "/api/chat/upload/image", token=user["access_token"], data=b"%PDF-1.4 not an image",
+                    headers={"Content-Type": "image/png"}).status_code == 415
+
+    async def with_open_socket() -> str:
+        async with aiohttp.ClientSession() as session:
+            url = server.base_url.replace("http", "ws", 1) + "/api/chat/ws"
+            async with session.ws_connect(url, params={"access_token": user["access_token"]}) as ws:
+                await ws.receive_json(timeout=10)
+                return metrics(api)
+
+    during = run(with_open_socket())
+    assert sample(during, "medchat_websocket_connections") >= 1
+    assert sample(during, "medchat_upload_rejections_total", kind="image", status="415") == rejected_before + 1
+    # Per-endpoint counts, status codes and latency come from Synapse's own servlet metrics.
+    assert re.search(r'^synapse_http_server_requests_received_total\{method="POST",.*servlet="AuthServlets.register"\} [1-9]', during, re.M)
+    assert re.search(r'^synapse_http_server_response_time_seconds_count\{code="415",.*servlet="UploadServlets.upload".*\} [1-9]', during, re.M)
+    assert re.search(r"^medchat_verification_requests_pending \S+$", during, re.M)
