@@ -75,6 +75,25 @@ def test_a_message_nobody_received_is_sent(api: Api) -> None:
     assert [m["status"] for m in history if m["id"] == message] == ["sent"]
 
 
+def test_a_matrix_client_sync_marks_delivered(api: Api, server) -> None:
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    message = send_text(api, alice["access_token"], room, "Sent while bob uses Element")
+    assert status_of(api, alice["access_token"], message)["status"] == "sent"
+
+    async def bob_syncs() -> None:
+        nio = await nio_login(server.base_url, bob["user_id"], bob["password"])
+        try:
+            sync = await nio.sync(timeout=0)
+            assert isinstance(sync, SyncResponse)
+            assert message in [e.event_id for e in sync.rooms.join[room].timeline.events]
+        finally:
+            await nio.close()
+
+    run(bob_syncs())
+    assert wait_for_status(api, alice["access_token"], message, "delivered")["status"] == "delivered"
+
+
 def test_app_acknowledgements_and_mark_read_are_matrix_receipts(api: Api, server) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import synapse
 from boto3.exceptions import S3UploadFailedError
@@ -42,6 +42,13 @@ from synapse.util.async_helpers import Linearizer
 from synapse.util.threepids import canonicalise_email, validate_email
 
 logger = logging.getLogger(__name__)
+
+
+class EventPosition(NamedTuple):
+    room_id: str
+    stream_ordering: int
+    received_ts: int
+
 
 T = TypeVar("T")
 
@@ -653,17 +660,23 @@ class SynapseBridge:
 
         return await self.api.run_db_interaction("medchat_read_positions", txn)
 
-    async def stream_orderings(self, event_ids: list[str]) -> dict[str, tuple[str, int]]:
-        """event_id -> (room_id, stream_ordering) for events persisted here."""
+    async def stream_orderings(self, event_ids: list[str]) -> dict[str, EventPosition]:
+        """Where persisted events sit: room, stream ordering, and when this server received them."""
         if not event_ids:
             return {}
         marks = ", ".join("?" for _ in event_ids)
 
-        def txn(t: LoggingTransaction) -> dict[str, tuple[str, int]]:
-            t.execute(f"SELECT event_id, room_id, stream_ordering FROM events WHERE event_id IN ({marks})", event_ids)
-            return {event_id: (room_id, ordering) for event_id, room_id, ordering in t.fetchall()}
+        def txn(t: LoggingTransaction) -> dict[str, EventPosition]:
+            t.execute(f"SELECT event_id, room_id, stream_ordering, received_ts FROM events WHERE event_id IN ({marks})", event_ids)
+            return {event_id: EventPosition(room_id, ordering, received_ts) for event_id, room_id, ordering, received_ts in t.fetchall()}
 
         return await self.api.run_db_interaction("medchat_stream_orderings", txn)
+
+    async def last_sync_ts(self, user_ids: list[str]) -> dict[str, int]:
+        """When each local user's last /sync (or event stream) ended, from Synapse's presence:
+        a sync that ended after an event was received has returned it."""
+        states = await self._hs.get_presence_handler().get_states([u for u in user_ids if self._hs.is_mine_id(u)])
+        return {state.user_id: state.last_user_sync_ts for state in states}
 
     async def send_read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
         """A real `m.read` receipt, exactly as a Matrix client sends it (Element shows it)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from synapse.module_api.errors import SynapseError
 
-from medchat.bridge import SynapseBridge
+from medchat.bridge import EventPosition, SynapseBridge
 from medchat.models import JsonDict
 from medchat.store.realtime import DeliveryStore
 
@@ -34,16 +34,16 @@ class MessageStatus:
         """`listener(recipient, [(message_id, room_id, sender)])` after each recorded delivery."""
         self._listeners.append(listener)
 
-    async def _visible(self, user_id: str, event_id: str) -> tuple[str, str, int]:
-        """(room_id, sender, stream_ordering) of a message the user may see; 404 otherwise."""
+    async def _visible(self, user_id: str, event_id: str) -> tuple[str, str]:
+        """(room_id, sender) of a message the user may see; 404 otherwise."""
         event = await self._bridge.visible_event(user_id, event_id)
         if event is None or not await self._bridge.is_joined(event.room_id, user_id):
             raise SynapseError(404, "No such message in a room you are in.", "M_NOT_FOUND")
-        return event.room_id, event.sender, event.internal_metadata.stream_ordering
+        return event.room_id, event.sender
 
     async def of(self, viewer: str, event_id: str) -> JsonDict:
-        room_id, sender, ordering = await self._visible(viewer, event_id)
-        states = await self._states(room_id, sender, {event_id: ordering})
+        room_id, sender = await self._visible(viewer, event_id)
+        states = await self._states(room_id, sender, await self._bridge.stream_orderings([event_id]))
         participants = [{"user_id": member, "status": state} for member, state in sorted(states[event_id].items())]
         return {
             "message_id": event_id,
@@ -56,28 +56,31 @@ class MessageStatus:
     async def aggregates(self, sender: str, room_id: str, event_ids: list[str]) -> dict[str, str]:
         """The status of each of `sender`'s messages as the sender sees it (the Message model's
         `status`), in a few queries for a whole page."""
-        orderings = {event_id: ordering for event_id, (_, ordering) in (await self._bridge.stream_orderings(event_ids)).items()}
-        states = await self._states(room_id, sender, orderings)
+        states = await self._states(room_id, sender, await self._bridge.stream_orderings(event_ids))
         return {event_id: aggregate(list(by_member.values())) for event_id, by_member in states.items()}
 
-    async def _states(self, room_id: str, sender: str, orderings: dict[str, int]) -> dict[str, dict[str, str]]:
-        """For each message (by stream ordering), each other member's state."""
+    async def _states(self, room_id: str, sender: str, positions: dict[str, EventPosition]) -> dict[str, dict[str, str]]:
+        """For each message, each other member's state: read by receipt; delivered by the
+        module's mark (WebSocket or acknowledgement) or by a /sync that ended after it arrived."""
         members = [m for m in await self._bridge.joined_members(room_id) if m != sender]
         reads = await self._bridge.read_positions(room_id)
         deliveries = await self._deliveries.positions(room_id)
+        synced = await self._bridge.last_sync_ts(members)
 
-        def state(member: str, ordering: int) -> str:
-            if reads.get(member, -1) >= ordering:
+        def state(member: str, position: EventPosition) -> str:
+            if reads.get(member, -1) >= position.stream_ordering:
                 return "read"
-            return "delivered" if deliveries.get(member, -1) >= ordering else "sent"
+            if deliveries.get(member, -1) >= position.stream_ordering or synced.get(member, 0) > position.received_ts:
+                return "delivered"
+            return "sent"
 
-        return {event_id: {m: state(m, ordering) for m in members} for event_id, ordering in orderings.items()}
+        return {event_id: {m: state(m, position) for m in members} for event_id, position in positions.items()}
 
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:
         """The app says this device has the message (`delivered`) or the user saw it (`read`)."""
         if status not in ACKABLE:
             raise SynapseError(400, f"Invalid field status: use one of {', '.join(ACKABLE)}", "M_INVALID_PARAM")
-        room_id, sender, _ = await self._visible(user_id, event_id)
+        room_id, sender = await self._visible(user_id, event_id)
         if status == "read":
             await self._bridge.send_read_receipt(user_id, room_id, event_id)
         else:
@@ -96,7 +99,7 @@ class MessageStatus:
     async def delivered(self, user_id: str, messages: list[tuple[str, str, str]]) -> None:
         """Records that a device of `user_id` has these (message_id, room_id, sender) messages."""
         marks: dict[str, int] = {}
-        for room_id, ordering in (await self._bridge.stream_orderings([m[0] for m in messages])).values():
+        for room_id, ordering, _ in (await self._bridge.stream_orderings([m[0] for m in messages])).values():
             marks[room_id] = max(ordering, marks.get(room_id, ordering))
         if marks:
             await self._deliveries.advance(user_id, marks, self._bridge.now_ms())
