@@ -223,7 +223,7 @@ class ChatSocket:
             self.position = str(position)
             if frames:
                 self._send({"type": "events", "pos": self.position, "events": frames})
-                await self._record_delivery(user_id, frames)
+                self._record_delivery(user_id, frames)
             else:
                 self._send({"type": "heartbeat", "pos": self.position})
 
@@ -236,10 +236,13 @@ class ChatSocket:
         notified = await bridge.notified_events(user_id, from_others)
         return frames + [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
 
-    async def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
+    def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
+        """Records the delivery in a background process of its own: a client that disconnects
+        right after the frame cancels this socket's loop, but must not undo the delivery."""
         received = [f["message"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id]
         if received:
-            await self._hub.status.delivered(user_id, [(m["id"], m["room_id"], m["sender"]["id"]) for m in received])
+            items = [(m["id"], m["room_id"], m["sender"]["id"]) for m in received]
+            self._hub.bridge.api.run_as_background_process("medchat_record_delivery", self._hub.status.delivered, user_id, items)
 
     def push_live(self, frames: list[dict[str, Any]]) -> None:
         """Frames that are not in Synapse's stream (delivery marks): sent at once, with no `pos`,
