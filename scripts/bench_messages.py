@@ -138,18 +138,20 @@ def history_pages(base_url: str, token: str, room_id: str, stop: threading.Event
     session = requests.Session()
     headers = {"Authorization": f"Bearer {token}"}
     room = quote(room_id, safe="")
-    urls = {
-        "api": f"{base_url}/api/chat/rooms/{room}/messages?limit=50",
-        "native": f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=50",
-        "room list": f"{base_url}/api/chat/rooms",
-        "room": f"{base_url}/api/chat/rooms/{room}",
-        "search": f"{base_url}/api/chat/rooms/{room}/messages/search?q=message",
+    search_body = {"search_categories": {"room_events": {"search_term": "message", "filter": {"rooms": [room_id], "limit": 20}}}}
+    requests_by_kind: dict[str, tuple[str, str, Any]] = {
+        "api": ("GET", f"{base_url}/api/chat/rooms/{room}/messages?limit=50", None),
+        "native": ("GET", f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=50", None),
+        "room list": ("GET", f"{base_url}/api/chat/rooms", None),
+        "room": ("GET", f"{base_url}/api/chat/rooms/{room}", None),
+        "search": ("GET", f"{base_url}/api/chat/rooms/{room}/messages/search?q=message", None),
+        "native search": ("POST", f"{base_url}/_matrix/client/v3/search", search_body),
     }
-    samples: dict[str, list[float]] = {k: [] for k in urls}
+    samples: dict[str, list[float]] = {k: [] for k in requests_by_kind}
     while not stop.is_set() or len(samples["api"]) < minimum:
-        for kind, url in urls.items():
+        for kind, (method, url, body) in requests_by_kind.items():
             start = time.perf_counter()
-            response = session.get(url, headers=headers, timeout=30)
+            response = session.request(method, url, headers=headers, json=body, timeout=30)
             samples[kind].append(time.perf_counter() - start)
             if response.status_code != 200:
                 raise RuntimeError(f"history {kind}: {response.status_code} {response.text[:200]}")
@@ -241,11 +243,15 @@ def main() -> None:
         print()
     print(f"Reads while {max(1, args.concurrency - 1)} sender(s) keep sending through the API:")
     labels = {"api": "GET messages (50, API)", "native": "GET /messages (50, native)", "room list": "GET /api/chat/rooms",
-              "room": "GET /api/chat/rooms/{id}", "search": "GET messages/search"}
+              "room": "GET /api/chat/rooms/{id}", "search": "GET messages/search (API)",
+              "native search": "POST /search (native)"}
     for kind, label in labels.items():
         ms = [x * 1000 for x in history[kind]]
         target = "p99 < 50 ms" if kind in ("api", "native") else "p99 < 100 ms"
         print(f"  {label:<30} n={len(ms):<4} p50 {percentile(ms, 50):6.1f} ms   p99 {percentile(ms, 99):6.1f} ms   (target {target})")
+    api_search, native_search = history["search"], history["native search"]
+    print(f"  search API / native: p50 x{percentile(api_search, 50) / percentile(native_search, 50):.2f}, "
+          f"p99 x{percentile(api_search, 99) / percentile(native_search, 99):.2f}")
     print()
     if baseline is not None:
         without_module, with_module = baseline
