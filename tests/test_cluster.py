@@ -57,6 +57,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "MEDCHAT_MAIN_REPLICATION_PORT": str(free_port()),
         "MEDCHAT_NGINX_PORT": str(free_port()),
         **{f"MEDCHAT_{name.upper()}_PORT": str(free_port()) for name in worker_names()},
+        **{f"MEDCHAT_{name.upper()}_METRICS_PORT": str(free_port()) for name in ["main", *worker_names()]},
     }
     env["MEDCHAT_PUBLIC_BASEURL"] = f"http://127.0.0.1:{env['MEDCHAT_NGINX_PORT']}/"
     running = Cluster(tmp_path_factory.mktemp("cluster"), env)
@@ -88,6 +89,14 @@ def test_module_api_answers_on_every_process_and_names_it(cluster: Cluster) -> N
         assert body["worker"] == name
         assert body["database"] == "postgresql"
         assert body["background_tasks"] is (name == "background1"), body
+
+
+def test_every_process_serves_metrics_with_the_module_series(cluster: Cluster) -> None:
+    for name in ["main", *worker_names()]:
+        port = cluster.env[f"MEDCHAT_{name.upper()}_METRICS_PORT"]
+        response = requests.get(f"http://127.0.0.1:{port}/_synapse/metrics", timeout=10)
+        assert response.status_code == 200, name
+        assert "medchat_websocket_connections" in response.text, name
 
 
 def test_nginx_sends_api_to_both_client_readers(api: Api) -> None:
