@@ -314,6 +314,16 @@ class SynapseBridge:
         event = await self._store.get_event(invite.event_id, allow_none=True)
         return invite.sender, bool(event is not None and event.content.get("is_direct"))
 
+    async def invite_room_state(self, user_id: str, room_id: str) -> tuple[EventBase, list[JsonDict]] | None:
+        """A local user's pending invite and the stripped state it carries (`invite_room_state`):
+        all that is known of a room on another server until the user joins it."""
+        invite = await self._store.get_invite_for_local_user_in_room(user_id, room_id)
+        event = await self._store.get_event(invite.event_id, allow_none=True) if invite else None
+        if event is None:
+            return None
+        stripped = event.unsigned.get("invite_room_state") or []
+        return event, [dict(e) for e in stripped if isinstance(e, dict) or hasattr(e, "get")]
+
     # --- rooms and events ---------------------------------------------------------------------
     # Rooms, memberships and messages go through Synapse's own handlers, so power levels, history
     # visibility, rate limits, spam-checker callbacks and push rules apply exactly as for a

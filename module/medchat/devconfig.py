@@ -93,10 +93,12 @@ def prepare(
     overrides: Mapping[str, Any] | None = None,
     module_overrides: Mapping[str, Any] | None = None,
     template: Path = TEMPLATE,
+    extra_modules: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Renders the config into data_dir; returns the config files to pass to Synapse, in order.
 
-    `overrides` are merged into the Synapse config, `module_overrides` into the MedChat module's.
+    `overrides` are merged into the Synapse config, `module_overrides` into the MedChat module's;
+    `extra_modules` are appended to `modules:`.
     """
     data_dir = data_dir.resolve()
     env = {**(os.environ if env is None else env), "MEDCHAT_DATA_DIR": str(data_dir)}
@@ -106,10 +108,20 @@ def prepare(
     for module in config.get("modules", []):
         if module.get("module") == "medchat.MedChatModule":
             module["config"] = deep_merge(module.get("config") or {}, module_overrides or {})
+            derive_federation_whitelist(config, module["config"])
+    config["modules"] = [*config.get("modules", []), *(extra_modules or [])]
     secrets_path = ensure_secrets(data_dir, config["server_name"])
     config_path = data_dir / "homeserver.yaml"
     config_path.write_text("# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False))
     return [config_path, secrets_path]
+
+
+def derive_federation_whitelist(config: dict[str, Any], module_config: Mapping[str, Any]) -> None:
+    """Synapse's `federation_domain_whitelist` from the module's `federation_allow_list`, unless
+    the config sets it (the module refuses to start if the two disagree)."""
+    allow_list = module_config.get("federation_allow_list")
+    if allow_list is not None and "federation_domain_whitelist" not in config:
+        config["federation_domain_whitelist"] = list(allow_list)
 
 
 def synapse_command(config_paths: list[Path]) -> list[str]:

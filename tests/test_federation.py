@@ -1,0 +1,172 @@
+"""Federation between institutions: two real homeservers with the module on loopback
+(`hospital-a.test` on 127.0.0.1, `hospital-b.test` on 127.0.0.2) over TLS from a throw-away CA.
+
+SQLite only (the servers are started here, not from the session fixture): skipped on the
+PostgreSQL pass of CI, to keep its time down; the federation code paths do not depend on the
+database engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from nio import AsyncClient, RoomMessagesResponse, SyncResponse
+
+from federation import FederatedServer, ThrowawayCA, peer, start_all
+from harness import Api, nio_login, postgres_admin_url, run
+from test_messages import msg_path, send
+from test_rooms import create_room, room_path
+
+pytestmark = pytest.mark.skipif(
+    postgres_admin_url() is not None,
+    reason="federation tests run on the SQLite pass only (two extra homeservers; engine-independent)",
+)
+
+
+@dataclass
+class Institution:
+    server: FederatedServer
+    api: Api
+
+    @property
+    def name(self) -> str:
+        return self.server.server_name
+
+
+@dataclass
+class Federation:
+    a: Institution
+    b: Institution
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    root = tmp_path_factory.mktemp("federation")
+    a, b = peer("hospital-a.test", "127.0.0.1"), peer("hospital-b.test", "127.0.0.2")
+    network = [a, b]
+    ca = ThrowawayCA(root / "ca")
+    servers = [
+        FederatedServer(root / "a", a, network, ca, allow=[b.server_name]),
+        FederatedServer(root / "b", b, network, ca, allow=[a.server_name]),
+    ]
+    try:
+        start_all(servers)
+        yield Federation(*(Institution(s, Api(s.base_url)) for s in servers))
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """Polls until `check()` returns something truthy (federation is asynchronous); a
+    `requests.Response` counts as truthy only with a 2xx status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def history(side: Institution, user: dict[str, Any], room_id: str) -> dict[str, dict[str, Any]]:
+    response = side.api.call("GET", room_path(room_id, "/messages"), token=user["access_token"])
+    return {m["id"]: m for m in response.json()["messages"]} if response.status_code == 200 else {}
+
+
+def join_direct(side: Institution, user: dict[str, Any], room_id: str) -> None:
+    """Accepts a direct-chat invite through the API (a join over federation)."""
+    response = side.api.call("POST", room_path(room_id, "/participants"), token=user["access_token"], json={"user_id": user["user_id"]})
+    assert response.status_code in (200, 201), response.text
+
+
+def test_direct_chat_across_servers(federation: Federation) -> None:
+    a, b = federation.a, federation.b
+    alice, bob = a.api.register(), b.api.register()
+
+    added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": bob["user_id"]})
+    assert added.status_code == 201, added.text
+    assert added.json()["contact"]["id"] == bob["user_id"]
+
+    room = create_room(a.api, alice["access_token"], type="direct", participants=[bob["user_id"]])["id"]
+    invited = eventually(lambda: b.api.call("GET", room_path(room), token=bob["access_token"]), what="the invite on B")
+    assert invited.status_code == 200, invited.text
+    assert {k: invited.json()[k] for k in ("type", "membership", "created_by")} == {"type": "direct", "membership": "invite", "created_by": alice["user_id"]}
+    join_direct(b, bob, room)
+    joined = b.api.call("GET", room_path(room), token=bob["access_token"]).json()
+    assert joined["type"] == "direct" and {p["id"] for p in joined["participants"]} == {alice["user_id"], bob["user_id"]}
+    # The same DM is found again from B's side, not a second room made.
+    again = b.api.call("POST", "/api/chat/rooms", token=bob["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    assert again.status_code == 200 and again.json()["id"] == room, again.text
+
+    hello = send(a.api, alice, room, content="Referral for bed 7")
+    answer = eventually(lambda: hello["id"] in history(b, bob, room) and history(b, bob, room)[hello["id"]], what="A's message on B")
+    assert answer["content"] == "Referral for bed 7" and answer["sender"]["id"] == alice["user_id"]
+
+    reply = b.api.call("POST", msg_path(room, hello["id"], "/reply"), token=bob["access_token"], json={"content": "Accepted, send the notes"})
+    assert reply.status_code == 201, reply.text
+    reply_id = reply.json()["id"]
+    on_a = eventually(lambda: history(a, alice, room).get(reply_id), what="B's reply on A")
+    assert on_a["reply_to"] == hello["id"] and on_a["content"] == "Accepted, send the notes"
+
+    edited = a.api.call("PUT", msg_path(room, hello["id"]), token=alice["access_token"], json={"content": "Referral for bed 8"})
+    assert edited.status_code == 200, edited.text
+    eventually(lambda: history(b, bob, room)[hello["id"]]["content"] == "Referral for bed 8", what="the edit on B")
+    assert history(b, bob, room)[hello["id"]]["is_edited"] is True
+
+    reacted = b.api.call("POST", msg_path(room, hello["id"], "/reactions"), token=bob["access_token"], json={"key": "👍"})
+    assert reacted.status_code in (200, 201), reacted.text
+    eventually(lambda: history(a, alice, room)[hello["id"]]["reactions"] == [{"key": "👍", "count": 1, "reacted_by_me": False}], what="the reaction on A")
+
+    doomed = send(b.api, bob, room, content="wrong patient, ignore")
+    eventually(lambda: doomed["id"] in history(a, alice, room), what="B's message on A")
+    assert b.api.call("DELETE", msg_path(room, doomed["id"]), token=bob["access_token"]).status_code in (200, 204)
+    eventually(lambda: history(a, alice, room)[doomed["id"]]["is_deleted"], what="the deletion on A")
+    assert history(a, alice, room)[doomed["id"]]["content"] is None
+
+    # Read receipts travel too: B marks A's message read; A's sender sees it as read.
+    read = b.api.call("POST", f"/api/chat/messages/{quote(hello['id'])}/mark-read", token=bob["access_token"])
+    assert read.status_code in (200, 204), read.text
+
+    def status_on_a() -> bool:
+        body = a.api.call("GET", f"/api/chat/messages/{quote(hello['id'])}/status", token=alice["access_token"]).json()
+        return body.get("status") == "read" and {"user_id": bob["user_id"], "status": "read"} in body["participants"]
+
+    eventually(status_on_a, what="B's read receipt on A")
+    # ... and A reads B's reply.
+    assert a.api.call("POST", f"/api/chat/messages/{quote(reply_id)}/mark-read", token=alice["access_token"]).status_code in (200, 204)
+
+    def status_on_b() -> bool:
+        return b.api.call("GET", f"/api/chat/messages/{quote(reply_id)}/status", token=bob["access_token"]).json().get("status") == "read"
+
+    eventually(status_on_b, what="A's read receipt on B")
+
+    # Each side's Matrix client sees the same conversation.
+    for side, user in ((a, alice), (b, bob)):
+        events = run(nio_timeline(side.server.base_url, user, room))
+        by_id = {e["event_id"]: e for e in events}
+        assert by_id[hello["id"]]["content"]["body"] == "Referral for bed 7"
+        assert by_id[reply_id]["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": hello["id"]}}
+        assert by_id[doomed["id"]]["content"] == {}  # redacted
+        edits = [e for e in events if e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"]
+        assert [e["content"]["m.new_content"]["body"] for e in edits] == ["Referral for bed 8"]
+        reactions = [e for e in events if e["type"] == "m.reaction"]
+        assert [(e["sender"], e["content"]["m.relates_to"]["key"]) for e in reactions] == [(bob["user_id"], "👍")]
+
+
+async def nio_timeline(base_url: str, user: dict[str, Any], room_id: str) -> list[dict[str, Any]]:
+    client: AsyncClient = await nio_login(base_url, user["user_id"], user["password"])
+    try:
+        assert isinstance(await client.sync(timeout=0), SyncResponse)
+        assert room_id in client.rooms
+        response = await client.room_messages(room_id, start="", limit=50)
+        assert isinstance(response, RoomMessagesResponse), response
+        return [e.source for e in reversed(response.chunk)]
+    finally:
+        await client.close()
