@@ -16,9 +16,11 @@ from urllib.parse import quote
 
 import pytest
 from nio import AsyncClient, RoomMessagesResponse, SyncResponse
+from synapse.module_api.errors import ConfigError
 
 from federation import FederatedServer, ThrowawayCA, peer, start_all
-from harness import Api, nio_login, postgres_admin_url, run
+from harness import Api, SynapseServer, nio_login, postgres_admin_url, run
+from medchat.federation.allowlist import check_agreement
 from test_messages import msg_path, send
 from test_rooms import create_room, room_path
 
@@ -42,17 +44,19 @@ class Institution:
 class Federation:
     a: Institution
     b: Institution
+    c: Institution  # clinic-c.test: allows everyone, but A and B do not list it
 
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     root = tmp_path_factory.mktemp("federation")
-    a, b = peer("hospital-a.test", "127.0.0.1"), peer("hospital-b.test", "127.0.0.2")
-    network = [a, b]
+    a, b, c = peer("hospital-a.test", "127.0.0.1"), peer("hospital-b.test", "127.0.0.2"), peer("clinic-c.test", "127.0.0.3")
+    network = [a, b, c]
     ca = ThrowawayCA(root / "ca")
     servers = [
         FederatedServer(root / "a", a, network, ca, allow=[b.server_name]),
         FederatedServer(root / "b", b, network, ca, allow=[a.server_name]),
+        FederatedServer(root / "c", c, network, ca, allow=None),
     ]
     try:
         start_all(servers)
@@ -170,3 +174,51 @@ async def nio_timeline(base_url: str, user: dict[str, Any], room_id: str) -> lis
         return [e.source for e in reversed(response.chunk)]
     finally:
         await client.close()
+
+
+# --- the allow-list --------------------------------------------------------------------------
+
+
+def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Federation) -> None:
+    a, c = federation.a, federation.c
+    alice, mallory = a.api.register(), c.api.register()
+
+    # From C: a DM (the API) and a plain invite (Matrix) to A's user are refused by A's Synapse.
+    dm = c.api.call("POST", "/api/chat/rooms", token=mallory["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    assert 400 <= dm.status_code < 500 and dm.json()["errcode"].startswith("M_"), dm.text
+    room = c.api.call("POST", "/_matrix/client/v3/createRoom", token=mallory["access_token"], json={}).json()["room_id"]
+    invite = c.api.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", token=mallory["access_token"], json={"user_id": alice["user_id"]})
+    assert 400 <= invite.status_code < 500, invite.text
+    assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
+
+    # From C: joining A's public room is refused.
+    public = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat"}).json()["room_id"]
+    join = c.api.call("POST", f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}", token=mallory["access_token"], json={})
+    assert 400 <= join.status_code < 500, join.text
+    members = a.api.call("GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]).json()["joined"]
+    assert set(members) == {alice["user_id"]}
+
+    # From A: nothing reaches C. The API's DM is refused when it looks C's user up (Synapse
+    # sends nothing to a server outside its whitelist); a Matrix invite by the module's rule.
+    refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "direct", "participants": [mallory["user_id"]]})
+    assert refused.status_code == 403 and c.name in refused.json()["error"], refused.text
+    added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": mallory["user_id"]})
+    assert added.status_code == 403 and c.name in added.json()["error"], added.text
+    own = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={}).json()["room_id"]
+    native = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(own)}/invite", token=alice["access_token"], json={"user_id": mallory["user_id"]})
+    assert native.status_code == 403 and native.json()["org.medchat.rule"] == "federation_allow_list", native.text
+
+
+def test_module_refuses_to_start_when_synapse_allows_other_servers(tmp_path: Any) -> None:
+    hs = SynapseServer(tmp_path, overrides={"federation_domain_whitelist": ["partner.example", "other.example"]}, module_overrides={"federation_allow_list": ["partner.example"]})
+    code, output = hs.run_until_exit()
+    assert code != 0
+    assert "federation_allow_list" in output and "federation_domain_whitelist" in output and "other.example" in output, output[-2000:]
+
+
+def test_allow_lists_agree_when_they_name_the_same_servers() -> None:
+    check_agreement(None, None, "home.example")
+    check_agreement(["partner.example"], ["partner.example", "home.example"], "home.example")
+    for module_list, synapse_list in ((None, ["partner.example"]), (["partner.example"], None), ([], ["partner.example"])):
+        with pytest.raises(ConfigError, match="federation_domain_whitelist"):
+            check_agreement(module_list, synapse_list, "home.example")

@@ -24,6 +24,7 @@ from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.contacts import Contacts
 from medchat.directory import Directory
+from medchat.federation.allowlist import check_agreement
 from medchat.media.uploads import MediaUploads
 from medchat.messages import Messages
 from medchat.mirror import ProfileMirror
@@ -47,6 +48,7 @@ class MedChatModule:
 
     def __init__(self, config: MedChatConfig, api: ModuleApi):
         bridge = SynapseBridge(api)
+        check_agreement(config.federation_allow_list, bridge.federation_domain_whitelist, bridge.server_name)
         applied = bridge.run_startup_transaction(
             "medchat_migrations", lambda txn: apply_migrations(txn, bridge.database_engine)
         )

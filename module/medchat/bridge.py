@@ -89,6 +89,12 @@ class SynapseBridge:
     def database_engine(self) -> str:
         return "postgresql" if isinstance(self._store.database_engine, PostgresEngine) else "sqlite"
 
+    @property
+    def federation_domain_whitelist(self) -> list[str] | None:
+        """Synapse's `federation_domain_whitelist` (None: every server may federate)."""
+        allowed = self._hs.config.federation.federation_domain_whitelist
+        return None if allowed is None else list(allowed)
+
     def now_ms(self) -> int:
         return self._clock.time_msec()
 
