@@ -19,7 +19,7 @@ from nio import AsyncClient, RoomMessagesResponse, SyncResponse
 from synapse.module_api.errors import ConfigError
 
 from federation import FederatedServer, ThrowawayCA, peer, start_all
-from harness import Api, SynapseServer, nio_login, postgres_admin_url, run
+from harness import Api, SynapseServer, nio_login, postgres_admin_url, register_admin, run
 from medchat.federation.allowlist import check_agreement
 from test_messages import msg_path, send
 from test_rooms import create_room, room_path
@@ -222,3 +222,128 @@ def test_allow_lists_agree_when_they_name_the_same_servers() -> None:
     for module_list, synapse_list in ((None, ["partner.example"]), (["partner.example"], None), ([], ["partner.example"])):
         with pytest.raises(ConfigError, match="federation_domain_whitelist"):
             check_agreement(module_list, synapse_list, "home.example")
+
+
+# --- verification that travels and the federated directory -----------------------------------
+
+
+def licence_verified(side: Institution, **fields: Any) -> dict[str, Any]:
+    """A new user of `side`, licence-verified by that server's admin."""
+    user = side.api.register(**fields)
+    admin = register_admin(side.server)
+    body = {"level": "license_verified", "registration_body": "General Medical Council", "license_number": "GMC-7012345"}
+    request = side.api.call("POST", "/api/chat/verification/requests", token=user["access_token"], json=body)
+    assert request.status_code == 201, request.text
+    approved = side.api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
+    assert approved.status_code == 200, approved.text
+    return user
+
+
+def federated_search(side: Institution, user: dict[str, Any], q: str, **params: str) -> dict[str, Any]:
+    response = side.api.call("GET", "/api/chat/users/search", token=user["access_token"], params={"q": q, "scope": "federation", **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_attestation_is_published_signed_and_checked(federation: Federation) -> None:
+    a, b = federation.a, federation.b
+    doctor = licence_verified(b, username="dr_attested", full_name="Dr. Attested Osei")
+    alice = a.api.register()
+    profile = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()
+    attestation = profile["org.medchat.attestation"]
+    assert {k: attestation[k] for k in ("user_id", "level", "registration_body")} == {
+        "user_id": doctor["user_id"], "level": "license_verified", "registration_body": "General Medical Council"
+    }
+    assert attestation["expires_ts"] > attestation["issued_ts"] and set(attestation["signatures"]) == {b.name}
+
+    # A case room on A admits B's verified doctor, not B's unverified user.
+    case = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"creation_content": {"type": "org.medchat.case"}}).json()["room_id"]
+    invite = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(case)}/invite", token=alice["access_token"], json={"user_id": doctor["user_id"]})
+    assert invite.status_code == 200, invite.text
+    nobody = b.api.register()
+    refused = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(case)}/invite", token=alice["access_token"], json={"user_id": nobody["user_id"]})
+    assert refused.status_code == 403 and refused.json()["org.medchat.rule"] == "case_room_verified_only", refused.text
+    join_direct(b, doctor, eventually(lambda: case if b.api.call("GET", room_path(case), token=doctor["access_token"]).ok else None, what="the case-room invite on B"))
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda att, key: {**att, "level": "license_verified", "registration_body": "Forged Council"}, id="altered-field"),
+        pytest.param(lambda att, key: resign(att, key, {}), id="signed-with-another-key"),
+        pytest.param(lambda att, key: resign(att, key, {"expires_ts": att["issued_ts"] + 1}), id="expired"),
+        pytest.param(lambda att, key: {k: v for k, v in att.items() if k != "signatures"}, id="unsigned"),
+    ],
+)
+def test_forged_or_expired_attestations_read_as_unverified(federation: Federation, tamper: Callable[[dict[str, Any], Any], dict[str, Any]]) -> None:
+    """B's server is honest; a tampered copy of its attestation (as a malicious peer or a
+    man-in-the-middle would serve it) is checked by A's module code against B's real key."""
+    from signedjson.key import generate_signing_key
+
+    a, b = federation.a, federation.b
+    doctor = licence_verified(b)
+    alice = a.api.register()
+    genuine = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()["org.medchat.attestation"]
+    forged = tamper(genuine, generate_signing_key("forged"))
+    checked = a.api.call("POST", "/api/chat/verification/attestations/check", token=alice["access_token"], json={"attestation": forged})
+    assert checked.status_code == 200, checked.text
+    assert checked.json() == {"user_id": doctor["user_id"], "verification_level": "unverified", "is_verified": False}
+    assert a.api.call("POST", "/api/chat/verification/attestations/check", token=alice["access_token"], json={"attestation": genuine}).json()["is_verified"] is True
+
+
+def resign(attestation: dict[str, Any], key: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    from signedjson.sign import sign_json
+
+    server = attestation["user_id"].split(":", 1)[1]
+    body = {k: v for k, v in attestation.items() if k != "signatures"}
+    signed = sign_json({**body, **changes}, server, key)
+    if not changes:  # same content, other key: keep the key id the server really uses
+        real_key_id = next(iter(attestation["signatures"][server]))
+        signed["signatures"] = {server: {real_key_id: next(iter(signed["signatures"][server].values()))}}
+    return signed
+
+
+def test_federated_search_merges_peers_with_their_home_server(federation: Federation) -> None:
+    a, b, c = federation.a, federation.b, federation.c
+    a.api.register(username="zanele_a", full_name="Dr. Zanele Mokoena")
+    verified = licence_verified(b, username="zanele_b", full_name="Dr. Zanele Dube")
+    b.api.register(username="zanele_unverified", full_name="Dr. Zanele Unverified")
+    alice = a.api.register()
+
+    found = federated_search(a, alice, "Zanele")
+    by_id = {r["id"]: r for r in found["results"]}
+    assert found["peers"] == [{"server": b.name, "status": "ok"}]
+    assert {r["home_server"] for r in found["results"]} == {a.name, b.name}
+    assert by_id[verified["user_id"]]["is_verified"] is True and by_id[verified["user_id"]]["verification_level"] == "license_verified"
+    assert by_id[f"@zanele_unverified:{b.name}"]["is_verified"] is False
+    assert all(r["user"]["email"] is None for r in found["results"] if r["home_server"] == b.name)
+    assert by_id[f"@zanele_a:{a.name}"]["user"]["full_name"] == "Dr. Zanele Mokoena"
+    # The local scope is unchanged: only this server's users.
+    local = a.api.call("GET", "/api/chat/users/search", token=alice["access_token"], params={"q": "Zanele"}).json()
+    assert {r["id"] for r in local["results"]} == {f"@zanele_a:{a.name}"}
+
+    # The peer endpoint answers only signed requests from allowed servers.
+    unsigned = b.api.call("GET", "/_medchat/federation/v1/users/search", params={"q": "Zanele"})
+    assert unsigned.status_code == 401 and unsigned.json()["errcode"].startswith("M_"), unsigned.text
+    # C's allow-list is open, so it has no peers to ask: it searches itself only.
+    mallory = c.api.register()
+    from_c = federated_search(c, mallory, "Zanele")
+    assert from_c["peers"] == [] and all(r["home_server"] == c.name for r in from_c["results"])
+
+    for bad in ({"scope": "galaxy"}, {"cursor": "abc"}):
+        response = a.api.call("GET", "/api/chat/users/search", token=alice["access_token"], params={"q": "Zanele", "scope": "federation", **bad})
+        assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM", response.text
+
+
+def test_a_peer_going_down_is_reported_and_does_not_fail_the_search(federation: Federation) -> None:
+    """Last in this module: it stops server B."""
+    a, b = federation.a, federation.b
+    a.api.register(username="yusuf_a", full_name="Dr. Yusuf Haddad")
+    alice = a.api.register()
+    assert federated_search(a, alice, "Yusuf")["peers"] == [{"server": b.name, "status": "ok"}]
+    b.server.stop()
+    started = time.monotonic()
+    found = federated_search(a, alice, "Yusuf Haddad")
+    assert time.monotonic() - started < 10
+    assert found["peers"] in ([{"server": b.name, "status": "error"}], [{"server": b.name, "status": "timeout"}])
+    assert [r["id"] for r in found["results"]] == [f"@yusuf_a:{a.name}"]
