@@ -26,7 +26,7 @@ from test_rooms import create_room, room_path
 
 pytestmark = pytest.mark.skipif(
     postgres_admin_url() is not None,
-    reason="federation tests run on the SQLite pass only (two extra homeservers; engine-independent)",
+    reason="federation tests run on the SQLite pass only (three extra homeservers; engine-independent)",
 )
 
 

@@ -20,7 +20,7 @@ from medchat.bridge import ServerBridge
 from medchat.config import MedChatConfig
 from medchat.directory import DEFAULT_PAGE_SIZE, Directory
 from medchat.federation.attestation import ATTESTATION_KEY, Attestations
-from medchat.levels import UNVERIFIED, is_verified
+from medchat.levels import is_verified
 from medchat.models import JsonDict, localpart
 from medchat.rules.decisions import server_of
 
