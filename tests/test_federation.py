@@ -8,6 +8,7 @@ database engine.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -345,5 +346,16 @@ def test_a_peer_going_down_is_reported_and_does_not_fail_the_search(federation: 
     started = time.monotonic()
     found = federated_search(a, alice, "Yusuf Haddad")
     assert time.monotonic() - started < 10
-    assert found["peers"] in ([{"server": b.name, "status": "error"}], [{"server": b.name, "status": "timeout"}])
+    assert found["peers"] == [{"server": b.name, "status": "error"}]
+    assert [r["id"] for r in found["results"]] == [f"@yusuf_a:{a.name}"]
+
+    # A peer that accepts the connection but never answers is cut off after `timeout_seconds`.
+    with socket.socket() as silent:
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind((b.server.peer.address, b.server.peer.federation_port))
+        silent.listen(16)
+        started = time.monotonic()
+        found = federated_search(a, alice, "Dr. Yusuf")
+        assert 1.5 < time.monotonic() - started < 8
+    assert found["peers"] == [{"server": b.name, "status": "timeout"}]
     assert [r["id"] for r in found["results"]] == [f"@yusuf_a:{a.name}"]

@@ -29,6 +29,7 @@ from synapse.config.ratelimiting import RatelimitSettings
 from synapse.federation.transport.server._base import Authenticator
 from synapse.logging.context import make_deferred_yieldable, run_in_background
 from twisted.internet import defer
+from twisted.internet import error as twisted_error
 from synapse.events import EventBase
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
@@ -801,14 +802,15 @@ class ServerBridge:
         async def one(destination: str) -> Any:
             request = run_in_background(
                 client.get_json, destination, path, args={k: [v] for k, v in args.items()},
-                timeout=int(timeout_s * 1000), ignore_backoff=True, retry_on_dns_fail=False,
+                timeout=int(timeout_s * 1000) + 1000, ignore_backoff=True, retry_on_dns_fail=False,  # ours fires first
             )
             try:
                 return await make_deferred_yieldable(timeout_deferred(deferred=request, timeout=timeout_s, clock=self._clock))
             except defer.TimeoutError:
                 return TimeoutError(f"{destination} did not answer within {timeout_s}s")
             except RequestSendFailed as e:
-                timed_out = isinstance(e.inner_exception, (defer.TimeoutError, TimeoutError))
+                # Our time-out cancels the request, which the client reports as a failed send.
+                timed_out = isinstance(e.inner_exception, (defer.CancelledError, defer.TimeoutError, TimeoutError, twisted_error.TimeoutError))
                 return TimeoutError(str(e)) if timed_out else e
             except Exception as e:  # noqa: BLE001 - each peer's failure is reported, not raised
                 return e
