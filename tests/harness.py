@@ -106,6 +106,7 @@ class SynapseServer:
         env: dict[str, str] | None = None,
         overrides: dict[str, Any] | None = None,
         module_overrides: dict[str, Any] | None = None,
+        extra_modules: list[dict[str, Any]] | None = None,
     ):
         self.workdir = workdir
         self.port = free_port()
@@ -122,10 +123,11 @@ class SynapseServer:
             self._env["DATABASE_URL"] = database_url
         self._overrides = overrides or {}
         self._module_overrides = module_overrides or {}
+        self._extra_modules = extra_modules or []
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120) -> None:
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides)
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides, extra_modules=self._extra_modules)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             synapse_command(config_paths), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
@@ -145,7 +147,7 @@ class SynapseServer:
 
     def run_until_exit(self, timeout: float = 60) -> tuple[int, str]:
         """Starts a server that is expected to refuse to start; returns (exit code, output)."""
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides)
+        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides, extra_modules=self._extra_modules)
         result = subprocess.run(
             synapse_command(config_paths), cwd=self.workdir, capture_output=True, timeout=timeout, text=True
         )

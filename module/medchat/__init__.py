@@ -20,10 +20,15 @@ from medchat.api.rooms import RoomServlets
 from medchat.api.upload import UploadServlets
 from medchat.api.users import UserServlets
 from medchat.api.verification import VerificationServlets
-from medchat.bridge import SynapseBridge
+from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.contacts import Contacts
 from medchat.directory import Directory
+from medchat.federation.allowlist import check_agreement
+from medchat.federation.attestation import Attestations
+from medchat.federation.caserooms import CaseRoomGate
+from medchat.federation.directory import FederatedDirectory
+from medchat.api.federation import AttestationServlets, FederationServlets
 from medchat.media.uploads import MediaUploads
 from medchat.messages import Messages
 from medchat.metrics import VERIFICATION_PENDING
@@ -53,6 +58,7 @@ class MedChatModule:
 
     def __init__(self, config: MedChatConfig, api: ModuleApi):
         bridge = SynapseBridge(api)
+        check_agreement(config.federation_allow_list, bridge.federation_domain_whitelist, bridge.server_name)
         applied = bridge.run_startup_transaction(
             "medchat_migrations", lambda txn: apply_migrations(txn, bridge.database_engine)
         )
@@ -61,8 +67,12 @@ class MedChatModule:
         profiles = ProfileStore(api)
         mirror = ProfileMirror(bridge, profiles)
         module_notifications = NotificationStore(api)
+        server = ServerBridge(api)
         verification_store = VerificationStore(api)
-        verification = Verification(config, bridge, verification_store, profiles, mirror, module_notifications)
+        attestations = Attestations(bridge, server, profiles, verification_store)
+        verification = Verification(
+            config, bridge, verification_store, profiles, mirror, module_notifications, remote_level=attestations.remote_level
+        )
         accounts = Accounts(config, bridge, profiles, mirror, verification)
         directory_store = DirectoryStore(api, bridge.database_engine)
         directory = Directory(config, bridge, accounts, directory_store, verification)
@@ -75,6 +85,9 @@ class MedChatModule:
         sockets = SocketHub(bridge, config.websocket, status, messages, module_notifications)
 
         ContactSpamChecker(rules, bridge).register(api)
+        CaseRoomGate(bridge, verification.level_of).register(api)
+        api.register_third_party_rules_callbacks(on_profile_update=attestations.on_profile_update)
+        federated = FederatedDirectory(config, server, directory, attestations, bridge.server_name)
         api.register_spam_checker_callbacks(
             check_username_for_spam=DirectoryRules(directory, directory_store).check_username_for_spam
         )
@@ -82,7 +95,8 @@ class MedChatModule:
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
 
         features = [
-            UserServlets(bridge, accounts, directory),
+            UserServlets(bridge, accounts, directory, federated),
+            AttestationServlets(api, attestations),
             VerificationServlets(api, verification),
             ContactServlets(api, contacts, rules),
             RoomServlets(api, rooms),
@@ -92,6 +106,7 @@ class MedChatModule:
         ]
         api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)
         api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
+        api.register_web_resource("/_medchat/federation", FederationServlets(server, federated).resource(bridge))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

@@ -18,12 +18,18 @@ import synapse
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from s3_storage_provider import S3StorageProviderBackend
+from signedjson.sign import sign_json
 from synapse import event_auth
 from synapse.api.auth.base import BaseAuth
 from synapse.api.constants import Direction, EventTypes, ReceiptTypes, RelationTypes
-from synapse.api.errors import AuthError, Codes, NotFoundError, SynapseError
+from synapse.api.errors import AuthError, Codes, NotFoundError, RequestSendFailed, SynapseError
 from synapse.api.filtering import Filter
 from synapse.api.ratelimiting import Ratelimiter
+from synapse.config.ratelimiting import RatelimitSettings
+from synapse.federation.transport.server._base import Authenticator
+from synapse.logging.context import make_deferred_yieldable, run_in_background
+from twisted.internet import defer
+from twisted.internet import error as twisted_error
 from synapse.events import EventBase
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
@@ -38,7 +44,7 @@ from synapse.storage.engines import PostgresEngine
 from synapse.storage.engines._base import IsolationLevel
 from synapse.streams.config import PaginationConfig
 from synapse.types import JsonDict, Requester, StreamToken, UserID, create_requester
-from synapse.util.async_helpers import Linearizer
+from synapse.util.async_helpers import Linearizer, timeout_deferred
 from synapse.util.threepids import canonicalise_email, validate_email
 
 logger = logging.getLogger(__name__)
@@ -106,6 +112,12 @@ class SynapseBridge:
     def runs_background_tasks(self) -> bool:
         """Whether this process runs periodic jobs (`run_background_tasks_on`), the module's too."""
         return self._hs.config.worker.run_background_tasks
+
+    @property
+    def federation_domain_whitelist(self) -> list[str] | None:
+        """Synapse's `federation_domain_whitelist` (None: every server may federate)."""
+        allowed = self._hs.config.federation.federation_domain_whitelist
+        return None if allowed is None else list(allowed)
 
     def now_ms(self) -> int:
         return self._clock.time_msec()
@@ -335,6 +347,16 @@ class SynapseBridge:
             return None
         event = await self._store.get_event(invite.event_id, allow_none=True)
         return invite.sender, bool(event is not None and event.content.get("is_direct"))
+
+    async def invite_room_state(self, user_id: str, room_id: str) -> tuple[EventBase, list[JsonDict]] | None:
+        """A local user's pending invite and the stripped state it carries (`invite_room_state`):
+        all that is known of a room on another server until the user joins it."""
+        invite = await self._store.get_invite_for_local_user_in_room(user_id, room_id)
+        event = await self._store.get_event(invite.event_id, allow_none=True) if invite else None
+        if event is None:
+            return None
+        stripped = event.unsigned.get("invite_room_state") or []
+        return event, [dict(e) for e in stripped if isinstance(e, dict) or hasattr(e, "get")]
 
     # --- rooms and events ---------------------------------------------------------------------
     # Rooms, memberships and messages go through Synapse's own handlers, so power levels, history
@@ -751,3 +773,77 @@ def _delete_s3_media(backend: S3StorageProviderBackend, filepaths: MediaFilePath
         keys += [item["Key"] for item in page.get("Contents", [])]
     for key in keys:
         client.delete_object(Bucket=backend.bucket, Key=key)
+
+
+# --- server-to-server (federation) ------------------------------------------------------------
+
+
+class ServerBridge:
+    """Module endpoints between homeservers: requests signed with the server's key (Synapse's
+    federation client) and checked against the origin's key (Synapse's keyring)."""
+
+    def __init__(self, api: ModuleApi):
+        self._hs = api._hs
+        self._clock = self._hs.get_clock()
+        self._authenticator = Authenticator(self._hs)
+
+    async def authenticate_server(self, request: SynapseRequest) -> str:
+        """The origin server of a request signed with the `X-Matrix` scheme; 401 if the signature
+        does not verify with the origin's key, 403 if Synapse's `federation_domain_whitelist`
+        excludes the origin."""
+        return await self._authenticator.authenticate_request(request, None)
+
+    def ratelimiter(self, name: str, per_second: float, burst_count: int) -> Callable[[str], Any]:
+        """A Synapse rate limiter keyed by any string (here: the origin server); 429 when over."""
+        limiter = Ratelimiter(
+            store=self._hs.get_datastores().main, clock=self._clock,
+            cfg=RatelimitSettings(key=name, per_second=per_second, burst_count=burst_count),
+        )
+        return lambda key: limiter.ratelimit(None, key=key)
+
+    def sign(self, value: JsonDict) -> JsonDict:
+        """`value` signed with this server's signing key (the Matrix JSON signature scheme)."""
+        return sign_json(dict(value), self._hs.hostname, self._hs.signing_key)
+
+    async def verify_server_signature(self, server_name: str, value: JsonDict, at_ms: int) -> bool:
+        """Whether `value` carries a valid signature of `server_name`, with the key that server
+        published (fetched over federation and cached by Synapse's keyring)."""
+        try:
+            await self._hs.get_keyring().verify_json_for_server(server_name, value, at_ms)
+        except Exception as e:  # noqa: BLE001 - any failure (bad signature, unknown key, peer down) is "no"
+            logger.info("MedChat: no valid signature of %s: %s", server_name, e)
+            return False
+        return True
+
+    async def remote_profile(self, user_id: str) -> JsonDict:
+        """A remote user's whole profile (extended fields included), asked of their server."""
+        return await self._hs.get_profile_handler().get_profile(user_id)
+
+    async def get_json_from_servers(self, destinations: list[str], path: str, args: dict[str, str], timeout_s: float) -> dict[str, Any]:
+        """GETs a signed module path on several servers at once, each within `timeout_s`.
+
+        Returns destination -> the JSON answer, or the exception: TimeoutError when the server
+        did not answer in time, any other exception when it failed (down, refused, non-2xx).
+        """
+        client = self._hs.get_federation_http_client()
+
+        async def one(destination: str) -> Any:
+            request = run_in_background(
+                client.get_json, destination, path, args={k: [v] for k, v in args.items()},
+                timeout=int(timeout_s * 1000) + 1000, ignore_backoff=True, retry_on_dns_fail=False,  # ours fires first
+            )
+            try:
+                return await make_deferred_yieldable(timeout_deferred(deferred=request, timeout=timeout_s, clock=self._clock))
+            except defer.TimeoutError:
+                return TimeoutError(f"{destination} did not answer within {timeout_s}s")
+            except RequestSendFailed as e:
+                # Our time-out cancels the request, which the client reports as a failed send.
+                timed_out = isinstance(e.inner_exception, (defer.CancelledError, defer.TimeoutError, TimeoutError, twisted_error.TimeoutError))
+                return TimeoutError(str(e)) if timed_out else e
+            except Exception as e:  # noqa: BLE001 - each peer's failure is reported, not raised
+                return e
+
+        answers = await make_deferred_yieldable(
+            defer.gatherResults([run_in_background(one, d) for d in destinations], consumeErrors=True)
+        )
+        return dict(zip(destinations, answers))

@@ -34,6 +34,14 @@ class WebSocketConfig:
 
 
 @dataclass(frozen=True)
+class FederationDirectoryConfig:
+    timeout_seconds: float
+    cache_seconds: int
+    per_second: float
+    burst_count: int
+
+
+@dataclass(frozen=True)
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
@@ -47,6 +55,7 @@ class MedChatConfig:
     directory_search_level: str
     directory_page_size_max: int
     verifiers: Mapping[str, tuple[str, ...]]
+    federation_directory: FederationDirectoryConfig
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> MedChatConfig:
@@ -62,6 +71,7 @@ class MedChatConfig:
             raise error
         values = {**_defaults(schema), **raw}
         websocket = {**_defaults(schema["properties"]["websocket"]), **values["websocket"]}
+        federation_directory = {**_defaults(schema["properties"]["federation_directory"]), **values["federation_directory"]}
         return cls(
             roles=tuple(values["roles"]),
             registration_enabled=values["registration_enabled"],
@@ -75,4 +85,5 @@ class MedChatConfig:
             verifiers={institution: tuple(users) for institution, users in values["verifiers"].items()},
             uploads=values["uploads"],
             websocket=WebSocketConfig(**websocket),
+            federation_directory=FederationDirectoryConfig(**federation_directory),
         )

@@ -125,12 +125,14 @@ def prepare(
     module_overrides: Mapping[str, Any] | None = None,
     template: Path = TEMPLATE,
     cluster: bool = False,
+    extra_modules: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Renders the config into data_dir; returns the config files to pass to Synapse, in order.
 
-    `overrides` are merged into the Synapse config, `module_overrides` into the MedChat module's.
-    `cluster` layers config/homeserver.yaml (workers, Redis) over the template; it needs
-    PostgreSQL. config/media-s3.yaml (media in S3) is layered in when S3_BUCKET is set.
+    `overrides` are merged into the Synapse config, `module_overrides` into the MedChat module's;
+    `extra_modules` are appended to `modules:`. `cluster` layers config/homeserver.yaml (workers,
+    Redis) over the template; it needs PostgreSQL. config/media-s3.yaml (media in S3) is layered
+    in when S3_BUCKET is set.
     """
     data_dir = data_dir.resolve()
     env = _render_env(data_dir, env)
@@ -147,6 +149,8 @@ def prepare(
     for module in config.get("modules", []):
         if module.get("module") == "medchat.MedChatModule":
             module["config"] = deep_merge(module.get("config") or {}, module_overrides or {})
+            derive_federation_whitelist(config, module["config"])
+    config["modules"] = [*config.get("modules", []), *(extra_modules or [])]
     secrets_path = ensure_secrets(data_dir, config["server_name"])
     config_path = data_dir / "homeserver.yaml"
     # 0600: it carries the database, Redis and S3 credentials from the environment.
@@ -186,6 +190,14 @@ def prepare_nginx(data_dir: Path, env: Mapping[str, str] | None = None) -> Path:
 
 def nginx_command(config_path: Path) -> list[str]:
     return ["nginx", "-c", str(config_path), "-p", str(config_path.parent)]
+
+
+def derive_federation_whitelist(config: dict[str, Any], module_config: Mapping[str, Any]) -> None:
+    """Synapse's `federation_domain_whitelist` from the module's `federation_allow_list`, unless
+    the config sets it (the module refuses to start if the two disagree)."""
+    allow_list = module_config.get("federation_allow_list")
+    if allow_list is not None and "federation_domain_whitelist" not in config:
+        config["federation_domain_whitelist"] = list(allow_list)
 
 
 def synapse_command(config_paths: list[Path], worker: bool = False) -> list[str]:

@@ -139,6 +139,8 @@ class Rooms:
         caller = requester.user.to_string()
         membership = membership or await self.require_member(room_id, caller, allow_invite=True)
         state = await self._bridge.room_state(room_id, _ROOM_STATE)
+        if ("m.room.create", "") not in state and membership == "invite":
+            return await self._remote_invite_view(caller, room_id)
         create = state[("m.room.create", "")]
         participants = await self._participants(room_id, state)
         name = state.get(("m.room.name", ""))
@@ -164,6 +166,42 @@ class Rooms:
             "unread_count": await self._bridge.unread_count(room_id, caller) if joined else 0,
             "created_at": iso(create.origin_server_ts),
             "updated_at": iso(last_ts or create.origin_server_ts),
+        }
+
+    async def _remote_invite_view(self, caller: str, room_id: str) -> JsonDict:
+        """An invite to a room on another server: described from the invite's stripped state."""
+        found = await self._bridge.invite_room_state(caller, room_id)
+        if found is None:
+            raise not_found()
+        invite, stripped = found
+        state = {(e.get("type"), e.get("state_key")): e for e in stripped}
+        create = state.get(("m.room.create", ""), {})
+        name = state.get(("m.room.name", ""), {}).get("content", {}).get("name")
+        members = {invite.sender: state.get(("m.room.member", invite.sender), {}).get("content", {}), caller: dict(invite.content)}
+        participants = [
+            {
+                "id": user_id,
+                "user": chat_member(user_id, content),
+                "role": "admin" if user_id == create.get("sender", invite.sender) else "member",
+                "membership": "invite" if user_id == caller else "join",
+                "is_online": False,
+                "last_seen": None,
+            }
+            for user_id, content in sorted(members.items())
+        ]
+        return {
+            "id": room_id,
+            "name": name or members[invite.sender].get("displayname") or invite.sender,
+            "type": "direct" if invite.content.get("is_direct") else "group",
+            "topic": state.get(("m.room.topic", ""), {}).get("content", {}).get("topic"),
+            "avatar_url": state.get(("m.room.avatar", ""), {}).get("content", {}).get("url"),
+            "created_by": create.get("sender", invite.sender),
+            "membership": "invite",
+            "participants": participants,
+            "last_message": None,
+            "unread_count": 0,
+            "created_at": iso(invite.origin_server_ts),
+            "updated_at": iso(invite.origin_server_ts),
         }
 
     async def _is_direct(self, caller: str, room_id: str, state: dict) -> bool:
@@ -271,7 +309,10 @@ class Rooms:
         target = body["user_id"]
         if target == caller:
             if await self.require_member(room_id, caller, allow_invite=True) == "invite":
+                invite = await self._bridge.pending_invite(caller, room_id)
                 await self._bridge.set_membership(caller, caller, room_id, "join")
+                if invite is not None and invite[1]:
+                    await self._record_direct(caller, invite[0], room_id)  # the inviter's server could not
             return 200, await self._participant(requester, room_id, caller)
         await self.require_member(room_id, caller)
         await self._require_user(target)

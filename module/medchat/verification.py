@@ -9,6 +9,8 @@ is refreshed. `level_of` is the one function the rest of the module asks.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from synapse.module_api.errors import SynapseError
 from synapse.storage.database import LoggingTransaction
 
@@ -68,8 +70,14 @@ def log_json(entry: LogEntry) -> JsonDict:
 
 class Verification:
     def __init__(
-        self, config: MedChatConfig, bridge: SynapseBridge, store: VerificationStore, profiles: ProfileStore,
-        mirror: ProfileMirror, notifications: NotificationStore,
+        self,
+        config: MedChatConfig,
+        bridge: SynapseBridge,
+        store: VerificationStore,
+        profiles: ProfileStore,
+        mirror: ProfileMirror,
+        notifications: NotificationStore,
+        remote_level: Callable[[str], Awaitable[str]] | None = None,
     ):
         self._config = config
         self._bridge = bridge
@@ -77,9 +85,16 @@ class Verification:
         self._profiles = profiles
         self._mirror = mirror
         self._notifications = notifications
+        self._remote_level = remote_level
 
     async def level_of(self, user_id: str) -> str:
-        """The user's verification level; `unverified` for anyone without a MedChat profile."""
+        """The user's verification level; `unverified` for anyone without a MedChat profile.
+
+        A user of another server has the level their server attests with a valid signature
+        (`remote_level`, medchat.federation.attestation), never what their profile fields claim.
+        """
+        if self._remote_level is not None and not self._bridge.api.is_mine(user_id):
+            return await self._remote_level(user_id)
         profile = await self._profiles.get(user_id)
         return profile.verification_level if profile else UNVERIFIED
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.http.server import JsonResource
+from synapse.module_api.errors import SynapseError
 
 from medchat.accounts import Accounts
 from medchat.api.http import query_params, read_json, route
 from medchat.bridge import SynapseBridge
 from medchat.directory import Directory
+from medchat.federation.directory import SCOPES, FederatedDirectory
 from medchat.models import CHAT_USER_UPDATE_BODY
 
 
 class UserServlets:
-    def __init__(self, bridge: SynapseBridge, accounts: Accounts, directory: Directory):
+    def __init__(self, bridge: SynapseBridge, accounts: Accounts, directory: Directory, federated: FederatedDirectory | None = None):
         self._bridge = bridge
         self._api = bridge.api
         self._accounts = accounts
         self._directory = directory
+        self._federated = federated
 
     def register_routes(self, resource: JsonResource) -> None:
         # The fixed paths first: the router tries patterns in order and {id} matches any segment.
@@ -38,7 +41,13 @@ class UserServlets:
     async def search(self, request: Any) -> tuple[int, Any]:
         requester = await self._api.get_user_by_req(request)
         await self._bridge.ratelimit_directory_search(requester)
-        return 200, await self._directory.search(requester.user.to_string(), query_params(request))
+        params = query_params(request)
+        scope = params.pop("scope", "local")
+        if scope not in SCOPES:
+            raise SynapseError(400, f"Invalid parameter scope: use one of {', '.join(SCOPES)}", "M_INVALID_PARAM")
+        if scope == "federation" and self._federated is not None:
+            return 200, await self._federated.search(requester.user.to_string(), params, self._bridge.now_ms())
+        return 200, await self._directory.search(requester.user.to_string(), params)
 
     async def get(self, request: Any, user_id: str) -> tuple[int, Any]:
         return 200, await self._directory.get(await self._caller(request), user_id)

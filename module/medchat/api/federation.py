@@ -1,0 +1,62 @@
+"""/_medchat/federation/...: what other homeservers ask this one (never a client); and the
+client's check of an attestation.
+
+Served on every HTTP listener (Synapse attaches module resources to all of them), including the
+TLS federation listener; every request must be signed by an allowed server (`X-Matrix`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.http.server import JsonResource
+
+from synapse.module_api import ModuleApi
+
+from medchat.api.http import query_params, read_json, route
+from medchat.bridge import ServerBridge, SynapseBridge
+from medchat.federation.attestation import Attestations
+from medchat.federation.directory import PEER_PATH, FederatedDirectory
+from medchat.levels import is_verified
+from medchat.models import USER_ID_SCHEMA
+
+
+class FederationServlets:
+    def __init__(self, server: ServerBridge, directory: FederatedDirectory):
+        self._server = server
+        self._directory = directory
+
+    def resource(self, bridge: SynapseBridge) -> JsonResource:
+        resource = bridge.json_resource()
+        route(resource, "GET", PEER_PATH, self.search)
+        return resource
+
+    async def search(self, request: Any) -> tuple[int, Any]:
+        origin = await self._server.authenticate_server(request)
+        return 200, await self._directory.answer(origin, query_params(request))
+
+
+ATTESTATION_CHECK_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["attestation"],
+    "properties": {"attestation": {"type": "object", "required": ["user_id"], "properties": {"user_id": USER_ID_SCHEMA}}},
+}
+
+
+class AttestationServlets:
+    """POST /api/chat/verification/attestations/check: what an attestation proves (one shown as
+    a QR code, pasted, or read from a profile), checked against its server's published key."""
+
+    def __init__(self, api: ModuleApi, attestations: Attestations):
+        self._api = api
+        self._attestations = attestations
+
+    def register_routes(self, resource: JsonResource) -> None:
+        route(resource, "POST", "/api/chat/verification/attestations/check", self.check)
+
+    async def check(self, request: Any) -> tuple[int, Any]:
+        await self._api.get_user_by_req(request)
+        attestation = read_json(request, ATTESTATION_CHECK_BODY)["attestation"]
+        level = await self._attestations.level_from(attestation["user_id"], attestation)
+        return 200, {"user_id": attestation["user_id"], "verification_level": level, "is_verified": is_verified(level)}

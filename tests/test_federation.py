@@ -1,0 +1,361 @@
+"""Federation between institutions: two real homeservers with the module on loopback
+(`hospital-a.test` on 127.0.0.1, `hospital-b.test` on 127.0.0.2) over TLS from a throw-away CA.
+
+SQLite only (the servers are started here, not from the session fixture): skipped on the
+PostgreSQL pass of CI, to keep its time down; the federation code paths do not depend on the
+database engine.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from nio import AsyncClient, RoomMessagesResponse, SyncResponse
+from synapse.module_api.errors import ConfigError
+
+from federation import FederatedServer, ThrowawayCA, peer, start_all
+from harness import Api, SynapseServer, nio_login, postgres_admin_url, register_admin, run
+from medchat.federation.allowlist import check_agreement
+from test_messages import msg_path, send
+from test_rooms import create_room, room_path
+
+pytestmark = pytest.mark.skipif(
+    postgres_admin_url() is not None,
+    reason="federation tests run on the SQLite pass only (three extra homeservers; engine-independent)",
+)
+
+
+@dataclass
+class Institution:
+    server: FederatedServer
+    api: Api
+
+    @property
+    def name(self) -> str:
+        return self.server.server_name
+
+
+@dataclass
+class Federation:
+    a: Institution
+    b: Institution
+    c: Institution  # clinic-c.test: allows everyone, but A and B do not list it
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    root = tmp_path_factory.mktemp("federation")
+    a, b, c = peer("hospital-a.test", "127.0.0.1"), peer("hospital-b.test", "127.0.0.2"), peer("clinic-c.test", "127.0.0.3")
+    network = [a, b, c]
+    ca = ThrowawayCA(root / "ca")
+    servers = [
+        FederatedServer(root / "a", a, network, ca, allow=[b.server_name]),
+        FederatedServer(root / "b", b, network, ca, allow=[a.server_name]),
+        FederatedServer(root / "c", c, network, ca, allow=None),
+    ]
+    try:
+        start_all(servers)
+        yield Federation(*(Institution(s, Api(s.base_url)) for s in servers))
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """Polls until `check()` returns something truthy (federation is asynchronous); a
+    `requests.Response` counts as truthy only with a 2xx status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def history(side: Institution, user: dict[str, Any], room_id: str) -> dict[str, dict[str, Any]]:
+    response = side.api.call("GET", room_path(room_id, "/messages"), token=user["access_token"])
+    return {m["id"]: m for m in response.json()["messages"]} if response.status_code == 200 else {}
+
+
+def join_direct(side: Institution, user: dict[str, Any], room_id: str) -> None:
+    """Accepts a direct-chat invite through the API (a join over federation)."""
+    response = side.api.call("POST", room_path(room_id, "/participants"), token=user["access_token"], json={"user_id": user["user_id"]})
+    assert response.status_code in (200, 201), response.text
+
+
+def test_direct_chat_across_servers(federation: Federation) -> None:
+    a, b = federation.a, federation.b
+    alice, bob = a.api.register(), b.api.register()
+
+    added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": bob["user_id"]})
+    assert added.status_code == 201, added.text
+    assert added.json()["contact"]["id"] == bob["user_id"]
+
+    room = create_room(a.api, alice["access_token"], type="direct", participants=[bob["user_id"]])["id"]
+    invited = eventually(lambda: b.api.call("GET", room_path(room), token=bob["access_token"]), what="the invite on B")
+    assert invited.status_code == 200, invited.text
+    assert {k: invited.json()[k] for k in ("type", "membership", "created_by")} == {"type": "direct", "membership": "invite", "created_by": alice["user_id"]}
+    join_direct(b, bob, room)
+    joined = b.api.call("GET", room_path(room), token=bob["access_token"]).json()
+    assert joined["type"] == "direct" and {p["id"] for p in joined["participants"]} == {alice["user_id"], bob["user_id"]}
+    # The same DM is found again from B's side, not a second room made.
+    again = b.api.call("POST", "/api/chat/rooms", token=bob["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    assert again.status_code == 200 and again.json()["id"] == room, again.text
+
+    hello = send(a.api, alice, room, content="Referral for bed 7")
+    answer = eventually(lambda: hello["id"] in history(b, bob, room) and history(b, bob, room)[hello["id"]], what="A's message on B")
+    assert answer["content"] == "Referral for bed 7" and answer["sender"]["id"] == alice["user_id"]
+
+    reply = b.api.call("POST", msg_path(room, hello["id"], "/reply"), token=bob["access_token"], json={"content": "Accepted, send the notes"})
+    assert reply.status_code == 201, reply.text
+    reply_id = reply.json()["id"]
+    on_a = eventually(lambda: history(a, alice, room).get(reply_id), what="B's reply on A")
+    assert on_a["reply_to"] == hello["id"] and on_a["content"] == "Accepted, send the notes"
+
+    edited = a.api.call("PUT", msg_path(room, hello["id"]), token=alice["access_token"], json={"content": "Referral for bed 8"})
+    assert edited.status_code == 200, edited.text
+    eventually(lambda: history(b, bob, room)[hello["id"]]["content"] == "Referral for bed 8", what="the edit on B")
+    assert history(b, bob, room)[hello["id"]]["is_edited"] is True
+
+    reacted = b.api.call("POST", msg_path(room, hello["id"], "/reactions"), token=bob["access_token"], json={"key": "👍"})
+    assert reacted.status_code in (200, 201), reacted.text
+    eventually(lambda: history(a, alice, room)[hello["id"]]["reactions"] == [{"key": "👍", "count": 1, "reacted_by_me": False}], what="the reaction on A")
+
+    doomed = send(b.api, bob, room, content="wrong patient, ignore")
+    eventually(lambda: doomed["id"] in history(a, alice, room), what="B's message on A")
+    assert b.api.call("DELETE", msg_path(room, doomed["id"]), token=bob["access_token"]).status_code in (200, 204)
+    eventually(lambda: history(a, alice, room)[doomed["id"]]["is_deleted"], what="the deletion on A")
+    assert history(a, alice, room)[doomed["id"]]["content"] is None
+
+    # Read receipts travel too: B marks A's message read; A's sender sees it as read.
+    read = b.api.call("POST", f"/api/chat/messages/{quote(hello['id'])}/mark-read", token=bob["access_token"])
+    assert read.status_code in (200, 204), read.text
+
+    def status_on_a() -> bool:
+        body = a.api.call("GET", f"/api/chat/messages/{quote(hello['id'])}/status", token=alice["access_token"]).json()
+        return body.get("status") == "read" and {"user_id": bob["user_id"], "status": "read"} in body["participants"]
+
+    eventually(status_on_a, what="B's read receipt on A")
+    # ... and A reads B's reply.
+    assert a.api.call("POST", f"/api/chat/messages/{quote(reply_id)}/mark-read", token=alice["access_token"]).status_code in (200, 204)
+
+    def status_on_b() -> bool:
+        return b.api.call("GET", f"/api/chat/messages/{quote(reply_id)}/status", token=bob["access_token"]).json().get("status") == "read"
+
+    eventually(status_on_b, what="A's read receipt on B")
+
+    # Each side's Matrix client sees the same conversation.
+    for side, user in ((a, alice), (b, bob)):
+        events = run(nio_timeline(side.server.base_url, user, room))
+        by_id = {e["event_id"]: e for e in events}
+        assert by_id[hello["id"]]["content"]["body"] == "Referral for bed 7"
+        assert by_id[reply_id]["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": hello["id"]}}
+        assert by_id[doomed["id"]]["content"] == {}  # redacted
+        edits = [e for e in events if e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"]
+        assert [e["content"]["m.new_content"]["body"] for e in edits] == ["Referral for bed 8"]
+        reactions = [e for e in events if e["type"] == "m.reaction"]
+        assert [(e["sender"], e["content"]["m.relates_to"]["key"]) for e in reactions] == [(bob["user_id"], "👍")]
+
+
+async def nio_timeline(base_url: str, user: dict[str, Any], room_id: str) -> list[dict[str, Any]]:
+    client: AsyncClient = await nio_login(base_url, user["user_id"], user["password"])
+    try:
+        assert isinstance(await client.sync(timeout=0), SyncResponse)
+        assert room_id in client.rooms
+        response = await client.room_messages(room_id, start="", limit=50)
+        assert isinstance(response, RoomMessagesResponse), response
+        return [e.source for e in reversed(response.chunk)]
+    finally:
+        await client.close()
+
+
+# --- the allow-list --------------------------------------------------------------------------
+
+
+def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Federation) -> None:
+    a, c = federation.a, federation.c
+    alice, mallory = a.api.register(), c.api.register()
+
+    # From C: a DM (the API) and a plain invite (Matrix) to A's user are refused by A's Synapse.
+    dm = c.api.call("POST", "/api/chat/rooms", token=mallory["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    assert 400 <= dm.status_code < 500 and dm.json()["errcode"].startswith("M_"), dm.text
+    room = c.api.call("POST", "/_matrix/client/v3/createRoom", token=mallory["access_token"], json={}).json()["room_id"]
+    invite = c.api.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", token=mallory["access_token"], json={"user_id": alice["user_id"]})
+    assert 400 <= invite.status_code < 500, invite.text
+    assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
+
+    # From C: joining A's public room is refused.
+    public = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat"}).json()["room_id"]
+    join = c.api.call("POST", f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}", token=mallory["access_token"], json={})
+    assert 400 <= join.status_code < 500, join.text
+    members = a.api.call("GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]).json()["joined"]
+    assert set(members) == {alice["user_id"]}
+
+    # From A: nothing reaches C. The API's DM is refused when it looks C's user up (Synapse
+    # sends nothing to a server outside its whitelist); a Matrix invite by the module's rule.
+    refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "direct", "participants": [mallory["user_id"]]})
+    assert refused.status_code == 403 and c.name in refused.json()["error"], refused.text
+    added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": mallory["user_id"]})
+    assert added.status_code == 403 and c.name in added.json()["error"], added.text
+    own = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={}).json()["room_id"]
+    native = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(own)}/invite", token=alice["access_token"], json={"user_id": mallory["user_id"]})
+    assert native.status_code == 403 and native.json()["org.medchat.rule"] == "federation_allow_list", native.text
+
+
+def test_module_refuses_to_start_when_synapse_allows_other_servers(tmp_path: Any) -> None:
+    hs = SynapseServer(tmp_path, overrides={"federation_domain_whitelist": ["partner.example", "other.example"]}, module_overrides={"federation_allow_list": ["partner.example"]})
+    code, output = hs.run_until_exit()
+    assert code != 0
+    assert "federation_allow_list" in output and "federation_domain_whitelist" in output and "other.example" in output, output[-2000:]
+
+
+def test_allow_lists_agree_when_they_name_the_same_servers() -> None:
+    check_agreement(None, None, "home.example")
+    check_agreement(["partner.example"], ["partner.example", "home.example"], "home.example")
+    for module_list, synapse_list in ((None, ["partner.example"]), (["partner.example"], None), ([], ["partner.example"])):
+        with pytest.raises(ConfigError, match="federation_domain_whitelist"):
+            check_agreement(module_list, synapse_list, "home.example")
+
+
+# --- verification that travels and the federated directory -----------------------------------
+
+
+def licence_verified(side: Institution, **fields: Any) -> dict[str, Any]:
+    """A new user of `side`, licence-verified by that server's admin."""
+    user = side.api.register(**fields)
+    admin = register_admin(side.server)
+    body = {"level": "license_verified", "registration_body": "General Medical Council", "license_number": "GMC-7012345"}
+    request = side.api.call("POST", "/api/chat/verification/requests", token=user["access_token"], json=body)
+    assert request.status_code == 201, request.text
+    approved = side.api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
+    assert approved.status_code == 200, approved.text
+    return user
+
+
+def federated_search(side: Institution, user: dict[str, Any], q: str, **params: str) -> dict[str, Any]:
+    response = side.api.call("GET", "/api/chat/users/search", token=user["access_token"], params={"q": q, "scope": "federation", **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_attestation_is_published_signed_and_checked(federation: Federation) -> None:
+    a, b = federation.a, federation.b
+    doctor = licence_verified(b, username="dr_attested", full_name="Dr. Attested Osei")
+    alice = a.api.register()
+    profile = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()
+    attestation = profile["org.medchat.attestation"]
+    assert {k: attestation[k] for k in ("user_id", "level", "registration_body")} == {
+        "user_id": doctor["user_id"], "level": "license_verified", "registration_body": "General Medical Council"
+    }
+    assert attestation["expires_ts"] > attestation["issued_ts"] and set(attestation["signatures"]) == {b.name}
+
+    # A case room on A admits B's verified doctor, not B's unverified user.
+    case = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"creation_content": {"type": "org.medchat.case"}}).json()["room_id"]
+    invite = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(case)}/invite", token=alice["access_token"], json={"user_id": doctor["user_id"]})
+    assert invite.status_code == 200, invite.text
+    nobody = b.api.register()
+    refused = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(case)}/invite", token=alice["access_token"], json={"user_id": nobody["user_id"]})
+    assert refused.status_code == 403 and refused.json()["org.medchat.rule"] == "case_room_verified_only", refused.text
+    join_direct(b, doctor, eventually(lambda: case if b.api.call("GET", room_path(case), token=doctor["access_token"]).ok else None, what="the case-room invite on B"))
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda att, key: {**att, "level": "license_verified", "registration_body": "Forged Council"}, id="altered-field"),
+        pytest.param(lambda att, key: resign(att, key, {}), id="signed-with-another-key"),
+        pytest.param(lambda att, key: resign(att, key, {"expires_ts": att["issued_ts"] + 1}), id="expired"),
+        pytest.param(lambda att, key: {k: v for k, v in att.items() if k != "signatures"}, id="unsigned"),
+    ],
+)
+def test_forged_or_expired_attestations_read_as_unverified(federation: Federation, tamper: Callable[[dict[str, Any], Any], dict[str, Any]]) -> None:
+    """B's server is honest; a tampered copy of its attestation (as a malicious peer or a
+    man-in-the-middle would serve it) is checked by A's module code against B's real key."""
+    from signedjson.key import generate_signing_key
+
+    a, b = federation.a, federation.b
+    doctor = licence_verified(b)
+    alice = a.api.register()
+    genuine = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()["org.medchat.attestation"]
+    forged = tamper(genuine, generate_signing_key("forged"))
+    checked = a.api.call("POST", "/api/chat/verification/attestations/check", token=alice["access_token"], json={"attestation": forged})
+    assert checked.status_code == 200, checked.text
+    assert checked.json() == {"user_id": doctor["user_id"], "verification_level": "unverified", "is_verified": False}
+    assert a.api.call("POST", "/api/chat/verification/attestations/check", token=alice["access_token"], json={"attestation": genuine}).json()["is_verified"] is True
+
+
+def resign(attestation: dict[str, Any], key: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    from signedjson.sign import sign_json
+
+    server = attestation["user_id"].split(":", 1)[1]
+    body = {k: v for k, v in attestation.items() if k != "signatures"}
+    signed = sign_json({**body, **changes}, server, key)
+    if not changes:  # same content, other key: keep the key id the server really uses
+        real_key_id = next(iter(attestation["signatures"][server]))
+        signed["signatures"] = {server: {real_key_id: next(iter(signed["signatures"][server].values()))}}
+    return signed
+
+
+def test_federated_search_merges_peers_with_their_home_server(federation: Federation) -> None:
+    a, b, c = federation.a, federation.b, federation.c
+    a.api.register(username="zanele_a", full_name="Dr. Zanele Mokoena")
+    verified = licence_verified(b, username="zanele_b", full_name="Dr. Zanele Dube")
+    b.api.register(username="zanele_unverified", full_name="Dr. Zanele Unverified")
+    alice = a.api.register()
+
+    found = federated_search(a, alice, "Zanele")
+    by_id = {r["id"]: r for r in found["results"]}
+    assert found["peers"] == [{"server": b.name, "status": "ok"}]
+    assert {r["home_server"] for r in found["results"]} == {a.name, b.name}
+    assert by_id[verified["user_id"]]["is_verified"] is True and by_id[verified["user_id"]]["verification_level"] == "license_verified"
+    assert by_id[f"@zanele_unverified:{b.name}"]["is_verified"] is False
+    assert all(r["user"]["email"] is None for r in found["results"] if r["home_server"] == b.name)
+    assert by_id[f"@zanele_a:{a.name}"]["user"]["full_name"] == "Dr. Zanele Mokoena"
+    # The local scope is unchanged: only this server's users.
+    local = a.api.call("GET", "/api/chat/users/search", token=alice["access_token"], params={"q": "Zanele"}).json()
+    assert {r["id"] for r in local["results"]} == {f"@zanele_a:{a.name}"}
+
+    # The peer endpoint answers only signed requests from allowed servers.
+    unsigned = b.api.call("GET", "/_medchat/federation/v1/users/search", params={"q": "Zanele"})
+    assert unsigned.status_code == 401 and unsigned.json()["errcode"].startswith("M_"), unsigned.text
+    # C's allow-list is open, so it has no peers to ask: it searches itself only.
+    mallory = c.api.register()
+    from_c = federated_search(c, mallory, "Zanele")
+    assert from_c["peers"] == [] and all(r["home_server"] == c.name for r in from_c["results"])
+
+    for bad in ({"scope": "galaxy"}, {"cursor": "abc"}):
+        response = a.api.call("GET", "/api/chat/users/search", token=alice["access_token"], params={"q": "Zanele", "scope": "federation", **bad})
+        assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM", response.text
+
+
+def test_a_peer_going_down_is_reported_and_does_not_fail_the_search(federation: Federation) -> None:
+    """Last in this module: it stops server B."""
+    a, b = federation.a, federation.b
+    a.api.register(username="yusuf_a", full_name="Dr. Yusuf Haddad")
+    alice = a.api.register()
+    assert federated_search(a, alice, "Yusuf")["peers"] == [{"server": b.name, "status": "ok"}]
+    b.server.stop()
+    started = time.monotonic()
+    found = federated_search(a, alice, "Yusuf Haddad")
+    assert time.monotonic() - started < 10
+    assert found["peers"] == [{"server": b.name, "status": "error"}]
+    assert [r["id"] for r in found["results"]] == [f"@yusuf_a:{a.name}"]
+
+    # A peer that accepts the connection but never answers is cut off after `timeout_seconds`.
+    with socket.socket() as silent:
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind((b.server.peer.address, b.server.peer.federation_port))
+        silent.listen(16)
+        started = time.monotonic()
+        found = federated_search(a, alice, "Dr. Yusuf")
+        assert 1.5 < time.monotonic() - started < 8
+    assert found["peers"] == [{"server": b.name, "status": "timeout"}]
+    assert [r["id"] for r in found["results"]] == [f"@yusuf_a:{a.name}"]
