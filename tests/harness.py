@@ -265,6 +265,18 @@ def register_admin(server: SynapseServer, username: str | None = None) -> dict[s
     return server.register_matrix_user(username or f"admin_{secrets.token_hex(4)}", admin=True)
 
 
+def licence_verified(api: Api, server: SynapseServer, **fields: Any) -> dict[str, Any]:
+    """A new user of `server`, licence-verified by that server's admin through the API."""
+    user = api.register(**fields)
+    admin = register_admin(server)
+    body = {"level": "license_verified", "registration_body": "General Medical Council", "license_number": "GMC-7012345"}
+    request = api.call("POST", "/api/chat/verification/requests", token=user["access_token"], json=body)
+    assert request.status_code == 201, request.text
+    approved = api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
+    assert approved.status_code == 200, approved.text
+    return user
+
+
 async def nio_request(client: AsyncClient, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """A raw Matrix call on a logged-in nio client's session, for endpoints nio has no method for
     (user-directory search, extended profile fields)."""

@@ -20,7 +20,8 @@ from nio import AsyncClient, RoomMessagesResponse, SyncResponse
 from synapse.module_api.errors import ConfigError
 
 from federation import FederatedServer, ThrowawayCA, peer, start_all
-from harness import Api, SynapseServer, nio_login, postgres_admin_url, register_admin, run
+from harness import Api, SynapseServer, nio_login, postgres_admin_url, run
+from harness import licence_verified as verified_user
 from medchat.federation.allowlist import check_agreement
 from test_messages import msg_path, send
 from test_rooms import create_room, room_path
@@ -230,14 +231,7 @@ def test_allow_lists_agree_when_they_name_the_same_servers() -> None:
 
 def licence_verified(side: Institution, **fields: Any) -> dict[str, Any]:
     """A new user of `side`, licence-verified by that server's admin."""
-    user = side.api.register(**fields)
-    admin = register_admin(side.server)
-    body = {"level": "license_verified", "registration_body": "General Medical Council", "license_number": "GMC-7012345"}
-    request = side.api.call("POST", "/api/chat/verification/requests", token=user["access_token"], json=body)
-    assert request.status_code == 201, request.text
-    approved = side.api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
-    assert approved.status_code == 200, approved.text
-    return user
+    return verified_user(side.api, side.server, **fields)
 
 
 def federated_search(side: Institution, user: dict[str, Any], q: str, **params: str) -> dict[str, Any]:
@@ -249,7 +243,7 @@ def federated_search(side: Institution, user: dict[str, Any], q: str, **params: 
 def test_attestation_is_published_signed_and_checked(federation: Federation) -> None:
     a, b = federation.a, federation.b
     doctor = licence_verified(b, username="dr_attested", full_name="Dr. Attested Osei")
-    alice = a.api.register()
+    alice = licence_verified(a)  # only licence-verified practitioners host case rooms
     profile = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()
     attestation = profile["org.medchat.attestation"]
     assert {k: attestation[k] for k in ("user_id", "level", "registration_body")} == {

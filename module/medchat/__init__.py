@@ -27,6 +27,7 @@ from medchat.directory import Directory
 from medchat.federation.allowlist import check_agreement
 from medchat.federation.attestation import Attestations
 from medchat.federation.caserooms import CaseRoomGate
+from medchat.phi.detectors import Guard
 from medchat.federation.directory import FederatedDirectory
 from medchat.api.federation import AttestationServlets, FederationServlets
 from medchat.media.uploads import MediaUploads
@@ -41,6 +42,7 @@ from medchat.rooms import Rooms
 from medchat.rules.callbacks import ContactSpamChecker
 from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
+from medchat.rules.phi_guard import PhiGuard
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
 from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
@@ -85,7 +87,10 @@ class MedChatModule:
         sockets = SocketHub(bridge, config.websocket, status, messages, module_notifications)
 
         ContactSpamChecker(rules, bridge).register(api)
-        CaseRoomGate(bridge, verification.level_of).register(api)
+        case_rooms = CaseRoomGate(bridge, verification.level_of)
+        case_rooms.register(api)
+        phi = config.case_rooms
+        PhiGuard(Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region), case_rooms).register(api)
         api.register_third_party_rules_callbacks(on_profile_update=attestations.on_profile_update)
         federated = FederatedDirectory(config, server, directory, attestations, bridge.server_name)
         api.register_spam_checker_callbacks(

@@ -42,11 +42,19 @@ class FederationDirectoryConfig:
 
 
 @dataclass(frozen=True)
+class CaseRoomConfig:
+    phi_detectors: tuple[str, ...]
+    mrn_patterns: tuple[str, ...]
+    phone_region: str
+
+
+@dataclass(frozen=True)
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
     uploads: dict[str, Any]  # per kind, merged over the schema default by medchat.media.policy
     websocket: WebSocketConfig
+    case_rooms: CaseRoomConfig
     contact_requests: bool
     contact_permissions_default: str
     contact_policy: tuple[dict[str, Any], ...]
@@ -71,6 +79,7 @@ class MedChatConfig:
             raise error
         values = {**_defaults(schema), **raw}
         websocket = {**_defaults(schema["properties"]["websocket"]), **values["websocket"]}
+        case_rooms = {**_defaults(schema["properties"]["case_rooms"]), **values["case_rooms"]}
         federation_directory = {**_defaults(schema["properties"]["federation_directory"]), **values["federation_directory"]}
         return cls(
             roles=tuple(values["roles"]),
@@ -85,5 +94,6 @@ class MedChatConfig:
             verifiers={institution: tuple(users) for institution, users in values["verifiers"].items()},
             uploads=values["uploads"],
             websocket=WebSocketConfig(**websocket),
+            case_rooms=CaseRoomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in case_rooms.items()}),
             federation_directory=FederationDirectoryConfig(**federation_directory),
         )

@@ -218,7 +218,7 @@ ROOM_CREATE_BODY: JsonDict = {
     "additionalProperties": False,
     "required": ["type"],
     "properties": {
-        "type": {"enum": ["direct", "group"]},
+        "type": {"enum": ["direct", "group", "case"]},
         "name": _ROOM_NAME,
         "topic": {"type": "string", "maxLength": 1000},
         "participants": {"type": "array", "items": _USER_ID, "maxItems": 200, "uniqueItems": True},
@@ -228,7 +228,7 @@ ROOM_CREATE_BODY: JsonDict = {
             "if": {"properties": {"type": {"const": "direct"}}},
             "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
         },
-        {"if": {"properties": {"type": {"const": "group"}}}, "then": {"required": ["name"]}},
+        {"if": {"properties": {"type": {"enum": ["group", "case"]}}}, "then": {"required": ["name"]}},
     ],
 }
 

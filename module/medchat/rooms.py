@@ -14,6 +14,7 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
+from medchat.roomtypes import CASE_ROOM
 
 ADMIN_LEVEL = 100
 # Members of a group may talk; only admins (and moderators) may invite, as in most chat apps.
@@ -69,6 +70,10 @@ class Rooms:
             }
             if body.get("topic"):
                 config["topic"] = body["topic"]
+            if body["type"] == "case":
+                # A case room is a Matrix room of MedChat's type, its history for members only.
+                config["creation_content"] = {"type": CASE_ROOM}
+                config["initial_state"] = [{"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}]
             room_id, created = await self._bridge.create_room(caller, config), True
         return created, await self.view(requester, room_id)
 
@@ -146,7 +151,10 @@ class Rooms:
         name = state.get(("m.room.name", ""))
         topic = state.get(("m.room.topic", ""))
         avatar = state.get(("m.room.avatar", ""))
-        room_type = "direct" if await self._is_direct(caller, room_id, state) else "group"
+        if create.content.get("type") == CASE_ROOM:
+            room_type = "case"
+        else:
+            room_type = "direct" if await self._is_direct(caller, room_id, state) else "group"
         display_name = name.content.get("name") if name else None
         if not display_name:
             others = [p["user"]["full_name"] for p in participants if p["id"] != caller]

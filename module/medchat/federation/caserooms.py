@@ -1,8 +1,10 @@
-"""Case rooms are for licence-verified practitioners: a user of another server is invited into
-(or joins) one only with a valid attestation of `license_verified` from their own server.
+"""Case rooms are for licence-verified practitioners: only they may create one, be invited into
+one or join one. A local user's level is their verification; a user of another server needs a
+valid licence attestation from their own server (both answered by `Verification.level_of`).
 
-Checked on invites (any client, API or Matrix) and on every membership event the room accepts,
-so a remote join over federation is refused too. Local users' levels are not gated here.
+Checked in Synapse's callbacks, so it holds for the API, any Matrix client and federation: room
+creation and invites up front (spam checker), and every membership event the room accepts (event
+rules), which also catches a remote join. Synapse skips spam checks for server admins.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from medchat.levels import LICENSE_VERIFIED
 from medchat.roomtypes import CASE_ROOM
 
 RULE = "case_room_verified_only"
+ERRCODE = "ORG_MEDCHAT_CASE_ROOM_REFUSED"
+Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
+
+
+def _refusal(user_id: str, action: str) -> Verdict:
+    message = f"Refused by rule '{RULE}': {user_id} is not a licence-verified practitioner, so may not {action} a case room."
+    return Codes.FORBIDDEN, {"errcode": ERRCODE, "error": message, "org.medchat.rule": RULE}
 
 
 class CaseRoomGate:
@@ -26,24 +35,45 @@ class CaseRoomGate:
         self._level_of = level_of
 
     def register(self, api: ModuleApi) -> None:
-        api.register_spam_checker_callbacks(user_may_invite=self.user_may_invite)
+        api.register_spam_checker_callbacks(
+            user_may_create_room=self.user_may_create_room,
+            user_may_invite=self.user_may_invite,
+            user_may_join_room=self.user_may_join_room,
+        )
         api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
 
-    async def _admits(self, user_id: str) -> bool:
-        return self._bridge.api.is_mine(user_id) or await self._level_of(user_id) == LICENSE_VERIFIED
+    async def _verified(self, user_id: str) -> bool:
+        return await self._level_of(user_id) == LICENSE_VERIFIED
 
-    async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]:
-        state = await self._bridge.room_state(room_id, [("m.room.create", "")])
-        create = state.get(("m.room.create", ""))
-        if create is None or create.content.get("type") != CASE_ROOM or await self._admits(invitee):
+    async def is_case_room(self, room_id: str) -> bool:
+        create = (await self._bridge.room_state(room_id, [("m.room.create", "")])).get(("m.room.create", ""))
+        return create is not None and create.content.get("type") == CASE_ROOM
+
+    async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Verdict:
+        if (room_config.get("creation_content") or {}).get("type") != CASE_ROOM:
             return NOT_SPAM
-        message = f"Refused by rule '{RULE}': {invitee} has no valid licence attestation from their server."
-        return Codes.FORBIDDEN, {"errcode": Codes.FORBIDDEN, "error": message, "org.medchat.rule": RULE}
+        if not await self._verified(user_id):
+            return _refusal(user_id, "create")
+        for invitee in room_config.get("invite") or []:
+            if not await self._verified(invitee):
+                return _refusal(invitee, "be invited to")
+        return NOT_SPAM
+
+    async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Verdict:
+        if not await self.is_case_room(room_id) or await self._verified(invitee):
+            return NOT_SPAM
+        return _refusal(invitee, "be invited to")
+
+    async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Verdict:
+        if not await self.is_case_room(room_id) or await self._verified(user_id):
+            return NOT_SPAM
+        return _refusal(user_id, "join")
 
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, dict | None]:
+        """The last line: no membership join into a case room by an unverified user, whoever sent it."""
         if event.type != "m.room.member" or event.membership != "join":
             return True, None
         create = state_events.get(("m.room.create", ""))
-        if create is None or create.content.get("type") != CASE_ROOM:
-            return True, None
-        return await self._admits(event.state_key), None
+        if create is None or create.content.get("type") != CASE_ROOM or create.sender == event.state_key:
+            return True, None  # the creator was checked when the room was created
+        return await self._verified(event.state_key), None

@@ -1,0 +1,1 @@
+"""Patient-identifier detection for case rooms: pure functions over text, no I/O."""
