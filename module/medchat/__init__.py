@@ -24,6 +24,7 @@ from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.contacts import Contacts
 from medchat.directory import Directory
+from medchat.expiry import REAP_EVERY_MS, Expiry
 from medchat.federation.allowlist import check_agreement
 from medchat.federation.attestation import Attestations
 from medchat.federation.caserooms import CaseRoomGate
@@ -44,6 +45,7 @@ from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.rules.phi_guard import PhiGuard
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
+from medchat.store.expiry import ExpiryStore
 from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
 from medchat.verification import Verification
@@ -83,7 +85,8 @@ class MedChatModule:
         contacts = Contacts(config, bridge, contact_store, profiles, rules, module_notifications)
         rooms = Rooms(bridge)
         status = MessageStatus(bridge, DeliveryStore(api))
-        messages = Messages(bridge, rooms, status)
+        expiry = Expiry(bridge, ExpiryStore(api), config.max_expires_in_seconds)
+        messages = Messages(bridge, rooms, status, expiry)
         sockets = SocketHub(bridge, config.websocket, status, messages, module_notifications)
 
         ContactSpamChecker(rules, bridge).register(api)
@@ -110,6 +113,7 @@ class MedChatModule:
             RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), module_notifications)),
         ]
         api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)
+        api.looping_background_call(expiry.reap, REAP_EVERY_MS)
         api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
         api.register_web_resource("/_medchat/federation", FederationServlets(server, federated).resource(bridge))
 

@@ -119,6 +119,10 @@ class SynapseBridge:
         allowed = self._hs.config.federation.federation_domain_whitelist
         return None if allowed is None else list(allowed)
 
+    def requester_for(self, user_id: str) -> Requester:
+        """Acting as a local user from a background task (no request, no device)."""
+        return create_requester(UserID.from_string(user_id))
+
     def now_ms(self) -> int:
         return self._clock.time_msec()
 

@@ -55,6 +55,7 @@ class MedChatConfig:
     uploads: dict[str, Any]  # per kind, merged over the schema default by medchat.media.policy
     websocket: WebSocketConfig
     case_rooms: CaseRoomConfig
+    max_expires_in_seconds: int
     contact_requests: bool
     contact_permissions_default: str
     contact_policy: tuple[dict[str, Any], ...]
@@ -94,6 +95,7 @@ class MedChatConfig:
             verifiers={institution: tuple(users) for institution, users in values["verifiers"].items()},
             uploads=values["uploads"],
             websocket=WebSocketConfig(**websocket),
+            max_expires_in_seconds=values["max_expires_in_seconds"],
             case_rooms=CaseRoomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in case_rooms.items()}),
             federation_directory=FederationDirectoryConfig(**federation_directory),
         )

@@ -14,7 +14,8 @@ from typing import Any
 from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
-from medchat.models import MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
+from medchat.expiry import Expiry
+from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
 from medchat.realtime.status import MessageStatus
 from medchat.rooms import Rooms
 
@@ -28,10 +29,11 @@ def _message_not_found() -> SynapseError:
 
 
 class Messages:
-    def __init__(self, bridge: SynapseBridge, rooms: Rooms, status: MessageStatus):
+    def __init__(self, bridge: SynapseBridge, rooms: Rooms, status: MessageStatus, expiry: Expiry):
         self._bridge = bridge
         self._rooms = rooms
         self._status = status
+        self._expiry = expiry
         # Synapse dedupes a transaction id only once the first event is persisted; this makes a
         # concurrent retry wait for the first attempt instead of racing it.
         self._txn_lock = bridge.linearizer("medchat_send_txn")
@@ -102,9 +104,15 @@ class Messages:
         """Text, or a media message pointing at an `mxc://` of this server. Idempotent per id."""
         await self._rooms.require_member(room_id, requester.user.to_string())
         content = self._content(body)
+        expires_ts = self._expiry.expires_at(body["expires_in"]) if "expires_in" in body else None
         if body.get("reply_to"):
             content = await self._as_reply(requester, room_id, body["reply_to"], content)
-        return await self._send(requester, room_id, content, client_msg_id)
+        if expires_ts is not None:
+            content[EXPIRES_AT] = expires_ts
+        model = await self._send(requester, room_id, content, client_msg_id)
+        if expires_ts is not None:
+            await self._expiry.track(model["id"], room_id, requester.user.to_string(), expires_ts)
+        return model
 
     async def reply(self, requester: Any, room_id: str, event_id: str, body: JsonDict, client_msg_id: str | None) -> JsonDict:
         return await self.send(requester, room_id, {"content": body["content"], "reply_to": event_id}, client_msg_id)

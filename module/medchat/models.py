@@ -13,6 +13,9 @@ from medchat.levels import UNVERIFIED, is_verified
 
 JsonDict = dict[str, Any]
 
+# Disappearing messages carry their expiry (ms) in the event content, for every client to see.
+EXPIRES_AT = "org.medchat.expires_at"
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -267,6 +270,7 @@ MESSAGE_SEND_BODY: JsonDict = {
         "duration": {"type": "integer", "minimum": 0},
         "reply_to": {"type": "string", "pattern": "^\\$", "maxLength": 255},
         "client_msg_id": _CLIENT_MSG_ID,
+        "expires_in": {"type": "integer"},
     },
 }
 
@@ -371,6 +375,7 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         "is_edited": edited_at is not None,
         "edited_at": edited_at,
         "is_deleted": deleted,
+        "expires_at": iso(original[EXPIRES_AT]) if isinstance(original.get(EXPIRES_AT), int) else None,
         "reactions": list(counts.values()),
         "status": "sent",
         "created_at": iso(event["origin_server_ts"]),

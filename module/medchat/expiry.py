@@ -1,0 +1,45 @@
+"""Disappearing messages: `expires_in` on send, redacted at expiry by one background process.
+
+The expiry is in the event itself (`org.medchat.expires_at`, ms), so every client can show it; the
+module's table drives the redaction and survives restarts. The reaper runs only on the process
+that runs Synapse's background tasks (`run_background_tasks_on`), so exactly once in a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.store.expiry import Expiring, ExpiryStore
+
+logger = logging.getLogger(__name__)
+
+REAP_EVERY_MS = 1000
+_BATCH = 100
+
+
+class Expiry:
+    def __init__(self, bridge: SynapseBridge, store: ExpiryStore, max_seconds: int):
+        self._bridge = bridge
+        self._store = store
+        self._max_seconds = max_seconds
+
+    def expires_at(self, expires_in: int) -> int:
+        """The expiry time for a message sent now; 400 outside 1..max_expires_in_seconds."""
+        if not 1 <= expires_in <= self._max_seconds:
+            raise SynapseError(400, f"Invalid field expires_in: give 1 to {self._max_seconds} seconds", "M_INVALID_PARAM")
+        return self._bridge.now_ms() + expires_in * 1000
+
+    async def track(self, event_id: str, room_id: str, sender: str, expires_ts: int) -> None:
+        await self._store.add(Expiring(event_id, room_id, sender, expires_ts))
+
+    async def reap(self) -> None:
+        """Redacts every message whose time has come, as its sender would."""
+        for message in await self._store.due(self._bridge.now_ms(), _BATCH):
+            try:
+                await self._bridge.redact(self._bridge.requester_for(message.sender), message.room_id, message.event_id, "expired")
+            except SynapseError as e:  # e.g. the sender left: nothing more to do for it
+                logger.warning("MedChat: could not redact expired message %s: %s", message.event_id, e)
+            await self._store.remove(message.event_id)
