@@ -287,24 +287,36 @@ async def nio_request(client: AsyncClient, method: str, path: str, body: Any = N
     return response.status, await response.json()
 
 
-def query_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows from the server's database (`?` placeholders), to check what has no API yet."""
+def _connect_db(server: SynapseServer) -> tuple[Any, bool]:
+    """A connection to the server's database, and whether it is PostgreSQL."""
     if server.database_url:
         import psycopg2
 
-        conn = psycopg2.connect(server.database_url)
-        sql = sql.replace("?", "%s")
-    else:
-        import sqlite3
+        return psycopg2.connect(server.database_url), True
+    import sqlite3
 
-        conn = sqlite3.connect(server.workdir / "homeserver.db")
+    return sqlite3.connect(server.workdir / "homeserver.db"), False
+
+
+def query_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the server's database (`?` placeholders), to check what has no API yet."""
+    conn, postgres = _connect_db(server)
     try:
         cur = conn.cursor()
-        cur.execute(sql, args)
+        cur.execute(sql.replace("?", "%s") if postgres else sql, args)
         return list(cur.fetchall())
     finally:
         conn.close()
 
+
+def execute_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> None:
+    """Writes straight into the server's database, as an attacker with database access would."""
+    conn, postgres = _connect_db(server)
+    try:
+        conn.cursor().execute(sql.replace("?", "%s") if postgres else sql, args)
+        conn.commit()
+    finally:
+        conn.close()
 
 def shared_room(api: Api, owner: dict[str, Any], *members: dict[str, Any]) -> str:
     """A private room made with the native Matrix API, `members` invited and joined."""

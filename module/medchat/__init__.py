@@ -12,6 +12,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 
 from medchat.accounts import Accounts
+from medchat.api.admin import AdminServlets
 from medchat.api import build_api_resource
 from medchat.api.contacts import ContactServlets
 from medchat.api.messages import MessageServlets
@@ -20,6 +21,7 @@ from medchat.api.rooms import RoomServlets
 from medchat.api.upload import UploadServlets
 from medchat.api.users import UserServlets
 from medchat.api.verification import VerificationServlets
+from medchat.audit import Audit
 from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.contacts import Contacts
@@ -45,6 +47,7 @@ from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.rules.phi_guard import PhiGuard
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
+from medchat.store.audit import AuditStore
 from medchat.store.expiry import ExpiryStore
 from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
@@ -71,13 +74,14 @@ class MedChatModule:
         profiles = ProfileStore(api)
         mirror = ProfileMirror(bridge, profiles)
         module_notifications = NotificationStore(api)
+        audit = Audit(bridge, AuditStore(api, bridge.database_engine))
         server = ServerBridge(api)
         verification_store = VerificationStore(api)
         attestations = Attestations(bridge, server, profiles, verification_store)
         verification = Verification(
-            config, bridge, verification_store, profiles, mirror, module_notifications, remote_level=attestations.remote_level
+            config, bridge, verification_store, profiles, mirror, module_notifications, audit.store, remote_level=attestations.remote_level
         )
-        accounts = Accounts(config, bridge, profiles, mirror, verification)
+        accounts = Accounts(config, bridge, profiles, mirror, verification, audit)
         directory_store = DirectoryStore(api, bridge.database_engine)
         directory = Directory(config, bridge, accounts, directory_store, verification)
         contact_store = ContactStore(api)
@@ -99,17 +103,18 @@ class MedChatModule:
         api.register_spam_checker_callbacks(
             check_username_for_spam=DirectoryRules(directory, directory_store).check_username_for_spam
         )
-        api.register_third_party_rules_callbacks(on_profile_update=mirror.on_profile_update)
+        api.register_third_party_rules_callbacks(on_profile_update=mirror.on_profile_update, on_new_event=audit.on_new_event)
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
 
         features = [
+            AdminServlets(api, audit),
             UserServlets(bridge, accounts, directory, federated),
             AttestationServlets(api, attestations),
             VerificationServlets(api, verification),
             ContactServlets(api, contacts, rules),
             RoomServlets(api, rooms),
             MessageServlets(api, messages),
-            UploadServlets(api, MediaUploads(bridge, config.uploads)),
+            UploadServlets(api, MediaUploads(bridge, config.uploads, audit)),
             RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), module_notifications)),
         ]
         api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)

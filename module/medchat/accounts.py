@@ -11,6 +11,7 @@ from typing import Any
 
 from synapse.module_api.errors import SynapseError
 
+from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.levels import UNVERIFIED
@@ -33,12 +34,14 @@ class Accounts:
         profiles: ProfileStore,
         mirror: ProfileMirror,
         verification: Verification,
+        audit: Audit,
     ):
         self._config = config
         self._bridge = bridge
         self._profiles = profiles
         self._mirror = mirror
         self._verification = verification
+        self._audit = audit
 
     def check_role(self, role: str) -> None:
         if role not in self._config.roles:
@@ -185,4 +188,6 @@ class Accounts:
             await self._bridge.set_avatar(user_id, body["profile_image"] or "")
         await self._profiles.update(user_id, body, self._bridge.now_ms())
         await self._mirror.sync(user_id)
+        if editor != user_id:
+            await self._audit.record(editor, "profile.admin_edit", user_id, {"fields": sorted(body)})
         return await self.view(user_id, show_email=True)

@@ -20,6 +20,8 @@ from medchat.levels import LEVELS, UNVERIFIED, check_level, is_verified, rank
 from medchat.mirror import ProfileMirror
 from medchat.models import JsonDict, iso
 from medchat.store import ProfileStore, VerificationStore
+from medchat.store.audit import AuditStore
+from medchat.store.audit import append_txn as append_audit_txn
 from medchat.store.notifications import NotificationStore, add_notification_txn
 from medchat.store.profiles import get_profile_txn
 from medchat.store.verification import (
@@ -77,6 +79,7 @@ class Verification:
         profiles: ProfileStore,
         mirror: ProfileMirror,
         notifications: NotificationStore,
+        audit: AuditStore,
         remote_level: Callable[[str], Awaitable[str]] | None = None,
     ):
         self._config = config
@@ -85,6 +88,7 @@ class Verification:
         self._profiles = profiles
         self._mirror = mirror
         self._notifications = notifications
+        self._audit = audit
         self._remote_level = remote_level
 
     async def level_of(self, user_id: str) -> str:
@@ -180,6 +184,8 @@ class Verification:
             record_txn(t, LogEntry(request.user_id, request_id, status, verifier, before, after, reason, now))
             payload = {"request_id": request_id, "status": status, "level": after, "reason": reason, "decided_by": verifier}
             add_notification_txn(t, request.user_id, NOTIFICATION_TYPE, payload, now)
+            append_audit_txn(t, self._audit.engine, now, verifier, f"verification.{status}", request.user_id,
+                             {"request_id": request_id, "level_before": before, "level_after": after, "reason": reason}, None)
             return get_request_txn(t, request_id)  # type: ignore[return-value]
 
         request = await self._store.get(request_id)

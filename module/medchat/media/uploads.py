@@ -9,6 +9,7 @@ from typing import Any
 
 from synapse.module_api.errors import SynapseError
 
+from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
 from medchat.media.body import FileRange
 from medchat.media.policy import KindRules, upload_rules
@@ -26,9 +27,10 @@ _TYPE_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif",
 
 
 class MediaUploads:
-    def __init__(self, bridge: SynapseBridge, configured: dict[str, Any]):
+    def __init__(self, bridge: SynapseBridge, configured: dict[str, Any], audit: Audit):
         self._bridge = bridge
         self._rules = upload_rules(configured)
+        self._audit = audit
 
     def rules(self, kind: str) -> KindRules:
         """The rules of an upload kind; 404 for a kind that does not exist."""
@@ -81,6 +83,7 @@ class MediaUploads:
         if uploader != user_id and not await self._bridge.api.is_user_admin(user_id):
             raise SynapseError(403, "Only the uploader or an admin may delete this file.", "M_FORBIDDEN")
         await self._bridge.delete_local_media(file_id)
+        await self._audit.record(user_id, "media.deleted", file_id, {"uploader": uploader})
 
 
 def _refine(sniffed: str, declared_type: str | None, file_name: str | None) -> str:

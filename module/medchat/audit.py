@@ -1,0 +1,79 @@
+"""The audit trail: who did what, when and from where, tamper-evident (a hash chain).
+
+Written in the same transaction as the module's own writes (verification decisions), on the code
+path that performs an action (admin profile edits, media deletions), and for case-room membership,
+edits and deletions from Synapse's `on_new_event` — which runs after the event is persisted, so a
+crash in between could lose that entry (the event itself stays in the room's history).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.module_api.errors import SynapseError
+
+from medchat.bridge import SynapseBridge
+from medchat.models import JsonDict, iso
+from medchat.roomtypes import CASE_ROOM
+from medchat.store.audit import GENESIS, AuditEntry, AuditStore, broken_link
+
+_VERIFY_BATCH = 1000
+
+
+def entry_json(entry: AuditEntry) -> JsonDict:
+    return {
+        "seq": entry.seq,
+        "at": iso(entry.ts),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "details": entry.details,
+        "origin": entry.origin,
+        "hash": entry.hash,
+    }
+
+
+class Audit:
+    def __init__(self, bridge: SynapseBridge, store: AuditStore):
+        self._bridge = bridge
+        self.store = store
+
+    async def record(self, actor: str, action: str, target: str | None, details: JsonDict, origin: str | None = None) -> None:
+        await self.store.append(self._bridge.now_ms(), actor, action, target, details, origin)
+
+    async def _require_admin(self, user_id: str) -> None:
+        if not await self._bridge.api.is_user_admin(user_id):
+            raise SynapseError(403, "Only server admins may read the audit trail.", "M_FORBIDDEN")
+
+    async def page(self, caller: str, filters: dict[str, Any], before: int | None, limit: int) -> JsonDict:
+        await self._require_admin(caller)
+        entries = await self.store.page(filters, before, limit)
+        return {"entries": [entry_json(e) for e in entries], "next_cursor": str(entries[-1].seq) if len(entries) == limit else None}
+
+    async def verify(self, caller: str) -> JsonDict:
+        """Recomputes the whole chain; reports the first entry whose link does not hold."""
+        await self._require_admin(caller)
+        prev, seq, checked = GENESIS, 1, 0
+        while True:
+            batch = await self.store.chain(seq - 1, _VERIFY_BATCH)
+            broken, prev, seq = broken_link(batch, prev, seq)
+            if broken is not None:
+                return {"ok": False, "entries_checked": broken - 1, "first_broken_seq": broken}
+            checked += len(batch)
+            if len(batch) < _VERIFY_BATCH:
+                return {"ok": True, "entries_checked": checked, "first_broken_seq": None}
+
+    async def on_new_event(self, event: Any, state_events: Any) -> None:
+        """Case-room membership changes, edits and deletions, whichever client made them."""
+        create = state_events.get(("m.room.create", ""))
+        if create is None or create.content.get("type") != CASE_ROOM:
+            return
+        if event.type == "m.room.member":
+            action, target, details = "case_room.membership", event.state_key, {"membership": event.content.get("membership")}
+        elif event.type == "m.room.redaction":
+            action, target, details = "case_room.message_deleted", event.redacts or event.content.get("redacts"), {}
+        elif event.type == "m.room.message" and (event.content.get("m.relates_to") or {}).get("rel_type") == "m.replace":
+            action, target, details = "case_room.message_edited", event.content["m.relates_to"].get("event_id"), {}
+        else:
+            return
+        await self.record(event.sender, action, target, {"room_id": event.room_id, "event_id": event.event_id, **details})

@@ -1,0 +1,47 @@
+"""The audit trail: recorded actions, admin-only reading, and a chain that catches a direct edit."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from harness import Api, execute_db, expect_error, licence_verified, register_admin
+
+
+def audit(api: Api, admin: dict, query: str = "") -> dict:
+    response = api.call("GET", "/api/admin/audit" + query, token=admin["access_token"])
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_actions_are_recorded_and_only_admins_read_them(api: Api, server) -> None:
+    admin = register_admin(server)
+    doctor = licence_verified(api, server)  # an admin's approval: a verification decision
+    user = api.register()
+    edited = api.call("PUT", f"/api/chat/users/{quote(user['user_id'])}", token=admin["access_token"], json={"bio": "fixed by admin"})
+    assert edited.status_code == 200, edited.text
+
+    decisions = audit(api, admin, f"?action=verification.approved&target={quote(doctor['user_id'])}")["entries"]
+    assert len(decisions) == 1 and decisions[0]["details"]["level_after"] == "license_verified"
+    edits = audit(api, admin, f"?action=profile.admin_edit&target={quote(user['user_id'])}")["entries"]
+    assert [(e["actor"], e["details"]["fields"]) for e in edits] == [(admin["user_id"], ["bio"])]
+
+    # Case-room membership is recorded whichever client made it.
+    room = api.call("POST", "/api/chat/rooms", token=doctor["access_token"], json={"type": "case", "name": "Audit case"}).json()["id"]
+    joins = audit(api, admin, f"?action=case_room.membership&actor={quote(doctor['user_id'])}")["entries"]
+    assert any(e["details"]["room_id"] == room for e in joins)
+
+    expect_error(api.call("GET", "/api/admin/audit", token=user["access_token"]), 403, "M_FORBIDDEN")
+    expect_error(api.call("GET", "/api/admin/audit/verify", token=user["access_token"]), 403, "M_FORBIDDEN")
+    expect_error(api.call("GET", "/api/admin/audit?since=yesterday", token=admin["access_token"]), 400, "M_INVALID_PARAM")
+
+
+def test_verify_catches_a_direct_database_edit(api: Api, server) -> None:
+    admin = register_admin(server)
+    licence_verified(api, server)
+    verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
+    assert verdict["ok"] and verdict["first_broken_seq"] is None and verdict["entries_checked"] >= 1
+
+    newest = audit(api, admin, "?limit=1")["entries"][0]["seq"]
+    execute_db(server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", ("@someone_else:medchat.test", newest))
+    verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
+    assert (verdict["ok"], verdict["first_broken_seq"]) == (False, newest)
