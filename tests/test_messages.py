@@ -189,3 +189,31 @@ def test_message_bad_input_and_access(api: Api, chat: dict[str, Any]) -> None:
     # A message id from another room is not found through this room.
     own_room = create_room(api, outsider, type="group", name="Mallory's")["id"]
     expect_error(api.call("GET", msg_path(own_room, message["id"]), token=outsider), 404, "M_NOT_FOUND")
+
+
+def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[str, Any]) -> None:
+    alice, bob, room = chat["alice"], chat["bob"], chat["room"]
+    sent = [send(api, alice, room, content=("sepsis " * (i % 3 + 1)) + f"bundle note {i}")["id"] for i in range(7)]
+    edited = api.call("PUT", msg_path(room, sent[0]), token=alice["access_token"], json={"content": "sepsis bundle revised"})
+    assert edited.status_code == 200, edited.text
+    assert api.call("DELETE", msg_path(room, sent[1]), token=alice["access_token"]).status_code == 200
+
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(5):
+        query = "/messages/search?q=sepsis&limit=3" + (f"&cursor={quote(cursor)}" if cursor else "")
+        page = api.call("GET", room_path(room, query), token=bob["access_token"])
+        assert page.status_code == 200, page.text
+        assert len(page.json()["messages"]) <= 3
+        seen += page.json()["messages"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    ids = [m["id"] for m in seen]
+    # Every live original once: not the edit event (its original carries it), not the deleted one.
+    assert sorted(ids) == sorted(sent[:1] + sent[2:])
+    ranks = [m["rank"] for m in seen]
+    assert ranks == sorted(ranks, reverse=True)
+    assert next(m for m in seen if m["id"] == sent[0])["content"] == "sepsis bundle revised"
+    expect_error(api.call("GET", room_path(room, "/messages/search?q=sepsis&cursor=nonsense"), token=bob["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(api.call("GET", room_path(room, "/messages/search?q=sepsis"), token=chat["mallory"]["access_token"]), 404, "M_NOT_FOUND")

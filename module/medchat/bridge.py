@@ -31,6 +31,7 @@ from synapse.logging.context import make_deferred_yieldable, run_in_background
 from twisted.internet import defer
 from twisted.internet import error as twisted_error
 from synapse.events import EventBase
+from synapse.events.utils import FilteredEvent
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
@@ -40,12 +41,15 @@ from synapse.push.mailer import Mailer
 from synapse.rest.client.login import LoginRestServlet
 from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
 from synapse.storage.database import LoggingTransaction, make_conn, make_in_list_sql_clause
+from synapse.storage.databases.main.events_worker import EventRedactBehaviour
+from synapse.storage.databases.main.search import _parse_query_for_sqlite
 from synapse.storage.engines import PostgresEngine
 from synapse.storage.engines._base import IsolationLevel
 from synapse.streams.config import PaginationConfig
 from synapse.types import JsonDict, Requester, StreamToken, UserID, create_requester
 from synapse.util.async_helpers import Linearizer, timeout_deferred
 from synapse.util.threepids import canonicalise_email, validate_email
+from synapse.visibility import filter_and_transform_events_for_client
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,20 @@ T = TypeVar("T")
 
 SYNAPSE_VERSION: str = synapse.__version__
 _SESSION_KEYS = ("user_id", "device_id", "access_token", "refresh_token", "expires_in_ms")
+
+
+_SEARCH_ROUNDS = 5  # extra pages fetched when Synapse's visibility filter hides hits
+
+
+def _search_cursor(cursor: str | None) -> tuple[float, int] | None:
+    """A search cursor is the (rank, stream ordering) of the last hit the previous page consumed."""
+    if cursor is None:
+        return None
+    rank, _, stream = cursor.partition(":")
+    try:
+        return float(rank), int(stream)
+    except ValueError:
+        raise SynapseError(400, "Invalid field cursor: not a search cursor.", Codes.INVALID_PARAM)
 
 
 class SynapseBridge:
@@ -498,24 +516,85 @@ class SynapseBridge:
 
         return await self._store.db_pool.runInteraction("medchat_annotations", txn)
 
-    async def search_room(self, requester: Requester, room_id: str, term: str, batch: str | None, limit: int) -> JsonDict:
-        """Synapse's server-side full-text search, ranked, restricted to one room."""
-        criteria = {
-            "search_categories": {
-                "room_events": {
-                    "search_term": term,
-                    "order_by": "rank",
-                    "filter": {"rooms": [room_id], "types": [EventTypes.Message], "limit": limit},
-                }
+    async def search_room(
+        self, requester: Requester, room_id: str, term: str, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[float, JsonDict]], int, str | None]:
+        """Ranked full-text search over one room's messages, on Synapse's own search index.
+
+        Synapse's /search ranks by loading up to 500 matching events, filtering and highlighting
+        all of them, and cannot page a ranked search. This asks the same `event_search` index for
+        one page only (keyset on rank, then stream order), leaves out edits (their originals
+        carry the bundled edit), and runs Synapse's visibility filter on that page alone.
+        Returns ([(rank, serialized event)], total matches, next cursor or None).
+        """
+        after = _search_cursor(cursor)
+        user_id = requester.user.to_string()
+        page: list[tuple[float, FilteredEvent]] = []
+        total, next_cursor = 0, None
+        for _ in range(_SEARCH_ROUNDS):
+            rows, total = await self._store.db_pool.runInteraction(
+                "medchat_search_room", self._search_txn, room_id, term, after, limit + 1
+            )
+            events = await self._store.get_events_as_list([r[1] for r in rows], redact_behaviour=EventRedactBehaviour.block)
+            visible = {
+                f.event.event_id: f
+                for f in await filter_and_transform_events_for_client(self._hs.get_storage_controllers(), user_id, events)
             }
-        }
-        try:
-            result = await self._hs.get_search_handler().search(requester, criteria, batch)
-        except SynapseError as e:
-            if e.code == 400 and batch is not None:
-                raise SynapseError(400, "Invalid field cursor: not a search batch token.", Codes.INVALID_PARAM)
-            raise
-        return result["search_categories"]["room_events"]
+            for rank, event_id, stream in rows:
+                if len(page) == limit:
+                    next_cursor = f"{after[0]!r}:{after[1]}" if after else None
+                    break
+                after = (rank, stream)
+                if event_id in visible:
+                    page.append((rank, visible[event_id]))
+            if next_cursor or len(rows) <= limit:
+                break
+        aggregations = await self._hs.get_relations_handler().get_bundled_aggregations([f for _, f in page], user_id)
+        serializer = self._hs.get_event_client_serializer()
+        serialized = await serializer.serialize_events(
+            [f for _, f in page], self._clock.time_msec(), bundle_aggregations=aggregations,
+            config=await serializer.create_config(requester=requester),
+        )
+        return [(rank, event) for (rank, _), event in zip(page, serialized)], total, next_cursor
+
+    def _search_txn(
+        self, txn: LoggingTransaction, room_id: str, term: str, after: tuple[float, int] | None, limit: int
+    ) -> tuple[list[tuple[float, str, int]], int]:
+        if isinstance(self._store.database_engine, PostgresEngine):
+            query = term
+            matches = """
+                SELECT ts_rank_cd(vector, q)::float8 AS rank, event_id, stream_ordering
+                FROM event_search, websearch_to_tsquery('english', ?) q
+                WHERE vector @@ q AND room_id = ? AND key = 'content.body'
+            """
+        else:
+            query = _parse_query_for_sqlite(term)[0]
+            if not query:
+                return [], 0
+            # matchinfo() must stay in a plain query over the FTS table: no join, no window.
+            matches = """
+                SELECT m.rank, m.event_id, e.stream_ordering FROM (
+                    SELECT rank(matchinfo(event_search)) AS rank, event_id FROM event_search
+                    WHERE value MATCH ? AND room_id = ? AND key = 'content.body'
+                ) AS m JOIN events e ON e.event_id = m.event_id
+            """
+        hits = f"""
+            SELECT rank, event_id, stream_ordering, count(*) OVER () AS total FROM ({matches}) AS matches
+            WHERE NOT EXISTS (SELECT 1 FROM event_relations r WHERE r.event_id = matches.event_id AND r.relation_type = ?)
+        """
+        sql = f"SELECT rank, event_id, stream_ordering, total FROM ({hits}) AS hits"
+        args: list[Any] = [query, room_id, RelationTypes.REPLACE]
+        if after is not None:
+            sql += " WHERE rank < ? OR (rank = ? AND stream_ordering < ?)"
+            args += [after[0], after[0], after[1]]
+        txn.execute(sql + " ORDER BY rank DESC, stream_ordering DESC LIMIT ?", (*args, limit))
+        rows = txn.fetchall()
+        if rows:
+            return [(float(r[0]), r[1], int(r[2])) for r in rows], int(rows[0][3])
+        if after is None:
+            return [], 0
+        txn.execute(f"SELECT count(*) FROM ({hits}) AS hits", (query, room_id, RelationTypes.REPLACE))
+        return [], int(txn.fetchone()[0])
 
     async def unread_count(self, room_id: str, user_id: str) -> int:
         """Notifying events after the user's read receipt, as /sync's `unread_notifications`."""

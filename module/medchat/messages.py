@@ -52,16 +52,15 @@ class Messages:
         return (await self._models(requester, room_id, [await self._event(requester, room_id, event_id)]))[0]
 
     async def search(self, requester: Any, room_id: str, term: str, limit: int, cursor: str | None) -> JsonDict:
-        """Synapse's ranked full-text search over this room only."""
+        """Ranked full-text search over this room only, on Synapse's search index."""
         if not term.strip() or len(term) > 200:
             raise SynapseError(400, "Invalid field q: 1 to 200 characters.", "M_INVALID_PARAM")
         await self._rooms.require_member(room_id, requester.user.to_string())
-        found = await self._bridge.search_room(requester, room_id, term, cursor, limit)
-        hits = [r for r in found.get("results", []) if not is_edit(r["result"])]
-        models = await self._models(requester, room_id, [r["result"] for r in hits])
-        for model, hit in zip(models, hits):
-            model["rank"] = hit.get("rank")
-        return {"messages": models, "count": found.get("count"), "next_cursor": found.get("next_batch")}
+        hits, count, next_cursor = await self._bridge.search_room(requester, room_id, term, cursor, limit)
+        models = await self._models(requester, room_id, [event for _, event in hits])
+        for model, (rank, _) in zip(models, hits):
+            model["rank"] = rank
+        return {"messages": models, "count": count, "next_cursor": next_cursor}
 
     async def _event(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
         """A visible `m.room.message` of this room that is not itself an edit; 404 otherwise."""
