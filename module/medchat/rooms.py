@@ -10,14 +10,16 @@ participant roles map to power levels: `admin` is power level 100 (or a room-v12
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, SPACE, STUDY_GROUP
-from medchat.studygroups import StudyGroups
+
+if TYPE_CHECKING:  # studygroups uses this module's not_found
+    from medchat.studygroups import StudyGroups
 
 ADMIN_LEVEL = 100
 # Members of a group may talk; only admins (and moderators) may invite, as in most chat apps.

@@ -23,6 +23,7 @@ from synapse.module_api.errors import SynapseError
 from medchat.bridge import SynapseBridge
 from medchat.config import StudyGroupConfig
 from medchat.models import JsonDict
+from medchat.rooms import not_found
 from medchat.roomtypes import INSTITUTION_KEY, KIND_OF_TYPE, STUDY_GROUP
 from medchat.spaces import InstitutionSpaces
 from medchat.store.profiles import ProfileStore
@@ -32,10 +33,6 @@ MATRIX_JOIN_RULES = {"knock": "knock", "open": "restricted"}
 API_JOIN_RULES = {matrix: api for api, matrix in MATRIX_JOIN_RULES.items()}
 NO_INSTITUTION = "ORG_MEDCHAT_NO_INSTITUTION"
 INSTITUTION_ONLY = "ORG_MEDCHAT_INSTITUTION_ONLY"
-
-
-def _no_such_room() -> SynapseError:
-    return SynapseError(404, "No such room, or you are not in it.", "M_NOT_FOUND")
 
 
 class StudyGroups:
@@ -103,10 +100,10 @@ class StudyGroups:
         state = await self._bridge.room_state(room_id, [("m.room.create", ""), ("m.room.join_rules", "")])
         create = state.get(("m.room.create", ""))
         if create is None or create.content.get("type") != STUDY_GROUP:
-            raise _no_such_room()
+            raise not_found()
         institution = create.content.get(INSTITUTION_KEY)
         if await self._institution_of(caller) != institution:
-            raise _no_such_room()  # other institutions' groups are not discoverable
+            raise not_found()  # other institutions' groups are not discoverable
         rules = state.get(("m.room.join_rules", ""))
         if rules is not None and rules.content.get("join_rule") == "knock":
             await self._bridge.set_membership(caller, caller, room_id, "knock", reason)
