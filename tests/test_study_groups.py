@@ -118,6 +118,7 @@ def test_knock_and_approval(api: Api, server: SynapseServer) -> None:
     asked = join(api, asker, room_id, reason="Revising for finals")
     assert asked.status_code == 202, asked.text
     assert asked.json() == {"room_id": room_id, "membership": "knock", "room": None}
+    assert join(api, asker, room_id).status_code == 202  # asking again: still waiting
     assert listing(api, asker, name).json()["rooms"][0]["membership"] == "knock"
 
     async def knocks() -> tuple[Any, Any]:
@@ -138,6 +139,9 @@ def test_knock_and_approval(api: Api, server: SynapseServer) -> None:
     approved = api.call("POST", f"/api/chat/rooms/{quote(room_id)}/participants", token=creator["access_token"], json={"user_id": asker["user_id"]})
     assert approved.status_code == 201 and approved.json()["membership"] == "invite", approved.text
     assert join(api, asker, room_id).json()["membership"] == "join"
+    [(space_id,)] = space_rows(server, name)
+    space_members = api.call("GET", f"/_matrix/client/v3/rooms/{quote(space_id)}/joined_members", token=asker["access_token"])
+    assert asker["user_id"] in space_members.json()["joined"], space_members.text
     declined = api.call("DELETE", f"/api/chat/rooms/{quote(room_id)}/participants/{quote(nio_user['user_id'])}", token=creator["access_token"])
     assert declined.status_code == 200, declined.text
     assert listing(api, creator, name).json()["rooms"][0]["member_count"] == 2

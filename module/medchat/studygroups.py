@@ -90,25 +90,25 @@ class StudyGroups:
 
     async def join(self, caller: str, room_id: str, reason: str | None) -> str:
         """Accepts an invitation, joins an open study group of the caller's institution, or asks
-        to join (knocks on) one that takes requests. Returns the caller's membership now."""
+        to join (knocks on) one that takes requests. Returns the caller's membership now.
+
+        Joining a group of one's own institution also joins its space, as creating one does."""
         membership = await self._bridge.membership(room_id, caller)
         if membership in ("join", "knock"):
             return membership
-        if membership == "invite":
-            await self._bridge.set_membership(caller, caller, room_id, "join")
-            return "join"
         state = await self._bridge.room_state(room_id, [("m.room.create", ""), ("m.room.join_rules", "")])
         create = state.get(("m.room.create", ""))
-        if create is None or create.content.get("type") != STUDY_GROUP:
-            raise not_found()
-        institution = create.content.get(INSTITUTION_KEY)
-        if await self._institution_of(caller) != institution:
-            raise not_found()  # other institutions' groups are not discoverable
-        rules = state.get(("m.room.join_rules", ""))
-        if rules is not None and rules.content.get("join_rule") == "knock":
-            await self._bridge.set_membership(caller, caller, room_id, "knock", reason)
-            return "knock"
-        space_id = await self._spaces.space_of(institution)
+        is_group = create is not None and create.content.get("type") == STUDY_GROUP
+        institution = create.content.get(INSTITUTION_KEY) if is_group else None
+        own = institution is not None and await self._institution_of(caller) == institution
+        if membership != "invite":
+            if not own:
+                raise not_found()  # other institutions' groups are not discoverable
+            rules = state.get(("m.room.join_rules", ""))
+            if rules is not None and rules.content.get("join_rule") == "knock":
+                await self._bridge.set_membership(caller, caller, room_id, "knock", reason)
+                return "knock"
+        space_id = await self._spaces.space_of(institution) if own else None
         if space_id is not None:
             await self._spaces.ensure_member(space_id, caller)
         await self._bridge.set_membership(caller, caller, room_id, "join", reason)
