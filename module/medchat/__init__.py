@@ -46,11 +46,14 @@ from medchat.rules.callbacks import ContactSpamChecker
 from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.rules.phi_guard import PhiGuard
+from medchat.spaces import InstitutionSpaces
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
 from medchat.store.audit import AuditStore
 from medchat.store.expiry import ExpiryStore
 from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
+from medchat.store.spaces import SpaceStore
+from medchat.studygroups import StudyGroups
 from medchat.verification import Verification
 
 logger = logging.getLogger(__name__)
@@ -87,7 +90,9 @@ class MedChatModule:
         contact_store = ContactStore(api)
         rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
         contacts = Contacts(config, bridge, contact_store, profiles, rules, module_notifications)
-        rooms = Rooms(bridge)
+        spaces = InstitutionSpaces(bridge, SpaceStore(api), config.study_groups.space_owner)
+        study_groups = StudyGroups(config.study_groups, bridge, spaces, profiles)
+        rooms = Rooms(bridge, study_groups)
         status = MessageStatus(bridge, DeliveryStore(api))
         expiry = Expiry(bridge, ExpiryStore(api), config.max_expires_in_seconds)
         messages = Messages(bridge, rooms, status, expiry)
@@ -96,6 +101,7 @@ class MedChatModule:
         ContactSpamChecker(rules, bridge).register(api)
         case_rooms = CaseRoomGate(bridge, verification.level_of)
         case_rooms.register(api)
+        study_groups.register(api)
         phi = config.case_rooms
         PhiGuard(Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region), case_rooms).register(api)
         api.register_third_party_rules_callbacks(on_profile_update=attestations.on_profile_update)
@@ -112,13 +118,15 @@ class MedChatModule:
             AttestationServlets(api, attestations),
             VerificationServlets(api, verification),
             ContactServlets(api, contacts, rules),
-            RoomServlets(api, rooms),
+            RoomServlets(api, rooms, study_groups),
             MessageServlets(api, messages),
             UploadServlets(api, MediaUploads(bridge, config.uploads, audit)),
             RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), module_notifications)),
         ]
         api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)
         api.looping_background_call(expiry.reap, REAP_EVERY_MS)
+        if bridge.runs_background_tasks:  # takes the service account's name before anyone else can
+            api.delayed_background_call(0, spaces.owner, desc="medchat_service_account")
         api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
         api.register_web_resource("/_medchat/federation", FederationServlets(server, federated).resource(bridge))
 

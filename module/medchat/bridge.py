@@ -21,7 +21,7 @@ from s3_storage_provider import S3StorageProviderBackend
 from signedjson.sign import sign_json
 from synapse import event_auth
 from synapse.api.auth.base import BaseAuth
-from synapse.api.constants import Direction, EventTypes, ReceiptTypes, RelationTypes
+from synapse.api.constants import Direction, EventTypes, ReceiptTypes, RelationTypes, UserTypes
 from synapse.api.errors import AuthError, Codes, NotFoundError, RequestSendFailed, SynapseError
 from synapse.api.filtering import Filter
 from synapse.api.ratelimiting import Ratelimiter
@@ -265,6 +265,25 @@ class SynapseBridge:
             response["expires_in_ms"] = valid_until - self._clock.time_msec()
         return response
 
+    async def ensure_service_user(self, localpart: str, display_name: str) -> str:
+        """The module's own account (created once; a concurrent creation finds it taken).
+
+        A server admin of type `bot`, so Synapse's spam checks (the contact rules) do not stop it
+        inviting an institution's members into their space; it has no password and no device,
+        so nobody logs in as it.
+        """
+        user_id = UserID(localpart, self.server_name).to_string()
+        if await self._store.get_user_by_id(user_id) is not None:
+            return user_id
+        try:
+            await self._registration.register_user(
+                localpart=localpart, admin=True, user_type=UserTypes.BOT, default_display_name=display_name, approved=True
+            )
+        except SynapseError as e:
+            if e.errcode != Codes.USER_IN_USE:
+                raise
+        return user_id
+
     # --- password reset -----------------------------------------------------------------------
 
     @property
@@ -389,14 +408,19 @@ class SynapseBridge:
         room_id, _ = await self.api.create_room(user_id, config)
         return room_id
 
-    async def set_membership(self, sender: str, target: str, room_id: str, membership: str) -> None:
-        """Invite, join, leave or kick (`leave` with sender != target), as /rooms/{id}/{action}."""
-        await self.api.update_room_membership(sender, target, room_id, membership)
+    async def set_membership(self, sender: str, target: str, room_id: str, membership: str, reason: str | None = None) -> None:
+        """Invite, join, knock, leave or kick (`leave` with sender != target), as /rooms/{id}/{action}."""
+        await self.api.update_room_membership(sender, target, room_id, membership, content={"reason": reason} if reason else None)
 
     async def membership(self, room_id: str, user_id: str) -> str | None:
         """The local user's current membership in the room (None if they never had one)."""
         membership, _ = await self._store.get_local_current_membership_for_user_in_room(user_id, room_id)
         return membership
+
+    async def room_types(self, room_ids: list[str]) -> dict[str, str | None]:
+        """Each room's `m.room.create` type (None: a plain room, or one this server does not know)."""
+        found = await self._store.bulk_get_room_type(set(room_ids))
+        return {room_id: kind if isinstance(kind, str) else None for room_id, kind in found.items()}
 
     async def is_joined(self, room_id: str, user_id: str) -> bool:
         """Cached: the hot path of every message request."""
@@ -453,6 +477,14 @@ class SynapseBridge:
         else:
             event["redacts"] = event_id
         return await self.send_event(requester, event)
+
+    async def room_hierarchy(self, user_id: str, space_id: str, limit: int, from_token: str | None) -> JsonDict:
+        """One page of `/_matrix/client/v1/rooms/{space}/hierarchy` as `user_id` sees it (the
+        space first, then its children; depth 1). Synapse decides which children the user may
+        see and keeps the pagination session; a bad token is its 400."""
+        return await self._hs.get_room_summary_handler().get_room_hierarchy(
+            self.requester_for(user_id), space_id, max_depth=1, limit=limit, from_token=from_token
+        )
 
     async def messages_page(
         self, requester: Requester, room_id: str, from_token: str | None, limit: int, types: list[str]

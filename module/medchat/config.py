@@ -49,12 +49,20 @@ class CaseRoomConfig:
 
 
 @dataclass(frozen=True)
+class StudyGroupConfig:
+    allowed_join_rules: tuple[str, ...]
+    default_join_rule: str
+    space_owner: str
+
+
+@dataclass(frozen=True)
 class MedChatConfig:
     roles: tuple[str, ...]
     registration_enabled: bool
     uploads: dict[str, Any]  # per kind, merged over the schema default by medchat.media.policy
     websocket: WebSocketConfig
     case_rooms: CaseRoomConfig
+    study_groups: StudyGroupConfig
     max_expires_in_seconds: int
     contact_requests: bool
     contact_permissions_default: str
@@ -82,6 +90,13 @@ class MedChatConfig:
         websocket = {**_defaults(schema["properties"]["websocket"]), **values["websocket"]}
         case_rooms = {**_defaults(schema["properties"]["case_rooms"]), **values["case_rooms"]}
         federation_directory = {**_defaults(schema["properties"]["federation_directory"]), **values["federation_directory"]}
+        study_groups = {**_defaults(schema["properties"]["study_groups"]), **values["study_groups"]}
+        study_groups.setdefault("default_join_rule", study_groups["allowed_join_rules"][0])
+        if study_groups["default_join_rule"] not in study_groups["allowed_join_rules"]:
+            raise jsonschema.ValidationError(
+                f"{study_groups['default_join_rule']!r} is not one of allowed_join_rules {study_groups['allowed_join_rules']}",
+                path=["study_groups", "default_join_rule"],
+            )
         return cls(
             roles=tuple(values["roles"]),
             registration_enabled=values["registration_enabled"],
@@ -98,4 +113,9 @@ class MedChatConfig:
             max_expires_in_seconds=values["max_expires_in_seconds"],
             case_rooms=CaseRoomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in case_rooms.items()}),
             federation_directory=FederationDirectoryConfig(**federation_directory),
+            study_groups=StudyGroupConfig(
+                allowed_join_rules=tuple(study_groups["allowed_join_rules"]),
+                default_join_rule=study_groups["default_join_rule"],
+                space_owner=study_groups["space_owner"],
+            ),
         )

@@ -221,18 +221,25 @@ ROOM_CREATE_BODY: JsonDict = {
     "additionalProperties": False,
     "required": ["type"],
     "properties": {
-        "type": {"enum": ["direct", "group", "case"]},
+        "type": {"enum": ["direct", "group", "case", "study_group"]},
         "name": _ROOM_NAME,
         "topic": {"type": "string", "maxLength": 1000},
         "participants": {"type": "array", "items": _USER_ID, "maxItems": 200, "uniqueItems": True},
+        "join_rule": {"enum": ["knock", "open"]},
     },
     "allOf": [
         {
             "if": {"properties": {"type": {"const": "direct"}}},
             "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
         },
-        {"if": {"properties": {"type": {"enum": ["group", "case"]}}}, "then": {"required": ["name"]}},
+        {"if": {"properties": {"type": {"enum": ["group", "case", "study_group"]}}}, "then": {"required": ["name"]}},
     ],
+}
+
+ROOM_JOIN_BODY: JsonDict = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"reason": {"type": "string", "maxLength": 500}},
 }
 
 ROOM_UPDATE_BODY: JsonDict = {

@@ -1,20 +1,25 @@
 """Chat rooms: the plan's ChatRoom model on top of Matrix rooms, with nothing stored twice.
 
 A `direct` room is a private room flagged `is_direct` and listed in both users' `m.direct`
-account data (what Element reads); a `group` is a private, invite-only room. The plan's
+account data (what Element reads); a `group` is a private, invite-only room; a `case` room and a
+`study_group` (medchat.studygroups) carry MedChat's type in `m.room.create`. Spaces are not chats,
+so the room list leaves them out. The plan's
 participant roles map to power levels: `admin` is power level 100 (or a room-v12 creator),
 `member` anything below. Synapse's own authorisation decides who may invite, kick or rename.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
-from medchat.roomtypes import CASE_ROOM
+from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, SPACE, STUDY_GROUP
+
+if TYPE_CHECKING:  # studygroups uses this module's not_found
+    from medchat.studygroups import StudyGroups
 
 ADMIN_LEVEL = 100
 # Members of a group may talk; only admins (and moderators) may invite, as in most chat apps.
@@ -25,8 +30,11 @@ _ROOM_STATE = [
     ("m.room.name", ""),
     ("m.room.topic", ""),
     ("m.room.avatar", ""),
+    ("m.room.join_rules", ""),
     ("m.room.member", None),
 ]
+# Memberships that make someone a participant (a knock is a pending request to join).
+_PARTICIPATING = ("join", "invite", "knock")
 
 
 def not_found() -> SynapseError:
@@ -35,8 +43,9 @@ def not_found() -> SynapseError:
 
 
 class Rooms:
-    def __init__(self, bridge: SynapseBridge):
+    def __init__(self, bridge: SynapseBridge, study_groups: StudyGroups):
         self._bridge = bridge
+        self._study_groups = study_groups
         self._direct_lock = bridge.linearizer("medchat_direct_rooms")
         self._account_data_lock = bridge.linearizer("medchat_m_direct")
 
@@ -54,6 +63,8 @@ class Rooms:
     async def create(self, requester: Any, body: JsonDict) -> tuple[bool, JsonDict]:
         """(created, room). A direct chat with someone reuses the DM the two already have."""
         caller = requester.user.to_string()
+        if "join_rule" in body and body["type"] != "study_group":
+            raise SynapseError(400, "Invalid field join_rule: only a study group has one.", "M_INVALID_PARAM")
         participants = [p for p in body.get("participants", []) if p != caller]
         for user_id in participants:
             await self._require_user(user_id)
@@ -74,7 +85,12 @@ class Rooms:
                 # A case room is a Matrix room of MedChat's type, its history for members only.
                 config["creation_content"] = {"type": CASE_ROOM}
                 config["initial_state"] = [{"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}]
+            if body["type"] == "study_group":
+                space_id, study_group = await self._study_groups.room_config(caller, body.get("join_rule"))
+                config.update(study_group)
             room_id, created = await self._bridge.create_room(caller, config), True
+            if body["type"] == "study_group":
+                await self._study_groups.attach(space_id, room_id)
         return created, await self.view(requester, room_id)
 
     async def _require_user(self, user_id: str) -> None:
@@ -130,6 +146,8 @@ class Rooms:
         if cursor and not cursor.isdigit():
             raise SynapseError(400, "Invalid field cursor.", "M_INVALID_PARAM")
         rooms = await self._bridge.rooms_for_user(caller, ("join", "invite"))
+        kinds = await self._bridge.room_types(list(rooms))
+        rooms = {room_id: m for room_id, m in rooms.items() if kinds.get(room_id) != SPACE}
         activity = await self._bridge.last_activity(list(rooms))
         ordered = sorted(rooms, key=lambda r: (activity.get(r, 0), r), reverse=True)
         page = ordered[offset : offset + limit]
@@ -151,9 +169,8 @@ class Rooms:
         name = state.get(("m.room.name", ""))
         topic = state.get(("m.room.topic", ""))
         avatar = state.get(("m.room.avatar", ""))
-        if create.content.get("type") == CASE_ROOM:
-            room_type = "case"
-        else:
+        room_type = KIND_OF_TYPE.get(create.content.get("type"))
+        if room_type is None:
             room_type = "direct" if await self._is_direct(caller, room_id, state) else "group"
         display_name = name.content.get("name") if name else None
         if not display_name:
@@ -161,7 +178,7 @@ class Rooms:
             display_name = ", ".join(others) or "Empty chat"
         joined = membership == "join"
         last_ts = await self._bridge.last_event_ts(room_id)
-        return {
+        room = {
             "id": room_id,
             "name": display_name,
             "type": room_type,
@@ -175,6 +192,10 @@ class Rooms:
             "created_at": iso(create.origin_server_ts),
             "updated_at": iso(last_ts or create.origin_server_ts),
         }
+        if create.content.get("type") == STUDY_GROUP:
+            join_rules = state.get(("m.room.join_rules", ""))
+            room.update(self._study_groups.describe(create.content, join_rules.content if join_rules else None))
+        return room
 
     async def _remote_invite_view(self, caller: str, room_id: str) -> JsonDict:
         """An invite to a room on another server: described from the invite's stripped state."""
@@ -226,7 +247,7 @@ class Rooms:
         members = {
             key: event.content
             for (kind, key), event in state.items()
-            if kind == "m.room.member" and event.content.get("membership") in ("join", "invite")
+            if kind == "m.room.member" and event.content.get("membership") in _PARTICIPATING
         }
         levels, _ = await self._bridge.power_levels(room_id, list(members))
         result = []
@@ -361,7 +382,7 @@ class Rooms:
         if target == caller:
             return await self.leave(requester, room_id, close=False)
         await self.require_member(room_id, caller)
-        if (await self._members(room_id)).get(target) not in ("join", "invite"):
+        if (await self._members(room_id)).get(target) not in _PARTICIPATING:
             raise SynapseError(404, f"{target} is not a participant of this room.", "M_NOT_FOUND")
         await self._bridge.set_membership(caller, target, room_id, "leave")
         return {"room_id": room_id, "user_id": target, "removed": True}
