@@ -200,10 +200,21 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
     members = a.api.call("GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]).json()["joined"]
     assert set(members) == {alice["user_id"]}
 
-    # From A: nothing reaches C. The API's DM is refused when it looks C's user up (Synapse
-    # sends nothing to a server outside its whitelist); a Matrix invite by the module's rule.
-    refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "direct", "participants": [mallory["user_id"]]})
-    assert refused.status_code == 403 and c.name in refused.json()["error"], refused.text
+    # From A: nothing reaches C. The API refuses a DM, a group or an added participant by the
+    # module's rule, naming C, before asking C anything (Synapse would answer a generic
+    # M_FORBIDDEN); a Matrix invite is refused by the same rule.
+    for body in ({"type": "direct", "participants": [mallory["user_id"]]}, {"type": "group", "name": "Ward round", "participants": [mallory["user_id"]]}):
+        refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json() == {
+            "errcode": "ORG_MEDCHAT_CONTACT_REFUSED",
+            "error": f"Refused by rule 'federation_allow_list': {c.name} is not a server this one federates with.",
+            "org.medchat.rule": "federation_allow_list",
+        }
+    group = create_room(a.api, alice["access_token"], type="group", name="Handover")["id"]
+    added = a.api.call("POST", room_path(group, "/participants"), token=alice["access_token"], json={"user_id": mallory["user_id"]})
+    assert added.status_code == 403 and added.json()["errcode"] == "ORG_MEDCHAT_CONTACT_REFUSED" and c.name in added.json()["error"], added.text
+    assert [r["id"] for r in a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"]] == [group]  # no half-made DM
     added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": mallory["user_id"]})
     assert added.status_code == 403 and c.name in added.json()["error"], added.text
     own = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={}).json()["room_id"]

@@ -65,6 +65,7 @@ class MedChatModule:
 
     def __init__(self, config: MedChatConfig, api: ModuleApi):
         bridge = SynapseBridge(api)
+        bridge.extend_federation_domain_whitelist(config.signed_allow_list)
         check_agreement(config.federation_allow_list, bridge.federation_domain_whitelist, bridge.server_name)
         applied = bridge.run_startup_transaction(
             "medchat_migrations", lambda txn: apply_migrations(txn, bridge.database_engine)
@@ -87,7 +88,7 @@ class MedChatModule:
         contact_store = ContactStore(api)
         rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
         contacts = Contacts(config, bridge, contact_store, profiles, rules, module_notifications)
-        rooms = Rooms(bridge)
+        rooms = Rooms(bridge, rules.require_federated)
         status = MessageStatus(bridge, DeliveryStore(api))
         expiry = Expiry(bridge, ExpiryStore(api), config.max_expires_in_seconds)
         messages = Messages(bridge, rooms, status, expiry)
