@@ -88,8 +88,8 @@ class MedChatConfig:
         allow_file = values["federation_allow_list_file"]
         signed = load_signed_allow_list(allow_file["path"], allow_file["public_key"]) if allow_file else ()
         allow_list = values["federation_allow_list"]
-        if signed:
-            allow_list = [*(allow_list or ()), *(s for s in signed if s not in (allow_list or ()))]
+        if signed:  # the inline list, then the file's servers it does not name
+            allow_list = list(dict.fromkeys([*(allow_list or ()), *signed]))
         return cls(
             roles=tuple(values["roles"]),
             registration_enabled=values["registration_enabled"],
