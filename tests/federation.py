@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from signedjson.key import read_signing_keys
+from signedjson.sign import sign_json
 
 from harness import TEST_RATE_LIMITS, SynapseServer
 
@@ -147,6 +150,18 @@ class FederatedServer(SynapseServer):
             "federation_verify_certificates": True,
             "federation_custom_ca_list": [str(ca.cert_path)],
         }
+
+
+def signed_get(origin: FederatedServer, destination: FederatedServer, path: str) -> requests.Response:
+    """A GET signed as `origin` with its own signing key (the `X-Matrix` scheme), sent straight
+    to `destination`: what `origin`'s federation client would send, from the test."""
+    with (origin.workdir / "signing.key").open() as f:
+        key = read_signing_keys(f)[0]
+    request = {"method": "GET", "uri": path, "origin": origin.server_name, "destination": destination.server_name}
+    key_id = f"{key.alg}:{key.version}"
+    sig = sign_json(request, origin.server_name, key)["signatures"][origin.server_name][key_id]
+    header = f'X-Matrix origin="{origin.server_name}",destination="{destination.server_name}",key="{key_id}",sig="{sig}"'
+    return requests.get(destination.base_url + path, headers={"Authorization": header}, timeout=10)
 
 
 def start_all(servers: list[SynapseServer]) -> None:

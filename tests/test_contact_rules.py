@@ -218,6 +218,9 @@ def test_invites_to_servers_outside_the_allow_list_are_refused(strict_api: Api) 
     invite = strict_api.call("POST", f"/_matrix/client/v3/rooms/{quote(room.json()['room_id'])}/invite",
                              token=a["access_token"], json={"user_id": "@someone:outsider.example"})
     assert "outsider.example" in refusal(invite, "federation_allow_list")
+    # The API's DM names the rule and the server too (checked before asking that server).
+    dm = strict_api.call("POST", "/api/chat/rooms", token=a["access_token"], json={"type": "direct", "participants": ["@someone:outsider.example"]})
+    assert "outsider.example" in refusal(dm, "federation_allow_list")
 
 
 # --- the pure decisions ----------------------------------------------------------------------
@@ -242,11 +245,11 @@ def test_policy_rule_needs_action_actor_and_target_to_match() -> None:
 
 
 def test_federation_allow_list() -> None:
-    assert federation_refusal(None, "home.example", A, R) is None
-    assert federation_refusal(["remote.example"], "home.example", A, R) is None
-    refused = federation_refusal(["partner.example"], "home.example", R, A)
+    assert federation_refusal(None, "home.example", A.user_id, R.user_id) is None
+    assert federation_refusal(["remote.example"], "home.example", A.user_id, R.user_id) is None
+    refused = federation_refusal(["partner.example"], "home.example", R.user_id, A.user_id)
     assert refused.rule == "federation_allow_list" and "remote.example" in refused.message
-    assert federation_refusal([], "home.example", A, B) is None  # the own server is always allowed
+    assert federation_refusal([], "home.example", A.user_id, B.user_id) is None  # the own server is always allowed
 
 
 def test_permissions_most_specific_entry_wins() -> None:

@@ -8,6 +8,8 @@ database engine.
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +19,13 @@ from urllib.parse import quote
 
 import pytest
 from nio import AsyncClient, RoomMessagesResponse, SyncResponse
+from signedjson.key import generate_signing_key
 from synapse.module_api.errors import ConfigError
 
-from federation import FederatedServer, ThrowawayCA, peer, start_all
-from harness import Api, SynapseServer, nio_login, postgres_admin_url, run
+from federation import FederatedServer, ThrowawayCA, peer, signed_get, start_all
+from harness import Api, SynapseServer, execute_db, nio_login, postgres_admin_url, run
 from harness import licence_verified as verified_user
-from medchat.federation.allowlist import check_agreement
+from medchat.federation.allowlist import check_agreement, load_signed_allow_list, public_key_of, sign_allow_list
 from test_messages import msg_path, send
 from test_rooms import create_room, room_path
 
@@ -46,7 +49,7 @@ class Institution:
 class Federation:
     a: Institution
     b: Institution
-    c: Institution  # clinic-c.test: allows everyone, but A and B do not list it
+    c: Institution  # clinic-c.test: allows everyone; B lists it, A does not
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +58,15 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     a, b, c = peer("hospital-a.test", "127.0.0.1"), peer("hospital-b.test", "127.0.0.2"), peer("clinic-c.test", "127.0.0.3")
     network = [a, b, c]
     ca = ThrowawayCA(root / "ca")
+    # A's allow-list is only a signed file (as a federation authority would publish it): every
+    # test between A and B shows that the file admits B, to Synapse and to the module's rules.
+    authority = generate_signing_key("authority")
+    allow_file = root / "allow-list.json"
+    allow_file.write_text(json.dumps(sign_allow_list([b.server_name], authority)))
+    signed_list = {"federation_allow_list_file": {"path": str(allow_file), "public_key": public_key_of(authority)}}
     servers = [
-        FederatedServer(root / "a", a, network, ca, allow=[b.server_name]),
-        FederatedServer(root / "b", b, network, ca, allow=[a.server_name]),
+        FederatedServer(root / "a", a, network, ca, allow=None, module_overrides=signed_list),
+        FederatedServer(root / "b", b, network, ca, allow=[a.server_name, c.server_name]),
         FederatedServer(root / "c", c, network, ca, allow=None),
     ]
     try:
@@ -200,10 +209,21 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
     members = a.api.call("GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]).json()["joined"]
     assert set(members) == {alice["user_id"]}
 
-    # From A: nothing reaches C. The API's DM is refused when it looks C's user up (Synapse
-    # sends nothing to a server outside its whitelist); a Matrix invite by the module's rule.
-    refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "direct", "participants": [mallory["user_id"]]})
-    assert refused.status_code == 403 and c.name in refused.json()["error"], refused.text
+    # From A: nothing reaches C. The API refuses a DM, a group or an added participant by the
+    # module's rule, naming C, before asking C anything (Synapse would answer a generic
+    # M_FORBIDDEN); a Matrix invite is refused by the same rule.
+    for body in ({"type": "direct", "participants": [mallory["user_id"]]}, {"type": "group", "name": "Ward round", "participants": [mallory["user_id"]]}):
+        refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json() == {
+            "errcode": "ORG_MEDCHAT_CONTACT_REFUSED",
+            "error": f"Refused by rule 'federation_allow_list': {c.name} is not a server this one federates with.",
+            "org.medchat.rule": "federation_allow_list",
+        }
+    group = create_room(a.api, alice["access_token"], type="group", name="Handover")["id"]
+    added = a.api.call("POST", room_path(group, "/participants"), token=alice["access_token"], json={"user_id": mallory["user_id"]})
+    assert added.status_code == 403 and added.json()["errcode"] == "ORG_MEDCHAT_CONTACT_REFUSED" and c.name in added.json()["error"], added.text
+    assert {r["id"] for r in a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"]} == {public, group}  # nothing half-made
     added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": mallory["user_id"]})
     assert added.status_code == 403 and c.name in added.json()["error"], added.text
     own = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={}).json()["room_id"]
@@ -224,6 +244,30 @@ def test_allow_lists_agree_when_they_name_the_same_servers() -> None:
     for module_list, synapse_list in ((None, ["partner.example"]), (["partner.example"], None), ([], ["partner.example"])):
         with pytest.raises(ConfigError, match="federation_domain_whitelist"):
             check_agreement(module_list, synapse_list, "home.example")
+
+
+def test_signed_allow_list_file_is_checked_against_its_key(tmp_path: Any) -> None:
+    key, other = generate_signing_key("authority"), generate_signing_key("impostor")
+    path = tmp_path / "allow-list.json"
+    signed = sign_allow_list(["partner.example", "clinic.example"], key)
+    path.write_text(json.dumps(signed))
+    assert load_signed_allow_list(str(path), public_key_of(key)) == ("clinic.example", "partner.example")
+    tampered = {**signed, "servers": [*signed["servers"], "intruder.example"]}
+    unsigned = {"servers": signed["servers"]}
+    for content, public_key in ((tampered, public_key_of(key)), (signed, public_key_of(other)), (unsigned, public_key_of(key))):
+        path.write_text(json.dumps(content))
+        with pytest.raises(ConfigError, match=re.escape(public_key)):
+            load_signed_allow_list(str(path), public_key)
+
+
+def test_a_tampered_allow_list_file_stops_start_up_naming_the_key(tmp_path: Any) -> None:
+    key = generate_signing_key("authority")
+    path = tmp_path / "allow-list.json"
+    path.write_text(json.dumps({**sign_allow_list(["partner.example"], key), "servers": ["partner.example", "intruder.example"]}))
+    hs = SynapseServer(tmp_path / "hs", module_overrides={"federation_allow_list_file": {"path": str(path), "public_key": public_key_of(key)}})
+    code, output = hs.run_until_exit()
+    assert code != 0
+    assert "federation_allow_list_file" in output and public_key_of(key) in output and "is not signed by the key" in output, output[-2000:]
 
 
 # --- verification that travels and the federated directory -----------------------------------
@@ -261,6 +305,50 @@ def test_attestation_is_published_signed_and_checked(federation: Federation) -> 
     join_direct(b, doctor, eventually(lambda: case if b.api.call("GET", room_path(case), token=doctor["access_token"]).ok else None, what="the case-room invite on B"))
 
 
+def participants_on(side: Institution, user: dict[str, Any], room_id: str) -> dict[str, str]:
+    response = side.api.call("GET", room_path(room_id, "/participants"), token=user["access_token"])
+    return {p["id"]: p["membership"] for p in response.json()["participants"]} if response.ok else {}
+
+
+def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_attestation(federation: Federation) -> None:
+    a, b = federation.a, federation.b
+    alice, doctor, nobody = licence_verified(a), licence_verified(b), b.api.register()
+
+    # Through the API: a case room with B's unverified user is refused up front, nothing made.
+    refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "case", "name": "Case 12", "participants": [nobody["user_id"]]})
+    assert refused.status_code == 403 and refused.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED", refused.text
+    assert nobody["user_id"] in refused.json()["error"]
+    assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
+
+    # With B's licence-verified doctor: made, invited over federation, joined from B's API.
+    case = create_room(a.api, alice["access_token"], type="case", name="Case 12", participants=[doctor["user_id"]])["id"]
+    eventually(lambda: b.api.call("GET", room_path(case), token=doctor["access_token"]), what="the case-room invite on B")
+    join_direct(b, doctor, case)
+    eventually(lambda: participants_on(a, alice, case).get(doctor["user_id"]) == "join", what="the doctor's join on A")
+    note = send(b.api, doctor, case, content="Echo shows reduced ejection fraction")
+    eventually(lambda: note["id"] in history(a, alice, case), what="the doctor's message on A")
+
+    # A compromised B serves a forged attestation for its unverified user (written straight into
+    # its database: B's module withdraws one a client writes). A checks it against B's key.
+    forger = b.api.register()
+    genuine = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()["org.medchat.attestation"]
+    forged = resign({**genuine, "user_id": forger["user_id"]}, generate_signing_key("forged"), {})
+    execute_db(b.server, "UPDATE profiles SET fields = ? WHERE full_user_id = ?", (json.dumps({"org.medchat.attestation": forged}), forger["user_id"]))
+    served = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(forger['user_id'])}", token=alice["access_token"]).json()
+    assert served.get("org.medchat.attestation") == forged, served
+    invite = a.api.call("POST", room_path(case, "/participants"), token=alice["access_token"], json={"user_id": forger["user_id"]})
+    assert invite.status_code == 403 and invite.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED" and forger["user_id"] in invite.json()["error"], invite.text
+    # ... nor may they join a public case room by themselves: A's event rules refuse the remote join.
+    public = a.api.call(
+        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat", "creation_content": {"type": "org.medchat.case"}}
+    ).json()["room_id"]
+    join = b.api.call("POST", f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}", token=forger["access_token"], json={})
+    assert join.status_code == 403, join.text
+    members = a.api.call("GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]).json()["joined"]
+    assert set(members) == {alice["user_id"]}
+    assert set(participants_on(a, alice, case)) == {alice["user_id"], doctor["user_id"]}
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
@@ -273,8 +361,6 @@ def test_attestation_is_published_signed_and_checked(federation: Federation) -> 
 def test_forged_or_expired_attestations_read_as_unverified(federation: Federation, tamper: Callable[[dict[str, Any], Any], dict[str, Any]]) -> None:
     """B's server is honest; a tampered copy of its attestation (as a malicious peer or a
     man-in-the-middle would serve it) is checked by A's module code against B's real key."""
-    from signedjson.key import generate_signing_key
-
     a, b = federation.a, federation.b
     doctor = licence_verified(b)
     alice = a.api.register()
@@ -328,6 +414,28 @@ def test_federated_search_merges_peers_with_their_home_server(federation: Federa
     for bad in ({"scope": "galaxy"}, {"cursor": "abc"}):
         response = a.api.call("GET", "/api/chat/users/search", token=alice["access_token"], params={"q": "Zanele", "scope": "federation", **bad})
         assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM", response.text
+
+
+def test_the_peer_directory_is_rate_limited_per_origin(federation: Federation) -> None:
+    """B lists A and C: A searching B's directory past the burst (`federation_directory.
+    burst_count`, 20 by default) gets 429 while C is still answered; A is answered again soon."""
+    a, b, c = federation.a, federation.b, federation.c
+    path = "/_medchat/federation/v1/users/search?q="
+    served, limited = 0, None
+    while served < 100 and limited is None:
+        response = signed_get(a.server, b.server, f"{path}burst{served}")
+        if response.status_code == 429:
+            limited = response
+        else:
+            assert response.status_code == 200 and "results" in response.json(), response.text
+            served += 1
+    assert limited is not None and served >= 20, f"{served} served, no 429"
+    assert limited.json()["errcode"] == "M_LIMIT_EXCEEDED" and limited.json()["retry_after_ms"] > 0, limited.text
+    other = signed_get(c.server, b.server, f"{path}burst")
+    assert other.status_code == 200 and "results" in other.json(), other.text
+    eventually(lambda: signed_get(a.server, b.server, f"{path}again").status_code == 200, timeout=10, what="A answered again")
+    # A lists only B (its signed file): C's signed request is refused by A's Synapse.
+    assert signed_get(c.server, a.server, f"{path}burst").status_code == 403
 
 
 def test_a_peer_going_down_is_reported_and_does_not_fail_the_search(federation: Federation) -> None:

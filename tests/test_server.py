@@ -36,6 +36,7 @@ def _module_config(**config: object) -> dict:
         ({"roles": "GP"}, "roles"),
         ({"roles": []}, "roles"),
         ({"registration_enabled": "yes"}, "registration_enabled"),
+        ({"federation_allow_list_file": {"path": "allow-list.json"}}, "federation_allow_list_file"),
     ],
 )
 def test_bad_module_config_stops_startup_naming_the_key(tmp_path: Path, config: dict, named: str) -> None:

@@ -68,6 +68,7 @@ class MedChatModule:
 
     def __init__(self, config: MedChatConfig, api: ModuleApi):
         bridge = SynapseBridge(api)
+        bridge.extend_federation_domain_whitelist(config.signed_allow_list)
         check_agreement(config.federation_allow_list, bridge.federation_domain_whitelist, bridge.server_name)
         applied = bridge.run_startup_transaction(
             "medchat_migrations", lambda txn: apply_migrations(txn, bridge.database_engine)
@@ -92,7 +93,7 @@ class MedChatModule:
         contacts = Contacts(config, bridge, contact_store, profiles, rules, module_notifications)
         spaces = InstitutionSpaces(bridge, SpaceStore(api), config.study_groups.space_owner)
         study_groups = StudyGroups(config.study_groups, bridge, spaces, profiles)
-        rooms = Rooms(bridge, study_groups)
+        rooms = Rooms(bridge, study_groups, rules.require_federated)
         status = MessageStatus(bridge, DeliveryStore(api))
         expiry = Expiry(bridge, ExpiryStore(api), config.max_expires_in_seconds)
         messages = Messages(bridge, rooms, status, expiry)

@@ -137,6 +137,16 @@ class SynapseBridge:
         allowed = self._hs.config.federation.federation_domain_whitelist
         return None if allowed is None else list(allowed)
 
+    def extend_federation_domain_whitelist(self, servers: tuple[str, ...]) -> None:
+        """Adds servers to Synapse's whitelist in this process, before any federation traffic.
+
+        In place: Synapse's federation client, server authenticator, key server and media
+        repository all hold this same dict. An unset whitelist (every server) stays unset.
+        """
+        allowed = self._hs.config.federation.federation_domain_whitelist
+        if allowed is not None:
+            allowed.update(dict.fromkeys(servers, True))
+
     def requester_for(self, user_id: str) -> Requester:
         """Acting as a local user from a background task (no request, no device)."""
         return create_requester(UserID.from_string(user_id))

@@ -11,6 +11,8 @@ from typing import Any
 
 import jsonschema
 
+from medchat.federation.allowlist import load_signed_allow_list
+
 # The schema is kept in the repository's config/ folder (the project is installed editable),
 # so operators read the same file that start-up enforces.
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "medchat.schema.json"
@@ -67,7 +69,8 @@ class MedChatConfig:
     contact_requests: bool
     contact_permissions_default: str
     contact_policy: tuple[dict[str, Any], ...]
-    federation_allow_list: tuple[str, ...] | None
+    federation_allow_list: tuple[str, ...] | None  # with the signed file's servers
+    signed_allow_list: tuple[str, ...]  # the servers of `federation_allow_list_file`, signature checked
     directory_listing_level: str
     directory_search_level: str
     directory_page_size_max: int
@@ -97,13 +100,19 @@ class MedChatConfig:
                 f"{study_groups['default_join_rule']!r} is not one of allowed_join_rules {study_groups['allowed_join_rules']}",
                 path=["study_groups", "default_join_rule"],
             )
+        allow_file = values["federation_allow_list_file"]
+        signed = load_signed_allow_list(allow_file["path"], allow_file["public_key"]) if allow_file else ()
+        allow_list = values["federation_allow_list"]
+        if signed:  # the inline list, then the file's servers it does not name
+            allow_list = list(dict.fromkeys([*(allow_list or ()), *signed]))
         return cls(
             roles=tuple(values["roles"]),
             registration_enabled=values["registration_enabled"],
             contact_requests=values["contact_requests"],
             contact_permissions_default=values["contact_permissions_default"],
             contact_policy=tuple(values["contact_policy"]),
-            federation_allow_list=None if values["federation_allow_list"] is None else tuple(values["federation_allow_list"]),
+            federation_allow_list=None if allow_list is None else tuple(allow_list),
+            signed_allow_list=signed,
             directory_listing_level=values["directory_listing_level"],
             directory_search_level=values["directory_search_level"],
             directory_page_size_max=values["directory_page_size_max"],

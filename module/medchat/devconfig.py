@@ -194,10 +194,12 @@ def nginx_command(config_path: Path) -> list[str]:
 
 def derive_federation_whitelist(config: dict[str, Any], module_config: Mapping[str, Any]) -> None:
     """Synapse's `federation_domain_whitelist` from the module's `federation_allow_list`, unless
-    the config sets it (the module refuses to start if the two disagree)."""
+    the config sets it (the module refuses to start if the two disagree). With a signed list file
+    the whitelist is set even without the list: the module adds the file's servers at start-up,
+    once it has checked the signature."""
     allow_list = module_config.get("federation_allow_list")
-    if allow_list is not None and "federation_domain_whitelist" not in config:
-        config["federation_domain_whitelist"] = list(allow_list)
+    if (allow_list is not None or module_config.get("federation_allow_list_file")) and "federation_domain_whitelist" not in config:
+        config["federation_domain_whitelist"] = list(allow_list or ())
 
 
 def synapse_command(config_paths: list[Path], worker: bool = False) -> list[str]:

@@ -10,6 +10,7 @@ participant roles map to power levels: `admin` is power level 100 (or a room-v12
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from synapse.module_api.errors import SynapseError
@@ -43,9 +44,12 @@ def not_found() -> SynapseError:
 
 
 class Rooms:
-    def __init__(self, bridge: SynapseBridge, study_groups: StudyGroups):
+    def __init__(self, bridge: SynapseBridge, study_groups: StudyGroups, require_federated: Callable[[str], None]):
+        """`require_federated(user_id)` raises the allow-list's refusal for a user of a server
+        this one does not federate with (medchat.rules.contact)."""
         self._bridge = bridge
         self._study_groups = study_groups
+        self._require_federated = require_federated
         self._direct_lock = bridge.linearizer("medchat_direct_rooms")
         self._account_data_lock = bridge.linearizer("medchat_m_direct")
 
@@ -94,6 +98,7 @@ class Rooms:
         return created, await self.view(requester, room_id)
 
     async def _require_user(self, user_id: str) -> None:
+        self._require_federated(user_id)  # before the profile query Synapse would refuse generically
         if not await self._bridge.user_exists(user_id):
             raise SynapseError(404, f"No such user: {user_id}", "M_NOT_FOUND")
 

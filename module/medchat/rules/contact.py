@@ -68,7 +68,15 @@ class ContactRules:
 
     def _server_refusal(self, actor: Party, target: Party, action: str, federation_only: bool = False) -> Refusal | None:
         refusal = None if federation_only else policy_refusal(self._policy, action, actor, target)
-        return refusal or federation_refusal(self._config.federation_allow_list, self._api.server_name, actor, target)
+        return refusal or federation_refusal(self._config.federation_allow_list, self._api.server_name, actor.user_id, target.user_id)
+
+    def require_federated(self, user_id: str) -> None:
+        """403 with MedChat's errcode, naming the server, for a user of a server outside the
+        allow-list: checked before anything asks that server (which Synapse itself refuses with
+        a generic M_FORBIDDEN, as it sends nothing there)."""
+        refusal = federation_refusal(self._config.federation_allow_list, self._api.server_name, user_id)
+        if refusal is not None:
+            raise refusal.as_error()
 
     async def check_server_rules(self, actor_id: str, target_id: str, action: str, federation_only: bool = False) -> Refusal | None:
         """Only the server's policy (unless `federation_only`) and its federation allow-list."""
@@ -91,8 +99,7 @@ class ContactRules:
         """`check` as an API error: 403 with MedChat's errcode and the rule's message."""
         refusal = await self.check(actor_id, target_id, action)
         if refusal is not None:
-            fields = refusal.error_fields()
-            raise SynapseError(403, fields.pop("error"), fields.pop("errcode"), additional_fields=fields)
+            raise refusal.as_error()
 
     # --- account data -------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from synapse.module_api.errors import SynapseError
+
 from medchat.levels import LEVELS
 from medchat.models import USER_ID_SCHEMA
 
@@ -52,6 +54,11 @@ class Refusal:
     def error_fields(self) -> dict[str, str]:
         """The JSON error body of a 403: MedChat's errcode, a message naming the rule, the rule."""
         return {"errcode": REFUSED_ERRCODE, "error": self.message, "org.medchat.rule": self.rule}
+
+    def as_error(self) -> SynapseError:
+        """The refusal as an API error: 403 with MedChat's errcode, the message and the rule."""
+        fields = self.error_fields()
+        return SynapseError(403, fields.pop("error"), fields.pop("errcode"), additional_fields=fields)
 
 
 @dataclass(frozen=True)
@@ -112,14 +119,14 @@ def policy_refusal(rules: Iterable[PolicyRule], action: str, actor: Party, targe
     return None
 
 
-def federation_refusal(allow_list: Iterable[str] | None, own_server: str, *parties: Party) -> Refusal | None:
+def federation_refusal(allow_list: Iterable[str] | None, own_server: str, *user_ids: str) -> Refusal | None:
     """Refuses contact with a user of a server outside the allow-list (None allows all)."""
     if allow_list is None:
         return None
     allowed = {own_server, *allow_list}
-    for party in parties:
-        if party.server not in allowed:
-            return Refusal(FEDERATION_RULE, f"Refused by rule '{FEDERATION_RULE}': {party.server} is not a server this one federates with.")
+    for server in map(server_of, user_ids):
+        if server not in allowed:
+            return Refusal(FEDERATION_RULE, f"Refused by rule '{FEDERATION_RULE}': {server} is not a server this one federates with.")
     return None
 
 
