@@ -51,6 +51,10 @@ def apply_migrations(txn: LoggingTransaction, engine: str, data_steps: Mapping[i
     """Brings the module's schema up to date; returns the versions applied now."""
     if engine == "postgresql":
         txn.execute(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+    else:
+        # Python's sqlite3 opens a transaction only before DML, so DDL would otherwise commit
+        # on its own and a failing migration would leave half its changes behind.
+        txn.execute("BEGIN")
     txn.execute(
         "CREATE TABLE IF NOT EXISTS medchat_schema_versions"
         " (version INTEGER NOT NULL PRIMARY KEY, applied_ts BIGINT NOT NULL)"
