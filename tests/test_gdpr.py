@@ -69,6 +69,14 @@ def part(archive: zipfile.ZipFile, name: str) -> Any:
     return json.loads(archive.read(name))
 
 
+def content_seen_by(api: Api, member: dict[str, Any], room: str, event_id: str) -> dict[str, Any]:
+    """The content of `event_id` as `member` gets it from the Matrix room history."""
+    response = api.call("GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages?dir=b&limit=100", token=member["access_token"])
+    assert response.status_code == 200, response.text
+    [event] = [e for e in response.json()["chunk"] if e["event_id"] == event_id]
+    return event["content"]
+
+
 def audit(api: Api, admin: dict[str, Any], query: str) -> list[dict[str, Any]]:
     response = api.call("GET", "/api/admin/audit" + query, token=admin["access_token"])
     assert response.status_code == 200, response.text
@@ -190,7 +198,13 @@ def test_erasure_leaves_no_module_row_and_a_verifiable_pseudonymised_trail(api: 
     assert again.status_code == 200, again.text
     assert len(audit(api, admin, f"?action=gdpr.erasure&actor={quote(pseudonym)}")) == 1
     assert mentions(server, uid) == [] and verify(api, admin)["ok"]
-    assert said  # the message itself stays in the room for those who were there (Matrix erasure semantics)
+
+    # Matrix erasure semantics: who was there keeps the message, who joins later sees it emptied.
+    assert content_seen_by(api, friend, room, said) == {"msgtype": "m.text", "body": "Something I said before erasure"}
+    newcomer = api.register()
+    assert api.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", token=friend["access_token"], json={"user_id": newcomer["user_id"]}).status_code == 200
+    assert api.call("POST", f"/_matrix/client/v3/join/{quote(room)}", token=newcomer["access_token"], json={}).status_code == 200
+    assert content_seen_by(api, newcomer, room, said) == {}
 
 
 def test_erasure_through_the_admin_api_removes_module_data(api: Api, server: SynapseServer) -> None:
