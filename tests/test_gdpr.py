@@ -23,7 +23,7 @@ from harness import (
     send_text,
     shared_room,
 )
-from medchat.store.audit import _legacy_hash
+from medchat.store.audit import legacy_hash
 from medchat.store.gdpr import planned
 
 PROFILE = "/api/auth/profile"
@@ -236,7 +236,7 @@ def test_migration_080_reseals_an_existing_trail(api: Api, tmp_path_factory: Any
             # Back to the state before 080: hashes over the clear values, no scheme column.
             prev = "0" * 64
             for seq, ts, actor, action, target, details, origin in rows:
-                digest = _legacy_hash(seq, ts, actor, action, target, json.loads(details), origin, prev)
+                digest = legacy_hash(seq, ts, actor, action, target, json.loads(details), origin, prev)
                 execute_db(hs, "UPDATE medchat_audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, seq))
                 prev = digest
             execute_db(hs, "ALTER TABLE medchat_audit DROP COLUMN scheme")

@@ -203,8 +203,8 @@ def broken_link(pseudonyms: Pseudonyms, entries: Iterator[AuditEntry] | list[Aud
     return None, expected_prev, expected_seq
 
 
-def _legacy_hash(seq: int, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None, prev_hash: str) -> str:
-    """Scheme 1 (migration 070): SHA-256 over the clear values. Only the 080 upgrade reads it."""
+def legacy_hash(seq: int, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None, prev_hash: str) -> str:
+    """Scheme 1 (migration 070): SHA-256 over the clear values; only the 080 upgrade (and its test) use it."""
     canonical = json.dumps(
         {"seq": seq, "ts": ts, "actor": actor, "action": action, "target": target, "details": details, "origin": origin, "prev": prev_hash},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False,
@@ -222,7 +222,7 @@ def reseal_legacy_txn(t: LoggingTransaction, pseudonyms: Pseudonyms) -> int:
     entries = [_entry(row) for row in t.fetchall()]
     prev, new_prev = GENESIS, GENESIS
     for expected_seq, e in enumerate(entries, start=1):
-        legacy = _legacy_hash(e.seq, e.ts, e.actor, e.action, e.target, e.details, e.origin, e.prev_hash)
+        legacy = legacy_hash(e.seq, e.ts, e.actor, e.action, e.target, e.details, e.origin, e.prev_hash)
         if e.seq != expected_seq or e.prev_hash != prev or e.hash != legacy:
             raise RuntimeError(f"MedChat: the audit trail is broken at entry {e.seq}; refusing to re-seal it (migration 080)")
         prev = e.hash
