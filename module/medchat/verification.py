@@ -170,6 +170,7 @@ class Verification:
         status = APPROVED if approve else REJECTED
 
         def txn(t: LoggingTransaction) -> VerificationRequest | str:
+            self._audit.open_txn(t)
             request = get_request_txn(t, request_id)
             if request is None:
                 return "missing"

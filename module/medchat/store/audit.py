@@ -101,8 +101,16 @@ class AuditStore:
         self.engine = engine
         self.pseudonyms = pseudonyms
 
+    def open_txn(self, t: LoggingTransaction) -> None:
+        """The first statement of every transaction that appends. On PostgreSQL it runs READ
+        COMMITTED: under Synapse's REPEATABLE READ the snapshot is taken before the append lock is
+        granted, so two concurrent appends would read the same parent and collide on `seq`."""
+        if self.engine == "postgresql":
+            t.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
     def append_txn(self, t: LoggingTransaction, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None) -> int:
-        """Appends one entry inside the caller's transaction (so it exists iff the action does)."""
+        """Appends one entry inside the caller's transaction (so it exists iff the action does);
+        the transaction must have begun with `open_txn`."""
         if self.engine == "postgresql":
             t.execute(f"SELECT pg_advisory_xact_lock({_APPEND_LOCK_KEY})")
         t.execute("SELECT seq, hash FROM medchat_audit ORDER BY seq DESC LIMIT 1")
@@ -116,7 +124,11 @@ class AuditStore:
         return seq
 
     async def append(self, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None) -> int:
-        return await self._api.run_db_interaction("medchat_audit_append", self.append_txn, ts, actor, action, target, details, origin)
+        def txn(t: LoggingTransaction) -> int:
+            self.open_txn(t)
+            return self.append_txn(t, ts, actor, action, target, details, origin)
+
+        return await self._api.run_db_interaction("medchat_audit_append", txn)
 
     def pseudonymise_user_txn(self, t: LoggingTransaction, user_id: str) -> int:
         """Replaces `user_id` in every entry that mentions it by its pseudonym, in clear columns only.

@@ -67,6 +67,7 @@ def erase_txn(t: LoggingTransaction, engine: str, audit: AuditStore, user_id: st
     naming them go, audit entries are pseudonymised, and a `gdpr.erasure` entry (by pseudonym) is
     appended the first time. Safe to run again: returns whether this run recorded the erasure.
     """
+    audit.open_txn(t)
     for table, columns in OWN_ROWS.items():
         t.execute(f"DELETE FROM {table} WHERE {_own_where(table)}", (user_id,) * len(columns))
     contains = "strpos(payload, ?) > 0" if engine == "postgresql" else "instr(payload, ?) > 0"
