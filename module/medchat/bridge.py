@@ -2,8 +2,9 @@
 
 The module API (`synapse.module_api.ModuleApi`) covers callbacks, auth and database access; what it
 lacks (password login with refresh tokens, password resets through Synapse's mailer, registration
-with a password, start-up migrations on a dedicated connection) is reached through the homeserver
-object below, reusing Synapse's own handlers rather than re-implementing them.
+with a password, start-up migrations on a dedicated connection, the GDPR data export and
+deactivation with erasure) is reached through the homeserver object below, reusing Synapse's own
+handlers rather than re-implementing them.
 """
 
 from __future__ import annotations
