@@ -41,7 +41,26 @@ def test_verify_catches_a_direct_database_edit(api: Api, server) -> None:
     verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
     assert verdict["ok"] and verdict["first_broken_seq"] is None and verdict["entries_checked"] >= 1
 
-    newest = audit(api, admin, "?limit=1")["entries"][0]["seq"]
-    execute_db(server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", ("@someone_else:medchat.test", newest))
+    newest = audit(api, admin, "?limit=1")["entries"][0]
+    execute_db(server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", ("@someone_else:medchat.test", newest["seq"]))
     verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
-    assert (verdict["ok"], verdict["first_broken_seq"]) == (False, newest)
+    assert (verdict["ok"], verdict["first_broken_seq"]) == (False, newest["seq"])
+    # Put it back: the suite shares one server, and later tests verify the chain too.
+    execute_db(server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", (newest["actor"], newest["seq"]))
+    assert api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()["ok"]
+
+
+def test_concurrent_entries_all_land_in_one_chain(api: Api, server) -> None:
+    """Audited actions at the same moment (here admin profile edits) each get their own link."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin = register_admin(server)
+    users = [api.register() for _ in range(8)]
+
+    def edit(user: dict) -> int:
+        return Api(api.base_url).call("PUT", f"/api/chat/users/{quote(user['user_id'])}", token=admin["access_token"], json={"bio": "concurrent"}).status_code
+
+    with ThreadPoolExecutor(len(users)) as pool:
+        assert list(pool.map(edit, users)) == [200] * len(users)
+    assert len(audit(api, admin, f"?action=profile.admin_edit&actor={quote(admin['user_id'])}")["entries"]) == len(users)
+    assert api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()["ok"]

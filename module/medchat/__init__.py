@@ -15,6 +15,7 @@ from medchat.accounts import Accounts
 from medchat.api.admin import AdminServlets
 from medchat.api import build_api_resource
 from medchat.api.contacts import ContactServlets
+from medchat.api.gdpr import GdprServlets
 from medchat.api.messages import MessageServlets
 from medchat.api.realtime import RealtimeServlets
 from medchat.api.rooms import RoomServlets
@@ -32,6 +33,7 @@ from medchat.federation.attestation import Attestations
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.phi.detectors import Guard
 from medchat.federation.directory import FederatedDirectory
+from medchat.gdpr import Gdpr
 from medchat.api.federation import AttestationServlets, FederationServlets
 from medchat.media.uploads import MediaUploads
 from medchat.messages import Messages
@@ -48,7 +50,7 @@ from medchat.rules.directory import DirectoryRules
 from medchat.rules.phi_guard import PhiGuard
 from medchat.spaces import InstitutionSpaces
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
-from medchat.store.audit import AuditStore
+from medchat.store.audit import AuditStore, Pseudonyms, reseal_legacy_txn
 from medchat.store.expiry import ExpiryStore
 from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
@@ -70,15 +72,17 @@ class MedChatModule:
         bridge = SynapseBridge(api)
         bridge.extend_federation_domain_whitelist(config.signed_allow_list)
         check_agreement(config.federation_allow_list, bridge.federation_domain_whitelist, bridge.server_name)
+        pseudonyms = Pseudonyms(bridge.audit_pseudonym_key)
+        data_steps = {80: lambda txn: reseal_legacy_txn(txn, pseudonyms)}
         applied = bridge.run_startup_transaction(
-            "medchat_migrations", lambda txn: apply_migrations(txn, bridge.database_engine)
+            "medchat_migrations", lambda txn: apply_migrations(txn, bridge.database_engine, data_steps)
         )
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
         profiles = ProfileStore(api)
         mirror = ProfileMirror(bridge, profiles)
         module_notifications = NotificationStore(api)
-        audit = Audit(bridge, AuditStore(api, bridge.database_engine))
+        audit = Audit(bridge, AuditStore(api, bridge.database_engine, pseudonyms))
         server = ServerBridge(api)
         verification_store = VerificationStore(api)
         attestations = Attestations(bridge, server, profiles, verification_store)
@@ -97,6 +101,7 @@ class MedChatModule:
         status = MessageStatus(bridge, DeliveryStore(api))
         expiry = Expiry(bridge, ExpiryStore(api), config.max_expires_in_seconds)
         messages = Messages(bridge, rooms, status, expiry)
+        gdpr = Gdpr(bridge, accounts, rules, expiry, audit)
         sockets = SocketHub(bridge, config.websocket, status, messages, module_notifications)
 
         ContactSpamChecker(rules, bridge).register(api)
@@ -111,11 +116,13 @@ class MedChatModule:
             check_username_for_spam=DirectoryRules(directory, directory_store).check_username_for_spam
         )
         api.register_third_party_rules_callbacks(on_profile_update=mirror.on_profile_update, on_new_event=audit.on_new_event)
+        api.register_third_party_rules_callbacks(on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed)
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
 
         features = [
             AdminServlets(api, audit),
             UserServlets(bridge, accounts, directory, federated),
+            GdprServlets(api, gdpr),
             AttestationServlets(api, attestations),
             VerificationServlets(api, verification),
             ContactServlets(api, contacts, rules),

@@ -39,6 +39,13 @@ class Audit:
         self.store = store
 
     async def record(self, actor: str, action: str, target: str | None, details: JsonDict, origin: str | None = None) -> None:
+        """Appends an entry; an erased user (e.g. leaving case rooms after their erasure) is
+        recorded by pseudonym only, with the origin of their own actions pseudonymised too."""
+        pseudonyms = self.store.pseudonyms
+        if await self._bridge.is_user_erased(actor):
+            actor, origin = pseudonyms.of(actor), pseudonyms.optional(origin)
+        if target is not None and target.startswith("@") and await self._bridge.is_user_erased(target):
+            target = pseudonyms.of(target)
         await self.store.append(self._bridge.now_ms(), actor, action, target, details, origin)
 
     async def _require_admin(self, user_id: str) -> None:
@@ -56,7 +63,7 @@ class Audit:
         prev, seq, checked = GENESIS, 1, 0
         while True:
             batch = await self.store.chain(seq - 1, _VERIFY_BATCH)
-            broken, prev, seq = broken_link(batch, prev, seq)
+            broken, prev, seq = broken_link(self.store.pseudonyms, batch, prev, seq)
             if broken is not None:
                 return {"ok": False, "entries_checked": broken - 1, "first_broken_seq": broken}
             checked += len(batch)

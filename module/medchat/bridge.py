@@ -2,17 +2,21 @@
 
 The module API (`synapse.module_api.ModuleApi`) covers callbacks, auth and database access; what it
 lacks (password login with refresh tokens, password resets through Synapse's mailer, registration
-with a password, start-up migrations on a dedicated connection) is reached through the homeserver
-object below, reusing Synapse's own handlers rather than re-implementing them.
+with a password, start-up migrations on a dedicated connection, the GDPR data export and
+deactivation with erasure) is reached through the homeserver object below, reusing Synapse's own
+handlers rather than re-implementing them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import os
 import secrets
-from collections.abc import Callable
-from typing import IO, Any, NamedTuple, TypeVar
+from collections.abc import Callable, Sequence
+from typing import IO, Any, NamedTuple, Protocol, TypeVar
 
 import synapse
 from boto3.exceptions import S3UploadFailedError
@@ -22,11 +26,13 @@ from signedjson.sign import sign_json
 from synapse import event_auth
 from synapse.api.auth.base import BaseAuth
 from synapse.api.constants import Direction, EventTypes, ReceiptTypes, RelationTypes, UserTypes
-from synapse.api.errors import AuthError, Codes, NotFoundError, RequestSendFailed, SynapseError
+from synapse.api.errors import AuthError, Codes, LoginError, NotFoundError, RequestSendFailed, SynapseError
 from synapse.api.filtering import Filter
 from synapse.api.ratelimiting import Ratelimiter
 from synapse.config.ratelimiting import RatelimitSettings
+from synapse.events.utils import FilteredEvent
 from synapse.federation.transport.server._base import Authenticator
+from synapse.handlers.admin import ExfiltrationWriter
 from synapse.logging.context import make_deferred_yieldable, run_in_background
 from twisted.internet import defer
 from twisted.internet import error as twisted_error
@@ -35,6 +41,7 @@ from synapse.events.utils import FilteredEvent
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
+from synapse.media._base import respond_with_file
 from synapse.media.filepath import MediaFilePaths
 from synapse.module_api import ModuleApi
 from synapse.push.mailer import Mailer
@@ -46,8 +53,9 @@ from synapse.storage.databases.main.search import _parse_query_for_sqlite
 from synapse.storage.engines import PostgresEngine
 from synapse.storage.engines._base import IsolationLevel
 from synapse.streams.config import PaginationConfig
-from synapse.types import JsonDict, Requester, StreamToken, UserID, create_requester
+from synapse.types import JsonDict, JsonMapping, Requester, StateMap, StreamToken, UserID, create_requester
 from synapse.util.async_helpers import Linearizer, timeout_deferred
+from synapse.util.json import json_encoder
 from synapse.util.threepids import canonicalise_email, validate_email
 from synapse.visibility import filter_and_transform_events_for_client
 
@@ -146,6 +154,12 @@ class SynapseBridge:
         allowed = self._hs.config.federation.federation_domain_whitelist
         if allowed is not None:
             allowed.update(dict.fromkeys(servers, True))
+
+    @property
+    def audit_pseudonym_key(self) -> bytes:
+        """The key of the audit trail's pseudonyms, derived from Synapse's `macaroon_secret_key`
+        (a secret every deployment already keeps, outside the database)."""
+        return hmac.new(self._hs.config.key.macaroon_secret_key, b"org.medchat.audit.pseudonym", hashlib.sha256).digest()
 
     def requester_for(self, user_id: str) -> Requester:
         """Acting as a local user from a background task (no request, no device)."""
@@ -326,6 +340,37 @@ class SynapseBridge:
         """Sets a new password and logs every session of the user out."""
         password_hash = await self._auth_handler.hash(password)
         await self._hs.get_set_password_handler().set_password(user_id, password_hash, logout_devices=True)
+
+    async def check_password(self, user_id: str, password: str) -> bool:
+        """Whether `password` is the user's, as a UI-auth re-authentication checks it (password
+        providers included; failed attempts count against `rc_login.failed_attempts`)."""
+        submission = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id}, "password": password}
+        try:
+            checked, _ = await self._auth_handler.validate_login(submission, ratelimit=True, is_reauth=True)
+        except LoginError:
+            return False
+        return checked == user_id
+
+    async def deactivate_and_erase(self, user_id: str) -> None:
+        """Synapse's deactivation with GDPR erasure, as `/account/deactivate {erase: true}` does it:
+        tokens, devices, threepids and the profile go, the user is marked erased (their events are
+        hidden from later joiners) and is parted from every room in the background."""
+        await self._hs.get_deactivate_account_handler().deactivate_account(
+            user_id, erase_data=True, requester=create_requester(UserID.from_string(user_id)), by_admin=False
+        )
+
+    async def is_user_erased(self, user_id: str) -> bool:
+        return await self._store.is_user_erased(user_id)
+
+    async def export_user_data(self, user_id: str, sink: ExportSink) -> None:
+        """Synapse's data export (the admin `export-data` command's machinery) into `sink`:
+        the events the user sent, their Matrix profile, devices, sessions, account data and media."""
+        await self._hs.get_admin_handler().export_user_data(user_id, _SinkWriter(user_id, sink))
+
+    async def send_file(self, request: SynapseRequest, path: str, media_type: str, file_name: str) -> None:
+        """Streams a file as the response, with the media repository's download headers
+        (`Content-Disposition: attachment` for anything not shown inline)."""
+        await respond_with_file(self._hs, request, media_type, path, upload_name=file_name)
 
     # --- profile and presence -----------------------------------------------------------------
 
@@ -886,6 +931,71 @@ class SynapseBridge:
 
     async def events(self, event_ids: list[str]) -> dict[str, EventBase]:
         return await self._store.get_events(event_ids)
+
+
+class ExportSink(Protocol):
+    """Where an export goes, in plain JSON values: `event` per event the user sent, `part` per
+    named piece of the rest (`matrix/profile`, `matrix/account_data/global`, ...)."""
+
+    def event(self, event: JsonDict) -> None: ...
+
+    def part(self, name: str, value: Any) -> None: ...
+
+
+def _plain(value: Any) -> Any:
+    """Synapse's immutable mappings as plain JSON values."""
+    return json.loads(json_encoder.encode(value))
+
+
+class _SinkWriter(ExfiltrationWriter):
+    """Adapts Synapse's ExfiltrationWriter to an ExportSink, keeping only what the user sent
+    (the export visits every event they could see; others' messages are not their data)."""
+
+    def __init__(self, user_id: str, sink: ExportSink):
+        self._user_id = user_id
+        self._sink = sink
+        self._invites: list[JsonDict] = []
+        self._media: dict[str, Any] = {}
+
+    def write_events(self, room_id: str, events: list[FilteredEvent]) -> None:
+        for filtered in events:
+            event = filtered.event
+            if event.sender != self._user_id:
+                continue
+            row: JsonDict = {"event_id": event.event_id, "room_id": room_id, "type": event.type, "origin_server_ts": event.origin_server_ts, "content": _plain(event.content)}
+            if event.is_state():
+                row["state_key"] = event.state_key
+            if event.redacts:
+                row["redacts"] = event.redacts
+            self._sink.event(row)
+
+    def write_state(self, room_id: str, event_id: str, state: StateMap[EventBase]) -> None:
+        """Room state at gaps in the history: other people's events, not exported."""
+
+    def write_invite(self, room_id: str, event: EventBase, state: StateMap[EventBase]) -> None:
+        self._invites.append({"room_id": room_id, "membership": "invite", "sender": event.sender, "origin_server_ts": event.origin_server_ts})
+
+    def write_knock(self, room_id: str, event: EventBase, state: StateMap[EventBase]) -> None:
+        self._invites.append({"room_id": room_id, "membership": "knock", "sender": event.sender, "origin_server_ts": event.origin_server_ts})
+
+    def write_profile(self, profile: JsonMapping) -> None:
+        self._sink.part("matrix/profile", _plain(profile))
+
+    def write_devices(self, devices: Sequence[JsonMapping]) -> None:
+        self._sink.part("matrix/devices", _plain(list(devices)))
+
+    def write_connections(self, connections: Sequence[JsonMapping]) -> None:
+        self._sink.part("matrix/connections", _plain(list(connections)))
+
+    def write_account_data(self, file_name: str, account_data: Any) -> None:
+        self._sink.part(f"matrix/account_data/{file_name}", _plain(account_data))
+
+    def write_media_id(self, media_id: str, media_metadata: JsonMapping) -> None:
+        self._media[media_id] = _plain(media_metadata)
+
+    def finished(self) -> None:
+        self._sink.part("matrix/invites_and_knocks", self._invites)
+        self._sink.part("matrix/media", self._media)
 
 
 def _delete_s3_media(backend: S3StorageProviderBackend, filepaths: MediaFilePaths, media_id: str) -> None:

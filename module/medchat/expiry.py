@@ -37,9 +37,17 @@ class Expiry:
 
     async def reap(self) -> None:
         """Redacts every message whose time has come, as its sender would."""
-        for message in await self._store.due(self._bridge.now_ms(), _BATCH):
+        await self._redact(await self._store.due(self._bridge.now_ms(), _BATCH), "expired")
+
+    async def expire_all_of(self, sender: str) -> None:
+        """Redacts the sender's pending disappearing messages now: at account erasure, while the
+        sender may still redact them (a deactivated account could not, and they were to go anyway)."""
+        await self._redact(await self._store.of_sender(sender), "expired: account erased")
+
+    async def _redact(self, messages: list[Expiring], reason: str) -> None:
+        for message in messages:
             try:
-                await self._bridge.redact(self._bridge.requester_for(message.sender), message.room_id, message.event_id, "expired")
+                await self._bridge.redact(self._bridge.requester_for(message.sender), message.room_id, message.event_id, reason)
             except SynapseError as e:  # e.g. the sender left: nothing more to do for it
                 logger.warning("MedChat: could not redact expired message %s: %s", message.event_id, e)
             await self._store.remove(message.event_id)

@@ -133,6 +133,8 @@ LOGIN_BODY = _body(
 
 REFRESH_BODY = _body({"refresh_token": _TOKEN}, required=("refresh_token",))
 
+ERASE_ACCOUNT_BODY = _body({"password": _PASSWORD}, required=("password",))
+
 PROFILE_UPDATE_BODY = _body(
     {
         "full_name": _FULL_NAME,

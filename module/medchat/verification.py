@@ -21,7 +21,6 @@ from medchat.mirror import ProfileMirror
 from medchat.models import JsonDict, iso
 from medchat.store import ProfileStore, VerificationStore
 from medchat.store.audit import AuditStore
-from medchat.store.audit import append_txn as append_audit_txn
 from medchat.store.notifications import NotificationStore, add_notification_txn
 from medchat.store.profiles import get_profile_txn
 from medchat.store.verification import (
@@ -171,6 +170,7 @@ class Verification:
         status = APPROVED if approve else REJECTED
 
         def txn(t: LoggingTransaction) -> VerificationRequest | str:
+            self._audit.open_txn(t)
             request = get_request_txn(t, request_id)
             if request is None:
                 return "missing"
@@ -184,8 +184,8 @@ class Verification:
             record_txn(t, LogEntry(request.user_id, request_id, status, verifier, before, after, reason, now))
             payload = {"request_id": request_id, "status": status, "level": after, "reason": reason, "decided_by": verifier}
             add_notification_txn(t, request.user_id, NOTIFICATION_TYPE, payload, now)
-            append_audit_txn(t, self._audit.engine, now, verifier, f"verification.{status}", request.user_id,
-                             {"request_id": request_id, "level_before": before, "level_after": after, "reason": reason}, None)
+            self._audit.append_txn(t, now, verifier, f"verification.{status}", request.user_id,
+                                    {"request_id": request_id, "level_before": before, "level_after": after, "reason": reason}, None)
             return get_request_txn(t, request_id)  # type: ignore[return-value]
 
         request = await self._store.get(request_id)

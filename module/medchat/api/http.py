@@ -13,7 +13,8 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.models import JsonDict
 
-Handler = Callable[..., Awaitable[tuple[int, Any]]]
+# A handler answers (status, JSON body), or None once it has written the response itself (a download).
+Handler = Callable[..., Awaitable[tuple[int, Any] | None]]
 
 _PARAM_RE = re.compile(r"\{(\w+)\}")
 

@@ -40,6 +40,13 @@ class ExpiryStore:
 
         return await self._api.run_db_interaction("medchat_due_expiring_messages", txn)
 
+    async def of_sender(self, sender: str) -> list[Expiring]:
+        def txn(t: LoggingTransaction) -> list[Expiring]:
+            t.execute("SELECT event_id, room_id, sender, expires_ts FROM medchat_expiring_messages WHERE sender = ?", (sender,))
+            return [Expiring(*row) for row in t.fetchall()]
+
+        return await self._api.run_db_interaction("medchat_expiring_messages_of_sender", txn)
+
     async def remove(self, event_id: str) -> None:
         def txn(t: LoggingTransaction) -> None:
             t.execute("DELETE FROM medchat_expiring_messages WHERE event_id = ?", (event_id,))

@@ -2,7 +2,9 @@
 
 Files are `NNN_name.sql` (any engine) or `NNN_name.postgresql.sql` / `NNN_name.sqlite.sql` (one
 engine). Each version is applied once, in order, inside the start-up transaction; the applied
-versions are recorded in `medchat_schema_versions`.
+versions are recorded in `medchat_schema_versions`. A version may also have a data step in Python
+(what SQL cannot do portably, or what needs the server's secrets), run right after its SQL in the
+same transaction; `MedChatModule` passes them in.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from synapse.storage.database import LoggingTransaction
@@ -41,10 +44,17 @@ def split_statements(sql: str) -> list[str]:
     return [stmt.strip() for stmt in "\n".join(lines).split(";\n") if stmt.strip().rstrip(";")]
 
 
-def apply_migrations(txn: LoggingTransaction, engine: str) -> list[int]:
+DataStep = Callable[[LoggingTransaction], object]
+
+
+def apply_migrations(txn: LoggingTransaction, engine: str, data_steps: Mapping[int, DataStep]) -> list[int]:
     """Brings the module's schema up to date; returns the versions applied now."""
     if engine == "postgresql":
         txn.execute(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+    else:
+        # Python's sqlite3 opens a transaction only before DML, so DDL would otherwise commit
+        # on its own and a failing migration would leave half its changes behind.
+        txn.execute("BEGIN")
     txn.execute(
         "CREATE TABLE IF NOT EXISTS medchat_schema_versions"
         " (version INTEGER NOT NULL PRIMARY KEY, applied_ts BIGINT NOT NULL)"
@@ -56,6 +66,8 @@ def apply_migrations(txn: LoggingTransaction, engine: str) -> list[int]:
         logger.info("MedChat: applying migration %s", path.name)
         for statement in split_statements(path.read_text()):
             txn.execute(statement.rstrip(";"))
+        if version in data_steps:
+            data_steps[version](txn)
         txn.execute(
             "INSERT INTO medchat_schema_versions (version, applied_ts) VALUES (?, ?)",
             (version, int(time.time() * 1000)),
