@@ -34,7 +34,7 @@ ACTOR_COLUMNS: dict[str, tuple[str, ...]] = {
 MENTIONING_NOTIFICATIONS = "medchat_notifications"
 # Kept and pseudonymised (medchat.store.audit), or holding nothing personal.
 AUDIT_TABLE = "medchat_audit"
-NOT_PERSONAL = ("medchat_schema_versions",)
+NOT_PERSONAL = ("medchat_schema_versions", "medchat_institution_spaces")  # institution → space id
 # SQLite's full-text index of medchat_profiles (and FTS5's shadow tables), kept by triggers.
 DERIVED_PREFIX = "medchat_profiles_fts"
 # PostgreSQL's generated search vectors of medchat_profiles: not exported.
