@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import json
+import socket
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,6 +179,60 @@ def test_over_the_kind_limit_gets_413(api: Api, alice: dict[str, Any]) -> None:
             yield b"\x00" * (1024 * 1024)
 
     expect_error(upload(api, alice, "image", chunks(), "image/jpeg"), 413, "M_TOO_LARGE")  # type: ignore[arg-type]
+
+
+def _raw_post(server: SynapseServer, path: str, headers: dict[str, str], body: bytes = b"") -> socket.socket:
+    """A POST written by hand on a raw socket: only the given body bytes are ever sent."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(data.lower().split(b"content-length:")[1].split(b"\r\n")[0]):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), json.loads(body)
+
+
+def _vm_rss_kib(pid: int) -> int:
+    return int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[str, Any]) -> None:
+    """A declared length over the limit is answered from the headers: the client sends 10 bytes of a
+    claimed 2 GB and still gets the 413, the connection is closed, and the server does not grow."""
+    assert server.process is not None
+    rss_before = _vm_rss_kib(server.process.pid)
+    auth = {"Authorization": f"Bearer {alice['access_token']}"}
+    for path, ctype in (("/api/chat/upload/image", "image/jpeg"), ("/api/chat/upload/file", "multipart/form-data; boundary=xyz")):
+        sock = _raw_post(server, path, {**auth, "Content-Type": ctype, "Content-Length": str(2 * 1024**3)}, b"\xff\xd8\xff\xe0start")
+        with sock:
+            status, body = _read_response(sock)
+            assert (status, body["errcode"]) == (413, "M_TOO_LARGE") and "at most" in body["error"]
+            assert sock.recv(1) == b""  # closed: the server reads nothing more
+    # Expect: 100-continue gets the 413 instead of the go-ahead
+    with _raw_post(server, "/api/chat/upload/video", {**auth, "Expect": "100-continue", "Content-Length": str(200 * 1024**2)}) as sock:
+        assert _read_response(sock)[0] == 413
+
+    # chunked: refused once the running count passes the limit (20 MiB for images), mid-stream
+    with _raw_post(server, "/api/chat/upload/image", {**auth, "Transfer-Encoding": "chunked"}) as sock:
+        chunk = b"%x\r\n%s\r\n" % (1024 * 1024, b"\0" * 1024 * 1024)
+        sent = 0
+        try:
+            for _ in range(40):
+                sock.sendall(chunk)
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert 20 <= sent < 40
+        assert _read_response(sock)[0] == 413
+    assert _vm_rss_kib(server.process.pid) - rss_before < 20 * 1024  # nothing like 2 GB or 20 MiB was held
 
 
 # --- deletion ---------------------------------------------------------------------------------

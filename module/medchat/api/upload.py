@@ -26,7 +26,7 @@ class UploadServlets:
     def __init__(self, api: ModuleApi, uploads: MediaUploads):
         self._api = api
         self._uploads = uploads
-        self._multipart_type = SynapseBridge.accept_multipart_uploads(PREFIX.encode())
+        self._multipart_type = SynapseBridge.guard_uploads(PREFIX.encode(), uploads.oversize)
 
     def register_routes(self, resource: JsonResource) -> None:
         # One pattern for both methods (Synapse's router answers 405 when the first matching
