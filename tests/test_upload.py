@@ -91,6 +91,20 @@ def test_other_image_formats_are_stripped(api: Api, alice: dict[str, Any], make,
     assert b"MedCam" not in stored and samples.SECRET_TEXT not in stored and b"xmpmeta" not in stored
 
 
+def test_heic_photo_is_stored_as_jpeg_without_metadata(api: Api, alice: dict[str, Any]) -> None:
+    response = upload(api, alice, "image", samples.heic_with_gps(), "image/heic", filename="IMG_0001.HEIC")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["file_name"], body["mime_type"], body["width"], body["height"]) == ("IMG_0001.jpg", "image/jpeg", 64, 48)
+    stored = download(api, alice, body["media_url"])
+    assert stored.headers["Content-Type"] == "image/jpeg" and len(stored.content) == body["file_size"]
+    assert b"MedCam" not in stored.content and b"xmpmeta" not in stored.content
+    with Image.open(io.BytesIO(stored.content)) as im:
+        assert im.format == "JPEG" and not im.getexif()
+    thumbnail = api.session.get(body["thumbnail_url"], headers={"Authorization": f"Bearer {alice['access_token']}"}, timeout=10)
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"].startswith("image/")
+
+
 def test_multipart_upload(api: Api, alice: dict[str, Any]) -> None:
     data = samples.png_with_metadata()
     response = api.call(

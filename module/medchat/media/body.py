@@ -7,6 +7,7 @@ Synapse's media store then streams to disk and object storage.
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from dataclasses import dataclass
 from email.message import Message
 from typing import BinaryIO
@@ -47,6 +48,56 @@ class FileRange:
         data = self._f.read(n)
         self._pos += len(data)
         return data
+
+
+class Spliced:
+    """A read-only, seekable file made of pieces: literal bytes and [start, end) ranges of `f`.
+
+    What the metadata stripper hands to the media store: the kept segments of an image are ranges
+    of the spooled upload, read from it as the store copies them, never gathered in memory.
+    """
+
+    def __init__(self, f: BinaryIO, pieces: list[bytes | tuple[int, int]]):
+        self._f = f
+        self._pieces = pieces
+        self._starts: list[int] = []
+        total = 0
+        for piece in pieces:
+            self._starts.append(total)
+            total += len(piece) if isinstance(piece, bytes) else piece[1] - piece[0]
+        self._size, self._pos = total, 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = min(max(0, base + offset), self._size)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size - self._pos if n is None or n < 0 else min(n, self._size - self._pos)
+        out: list[bytes] = []
+        while n > 0:
+            i = bisect_right(self._starts, self._pos) - 1
+            piece, skip = self._pieces[i], self._pos - self._starts[i]
+            if isinstance(piece, bytes):
+                data = piece[skip : skip + n]
+            else:
+                self._f.seek(piece[0] + skip)
+                data = self._f.read(min(n, piece[1] - piece[0] - skip))
+                if not data:
+                    raise OSError("The spooled upload ended early.")
+            out.append(data)
+            self._pos += len(data)
+            n -= len(data)
+        return out[0] if len(out) == 1 else b"".join(out)
 
 
 @dataclass(frozen=True)

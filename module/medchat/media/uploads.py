@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from typing import Any
@@ -65,17 +64,19 @@ class MediaUploads:
                 f"(accepted: {', '.join(sorted(rules.allowed_types))}).",
                 "M_INVALID_PARAM",
             )
-        name = _safe_name(file_name) or f"{rules.kind}.{_TYPE_EXTENSIONS.get(mime, _EXTENSIONS[rules.kind])}"
         content: Any = source
+        size = len(source)
         extra: JsonDict = {}
         if rules.kind == "image":
             try:
-                image = await self._bridge.api.defer_to_thread(clean_image, mime, source.read())
+                image = await self._bridge.api.defer_to_thread(clean_image, mime, source)
             except ImageError as e:
                 raise SynapseError(400, str(e), "M_INVALID_PARAM")
-            content = io.BytesIO(image.data)
+            if image.mime != mime:  # HEIC arrives as JPEG: the name says so
+                file_name = file_name and os.path.splitext(file_name)[0] + "." + _TYPE_EXTENSIONS[image.mime]
+            content, size, mime = image.content, image.size, image.mime
             extra = {"width": image.width, "height": image.height}
-        size = len(content.getbuffer()) if isinstance(content, io.BytesIO) else len(source)
+        name = _safe_name(file_name) or f"{rules.kind}.{_TYPE_EXTENSIONS.get(mime, _EXTENSIONS[rules.kind])}"
         mxc = await self._bridge.store_media(mime, name, content, size, user_id)
         media_id = mxc.rsplit("/", 1)[1]
         if extra:
