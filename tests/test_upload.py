@@ -120,6 +120,52 @@ def test_multipart_upload(api: Api, alice: dict[str, Any]) -> None:
     assert "file" in expect_error(missing, 400, "M_INVALID_PARAM")["error"]
 
 
+def _multipart(api: Api, user: dict[str, Any], body: bytes, content_type: str = "multipart/form-data; boundary=xyz") -> requests.Response:
+    return api.call("POST", "/api/chat/upload/file", token=user["access_token"], data=body, headers={"Content-Type": content_type})
+
+
+def _part(name: str, data: bytes, filename: str = "") -> bytes:
+    extra = f'; filename="{filename}"' if filename else ""
+    return f'--xyz\r\nContent-Disposition: form-data; name="{name}"{extra}\r\n\r\n'.encode() + data + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        ("multipart/form-data", _part("file", b"x") + b"--xyz--", "boundary"),
+        ("multipart/form-data; boundary=", _part("file", b"x") + b"--xyz--", "boundary"),
+        ("multipart/form-data; boundary=" + "x" * 300, b"--" + b"x" * 300, "boundary"),
+        ("multipart/form-data; boundary*=utf-8''xyz", _part("file", b"x") + b"--xyz--", "boundary"),
+        (None, b"no delimiter anywhere in this body", "no 'file' field"),
+        (None, _part("caption", b"left arm") + b"--xyz--\r\n", "no 'file' field"),
+        (None, b"--xyz--\r\n" + _part("file", samples.pdf()) + b"--xyz--", "no 'file' field"),  # after the close
+        (None, _part("file", samples.pdf()), "ends inside a part"),
+        (None, b"--xyz\r\nContent-Disposition: form-data; name=file" + b"x" * 20000 + b"\r\n--xyz--", "header end"),
+        (None, _part("x", b"") * 5000 + _part("file", samples.pdf()) + b"--xyz--", "more than 64 parts"),
+        (None, _part("file", b"") + b"--xyz--", "empty"),
+    ],
+)
+def test_malformed_multipart_gets_400(api: Api, alice: dict[str, Any], content_type: str | None, body: bytes, message: str) -> None:
+    response = _multipart(api, alice, body, content_type or "multipart/form-data; boundary=xyz")
+    assert message in expect_error(response, 400, "M_INVALID_PARAM")["error"]
+
+
+def test_multipart_checks_the_part_itself(api: Api, alice: dict[str, Any]) -> None:
+    exe = _part("file", samples.windows_exe(), "report.pdf") + b"--xyz--\r\n"
+    assert "application/x-msdownload" in expect_error(_multipart(api, alice, exe), 415, "M_INVALID_PARAM")["error"]
+    ok = _multipart(api, alice, b"preamble\r\n" + _part("file", samples.pdf(), "a.pdf") + b"--xyz--\r\nepilogue --xyz\r\n")
+    assert ok.status_code == 201 and ok.json()["file_size"] == len(samples.pdf())
+
+
+def test_form_encoded_upload_is_a_file_not_a_form(api: Api, alice: dict[str, Any]) -> None:
+    """curl --data-binary sends application/x-www-form-urlencoded: Twisted must not parse the body
+    into arguments (memory, and a `filename=` inside the body must not name the file)."""
+    data = samples.pdf() + b"&filename=evil.html"
+    response = upload(api, alice, "file", data, "application/x-www-form-urlencoded", filename="letter.pdf")
+    assert response.status_code == 201, response.text
+    assert (response.json()["file_name"], response.json()["file_size"]) == ("letter.pdf", len(data))
+
+
 def test_corrupt_and_truncated_images_get_400(api: Api, alice: dict[str, Any]) -> None:
     jpeg, png = samples.jpeg_with_gps(), samples.png_with_metadata()
     expect_error(upload(api, alice, "image", jpeg[: len(jpeg) // 2]), 400, "M_INVALID_PARAM")

@@ -615,12 +615,13 @@ class SynapseBridge:
           once (e.g. 413 M_TOO_LARGE as JSON) and the connection closed, so an oversized body is
           neither read nor spooled. For multipart bodies `length` excludes up to 64 KiB of framing
           (boundaries, part headers); the part itself is held to the exact limit later.
-        - Multipart: SynapseRequest drops every multipart POST (GHSA-rfq8-j7rh-8hf2) because
-          Twisted would parse the whole body into memory. For the upload paths the Content-Type
-          is set aside before Twisted sees it (so nothing is parsed) and the module reads the part
+        - Forms: SynapseRequest drops every multipart POST (GHSA-rfq8-j7rh-8hf2) because Twisted
+          would parse the whole body into memory, as it does for url-encoded forms. For the upload
+          paths such a Content-Type is set aside before Twisted sees it (so nothing is parsed,
+          and `request.args` holds only the query string); the module reads a multipart part
           from the spooled body file itself.
 
-        Returns the getter for a request's original multipart Content-Type.
+        Returns the getter for an upload request's original Content-Type.
         """
         global _upload_guard
         _upload_guard = _UploadGuard(path_prefix, oversize)
@@ -629,7 +630,7 @@ class SynapseBridge:
             SynapseRequest.handleContentChunk = _guarded_content_chunk(SynapseRequest.handleContentChunk)  # type: ignore[method-assign]
             SynapseRequest.requestReceived = _guarded_request_received(SynapseRequest.requestReceived)  # type: ignore[method-assign]
             SynapseRequest._medchat_upload_guard = True  # type: ignore[attr-defined]
-        return lambda request: getattr(request, "medchat_multipart_type", None)
+        return lambda request: getattr(request, "medchat_content_type", None)
 
     # --- event stream (the WebSocket's source) ---------------------------------------------------
 
@@ -786,6 +787,9 @@ def _delete_s3_media(backend: S3StorageProviderBackend, filepaths: MediaFilePath
 # --- upload guard: patches of SynapseRequest's body reading ------------------------------------
 
 _MULTIPART_FRAMING = 64 * 1024
+# Bodies Twisted parses into `request.args` in memory (and Synapse drops multipart outright); an
+# upload sent as a form (curl --data-binary sends application/x-www-form-urlencoded) is a file.
+_PARSED_FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 
 class _UploadGuard(NamedTuple):
@@ -869,9 +873,10 @@ def _guarded_request_received(original: Callable[[SynapseRequest, bytes, bytes, 
             return
         if getattr(self, "medchat_upload", None):
             ctype = self.requestHeaders.getRawHeaders(b"content-type")
-            if ctype and b"multipart/form-data" in ctype[0].lower():
-                self.medchat_multipart_type = ctype[0].decode("latin-1")  # type: ignore[attr-defined]
-                self.requestHeaders.setRawHeaders(b"content-type", [b"application/octet-stream"])
+            if ctype:
+                self.medchat_content_type = ctype[0].decode("latin-1")  # type: ignore[attr-defined]
+                if any(form in ctype[0].lower() for form in _PARSED_FORMS):
+                    self.requestHeaders.setRawHeaders(b"content-type", [b"application/octet-stream"])
         original(self, command, path, version)
 
     return request_received

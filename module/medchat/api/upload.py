@@ -26,7 +26,7 @@ class UploadServlets:
     def __init__(self, api: ModuleApi, uploads: MediaUploads):
         self._api = api
         self._uploads = uploads
-        self._multipart_type = SynapseBridge.guard_uploads(PREFIX.encode(), uploads.oversize)
+        self._content_type = SynapseBridge.guard_uploads(PREFIX.encode(), uploads.oversize)
 
     def register_routes(self, resource: JsonResource) -> None:
         # One pattern for both methods (Synapse's router answers 405 when the first matching
@@ -45,16 +45,16 @@ class UploadServlets:
         requester = await self._api.get_user_by_req(request)
         rules = self._uploads.rules(target)
         self._uploads.check_size(rules, _content_length(request))
-        multipart_type = self._multipart_type(request)
+        content_type = self._content_type(request)
         file_name = _query_arg(request, b"filename")
-        if multipart_type:
+        if content_type and content_type.lower().lstrip().startswith("multipart/form-data"):
             try:
-                part = multipart_field(request.content, multipart_type, "file")
+                part = multipart_field(request.content, content_type, "file")
             except BodyError as e:
                 raise SynapseError(400, str(e), "M_INVALID_PARAM")
             source, file_name, declared = part.content, part.filename or file_name, part.content_type
         else:
-            source, declared = whole_body(request.content), request.getHeader("Content-Type")
+            source, declared = whole_body(request.content), content_type
         return 201, await self._uploads.upload(rules, requester.user.to_string(), source, file_name, declared)
 
     async def delete(self, request: Any, target: str) -> tuple[int, Any]:

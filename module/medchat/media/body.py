@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from typing import BinaryIO
 
 _CHUNK = 1024 * 1024
 _MAX_PART_HEADERS = 16 * 1024
+_MAX_BOUNDARY = 200  # RFC 2046 allows 70; some clients send longer ones
+MAX_PARTS = 64
 
 
 class BodyError(ValueError):
@@ -113,16 +116,31 @@ def whole_body(f: BinaryIO) -> FileRange:
 
 
 def multipart_field(f: BinaryIO, content_type: str, field: str) -> Part:
-    """The part named `field` of a multipart/form-data body, located by scanning for the boundary."""
+    """The part named `field` of a multipart/form-data body, located by scanning for the boundary.
+
+    Parts are visited in order and the scan stops at the field, at the close delimiter or after
+    `MAX_PARTS` parts, so a body of many tiny parts costs neither memory nor much time.
+    """
     header = Message()
     header["content-type"] = content_type
     boundary = header.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        raise BodyError("The multipart Content-Type has no boundary.")
+    if not isinstance(boundary, str) or not 0 < len(boundary) <= _MAX_BOUNDARY:
+        raise BodyError(f"The multipart Content-Type needs a boundary of 1 to {_MAX_BOUNDARY} characters.")
+    marker = b"--" + boundary.encode("latin-1", "replace")
     body = whole_body(f)
-    delimiters = _find_all(body, b"\r\n--" + boundary.encode("latin-1"), prefix=b"\r\n")
-    for start, end in zip(delimiters, delimiters[1:]):
+    delimiters = _delimiters(body, b"\r\n" + marker, prefix=b"\r\n")
+    start, parts = next(delimiters, None), 0
+    # Stops when no delimiter follows, or at the close delimiter: nothing after it is a part.
+    while start is not None and _read(body, start + len(marker), start + len(marker) + 2) != b"--":
+        parts += 1
+        if parts > MAX_PARTS:
+            raise BodyError(f"The multipart body has more than {MAX_PARTS} parts before its '{field}' field.")
+        end = next(delimiters, None)
+        if end is None:
+            raise BodyError("The multipart body ends inside a part (no closing boundary).")
         headers_end = _headers_end(body, start, end)
+        if headers_end + 4 > end - 2:
+            raise BodyError("A multipart part is malformed.")
         disposition = Message()
         for line in _read(body, start, headers_end).decode("utf-8", "replace").split("\r\n")[1:]:
             name, _, value = line.partition(":")
@@ -135,24 +153,23 @@ def multipart_field(f: BinaryIO, content_type: str, field: str) -> Part:
                 filename if isinstance(filename, str) else None,
                 disposition.get_content_type() if "content-type" in disposition else None,
             )
+        start = end
     raise BodyError(f"The multipart body has no '{field}' field.")
 
 
-def _find_all(body: FileRange, delimiter: bytes, prefix: bytes) -> list[int]:
-    """Offsets of every `delimiter` in the body; the body is read as if `prefix` preceded it."""
-    found: list[int] = []
-    body.seek(0)
-    carry, base = prefix, -len(prefix)
-    while chunk := body.read(_CHUNK):
+def _delimiters(body: FileRange, delimiter: bytes, prefix: bytes) -> Iterator[int]:
+    """Offsets of the delimiters in the body, in order; the body is read as if `prefix` preceded it."""
+    carry, base, pos = prefix, -len(prefix), 0
+    while chunk := _read(body, pos, pos + _CHUNK):  # the caller moves the file between yields
+        pos += len(chunk)
         window = carry + chunk
         i = window.find(delimiter)
         while i != -1:
-            found.append(base + i + 2)  # points at the "--" of the delimiter line
+            yield base + i + 2  # points at the "--" of the delimiter line
             i = window.find(delimiter, i + 1)
         keep = len(delimiter) - 1
         base += len(window) - keep
         carry = window[-keep:]
-    return found
 
 
 def _headers_end(body: FileRange, start: int, end: int) -> int:
