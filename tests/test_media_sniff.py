@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import tempfile
+import tracemalloc
 
 import pytest
 from PIL import Image
@@ -116,13 +118,19 @@ def test_truncated_or_corrupt_images_are_refused(mime: str) -> None:
         pass
 
 
-def test_large_progressive_jpeg_is_stripped_losslessly_across_read_windows() -> None:
-    """Several MiB, several scans: markers and segments straddle the stripper's 1 MiB windows."""
+def _large_jpeg(progressive: bool) -> bytes:
+    """About 4 MB of camera-like JPEG (noise, EXIF, a comment) with a trailer after EOI."""
     noise = Image.frombytes("RGB", (1400, 1400), random.Random(7).randbytes(1400 * 1400 * 3))
     out = io.BytesIO()
-    noise.save(out, "JPEG", quality=97, progressive=True, exif=samples.camera_exif(), comment=samples.SECRET_TEXT)
-    original = out.getvalue() + b"trailer after EOI: " + samples.SECRET_TEXT
-    assert len(original) > 2 * 1024 * 1024
+    noise.save(out, "JPEG", quality=97, progressive=progressive, exif=samples.camera_exif(), comment=samples.SECRET_TEXT)
+    data = out.getvalue() + b"trailer after EOI: " + samples.SECRET_TEXT
+    assert len(data) > 2 * 1024 * 1024
+    return data
+
+
+def test_large_progressive_jpeg_is_stripped_losslessly_across_read_windows() -> None:
+    """Several MiB, several scans: markers and segments straddle the stripper's 1 MiB windows."""
+    original = _large_jpeg(progressive=True)
     data, cleaned = clean("image/jpeg", original)
     assert b"MedCam" not in data and samples.SECRET_TEXT not in data and data.endswith(b"\xff\xd9")
     assert (cleaned.width, cleaned.height) == (1400, 1400)
@@ -142,3 +150,19 @@ def test_heic_becomes_a_jpeg_without_metadata() -> None:
     for bad in (original[: len(original) // 2], original[:40]):
         with pytest.raises(ImageError):
             clean("image/heic", bad)
+
+
+def test_stripping_streams_from_the_spooled_file() -> None:
+    """Cleaning and then copying a 4 MB image out (as the media store does) allocates about the
+    read window, not copies of the image."""
+    spool = tempfile.TemporaryFile()
+    spool.write(_large_jpeg(progressive=False))
+    tracemalloc.start()
+    try:
+        cleaned = clean_image("image/jpeg", whole_body(spool))
+        while cleaned.content.read(64 * 1024):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * 1024 * 1024, peak

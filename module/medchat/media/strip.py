@@ -239,9 +239,10 @@ class _Reader:
             match = pattern.search(self._buf, pos - self._start)
             if match:
                 return self._start + match.start()
-            if self._start + len(self._buf) >= self.size:
+            end = self._start + len(self._buf)
+            if end >= self.size or len(self._buf) < 2:
                 return None
-            pos = self._start + len(self._buf) - 1  # a match may straddle the window's end
+            pos = end - 1  # a match may straddle the window's end
         return None
 
 
