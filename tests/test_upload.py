@@ -18,6 +18,7 @@ from PIL import Image
 import media_samples as samples
 from media_samples import download, upload
 from harness import Api, SERVER_NAME, SynapseServer, expect_error, nio_login, run
+from test_metrics import metrics, sample
 
 IMAGE_LIMIT = 20 * 1024 * 1024  # the schema's default for images
 
@@ -269,6 +270,7 @@ def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[
     claimed 2 GB and still gets the 413, the connection is closed, and the server does not grow."""
     assert server.process is not None
     rss_before = _vm_rss_kib(server.process.pid)
+    refused_before = sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413")
     auth = {"Authorization": f"Bearer {alice['access_token']}"}
     for path, ctype in (("/api/chat/upload/image", "image/jpeg"), ("/api/chat/upload/file", "multipart/form-data; boundary=xyz")):
         sock = _raw_post(server, path, {**auth, "Content-Type": ctype, "Content-Length": str(2 * 1024**3)}, b"\xff\xd8\xff\xe0start")
@@ -293,6 +295,7 @@ def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[
         assert 20 <= sent < 40
         assert _read_response(sock)[0] == 413
     assert _vm_rss_kib(server.process.pid) - rss_before < 20 * 1024  # nothing like 2 GB or 20 MiB was held
+    assert sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413") == refused_before + 2
 
 
 # --- deletion ---------------------------------------------------------------------------------

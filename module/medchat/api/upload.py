@@ -26,13 +26,20 @@ class UploadServlets:
     def __init__(self, api: ModuleApi, uploads: MediaUploads):
         self._api = api
         self._uploads = uploads
-        self._content_type = SynapseBridge.guard_uploads(PREFIX.encode(), uploads.oversize)
+        self._content_type = SynapseBridge.guard_uploads(PREFIX.encode(), self._refuse_early)
 
     def register_routes(self, resource: JsonResource) -> None:
         # One pattern for both methods (Synapse's router answers 405 when the first matching
         # pattern lacks the method): the segment is the kind for POST and the file id for DELETE.
         route(resource, "POST", PREFIX + "{target}", self.upload)
         route(resource, "DELETE", PREFIX + "{target}", self.delete)
+
+    def _refuse_early(self, kind: str, length: int) -> SynapseError | None:
+        """The guard's size check while the body arrives; its refusals never reach `upload`."""
+        error = self._uploads.oversize(kind, length)
+        if error is not None:
+            UPLOAD_REJECTIONS.labels(kind, str(error.code)).inc()
+        return error
 
     async def upload(self, request: Any, target: str) -> tuple[int, Any]:
         try:
