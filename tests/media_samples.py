@@ -60,6 +60,15 @@ def webp_with_metadata() -> bytes:
     return out.getvalue()
 
 
+def heic_with_gps(size: tuple[int, int] = (64, 48)) -> bytes:
+    """An iPhone-like HEIC (written by libheif through pillow-heif) with camera EXIF and XMP."""
+    import pillow_heif
+
+    out = io.BytesIO()
+    pillow_heif.from_pillow(photo(size)).save(out, quality=90, exif=camera_exif().tobytes(), xmp=XMP)
+    return out.getvalue()
+
+
 def gif_with_comment() -> bytes:
     out = io.BytesIO()
     photo().convert("P").save(out, "GIF", comment=SECRET_TEXT)

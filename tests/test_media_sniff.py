@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import io
+import random
+import tempfile
+import tracemalloc
 
 import pytest
 from PIL import Image
 
 import media_samples as samples
 from medchat.media.sniff import sniff
-from medchat.media.strip import ImageError, clean_image
+from medchat.media.body import whole_body
+from medchat.media.strip import CleanImage, ImageError, clean_image, has_metadata
+
+
+def clean(mime: str, data: bytes) -> tuple[bytes, CleanImage]:
+    """`clean_image` on an in-memory upload: the cleaned bytes and the result."""
+    cleaned = clean_image(mime, whole_body(io.BytesIO(data)))
+    out = cleaned.content.read()
+    assert len(out) == cleaned.size
+    return out, cleaned
 
 
 @pytest.mark.parametrize(
@@ -71,10 +83,11 @@ def test_sniff_legacy_word_by_stream_name() -> None:
 )
 def test_strip_removes_every_metadata_block(make, mime: str) -> None:  # type: ignore[no-untyped-def]
     original = make()
-    cleaned = clean_image(mime, original)
+    data, cleaned = clean(mime, original)
     for marker in (b"MedCam", b"MC-1 Pro", b"xmpmeta", samples.SECRET_TEXT, b"Exif\x00\x00"):
-        assert marker not in cleaned.data
-    with Image.open(io.BytesIO(cleaned.data)) as im:
+        assert marker not in data
+    assert has_metadata(mime, io.BytesIO(original)) and not has_metadata(mime, io.BytesIO(data))
+    with Image.open(io.BytesIO(data)) as im:
         assert not im.getexif()
         assert not {"exif", "xmp", "comment", "Author", "XML:com.adobe.xmp"} & set(im.info)
         assert im.size == (cleaned.width, cleaned.height) == (64, 48)
@@ -83,9 +96,10 @@ def test_strip_removes_every_metadata_block(make, mime: str) -> None:  # type: i
 
 
 def test_rotated_photo_is_reencoded_upright_without_exif() -> None:
-    cleaned = clean_image("image/jpeg", samples.jpeg_with_gps(orientation=6, size=(64, 48)))
+    data, cleaned = clean("image/jpeg", samples.jpeg_with_gps(orientation=6, size=(64, 48)))
     assert (cleaned.width, cleaned.height) == (48, 64)
-    assert b"MedCam" not in cleaned.data and b"Exif" not in cleaned.data
+    assert b"MedCam" not in data and b"Exif" not in data and samples.SECRET_TEXT not in data
+    assert not has_metadata("image/jpeg", io.BytesIO(data))
 
 
 @pytest.mark.parametrize("mime", ["image/jpeg", "image/png", "image/gif", "image/webp"])
@@ -94,11 +108,61 @@ def test_truncated_or_corrupt_images_are_refused(mime: str) -> None:
             "image/gif": samples.gif_with_comment, "image/webp": samples.webp_with_metadata}[mime]()
     for bad in (good[: len(good) // 2], good[:-2], good[:20]):
         with pytest.raises(ImageError):
-            clean_image(mime, bad)
+            clean(mime, bad)
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0xFF
     flipped[len(good) // 2 + 1] ^= 0x5A
     try:
-        clean_image(mime, bytes(flipped))  # flipped pixels may still decode; it must not crash
+        clean(mime, bytes(flipped))  # flipped pixels may still decode; it must not crash
     except ImageError:
         pass
+
+
+def _large_jpeg(progressive: bool) -> bytes:
+    """About 4 MB of camera-like JPEG (noise, EXIF, a comment) with a trailer after EOI."""
+    noise = Image.frombytes("RGB", (1400, 1400), random.Random(7).randbytes(1400 * 1400 * 3))
+    out = io.BytesIO()
+    noise.save(out, "JPEG", quality=97, progressive=progressive, exif=samples.camera_exif(), comment=samples.SECRET_TEXT)
+    data = out.getvalue() + b"trailer after EOI: " + samples.SECRET_TEXT
+    assert len(data) > 2 * 1024 * 1024
+    return data
+
+
+def test_large_progressive_jpeg_is_stripped_losslessly_across_read_windows() -> None:
+    """Several MiB, several scans: markers and segments straddle the stripper's 1 MiB windows."""
+    original = _large_jpeg(progressive=True)
+    data, cleaned = clean("image/jpeg", original)
+    assert b"MedCam" not in data and samples.SECRET_TEXT not in data and data.endswith(b"\xff\xd9")
+    assert (cleaned.width, cleaned.height) == (1400, 1400)
+    with Image.open(io.BytesIO(data)) as im, Image.open(io.BytesIO(original)) as before:
+        assert im.tobytes() == before.tobytes()
+
+
+def test_heic_becomes_a_jpeg_without_metadata() -> None:
+    original = samples.heic_with_gps()
+    assert sniff(io.BytesIO(original)) == "image/heic" and b"MedCam" in original
+    assert has_metadata("image/heic", io.BytesIO(original))
+    data, cleaned = clean("image/heic", original)
+    assert (cleaned.mime, cleaned.width, cleaned.height) == ("image/jpeg", 64, 48)
+    assert b"MedCam" not in data and b"xmpmeta" not in data and b"Exif" not in data
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and not im.getexif() and im.size == (64, 48)
+    for bad in (original[: len(original) // 2], original[:40]):
+        with pytest.raises(ImageError):
+            clean("image/heic", bad)
+
+
+def test_stripping_streams_from_the_spooled_file() -> None:
+    """Cleaning and then copying a 4 MB image out (as the media store does) allocates about the
+    read window, not copies of the image."""
+    spool = tempfile.TemporaryFile()
+    spool.write(_large_jpeg(progressive=False))
+    tracemalloc.start()
+    try:
+        cleaned = clean_image("image/jpeg", whole_body(spool))
+        while cleaned.content.read(64 * 1024):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * 1024 * 1024, peak

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import json
+import socket
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from PIL import Image
 import media_samples as samples
 from media_samples import download, upload
 from harness import Api, SERVER_NAME, SynapseServer, expect_error, nio_login, run
+from test_metrics import metrics, sample
 
 IMAGE_LIMIT = 20 * 1024 * 1024  # the schema's default for images
 
@@ -88,6 +92,20 @@ def test_other_image_formats_are_stripped(api: Api, alice: dict[str, Any], make,
     assert b"MedCam" not in stored and samples.SECRET_TEXT not in stored and b"xmpmeta" not in stored
 
 
+def test_heic_photo_is_stored_as_jpeg_without_metadata(api: Api, alice: dict[str, Any]) -> None:
+    response = upload(api, alice, "image", samples.heic_with_gps(), "image/heic", filename="IMG_0001.HEIC")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["file_name"], body["mime_type"], body["width"], body["height"]) == ("IMG_0001.jpg", "image/jpeg", 64, 48)
+    stored = download(api, alice, body["media_url"])
+    assert stored.headers["Content-Type"] == "image/jpeg" and len(stored.content) == body["file_size"]
+    assert b"MedCam" not in stored.content and b"xmpmeta" not in stored.content
+    with Image.open(io.BytesIO(stored.content)) as im:
+        assert im.format == "JPEG" and not im.getexif()
+    thumbnail = api.session.get(body["thumbnail_url"], headers={"Authorization": f"Bearer {alice['access_token']}"}, timeout=10)
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"].startswith("image/")
+
+
 def test_multipart_upload(api: Api, alice: dict[str, Any]) -> None:
     data = samples.png_with_metadata()
     response = api.call(
@@ -101,6 +119,52 @@ def test_multipart_upload(api: Api, alice: dict[str, Any]) -> None:
 
     missing = api.call("POST", "/api/chat/upload/image", token=alice["access_token"], files={"other": ("x.png", data)})
     assert "file" in expect_error(missing, 400, "M_INVALID_PARAM")["error"]
+
+
+def _multipart(api: Api, user: dict[str, Any], body: bytes, content_type: str = "multipart/form-data; boundary=xyz") -> requests.Response:
+    return api.call("POST", "/api/chat/upload/file", token=user["access_token"], data=body, headers={"Content-Type": content_type})
+
+
+def _part(name: str, data: bytes, filename: str = "") -> bytes:
+    extra = f'; filename="{filename}"' if filename else ""
+    return f'--xyz\r\nContent-Disposition: form-data; name="{name}"{extra}\r\n\r\n'.encode() + data + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        ("multipart/form-data", _part("file", b"x") + b"--xyz--", "boundary"),
+        ("multipart/form-data; boundary=", _part("file", b"x") + b"--xyz--", "boundary"),
+        ("multipart/form-data; boundary=" + "x" * 300, b"--" + b"x" * 300, "boundary"),
+        ("multipart/form-data; boundary*=utf-8''xyz", _part("file", b"x") + b"--xyz--", "boundary"),
+        (None, b"no delimiter anywhere in this body", "no 'file' field"),
+        (None, _part("caption", b"left arm") + b"--xyz--\r\n", "no 'file' field"),
+        (None, b"--xyz--\r\n" + _part("file", samples.pdf()) + b"--xyz--", "no 'file' field"),  # after the close
+        (None, _part("file", samples.pdf()), "ends inside a part"),
+        (None, b"--xyz\r\nContent-Disposition: form-data; name=file" + b"x" * 20000 + b"\r\n--xyz--", "header end"),
+        (None, _part("x", b"") * 5000 + _part("file", samples.pdf()) + b"--xyz--", "more than 64 parts"),
+        (None, _part("file", b"") + b"--xyz--", "empty"),
+    ],
+)
+def test_malformed_multipart_gets_400(api: Api, alice: dict[str, Any], content_type: str | None, body: bytes, message: str) -> None:
+    response = _multipart(api, alice, body, content_type or "multipart/form-data; boundary=xyz")
+    assert message in expect_error(response, 400, "M_INVALID_PARAM")["error"]
+
+
+def test_multipart_checks_the_part_itself(api: Api, alice: dict[str, Any]) -> None:
+    exe = _part("file", samples.windows_exe(), "report.pdf") + b"--xyz--\r\n"
+    assert "application/x-msdownload" in expect_error(_multipart(api, alice, exe), 415, "M_INVALID_PARAM")["error"]
+    ok = _multipart(api, alice, b"preamble\r\n" + _part("file", samples.pdf(), "a.pdf") + b"--xyz--\r\nepilogue --xyz\r\n")
+    assert ok.status_code == 201 and ok.json()["file_size"] == len(samples.pdf())
+
+
+def test_form_encoded_upload_is_a_file_not_a_form(api: Api, alice: dict[str, Any]) -> None:
+    """curl --data-binary sends application/x-www-form-urlencoded: Twisted must not parse the body
+    into arguments (memory, and a `filename=` inside the body must not name the file)."""
+    data = samples.pdf() + b"&filename=evil.html"
+    response = upload(api, alice, "file", data, "application/x-www-form-urlencoded", filename="letter.pdf")
+    assert response.status_code == 201, response.text
+    assert (response.json()["file_name"], response.json()["file_size"]) == ("letter.pdf", len(data))
 
 
 def test_corrupt_and_truncated_images_get_400(api: Api, alice: dict[str, Any]) -> None:
@@ -176,6 +240,62 @@ def test_over_the_kind_limit_gets_413(api: Api, alice: dict[str, Any]) -> None:
             yield b"\x00" * (1024 * 1024)
 
     expect_error(upload(api, alice, "image", chunks(), "image/jpeg"), 413, "M_TOO_LARGE")  # type: ignore[arg-type]
+
+
+def _raw_post(server: SynapseServer, path: str, headers: dict[str, str], body: bytes = b"") -> socket.socket:
+    """A POST written by hand on a raw socket: only the given body bytes are ever sent."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(data.lower().split(b"content-length:")[1].split(b"\r\n")[0]):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), json.loads(body)
+
+
+def _vm_rss_kib(pid: int) -> int:
+    return int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[str, Any]) -> None:
+    """A declared length over the limit is answered from the headers: the client sends 10 bytes of a
+    claimed 2 GB and still gets the 413, the connection is closed, and the server does not grow."""
+    assert server.process is not None
+    rss_before = _vm_rss_kib(server.process.pid)
+    refused_before = sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413")
+    auth = {"Authorization": f"Bearer {alice['access_token']}"}
+    for path, ctype in (("/api/chat/upload/image", "image/jpeg"), ("/api/chat/upload/file", "multipart/form-data; boundary=xyz")):
+        sock = _raw_post(server, path, {**auth, "Content-Type": ctype, "Content-Length": str(2 * 1024**3)}, b"\xff\xd8\xff\xe0start")
+        with sock:
+            status, body = _read_response(sock)
+            assert (status, body["errcode"]) == (413, "M_TOO_LARGE") and "at most" in body["error"]
+            assert sock.recv(1) == b""  # closed: the server reads nothing more
+    # Expect: 100-continue gets the 413 instead of the go-ahead
+    with _raw_post(server, "/api/chat/upload/video", {**auth, "Expect": "100-continue", "Content-Length": str(200 * 1024**2)}) as sock:
+        assert _read_response(sock)[0] == 413
+
+    # chunked: refused once the running count passes the limit (20 MiB for images), mid-stream
+    with _raw_post(server, "/api/chat/upload/image", {**auth, "Transfer-Encoding": "chunked"}) as sock:
+        chunk = b"%x\r\n%s\r\n" % (1024 * 1024, b"\0" * 1024 * 1024)
+        sent = 0
+        try:
+            for _ in range(40):
+                sock.sendall(chunk)
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert 20 <= sent < 40
+        assert _read_response(sock)[0] == 413
+    assert _vm_rss_kib(server.process.pid) - rss_before < 20 * 1024  # nothing like 2 GB or 20 MiB was held
+    assert sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413") == refused_before + 2
 
 
 # --- deletion ---------------------------------------------------------------------------------

@@ -26,13 +26,20 @@ class UploadServlets:
     def __init__(self, api: ModuleApi, uploads: MediaUploads):
         self._api = api
         self._uploads = uploads
-        self._multipart_type = SynapseBridge.accept_multipart_uploads(PREFIX.encode())
+        self._content_type = SynapseBridge.guard_uploads(PREFIX.encode(), self._refuse_early)
 
     def register_routes(self, resource: JsonResource) -> None:
         # One pattern for both methods (Synapse's router answers 405 when the first matching
         # pattern lacks the method): the segment is the kind for POST and the file id for DELETE.
         route(resource, "POST", PREFIX + "{target}", self.upload)
         route(resource, "DELETE", PREFIX + "{target}", self.delete)
+
+    def _refuse_early(self, kind: str, length: int) -> SynapseError | None:
+        """The guard's size check while the body arrives; its refusals never reach `upload`."""
+        error = self._uploads.oversize(kind, length)
+        if error is not None:
+            UPLOAD_REJECTIONS.labels(kind, str(error.code)).inc()
+        return error
 
     async def upload(self, request: Any, target: str) -> tuple[int, Any]:
         try:
@@ -45,16 +52,16 @@ class UploadServlets:
         requester = await self._api.get_user_by_req(request)
         rules = self._uploads.rules(target)
         self._uploads.check_size(rules, _content_length(request))
-        multipart_type = self._multipart_type(request)
+        content_type = self._content_type(request)
         file_name = _query_arg(request, b"filename")
-        if multipart_type:
+        if content_type and content_type.lower().lstrip().startswith("multipart/form-data"):
             try:
-                part = multipart_field(request.content, multipart_type, "file")
+                part = multipart_field(request.content, content_type, "file")
             except BodyError as e:
                 raise SynapseError(400, str(e), "M_INVALID_PARAM")
             source, file_name, declared = part.content, part.filename or file_name, part.content_type
         else:
-            source, declared = whole_body(request.content), request.getHeader("Content-Type")
+            source, declared = whole_body(request.content), content_type
         return 201, await self._uploads.upload(rules, requester.user.to_string(), source, file_name, declared)
 
     async def delete(self, request: Any, target: str) -> tuple[int, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from typing import Any
@@ -38,13 +37,22 @@ class MediaUploads:
             raise SynapseError(404, f"Unknown upload kind '{kind}'; use one of: {', '.join(self._rules)}.", "M_NOT_FOUND")
         return self._rules[kind]
 
-    @staticmethod
-    def check_size(rules: KindRules, length: int | None) -> None:
+    def oversize(self, kind: str, length: int) -> SynapseError | None:
+        """The 413 for `length` bytes of an upload of `kind`, if over its limit (None for unknown kinds).
+
+        Asked by the request guard while the body arrives, so an oversized one is never read.
+        """
+        rules = self._rules.get(kind)
+        if rules is None or length <= rules.max_bytes:
+            return None
+        return SynapseError(413, f"A {rules.kind} may be at most {rules.max_bytes} bytes.", "M_TOO_LARGE")
+
+    def check_size(self, rules: KindRules, length: int | None) -> None:
         """400 for an empty body, 413 above the kind's limit (called with Content-Length first)."""
         if length == 0:
             raise SynapseError(400, "The upload is empty.", "M_INVALID_PARAM")
-        if length is not None and length > rules.max_bytes:
-            raise SynapseError(413, f"A {rules.kind} may be at most {rules.max_bytes} bytes.", "M_TOO_LARGE")
+        if length is not None and (error := self.oversize(rules.kind, length)):
+            raise error
 
     async def upload(self, rules: KindRules, user_id: str, source: FileRange, file_name: str | None, declared_type: str | None) -> JsonDict:
         self.check_size(rules, len(source))
@@ -56,17 +64,19 @@ class MediaUploads:
                 f"(accepted: {', '.join(sorted(rules.allowed_types))}).",
                 "M_INVALID_PARAM",
             )
-        name = _safe_name(file_name) or f"{rules.kind}.{_TYPE_EXTENSIONS.get(mime, _EXTENSIONS[rules.kind])}"
         content: Any = source
+        size = len(source)
         extra: JsonDict = {}
         if rules.kind == "image":
             try:
-                image = await self._bridge.api.defer_to_thread(clean_image, mime, source.read())
+                image = await self._bridge.api.defer_to_thread(clean_image, mime, source)
             except ImageError as e:
                 raise SynapseError(400, str(e), "M_INVALID_PARAM")
-            content = io.BytesIO(image.data)
+            if image.mime != mime:  # HEIC arrives as JPEG: the name says so
+                file_name = file_name and os.path.splitext(file_name)[0] + "." + _TYPE_EXTENSIONS[image.mime]
+            content, size, mime = image.content, image.size, image.mime
             extra = {"width": image.width, "height": image.height}
-        size = len(content.getbuffer()) if isinstance(content, io.BytesIO) else len(source)
+        name = _safe_name(file_name) or f"{rules.kind}.{_TYPE_EXTENSIONS.get(mime, _EXTENSIONS[rules.kind])}"
         mxc = await self._bridge.store_media(mime, name, content, size, user_id)
         media_id = mxc.rsplit("/", 1)[1]
         if extra:
