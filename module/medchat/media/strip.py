@@ -68,6 +68,19 @@ def clean_image(mime: str, data: bytes) -> CleanImage:
     return CleanImage(stripped, width, height)
 
 
+def carries_metadata(mime: str, data: bytes) -> bool:
+    """Whether `data` holds anything `clean_image` would drop (EXIF and GPS, XMP, comments, text
+    chunks, trailers): an image is metadata-free exactly when stripping leaves it unchanged, as
+    it does an image uploaded through the API. Raises ImageError for a type that cannot be
+    stripped (so cannot be vouched for) or a truncated image."""
+    if mime not in _STRIPPERS:
+        raise ImageError(f"{mime} images cannot be checked for metadata")
+    try:
+        return _STRIPPERS[mime](data) != data
+    except (IndexError, struct.error) as e:
+        raise ImageError("The image is truncated.") from e
+
+
 def _decode_check(data: bytes, pillow_format: str) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data), formats=[pillow_format]) as im:
@@ -100,8 +113,9 @@ def _reencode_upright(data: bytes) -> bytes:
             icc = im.info.get("icc_profile")
             upright = ImageOps.exif_transpose(im)
             out = io.BytesIO()
-            upright.save(out, "JPEG", quality=95, icc_profile=icc)  # no exif= : nothing carried over
-            return out.getvalue()
+            upright.save(out, "JPEG", quality=95, icc_profile=icc)
+            # Pillow carries some metadata over by itself (the COM comment, XMP): strip the result.
+            return _strip_jpeg(out.getvalue())
     except Exception as e:
         raise ImageError(f"The image cannot be decoded: {e}") from e
 
