@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from typing import IO, Any, NamedTuple, TypeVar
+from typing import IO, Any, BinaryIO, NamedTuple, TypeVar
 
 import synapse
 from boto3.exceptions import S3UploadFailedError
@@ -34,6 +34,7 @@ from synapse.events import EventBase
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
+from synapse.media._base import FileInfo
 from synapse.media.filepath import MediaFilePaths
 from synapse.module_api import ModuleApi
 from synapse.push.mailer import Mailer
@@ -118,6 +119,12 @@ class SynapseBridge:
         """Synapse's `federation_domain_whitelist` (None: every server may federate)."""
         allowed = self._hs.config.federation.federation_domain_whitelist
         return None if allowed is None else list(allowed)
+
+    @property
+    def retention_limits(self) -> tuple[bool, int | None, int | None]:
+        """Synapse's `retention:` config: (enabled, allowed_lifetime_min, allowed_lifetime_max) in ms."""
+        retention = self._hs.config.retention
+        return retention.retention_enabled, retention.retention_allowed_lifetime_min, retention.retention_allowed_lifetime_max
 
     def requester_for(self, user_id: str) -> Requester:
         """Acting as a local user from a background task (no request, no device)."""
@@ -409,9 +416,14 @@ class SynapseBridge:
     async def power_levels(self, room_id: str, user_ids: list[str]) -> tuple[dict[str, int], JsonDict]:
         """Each user's power level (room v12 creators included) and the m.room.power_levels content."""
         state = await self.room_state(room_id, [(EventTypes.Create, ""), (EventTypes.PowerLevels, "")])
-        levels = {u: event_auth.get_user_power_level(u, state) for u in user_ids}
+        levels = {u: self.power_level(u, state) for u in user_ids}
         power_event = state.get((EventTypes.PowerLevels, ""))
         return levels, dict(power_event.content) if power_event else {}
+
+    @staticmethod
+    def power_level(user_id: str, state: dict[tuple[str, str], EventBase]) -> int:
+        """A user's power level in the given room state (as an event-rules callback receives it)."""
+        return event_auth.get_user_power_level(user_id, state)
 
     async def send_event(self, requester: Requester, event: JsonDict, txn_id: str | None = None) -> EventBase:
         """Sends a non-member event as the requester's device.
@@ -595,6 +607,20 @@ class SynapseBridge:
                 await self.api.defer_to_thread(_delete_s3_media, backend, repository.filepaths, media_id)
         await repository.delete_local_media_ids([media_id])
 
+    async def inspect_local_media(self, media_id: str, inspect: Callable[[BinaryIO], T]) -> T | None:
+        """`inspect(file)` run in a thread on a local media file's bytes, fetched back from the
+        storage providers (S3) if the local copy was cleaned up or this process has none; None if
+        there is no such media or its content has not been uploaded yet (MSC2246)."""
+        media = await self._store.get_local_media(media_id)
+        if media is None or media.media_length is None:
+            return None
+        storage = self._hs.get_media_repository().media_storage
+        try:
+            async with storage.ensure_media_is_in_local_cache(FileInfo(None, media_id)) as path:
+                return await self.api.defer_to_thread(_inspect_file, path, inspect)
+        except (NotFoundError, FileNotFoundError):
+            return None
+
     def thumbnail_url(self, media_id: str, width: int, height: int) -> str:
         """Synapse's authenticated thumbnail endpoint for a local media id."""
         return (
@@ -765,6 +791,11 @@ class SynapseBridge:
 
     async def events(self, event_ids: list[str]) -> dict[str, EventBase]:
         return await self._store.get_events(event_ids)
+
+
+def _inspect_file(path: str, inspect: Callable[[BinaryIO], T]) -> T:
+    with open(path, "rb") as f:
+        return inspect(f)
 
 
 def _delete_s3_media(backend: S3StorageProviderBackend, filepaths: MediaFilePaths, media_id: str) -> None:

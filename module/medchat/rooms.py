@@ -14,7 +14,7 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
-from medchat.roomtypes import CASE_ROOM
+from medchat.roomtypes import CASE_ROOM, PHI_GUARD_STATE, phi_guard_mode
 
 ADMIN_LEVEL = 100
 # Members of a group may talk; only admins (and moderators) may invite, as in most chat apps.
@@ -25,6 +25,7 @@ _ROOM_STATE = [
     ("m.room.name", ""),
     ("m.room.topic", ""),
     ("m.room.avatar", ""),
+    (PHI_GUARD_STATE, ""),
     ("m.room.member", None),
 ]
 
@@ -151,7 +152,8 @@ class Rooms:
         name = state.get(("m.room.name", ""))
         topic = state.get(("m.room.topic", ""))
         avatar = state.get(("m.room.avatar", ""))
-        if create.content.get("type") == CASE_ROOM:
+        is_case = create.content.get("type") == CASE_ROOM
+        if is_case:
             room_type = "case"
         else:
             room_type = "direct" if await self._is_direct(caller, room_id, state) else "group"
@@ -167,6 +169,7 @@ class Rooms:
             "type": room_type,
             "topic": topic.content.get("topic") if topic else None,
             "avatar_url": avatar.content.get("url") if avatar else None,
+            "phi_guard": phi_guard_mode(state.get((PHI_GUARD_STATE, ""))) if is_case else None,
             "created_by": create.sender,
             "membership": membership,
             "participants": participants,
@@ -272,9 +275,16 @@ class Rooms:
     # --- change -------------------------------------------------------------------------------
 
     async def update(self, requester: Any, room_id: str, body: JsonDict) -> JsonDict:
-        """Name, topic and avatar are state events; the room's power levels say who may set them."""
+        """Name, topic, avatar and a case room's guard mode are state events; the room's power
+        levels (and for the guard, the case-room rules) say who may set them. The guard goes
+        first: it is the change most likely to be refused, and nothing is half-written then."""
         await self.require_member(room_id, requester.user.to_string())
+        if "phi_guard" in body:
+            create = (await self._bridge.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
+            if create.content.get("type") != CASE_ROOM:
+                raise SynapseError(400, "Invalid field phi_guard: only case rooms have a patient-identifier guard.", "M_INVALID_PARAM")
         changes = {
+            "phi_guard": (PHI_GUARD_STATE, lambda v: {"mode": v}),
             "name": ("m.room.name", lambda v: {"name": v}),
             "topic": ("m.room.topic", lambda v: {"topic": v}),
             "avatar_url": ("m.room.avatar", lambda v: {"url": v} if v else {}),

@@ -1,6 +1,22 @@
 """The MedChat room kinds that Matrix carries in `m.room.create`'s `type`, so every server and
-client can tell them apart (plain chats have no type; Matrix spaces are `m.space`)."""
+client can tell them apart (plain chats have no type; Matrix spaces are `m.space`), and the room
+state MedChat defines for them."""
+
+from __future__ import annotations
+
+from typing import Any
 
 CASE_ROOM = "org.medchat.case"
 STUDY_GROUP = "org.medchat.study_group"
 SPACE = "m.space"
+
+# A case room's patient-identifier guard: state `{"mode": "refuse" | "warn"}`; absent = refuse.
+PHI_GUARD_STATE = "org.medchat.phi_guard"
+REFUSE, WARN = "refuse", "warn"
+PHI_GUARD_MODES = (REFUSE, WARN)
+
+
+def phi_guard_mode(state_event: Any | None) -> str:
+    """The guard mode a room's `org.medchat.phi_guard` state sets (refuse unless it says warn)."""
+    mode = state_event.content.get("mode") if state_event is not None else None
+    return WARN if mode == WARN else REFUSE
