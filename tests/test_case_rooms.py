@@ -251,3 +251,25 @@ def test_images_in_case_rooms_must_be_metadata_free(api: Api, server) -> None:
     # Outside case rooms the photo is the sender's business.
     group = api.call("POST", "/api/chat/rooms", token=doctor["access_token"], json={"type": "group", "name": "Coffee"}).json()["id"]
     assert native_send(api, doctor, group, {"msgtype": "m.image", "body": "cat.jpg", "url": raw}).status_code == 200
+
+
+def test_case_rooms_stay_readable_by_the_guard(api: Api, server) -> None:
+    """No end-to-end encryption in case rooms: the guard could not read a thing."""
+    doctor = licence_verified(api, server)
+    room = create_case(api, doctor).json()["id"]
+    encryption = {"algorithm": "m.megolm.v1.aes-sha2"}
+    turn_on = api.call("PUT", f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.encryption/", token=doctor["access_token"], json=encryption)
+    expect_error(turn_on, 403, "ORG_MEDCHAT_CASE_ROOM_ENCRYPTION_REFUSED")
+    ciphertext = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEn...", "device_id": "X", "sender_key": "k", "session_id": "s"}
+    sent = api.call("PUT", f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.encrypted/e{time.monotonic_ns()}", token=doctor["access_token"], json=ciphertext)
+    expect_error(sent, 403, "ORG_MEDCHAT_CASE_ROOM_ENCRYPTION_REFUSED")
+
+    async def from_a_matrix_client() -> object:
+        nio = await nio_login(server.base_url, doctor["user_id"], doctor["password"])
+        try:
+            return await nio.room_create(name="Bay 9", room_type="org.medchat.case", initial_state=[{"type": "m.room.encryption", "state_key": "", "content": encryption}])
+        finally:
+            await nio.close()
+
+    created = run(from_a_matrix_client())
+    assert getattr(created, "status_code", None) == "ORG_MEDCHAT_CASE_ROOM_ENCRYPTION_REFUSED", created

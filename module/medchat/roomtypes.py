@@ -16,6 +16,16 @@ REFUSE, WARN = "refuse", "warn"
 PHI_GUARD_MODES = (REFUSE, WARN)
 
 
+def case_room_initial_state(create_config: Any) -> list[Any] | None:
+    """For a createRoom request that makes a case room, its `initial_state` list (perhaps
+    empty); None for any other room."""
+    creation = create_config.get("creation_content")
+    if not isinstance(creation, dict) or creation.get("type") != CASE_ROOM:
+        return None
+    initial_state = create_config.get("initial_state")
+    return initial_state if isinstance(initial_state, list) else []
+
+
 def phi_guard_mode(state_event: Any | None) -> str:
     """The guard mode a room's `org.medchat.phi_guard` state sets (refuse unless it says warn)."""
     mode = state_event.content.get("mode") if state_event is not None else None

@@ -16,7 +16,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
-from medchat.roomtypes import CASE_ROOM
+from medchat.roomtypes import case_room_initial_state
 
 RETENTION_STATE = "m.room.retention"
 MODULE_KEY = "case_rooms.retention.max_lifetime"
@@ -46,11 +46,8 @@ class CaseRoomRetention:
 
     async def on_create_room(self, requester: Any, config: dict[str, Any], is_requester_admin: bool) -> None:
         """Adds the policy to a new case room's initial state, unless the creator set one."""
-        creation = config.get("creation_content")
-        if not isinstance(creation, dict) or creation.get("type") != CASE_ROOM:
-            return
-        initial_state = config.get("initial_state") if isinstance(config.get("initial_state"), list) else []
-        if any(isinstance(e, dict) and e.get("type") == RETENTION_STATE for e in initial_state):
+        initial_state = case_room_initial_state(config)
+        if initial_state is None or any(isinstance(e, dict) and e.get("type") == RETENTION_STATE for e in initial_state):
             return
         policy = {"type": RETENTION_STATE, "state_key": "", "content": {"max_lifetime": self._max_lifetime_ms}}
         config["initial_state"] = [*initial_state, policy]
