@@ -44,13 +44,15 @@ TEST_RATE_LIMITS = {
 }
 
 
-# Module config the suite's server runs with on top of synapse.yaml's: an institution verifier, and
-# quick WebSocket heartbeats and token re-checks so those tests need not wait long.
+# Module config the suite's server runs with on top of synapse.yaml's: an institution verifier,
+# quick WebSocket heartbeats and token re-checks so those tests need not wait long, and case-room
+# admins allowed to switch the identifier guard to warn (synapse.yaml forbids it).
 VERIFIER_INSTITUTION = "Verifier Test Hospital"
 INSTITUTION_VERIFIER = "inst_verifier"
 TEST_MODULE_CONFIG: dict[str, Any] = {
     "verifiers": {VERIFIER_INSTITUTION: [f"@{INSTITUTION_VERIFIER}:{SERVER_NAME}"]},
     "websocket": {"heartbeat_seconds": 2, "token_recheck_seconds": 1, "slow_consumer_seconds": 2},
+    "case_rooms": {"allow_warn_mode": True},
 }
 
 

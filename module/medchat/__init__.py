@@ -45,6 +45,8 @@ from medchat.realtime.socket import SocketHub
 from medchat.realtime.status import MessageStatus
 from medchat.rooms import Rooms
 from medchat.rules.callbacks import ContactSpamChecker
+from medchat.rules.case_media import CaseRoomMedia
+from medchat.rules.case_retention import CaseRoomRetention, check_retention
 from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.rules.phi_guard import PhiGuard
@@ -109,7 +111,12 @@ class MedChatModule:
         case_rooms.register(api)
         study_groups.register(api)
         phi = config.case_rooms
-        PhiGuard(Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region), case_rooms).register(api)
+        check_retention(phi.retention_max_lifetime_ms, bridge.retention_limits)
+        # Last of the check_event_allowed callbacks: Synapse stops at the first one that returns a
+        # replacement event, which the guard does to mark warn-mode messages.
+        PhiGuard(Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region), case_rooms, bridge, phi.allow_warn_mode).register(api)
+        CaseRoomMedia(bridge, case_rooms).register(api)
+        CaseRoomRetention(phi.retention_max_lifetime_ms).register(api)
         api.register_third_party_rules_callbacks(on_profile_update=attestations.on_profile_update)
         federated = FederatedDirectory(config, server, directory, attestations, bridge.server_name)
         api.register_spam_checker_callbacks(

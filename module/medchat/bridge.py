@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from io import BytesIO
-from typing import IO, Any, NamedTuple, Protocol, TypeVar
+from typing import IO, Any, BinaryIO, NamedTuple, Protocol, TypeVar
 from urllib.parse import unquote
 
 import synapse
@@ -44,7 +44,7 @@ from synapse.events.utils import FilteredEvent
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
-from synapse.media._base import respond_with_file
+from synapse.media._base import FileInfo, respond_with_file
 from synapse.media.filepath import MediaFilePaths
 from synapse.module_api import ModuleApi
 from synapse.push.mailer import Mailer
@@ -163,6 +163,12 @@ class SynapseBridge:
         """The key of the audit trail's pseudonyms, derived from Synapse's `macaroon_secret_key`
         (a secret every deployment already keeps, outside the database)."""
         return hmac.new(self._hs.config.key.macaroon_secret_key, b"org.medchat.audit.pseudonym", hashlib.sha256).digest()
+
+    @property
+    def retention_limits(self) -> tuple[bool, int | None, int | None]:
+        """Synapse's `retention:` config: (enabled, allowed_lifetime_min, allowed_lifetime_max) in ms."""
+        retention = self._hs.config.retention
+        return retention.retention_enabled, retention.retention_allowed_lifetime_min, retention.retention_allowed_lifetime_max
 
     def requester_for(self, user_id: str) -> Requester:
         """Acting as a local user from a background task (no request, no device)."""
@@ -509,9 +515,14 @@ class SynapseBridge:
     async def power_levels(self, room_id: str, user_ids: list[str]) -> tuple[dict[str, int], JsonDict]:
         """Each user's power level (room v12 creators included) and the m.room.power_levels content."""
         state = await self.room_state(room_id, [(EventTypes.Create, ""), (EventTypes.PowerLevels, "")])
-        levels = {u: event_auth.get_user_power_level(u, state) for u in user_ids}
+        levels = {u: self.power_level(u, state) for u in user_ids}
         power_event = state.get((EventTypes.PowerLevels, ""))
         return levels, dict(power_event.content) if power_event else {}
+
+    @staticmethod
+    def power_level(user_id: str, state: dict[tuple[str, str], EventBase]) -> int:
+        """A user's power level in the given room state (as an event-rules callback receives it)."""
+        return event_auth.get_user_power_level(user_id, state)
 
     async def send_event(self, requester: Requester, event: JsonDict, txn_id: str | None = None) -> EventBase:
         """Sends a non-member event as the requester's device.
@@ -764,6 +775,20 @@ class SynapseBridge:
                 await self.api.defer_to_thread(_delete_s3_media, backend, repository.filepaths, media_id)
         await repository.delete_local_media_ids([media_id])
 
+    async def inspect_local_media(self, media_id: str, inspect: Callable[[BinaryIO], T]) -> T | None:
+        """`inspect(file)` run in a thread on a local media file's bytes, fetched back from the
+        storage providers (S3) if the local copy was cleaned up or this process has none; None if
+        there is no such media or its content has not been uploaded yet (MSC2246)."""
+        media = await self._store.get_local_media(media_id)
+        if media is None or media.media_length is None:
+            return None
+        storage = self._hs.get_media_repository().media_storage
+        try:
+            async with storage.ensure_media_is_in_local_cache(FileInfo(None, media_id)) as path:
+                return await self.api.defer_to_thread(_inspect_file, path, inspect)
+        except (NotFoundError, FileNotFoundError):
+            return None
+
     def thumbnail_url(self, media_id: str, width: int, height: int) -> str:
         """Synapse's authenticated thumbnail endpoint for a local media id."""
         return (
@@ -1000,6 +1025,10 @@ class _SinkWriter(ExfiltrationWriter):
     def finished(self) -> None:
         self._sink.part("matrix/invites_and_knocks", self._invites)
         self._sink.part("matrix/media", self._media)
+
+def _inspect_file(path: str, inspect: Callable[[BinaryIO], T]) -> T:
+    with open(path, "rb") as f:
+        return inspect(f)
 
 
 def _delete_s3_media(backend: S3StorageProviderBackend, filepaths: MediaFilePaths, media_id: str) -> None:

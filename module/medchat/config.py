@@ -43,11 +43,24 @@ class FederationDirectoryConfig:
     burst_count: int
 
 
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
+
+
+def duration_ms(value: int | str) -> int:
+    """A schema-checked duration (milliseconds, or "30d" as Synapse's config writes it) in ms."""
+    if isinstance(value, int):
+        return value
+    number = value.rstrip("smhdwy")
+    return int(number) * _DURATION_UNITS_MS[value[len(number) :]]
+
+
 @dataclass(frozen=True)
 class CaseRoomConfig:
     phi_detectors: tuple[str, ...]
     mrn_patterns: tuple[str, ...]
     phone_region: str
+    allow_warn_mode: bool
+    retention_max_lifetime_ms: int | None  # the m.room.retention a new case room starts with
 
 
 @dataclass(frozen=True)
@@ -120,7 +133,13 @@ class MedChatConfig:
             uploads=values["uploads"],
             websocket=WebSocketConfig(**websocket),
             max_expires_in_seconds=values["max_expires_in_seconds"],
-            case_rooms=CaseRoomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in case_rooms.items()}),
+            case_rooms=CaseRoomConfig(
+                phi_detectors=tuple(case_rooms["phi_detectors"]),
+                mrn_patterns=tuple(case_rooms["mrn_patterns"]),
+                phone_region=case_rooms["phone_region"],
+                allow_warn_mode=case_rooms["allow_warn_mode"],
+                retention_max_lifetime_ms=duration_ms(case_rooms["retention"]["max_lifetime"]) if case_rooms["retention"] else None,
+            ),
             federation_directory=FederationDirectoryConfig(**federation_directory),
             study_groups=StudyGroupConfig(
                 allowed_join_rules=tuple(study_groups["allowed_join_rules"]),

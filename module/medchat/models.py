@@ -10,11 +10,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from medchat.levels import UNVERIFIED, is_verified
+from medchat.roomtypes import PHI_GUARD_MODES
 
 JsonDict = dict[str, Any]
 
 # Disappearing messages carry their expiry (ms) in the event content, for every client to see.
 EXPIRES_AT = "org.medchat.expires_at"
+# A message a case room's guard let through in warn mode: `{"kinds": [...]}` (never the values).
+PHI_WARNING = "org.medchat.phi_warning"
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ ROOM_UPDATE_BODY: JsonDict = {
         "name": _ROOM_NAME,
         "topic": {"type": "string", "maxLength": 1000},
         "avatar_url": {"anyOf": [_MXC, {"type": "null"}]},
+        "phi_guard": {"enum": list(PHI_GUARD_MODES)},
     },
 }
 
@@ -344,6 +348,13 @@ def is_edit(event: JsonDict) -> bool:
     return event.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"
 
 
+def _phi_warning(content: JsonDict) -> JsonDict | None:
+    """The guard's warning on a message shown in a warn-mode case room: `{kinds}`, or None."""
+    warning = content.get(PHI_WARNING)
+    kinds = warning.get("kinds") if isinstance(warning, dict) else None
+    return {"kinds": [k for k in kinds if isinstance(k, str)]} if isinstance(kinds, list) else None
+
+
 def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, str, str]], viewer: str) -> JsonDict:
     """The plan's Message model from a client-serialised `m.room.message` event.
 
@@ -385,6 +396,7 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         "edited_at": edited_at,
         "is_deleted": deleted,
         "expires_at": iso(original[EXPIRES_AT]) if isinstance(original.get(EXPIRES_AT), int) else None,
+        "phi_warning": _phi_warning(shown),
         "reactions": list(counts.values()),
         "status": "sent",
         "created_at": iso(event["origin_server_ts"]),

@@ -17,7 +17,7 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
-from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, SPACE, STUDY_GROUP
+from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
 
 if TYPE_CHECKING:  # studygroups uses this module's not_found
     from medchat.studygroups import StudyGroups
@@ -32,6 +32,7 @@ _ROOM_STATE = [
     ("m.room.topic", ""),
     ("m.room.avatar", ""),
     ("m.room.join_rules", ""),
+    (PHI_GUARD_STATE, ""),
     ("m.room.member", None),
 ]
 # Memberships that make someone a participant (a knock is a pending request to join).
@@ -175,6 +176,7 @@ class Rooms:
         topic = state.get(("m.room.topic", ""))
         avatar = state.get(("m.room.avatar", ""))
         room_type = KIND_OF_TYPE.get(create.content.get("type"))
+        is_case = room_type == "case"
         if room_type is None:
             room_type = "direct" if await self._is_direct(caller, room_id, state) else "group"
         display_name = name.content.get("name") if name else None
@@ -189,6 +191,7 @@ class Rooms:
             "type": room_type,
             "topic": topic.content.get("topic") if topic else None,
             "avatar_url": avatar.content.get("url") if avatar else None,
+            "phi_guard": phi_guard_mode(state.get((PHI_GUARD_STATE, ""))) if is_case else None,
             "created_by": create.sender,
             "membership": membership,
             "participants": participants,
@@ -298,9 +301,16 @@ class Rooms:
     # --- change -------------------------------------------------------------------------------
 
     async def update(self, requester: Any, room_id: str, body: JsonDict) -> JsonDict:
-        """Name, topic and avatar are state events; the room's power levels say who may set them."""
+        """Name, topic, avatar and a case room's guard mode are state events; the room's power
+        levels (and for the guard, the case-room rules) say who may set them. The guard goes
+        first: it is the change most likely to be refused, and nothing is half-written then."""
         await self.require_member(room_id, requester.user.to_string())
+        if "phi_guard" in body:
+            create = (await self._bridge.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
+            if create.content.get("type") != CASE_ROOM:
+                raise SynapseError(400, "Invalid field phi_guard: only case rooms have a patient-identifier guard.", "M_INVALID_PARAM")
         changes = {
+            "phi_guard": (PHI_GUARD_STATE, lambda v: {"mode": v}),
             "name": ("m.room.name", lambda v: {"name": v}),
             "topic": ("m.room.topic", lambda v: {"topic": v}),
             "avatar_url": ("m.room.avatar", lambda v: {"url": v} if v else {}),
