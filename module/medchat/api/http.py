@@ -1,10 +1,18 @@
-"""Transport helpers shared by the servlets: routing, JSON bodies and their validation."""
+"""Transport helpers shared by the servlets: routing, JSON bodies and their validation.
+
+`route()` records what each endpoint takes and answers (body schema, query parameters, response
+schemas, summary from the handler's docstring) next to the handler; the OpenAPI document
+(api/openapi.py) is made from those records, and `read_json`/`query_string` read only what the
+route declared, so the documentation cannot drift from the code.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
@@ -13,23 +21,111 @@ from synapse.module_api.errors import SynapseError
 
 from medchat.models import JsonDict
 
-Handler = Callable[..., Awaitable[tuple[int, Any]]]
+Handler = Callable[..., Awaitable[tuple[int, Any] | None]]
+
+# The WebSocket (api/__init__.py routes it to its own resource, not through route()).
+WEBSOCKET_PATH = b"/api/chat/ws"
 
 _PARAM_RE = re.compile(r"\{(\w+)\}")
+_ROUTES_ATTR = "medchat_routes"
+_REQUEST_ATTR = "medchat_route"
 
 
-def route(resource: JsonResource, method: str, path: str, handler: Handler) -> None:
-    """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs."""
+@dataclass(frozen=True)
+class Query:
+    """A query parameter a route reads (`schema` is its JSON Schema, for the documentation)."""
+
+    name: str
+    schema: JsonDict
+    description: str = ""
+    required: bool = False
+
+
+BINARY: JsonDict = {"type": "string", "format": "binary"}
+
+
+@dataclass(frozen=True)
+class Content:
+    """A body that is not (only) JSON: media type → schema (uploads, the docs page and its assets)."""
+
+    media: Mapping[str, JsonDict]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint as declared: what the OpenAPI document says about it."""
+
+    method: str
+    path: str
+    handler: Handler
+    responses: Mapping[int, JsonDict | Content]
+    body: JsonDict | Content | None = None
+    body_required: bool = True
+    query: tuple[Query, ...] = ()
+    public: bool = False
+
+    @property
+    def summary(self) -> str:
+        return (inspect.getdoc(self.handler) or "").split("\n\n")[0].replace("\n", " ")
+
+    @property
+    def description(self) -> str:
+        return (inspect.getdoc(self.handler) or "").partition("\n\n")[2]
+
+
+def route(
+    resource: JsonResource,
+    method: str,
+    path: str,
+    handler: Handler,
+    *,
+    responses: Mapping[int, JsonDict | Content],
+    body: JsonDict | Content | None = None,
+    body_required: bool = True,
+    query: tuple[Query, ...] = (),
+    public: bool = False,
+) -> None:
+    """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs.
+
+    `responses` maps each success status to its schema (errors are the common 4xx `{errcode,
+    error}`); `body` is the JSON Schema `read_json` checks the body against; `query` lists the
+    parameters the handler reads; `public` routes need no access token. The handler's docstring is
+    the endpoint's summary (first paragraph) and description (the rest).
+    """
+    declared = Route(method, path, handler, responses, body, body_required, query, public)
+    if not declared.summary:
+        raise ValueError(f"{handler.__qualname__}: a route's handler needs a docstring (the endpoint's summary)")
+
+    async def serve(request: Any, **kwargs: str) -> tuple[int, Any] | None:
+        setattr(request, _REQUEST_ATTR, declared)
+        return await handler(request, **kwargs)
+
     pattern = re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", path) + "$")
-    resource.register_paths(method, [pattern], handler, handler.__qualname__)
+    resource.register_paths(method, [pattern], serve, handler.__qualname__)
+    routes_of(resource).append(declared)
 
 
-def read_json(request: Any, schema: JsonDict) -> JsonDict:
-    """The request body as a JSON object, checked against `schema`.
+def routes_of(resource: Any) -> list[Route]:
+    """The routes registered on `resource` through `route()`, in registration order."""
+    return resource.__dict__.setdefault(_ROUTES_ATTR, [])
+
+
+def _declared(request: Any) -> Route:
+    declared = getattr(request, _REQUEST_ATTR, None)
+    if declared is None:
+        raise RuntimeError("request did not come through route()")
+    return declared
+
+
+def read_json(request: Any) -> JsonDict:
+    """The request body as a JSON object, checked against the schema its route declared (`body=`).
 
     Errors are 400s that name the offending field: M_NOT_JSON for a body that is not a JSON object,
     M_MISSING_PARAM for an absent required field, M_INVALID_PARAM for anything else.
     """
+    schema = _declared(request).body
+    if not isinstance(schema, dict):
+        raise RuntimeError(f"{request.path!r}: read_json on a route that declares no JSON body")
     raw = request.content.read() if request.content else b""
     try:
         body = json.loads(raw or b"null")
@@ -76,7 +172,12 @@ CURSOR_MAX = 1000  # Matrix pagination tokens and our own cursors fit well withi
 
 
 def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
-    """A query parameter, or None if absent; 400 if empty or longer than `max_length`."""
+    """A query parameter, or None if absent; 400 if empty or longer than `max_length`.
+
+    Only parameters the route declares (`query=`) may be read, so each is documented.
+    """
+    if not any(q.name == name for q in _declared(request).query):
+        raise RuntimeError(f"{request.path!r}: query parameter {name!r} is not declared on its route")
     values = request.args.get(name.encode("ascii"))
     if not values:
         return None
@@ -115,3 +216,22 @@ def query_params(request: Any) -> dict[str, str]:
     except UnicodeDecodeError:
         raise SynapseError(400, "The query string is not valid UTF-8.", "M_INVALID_PARAM")
 
+
+
+# --- declarations of the common query parameters ------------------------------------------------
+
+
+def text_query(name: str, description: str, max_length: int = 200, required: bool = False) -> Query:
+    return Query(name, {"type": "string", "minLength": 1, "maxLength": max_length}, description, required)
+
+
+def bool_query(name: str, description: str) -> Query:
+    return Query(name, {"type": "string", "enum": ["true", "false"]}, description)
+
+
+def limit_query(default: int, maximum: int = MAX_PAGE) -> Query:
+    return Query("limit", {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}, "page size")
+
+
+def cursor_query(max_length: int = CURSOR_MAX, name: str = "cursor") -> Query:
+    return text_query(name, "the `next_cursor` of the previous page", max_length)
