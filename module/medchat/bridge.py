@@ -300,7 +300,11 @@ class SynapseBridge:
     # --- users, names for cards, DM tags, invites --------------------------------------------------
 
     async def user_exists(self, user_id: str) -> bool:
-        """An active local account, or a remote user whose server answers a profile query."""
+        """An active local account, or a remote user whose server answers a profile query.
+
+        A server that cannot be reached (Synapse's 502) confirms nothing: 404 naming the server,
+        not a 5xx, since the caller can only try again later or correct the id.
+        """
         if self._hs.is_mine_id(user_id):
             user = await self._store.get_user_by_id(user_id)
             return user is not None and not user.is_deactivated
@@ -309,6 +313,9 @@ class SynapseBridge:
         except SynapseError as e:
             if e.code == 404:
                 return False
+            if e.code >= 500:
+                server = UserID.from_string(user_id).domain
+                raise SynapseError(404, f"No such user: {user_id} (their server {server} could not be reached)", "M_NOT_FOUND")
             raise
         return True
 
