@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
-from harness import Api, SynapseServer
+from harness import Api, SynapseServer, expect_error
 
 EXAMPLES = int(os.environ.get("MEDCHAT_SCHEMATHESIS_EXAMPLES", "20"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -65,3 +65,17 @@ def test_the_api_conforms_to_its_description(live_schema: Any, fuzz_token: str, 
         case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS, timeout=30)
 
     run()
+
+
+def test_what_schemathesis_found_stays_fixed(server: SynapseServer, fuzz_token: str) -> None:
+    """Its finds as plain cases: ids of servers that cannot exist or cannot be reached, and NUL
+    characters (PostgreSQL cannot store them) are 4xx answers, not 500/502."""
+    api = Api(server.base_url)
+    for user_id in ("@doctor:\u00a5", "@doctor:,", "@0:0"):
+        expect_error(api.call("POST", "/api/chat/contacts", token=fuzz_token, json={"user_id": user_id}), 404, "M_NOT_FOUND")
+        direct = {"type": "direct", "participants": [user_id]}
+        expect_error(api.call("POST", "/api/chat/rooms", token=fuzz_token, json=direct), 404, "M_NOT_FOUND")
+    expect_error(api.call("GET", "/api/chat/contacts/requests?cursor=%00", token=fuzz_token), 400, "M_INVALID_PARAM")
+    expect_error(api.call("GET", "/api/chat/users?role=%00", token=fuzz_token), 400, "M_INVALID_PARAM")
+    expect_error(api.call("GET", "/api/chat/rooms/%21a%00b%3Ax", token=fuzz_token), 400, "M_INVALID_PARAM")
+    expect_error(api.call("PUT", "/api/auth/profile", token=fuzz_token, json={"bio": "a\u0000b"}), 400, "M_INVALID_PARAM")

@@ -98,6 +98,8 @@ def route(
 
     async def serve(request: Any, **kwargs: str) -> tuple[int, Any] | None:
         setattr(request, _REQUEST_ATTR, declared)
+        if _has_nul(kwargs):
+            raise SynapseError(400, "The path contains a NUL character (%00).", "M_INVALID_PARAM")
         return await handler(request, **kwargs)
 
     pattern = re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", path) + "$")
@@ -133,10 +135,23 @@ def read_json(request: Any) -> JsonDict:
         raise SynapseError(400, "The request body is not valid JSON.", "M_NOT_JSON")
     if not isinstance(body, dict):
         raise SynapseError(400, "The request body must be a JSON object.", "M_NOT_JSON")
+    if _has_nul(body):
+        raise SynapseError(400, "The request body contains a NUL character (\\u0000).", "M_INVALID_PARAM")
     error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(body))
     if error is not None:
         raise _schema_error(error)
     return body
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether any string (or key) holds U+0000, which PostgreSQL cannot store in text."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 _validators: dict[int, jsonschema.Draft202012Validator] = {}
@@ -187,6 +202,8 @@ def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
         raise SynapseError(400, f"Invalid parameter {name}: not UTF-8", "M_INVALID_PARAM")
     if not value or len(value) > max_length:
         raise SynapseError(400, f"Invalid parameter {name}: give 1 to {max_length} characters", "M_INVALID_PARAM")
+    if "\x00" in value:
+        raise SynapseError(400, f"Invalid parameter {name}: contains a NUL character", "M_INVALID_PARAM")
     return value
 
 
@@ -212,9 +229,12 @@ def query_limit(request: Any, default: int, maximum: int) -> int:
 def query_params(request: Any) -> dict[str, str]:
     """The query string as name → first value (UTF-8); 400 for bytes that are not UTF-8."""
     try:
-        return {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
+        params = {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
     except UnicodeDecodeError:
         raise SynapseError(400, "The query string is not valid UTF-8.", "M_INVALID_PARAM")
+    if _has_nul(params):
+        raise SynapseError(400, "The query string contains a NUL character.", "M_INVALID_PARAM")
+    return params
 
 
 
