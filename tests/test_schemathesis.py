@@ -2,7 +2,7 @@
 every operation, as a registered user; no answer may be a 5xx, and every answer must have a
 documented status and content type and match its documented schema.
 
-MEDCHAT_SCHEMATHESIS_EXAMPLES (default 20) bounds the examples per operation.
+MEDCHAT_SCHEMATHESIS_EXAMPLES (default 40) bounds the examples per operation.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from harness import Api, SynapseServer, expect_error
 
-EXAMPLES = int(os.environ.get("MEDCHAT_SCHEMATHESIS_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("MEDCHAT_SCHEMATHESIS_EXAMPLES", "40"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 # The operations, from the committed document (tests/test_openapi.py checks it is the served one).
