@@ -170,7 +170,6 @@ class DocsServlets:
 
     def __init__(self, routes: list[Route]):
         self._routes = routes
-        self._spec: bytes | None = None
 
     def register_routes(self, resource: JsonResource) -> None:
         route(resource, "GET", SPEC_PATH, self.spec, public=True, responses={200: {"type": "object", "required": ["openapi", "paths"]}})
