@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import secrets
 import random
 import sqlite3
 import statistics
@@ -74,15 +76,15 @@ ROLES = ["MBBS Student", "Intern", "Resident", "GP", "Consultant", "Specialist",
 LEVELS = ["unverified"] * 6 + ["identity_verified"] * 2 + ["license_verified"] * 2
 
 
-def synthetic_users(n: int, rng: random.Random) -> list[dict[str, Any]]:
+def synthetic_users(n: int, rng: random.Random, server_name: str = SERVER_NAME, tag: str = "") -> list[dict[str, Any]]:
     users = []
     for i in range(n):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         role = rng.choice(ROLES)
         title = "Dr. " if role in ("Resident", "GP", "Consultant", "Specialist") else ""
-        localpart = f"{first}_{last}_{i}".lower()
+        localpart = f"{first}_{last}_{tag}{i}".lower()
         users.append({
-            "user_id": f"@{localpart}:{SERVER_NAME}",
+            "user_id": f"@{localpart}:{server_name}",
             "localpart": localpart,
             "display_name": f"{title}{first} {last}",
             "role": role,
@@ -110,7 +112,7 @@ def wait_for_background_updates(connect: Any, timeout: float = 120) -> None:
     raise RuntimeError("Synapse's background updates did not finish")
 
 
-def seed_postgres(url: str, users: list[dict[str, Any]]) -> None:
+def seed_postgres(url: str, users: list[dict[str, Any]], server_name: str = SERVER_NAME) -> None:
     """COPY into Synapse's tables and ours; the tsvectors are computed by the database."""
     import psycopg2
 
@@ -144,7 +146,7 @@ def seed_postgres(url: str, users: list[dict[str, Any]]) -> None:
             FROM user_directory d LEFT JOIN user_directory_search s USING (user_id)
             WHERE s.user_id IS NULL
             """,
-            (SERVER_NAME,),
+            (server_name,),
         )
     # What autovacuum would do within a minute of such a load: fresh statistics, and the GIN
     # indexes' pending lists merged (until then every search scans them linearly).
@@ -213,7 +215,13 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres", help="server to create the throw-away database on")
     parser.add_argument("--queries", type=int, default=400, help="timed queries per endpoint (default 400)")
     parser.add_argument("--limit", type=int, default=20, help="results per search (default 20)")
+    parser.add_argument("--target", help="search on the server (or cluster) already running at this URL (needs --target-db)")
+    parser.add_argument("--target-db", help="the PostgreSQL URL of --target's database, to seed into")
+    parser.add_argument("--json", help="also write the result row here (for scripts/bench)")
     args = parser.parse_args()
+    if args.target:
+        run_on_target(args)
+        return
 
     rng = random.Random(4133)
     db = PostgresDatabase(args.postgres) if args.db == "postgres" else None
@@ -270,6 +278,40 @@ def main() -> None:
         print("  (the target, API p99 <= 25 ms and no slower than Synapse, is set for PostgreSQL at 100k)")
     print("  Note: Synapse's search runs MedChat's check_username_for_spam on every result (that is how")
     print("  hidden users leave it), so its times include that callback.")
+
+
+def run_on_target(args: argparse.Namespace) -> None:
+    """The same seeding and queries against a running server whose PostgreSQL database we can write."""
+    if not args.target_db:
+        raise SystemExit("--target needs --target-db (the seeding writes into the database)")
+    import psycopg2
+
+    rng = random.Random(4133)
+    api = Api(args.target.rstrip("/"))
+    server_name = api.call("GET", "/api/health").json()["server_name"]
+    tag = secrets.token_hex(2)
+    searcher = api.register(f"bench_searcher_{tag}", full_name="Bench Searcher")
+    users = synthetic_users(args.users, rng, server_name, tag)
+    wait_for_background_updates(lambda: psycopg2.connect(args.target_db))
+    seed_postgres(args.target_db, users, server_name)
+    queries = name_queries(users, args.queries, rng)
+    time_queries(api, searcher["access_token"], queries[:40], args.limit)  # warm-up
+    times, _ = time_queries(api, searcher["access_token"], queries, args.limit)
+    api_ms, synapse_ms = times["api"], times["synapse"]
+    print(f"directory search on {args.target}, {args.users:,} seeded profiles, {len(queries)} queries:")
+    print(f"  API p50 {percentile(api_ms, 50):.2f} ms p99 {percentile(api_ms, 99):.2f} ms; Synapse p50 {percentile(synapse_ms, 50):.2f} ms p99 {percentile(synapse_ms, 99):.2f} ms")
+    if args.json:
+        row = {
+            "benchmark": f"directory: search among {args.users:,} profiles",
+            "throughput": 1000 / statistics.mean(api_ms),
+            "unit": "queries/s",
+            "p50_ms": percentile(api_ms, 50),
+            "p99_ms": percentile(api_ms, 99),
+            "ratio_throughput": statistics.mean(synapse_ms) / statistics.mean(api_ms),
+            "ratio_p50": percentile(api_ms, 50) / percentile(synapse_ms, 50),
+            "ratio_p99": percentile(api_ms, 99) / percentile(synapse_ms, 99),
+        }
+        Path(args.json).write_text(json.dumps([row]))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import sys
@@ -19,7 +20,7 @@ from media_samples import camera_exif  # noqa: E402
 
 KB, MB = 1000, 1000 * 1000
 SIZES = (100 * KB, 5 * MB, 50 * MB)
-ROUNDS = {"default": (30, 10, 3), "full": (100, 30, 10)}
+ROUNDS = {"default": (30, 10, 3), "full": (100, 30, 10), "quick": (10, 4, 0)}
 LIMIT = 64 * 1024 * 1024
 OVERRIDES = {
     **TEST_RATE_LIMITS,
@@ -64,40 +65,76 @@ def timed_upload(api: Api, token: str, path: str, data: bytes, content_type: str
 def main() -> None:
     parser = argparse.ArgumentParser(description="API vs native upload throughput")
     parser.add_argument("--full", action="store_true", help="more rounds per size")
+    parser.add_argument("--quick", action="store_true", help="100 KB and 5 MB only, few rounds")
+    parser.add_argument("--target", help="upload to the server (or cluster) already running at this URL (no RSS figures)")
+    parser.add_argument("--json", help="also write the 5 MB rows here (for scripts/bench)")
     args = parser.parse_args()
-    rounds = ROUNDS["full" if args.full else "default"]
-    with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:
-        server = SynapseServer(Path(tmp), overrides=OVERRIDES)
-        server.start()
-        try:
-            run(server, rounds)
-        finally:
-            server.stop()
+    rounds = ROUNDS["full" if args.full else "quick" if args.quick else "default"]
+    if args.target:
+        rows = run(args.target.rstrip("/"), None, rounds)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:
+            server = SynapseServer(Path(tmp), overrides=OVERRIDES)
+            server.start()
+            try:
+                rows = run(server.base_url, server.process.pid, rounds)  # type: ignore[union-attr]
+            finally:
+                server.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows))
 
 
-def run(server: SynapseServer, rounds: tuple[int, ...]) -> None:
-    api = Api(server.base_url)
+def run(base_url: str, pid: int | None, rounds: tuple[int, ...]) -> list[dict]:
+    """Prints the table; returns scripts/bench's rows (5 MB uploads: MB/s and latency, API vs native)."""
+    api = Api(base_url)
     token = api.register()["access_token"]
-    pid = server.process.pid  # type: ignore[union-attr]
-    print(f"server pid {pid}, baseline RSS {rss_kib(pid, 'VmRSS') / 1024:.0f} MiB")
+    rows = []
+    if pid:
+        print(f"server pid {pid}, baseline RSS {rss_kib(pid, 'VmRSS') / 1024:.0f} MiB")
     print(f"{'kind':<6}{'size':>8}{'n':>4}{'native MB/s':>13}{'API MB/s':>10}{'ratio':>7}{'peak RSS native/API (MiB)':>28}")
     for kind, make, ctype in (("file", pdf_like, "application/pdf"), ("image", noisy_jpeg, "image/jpeg")):
         for size, n in zip(SIZES, rounds):
+            if not n:
+                continue
             data = make(size)
             times: dict[str, list[float]] = {"native": [], "api": []}
             peaks: dict[str, int] = {"native": 0, "api": 0}
             paths = {"native": "/_matrix/media/v3/upload?filename=x", "api": f"/api/chat/upload/{kind}"}
             for _ in range(n):
                 for name, path in paths.items():  # interleaved, so drift hits both alike
-                    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM
+                    if pid:
+                        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM
                     times[name].append(timed_upload(api, token, path, data, ctype))
-                    peaks[name] = max(peaks[name], rss_kib(pid, "VmHWM"))
+                    if pid:
+                        peaks[name] = max(peaks[name], rss_kib(pid, "VmHWM"))
             native, via_api = statistics.median(times["native"]), statistics.median(times["api"])
             mb = len(data) / MB
             print(
                 f"{kind:<6}{mb:>7.1f}M{n:>4}{mb / native:>13.1f}{mb / via_api:>10.1f}{via_api / native:>7.2f}"
                 f"{peaks['native'] / 1024:>19.0f} / {peaks['api'] / 1024:.0f}"
             )
+            if size == 5 * MB:
+                rows.append(upload_row(f"uploads: 5 MB {kind}", mb, times["api"], times["native"]))
+    return rows
+
+
+def upload_row(name: str, mb: float, api: list[float], native: list[float]) -> dict:
+    """scripts/bench's row: MB/s at the median, latency percentiles, ratios to native uploads."""
+
+    def pct(values: list[float], p: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    return {
+        "benchmark": name,
+        "throughput": mb / statistics.median(api),
+        "unit": "MB/s",
+        "p50_ms": pct(api, 50) * 1000,
+        "p99_ms": pct(api, 99) * 1000,
+        "ratio_throughput": statistics.median(native) / statistics.median(api),  # API MB/s ÷ native MB/s
+        "ratio_p50": pct(api, 50) / pct(native, 50),
+        "ratio_p99": pct(api, 99) / pct(native, 99),
+    }
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import sys
 import tempfile
@@ -33,6 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness import TEST_RATE_LIMITS, PASSWORD, Api, PostgresDatabase, SynapseServer  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+class Target:
+    """A server already running (scripts/bench's single process, or the cluster's nginx)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
 
 
 class BareSynapse(SynapseServer):
@@ -109,7 +117,7 @@ def api_sender(base_url: str, token: str, room_id: str) -> Callable[[int], reque
     return send
 
 
-def setup_module_server(server: SynapseServer, concurrency: int) -> tuple[list[str], str]:
+def setup_module_server(server: SynapseServer | Target, concurrency: int) -> tuple[list[str], str]:
     api = Api(server.base_url)
     users = [api.register(f"bench_{uuid.uuid4().hex[:6]}") for _ in range(concurrency)]
     owner = users[0]["access_token"]
@@ -158,7 +166,7 @@ def history_pages(base_url: str, token: str, room_id: str, stop: threading.Event
     return samples
 
 
-def compare(server: SynapseServer, tokens: list[str], room: str, messages: int, concurrency: int, rounds: int) -> dict[int, tuple[Result, Result]]:
+def compare(server: SynapseServer | Target, tokens: list[str], room: str, messages: int, concurrency: int, rounds: int) -> dict[int, tuple[Result, Result]]:
     """Native vs API sends at concurrency 1 and C, in alternating rounds."""
     out = {}
     for c in sorted({1, concurrency}):
@@ -174,7 +182,7 @@ def compare(server: SynapseServer, tokens: list[str], room: str, messages: int, 
     return out
 
 
-def history_under_load(server: SynapseServer, tokens: list[str], room: str, messages: int) -> dict[str, list[float]]:
+def history_under_load(server: SynapseServer | Target, tokens: list[str], room: str, messages: int) -> dict[str, list[float]]:
     """History pages fetched while the other senders keep sending through the API."""
     stop = threading.Event()
     with ThreadPoolExecutor(1) as pool:
@@ -193,6 +201,8 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help="admin URL; a throw-away database is created")
     parser.add_argument("--no-baseline", action="store_true", help="skip the server without the module")
+    parser.add_argument("--target", help="benchmark the server (or cluster) already running at this URL; no baseline")
+    parser.add_argument("--json", help="also write the result rows here (for scripts/bench)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="medchat-bench-"))
@@ -206,15 +216,18 @@ def main() -> None:
 
     servers: list[SynapseServer] = []
     try:
-        server = SynapseServer(workdir / "medchat", database_url=database_url(), overrides=TEST_RATE_LIMITS)
-        servers.append(server)
-        server.start()
+        if args.target:
+            server = Target(args.target)
+        else:
+            server = SynapseServer(workdir / "medchat", database_url=database_url(), overrides=TEST_RATE_LIMITS)
+            servers.append(server)
+            server.start()
         tokens, room = setup_module_server(server, args.concurrency)
         results = compare(server, tokens, room, args.messages, args.concurrency, args.rounds)
         history = history_under_load(server, tokens, room, args.messages // 2)
 
         baseline: tuple[Result, Result] | None = None
-        if not args.no_baseline:
+        if not args.no_baseline and not args.target:
             # Both servers up, rounds alternating, so machine noise hits both alike.
             bare_overrides = {**TEST_RATE_LIMITS, "modules": [], "enable_registration": True, "enable_registration_without_verification": True}
             bare = BareSynapse(workdir / "bare", database_url=database_url(), overrides=bare_overrides)
@@ -259,6 +272,27 @@ def main() -> None:
         print(with_module.row(f"native, with module, {args.concurrency} sender(s)"))
         loss = 1 - with_module.throughput / without_module.throughput
         print(f"  module cost on native sends: {loss * 100:+.1f}% throughput (target <= 10%)")
+    if args.json:
+        native, via_api = results[args.concurrency]
+        rows = [
+            row(f"messages: send, {args.concurrency} senders", via_api.throughput, "msg/s", via_api.latencies, native.latencies, native.throughput),
+            row("messages: 50-message history page", None, "", history["api"], history["native"]),
+        ]
+        Path(args.json).write_text(json.dumps(rows))
+
+
+def row(name: str, throughput: float | None, unit: str, api: list[float], native: list[float], native_throughput: float | None = None) -> dict[str, Any]:
+    """One line of scripts/bench's table: the API's numbers and their ratios to native Matrix."""
+    return {
+        "benchmark": name,
+        "throughput": throughput,
+        "unit": unit,
+        "p50_ms": percentile(api, 50) * 1000,
+        "p99_ms": percentile(api, 99) * 1000,
+        "ratio_throughput": throughput / native_throughput if throughput and native_throughput else None,
+        "ratio_p50": percentile(api, 50) / percentile(native, 50),
+        "ratio_p99": percentile(api, 99) / percentile(native, 99),
+    }
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -107,7 +108,7 @@ async def sender(base_url: str, rooms: list[tuple[str, list[dict]]], rate: float
     return sent
 
 
-async def latency_phase(server: SynapseServer, rooms: list[tuple[str, list[dict]]], rate: float, seconds: float) -> tuple[Clock, int, int, int]:
+async def latency_phase(server: SynapseServer | Target, rooms: list[tuple[str, list[dict]]], rate: float, seconds: float) -> tuple[Clock, int, int, int]:
     clock, stop = Clock(), asyncio.Event()
     ws_url = server.base_url.replace("http", "ws", 1) + "/api/chat/ws"
     connector = aiohttp.TCPConnector(limit=0)
@@ -162,13 +163,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--idle", type=int, default=10000, help="idle sockets to hold (0 skips)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--target", help="use the server (or cluster) already running at this URL; no idle phase (it reads the process's memory)")
+    parser.add_argument("--json", help="also write the latency row here (for scripts/bench)")
     args = parser.parse_args()
+    if args.target:
+        run(Target(args.target), args)
+        return
     if args.db == "postgres":
         os.environ.setdefault("MEDCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
     else:
         os.environ.pop("MEDCHAT_TEST_POSTGRES", None)
 
-    users_needed = args.sockets + 2 * (args.sockets // (ROOM_SIZE - 2) + 1)
     with tempfile.TemporaryDirectory() as workdir, fresh_database() as database_url:
         server = SynapseServer(
             Path(workdir), database_url=database_url,
@@ -177,24 +182,48 @@ def main() -> None:
         )
         server.start()
         try:
-            api = Api(server.base_url)
-            print(f"setting up {users_needed} users in rooms of {ROOM_SIZE} ({args.db}) ...")
-            users = setup_users(api, users_needed)
-            rooms = setup_rooms(api, users)
-            clock, sent, sockets, pollers = asyncio.run(latency_phase(server, rooms, args.rate, args.seconds))
-            ws, sync = clock.latency["websocket"], clock.latency["sync"]
-            print(f"\nlatency: {sent} messages at {args.rate}/s over {args.seconds}s; {sockets} WebSockets, {pollers} /sync long-polls")
-            print(f"{'transport':<12}{'deliveries':>12}{'p50 ms':>10}{'p99 ms':>10}")
-            for name, values in (("websocket", ws), ("/sync", sync)):
-                print(f"{name:<12}{len(values):>12}{percentile(values, 50):>10.1f}{percentile(values, 99):>10.1f}")
-            if ws and sync:
-                print(f"ratio websocket/sync: p50 {percentile(ws, 50) / percentile(sync, 50):.2f}, p99 {percentile(ws, 99) / percentile(sync, 99):.2f}")
-            if args.idle:
-                held, grown_kib, took = asyncio.run(idle_phase(server, users, args.idle))
-                print(f"\nidle: {held}/{args.idle} sockets held (opened in {took:.1f}s); server RSS grew {grown_kib / 1024:.1f} MiB,"
-                      f" {grown_kib / max(held, 1):.1f} KiB per connection")
+            run(server, args)
         finally:
             server.stop()
+
+
+class Target:
+    """A server already running (scripts/bench's single process, or the cluster's nginx)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+
+
+def run(server: SynapseServer | Target, args: argparse.Namespace) -> None:
+    users_needed = args.sockets + 2 * (args.sockets // (ROOM_SIZE - 2) + 1)
+    api = Api(server.base_url)
+    print(f"setting up {users_needed} users in rooms of {ROOM_SIZE} ...")
+    users = setup_users(api, users_needed)
+    rooms = setup_rooms(api, users)
+    clock, sent, sockets, pollers = asyncio.run(latency_phase(server, rooms, args.rate, args.seconds))
+    ws, sync = clock.latency["websocket"], clock.latency["sync"]
+    print(f"\nlatency: {sent} messages at {args.rate}/s over {args.seconds}s; {sockets} WebSockets, {pollers} /sync long-polls")
+    print(f"{'transport':<12}{'deliveries':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, values in (("websocket", ws), ("/sync", sync)):
+        print(f"{name:<12}{len(values):>12}{percentile(values, 50):>10.1f}{percentile(values, 99):>10.1f}")
+    if ws and sync:
+        print(f"ratio websocket/sync: p50 {percentile(ws, 50) / percentile(sync, 50):.2f}, p99 {percentile(ws, 99) / percentile(sync, 99):.2f}")
+    if args.json:
+        row = {
+            "benchmark": f"real time: delivery to {sockets} WebSockets vs /sync",
+            "throughput": len(ws) / args.seconds,
+            "unit": "deliveries/s",
+            "p50_ms": percentile(ws, 50),
+            "p99_ms": percentile(ws, 99),
+            "ratio_throughput": None,
+            "ratio_p50": percentile(ws, 50) / percentile(sync, 50),
+            "ratio_p99": percentile(ws, 99) / percentile(sync, 99),
+        }
+        Path(args.json).write_text(json.dumps([row]))
+    if args.idle and isinstance(server, SynapseServer):
+        held, grown_kib, took = asyncio.run(idle_phase(server, users, args.idle))
+        print(f"\nidle: {held}/{args.idle} sockets held (opened in {took:.1f}s); server RSS grew {grown_kib / 1024:.1f} MiB,"
+              f" {grown_kib / max(held, 1):.1f} KiB per connection")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ from synapse.streams.config import PaginationConfig
 from synapse.types import JsonDict, JsonMapping, Requester, StateMap, StreamToken, UserID, create_requester
 from synapse.util.async_helpers import Linearizer, timeout_deferred
 from synapse.util.json import json_encoder
+from synapse.util.stringutils import parse_and_validate_server_name
 from synapse.util.threepids import canonicalise_email, validate_email
 from synapse.visibility import filter_and_transform_events_for_client
 
@@ -401,15 +402,29 @@ class SynapseBridge:
     # --- users, names for cards, DM tags, invites --------------------------------------------------
 
     async def user_exists(self, user_id: str) -> bool:
-        """An active local account, or a remote user whose server answers a profile query."""
+        """An active local account, or a remote user whose server answers a profile query.
+
+        An id whose server name is malformed names nobody. A server that cannot be reached
+        (Synapse's 502) confirms nothing: 404 naming the server, not a 5xx, since the caller can
+        only try again later or correct the id.
+        """
+        if not UserID.is_valid(user_id):
+            return False
         if self._hs.is_mine_id(user_id):
             user = await self._store.get_user_by_id(user_id)
             return user is not None and not user.is_deactivated
+        try:
+            parse_and_validate_server_name(UserID.from_string(user_id).domain)
+        except ValueError:  # no server of that name can exist, so neither can the user
+            return False
         try:
             await self._hs.get_profile_handler().get_profile(user_id)
         except SynapseError as e:
             if e.code == 404:
                 return False
+            if e.code >= 500:
+                server = UserID.from_string(user_id).domain
+                raise SynapseError(404, f"No such user: {user_id} (their server {server} could not be reached)", "M_NOT_FOUND")
             raise
         return True
 

@@ -20,7 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlparse, urlunparse
 
 import yaml
@@ -82,8 +82,11 @@ def ensure_database(url: str) -> None:
 class Cluster:
     """Every process of the topology under one data directory; `start()` returns when all answer."""
 
-    def __init__(self, data_dir: Path, env: Mapping[str, str]):
+    def __init__(self, data_dir: Path, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None, module_overrides: Mapping[str, Any] | None = None):
+        """`overrides` / `module_overrides` are merged into every process's config (e.g. the
+        benchmarks' rate limits), as devconfig.prepare merges them."""
         self.data_dir = data_dir.resolve()
+        self._overrides = (overrides, module_overrides)
         self.env = {**env, "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL}
         self.env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
         self.logs = self.data_dir / "logs"
@@ -114,7 +117,7 @@ class Cluster:
             redis_port = urlparse(self.env["REDIS_URL"]).port or 6379
             self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"])
             self._wait(lambda: redis_answers(self.env["REDIS_URL"]), "redis", timeout=20)
-        shared = prepare(self.data_dir, env=self.env, cluster=True)
+        shared = prepare(self.data_dir, env=self.env, overrides=self._overrides[0], module_overrides=self._overrides[1], cluster=True)
         main_config = yaml.safe_load(shared[0].read_text())
         self.ports["main"] = main_config["listeners"][0]["port"]
         commands = {"main": synapse_command(shared)}

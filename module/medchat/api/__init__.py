@@ -11,10 +11,9 @@ from twisted.web.resource import Resource
 from medchat.accounts import Accounts
 from medchat.api.auth import AuthServlets
 from medchat.api.health import HealthServlet
+from medchat.api.http import WEBSOCKET_PATH, routes_of
+from medchat.api.openapi import DocsServlets
 from medchat.bridge import SynapseBridge
-
-WEBSOCKET_PATH = b"/api/chat/ws"
-
 
 class Servlets(Protocol):
     def register_routes(self, resource: JsonResource) -> None: ...
@@ -38,6 +37,6 @@ class ApiRoot(Resource):
 def build_api_resource(bridge: SynapseBridge, accounts: Accounts, websocket: Resource, *more: Servlets) -> Resource:
     """The /api resource; `more` are the feature servlets built in MedChatModule."""
     resource = bridge.json_resource()
-    for servlets in (HealthServlet(bridge), AuthServlets(bridge.api, accounts), *more):
+    for servlets in (HealthServlet(bridge), AuthServlets(bridge.api, accounts), *more, DocsServlets(routes_of(resource))):
         servlets.register_routes(resource)
     return ApiRoot(resource, websocket)

@@ -14,6 +14,7 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
 from medchat.api.http import query_params, read_json, route
+from medchat.api.schemas import ATTESTATION_RESULT, USER_PAGE
 from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.federation.attestation import Attestations
 from medchat.federation.directory import PEER_PATH, FederatedDirectory
@@ -28,10 +29,11 @@ class FederationServlets:
 
     def resource(self, bridge: SynapseBridge) -> JsonResource:
         resource = bridge.json_resource()
-        route(resource, "GET", PEER_PATH, self.search)
+        route(resource, "GET", PEER_PATH, self.search, responses={200: USER_PAGE})
         return resource
 
     async def search(self, request: Any) -> tuple[int, Any]:
+        """An allow-listed server searches this server's directory (signed with `X-Matrix`)."""
         origin = await self._server.authenticate_server(request)
         return 200, await self._directory.answer(origin, query_params(request))
 
@@ -53,10 +55,11 @@ class AttestationServlets:
         self._attestations = attestations
 
     def register_routes(self, resource: JsonResource) -> None:
-        route(resource, "POST", "/api/chat/verification/attestations/check", self.check)
+        route(resource, "POST", "/api/chat/verification/attestations/check", self.check, body=ATTESTATION_CHECK_BODY, responses={200: ATTESTATION_RESULT})
 
     async def check(self, request: Any) -> tuple[int, Any]:
+        """Checks a licence attestation against its server's published key; what level it proves."""
         await self._api.get_user_by_req(request)
-        attestation = read_json(request, ATTESTATION_CHECK_BODY)["attestation"]
+        attestation = read_json(request)["attestation"]
         level = await self._attestations.level_from(attestation["user_id"], attestation)
         return 200, {"user_id": attestation["user_id"], "verification_level": level, "is_verified": is_verified(level)}

@@ -7,6 +7,7 @@ from typing import Any
 from synapse.http.server import JsonResource
 
 from medchat.api.http import route
+from medchat.api.schemas import HEALTH
 from medchat.bridge import SYNAPSE_VERSION, SynapseBridge
 from medchat.version import VERSION
 
@@ -16,9 +17,10 @@ class HealthServlet:
         self._bridge = bridge
 
     def register_routes(self, resource: JsonResource) -> None:
-        route(resource, "GET", "/api/health", self.get)
+        route(resource, "GET", "/api/health", self.get, public=True, responses={200: HEALTH})
 
     async def get(self, request: Any) -> tuple[int, Any]:
+        """Liveness and build facts (which process answered, whether it runs the background tasks)."""
         return 200, {
             "status": "ok",
             "version": VERSION,

@@ -1,10 +1,18 @@
-"""Transport helpers shared by the servlets: routing, JSON bodies and their validation."""
+"""Transport helpers shared by the servlets: routing, JSON bodies and their validation.
+
+`route()` records what each endpoint takes and answers (body schema, query parameters, response
+schemas, summary from the handler's docstring) next to the handler; the OpenAPI document
+(api/openapi.py) is made from those records, and `read_json`/`query_string` read only what the
+route declared, so the documentation cannot drift from the code.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
@@ -16,21 +24,111 @@ from medchat.models import JsonDict
 # A handler answers (status, JSON body), or None once it has written the response itself (a download).
 Handler = Callable[..., Awaitable[tuple[int, Any] | None]]
 
+# The WebSocket (api/__init__.py routes it to its own resource, not through route()).
+WEBSOCKET_PATH = b"/api/chat/ws"
+
 _PARAM_RE = re.compile(r"\{(\w+)\}")
+_ROUTES_ATTR = "medchat_routes"
+_REQUEST_ATTR = "medchat_route"
 
 
-def route(resource: JsonResource, method: str, path: str, handler: Handler) -> None:
-    """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs."""
+@dataclass(frozen=True)
+class Query:
+    """A query parameter a route reads (`schema` is its JSON Schema, for the documentation)."""
+
+    name: str
+    schema: JsonDict
+    description: str = ""
+    required: bool = False
+
+
+BINARY: JsonDict = {"type": "string", "format": "binary"}
+
+
+@dataclass(frozen=True)
+class Content:
+    """A body that is not (only) JSON: media type → schema (uploads, the docs page and its assets)."""
+
+    media: Mapping[str, JsonDict]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint as declared: what the OpenAPI document says about it."""
+
+    method: str
+    path: str
+    handler: Handler
+    responses: Mapping[int, JsonDict | Content]
+    body: JsonDict | Content | None = None
+    body_required: bool = True
+    query: tuple[Query, ...] = ()
+    public: bool = False
+
+    @property
+    def summary(self) -> str:
+        return (inspect.getdoc(self.handler) or "").split("\n\n")[0].replace("\n", " ")
+
+    @property
+    def description(self) -> str:
+        return (inspect.getdoc(self.handler) or "").partition("\n\n")[2]
+
+
+def route(
+    resource: JsonResource,
+    method: str,
+    path: str,
+    handler: Handler,
+    *,
+    responses: Mapping[int, JsonDict | Content],
+    body: JsonDict | Content | None = None,
+    body_required: bool = True,
+    query: tuple[Query, ...] = (),
+    public: bool = False,
+) -> None:
+    """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs.
+
+    `responses` maps each success status to its schema (errors are the common 4xx `{errcode,
+    error}`); `body` is the JSON Schema `read_json` checks the body against; `query` lists the
+    parameters the handler reads; `public` routes need no access token. The handler's docstring is
+    the endpoint's summary (first paragraph) and description (the rest).
+    """
+    declared = Route(method, path, handler, responses, body, body_required, query, public)
+    if not declared.summary:
+        raise ValueError(f"{handler.__qualname__}: a route's handler needs a docstring (the endpoint's summary)")
+
+    async def serve(request: Any, **kwargs: str) -> tuple[int, Any] | None:
+        setattr(request, _REQUEST_ATTR, declared)
+        if _has_nul(kwargs):
+            raise SynapseError(400, "The path contains a NUL character (%00).", "M_INVALID_PARAM")
+        return await handler(request, **kwargs)
+
     pattern = re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", path) + "$")
-    resource.register_paths(method, [pattern], handler, handler.__qualname__)
+    resource.register_paths(method, [pattern], serve, handler.__qualname__)
+    routes_of(resource).append(declared)
 
 
-def read_json(request: Any, schema: JsonDict) -> JsonDict:
-    """The request body as a JSON object, checked against `schema`.
+def routes_of(resource: Any) -> list[Route]:
+    """The routes registered on `resource` through `route()`, in registration order."""
+    return resource.__dict__.setdefault(_ROUTES_ATTR, [])
+
+
+def _declared(request: Any) -> Route:
+    declared = getattr(request, _REQUEST_ATTR, None)
+    if declared is None:
+        raise RuntimeError("request did not come through route()")
+    return declared
+
+
+def read_json(request: Any) -> JsonDict:
+    """The request body as a JSON object, checked against the schema its route declared (`body=`).
 
     Errors are 400s that name the offending field: M_NOT_JSON for a body that is not a JSON object,
     M_MISSING_PARAM for an absent required field, M_INVALID_PARAM for anything else.
     """
+    schema = _declared(request).body
+    if not isinstance(schema, dict):
+        raise RuntimeError(f"{request.path!r}: read_json on a route that declares no JSON body")
     raw = request.content.read() if request.content else b""
     try:
         body = json.loads(raw or b"null")
@@ -38,10 +136,23 @@ def read_json(request: Any, schema: JsonDict) -> JsonDict:
         raise SynapseError(400, "The request body is not valid JSON.", "M_NOT_JSON")
     if not isinstance(body, dict):
         raise SynapseError(400, "The request body must be a JSON object.", "M_NOT_JSON")
+    if _has_nul(body):
+        raise SynapseError(400, "The request body contains a NUL character (\\u0000).", "M_INVALID_PARAM")
     error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(body))
     if error is not None:
         raise _schema_error(error)
     return body
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether any string (or key) holds U+0000, which PostgreSQL cannot store in text."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 _validators: dict[int, jsonschema.Draft202012Validator] = {}
@@ -77,7 +188,12 @@ CURSOR_MAX = 1000  # Matrix pagination tokens and our own cursors fit well withi
 
 
 def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
-    """A query parameter, or None if absent; 400 if empty or longer than `max_length`."""
+    """A query parameter, or None if absent; 400 if empty or longer than `max_length`.
+
+    Only parameters the route declares (`query=`) may be read, so each is documented.
+    """
+    if not any(q.name == name for q in _declared(request).query):
+        raise RuntimeError(f"{request.path!r}: query parameter {name!r} is not declared on its route")
     values = request.args.get(name.encode("ascii"))
     if not values:
         return None
@@ -87,6 +203,8 @@ def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
         raise SynapseError(400, f"Invalid parameter {name}: not UTF-8", "M_INVALID_PARAM")
     if not value or len(value) > max_length:
         raise SynapseError(400, f"Invalid parameter {name}: give 1 to {max_length} characters", "M_INVALID_PARAM")
+    if "\x00" in value:
+        raise SynapseError(400, f"Invalid parameter {name}: contains a NUL character", "M_INVALID_PARAM")
     return value
 
 
@@ -112,7 +230,29 @@ def query_limit(request: Any, default: int, maximum: int) -> int:
 def query_params(request: Any) -> dict[str, str]:
     """The query string as name → first value (UTF-8); 400 for bytes that are not UTF-8."""
     try:
-        return {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
+        params = {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
     except UnicodeDecodeError:
         raise SynapseError(400, "The query string is not valid UTF-8.", "M_INVALID_PARAM")
+    if _has_nul(params):
+        raise SynapseError(400, "The query string contains a NUL character.", "M_INVALID_PARAM")
+    return params
 
+
+
+# --- declarations of the common query parameters ------------------------------------------------
+
+
+def text_query(name: str, description: str, max_length: int = 200, required: bool = False) -> Query:
+    return Query(name, {"type": "string", "minLength": 1, "maxLength": max_length}, description, required)
+
+
+def bool_query(name: str, description: str) -> Query:
+    return Query(name, {"type": "string", "enum": ["true", "false"]}, description)
+
+
+def limit_query(default: int, maximum: int = MAX_PAGE) -> Query:
+    return Query("limit", {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}, "page size")
+
+
+def cursor_query(max_length: int = CURSOR_MAX, name: str = "cursor") -> Query:
+    return text_query(name, "the `next_cursor` of the previous page", max_length)

@@ -8,7 +8,8 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from medchat.api.http import CURSOR_MAX, MAX_PAGE, query_bool, query_limit, query_string, read_json, route
+from medchat.api.http import CURSOR_MAX, MAX_PAGE, cursor_query, limit_query, query_limit, query_string, read_json, route, text_query
+from medchat.api.schemas import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
 from medchat.messages import Messages
 from medchat.models import FORWARD_BODY, MESSAGE_EDIT_BODY, MESSAGE_REPLY_BODY, MESSAGE_SEND_BODY, REACTION_BODY
 
@@ -35,23 +36,27 @@ class MessageServlets:
 
     def register_routes(self, resource: JsonResource) -> None:
         # `search` first: the router takes the first pattern that matches.
-        route(resource, "GET", _BASE + "/search", self.search)
-        route(resource, "GET", _BASE, self.history)
-        route(resource, "POST", _BASE, self.send)
-        route(resource, "GET", _BASE + "/{event_id}", self.get)
-        route(resource, "PUT", _BASE + "/{event_id}", self.edit)
-        route(resource, "DELETE", _BASE + "/{event_id}", self.delete)
-        route(resource, "POST", _BASE + "/{event_id}/reply", self.reply)
-        route(resource, "POST", _BASE + "/{event_id}/forward", self.forward)
-        route(resource, "POST", _BASE + "/{event_id}/reactions", self.react)
-        route(resource, "DELETE", _BASE + "/{event_id}/reactions/{key}", self.unreact)
+        one, message = _BASE + "/{event_id}", {200: MESSAGE}
+        search = (text_query("q", "the words to find", required=True), limit_query(20), cursor_query())
+        route(resource, "GET", _BASE + "/search", self.search, query=search, responses={200: MESSAGE_SEARCH})
+        route(resource, "GET", _BASE, self.history, query=(limit_query(50), cursor_query()), responses={200: MESSAGE_PAGE})
+        route(resource, "POST", _BASE, self.send, body=MESSAGE_SEND_BODY, responses={201: MESSAGE})
+        route(resource, "GET", one, self.get, responses=message)
+        route(resource, "PUT", one, self.edit, body=MESSAGE_EDIT_BODY, responses=message)
+        route(resource, "DELETE", one, self.delete, responses=message)
+        route(resource, "POST", one + "/reply", self.reply, body=MESSAGE_REPLY_BODY, responses={201: MESSAGE})
+        route(resource, "POST", one + "/forward", self.forward, body=FORWARD_BODY, responses={201: MESSAGES})
+        route(resource, "POST", one + "/reactions", self.react, body=REACTION_BODY, responses={200: MESSAGE, 201: MESSAGE})
+        route(resource, "DELETE", one + "/reactions/{key}", self.unreact, responses=message)
 
     async def history(self, request: Any, room_id: str) -> tuple[int, Any]:
+        """The room's messages, newest first (`next_cursor` is Matrix's pagination token); edits folded in."""
         requester = await self._api.get_user_by_req(request)
         limit = query_limit(request, default=50, maximum=MAX_PAGE)
         return 200, await self._messages.history(requester, room_id, limit, query_string(request, "cursor", max_length=CURSOR_MAX))
 
     async def search(self, request: Any, room_id: str) -> tuple[int, Any]:
+        """Synapse's ranked server-side search, in this room only."""
         requester = await self._api.get_user_by_req(request)
         term = query_string(request, "q")
         if term is None:
@@ -60,38 +65,50 @@ class MessageServlets:
         return 200, await self._messages.search(requester, room_id, term, limit, query_string(request, "cursor", max_length=CURSOR_MAX))
 
     async def send(self, request: Any, room_id: str) -> tuple[int, Any]:
+        """Sends a text or media message; `client_msg_id` (or `Idempotency-Key`) makes a retry return the same message.
+
+        `expires_in` (seconds) makes it a disappearing message. In case rooms, patient identifiers are
+        refused (403 `ORG_MEDCHAT_PHI_DETECTED`).
+        """
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request, MESSAGE_SEND_BODY)
+        body = read_json(request)
         return 201, await self._messages.send(requester, room_id, body, _client_msg_id(request, body))
 
     async def get(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        """One message."""
         requester = await self._api.get_user_by_req(request)
         return 200, await self._messages.get(requester, room_id, event_id)
 
     async def edit(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        """Edits the caller's own message (`m.replace`)."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request, MESSAGE_EDIT_BODY)
+        body = read_json(request)
         return 200, await self._messages.edit(requester, room_id, event_id, body["content"])
 
     async def delete(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        """Deletes (redacts) a message: the sender, or whoever the power levels allow."""
         requester = await self._api.get_user_by_req(request)
         return 200, await self._messages.delete(requester, room_id, event_id)
 
     async def reply(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        """Replies to a message (`m.in_reply_to`, with the quoted fallback)."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request, MESSAGE_REPLY_BODY)
+        body = read_json(request)
         return 201, await self._messages.reply(requester, room_id, event_id, body, _client_msg_id(request, body))
 
     async def forward(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        """Copies the message's text or media reference into rooms the caller has joined."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request, FORWARD_BODY)
+        body = read_json(request)
         return 201, await self._messages.forward(requester, room_id, event_id, body["room_ids"])
 
     async def react(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        """Adds a reaction (`m.reaction`); 200 if the caller had already reacted with that key."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request, REACTION_BODY)
+        body = read_json(request)
         return await self._messages.react(requester, room_id, event_id, body["key"])
 
     async def unreact(self, request: Any, room_id: str, event_id: str, key: str) -> tuple[int, Any]:
+        """Removes the caller's reaction with that key."""
         requester = await self._api.get_user_by_req(request)
         return 200, await self._messages.unreact(requester, room_id, event_id, key)

@@ -12,7 +12,8 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from medchat.api.http import route
+from medchat.api.http import BINARY, Content, route, text_query
+from medchat.api.schemas import EMPTY, UPLOADED, obj
 from medchat.bridge import SynapseBridge
 from medchat.media.body import BodyError, multipart_field, whole_body
 from medchat.media.policy import KINDS
@@ -31,8 +32,10 @@ class UploadServlets:
     def register_routes(self, resource: JsonResource) -> None:
         # One pattern for both methods (Synapse's router answers 405 when the first matching
         # pattern lacks the method): the segment is the kind for POST and the file id for DELETE.
-        route(resource, "POST", PREFIX + "{target}", self.upload)
-        route(resource, "DELETE", PREFIX + "{target}", self.delete)
+        raw = Content({"application/octet-stream": BINARY, "multipart/form-data": obj({"file": BINARY})})
+        name = text_query("filename", "the file name (raw bodies)", 255)
+        route(resource, "POST", PREFIX + "{target}", self.upload, body=raw, query=(name,), responses={201: UPLOADED})
+        route(resource, "DELETE", PREFIX + "{target}", self.delete, responses={200: EMPTY})
 
     def _refuse_early(self, kind: str, length: int) -> SynapseError | None:
         """The guard's size check while the body arrives; its refusals never reach `upload`."""
@@ -42,6 +45,11 @@ class UploadServlets:
         return error
 
     async def upload(self, request: Any, target: str) -> tuple[int, Any]:
+        """Uploads a file of a kind (`image`, `audio`, `video`, `file`) into Synapse's media repository.
+
+        A raw body (`Content-Type`, `?filename=`) or multipart field `file`. The type is decided by
+        magic bytes (415 names it), 413 over the kind's limit; images are stripped of metadata.
+        """
         try:
             return await self._upload(request, target)
         except SynapseError as e:
@@ -65,6 +73,7 @@ class UploadServlets:
         return 201, await self._uploads.upload(rules, requester.user.to_string(), source, file_name, declared)
 
     async def delete(self, request: Any, target: str) -> tuple[int, Any]:
+        """Deletes an upload (`{target}` is the file id): the uploader or an admin."""
         requester = await self._api.get_user_by_req(request)
         await self._uploads.delete(requester.user.to_string(), target)
         return 200, {}

@@ -8,11 +8,29 @@ from synapse.http.server import JsonResource
 from synapse.module_api.errors import SynapseError
 
 from medchat.accounts import Accounts
-from medchat.api.http import query_params, read_json, route
+from medchat.api.http import Query, bool_query, cursor_query, limit_query, query_params, read_json, route, text_query
+from medchat.api.schemas import CHAT_USER, INSTITUTIONS, USER_PAGE
 from medchat.bridge import SynapseBridge
 from medchat.directory import Directory
 from medchat.federation.directory import SCOPES, FederatedDirectory
 from medchat.models import CHAT_USER_UPDATE_BODY
+
+
+_FILTERS = (
+    text_query("role", "only this role"),
+    text_query("institution", "only this institution"),
+    text_query("specialization", "only this specialization"),
+    bool_query("verified", "only (un)verified practitioners"),
+    text_query("level", "only this verification level", 50),
+    bool_query("online", "only users online (or offline) now"),
+    limit_query(default=20),
+    cursor_query(),
+)
+_SEARCH = (
+    text_query("q", "1 to 200 characters; every word matches a prefix of a name or field", required=True),
+    Query("scope", {"enum": list(SCOPES)}, "`federation` also asks the allow-listed servers"),
+    *_FILTERS,
+)
 
 
 class UserServlets:
@@ -25,20 +43,22 @@ class UserServlets:
 
     def register_routes(self, resource: JsonResource) -> None:
         # The fixed paths first: the router tries patterns in order and {id} matches any segment.
-        route(resource, "GET", "/api/chat/users", self.list)
-        route(resource, "GET", "/api/chat/users/search", self.search)
-        route(resource, "GET", "/api/chat/users/filter", self.list)
-        route(resource, "GET", "/api/chat/users/{user_id}", self.get)
-        route(resource, "PUT", "/api/chat/users/{user_id}", self.put)
-        route(resource, "GET", "/api/chat/institutions", self.institutions)
+        route(resource, "GET", "/api/chat/users", self.list, query=_FILTERS, responses={200: USER_PAGE})
+        route(resource, "GET", "/api/chat/users/search", self.search, query=_SEARCH, responses={200: USER_PAGE})
+        route(resource, "GET", "/api/chat/users/filter", self.list, query=_FILTERS, responses={200: USER_PAGE})
+        route(resource, "GET", "/api/chat/users/{user_id}", self.get, responses={200: CHAT_USER})
+        route(resource, "PUT", "/api/chat/users/{user_id}", self.put, body=CHAT_USER_UPDATE_BODY, responses={200: CHAT_USER})
+        route(resource, "GET", "/api/chat/institutions", self.institutions, responses={200: INSTITUTIONS})
 
     async def _caller(self, request: Any) -> str:
         return (await self._api.get_user_by_req(request)).user.to_string()
 
     async def list(self, request: Any) -> tuple[int, Any]:
+        """The practitioner directory in name order, filtered."""
         return 200, await self._directory.list(await self._caller(request), query_params(request))
 
     async def search(self, request: Any) -> tuple[int, Any]:
+        """Searches the directory, best match first (`rc_user_directory` applies)."""
         requester = await self._api.get_user_by_req(request)
         await self._bridge.ratelimit_directory_search(requester)
         params = query_params(request)
@@ -50,12 +70,19 @@ class UserServlets:
         return 200, await self._directory.search(requester.user.to_string(), params)
 
     async def get(self, request: Any, user_id: str) -> tuple[int, Any]:
+        """One user's ChatUser."""
         return 200, await self._directory.get(await self._caller(request), user_id)
 
     async def put(self, request: Any, user_id: str) -> tuple[int, Any]:
+        """Changes a profile (the user themselves or a server admin).
+
+        Changing role, institution or specialization of a verified user resets them to
+        `unverified` unless an admin or a verifier of their institution does it.
+        """
         caller = await self._caller(request)
-        body = read_json(request, CHAT_USER_UPDATE_BODY)
+        body = read_json(request)
         return 200, await self._accounts.update_profile(caller, user_id, body)
 
     async def institutions(self, request: Any) -> tuple[int, Any]:
+        """The institutions of listed users, with member counts."""
         return 200, await self._directory.institutions(await self._caller(request))

@@ -14,9 +14,14 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import query_params, read_json, route
+from medchat.api.http import Query, query_params, read_json, route
+from medchat.api.schemas import VERIFICATION_REQUEST, VERIFICATION_REQUESTS, VERIFICATION_STATUS
 from medchat.models import VERIFICATION_DECISION_BODY, VERIFICATION_REQUEST_BODY
+from medchat.store.verification import PENDING, STATUSES
 from medchat.verification import Verification
+
+
+_STATUS_QUERY = (Query("status", {"enum": list(STATUSES), "default": PENDING}, "which requests"),)
 
 
 class VerificationServlets:
@@ -25,33 +30,40 @@ class VerificationServlets:
         self._verification = verification
 
     def register_routes(self, resource: JsonResource) -> None:
-        route(resource, "POST", "/api/chat/verification/requests", self.submit)
-        route(resource, "GET", "/api/chat/verification/requests", self.list)
-        route(resource, "POST", "/api/chat/verification/requests/{request_id}/approve", self.approve)
-        route(resource, "POST", "/api/chat/verification/requests/{request_id}/reject", self.reject)
-        route(resource, "GET", "/api/chat/verification/me", self.me)
+        base = "/api/chat/verification"
+        route(resource, "POST", f"{base}/requests", self.submit, body=VERIFICATION_REQUEST_BODY, responses={201: VERIFICATION_REQUEST})
+        route(resource, "GET", f"{base}/requests", self.list, query=_STATUS_QUERY, responses={200: VERIFICATION_REQUESTS})
+        decided = {200: VERIFICATION_REQUEST}
+        route(resource, "POST", f"{base}/requests/{{request_id}}/approve", self.approve, body=VERIFICATION_DECISION_BODY, responses=decided)
+        route(resource, "POST", f"{base}/requests/{{request_id}}/reject", self.reject, body=VERIFICATION_DECISION_BODY, responses=decided)
+        route(resource, "GET", f"{base}/me", self.me, responses={200: VERIFICATION_STATUS})
 
     async def _caller(self, request: Any) -> str:
         return (await self._api.get_user_by_req(request)).user.to_string()
 
     async def submit(self, request: Any) -> tuple[int, Any]:
+        """Asks for a verification level; one pending request per user."""
         caller = await self._caller(request)
-        return 201, await self._verification.submit(caller, read_json(request, VERIFICATION_REQUEST_BODY))
+        return 201, await self._verification.submit(caller, read_json(request))
 
     async def list(self, request: Any) -> tuple[int, Any]:
+        """The requests the caller may decide (admins: all; institution verifiers: theirs)."""
         caller = await self._caller(request)
         return 200, await self._verification.list_requests(caller, query_params(request).get("status", "pending"))
 
     async def approve(self, request: Any, request_id: str) -> tuple[int, Any]:
+        """Approves a request (verifiers only; 409 if already decided)."""
         return await self._decide(request, request_id, approve=True)
 
     async def reject(self, request: Any, request_id: str) -> tuple[int, Any]:
+        """Rejects a request with a reason (verifiers only; 409 if already decided)."""
         return await self._decide(request, request_id, approve=False)
 
     async def _decide(self, request: Any, request_id: str, approve: bool) -> tuple[int, Any]:
         caller = await self._caller(request)
-        body = read_json(request, VERIFICATION_DECISION_BODY)
+        body = read_json(request)
         return 200, await self._verification.decide(caller, request_id, approve, body.get("reason"))
 
     async def me(self, request: Any) -> tuple[int, Any]:
+        """The caller's level, requests and verification history."""
         return 200, await self._verification.status_of(await self._caller(request))

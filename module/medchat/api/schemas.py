@@ -1,0 +1,404 @@
+"""The JSON Schemas of what the API answers: the plan's models (models.py builds them) and the
+smaller replies. Routes name these in `route(..., responses=...)`; the OpenAPI document is made
+from the routes, and the schemathesis test checks every live answer against them.
+
+Request bodies are in models.py (read_json validates them); both end up in the same document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medchat.models import MESSAGE_TYPES, JsonDict
+
+_STRING = {"type": "string"}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+_NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_INTEGER = {"type": "integer"}
+_BOOLEAN = {"type": "boolean"}
+_LEVEL = {"enum": ["unverified", "identity_verified", "license_verified"]}
+
+
+def obj(properties: JsonDict, required: tuple[str, ...] | None = None, title: str | None = None) -> JsonDict:
+    """An object schema; every named property is required unless `required` says otherwise.
+    Unknown properties are allowed, so adding a field to an answer is not a breaking change."""
+    schema: JsonDict = {"type": "object", "required": list(properties if required is None else required), "properties": properties}
+    if title:
+        schema["title"] = title
+    return schema
+
+
+def array(items: JsonDict) -> JsonDict:
+    return {"type": "array", "items": items}
+
+
+def page(key: str, items: JsonDict, **more: Any) -> JsonDict:
+    """A page of `items` under `key`, with the opaque cursor of the next page (null at the end)."""
+    return obj({key: array(items), "next_cursor": _NULLABLE_STRING, **more}, required=(key, "next_cursor"))
+
+
+EMPTY = obj({}, title="Empty")
+
+ERROR = obj(
+    {"errcode": {"type": "string", "pattern": "^(M_|ORG_MEDCHAT_)"}, "error": _STRING, "retry_after_ms": _INTEGER},
+    required=("errcode", "error"),
+    title="Error",
+)
+
+MESSAGE_TEXT = obj({"message": _STRING}, title="Notice")
+
+HEALTH = obj(
+    {
+        "status": {"const": "ok"},
+        "version": _STRING,
+        "server_name": _STRING,
+        "database": _STRING,
+        "synapse_version": _STRING,
+        "worker": _NULLABLE_STRING,
+        "background_tasks": _BOOLEAN,
+    },
+    title="Health",
+)
+
+# --- accounts and the directory ----------------------------------------------------------------
+
+CHAT_USER = obj(
+    {
+        "id": _STRING,
+        "user": obj({"id": _STRING, "username": _STRING, "email": _NULLABLE_STRING, "full_name": _NULLABLE_STRING}),
+        "is_online": _BOOLEAN,
+        "last_seen": _NULLABLE_TIMESTAMP,
+        "profile_image": _NULLABLE_STRING,
+        "bio": _NULLABLE_STRING,
+        "specialization": _NULLABLE_STRING,
+        "institution": _NULLABLE_STRING,
+        "role": _NULLABLE_STRING,
+        "is_verified": _BOOLEAN,
+        "verification_level": _LEVEL,
+        "created_at": _NULLABLE_TIMESTAMP,
+        "updated_at": _NULLABLE_TIMESTAMP,
+        "hidden": _BOOLEAN,
+        "home_server": _STRING,
+    },
+    required=("id", "user", "is_online", "last_seen", "profile_image", "bio", "specialization", "institution", "role", "is_verified", "verification_level", "created_at", "updated_at"),
+    title="ChatUser",
+)
+
+_TOKENS = {"access_token": _STRING, "refresh_token": _STRING, "expires_in_ms": _INTEGER}
+
+SESSION = obj(
+    {"user_id": _STRING, "device_id": _STRING, **_TOKENS, "user": CHAT_USER},
+    required=("user_id", "device_id", "access_token", "user"),
+    title="Session",
+)
+
+REFRESHED = obj(_TOKENS, required=("access_token",), title="RefreshedTokens")
+
+USER_PAGE = page(
+    "results",
+    CHAT_USER,
+    peers=array(obj({"server": _STRING, "status": {"enum": ["ok", "timeout", "error"]}})),
+)
+
+INSTITUTIONS = obj({"institutions": array(obj({"name": _STRING, "member_count": _INTEGER}))}, title="Institutions")
+
+# --- verification ------------------------------------------------------------------------------
+
+VERIFICATION_REQUEST = obj(
+    {
+        "id": _STRING,
+        "user_id": _STRING,
+        "level": _LEVEL,
+        "registration_body": _STRING,
+        "license_number": _STRING,
+        "document": _NULLABLE_STRING,
+        "institution": _NULLABLE_STRING,
+        "status": {"enum": ["pending", "approved", "rejected"]},
+        "reason": _NULLABLE_STRING,
+        "decided_by": _NULLABLE_STRING,
+        "created_at": _TIMESTAMP,
+        "decided_at": _NULLABLE_TIMESTAMP,
+    },
+    title="VerificationRequest",
+)
+
+VERIFICATION_REQUESTS = obj({"requests": array(VERIFICATION_REQUEST)})
+
+VERIFICATION_STATUS = obj(
+    {
+        "user_id": _STRING,
+        "verification_level": _LEVEL,
+        "is_verified": _BOOLEAN,
+        "requests": array(VERIFICATION_REQUEST),
+        "history": array(
+            obj(
+                {
+                    "action": _STRING,
+                    "actor": _NULLABLE_STRING,
+                    "request_id": _NULLABLE_STRING,
+                    "level_before": _NULLABLE_STRING,
+                    "level_after": _NULLABLE_STRING,
+                    "reason": _NULLABLE_STRING,
+                    "at": _TIMESTAMP,
+                }
+            )
+        ),
+    },
+    title="VerificationStatus",
+)
+
+ATTESTATION_RESULT = obj({"user_id": _STRING, "verification_level": _LEVEL, "is_verified": _BOOLEAN}, title="AttestationResult")
+
+# --- contacts ----------------------------------------------------------------------------------
+
+CONTACT_CARD = obj(
+    {
+        "id": _STRING,
+        "username": _STRING,
+        "full_name": _NULLABLE_STRING,
+        "profile_image": _NULLABLE_STRING,
+        "specialization": _NULLABLE_STRING,
+        "institution": _NULLABLE_STRING,
+        "role": _NULLABLE_STRING,
+        "is_online": _BOOLEAN,
+        "last_seen": _NULLABLE_TIMESTAMP,
+    },
+    title="ContactCard",
+)
+
+CONTACT = obj(
+    {
+        "id": _STRING,
+        "contact": CONTACT_CARD,
+        "nickname": _NULLABLE_STRING,
+        "is_favorite": _BOOLEAN,
+        "is_blocked": _BOOLEAN,
+        "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP,
+    },
+    title="Contact",
+)
+
+CONTACT_REQUEST = obj(
+    {
+        "id": _STRING,
+        "direction": {"enum": ["incoming", "outgoing"]},
+        "user": CONTACT_CARD,
+        "message": _NULLABLE_STRING,
+        "status": _STRING,
+        "created_at": _TIMESTAMP,
+    },
+    title="ContactRequest",
+)
+
+CONTACT_PAGE = page("results", CONTACT)
+CONTACT_REQUEST_PAGE = page("results", CONTACT_REQUEST)
+CONTACT_PENDING = obj({"status": {"const": "pending"}, "request": CONTACT_REQUEST}, title="ContactRequestSent")
+
+_EXCEPTIONS = obj({"users": array(_STRING), "servers": array(_STRING), "roles": array(_STRING), "levels": array(_STRING)})
+CONTACT_PERMISSIONS = obj(
+    {
+        "permissions": obj({"default": {"enum": ["allow_all", "block_all"]}, "allow_contacts": _BOOLEAN, "allow": _EXCEPTIONS, "block": _EXCEPTIONS}),
+        "source": _STRING,
+    },
+    title="ContactPermissions",
+)
+
+# --- rooms and messages ------------------------------------------------------------------------
+
+MEMBER = obj({"id": _STRING, "username": _STRING, "full_name": _STRING, "profile_image": _NULLABLE_STRING}, title="ChatMember")
+
+PARTICIPANT = obj(
+    {
+        "id": _STRING,
+        "user": MEMBER,
+        "role": {"enum": ["admin", "member"]},
+        "membership": _STRING,
+        "is_online": _BOOLEAN,
+        "last_seen": _NULLABLE_TIMESTAMP,
+    },
+    required=("id", "membership"),
+    title="Participant",
+)
+
+_MESSAGE_TYPE = {"enum": list(MESSAGE_TYPES)}
+
+ROOM = obj(
+    {
+        "id": _STRING,
+        "name": _STRING,
+        "type": {"enum": ["direct", "group", "case", "study_group"]},
+        "topic": _NULLABLE_STRING,
+        "avatar_url": _NULLABLE_STRING,
+        "phi_guard": {"enum": ["refuse", "warn", None]},
+        "institution": _NULLABLE_STRING,
+        "join_rule": _STRING,
+        "created_by": _STRING,
+        "membership": _STRING,
+        "participants": array(PARTICIPANT),
+        "last_message": {
+            "oneOf": [
+                {"type": "null"},
+                obj(
+                    {
+                        "id": _STRING,
+                        "content": _NULLABLE_STRING,
+                        "message_type": _MESSAGE_TYPE,
+                        "sender": _STRING,
+                        "is_deleted": _BOOLEAN,
+                        "created_at": _TIMESTAMP,
+                    }
+                ),
+            ]
+        },
+        "unread_count": _INTEGER,
+        "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP,
+    },
+    required=(
+        "id", "name", "type", "topic", "avatar_url", "phi_guard", "created_by", "membership", "participants",
+        "last_message", "unread_count", "created_at", "updated_at",
+    ),
+    title="Room",
+)
+
+ROOM_PAGE = page("rooms", ROOM, total=_INTEGER)
+PARTICIPANTS = obj({"participants": array(PARTICIPANT)})
+ROOM_LEFT = obj({"room_id": _STRING, "left": _BOOLEAN, "closed": _BOOLEAN, "removed": array(_STRING)})
+PARTICIPANT_REMOVED = obj({"room_id": _STRING, "user_id": _STRING, "removed": _BOOLEAN})
+ROOM_JOINED = obj({"room_id": _STRING, "membership": {"const": "join"}, "room": ROOM})
+JOIN_REQUESTED = obj({"room_id": _STRING, "membership": {"const": "knock"}, "room": {"type": "null"}})
+INSTITUTION_ROOM = obj(
+    {
+        "id": _STRING,
+        "name": _NULLABLE_STRING,
+        "topic": _NULLABLE_STRING,
+        "avatar_url": _NULLABLE_STRING,
+        "type": {"enum": ["group", "case", "study_group", "space"]},
+        "join_rule": _NULLABLE_STRING,
+        "member_count": _INTEGER,
+        "membership": {"enum": ["join", "invite", "knock", None]},
+    },
+    title="InstitutionRoom",
+)
+INSTITUTION_ROOMS = page("rooms", INSTITUTION_ROOM, institution=_STRING, space_id=_NULLABLE_STRING)
+
+MESSAGE = obj(
+    {
+        "id": _STRING,
+        "room_id": _STRING,
+        "sender": MEMBER,
+        "content": _NULLABLE_STRING,
+        "message_type": _MESSAGE_TYPE,
+        "media_url": _NULLABLE_STRING,
+        "file_name": _NULLABLE_STRING,
+        "file_size": {"type": ["integer", "null"]},
+        "mime_type": _NULLABLE_STRING,
+        "reply_to": _NULLABLE_STRING,
+        "is_edited": _BOOLEAN,
+        "edited_at": _NULLABLE_TIMESTAMP,
+        "is_deleted": _BOOLEAN,
+        "expires_at": _NULLABLE_TIMESTAMP,
+        "reactions": array(obj({"key": _STRING, "count": _INTEGER, "reacted_by_me": _BOOLEAN})),
+        "phi_warning": {"oneOf": [{"type": "null"}, obj({"kinds": array(_STRING)})]},
+        "status": {"enum": ["sent", "delivered", "read"]},
+        "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP,
+        "client_msg_id": _STRING,
+    },
+    required=(
+        "id", "room_id", "sender", "content", "message_type", "media_url", "file_name", "file_size", "mime_type",
+        "reply_to", "is_edited", "edited_at", "is_deleted", "expires_at", "reactions", "phi_warning", "status", "created_at",
+        "updated_at",
+    ),
+    title="Message",
+)
+
+MESSAGE_PAGE = page("messages", MESSAGE)
+MESSAGE_SEARCH = page("messages", MESSAGE, count={"type": ["integer", "null"]})
+MESSAGES = obj({"messages": array(MESSAGE)})
+
+# --- real time ---------------------------------------------------------------------------------
+
+_DELIVERY = {"enum": ["sent", "delivered", "read"]}
+MESSAGE_STATUS = obj(
+    {
+        "message_id": _STRING,
+        "room_id": _STRING,
+        "sender": _STRING,
+        "status": _DELIVERY,
+        "participants": array(obj({"user_id": _STRING, "status": _DELIVERY})),
+    },
+    title="MessageStatus",
+)
+
+MARKED_ALL_READ = obj({"room_id": _STRING, "read_up_to": _NULLABLE_STRING})
+
+PRESENCE = obj(
+    {
+        "user_id": _STRING,
+        "status": {"enum": ["online", "offline", "unavailable"]},
+        "is_online": _BOOLEAN,
+        "last_seen": _NULLABLE_TIMESTAMP,
+        "status_msg": _NULLABLE_STRING,
+    },
+    title="Presence",
+)
+
+NOTIFICATION = obj(
+    {
+        "id": _STRING,
+        "type": _STRING,
+        "room_id": _NULLABLE_STRING,
+        "message_id": _NULLABLE_STRING,
+        "sender": _NULLABLE_STRING,
+        "content": _NULLABLE_STRING,
+        "data": {"type": "object"},
+        "is_highlight": _BOOLEAN,
+        "is_read": _BOOLEAN,
+        "created_at": _TIMESTAMP,
+    },
+    required=("id", "type", "room_id", "message_id", "sender", "content", "is_highlight", "is_read", "created_at"),
+    title="Notification",
+)
+
+NOTIFICATION_PAGE = page("notifications", NOTIFICATION)
+UNREAD_COUNT = obj({"count": _INTEGER, "rooms": {"type": "object", "additionalProperties": _INTEGER}, "other": _INTEGER})
+READ_ALL = obj({"rooms_marked_read": _INTEGER})
+
+# --- uploads and the audit trail ---------------------------------------------------------------
+
+UPLOADED = obj(
+    {
+        "file_id": _STRING,
+        "media_url": {"type": "string", "pattern": "^mxc://"},
+        "file_name": _STRING,
+        "file_size": _INTEGER,
+        "mime_type": _STRING,
+        "width": _INTEGER,
+        "height": _INTEGER,
+        "thumbnail_url": _STRING,
+    },
+    required=("file_id", "media_url", "file_name", "file_size", "mime_type"),
+    title="Upload",
+)
+
+AUDIT_PAGE = page(
+    "entries",
+    obj(
+        {
+            "seq": _INTEGER,
+            "at": _TIMESTAMP,
+            "actor": _STRING,
+            "action": _STRING,
+            "target": _NULLABLE_STRING,
+            "details": {"type": "object"},
+            "origin": _NULLABLE_STRING,
+            "hash": _STRING,
+        },
+        title="AuditEntry",
+    ),
+)
+
+AUDIT_VERIFIED = obj({"ok": _BOOLEAN, "entries_checked": _INTEGER, "first_broken_seq": {"type": ["integer", "null"]}})
