@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from io import BytesIO
 from typing import IO, Any, BinaryIO, NamedTuple, Protocol, TypeVar
@@ -57,7 +57,7 @@ from synapse.storage.engines import PostgresEngine
 from synapse.storage.engines._base import IsolationLevel
 from synapse.streams.config import PaginationConfig
 from synapse.types import JsonDict, JsonMapping, Requester, StateMap, StreamToken, UserID, create_requester
-from synapse.util.async_helpers import Linearizer, timeout_deferred
+from synapse.util.async_helpers import Linearizer, timeout_deferred, yieldable_gather_results
 from synapse.util.json import json_encoder
 from synapse.util.stringutils import parse_and_validate_server_name
 from synapse.util.threepids import canonicalise_email, validate_email
@@ -90,6 +90,12 @@ def _search_cursor(cursor: str | None) -> tuple[float, int] | None:
         return float(rank), int(stream)
     except ValueError:
         raise SynapseError(400, "Invalid field cursor: not a search cursor.", Codes.INVALID_PARAM)
+
+
+async def concurrently(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Independent lookups at once, so their database round trips overlap (Synapse's own gather,
+    which keeps log contexts right); the first failure is raised as itself."""
+    return await yieldable_gather_results(lambda call: call(), calls)
 
 
 class SynapseBridge:

@@ -13,7 +13,7 @@ from typing import Any
 
 from synapse.module_api.errors import SynapseError
 
-from medchat.bridge import SynapseBridge
+from medchat.bridge import SynapseBridge, concurrently
 from medchat.expiry import Expiry
 from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
 from medchat.realtime.status import MessageStatus
@@ -81,20 +81,21 @@ class Messages:
         return await self._models_for(requester.user.to_string(), room_id, events)
 
     async def _models_for(self, viewer: str, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
-        senders = await self._rooms.senders(room_id, {e["sender"] for e in events})
-        reactions = await self._bridge.annotations([e["event_id"] for e in events])
+        own = [e["event_id"] for e in events if e["sender"] == viewer]
+        senders, reactions, statuses = await concurrently(
+            lambda: self._rooms.senders(room_id, {e["sender"] for e in events}),
+            lambda: self._bridge.annotations([e["event_id"] for e in events]),
+            lambda: self._status.aggregates(viewer, room_id, own),
+        )
         models = []
         for event in events:
             model = chat_message(event, senders[event["sender"]], reactions.get(event["event_id"], []), viewer)
             txn_id = event.get("unsigned", {}).get("transaction_id", "")
             if txn_id.startswith(TXN_PREFIX):  # only the sending device sees its transaction id
                 model["client_msg_id"] = txn_id[len(TXN_PREFIX) :]
-            models.append(model)
-        own = [m["id"] for m in models if m["sender"]["id"] == viewer and not m["is_deleted"]]
-        if own:
-            statuses = await self._status.aggregates(viewer, room_id, own)
-            for model in models:
+            if not model["is_deleted"]:
                 model["status"] = statuses.get(model["id"], model["status"])
+            models.append(model)
         return models
 
     # --- send ---------------------------------------------------------------------------------

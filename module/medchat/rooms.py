@@ -11,16 +11,19 @@ participant roles map to power levels: `admin` is power level 100 (or a room-v12
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from synapse.module_api.errors import SynapseError
 
-from medchat.bridge import SynapseBridge
+from medchat.bridge import SynapseBridge, concurrently
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
 
 if TYPE_CHECKING:  # studygroups uses this module's not_found
     from medchat.studygroups import StudyGroups
+
+T = TypeVar("T")
 
 ADMIN_LEVEL = 100
 # Members of a group may talk; only admins (and moderators) may invite, as in most chat apps.
@@ -159,7 +162,7 @@ class Rooms:
         page = ordered[offset : offset + limit]
         more = offset + limit < len(ordered)
         return {
-            "rooms": [await self.view(requester, r, rooms[r]) for r in page],
+            "rooms": await concurrently(*[partial(self.view, requester, r, rooms[r]) for r in page]),
             "next_cursor": str(offset + limit) if more else None,
             "total": len(ordered),
         }
@@ -171,20 +174,25 @@ class Rooms:
         if ("m.room.create", "") not in state and membership == "invite":
             return await self._remote_invite_view(caller, room_id)
         create = state[("m.room.create", "")]
-        participants = await self._participants(room_id, state)
+        room_type = KIND_OF_TYPE.get(create.content.get("type"))
+        joined = membership == "join"
+        participants, is_direct, last_ts, last_message, unread = await concurrently(
+            lambda: self._participants(room_id, state),
+            lambda: self._is_direct(caller, room_id, state) if room_type is None else _value(False),
+            lambda: self._bridge.last_event_ts(room_id),
+            lambda: self._last_message(requester, room_id) if joined else _value(None),
+            lambda: self._bridge.unread_count(room_id, caller) if joined else _value(0),
+        )
         name = state.get(("m.room.name", ""))
         topic = state.get(("m.room.topic", ""))
         avatar = state.get(("m.room.avatar", ""))
-        room_type = KIND_OF_TYPE.get(create.content.get("type"))
         is_case = room_type == "case"
         if room_type is None:
-            room_type = "direct" if await self._is_direct(caller, room_id, state) else "group"
+            room_type = "direct" if is_direct else "group"
         display_name = name.content.get("name") if name else None
         if not display_name:
             others = [p["user"]["full_name"] for p in participants if p["id"] != caller]
             display_name = ", ".join(others) or "Empty chat"
-        joined = membership == "join"
-        last_ts = await self._bridge.last_event_ts(room_id)
         room = {
             "id": room_id,
             "name": display_name,
@@ -195,8 +203,8 @@ class Rooms:
             "created_by": create.sender,
             "membership": membership,
             "participants": participants,
-            "last_message": await self._last_message(requester, room_id) if joined else None,
-            "unread_count": await self._bridge.unread_count(room_id, caller) if joined else 0,
+            "last_message": last_message,
+            "unread_count": unread,
             "created_at": iso(create.origin_server_ts),
             "updated_at": iso(last_ts or create.origin_server_ts),
         }
@@ -257,10 +265,13 @@ class Rooms:
             for (kind, key), event in state.items()
             if kind == "m.room.member" and event.content.get("membership") in _PARTICIPATING
         }
-        levels, _ = await self._bridge.power_levels(room_id, list(members))
+        ordered = sorted(members)
+        (levels, _), *presences = await concurrently(
+            lambda: self._bridge.power_levels(room_id, ordered), *[partial(self._bridge.presence, u) for u in ordered]
+        )
         result = []
-        for user_id, content in sorted(members.items()):
-            online, last_active = await self._bridge.presence(user_id)
+        for user_id, (online, last_active) in zip(ordered, presences):
+            content = members[user_id]
             result.append(
                 {
                     "id": user_id,
@@ -401,3 +412,8 @@ class Rooms:
             raise SynapseError(404, f"{target} is not a participant of this room.", "M_NOT_FOUND")
         await self._bridge.set_membership(caller, target, room_id, "leave")
         return {"room_id": room_id, "user_id": target, "removed": True}
+
+
+async def _value(value: T) -> T:
+    """An already-known answer where `concurrently` expects a lookup."""
+    return value

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from synapse.module_api.errors import SynapseError
 
-from medchat.bridge import EventPosition, SynapseBridge
+from medchat.bridge import EventPosition, SynapseBridge, concurrently
 from medchat.models import JsonDict
 from medchat.store.realtime import DeliveryStore
 
@@ -43,7 +43,7 @@ class MessageStatus:
 
     async def of(self, viewer: str, event_id: str) -> JsonDict:
         room_id, sender = await self._visible(viewer, event_id)
-        states = await self._states(room_id, sender, await self._bridge.stream_orderings([event_id]))
+        states = await self._states(room_id, sender, [event_id])
         participants = [{"user_id": member, "status": state} for member, state in sorted(states[event_id].items())]
         return {
             "message_id": event_id,
@@ -56,15 +56,21 @@ class MessageStatus:
     async def aggregates(self, sender: str, room_id: str, event_ids: list[str]) -> dict[str, str]:
         """The status of each of `sender`'s messages as the sender sees it (the Message model's
         `status`), in a few queries for a whole page."""
-        states = await self._states(room_id, sender, await self._bridge.stream_orderings(event_ids))
+        if not event_ids:
+            return {}
+        states = await self._states(room_id, sender, event_ids)
         return {event_id: aggregate(list(by_member.values())) for event_id, by_member in states.items()}
 
-    async def _states(self, room_id: str, sender: str, positions: dict[str, EventPosition]) -> dict[str, dict[str, str]]:
+    async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
         """For each message, each other member's state: read by receipt; delivered by the
         module's mark (WebSocket or acknowledgement) or by a /sync that ended after it arrived."""
-        members = [m for m in await self._bridge.joined_members(room_id) if m != sender]
-        reads = await self._bridge.read_positions(room_id)
-        deliveries = await self._deliveries.positions(room_id)
+        positions, joined, reads, deliveries = await concurrently(
+            lambda: self._bridge.stream_orderings(event_ids),
+            lambda: self._bridge.joined_members(room_id),
+            lambda: self._bridge.read_positions(room_id),
+            lambda: self._deliveries.positions(room_id),
+        )
+        members = [m for m in joined if m != sender]
         synced = await self._bridge.last_sync_ts(members)
 
         def state(member: str, position: EventPosition) -> str:
