@@ -74,8 +74,14 @@ def test_expired_case_room_messages_are_hidden_then_purged(strict: SynapseServer
 
     shown = [m["id"] for m in api.call("GET", path, token=doctor["access_token"]).json()["messages"]]
     assert fresh in shown and not set(old) & set(shown), shown
-    native = api.call("GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages?dir=b&limit=50", token=doctor["access_token"]).json()
-    assert not set(old) & {e["event_id"] for e in native["chunk"]}
+    for _ in range(3):
+        native = api.call("GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages?dir=b&limit=50", token=doctor["access_token"])
+        # Synapse's /messages answers 500 when its purge job (every second here) deletes the
+        # page's events while it reads them; the API's history retries that read (bridge.py).
+        if native.status_code != 500:
+            break
+    assert native.status_code == 200, native.text
+    assert not set(old) & {e["event_id"] for e in native.json()["chunk"]}
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -589,9 +589,14 @@ class SynapseBridge:
         except SynapseError:
             raise SynapseError(400, "Invalid field cursor: not a pagination token of this room.", Codes.INVALID_PARAM)
         config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
-        result = await self._hs.get_pagination_handler().get_messages(
-            requester, room_id, config, event_filter=Filter(self._hs, {"types": types})
-        )
+        event_filter = Filter(self._hs, {"types": types})
+        pagination = self._hs.get_pagination_handler()
+        try:
+            result = await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
+        except KeyError:
+            # A retention purge removed the page's events (and their state) while Synapse read
+            # them; read again, without them (Synapse's own /messages answers 500 here).
+            result = await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
         serializer = self._hs.get_event_client_serializer()
         return await encode_messages_response(
             get_messages_result=result,
