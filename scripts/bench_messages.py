@@ -3,11 +3,14 @@
 Started by scripts/bench-messages. Starts its own Synapse + MedChat (SQLite, or PostgreSQL with
 --db postgres) and, unless --no-baseline, the same Synapse configuration without the module, then:
 
-  1. sends M messages with C concurrent senders (C users in one room) through
+  1. first, on the baseline server and the module's, both fresh, native sends in alternating
+     rounds: what the module's callbacks cost Matrix;
+  2. sends M messages with C concurrent senders (C users in one room) through
      PUT /_matrix/client/v3/rooms/{id}/send/... and through POST /api/chat/rooms/{id}/messages,
      alternating rounds so drift hits both alike, at concurrency 1 and C;
-  2. fetches 50-message history pages (API and native) while C-1 senders keep sending;
-  3. on the baseline server, the same native sends: what the module's callbacks cost Matrix.
+  3. calls every chat endpoint (history pages API and native, room list, room, participants,
+     search API and native, and a message's send, read, reply, edit, react, unreact, forward and
+     delete, next to a native send) while C-1 senders keep sending.
 
 Prints throughput, p50/p99 and the ratios. Not a test: numbers, not pass/fail.
 """
@@ -31,7 +34,7 @@ from urllib.parse import quote
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from harness import TEST_RATE_LIMITS, PASSWORD, Api, PostgresDatabase, SynapseServer  # noqa: E402
+from harness import TEST_RATE_LIMITS, Api, PostgresDatabase, SynapseServer  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -127,45 +130,94 @@ def setup_module_server(server: SynapseServer | Target, concurrency: int) -> tup
     return [u["access_token"] for u in users], room
 
 
-def setup_bare_server(server: SynapseServer, concurrency: int) -> tuple[list[str], str]:
-    tokens, user_ids = [], []
-    for _ in range(concurrency):
-        body = {"username": f"bench_{uuid.uuid4().hex[:6]}", "password": PASSWORD, "auth": {"type": "m.login.dummy"}}
-        response = requests.post(server.base_url + "/_matrix/client/v3/register", json=body, timeout=30).json()
-        tokens.append(response["access_token"])
-        user_ids.append(response["user_id"])
+def native_room(server: SynapseServer, concurrency: int) -> tuple[list[str], str]:
+    """Plain Matrix users (shared-secret registration) in a room made with createRoom: set up the
+    same way on the servers with and without the module."""
+    users = [server.register_matrix_user(f"native_{uuid.uuid4().hex[:6]}") for _ in range(concurrency)]
+    tokens = [u["access_token"] for u in users]
     auth = {"Authorization": f"Bearer {tokens[0]}"}
-    room = requests.post(server.base_url + "/_matrix/client/v3/createRoom", json={"preset": "private_chat", "invite": user_ids[1:]}, headers=auth, timeout=30).json()["room_id"]
+    body = {"preset": "private_chat", "invite": [u["user_id"] for u in users[1:]]}
+    room = requests.post(server.base_url + "/_matrix/client/v3/createRoom", json=body, headers=auth, timeout=30).json()["room_id"]
     for token in tokens[1:]:
         requests.post(f"{server.base_url}/_matrix/client/v3/join/{quote(room)}", json={}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     return tokens, room
 
 
-def history_pages(base_url: str, token: str, room_id: str, stop: threading.Event, minimum: int) -> dict[str, list[float]]:
-    """50-message pages, API and native in turn, until `stop` is set and `minimum` of each are done."""
+def module_cost(servers: tuple[SynapseServer, SynapseServer], concurrency: int, messages: int, rounds: int) -> tuple[Result, Result]:
+    """Native sends on the server without and with the module, both fresh and set up alike, in
+    A-B-B-A rounds so that drift and whoever goes first hit both alike."""
+    senders = []
+    for server in servers:
+        tokens, room = native_room(server, concurrency)
+        senders.append([native_sender(server.base_url, t, room) for t in tokens])
+        timed_calls(senders[-1], 40)  # warm caches and connections
+    per_round = max(1, messages // rounds)
+    results: tuple[list[Result], list[Result]] = ([], [])
+    for i in range(rounds):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            results[side].append(timed_calls(senders[side], per_round))
+    return Result.merge(results[0]), Result.merge(results[1])
+
+
+def reads_and_writes(base_url: str, token: str, room_id: str, stop: threading.Event, minimum: int) -> dict[str, list[float]]:
+    """Every chat endpoint in turn (reads, and a message's whole life: send, reply, edit, react,
+    unreact, forward, delete), until `stop` is set and each has `minimum` samples."""
     session = requests.Session()
     headers = {"Authorization": f"Bearer {token}"}
     room = quote(room_id, safe="")
+    messages = f"{base_url}/api/chat/rooms/{room}/messages"
     messages_only = quote('{"types":["m.room.message"]}')
     search_body = {"search_categories": {"room_events": {"search_term": "message", "filter": {"rooms": [room_id], "limit": 20}}}}
-    requests_by_kind: dict[str, tuple[str, str, Any]] = {
-        "api": ("GET", f"{base_url}/api/chat/rooms/{room}/messages?limit=50", None),
-        # The same page natively: messages only, as the API's history returns.
-        "native": ("GET", f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=50&filter={messages_only}", None),
-        "room list": ("GET", f"{base_url}/api/chat/rooms", None),
-        "room": ("GET", f"{base_url}/api/chat/rooms/{room}", None),
-        "search": ("GET", f"{base_url}/api/chat/rooms/{room}/messages/search?q=message", None),
-        "native search": ("POST", f"{base_url}/_matrix/client/v3/search", search_body),
-    }
-    samples: dict[str, list[float]] = {k: [] for k in requests_by_kind}
+    samples: dict[str, list[float]] = {label: [] for label in LABELS}
+
+    def call(kind: str, method: str, url: str, body: Any = None) -> Any:
+        start = time.perf_counter()
+        response = session.request(method, url, headers=headers, json=body, timeout=30)
+        samples[kind].append(time.perf_counter() - start)
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"{kind}: {response.status_code} {response.text[:200]}")
+        return response.json()
+
     while not stop.is_set() or len(samples["api"]) < minimum:
-        for kind, (method, url, body) in requests_by_kind.items():
-            start = time.perf_counter()
-            response = session.request(method, url, headers=headers, json=body, timeout=30)
-            samples[kind].append(time.perf_counter() - start)
-            if response.status_code != 200:
-                raise RuntimeError(f"history {kind}: {response.status_code} {response.text[:200]}")
+        call("api", "GET", f"{messages}?limit=50")
+        # The same page natively: messages only, as the API's history returns.
+        call("native", "GET", f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=50&filter={messages_only}")
+        call("room list", "GET", f"{base_url}/api/chat/rooms")
+        call("room", "GET", f"{base_url}/api/chat/rooms/{room}")
+        call("participants", "GET", f"{base_url}/api/chat/rooms/{room}/participants")
+        call("search", "GET", f"{messages}/search?q=message")
+        call("native search", "POST", f"{base_url}/_matrix/client/v3/search", search_body)
+        call("native send", "PUT", f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{uuid.uuid4().hex}", {"msgtype": "m.text", "body": "a native message"})
+        one = f"{messages}/{quote(call('send', 'POST', messages, {'content': 'a message to change'})['id'], safe='')}"
+        call("message", "GET", one)
+        call("reply", "POST", f"{one}/reply", {"content": "a reply"})
+        call("edit", "PUT", one, {"content": "an edited message"})
+        call("react", "POST", f"{one}/reactions", {"key": "👍"})
+        call("unreact", "DELETE", f"{one}/reactions/{quote('👍', safe='')}")
+        call("forward", "POST", f"{one}/forward", {"room_ids": [room_id]})
+        call("delete", "DELETE", one)
     return samples
+
+
+# What each kind of call is, in the printed table.
+LABELS = {
+    "api": "GET messages (50, API)",
+    "native": "GET /messages (50, native)",
+    "room list": "GET /api/chat/rooms",
+    "room": "GET /api/chat/rooms/{id}",
+    "participants": "GET rooms/{id}/participants",
+    "search": "GET messages/search (API)",
+    "native search": "POST /search (native)",
+    "native send": "PUT /send (native)",
+    "send": "POST messages",
+    "message": "GET messages/{id}",
+    "reply": "POST messages/{id}/reply",
+    "edit": "PUT messages/{id}",
+    "react": "POST messages/{id}/reactions",
+    "unreact": "DELETE messages/{id}/reactions/{key}",
+    "forward": "POST messages/{id}/forward",
+    "delete": "DELETE messages/{id}",
+}
 
 
 def compare(server: SynapseServer | Target, tokens: list[str], room: str, messages: int, concurrency: int, rounds: int) -> dict[int, tuple[Result, Result]]:
@@ -184,15 +236,15 @@ def compare(server: SynapseServer | Target, tokens: list[str], room: str, messag
     return out
 
 
-HISTORY_SAMPLES = 200  # per kind of read: enough for a p99 that is not just the worst sample
+SAMPLES = 200  # per kind of call: enough for a p99 that is not just the worst sample
 
 
-def history_under_load(server: SynapseServer | Target, tokens: list[str], room: str, messages: int) -> dict[str, list[float]]:
-    """History pages fetched while the other senders keep sending through the API (at least
-    `messages`, and on until every kind of read has its samples)."""
+def endpoints_under_load(server: SynapseServer | Target, tokens: list[str], room: str, messages: int) -> dict[str, list[float]]:
+    """Every endpoint called while the other senders keep sending through the API (at least
+    `messages`, and on until every kind of call has its samples)."""
     stop = threading.Event()
     with ThreadPoolExecutor(1) as pool:
-        pages = pool.submit(history_pages, server.base_url, tokens[0], room, stop, HISTORY_SAMPLES)
+        pages = pool.submit(reads_and_writes, server.base_url, tokens[0], room, stop, SAMPLES)
         load = [api_sender(server.base_url, t, room) for t in tokens[1:]] or [api_sender(server.base_url, tokens[0], room)]
         sent = 0
         while sent < messages or not pages.done():
@@ -207,7 +259,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=300, help="messages per mode and concurrency (default 300)")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent senders (default 4)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating native/API rounds (default 2)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds, native/API and without/with the module (default 4)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help="admin URL; a throw-away database is created")
     parser.add_argument("--no-baseline", action="store_true", help="skip the server without the module")
@@ -232,24 +284,18 @@ def main() -> None:
             server = SynapseServer(workdir / "medchat", database_url=database_url(), overrides=TEST_RATE_LIMITS)
             servers.append(server)
             server.start()
-        tokens, room = setup_module_server(server, args.concurrency)
-        results = compare(server, tokens, room, args.messages, args.concurrency, args.rounds)
-        history = history_under_load(server, tokens, room, args.messages // 2)
-
         baseline: tuple[Result, Result] | None = None
         if not args.no_baseline and not args.target:
-            # Both servers up, rounds alternating, so machine noise hits both alike.
-            bare_overrides = {**TEST_RATE_LIMITS, "modules": [], "enable_registration": True, "enable_registration_without_verification": True}
+            # First, while both servers are fresh: what the module's callbacks cost native sends.
+            bare_overrides = {**TEST_RATE_LIMITS, "modules": []}
             bare = BareSynapse(workdir / "bare", database_url=database_url(), overrides=bare_overrides)
             servers.append(bare)
             bare.start()
-            bare_tokens, bare_room = setup_bare_server(bare, args.concurrency)
-            without = [native_sender(bare.base_url, t, bare_room) for t in bare_tokens]
-            module_senders = [native_sender(server.base_url, t, room) for t in tokens]
-            timed_calls(without, 20)
-            per_round = max(1, args.messages // args.rounds)
-            pairs = [(timed_calls(without, per_round), timed_calls(module_senders, per_round)) for _ in range(args.rounds)]
-            baseline = (Result.merge([p[0] for p in pairs]), Result.merge([p[1] for p in pairs]))
+            baseline = module_cost((bare, server), args.concurrency, args.messages, max(args.rounds, 6))
+            bare.stop()
+        tokens, room = setup_module_server(server, args.concurrency)
+        results = compare(server, tokens, room, args.messages, args.concurrency, args.rounds)
+        history = endpoints_under_load(server, tokens, room, args.messages // 2)
     finally:
         for s in servers:
             s.stop()
@@ -264,14 +310,14 @@ def main() -> None:
               f"p50 x{percentile(via_api.latencies, 50) / percentile(native.latencies, 50):.2f}, "
               f"p99 x{percentile(via_api.latencies, 99) / percentile(native.latencies, 99):.2f}  (target <= 1.15)")
         print()
-    print(f"Reads while {max(1, args.concurrency - 1)} sender(s) keep sending through the API:")
-    labels = {"api": "GET messages (50, API)", "native": "GET /messages (50, native)", "room list": "GET /api/chat/rooms",
-              "room": "GET /api/chat/rooms/{id}", "search": "GET messages/search (API)",
-              "native search": "POST /search (native)"}
-    for kind, label in labels.items():
+    print(f"Every endpoint while {max(1, args.concurrency - 1)} sender(s) keep sending through the API:")
+    for kind, label in LABELS.items():
         ms = [x * 1000 for x in history[kind]]
         target = "p99 < 50 ms" if kind in ("api", "native") else "p99 < 100 ms"
-        print(f"  {label:<30} n={len(ms):<4} p50 {percentile(ms, 50):6.1f} ms   p99 {percentile(ms, 99):6.1f} ms   (target {target})")
+        print(f"  {label:<38} n={len(ms):<4} p50 {percentile(ms, 50):6.1f} ms   p99 {percentile(ms, 99):6.1f} ms   (target {target})")
+    writes = ("send", "reply", "edit", "react", "unreact", "forward", "delete")
+    native_write = history["native send"]
+    print("  writes / native send, p50: " + ", ".join(f"{k} x{percentile(history[k], 50) / percentile(native_write, 50):.2f}" for k in writes))
     api_search, native_search = history["search"], history["native search"]
     print(f"  search API / native: p50 x{percentile(api_search, 50) / percentile(native_search, 50):.2f}, "
           f"p99 x{percentile(api_search, 99) / percentile(native_search, 99):.2f}")

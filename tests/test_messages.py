@@ -76,6 +76,8 @@ def test_edit_delete_and_their_rules(api: Api, chat: dict[str, Any]) -> None:
     edited = api.call("PUT", msg_path(room, original["id"]), token=bob["access_token"], json={"content": "BP 130/85"})
     assert edited.status_code == 200, edited.text
     assert edited.json()["content"] == "BP 130/85" and edited.json()["is_edited"] is True and edited.json()["edited_at"]
+    # The answer is built from the edit just sent: it must read as Synapse's bundled edit does.
+    assert edited.json() == api.call("GET", msg_path(room, original["id"]), token=bob["access_token"]).json()
     history = api.call("GET", room_path(room, "/messages"), token=alice["access_token"]).json()["messages"]
     assert [m["id"] for m in history] == [original["id"]] and history[0]["content"] == "BP 130/85"
     expect_error(api.call("PUT", msg_path(room, original["id"]), token=alice["access_token"], json={"content": "hijack"}), 403, "M_FORBIDDEN")
@@ -118,6 +120,7 @@ def test_reply_search_reactions_forward(api: Api, chat: dict[str, Any]) -> None:
     removed = api.call("DELETE", msg_path(room, question["id"], f"/reactions/{quote('👍')}"), token=bob["access_token"])
     assert removed.status_code == 200
     assert {r["key"]: r["count"] for r in removed.json()["reactions"]} == {"👍": 1, "❤️": 1}
+    assert removed.json() == api.call("GET", msg_path(room, question["id"]), token=bob["access_token"]).json()
     expect_error(api.call("DELETE", msg_path(room, question["id"], f"/reactions/{quote('👍')}"), token=bob["access_token"]), 404, "M_NOT_FOUND")
 
     elsewhere = create_room(api, bob["access_token"], type="direct", participants=[alice["user_id"]])["id"]

@@ -49,7 +49,7 @@ class Messages:
 
     async def get(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
         await self._rooms.require_member(room_id, requester.user.to_string())
-        return (await self._models(requester, room_id, [await self._event(requester, room_id, event_id)]))[0]
+        return await self._model(requester, room_id, await self._event(requester, room_id, event_id))
 
     async def search(self, requester: Any, room_id: str, term: str, limit: int, cursor: str | None) -> JsonDict:
         """Ranked full-text search over this room only, on Synapse's search index."""
@@ -76,6 +76,9 @@ class Messages:
         for event in events:
             by_room.setdefault(event["room_id"], []).append(event)
         return {m["id"]: m for room_id, group in by_room.items() for m in await self._models_for(viewer, room_id, group)}
+
+    async def _model(self, requester: Any, room_id: str, event: JsonDict) -> JsonDict:
+        return (await self._models(requester, room_id, [event]))[0]
 
     async def _models(self, requester: Any, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
         return await self._models_for(requester.user.to_string(), room_id, events)
@@ -209,8 +212,12 @@ class Messages:
             "m.new_content": new_content,
             "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
         }
-        await self._bridge.send_event(requester, {"type": MESSAGE, "room_id": room_id, "content": content})
-        return await self.get(requester, room_id, event_id)
+        edit = await self._bridge.send_event(requester, {"type": MESSAGE, "room_id": room_id, "content": content})
+        # The model of the original with this edit bundled, as Synapse would now bundle it.
+        unsigned = original.get("unsigned", {})
+        bundled = {"event_id": edit.event_id, "sender": caller, "origin_server_ts": edit.origin_server_ts, "content": edit.content}
+        relations = {**unsigned.get("m.relations", {}), "m.replace": bundled}
+        return await self._model(requester, room_id, {**original, "unsigned": {**unsigned, "m.relations": relations}})
 
     async def delete(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
         """Redacts the message: its sender, or anyone the room's power levels let redact others."""
@@ -233,20 +240,20 @@ class Messages:
         if "redacted_because" in original.get("unsigned", {}):
             raise SynapseError(400, "A deleted message cannot be reacted to.", "M_INVALID_PARAM")
         if await self._own_reaction(caller, event_id, key) is not None:
-            return 200, await self.get(requester, room_id, event_id)
+            return 200, await self._model(requester, room_id, original)
         relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
         await self._bridge.send_event(requester, {"type": "m.reaction", "room_id": room_id, "content": {"m.relates_to": relation}})
-        return 201, await self.get(requester, room_id, event_id)
+        return 201, await self._model(requester, room_id, original)  # reactions are read afresh
 
     async def unreact(self, requester: Any, room_id: str, event_id: str, key: str) -> JsonDict:
         caller = requester.user.to_string()
         await self._rooms.require_member(room_id, caller)
-        await self._event(requester, room_id, event_id)
+        original = await self._event(requester, room_id, event_id)
         reaction_id = await self._own_reaction(caller, event_id, key)
         if reaction_id is None:
             raise SynapseError(404, "You have not reacted with that key.", "M_NOT_FOUND")
         await self._bridge.redact(requester, room_id, reaction_id)
-        return await self.get(requester, room_id, event_id)
+        return await self._model(requester, room_id, original)  # reactions are read afresh
 
     async def _own_reaction(self, user_id: str, event_id: str, key: str) -> str | None:
         found = (await self._bridge.annotations([event_id])).get(event_id, [])

@@ -46,8 +46,8 @@ class CaseRoomGate:
         return await self._level_of(user_id) == LICENSE_VERIFIED
 
     async def is_case_room(self, room_id: str) -> bool:
-        create = (await self._bridge.room_state(room_id, [("m.room.create", "")])).get(("m.room.create", ""))
-        return create is not None and create.content.get("type") == CASE_ROOM
+        """On every message's path: Synapse caches room types (a room's type never changes)."""
+        return (await self._bridge.room_types([room_id]))[room_id] == CASE_ROOM
 
     async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Verdict:
         if (room_config.get("creation_content") or {}).get("type") != CASE_ROOM:
