@@ -209,6 +209,7 @@ def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[st
         assert page.status_code == 200, page.text
         assert len(page.json()["messages"]) <= 3
         seen += page.json()["messages"]
+        assert page.json()["count"] == 6  # neither the edit event nor the deleted message
         cursor = page.json()["next_cursor"]
         if cursor is None:
             break
@@ -220,3 +221,27 @@ def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[st
     assert next(m for m in seen if m["id"] == sent[0])["content"] == "sepsis bundle revised"
     expect_error(api.call("GET", room_path(room, "/messages/search?q=sepsis&cursor=nonsense"), token=bob["access_token"]), 400, "M_INVALID_PARAM")
     expect_error(api.call("GET", room_path(room, "/messages/search?q=sepsis"), token=chat["mallory"]["access_token"]), 404, "M_NOT_FOUND")
+
+
+def test_search_reads_past_hits_the_caller_may_not_see(api: Api, chat: dict[str, Any]) -> None:
+    """A member who joined late, in a room whose history is for joined members only: the best-ranked
+    hits are all from before the join, so the search reads further ahead (in growing batches)
+    until it has a page of hits the member may see."""
+    alice, room = chat["alice"], chat["room"]
+    visibility = {"history_visibility": "joined"}
+    response = api.call("PUT", f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.history_visibility/", token=alice["access_token"], json=visibility)
+    assert response.status_code == 200, response.text
+    for i in range(30):
+        send(api, alice, room, content=f"sepsis sepsis sepsis sepsis round {i}")
+    carol = api.register()
+    api.call("POST", room_path(room, "/participants"), token=alice["access_token"], json={"user_id": carol["user_id"]})
+    joined = api.call("POST", room_path(room, "/participants"), token=carol["access_token"], json={"user_id": carol["user_id"]})
+    assert joined.status_code in (200, 201), joined.text
+    after = [send(api, alice, room, content=f"sepsis once, note {i}")["id"] for i in range(2)]
+
+    first = api.call("GET", room_path(room, "/messages/search?q=sepsis&limit=1"), token=carol["access_token"]).json()
+    second = api.call("GET", room_path(room, f"/messages/search?q=sepsis&limit=1&cursor={quote(first['next_cursor'])}"), token=carol["access_token"]).json()
+    assert sorted(m["id"] for m in first["messages"] + second["messages"]) == sorted(after)
+    assert second["next_cursor"] is None
+    everything = api.call("GET", room_path(room, "/messages/search?q=sepsis&limit=50"), token=alice["access_token"]).json()
+    assert len(everything["messages"]) == 32 and everything["messages"][0]["content"].startswith("sepsis sepsis")

@@ -657,10 +657,10 @@ class SynapseBridge:
         after = _search_cursor(cursor)
         user_id = requester.user.to_string()
         page: list[tuple[float, FilteredEvent]] = []
-        total, next_cursor = 0, None
+        total, next_cursor, batch = 0, None, limit + 1
         for _ in range(_SEARCH_ROUNDS):
             rows, total = await self._store.db_pool.runInteraction(
-                "medchat_search_room", self._search_txn, room_id, term, after, limit + 1
+                "medchat_search_room", self._search_txn, room_id, term, after, batch
             )
             events = await self._store.get_events_as_list([r[1] for r in rows], redact_behaviour=EventRedactBehaviour.block)
             visible = {
@@ -674,8 +674,11 @@ class SynapseBridge:
                 after = (rank, stream)
                 if event_id in visible:
                     page.append((rank, visible[event_id]))
-            if next_cursor or len(rows) <= limit:
+            if next_cursor or len(rows) < batch:
                 break
+            batch *= 4  # most of what was read was hidden: read further ahead
+        else:  # more to read than these rounds took: a short page, and the client pages on
+            next_cursor = f"{after[0]!r}:{after[1]}" if after else None
         aggregations = await self._hs.get_relations_handler().get_bundled_aggregations([f for _, f in page], user_id)
         serializer = self._hs.get_event_client_serializer()
         serialized = await serializer.serialize_events(
@@ -705,9 +708,12 @@ class SynapseBridge:
                     WHERE value MATCH ? AND room_id = ? AND key = 'content.body'
                 ) AS m JOIN events e ON e.event_id = m.event_id
             """
+        # Edits are left out (their originals carry them), and so are deletions Synapse has
+        # confirmed; a redaction still to be rechecked is left to the visibility filter.
         hits = f"""
             SELECT rank, event_id, stream_ordering, count(*) OVER () AS total FROM ({matches}) AS matches
             WHERE NOT EXISTS (SELECT 1 FROM event_relations r WHERE r.event_id = matches.event_id AND r.relation_type = ?)
+            AND NOT EXISTS (SELECT 1 FROM redactions d WHERE d.redacts = matches.event_id AND NOT d.recheck)
         """
         sql = f"SELECT rank, event_id, stream_ordering, total FROM ({hits}) AS hits"
         args: list[Any] = [query, room_id, RelationTypes.REPLACE]
