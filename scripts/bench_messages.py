@@ -124,14 +124,32 @@ def api_sender(base_url: str, token: str, room_id: str) -> Callable[[int], reque
     return send
 
 
-def setup_module_server(server: SynapseServer | Target, concurrency: int) -> tuple[list[str], str]:
+class ApiUsers:
+    """The module server's bench users. Their access tokens expire (synapse.yaml's
+    refreshable_access_token_lifetime, 15 minutes) and a slow run outlasts that, so every phase
+    starts with a refreshed pair, as the app would refresh."""
+
+    def __init__(self, base_url: str, sessions: list[dict[str, Any]]):
+        self._api = Api(base_url)
+        self._sessions = sessions
+
+    def tokens(self) -> list[str]:
+        for session in self._sessions:
+            response = self._api.call("POST", "/api/auth/refresh", json={"refresh_token": session["refresh_token"]})
+            if response.status_code != 200:
+                raise RuntimeError(f"refresh: {response.status_code} {response.text[:200]}")
+            session.update(response.json())
+        return [s["access_token"] for s in self._sessions]
+
+
+def setup_module_server(server: SynapseServer | Target, concurrency: int) -> tuple[ApiUsers, str]:
     api = Api(server.base_url)
     users = [api.register(f"bench_{uuid.uuid4().hex[:6]}") for _ in range(concurrency)]
     owner = users[0]["access_token"]
     room = api.call("POST", "/api/chat/rooms", token=owner, json={"type": "group", "name": "bench", "participants": [u["user_id"] for u in users[1:]]}).json()["id"]
     for user in users[1:]:
         api.call("POST", f"/api/chat/rooms/{quote(room, safe='')}/participants", token=user["access_token"], json={"user_id": user["user_id"]})
-    return [u["access_token"] for u in users], room
+    return ApiUsers(server.base_url, users), room
 
 
 def native_room(server: SynapseServer, concurrency: int) -> tuple[list[str], str]:
@@ -224,10 +242,11 @@ LABELS = {
 }
 
 
-def compare(server: SynapseServer | Target, tokens: list[str], room: str, messages: int, concurrency: int, rounds: int) -> dict[int, tuple[Result, Result]]:
+def compare(server: SynapseServer | Target, users: ApiUsers, room: str, messages: int, concurrency: int, rounds: int) -> dict[int, tuple[Result, Result]]:
     """Native vs API sends at concurrency 1 and C, in alternating rounds."""
     out = {}
     for c in sorted({1, concurrency}):
+        tokens = users.tokens()
         native = [native_sender(server.base_url, t, room) for t in tokens[:c]]
         via_api = [api_sender(server.base_url, t, room) for t in tokens[:c]]
         timed_calls(native, 20), timed_calls(via_api, 20)  # warm caches and connections
@@ -243,11 +262,12 @@ def compare(server: SynapseServer | Target, tokens: list[str], room: str, messag
 SAMPLES = 200  # per kind of call: enough for a p99 that is not just the worst sample
 
 
-def endpoints_under_load(server: SynapseServer | Target, tokens: list[str], room: str, messages: int, rate: float | None) -> dict[str, list[float]]:
+def endpoints_under_load(server: SynapseServer | Target, users: ApiUsers, room: str, messages: int, rate: float | None) -> dict[str, list[float]]:
     """Every endpoint called while the other senders keep sending through the API, as fast as they
     can or at `rate` messages per second (at least `messages`, and on until every kind of call
     has its samples)."""
     stop = threading.Event()
+    tokens = users.tokens()
     with ThreadPoolExecutor(1) as pool:
         pages = pool.submit(reads_and_writes, server.base_url, tokens[0], room, stop, SAMPLES)
         load = [api_sender(server.base_url, t, room) for t in tokens[1:]] or [api_sender(server.base_url, tokens[0], room)]
@@ -298,13 +318,13 @@ def main() -> None:
             bare.start()
             baseline = module_cost((bare, server), args.concurrency, args.messages, max(args.rounds, 6))
             bare.stop()
-        tokens, room = setup_module_server(server, args.concurrency)
-        results = compare(server, tokens, room, args.messages, args.concurrency, args.rounds)
+        users, room = setup_module_server(server, args.concurrency)
+        results = compare(server, users, room, args.messages, args.concurrency, args.rounds)
         # Under the heaviest load (senders as fast as they can: the 2 cores saturated, where even a
         # native send's p99 reaches the 100 ms target), then at half the native send throughput.
         paced = results[args.concurrency][0].throughput / 2
-        history = endpoints_under_load(server, tokens, room, args.messages // 2, None)
-        history_paced = endpoints_under_load(server, tokens, room, args.messages // 2, paced)
+        history = endpoints_under_load(server, users, room, args.messages // 2, None)
+        history_paced = endpoints_under_load(server, users, room, args.messages // 2, paced)
     finally:
         for s in servers:
             s.stop()
