@@ -691,6 +691,12 @@ class SynapseBridge:
         self, txn: LoggingTransaction, room_id: str, term: str, after: tuple[float, int] | None, limit: int
     ) -> tuple[list[tuple[float, str, int]], int]:
         if isinstance(self._store.database_engine, PostgresEngine):
+            # The planner's cost for this query grows with the room's matches, and on some
+            # statistics it picks a nested-loop plan estimated past jit_above_cost (or past the
+            # inline/optimize thresholds): every search then compiles LLVM code first, 20 ms to
+            # 0.9 s here, for a query that otherwise runs in tens of ms. Seen under
+            # bench-messages: search p50 from 0.13 s to 1.3 s, all of it database time.
+            txn.execute("SET LOCAL jit = off")
             query = term
             matches = """
                 SELECT ts_rank_cd(vector, q)::float8 AS rank, event_id, stream_ordering
