@@ -691,11 +691,13 @@ class SynapseBridge:
         self, txn: LoggingTransaction, room_id: str, term: str, after: tuple[float, int] | None, limit: int
     ) -> tuple[list[tuple[float, str, int]], int]:
         if isinstance(self._store.database_engine, PostgresEngine):
-            # The planner's cost for this query grows with the room's matches, and on some
-            # statistics it picks a nested-loop plan estimated past jit_above_cost (or past the
-            # inline/optimize thresholds): every search then compiles LLVM code first, 20 ms to
-            # 0.9 s here, for a query that otherwise runs in tens of ms. Seen under
-            # bench-messages: search p50 from 0.13 s to 1.3 s, all of it database time.
+            # Until autoanalyze has run on them, PostgreSQL takes event_search and event_relations
+            # for near-empty, and plans the anti-joins below as nested loops that seq-scan
+            # event_relations once per match: 6.8M comparisons, 3 s, for 17k matches under
+            # bench-messages (0.24 s with the index). Index lookups are right at any size (as
+            # Synapse does for its push actions); with seq scans priced out a plan's estimate may
+            # then pass jit_above_cost, and JIT compiling costs more than one page ever does.
+            txn.execute("SET LOCAL enable_seqscan = off")
             txn.execute("SET LOCAL jit = off")
             query = term
             matches = """
