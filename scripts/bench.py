@@ -47,7 +47,9 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
 @contextmanager
 def single(admin_url: str, workdir: Path) -> Iterator[tuple[str, str]]:
     database = PostgresDatabase(admin_url)
-    server = SynapseServer(workdir / "single", database_url=database.url, overrides=OVERRIDES, module_overrides=MODULE_OVERRIDES)
+    server = SynapseServer(
+        workdir / "single", database_url=database.url, overrides=OVERRIDES, module_overrides=MODULE_OVERRIDES
+    )
     try:
         server.start()
         yield server.base_url, database.url
@@ -80,7 +82,15 @@ def cluster(admin_url: str, workdir: Path) -> Iterator[tuple[str, str]]:
 
 
 def run_benchmark(name: str, size: str, base_url: str, database_url: str, out: Path) -> list[dict[str, Any]]:
-    command = [sys.executable, str(ROOT / "scripts" / f"bench_{name}.py"), *BENCHMARKS[name][size], "--target", base_url, "--json", str(out)]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / f"bench_{name}.py"),
+        *BENCHMARKS[name][size],
+        "--target",
+        base_url,
+        "--json",
+        str(out),
+    ]
     if name == "directory":
         command += ["--target-db", database_url]
     started = time.monotonic()
@@ -107,14 +117,18 @@ def table(rows: list[dict[str, Any]]) -> str:
             continue
         throughput = f"{r['throughput']:.1f} {r['unit']}" if r.get("throughput") else "–"
         ratios = f"{fmt(r.get('ratio_throughput'))} / {fmt(r['ratio_p50'])} / {fmt(r['ratio_p99'])}"
-        lines.append(f"| {r['benchmark']} | {r['target']} | {throughput} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {ratios} |")
+        lines.append(
+            f"| {r['benchmark']} | {r['target']} | {throughput} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {ratios} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="the benchmarks' full sizes")
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)}"
+    )
     parser.add_argument("--targets", default="single,cluster", help="comma-separated subset of single,cluster")
     args = parser.parse_args()
     admin_url = os.environ.get("MEDCHAT_TEST_POSTGRES") or DEFAULT_PG

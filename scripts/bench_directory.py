@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import secrets
 import random
+import secrets
 import sqlite3
 import statistics
 import sys
@@ -45,8 +45,20 @@ Moreau Laurent Lefebvre Schmidt Schneider Fischer Weber Meyer Wagner Becker Hoff
 INSTITUTIONS = [
     f"{prefix} {name}"
     for prefix, names in {
-        "St": ["Mary's Hospital", "Thomas' Hospital", "George's Hospital", "Elsewhere Hospital", "James's University Hospital"],
-        "Royal": ["Free Hospital", "London Hospital", "Infirmary of Edinburgh", "Victoria Infirmary", "Brompton Hospital"],
+        "St": [
+            "Mary's Hospital",
+            "Thomas' Hospital",
+            "George's Hospital",
+            "Elsewhere Hospital",
+            "James's University Hospital",
+        ],
+        "Royal": [
+            "Free Hospital",
+            "London Hospital",
+            "Infirmary of Edinburgh",
+            "Victoria Infirmary",
+            "Brompton Hospital",
+        ],
         "University": ["College Hospital", "Hospital Birmingham", "Hospital of Wales", "Medical Centre Utrecht"],
         "Amrita": ["Institute of Medical Sciences"],
         "All India": ["Institute of Medical Sciences"],
@@ -83,15 +95,17 @@ def synthetic_users(n: int, rng: random.Random, server_name: str = SERVER_NAME, 
         role = rng.choice(ROLES)
         title = "Dr. " if role in ("Resident", "GP", "Consultant", "Specialist") else ""
         localpart = f"{first}_{last}_{tag}{i}".lower()
-        users.append({
-            "user_id": f"@{localpart}:{server_name}",
-            "localpart": localpart,
-            "display_name": f"{title}{first} {last}",
-            "role": role,
-            "institution": rng.choice(INSTITUTIONS),
-            "specialization": rng.choice(SPECIALIZATIONS).replace("_", " ") if role != "MBBS Student" else None,
-            "level": rng.choice(LEVELS),
-        })
+        users.append(
+            {
+                "user_id": f"@{localpart}:{server_name}",
+                "localpart": localpart,
+                "display_name": f"{title}{first} {last}",
+                "role": role,
+                "institution": rng.choice(INSTITUTIONS),
+                "specialization": rng.choice(SPECIALIZATIONS).replace("_", " ") if role != "MBBS Student" else None,
+                "level": rng.choice(LEVELS),
+            }
+        )
     return users
 
 
@@ -128,12 +142,39 @@ def seed_postgres(url: str, users: list[dict[str, Any]], server_name: str = SERV
             cur.copy_from(buf, table, columns=columns)
 
         copy("users", ("name", "creation_ts", "approved"), [(u["user_id"], now // 1000, "t") for u in users])
-        copy("profiles", ("user_id", "full_user_id", "displayname"), [(u["localpart"], u["user_id"], u["display_name"]) for u in users])
+        copy(
+            "profiles",
+            ("user_id", "full_user_id", "displayname"),
+            [(u["localpart"], u["user_id"], u["display_name"]) for u in users],
+        )
         copy("user_directory", ("user_id", "display_name"), [(u["user_id"], u["display_name"]) for u in users])
         copy(
             "medchat_profiles",
-            ("user_id", "role", "institution", "specialization", "created_ts", "updated_ts", "display_name", "hidden", "verification_level"),
-            [(u["user_id"], u["role"], u["institution"], u["specialization"], now, now, u["display_name"], "f", u["level"]) for u in users],
+            (
+                "user_id",
+                "role",
+                "institution",
+                "specialization",
+                "created_ts",
+                "updated_ts",
+                "display_name",
+                "hidden",
+                "verification_level",
+            ),
+            [
+                (
+                    u["user_id"],
+                    u["role"],
+                    u["institution"],
+                    u["specialization"],
+                    now,
+                    now,
+                    u["display_name"],
+                    "f",
+                    u["level"],
+                )
+                for u in users
+            ],
         )
         # As Synapse's update_profile_in_user_dir: localpart A, server name D, display name B.
         cur.execute(
@@ -161,14 +202,38 @@ def seed_sqlite(path: Path, users: list[dict[str, Any]]) -> None:
     now = int(time.time() * 1000)
     conn = sqlite3.connect(path, timeout=60)
     with conn:
-        conn.executemany("INSERT INTO users (name, creation_ts, approved) VALUES (?, ?, 1)", [(u["user_id"], now // 1000) for u in users])
-        conn.executemany("INSERT INTO profiles (user_id, full_user_id, displayname) VALUES (?, ?, ?)", [(u["localpart"], u["user_id"], u["display_name"]) for u in users])
-        conn.executemany("INSERT INTO user_directory (user_id, display_name) VALUES (?, ?)", [(u["user_id"], u["display_name"]) for u in users])
-        conn.executemany("INSERT INTO user_directory_search (user_id, value) VALUES (?, ?)", [(u["user_id"], f"{u['user_id']} {u['display_name'].lower()}") for u in users])
+        conn.executemany(
+            "INSERT INTO users (name, creation_ts, approved) VALUES (?, ?, 1)",
+            [(u["user_id"], now // 1000) for u in users],
+        )
+        conn.executemany(
+            "INSERT INTO profiles (user_id, full_user_id, displayname) VALUES (?, ?, ?)",
+            [(u["localpart"], u["user_id"], u["display_name"]) for u in users],
+        )
+        conn.executemany(
+            "INSERT INTO user_directory (user_id, display_name) VALUES (?, ?)",
+            [(u["user_id"], u["display_name"]) for u in users],
+        )
+        conn.executemany(
+            "INSERT INTO user_directory_search (user_id, value) VALUES (?, ?)",
+            [(u["user_id"], f"{u['user_id']} {u['display_name'].lower()}") for u in users],
+        )
         conn.executemany(
             "INSERT INTO medchat_profiles (user_id, role, institution, specialization, created_ts, updated_ts, display_name, hidden, verification_level)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
-            [(u["user_id"], u["role"], u["institution"], u["specialization"], now, now, u["display_name"], u["level"]) for u in users],
+            [
+                (
+                    u["user_id"],
+                    u["role"],
+                    u["institution"],
+                    u["specialization"],
+                    now,
+                    now,
+                    u["display_name"],
+                    u["level"],
+                )
+                for u in users
+            ],
         )
         conn.execute("ANALYZE")
     conn.close()
@@ -188,7 +253,9 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def time_queries(api: Api, token: str, queries: list[str], limit: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+def time_queries(
+    api: Api, token: str, queries: list[str], limit: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Each query on both endpoints back to back (alternating which goes first), in ms."""
     times: dict[str, list[float]] = {"api": [], "synapse": []}
     hits: dict[str, list[int]] = {"api": [], "synapse": []}
@@ -199,7 +266,12 @@ def time_queries(api: Api, token: str, queries: list[str], limit: int) -> tuple[
             if which == "api":
                 response = api.call("GET", "/api/chat/users/search", token=token, params={"q": q, "limit": limit})
             else:
-                response = api.call("POST", "/_matrix/client/v3/user_directory/search", token=token, json={"search_term": q, "limit": limit})
+                response = api.call(
+                    "POST",
+                    "/_matrix/client/v3/user_directory/search",
+                    token=token,
+                    json={"search_term": q, "limit": limit},
+                )
             elapsed = (time.perf_counter() - start) * 1000
             assert response.status_code == 200, f"{which} {q!r}: {response.status_code} {response.text}"
             count = len(response.json()["results"])
@@ -212,10 +284,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=100_000, help="synthetic profiles to seed (default 100000)")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres", help="server to create the throw-away database on")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="server to create the throw-away database on",
+    )
     parser.add_argument("--queries", type=int, default=400, help="timed queries per endpoint (default 400)")
     parser.add_argument("--limit", type=int, default=20, help="results per search (default 20)")
-    parser.add_argument("--target", help="search on the server (or cluster) already running at this URL (needs --target-db)")
+    parser.add_argument(
+        "--target", help="search on the server (or cluster) already running at this URL (needs --target-db)"
+    )
     parser.add_argument("--target-db", help="the PostgreSQL URL of --target's database, to seed into")
     parser.add_argument("--json", help="also write the result row here (for scripts/bench)")
     args = parser.parse_args()
@@ -227,7 +305,9 @@ def main() -> None:
     db = PostgresDatabase(args.postgres) if args.db == "postgres" else None
     workdir = Path(tempfile.mkdtemp(prefix="medchat-bench-directory-"))
     unlimited_search = {"rc_user_directory": {"per_second": 10000, "burst_count": 10000}}
-    server = SynapseServer(workdir, database_url=db.url if db else None, overrides={**TEST_RATE_LIMITS, **unlimited_search})
+    server = SynapseServer(
+        workdir, database_url=db.url if db else None, overrides={**TEST_RATE_LIMITS, **unlimited_search}
+    )
     try:
         server.start()
         api = Api(server.base_url)
@@ -245,7 +325,9 @@ def main() -> None:
         queries = name_queries(users, args.queries, rng)
         time_queries(api, searcher["access_token"], queries[:40], args.limit)  # warm-up
         times, hits = time_queries(api, searcher["access_token"], queries, args.limit)
-        extra = [rng.choice(INSTITUTIONS).split(" ")[0][:5] for _ in range(50)] + [rng.choice(SPECIALIZATIONS)[:6] for _ in range(50)]
+        extra = [rng.choice(INSTITUTIONS).split(" ")[0][:5] for _ in range(50)] + [
+            rng.choice(SPECIALIZATIONS)[:6] for _ in range(50)
+        ]
         extra_times = time_queries(api, searcher["access_token"], extra, args.limit)[0]["api"]
     finally:
         server.stop()
@@ -258,7 +340,9 @@ def main() -> None:
     print("    Synapse's users / profiles / user_directory / user_directory_search (as Synapse fills them)")
     print("    and MedChat's medchat_profiles; they have no password or devices. Then VACUUM ANALYZE.")
     print("  1 real account registered through POST /api/auth/register does the searching.")
-    print(f"  {len(queries)} name queries (prefixes, first name + initial, full names), limit {args.limit}, sequential, keep-alive\n")
+    print(
+        f"  {len(queries)} name queries (prefixes, first name + initial, full names), limit {args.limit}, sequential, keep-alive\n"
+    )
     print(f"  {'endpoint':<44} {'p50 ms':>8} {'p99 ms':>8} {'mean hits':>10}")
     rows = {
         "GET /api/chat/users/search": ("api", times["api"]),
@@ -269,11 +353,15 @@ def main() -> None:
     p50 = percentile(times["api"], 50) / percentile(times["synapse"], 50)
     p99 = percentile(times["api"], 99) / percentile(times["synapse"], 99)
     print(f"\n  ratio API / Synapse: p50 {p50:.2f}x, p99 {p99:.2f}x")
-    print(f"  API only, institution and specialization prefixes (Synapse does not index them): "
-          f"p50 {percentile(extra_times, 50):.2f} ms, p99 {percentile(extra_times, 99):.2f} ms")
+    print(
+        f"  API only, institution and specialization prefixes (Synapse does not index them): "
+        f"p50 {percentile(extra_times, 50):.2f} ms, p99 {percentile(extra_times, 99):.2f} ms"
+    )
     if db and args.users >= 100_000:
         met = percentile(times["api"], 99) <= 25 and p99 <= 1.0
-        print(f"  target (PostgreSQL, 100k: API p99 <= 25 ms and no slower than Synapse): {'met' if met else 'NOT met'}")
+        print(
+            f"  target (PostgreSQL, 100k: API p99 <= 25 ms and no slower than Synapse): {'met' if met else 'NOT met'}"
+        )
     else:
         print("  (the target, API p99 <= 25 ms and no slower than Synapse, is set for PostgreSQL at 100k)")
     print("  Note: Synapse's search runs MedChat's check_username_for_spam on every result (that is how")
@@ -299,7 +387,9 @@ def run_on_target(args: argparse.Namespace) -> None:
     times, _ = time_queries(api, searcher["access_token"], queries, args.limit)
     api_ms, synapse_ms = times["api"], times["synapse"]
     print(f"directory search on {args.target}, {args.users:,} seeded profiles, {len(queries)} queries:")
-    print(f"  API p50 {percentile(api_ms, 50):.2f} ms p99 {percentile(api_ms, 99):.2f} ms; Synapse p50 {percentile(synapse_ms, 50):.2f} ms p99 {percentile(synapse_ms, 99):.2f} ms")
+    print(
+        f"  API p50 {percentile(api_ms, 50):.2f} ms p99 {percentile(api_ms, 99):.2f} ms; Synapse p50 {percentile(synapse_ms, 50):.2f} ms p99 {percentile(synapse_ms, 99):.2f} ms"
+    )
     if args.json:
         row = {
             "benchmark": f"directory: search among {args.users:,} profiles",

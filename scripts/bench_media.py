@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from harness import Api, SynapseServer, TEST_RATE_LIMITS  # noqa: E402
+from harness import TEST_RATE_LIMITS, Api, SynapseServer  # noqa: E402
 from media_samples import camera_exif  # noqa: E402
 
 KB, MB = 1000, 1000 * 1000
@@ -24,7 +24,12 @@ ROUNDS = {"default": (30, 10, 3), "full": (100, 30, 10), "quick": (10, 4, 0)}
 LIMIT = 64 * 1024 * 1024
 OVERRIDES = {
     **TEST_RATE_LIMITS,
-    "modules": [{"module": "medchat.MedChatModule", "config": {"uploads": {"image": {"max_bytes": LIMIT}, "file": {"max_bytes": LIMIT}}}}],
+    "modules": [
+        {
+            "module": "medchat.MedChatModule",
+            "config": {"uploads": {"image": {"max_bytes": LIMIT}, "file": {"max_bytes": LIMIT}}},
+        }
+    ],
 }
 
 
@@ -66,7 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="API vs native upload throughput")
     parser.add_argument("--full", action="store_true", help="more rounds per size")
     parser.add_argument("--quick", action="store_true", help="100 KB and 5 MB only, few rounds")
-    parser.add_argument("--target", help="upload to the server (or cluster) already running at this URL (no RSS figures)")
+    parser.add_argument(
+        "--target", help="upload to the server (or cluster) already running at this URL (no RSS figures)"
+    )
     parser.add_argument("--json", help="also write the 5 MB rows here (for scripts/bench)")
     args = parser.parse_args()
     rounds = ROUNDS["full" if args.full else "quick" if args.quick else "default"]
@@ -91,7 +98,9 @@ def run(base_url: str, pid: int | None, rounds: tuple[int, ...]) -> list[dict]:
     rows = []
     if pid:
         print(f"server pid {pid}, baseline RSS {rss_kib(pid, 'VmRSS') / 1024:.0f} MiB")
-    print(f"{'kind':<6}{'size':>8}{'n':>4}{'native MB/s':>13}{'API MB/s':>10}{'ratio':>7}{'peak RSS native/API (MiB)':>28}")
+    print(
+        f"{'kind':<6}{'size':>8}{'n':>4}{'native MB/s':>13}{'API MB/s':>10}{'ratio':>7}{'peak RSS native/API (MiB)':>28}"
+    )
     for kind, make, ctype in (("file", pdf_like, "application/pdf"), ("image", noisy_jpeg, "image/jpeg")):
         for size, n in zip(SIZES, rounds):
             if not n:

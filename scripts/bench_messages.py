@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
 import tempfile
 import threading
@@ -109,7 +108,9 @@ def native_sender(base_url: str, token: str, room_id: str) -> Callable[[int], re
 
     def send(i: int) -> requests.Response:
         body = {"msgtype": "m.text", "body": f"native message {i}"}
-        return session.put(f"{path}{run_id}-{next(txn_ids)}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return session.put(
+            f"{path}{run_id}-{next(txn_ids)}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
     return send
 
@@ -119,7 +120,9 @@ def api_sender(base_url: str, token: str, room_id: str) -> Callable[[int], reque
     path = f"{base_url}/api/chat/rooms/{quote(room_id, safe='')}/messages"
 
     def send(i: int) -> requests.Response:
-        return session.post(path, json={"content": f"api message {i}"}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return session.post(
+            path, json={"content": f"api message {i}"}, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
     return send
 
@@ -146,9 +149,19 @@ def setup_module_server(server: SynapseServer | Target, concurrency: int) -> tup
     api = Api(server.base_url)
     users = [api.register(f"bench_{uuid.uuid4().hex[:6]}") for _ in range(concurrency)]
     owner = users[0]["access_token"]
-    room = api.call("POST", "/api/chat/rooms", token=owner, json={"type": "group", "name": "bench", "participants": [u["user_id"] for u in users[1:]]}).json()["id"]
+    room = api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=owner,
+        json={"type": "group", "name": "bench", "participants": [u["user_id"] for u in users[1:]]},
+    ).json()["id"]
     for user in users[1:]:
-        api.call("POST", f"/api/chat/rooms/{quote(room, safe='')}/participants", token=user["access_token"], json={"user_id": user["user_id"]})
+        api.call(
+            "POST",
+            f"/api/chat/rooms/{quote(room, safe='')}/participants",
+            token=user["access_token"],
+            json={"user_id": user["user_id"]},
+        )
     return ApiUsers(server.base_url, users), room
 
 
@@ -159,13 +172,22 @@ def native_room(server: SynapseServer, concurrency: int) -> tuple[list[str], str
     tokens = [u["access_token"] for u in users]
     auth = {"Authorization": f"Bearer {tokens[0]}"}
     body = {"preset": "private_chat", "invite": [u["user_id"] for u in users[1:]]}
-    room = requests.post(server.base_url + "/_matrix/client/v3/createRoom", json=body, headers=auth, timeout=30).json()["room_id"]
+    room = requests.post(server.base_url + "/_matrix/client/v3/createRoom", json=body, headers=auth, timeout=30).json()[
+        "room_id"
+    ]
     for token in tokens[1:]:
-        requests.post(f"{server.base_url}/_matrix/client/v3/join/{quote(room)}", json={}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        requests.post(
+            f"{server.base_url}/_matrix/client/v3/join/{quote(room)}",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
     return tokens, room
 
 
-def module_cost(servers: tuple[SynapseServer, SynapseServer], concurrency: int, messages: int, rounds: int) -> tuple[Result, Result]:
+def module_cost(
+    servers: tuple[SynapseServer, SynapseServer], concurrency: int, messages: int, rounds: int
+) -> tuple[Result, Result]:
     """Native sends on the server without and with the module, both fresh and set up alike, in
     A-B-B-A rounds so that drift and whoever goes first hit both alike."""
     senders = []
@@ -181,7 +203,9 @@ def module_cost(servers: tuple[SynapseServer, SynapseServer], concurrency: int, 
     return Result.merge(results[0]), Result.merge(results[1])
 
 
-def reads_and_writes(base_url: str, token: str, room_id: str, stop: threading.Event, minimum: int) -> dict[str, list[float]]:
+def reads_and_writes(
+    base_url: str, token: str, room_id: str, stop: threading.Event, minimum: int
+) -> dict[str, list[float]]:
     """Every chat endpoint in turn (reads, and a message's whole life: send, reply, edit, react,
     unreact, forward, delete), until `stop` is set and each has `minimum` samples."""
     session = requests.Session()
@@ -189,7 +213,9 @@ def reads_and_writes(base_url: str, token: str, room_id: str, stop: threading.Ev
     room = quote(room_id, safe="")
     messages = f"{base_url}/api/chat/rooms/{room}/messages"
     messages_only = quote('{"types":["m.room.message"]}')
-    search_body = {"search_categories": {"room_events": {"search_term": "message", "filter": {"rooms": [room_id], "limit": 20}}}}
+    search_body = {
+        "search_categories": {"room_events": {"search_term": "message", "filter": {"rooms": [room_id], "limit": 20}}}
+    }
     samples: dict[str, list[float]] = {label: [] for label in LABELS}
 
     def call(kind: str, method: str, url: str, body: Any = None) -> Any:
@@ -203,13 +229,22 @@ def reads_and_writes(base_url: str, token: str, room_id: str, stop: threading.Ev
     while not stop.is_set() or len(samples["api"]) < minimum:
         call("api", "GET", f"{messages}?limit=50")
         # The same page natively: messages only, as the API's history returns.
-        call("native", "GET", f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=50&filter={messages_only}")
+        call(
+            "native",
+            "GET",
+            f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=50&filter={messages_only}",
+        )
         call("room list", "GET", f"{base_url}/api/chat/rooms")
         call("room", "GET", f"{base_url}/api/chat/rooms/{room}")
         call("participants", "GET", f"{base_url}/api/chat/rooms/{room}/participants")
         call("search", "GET", f"{messages}/search?q=message")
         call("native search", "POST", f"{base_url}/_matrix/client/v3/search", search_body)
-        call("native send", "PUT", f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{uuid.uuid4().hex}", {"msgtype": "m.text", "body": "a native message"})
+        call(
+            "native send",
+            "PUT",
+            f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{uuid.uuid4().hex}",
+            {"msgtype": "m.text", "body": "a native message"},
+        )
         one = f"{messages}/{quote(call('send', 'POST', messages, {'content': 'a message to change'})['id'], safe='')}"
         call("message", "GET", one)
         call("reply", "POST", f"{one}/reply", {"content": "a reply"})
@@ -242,7 +277,9 @@ LABELS = {
 }
 
 
-def compare(server: SynapseServer | Target, users: ApiUsers, room: str, messages: int, concurrency: int, rounds: int) -> dict[int, tuple[Result, Result]]:
+def compare(
+    server: SynapseServer | Target, users: ApiUsers, room: str, messages: int, concurrency: int, rounds: int
+) -> dict[int, tuple[Result, Result]]:
     """Native vs API sends at concurrency 1 and C, in alternating rounds."""
     out = {}
     for c in sorted({1, concurrency}):
@@ -262,7 +299,9 @@ def compare(server: SynapseServer | Target, users: ApiUsers, room: str, messages
 SAMPLES = 200  # per kind of call: enough for a p99 that is not just the worst sample
 
 
-def endpoints_under_load(server: SynapseServer | Target, users: ApiUsers, room: str, messages: int, rate: float | None) -> dict[str, list[float]]:
+def endpoints_under_load(
+    server: SynapseServer | Target, users: ApiUsers, room: str, messages: int, rate: float | None
+) -> dict[str, list[float]]:
     """Every endpoint called while the other senders keep sending through the API, as fast as they
     can or at `rate` messages per second (at least `messages`, and on until every kind of call
     has its samples)."""
@@ -270,7 +309,9 @@ def endpoints_under_load(server: SynapseServer | Target, users: ApiUsers, room: 
     tokens = users.tokens()
     with ThreadPoolExecutor(1) as pool:
         pages = pool.submit(reads_and_writes, server.base_url, tokens[0], room, stop, SAMPLES)
-        load = [api_sender(server.base_url, t, room) for t in tokens[1:]] or [api_sender(server.base_url, tokens[0], room)]
+        load = [api_sender(server.base_url, t, room) for t in tokens[1:]] or [
+            api_sender(server.base_url, tokens[0], room)
+        ]
         sent = 0
         while sent < messages or not pages.done():
             timed_calls(load, 20, rate)
@@ -284,7 +325,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=300, help="messages per mode and concurrency (default 300)")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent senders (default 4)")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds, native/API and without/with the module (default 4)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating rounds, native/API and without/with the module (default 4)"
+    )
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help="admin URL; a throw-away database is created")
     parser.add_argument("--no-baseline", action="store_true", help="skip the server without the module")
@@ -331,25 +374,39 @@ def main() -> None:
         for db in databases:
             db.drop()
 
-    print(f"\nMedChat message benchmark — {args.db}, {args.messages} messages per mode, concurrency 1 and {args.concurrency}\n")
+    print(
+        f"\nMedChat message benchmark — {args.db}, {args.messages} messages per mode, concurrency 1 and {args.concurrency}\n"
+    )
     for c, (native, via_api) in results.items():
         print(native.row(f"native PUT /send, {c} sender(s)"))
         print(via_api.row(f"API POST /messages, {c} sender(s)"))
-        print(f"  API cost vs native: throughput x{native.throughput / via_api.throughput:.2f}, "
-              f"p50 x{percentile(via_api.latencies, 50) / percentile(native.latencies, 50):.2f}, "
-              f"p99 x{percentile(via_api.latencies, 99) / percentile(native.latencies, 99):.2f}  (target <= 1.15)")
+        print(
+            f"  API cost vs native: throughput x{native.throughput / via_api.throughput:.2f}, "
+            f"p50 x{percentile(via_api.latencies, 50) / percentile(native.latencies, 50):.2f}, "
+            f"p99 x{percentile(via_api.latencies, 99) / percentile(native.latencies, 99):.2f}  (target <= 1.15)"
+        )
         print()
     load = max(1, args.concurrency - 1)
-    print(f"Every endpoint while {load} sender(s) keep sending through the API, as fast as they can | at {paced:.0f} msg/s in all:")
+    print(
+        f"Every endpoint while {load} sender(s) keep sending through the API, as fast as they can | at {paced:.0f} msg/s in all:"
+    )
     for kind, label in LABELS.items():
         target = "p99 < 50 ms" if kind in ("api", "native") else "p99 < 100 ms"
-        cells = [f"p50 {percentile(h[kind], 50) * 1000:6.1f}  p99 {percentile(h[kind], 99) * 1000:6.1f} ms" for h in (history, history_paced)]
+        cells = [
+            f"p50 {percentile(h[kind], 50) * 1000:6.1f}  p99 {percentile(h[kind], 99) * 1000:6.1f} ms"
+            for h in (history, history_paced)
+        ]
         print(f"  {label:<38} {cells[0]} | {cells[1]}   (target {target})")
     writes = ("send", "reply", "edit", "react", "unreact", "forward", "delete")
     for name, h in (("saturated", history), ("paced", history_paced)):
-        print(f"  {name}: writes / native send, p50: " + ", ".join(f"{k} x{percentile(h[k], 50) / percentile(h['native send'], 50):.2f}" for k in writes))
-        print(f"  {name}: search API / native: p50 x{percentile(h['search'], 50) / percentile(h['native search'], 50):.2f}, "
-              f"p99 x{percentile(h['search'], 99) / percentile(h['native search'], 99):.2f}")
+        print(
+            f"  {name}: writes / native send, p50: "
+            + ", ".join(f"{k} x{percentile(h[k], 50) / percentile(h['native send'], 50):.2f}" for k in writes)
+        )
+        print(
+            f"  {name}: search API / native: p50 x{percentile(h['search'], 50) / percentile(h['native search'], 50):.2f}, "
+            f"p99 x{percentile(h['search'], 99) / percentile(h['native search'], 99):.2f}"
+        )
     print()
     if baseline is not None:
         without_module, with_module = baseline
@@ -360,13 +417,27 @@ def main() -> None:
     if args.json:
         native, via_api = results[args.concurrency]
         rows = [
-            row(f"messages: send, {args.concurrency} senders", via_api.throughput, "msg/s", via_api.latencies, native.latencies, native.throughput),
+            row(
+                f"messages: send, {args.concurrency} senders",
+                via_api.throughput,
+                "msg/s",
+                via_api.latencies,
+                native.latencies,
+                native.throughput,
+            ),
             row("messages: 50-message history page", None, "", history["api"], history["native"]),
         ]
         Path(args.json).write_text(json.dumps(rows))
 
 
-def row(name: str, throughput: float | None, unit: str, api: list[float], native: list[float], native_throughput: float | None = None) -> dict[str, Any]:
+def row(
+    name: str,
+    throughput: float | None,
+    unit: str,
+    api: list[float],
+    native: list[float],
+    native_throughput: float | None = None,
+) -> dict[str, Any]:
     """One line of scripts/bench's table: the API's numbers and their ratios to native Matrix."""
     return {
         "benchmark": name,

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +43,12 @@ def setup_rooms(api: Api, users: list[dict]) -> list[tuple[str, list[dict]]]:
 
     def make(group: list[dict]) -> tuple[str, list[dict]]:
         owner, members = group[0], group[1:]
-        room = api.call("POST", "/_matrix/client/v3/createRoom", token=owner["access_token"], json={"invite": [m["user_id"] for m in members]}).json()["room_id"]
+        room = api.call(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            token=owner["access_token"],
+            json={"invite": [m["user_id"] for m in members]},
+        ).json()["room_id"]
         for member in members:
             api.call("POST", f"/_matrix/client/v3/join/{room}", token=member["access_token"], json={})
         return room, group
@@ -65,7 +69,9 @@ class Clock:
             self.latency[transport].append((time.monotonic() - self.sent[body]) * 1000)
 
 
-async def websocket_reader(session: aiohttp.ClientSession, ws_url: str, token: str, clock: Clock, stop: asyncio.Event) -> None:
+async def websocket_reader(
+    session: aiohttp.ClientSession, ws_url: str, token: str, clock: Clock, stop: asyncio.Event
+) -> None:
     async with session.ws_connect(ws_url, params={"access_token": token}, heartbeat=None, max_msg_size=0) as ws:
         await ws.receive_json()
         while not stop.is_set():
@@ -78,12 +84,16 @@ async def websocket_reader(session: aiohttp.ClientSession, ws_url: str, token: s
                     clock.received("websocket", event["message"]["content"])
 
 
-async def sync_reader(session: aiohttp.ClientSession, base_url: str, token: str, clock: Clock, stop: asyncio.Event) -> None:
+async def sync_reader(
+    session: aiohttp.ClientSession, base_url: str, token: str, clock: Clock, stop: asyncio.Event
+) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with session.get(f"{base_url}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=headers) as r:
         since = (await r.json())["next_batch"]
     while not stop.is_set():
-        async with session.get(f"{base_url}/_matrix/client/v3/sync", params={"timeout": "5000", "since": since}, headers=headers) as r:
+        async with session.get(
+            f"{base_url}/_matrix/client/v3/sync", params={"timeout": "5000", "since": since}, headers=headers
+        ) as r:
             body = await r.json()
         since = body["next_batch"]
         for room in body.get("rooms", {}).get("join", {}).values():
@@ -101,20 +111,29 @@ async def sender(base_url: str, rooms: list[tuple[str, list[dict]]], rate: float
             body = f"bench {sent} {random.random()}"
             clock.sent[body] = time.monotonic()
             url = f"{base_url}/_matrix/client/v3/rooms/{room}/send/m.room.message/b{sent}"
-            async with session.put(url, json={"msgtype": "m.text", "body": body}, headers={"Authorization": f"Bearer {group[0]['access_token']}"}) as r:
+            async with session.put(
+                url,
+                json={"msgtype": "m.text", "body": body},
+                headers={"Authorization": f"Bearer {group[0]['access_token']}"},
+            ) as r:
                 assert r.status == 200, await r.text()
             sent += 1
             await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
     return sent
 
 
-async def latency_phase(server: SynapseServer | Target, rooms: list[tuple[str, list[dict]]], rate: float, seconds: float) -> tuple[Clock, int, int, int]:
+async def latency_phase(
+    server: SynapseServer | Target, rooms: list[tuple[str, list[dict]]], rate: float, seconds: float
+) -> tuple[Clock, int, int, int]:
     clock, stop = Clock(), asyncio.Event()
     ws_url = server.base_url.replace("http", "ws", 1) + "/api/chat/ws"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         readers = []
-        for _, group in rooms:  # in each room the last member long-polls /sync, the others (not the sender) hold a socket
+        for (
+            _,
+            group,
+        ) in rooms:  # in each room the last member long-polls /sync, the others (not the sender) hold a socket
             readers += [websocket_reader(session, ws_url, m["access_token"], clock, stop) for m in group[1:-1]]
             readers.append(sync_reader(session, server.base_url, group[-1]["access_token"], clock, stop))
         tasks = [asyncio.create_task(r) for r in readers]
@@ -139,7 +158,9 @@ async def idle_phase(server: SynapseServer, users: list[dict], count: int) -> tu
 
         async def open_one(i: int) -> None:
             async with semaphore:
-                ws = await session.ws_connect(ws_url, params={"access_token": users[i % len(users)]["access_token"]}, heartbeat=None)
+                ws = await session.ws_connect(
+                    ws_url, params={"access_token": users[i % len(users)]["access_token"]}, heartbeat=None
+                )
                 await ws.receive_json(timeout=60)
                 opened.append(ws)
 
@@ -163,7 +184,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--idle", type=int, default=10000, help="idle sockets to hold (0 skips)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--target", help="use the server (or cluster) already running at this URL; no idle phase (it reads the process's memory)")
+    parser.add_argument(
+        "--target",
+        help="use the server (or cluster) already running at this URL; no idle phase (it reads the process's memory)",
+    )
     parser.add_argument("--json", help="also write the latency row here (for scripts/bench)")
     args = parser.parse_args()
     if args.target:
@@ -176,7 +200,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as workdir, fresh_database() as database_url:
         server = SynapseServer(
-            Path(workdir), database_url=database_url,
+            Path(workdir),
+            database_url=database_url,
             overrides={**TEST_RATE_LIMITS, "bcrypt_rounds": 4},
             module_overrides={"websocket": {"heartbeat_seconds": 60}},
         )
@@ -202,12 +227,16 @@ def run(server: SynapseServer | Target, args: argparse.Namespace) -> None:
     rooms = setup_rooms(api, users)
     clock, sent, sockets, pollers = asyncio.run(latency_phase(server, rooms, args.rate, args.seconds))
     ws, sync = clock.latency["websocket"], clock.latency["sync"]
-    print(f"\nlatency: {sent} messages at {args.rate}/s over {args.seconds}s; {sockets} WebSockets, {pollers} /sync long-polls")
+    print(
+        f"\nlatency: {sent} messages at {args.rate}/s over {args.seconds}s; {sockets} WebSockets, {pollers} /sync long-polls"
+    )
     print(f"{'transport':<12}{'deliveries':>12}{'p50 ms':>10}{'p99 ms':>10}")
     for name, values in (("websocket", ws), ("/sync", sync)):
         print(f"{name:<12}{len(values):>12}{percentile(values, 50):>10.1f}{percentile(values, 99):>10.1f}")
     if ws and sync:
-        print(f"ratio websocket/sync: p50 {percentile(ws, 50) / percentile(sync, 50):.2f}, p99 {percentile(ws, 99) / percentile(sync, 99):.2f}")
+        print(
+            f"ratio websocket/sync: p50 {percentile(ws, 50) / percentile(sync, 50):.2f}, p99 {percentile(ws, 99) / percentile(sync, 99):.2f}"
+        )
     if args.json:
         row = {
             "benchmark": f"real time: delivery to {sockets} WebSockets vs /sync",
@@ -222,8 +251,10 @@ def run(server: SynapseServer | Target, args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps([row]))
     if args.idle and isinstance(server, SynapseServer):
         held, grown_kib, took = asyncio.run(idle_phase(server, users, args.idle))
-        print(f"\nidle: {held}/{args.idle} sockets held (opened in {took:.1f}s); server RSS grew {grown_kib / 1024:.1f} MiB,"
-              f" {grown_kib / max(held, 1):.1f} KiB per connection")
+        print(
+            f"\nidle: {held}/{args.idle} sockets held (opened in {took:.1f}s); server RSS grew {grown_kib / 1024:.1f} MiB,"
+            f" {grown_kib / max(held, 1):.1f} KiB per connection"
+        )
 
 
 if __name__ == "__main__":

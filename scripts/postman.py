@@ -50,7 +50,12 @@ def request_item(path: str, method: str, op: dict[str, Any], spec: dict[str, Any
     segments = [_PARAM.sub(r":\1", s) for s in path.strip("/").split("/")]
     parameters = op.get("parameters", [])
     query = [
-        {"key": p["name"], "value": "", "description": p.get("description", ""), "disabled": not p.get("required", False)}
+        {
+            "key": p["name"],
+            "value": "",
+            "description": p.get("description", ""),
+            "disabled": not p.get("required", False),
+        }
         for p in parameters
         if p["in"] == "query"
     ]
@@ -58,11 +63,20 @@ def request_item(path: str, method: str, op: dict[str, Any], spec: dict[str, Any
         "raw": "{{baseUrl}}/" + "/".join(segments),
         "host": ["{{baseUrl}}"],
         "path": segments,
-        "variable": [{"key": p["name"], "value": "", "description": "URL-encoded Matrix id"} for p in parameters if p["in"] == "path"],
+        "variable": [
+            {"key": p["name"], "value": "", "description": "URL-encoded Matrix id"}
+            for p in parameters
+            if p["in"] == "path"
+        ],
     }
     if query:
         url["query"] = query
-    request: dict[str, Any] = {"method": method.upper(), "header": [], "url": url, "description": op.get("description", op["summary"])}
+    request: dict[str, Any] = {
+        "method": method.upper(),
+        "header": [],
+        "url": url,
+        "description": op.get("description", op["summary"]),
+    }
     content = op.get("requestBody", {}).get("content", {})
     if "application/json" in content:
         request["header"].append({"key": "Content-Type", "value": "application/json"})
@@ -96,7 +110,9 @@ def collection(spec: dict[str, Any], base_url: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spec", default="docs/openapi.json", help="an OpenAPI file or http(s) URL (default docs/openapi.json)")
+    parser.add_argument(
+        "--spec", default="docs/openapi.json", help="an OpenAPI file or http(s) URL (default docs/openapi.json)"
+    )
     parser.add_argument("--base-url", default="http://127.0.0.1:8008", help="the collection's baseUrl variable")
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     args = parser.parse_args()

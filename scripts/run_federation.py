@@ -22,8 +22,15 @@ from federation import FederatedServer, ThrowawayCA, peer, start_all  # noqa: E4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "federation", help="keys, databases, CA (kept between runs)")
-    parser.add_argument("--federation-port", type=int, default=8448, help="TLS federation port on each address (part of the server names)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=ROOT / "data" / "federation", help="keys, databases, CA (kept between runs)"
+    )
+    parser.add_argument(
+        "--federation-port",
+        type=int,
+        default=8448,
+        help="TLS federation port on each address (part of the server names)",
+    )
     args = parser.parse_args()
 
     a = peer("hospital-a.test", "127.0.0.1", args.federation_port)
@@ -37,7 +44,9 @@ def main() -> None:
     try:
         start_all(servers)
         for server in servers:
-            print(f"{server.server_name}: client API {server.base_url}  federation https://{server.peer.address}:{server.peer.federation_port}  log {server.log_path}")
+            print(
+                f"{server.server_name}: client API {server.base_url}  federation https://{server.peer.address}:{server.peer.federation_port}  log {server.log_path}"
+            )
         print(f"CA certificate: {ca.cert_path}\nCtrl-C stops both.", flush=True)
         while all(s.process is not None and s.process.poll() is None for s in servers):
             time.sleep(1)

@@ -20,9 +20,18 @@ from medchat.federation.allowlist import public_key_of, sign_allow_list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     key = parser.add_mutually_exclusive_group(required=True)
-    key.add_argument("--new-key", type=Path, metavar="KEY_FILE", help="write a new ed25519 key (refuses to overwrite) and print its public key")
+    key.add_argument(
+        "--new-key",
+        type=Path,
+        metavar="KEY_FILE",
+        help="write a new ed25519 key (refuses to overwrite) and print its public key",
+    )
     key.add_argument("--key", type=Path, metavar="KEY_FILE", help="the signing key")
-    parser.add_argument("--public-key", action="store_true", help="print the key's public key (for `federation_allow_list_file.public_key`)")
+    parser.add_argument(
+        "--public-key",
+        action="store_true",
+        help="print the key's public key (for `federation_allow_list_file.public_key`)",
+    )
     parser.add_argument("--out", type=Path, help="where to write the signed list (default: standard output)")
     parser.add_argument("servers", nargs="*", help="server names to allow (as in `federation_allow_list`)")
     args = parser.parse_args()

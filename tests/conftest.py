@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from harness import Api, SynapseServer, TEST_MODULE_CONFIG, TEST_RATE_LIMITS, free_port, fresh_database
+from harness import TEST_MODULE_CONFIG, TEST_RATE_LIMITS, Api, SynapseServer, free_port, fresh_database
 
 
 class MailSink:
@@ -69,10 +69,14 @@ def database_url() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, mail: MailSink, database_url: str | None) -> Iterator[SynapseServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, mail: MailSink, database_url: str | None
+) -> Iterator[SynapseServer]:
     workdir: Path = tmp_path_factory.mktemp("synapse")
     env = {"MEDCHAT_SMTP_HOST": "127.0.0.1", "MEDCHAT_SMTP_PORT": str(mail.port)}
-    hs = SynapseServer(workdir, database_url=database_url, env=env, overrides=TEST_RATE_LIMITS, module_overrides=TEST_MODULE_CONFIG)
+    hs = SynapseServer(
+        workdir, database_url=database_url, env=env, overrides=TEST_RATE_LIMITS, module_overrides=TEST_MODULE_CONFIG
+    )
     hs.start()
     yield hs
     hs.stop()

@@ -101,13 +101,17 @@ class ThrowawayCA:
             .sign(self._key, hashes.SHA256())
         )
         cert_path, key_path = self.directory / f"{host}.pem", self.directory / f"{host}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self._cert.public_bytes(serialization.Encoding.PEM))
+        cert_path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM) + self._cert.public_bytes(serialization.Encoding.PEM)
+        )
         _write_key(key_path, key)
         return cert_path, key_path
 
 
 def _write_key(path: Path, key: Any) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     path.chmod(0o600)
 
 
@@ -133,7 +137,9 @@ class FederatedServer(SynapseServer):
             database_url=database_url,
             env={"MEDCHAT_SERVER_NAME": me.server_name},
             module_overrides={"federation_allow_list": allow, **(module_overrides or {})},
-            extra_modules=[{"module": "medchat.devhosts.StaticHosts", "config": {"hosts": {p.host: p.address for p in network}}}],
+            extra_modules=[
+                {"module": "medchat.devhosts.StaticHosts", "config": {"hosts": {p.host: p.address for p in network}}}
+            ],
         )
         self.peer = me
         self.server_name = me.server_name
@@ -142,8 +148,22 @@ class FederatedServer(SynapseServer):
             # Outbound requests may reach the federation's loopback addresses, and nothing else there.
             "ip_range_whitelist": sorted({"127.0.0.1", *(p.address for p in network)}),
             "listeners": [
-                {"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False, "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}]},
-                {"port": me.federation_port, "bind_addresses": [me.address], "type": "http", "tls": True, "x_forwarded": False, "resources": [{"names": ["federation"], "compress": False}]},
+                {
+                    "port": self.port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["client"], "compress": False}],
+                },
+                {
+                    "port": me.federation_port,
+                    "bind_addresses": [me.address],
+                    "type": "http",
+                    "tls": True,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["federation"], "compress": False}],
+                },
             ],
             "tls_certificate_path": str(cert),
             "tls_private_key_path": str(key),
@@ -160,7 +180,9 @@ def signed_get(origin: FederatedServer, destination: FederatedServer, path: str)
     request = {"method": "GET", "uri": path, "origin": origin.server_name, "destination": destination.server_name}
     key_id = f"{key.alg}:{key.version}"
     sig = sign_json(request, origin.server_name, key)["signatures"][origin.server_name][key_id]
-    header = f'X-Matrix origin="{origin.server_name}",destination="{destination.server_name}",key="{key_id}",sig="{sig}"'
+    header = (
+        f'X-Matrix origin="{origin.server_name}",destination="{destination.server_name}",key="{key_id}",sig="{sig}"'
+    )
     return requests.get(destination.base_url + path, headers={"Authorization": header}, timeout=10)
 
 

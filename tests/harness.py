@@ -23,9 +23,8 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import requests
-from nio import AsyncClient, LoginResponse
-
 import yaml
+from nio import AsyncClient, LoginResponse
 
 from medchat.devconfig import prepare, synapse_command
 
@@ -35,7 +34,10 @@ PASSWORD = "correct horse battery staple"
 # The suite logs in and registers far more often than a person; the failed-attempt limiter stays
 # at synapse.yaml's value so the rate-limit test sees Synapse's real behaviour.
 TEST_RATE_LIMITS = {
-    "rc_login": {"address": {"per_second": 1000, "burst_count": 1000}, "account": {"per_second": 1000, "burst_count": 1000}},
+    "rc_login": {
+        "address": {"per_second": 1000, "burst_count": 1000},
+        "account": {"per_second": 1000, "burst_count": 1000},
+    },
     "rc_registration": {"per_second": 1000, "burst_count": 1000},
     "rc_3pid_validation": {"per_second": 1000, "burst_count": 1000},
     "rc_message": {"per_second": 1000, "burst_count": 1000},
@@ -129,7 +131,13 @@ class SynapseServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120) -> None:
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides, extra_modules=self._extra_modules)
+        config_paths = prepare(
+            self.workdir,
+            env=self._env,
+            overrides=self._overrides,
+            module_overrides=self._module_overrides,
+            extra_modules=self._extra_modules,
+        )
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             synapse_command(config_paths), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
@@ -149,7 +157,13 @@ class SynapseServer:
 
     def run_until_exit(self, timeout: float = 60) -> tuple[int, str]:
         """Starts a server that is expected to refuse to start; returns (exit code, output)."""
-        config_paths = prepare(self.workdir, env=self._env, overrides=self._overrides, module_overrides=self._module_overrides, extra_modules=self._extra_modules)
+        config_paths = prepare(
+            self.workdir,
+            env=self._env,
+            overrides=self._overrides,
+            module_overrides=self._module_overrides,
+            extra_modules=self._extra_modules,
+        )
         result = subprocess.run(
             synapse_command(config_paths), cwd=self.workdir, capture_output=True, timeout=timeout, text=True
         )
@@ -175,7 +189,9 @@ class SynapseServer:
         shared_secret = yaml.safe_load((self.workdir / "secrets.yaml").read_text())["registration_shared_secret"]
         url = self.base_url + "/_synapse/admin/v1/register"
         nonce = requests.get(url, timeout=10).json()["nonce"]
-        message = b"\x00".join([nonce.encode(), username.encode(), password.encode(), b"admin" if admin else b"notadmin"])
+        message = b"\x00".join(
+            [nonce.encode(), username.encode(), password.encode(), b"admin" if admin else b"notadmin"]
+        )
         mac = hmac.new(shared_secret.encode(), message, hashlib.sha1).hexdigest()
         body = {"nonce": nonce, "username": username, "password": password, "admin": admin, "mac": mac}
         response = requests.post(url, json=body, timeout=10)
@@ -195,11 +211,15 @@ class Api:
         self.base_url = base_url
         self.session = requests.Session()
 
-    def call(self, method: str, path: str, token: str | None = None, json: Any = None, data: bytes | None = None, **kw: Any) -> requests.Response:
+    def call(
+        self, method: str, path: str, token: str | None = None, json: Any = None, data: bytes | None = None, **kw: Any
+    ) -> requests.Response:
         headers = kw.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return self.session.request(method, self.base_url + path, json=json, data=data, headers=headers, timeout=30, **kw)
+        return self.session.request(
+            method, self.base_url + path, json=json, data=data, headers=headers, timeout=30, **kw
+        )
 
     def register(self, username: str | None = None, **fields: Any) -> dict[str, Any]:
         """Registers a user through /api/auth/register; returns the response plus the password."""
@@ -271,10 +291,16 @@ def licence_verified(api: Api, server: SynapseServer, **fields: Any) -> dict[str
     """A new user of `server`, licence-verified by that server's admin through the API."""
     user = api.register(**fields)
     admin = register_admin(server)
-    body = {"level": "license_verified", "registration_body": "General Medical Council", "license_number": "GMC-7012345"}
+    body = {
+        "level": "license_verified",
+        "registration_body": "General Medical Council",
+        "license_number": "GMC-7012345",
+    }
     request = api.call("POST", "/api/chat/verification/requests", token=user["access_token"], json=body)
     assert request.status_code == 201, request.text
-    approved = api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
+    approved = api.call(
+        "POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={}
+    )
     assert approved.status_code == 200, approved.text
     return user
 
@@ -320,6 +346,7 @@ def execute_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> N
     finally:
         conn.close()
 
+
 def shared_room(api: Api, owner: dict[str, Any], *members: dict[str, Any]) -> str:
     """A private room made with the native Matrix API, `members` invited and joined."""
     invite = [m["user_id"] for m in members]
@@ -327,13 +354,21 @@ def shared_room(api: Api, owner: dict[str, Any], *members: dict[str, Any]) -> st
     assert response.status_code == 200, response.text
     room = response.json()["room_id"]
     for member in members:
-        assert api.call("POST", f"/_matrix/client/v3/join/{room}", token=member["access_token"], json={}).status_code == 200
+        assert (
+            api.call("POST", f"/_matrix/client/v3/join/{room}", token=member["access_token"], json={}).status_code
+            == 200
+        )
     return room
 
 
 def send_text(api: Api, token: str, room: str, body: str, **content: Any) -> str:
     """Sends an m.text message with the native Matrix API; returns its event id."""
     txn = f"t{time.monotonic_ns()}"
-    response = api.call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}", token=token, json={"msgtype": "m.text", "body": body, **content})
+    response = api.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}",
+        token=token,
+        json={"msgtype": "m.text", "body": body, **content},
+    )
     assert response.status_code == 200, response.text
     return response.json()["event_id"]

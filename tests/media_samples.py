@@ -87,7 +87,9 @@ def mp4(handler: bytes, brand: bytes = b"isom") -> bytes:
 
 
 def ogg_opus() -> bytes:
-    return b"OggS\x00\x02" + b"\x00" * 20 + b"\x01\x13OpusHead\x01\x01\x38\x01\x80\xbb\x00\x00\x00\x00\x00" + b"\x00" * 64
+    return (
+        b"OggS\x00\x02" + b"\x00" * 20 + b"\x01\x13OpusHead\x01\x01\x38\x01\x80\xbb\x00\x00\x00\x00\x00" + b"\x00" * 64
+    )
 
 
 def wav() -> bytes:
@@ -124,7 +126,14 @@ def windows_exe() -> bytes:
     return b"MZ\x90\x00" + b"\x00" * 56 + b"PE\x00\x00" + b"\x00" * 64
 
 
-def upload(api: Api, user: dict[str, Any], kind: str, data: bytes, content_type: str = "application/octet-stream", filename: str | None = None) -> requests.Response:
+def upload(
+    api: Api,
+    user: dict[str, Any],
+    kind: str,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+    filename: str | None = None,
+) -> requests.Response:
     path = f"/api/chat/upload/{kind}" + (f"?filename={filename}" if filename else "")
     return api.call("POST", path, token=user["access_token"], data=data, headers={"Content-Type": content_type})
 

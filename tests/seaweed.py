@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import free_port
-
 from medchat.devconfig import MEDIA_S3_CONFIG, substitute
 
 BUCKET = "medchat-media"
@@ -47,19 +46,43 @@ class SeaweedS3:
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "medchat",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "medchat",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": self.secret_key}],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                }
+            )
+        )
         p = self._ports
         command = [
-            weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
-            f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}", "-master.volumeSizeLimitMB=256",
-            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}", "-volume.max=4", "-volume.preStopSeconds=0",
-            f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
-            "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={p['s3_grpc']}", f"-s3.config={config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-iam=false", f"-metricsPort={p['metrics']}",
+            weed,
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={data}",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master_grpc']}",
+            "-master.volumeSizeLimitMB=256",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume_grpc']}",
+            "-volume.max=4",
+            "-volume.preStopSeconds=0",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer_grpc']}",
+            "-s3",
+            f"-s3.port={self.port}",
+            f"-s3.port.grpc={p['s3_grpc']}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-iam=false",
+            f"-metricsPort={p['metrics']}",
         ]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -80,8 +103,11 @@ class SeaweedS3:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=secret_key or self.secret_key,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=secret_key or self.secret_key,
             config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
         )
 
@@ -91,8 +117,11 @@ class SeaweedS3:
         import yaml
 
         env = {
-            "S3_BUCKET": BUCKET, "S3_ENDPOINT_URL": self.endpoint, "S3_REGION": "us-east-1",
-            "S3_ACCESS_KEY_ID": ACCESS_KEY, "S3_SECRET_ACCESS_KEY": secret_key or self.secret_key,
+            "S3_BUCKET": BUCKET,
+            "S3_ENDPOINT_URL": self.endpoint,
+            "S3_REGION": "us-east-1",
+            "S3_ACCESS_KEY_ID": ACCESS_KEY,
+            "S3_SECRET_ACCESS_KEY": secret_key or self.secret_key,
         }
         (entry,) = yaml.safe_load(substitute(MEDIA_S3_CONFIG.read_text(), env))["media_storage_providers"]
         return entry
@@ -110,4 +139,8 @@ class SeaweedS3:
                 Path(path).unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:]) if self.log_path.exists() else "(no log)"
+        return (
+            "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            if self.log_path.exists()
+            else "(no log)"
+        )

@@ -17,7 +17,9 @@ def test_actions_are_recorded_and_only_admins_read_them(api: Api, server) -> Non
     admin = register_admin(server)
     doctor = licence_verified(api, server)  # an admin's approval: a verification decision
     user = api.register()
-    edited = api.call("PUT", f"/api/chat/users/{quote(user['user_id'])}", token=admin["access_token"], json={"bio": "fixed by admin"})
+    edited = api.call(
+        "PUT", f"/api/chat/users/{quote(user['user_id'])}", token=admin["access_token"], json={"bio": "fixed by admin"}
+    )
     assert edited.status_code == 200, edited.text
 
     decisions = audit(api, admin, f"?action=verification.approved&target={quote(doctor['user_id'])}")["entries"]
@@ -26,13 +28,17 @@ def test_actions_are_recorded_and_only_admins_read_them(api: Api, server) -> Non
     assert [(e["actor"], e["details"]["fields"]) for e in edits] == [(admin["user_id"], ["bio"])]
 
     # Case-room membership is recorded whichever client made it.
-    room = api.call("POST", "/api/chat/rooms", token=doctor["access_token"], json={"type": "case", "name": "Audit case"}).json()["id"]
+    room = api.call(
+        "POST", "/api/chat/rooms", token=doctor["access_token"], json={"type": "case", "name": "Audit case"}
+    ).json()["id"]
     joins = audit(api, admin, f"?action=case_room.membership&actor={quote(doctor['user_id'])}")["entries"]
     assert any(e["details"]["room_id"] == room for e in joins)
 
     expect_error(api.call("GET", "/api/admin/audit", token=user["access_token"]), 403, "M_FORBIDDEN")
     expect_error(api.call("GET", "/api/admin/audit/verify", token=user["access_token"]), 403, "M_FORBIDDEN")
-    expect_error(api.call("GET", "/api/admin/audit?since=yesterday", token=admin["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("GET", "/api/admin/audit?since=yesterday", token=admin["access_token"]), 400, "M_INVALID_PARAM"
+    )
 
 
 def test_verify_catches_a_direct_database_edit(api: Api, server) -> None:
@@ -42,7 +48,9 @@ def test_verify_catches_a_direct_database_edit(api: Api, server) -> None:
     assert verdict["ok"] and verdict["first_broken_seq"] is None and verdict["entries_checked"] >= 1
 
     newest = audit(api, admin, "?limit=1")["entries"][0]
-    execute_db(server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", ("@someone_else:medchat.test", newest["seq"]))
+    execute_db(
+        server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", ("@someone_else:medchat.test", newest["seq"])
+    )
     verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
     assert (verdict["ok"], verdict["first_broken_seq"]) == (False, newest["seq"])
     # Put it back: the suite shares one server, and later tests verify the chain too.
@@ -58,9 +66,20 @@ def test_concurrent_entries_all_land_in_one_chain(api: Api, server) -> None:
     users = [api.register() for _ in range(8)]
 
     def edit(user: dict) -> int:
-        return Api(api.base_url).call("PUT", f"/api/chat/users/{quote(user['user_id'])}", token=admin["access_token"], json={"bio": "concurrent"}).status_code
+        return (
+            Api(api.base_url)
+            .call(
+                "PUT",
+                f"/api/chat/users/{quote(user['user_id'])}",
+                token=admin["access_token"],
+                json={"bio": "concurrent"},
+            )
+            .status_code
+        )
 
     with ThreadPoolExecutor(len(users)) as pool:
         assert list(pool.map(edit, users)) == [200] * len(users)
-    assert len(audit(api, admin, f"?action=profile.admin_edit&actor={quote(admin['user_id'])}")["entries"]) == len(users)
+    assert len(audit(api, admin, f"?action=profile.admin_edit&actor={quote(admin['user_id'])}")["entries"]) == len(
+        users
+    )
     assert api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()["ok"]

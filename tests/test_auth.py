@@ -21,14 +21,25 @@ def test_register_creates_matrix_user_with_profile(api: Api) -> None:
     assert reg["user_id"] == f"@dr_aisha:{SERVER_NAME}"
     user = reg["user"]
     assert user["id"] == reg["user_id"]
-    assert user["user"] == {"id": reg["user_id"], "username": "dr_aisha", "email": "dr_aisha@example.org", "full_name": "Dr. Aisha Rehman"}
+    assert user["user"] == {
+        "id": reg["user_id"],
+        "username": "dr_aisha",
+        "email": "dr_aisha@example.org",
+        "full_name": "Dr. Aisha Rehman",
+    }
     assert (user["role"], user["institution"], user["specialization"], user["bio"]) == (
-        "MBBS Student", "St Elsewhere Hospital", "Cardiology", "Cardiology fan",
+        "MBBS Student",
+        "St Elsewhere Hospital",
+        "Cardiology",
+        "Cardiology fan",
     )
     assert user["is_verified"] is False
     assert user["created_at"].endswith("Z")
     # The token is Synapse's own, and the display name is the Matrix profile's.
-    assert api.call("GET", "/_matrix/client/v3/account/whoami", token=reg["access_token"]).json()["user_id"] == reg["user_id"]
+    assert (
+        api.call("GET", "/_matrix/client/v3/account/whoami", token=reg["access_token"]).json()["user_id"]
+        == reg["user_id"]
+    )
     profile = api.call("GET", f"/_matrix/client/v3/profile/{reg['user_id']}", token=reg["access_token"]).json()
     assert profile["displayname"] == "Dr. Aisha Rehman"
     assert reg["refresh_token"] and reg["expires_in_ms"] > 0
@@ -49,18 +60,34 @@ def test_registered_user_logs_in_with_matrix_nio(api: Api, server) -> None:
 
 def test_taken_username_is_409(api: Api) -> None:
     reg = api.register()
-    response = api.call("POST", "/api/auth/register", json={
-        "username": reg["username"], "password": PASSWORD, "email": "other@example.org", "full_name": "X", "role": "GP",
-    })
+    response = api.call(
+        "POST",
+        "/api/auth/register",
+        json={
+            "username": reg["username"],
+            "password": PASSWORD,
+            "email": "other@example.org",
+            "full_name": "X",
+            "role": "GP",
+        },
+    )
     expect_error(response, 409, "M_USER_IN_USE")
 
 
 def test_taken_email_is_409_and_username_stays_free(api: Api) -> None:
     reg = api.register()
     username = f"u_{secrets.token_hex(4)}"
-    response = api.call("POST", "/api/auth/register", json={
-        "username": username, "password": PASSWORD, "email": reg["email"].upper(), "full_name": "X", "role": "GP",
-    })
+    response = api.call(
+        "POST",
+        "/api/auth/register",
+        json={
+            "username": username,
+            "password": PASSWORD,
+            "email": reg["email"].upper(),
+            "full_name": "X",
+            "role": "GP",
+        },
+    )
     expect_error(response, 409, "M_THREEPID_IN_USE")
     api.register(username)  # nothing half-made blocks the name
 
@@ -79,7 +106,14 @@ def test_taken_email_is_409_and_username_stays_free(api: Api) -> None:
 )
 def test_bad_registration_is_400_and_leaves_nothing(api: Api, change: dict, errcode: str, mentions: str) -> None:
     username = f"u_{secrets.token_hex(4)}"
-    body = {"username": username, "password": PASSWORD, "email": f"{username}@example.org", "full_name": "Dr X", "role": "GP", **change}
+    body = {
+        "username": username,
+        "password": PASSWORD,
+        "email": f"{username}@example.org",
+        "full_name": "Dr X",
+        "role": "GP",
+        **change,
+    }
     error = expect_error(api.call("POST", "/api/auth/register", json=body), 400, errcode)
     assert mentions in error["error"]
     if "username" not in change:
@@ -118,9 +152,19 @@ def test_login_by_username_and_by_email(api: Api) -> None:
 
 def test_bad_credentials_are_403(api: Api) -> None:
     reg = api.register()
-    expect_error(api.call("POST", "/api/auth/login", json={"username": reg["username"], "password": "wrong password"}), 403, "M_FORBIDDEN")
-    expect_error(api.call("POST", "/api/auth/login", json={"username": "nobody_here", "password": PASSWORD}), 403, "M_FORBIDDEN")
-    expect_error(api.call("POST", "/api/auth/login", json={"email": "nobody@example.org", "password": PASSWORD}), 403, "M_FORBIDDEN")
+    expect_error(
+        api.call("POST", "/api/auth/login", json={"username": reg["username"], "password": "wrong password"}),
+        403,
+        "M_FORBIDDEN",
+    )
+    expect_error(
+        api.call("POST", "/api/auth/login", json={"username": "nobody_here", "password": PASSWORD}), 403, "M_FORBIDDEN"
+    )
+    expect_error(
+        api.call("POST", "/api/auth/login", json={"email": "nobody@example.org", "password": PASSWORD}),
+        403,
+        "M_FORBIDDEN",
+    )
 
 
 def test_login_needs_exactly_one_identifier(api: Api) -> None:
@@ -160,7 +204,9 @@ def test_refresh_rotates_tokens(api: Api) -> None:
     assert new["expires_in_ms"] > 0
     assert whoami(api, new["access_token"]) == 200
     # Once the new pair is used, the old refresh token is spent (Synapse answers 403 for that).
-    expect_error(api.call("POST", "/api/auth/refresh", json={"refresh_token": reg["refresh_token"]}), 403, "M_FORBIDDEN")
+    expect_error(
+        api.call("POST", "/api/auth/refresh", json={"refresh_token": reg["refresh_token"]}), 403, "M_FORBIDDEN"
+    )
     assert api.call("POST", "/api/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 200
 
 
@@ -180,14 +226,25 @@ def test_profile_needs_a_valid_token(api: Api) -> None:
 def test_profile_update_reaches_matrix(api: Api) -> None:
     reg = api.register()
     token = reg["access_token"]
-    response = api.call("PUT", "/api/auth/profile", token=token, json={
-        "full_name": "Dr. Renamed", "bio": "Now in paediatrics", "specialization": "Paediatrics", "role": "Consultant",
-        "profile_image": "mxc://medchat.test/abcDEF123",
-    })
+    response = api.call(
+        "PUT",
+        "/api/auth/profile",
+        token=token,
+        json={
+            "full_name": "Dr. Renamed",
+            "bio": "Now in paediatrics",
+            "specialization": "Paediatrics",
+            "role": "Consultant",
+            "profile_image": "mxc://medchat.test/abcDEF123",
+        },
+    )
     assert response.status_code == 200, response.text
     user = response.json()
     assert (user["user"]["full_name"], user["bio"], user["specialization"], user["role"]) == (
-        "Dr. Renamed", "Now in paediatrics", "Paediatrics", "Consultant",
+        "Dr. Renamed",
+        "Now in paediatrics",
+        "Paediatrics",
+        "Consultant",
     )
     assert user["profile_image"] == "mxc://medchat.test/abcDEF123"
     assert user["updated_at"] >= user["created_at"]
@@ -201,9 +258,17 @@ def test_profile_update_bad_input_changes_nothing(api: Api) -> None:
     reg = api.register()
     token = reg["access_token"]
     before = api.call("GET", "/api/auth/profile", token=token).json()
-    expect_error(api.call("PUT", "/api/auth/profile", token=token, json={"role": "Wizard", "bio": "x"}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("PUT", "/api/auth/profile", token=token, json={"email": "new@example.org"}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("PUT", "/api/auth/profile", token=token, json={"profile_image": "https://evil.example/x.png"}), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("PUT", "/api/auth/profile", token=token, json={"role": "Wizard", "bio": "x"}), 400, "M_INVALID_PARAM"
+    )
+    expect_error(
+        api.call("PUT", "/api/auth/profile", token=token, json={"email": "new@example.org"}), 400, "M_INVALID_PARAM"
+    )
+    expect_error(
+        api.call("PUT", "/api/auth/profile", token=token, json={"profile_image": "https://evil.example/x.png"}),
+        400,
+        "M_INVALID_PARAM",
+    )
     expect_error(api.call("PUT", "/api/auth/profile", token=token, json={}), 400, "M_INVALID_PARAM")
     assert api.call("GET", "/api/auth/profile", token=token).json() == before
 

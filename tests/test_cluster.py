@@ -108,7 +108,9 @@ def test_message_sent_through_a_client_reader_is_persisted_by_the_event_persiste
     cluster: Cluster, api: Api
 ) -> None:
     alice, bob = api.register(), api.register()
-    room = api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"invite": [bob["user_id"]]})
+    room = api.call(
+        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"invite": [bob["user_id"]]}
+    )
     assert room.status_code == 200, room.text
     room_id = room.json()["room_id"]
     joined = api.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/join", token=bob["access_token"], json={})
@@ -141,7 +143,9 @@ def test_message_sent_through_a_client_reader_is_persisted_by_the_event_persiste
     assert _access_log(cluster, "event_persister1", r"/_synapse/replication/send_events"), "event persister wrote it"
     assert _access_log(cluster, "sync1", r"GET /_matrix/client/v3/sync"), "sync went to the sync worker"
     assert not _access_log(cluster, "main", r"/_matrix/client/v3/sync")
-    fetched = api.call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}", token=bob["access_token"])
+    fetched = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}", token=bob["access_token"]
+    )
     assert fetched.status_code == 200 and fetched.json()["content"]["body"] == text
 
 
@@ -184,7 +188,9 @@ def test_media_goes_to_the_media_worker(cluster: Cluster, api: Api) -> None:
     download = api.call("GET", f"/_matrix/client/v1/media/download/{server}/{media_id}", token=user["access_token"])
     assert download.status_code == 200 and download.content == b"hello from the media worker"
     assert _access_log(cluster, "media1", r"POST /_matrix/media/v3/upload")
-    expect_error(requests.post(cluster.process_url("main") + "/_matrix/media/v3/upload", timeout=10), 404, "M_UNRECOGNIZED")
+    expect_error(
+        requests.post(cluster.process_url("main") + "/_matrix/media/v3/upload", timeout=10), 404, "M_UNRECOGNIZED"
+    )
 
 
 def test_data_dir_holds_one_rendered_config_per_process(cluster: Cluster) -> None:

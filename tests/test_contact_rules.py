@@ -68,7 +68,9 @@ def test_blocked_user_cannot_dm_invite_or_request_and_is_not_told(api: Api, serv
 
     block_message = refusal(create_room(api, pest, [blocker["user_id"]], is_direct=True), "recipient_settings")
     refusal(create_room(api, pest, [blocker["user_id"]]), "recipient_settings")
-    request_message = refusal(api.call("POST", C, token=pest["access_token"], json={"user_id": blocker["user_id"]}), "recipient_settings")
+    request_message = refusal(
+        api.call("POST", C, token=pest["access_token"], json={"user_id": blocker["user_id"]}), "recipient_settings"
+    )
     assert "block" not in (block_message + request_message).lower() and "ignor" not in block_message.lower()
 
     dm, invite = nio_attempts(server, pest, blocker["user_id"])
@@ -91,7 +93,11 @@ def test_blocked_user_cannot_dm_invite_or_request_and_is_not_told(api: Api, serv
 
 def test_permission_setting_with_exceptions(api: Api, server: Any) -> None:
     me, friend, colleague, nurse, other = (
-        api.register(), api.register(), api.register(), api.register(role="Nurse"), api.register()
+        api.register(),
+        api.register(),
+        api.register(),
+        api.register(role="Nurse"),
+        api.register(),
     )
     got = api.call("GET", PERMS, token=me["access_token"]).json()
     assert got["source"] == "server_default" and got["permissions"]["default"] == "allow_all"
@@ -100,8 +106,12 @@ def test_permission_setting_with_exceptions(api: Api, server: Any) -> None:
 
     # friend becomes a contact first (requests are allowed then), then the door closes.
     assert api.call("POST", C, token=friend["access_token"], json={"user_id": me["user_id"]}).status_code == 202
-    assert api.call("POST", f"{C}/requests/{quote(friend['user_id'])}/accept", token=me["access_token"]).status_code == 200
-    saved = set_permissions(api, me, {"default": "block_all", "allow": {"users": [colleague["user_id"]]}, "block": {"roles": ["Nurse"]}})
+    assert (
+        api.call("POST", f"{C}/requests/{quote(friend['user_id'])}/accept", token=me["access_token"]).status_code == 200
+    )
+    saved = set_permissions(
+        api, me, {"default": "block_all", "allow": {"users": [colleague["user_id"]]}, "block": {"roles": ["Nurse"]}}
+    )
     assert saved["source"] == "account_data"
     assert saved["permissions"]["allow"]["users"] == [colleague["user_id"]]
 
@@ -119,7 +129,11 @@ def test_permission_setting_with_exceptions(api: Api, server: Any) -> None:
     assert create_room(api, other, [me["user_id"]]).status_code == 200
 
     # The setting is plain account data any Matrix client can read.
-    stored = api.call("GET", f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/org.medchat.contact_permissions", token=me["access_token"])
+    stored = api.call(
+        "GET",
+        f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/org.medchat.contact_permissions",
+        token=me["access_token"],
+    )
     assert stored.json()["block"]["roles"] == ["Nurse"]
 
 
@@ -149,11 +163,18 @@ def test_unreadable_stored_setting_falls_back_to_the_server_default(api: Api, se
     set_permissions(api, me, {"default": "block_all"})
     refusal(create_room(api, other, [me["user_id"]]), "recipient_settings")
     # A Matrix client writes something MedChat cannot read.
-    put = api.call("PUT", f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/org.medchat.contact_permissions",
-                   token=me["access_token"], json={"default": 42})
+    put = api.call(
+        "PUT",
+        f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/org.medchat.contact_permissions",
+        token=me["access_token"],
+        json={"default": 42},
+    )
     assert put.status_code == 200
     got = api.call("GET", PERMS, token=me["access_token"]).json()
-    assert got == {"permissions": Permissions(default="allow_all").to_json(), "source": "server_default"}  # synapse.yaml's default
+    assert got == {
+        "permissions": Permissions(default="allow_all").to_json(),
+        "source": "server_default",
+    }  # synapse.yaml's default
     assert f"unreadable org.medchat.contact_permissions of {me['user_id']}" in server.log_tail(400)
 
 
@@ -175,7 +196,9 @@ def test_accepting_a_dm_invite_counts_as_starting_a_dm(api: Api, server: Any) ->
     student, resident = api.register(role="MBBS Student"), api.register()
     room = create_room(api, resident, [student["user_id"]], is_direct=True)
     assert room.status_code == 200
-    joined = api.call("POST", f"/_matrix/client/v3/join/{quote(room.json()['room_id'])}", token=student["access_token"], json={})
+    joined = api.call(
+        "POST", f"/_matrix/client/v3/join/{quote(room.json()['room_id'])}", token=student["access_token"], json={}
+    )
     refusal(joined, "students-no-unverified-dm")
 
     async def nio_invite_ok() -> Any:
@@ -196,7 +219,12 @@ def test_accepting_a_dm_invite_counts_as_starting_a_dm(api: Api, server: Any) ->
 def strict_api(tmp_path_factory: pytest.TempPathFactory) -> Any:
     config = {"contact_requests": False, "federation_allow_list": ["partner.example"]}
     with fresh_database() as database_url:
-        hs = SynapseServer(tmp_path_factory.mktemp("strict"), database_url=database_url, overrides=TEST_RATE_LIMITS, module_overrides=config)
+        hs = SynapseServer(
+            tmp_path_factory.mktemp("strict"),
+            database_url=database_url,
+            overrides=TEST_RATE_LIMITS,
+            module_overrides=config,
+        )
         hs.start()
         yield Api(hs.base_url)
         hs.stop()
@@ -207,7 +235,11 @@ def test_without_requests_adding_is_immediate_and_one_sided(strict_api: Api) -> 
     added = strict_api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]})
     assert added.status_code == 201 and added.json()["contact"]["id"] == b["user_id"]
     assert strict_api.call("GET", C, token=b["access_token"]).json()["results"] == []
-    expect_error(strict_api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]}), 409, "ORG_MEDCHAT_CONTACT_EXISTS")
+    expect_error(
+        strict_api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]}),
+        409,
+        "ORG_MEDCHAT_CONTACT_EXISTS",
+    )
 
 
 def test_invites_to_servers_outside_the_allow_list_are_refused(strict_api: Api) -> None:
@@ -215,11 +247,20 @@ def test_invites_to_servers_outside_the_allow_list_are_refused(strict_api: Api) 
     refusal(create_room(strict_api, a, ["@someone:outsider.example"], is_direct=True), "federation_allow_list")
     room = create_room(strict_api, a, [])
     assert room.status_code == 200
-    invite = strict_api.call("POST", f"/_matrix/client/v3/rooms/{quote(room.json()['room_id'])}/invite",
-                             token=a["access_token"], json={"user_id": "@someone:outsider.example"})
+    invite = strict_api.call(
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(room.json()['room_id'])}/invite",
+        token=a["access_token"],
+        json={"user_id": "@someone:outsider.example"},
+    )
     assert "outsider.example" in refusal(invite, "federation_allow_list")
     # The API's DM names the rule and the server too (checked before asking that server).
-    dm = strict_api.call("POST", "/api/chat/rooms", token=a["access_token"], json={"type": "direct", "participants": ["@someone:outsider.example"]})
+    dm = strict_api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=a["access_token"],
+        json={"type": "direct", "participants": ["@someone:outsider.example"]},
+    )
     assert "outsider.example" in refusal(dm, "federation_allow_list")
 
 
@@ -228,10 +269,15 @@ def test_invites_to_servers_outside_the_allow_list_are_refused(strict_api: Api) 
 A = Party("@a:home.example", "MBBS Student", "unverified")
 B = Party("@b:home.example", "Consultant", "license_verified")
 R = Party("@r:remote.example", None, "unverified")
-STUDENT_RULE = PolicyRule.parse({
-    "name": "no-student-dm", "description": "no", "actions": ["dm"],
-    "actor": {"roles": ["MBBS Student"]}, "target": {"levels": ["unverified", "identity_verified"]},
-})
+STUDENT_RULE = PolicyRule.parse(
+    {
+        "name": "no-student-dm",
+        "description": "no",
+        "actions": ["dm"],
+        "actor": {"roles": ["MBBS Student"]},
+        "target": {"levels": ["unverified", "identity_verified"]},
+    }
+)
 
 
 def test_policy_rule_needs_action_actor_and_target_to_match() -> None:
@@ -253,24 +299,30 @@ def test_federation_allow_list() -> None:
 
 
 def test_permissions_most_specific_entry_wins() -> None:
-    p = Permissions.parse({
-        "default": "block_all",
-        "allow": {"users": [A.user_id], "servers": ["remote.example"]},
-        "block": {"users": [B.user_id], "levels": ["unverified"]},
-    })
+    p = Permissions.parse(
+        {
+            "default": "block_all",
+            "allow": {"users": [A.user_id], "servers": ["remote.example"]},
+            "block": {"users": [B.user_id], "levels": ["unverified"]},
+        }
+    )
     assert p.permits(A, False)  # listed user beats the blocked level
     assert not p.permits(B, True)  # a blocked user stays blocked even as a contact
     assert not p.permits(R, False)  # blocked level beats allowed server
     assert p.permits(Party("@x:remote.example", None, "license_verified"), False)
     assert not p.permits(Party("@x:home.example", None, "license_verified"), False)  # default
     assert p.permits(Party("@x:home.example", None, "unverified"), True)  # contacts come before groups
-    assert not Permissions.parse({"default": "allow_all", "allow_contacts": False, "block": {"servers": ["home.example"]}}).permits(A, True)
+    assert not Permissions.parse(
+        {"default": "allow_all", "allow_contacts": False, "block": {"servers": ["home.example"]}}
+    ).permits(A, True)
 
 
 def test_a_block_and_a_closed_setting_read_the_same() -> None:
     open_door = Permissions(default="allow_all")
     ignored = recipient_refusal(open_door, "dm", A, sender_is_contact=True, ignored=True)
-    closed = recipient_refusal(Permissions(default="block_all", allow_contacts=False), "dm", A, sender_is_contact=True, ignored=False)
+    closed = recipient_refusal(
+        Permissions(default="block_all", allow_contacts=False), "dm", A, sender_is_contact=True, ignored=False
+    )
     assert ignored == closed and ignored.rule == "recipient_settings"
     assert recipient_refusal(open_door, "dm", A, sender_is_contact=False, ignored=False) is None
 

@@ -44,7 +44,10 @@ def nio_sync(server: Any, user: dict[str, Any]) -> Any:
 
 
 def global_account_data(sync: Any, data_type: str) -> dict[str, Any] | None:
-    return next((e.content for e in sync.account_data_events if isinstance(e, UnknownAccountDataEvent) and e.type == data_type), None)
+    return next(
+        (e.content for e in sync.account_data_events if isinstance(e, UnknownAccountDataEvent) and e.type == data_type),
+        None,
+    )
 
 
 def room_tags(sync: Any, room_id: str) -> dict[str, Any]:
@@ -57,18 +60,27 @@ def room_tags(sync: Any, room_id: str) -> dict[str, Any]:
 
 def test_contact_life_cycle_through_a_request(api: Api) -> None:
     a, b = api.register(), api.register(role="GP", institution="Mercy General", specialization="Oncology")
-    sent = api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"], "nickname": "Bee", "message": "Hi, we met at the congress"})
+    sent = api.call(
+        "POST",
+        C,
+        token=a["access_token"],
+        json={"user_id": b["user_id"], "nickname": "Bee", "message": "Hi, we met at the congress"},
+    )
     assert sent.status_code == 202, sent.text
     assert sent.json()["status"] == "pending" and sent.json()["request"]["id"] == b["user_id"]
     assert contact_ids(api, a) == []  # nothing until b says yes
 
     incoming = api.call("GET", f"{C}/requests", token=b["access_token"]).json()["results"]
-    assert [(r["id"], r["direction"], r["message"]) for r in incoming] == [(a["user_id"], "incoming", "Hi, we met at the congress")]
+    assert [(r["id"], r["direction"], r["message"]) for r in incoming] == [
+        (a["user_id"], "incoming", "Hi, we met at the congress")
+    ]
     assert incoming[0]["user"]["full_name"] == a["user"]["user"]["full_name"]
     outgoing = api.call("GET", f"{C}/requests?direction=outgoing", token=a["access_token"]).json()["results"]
     assert [r["id"] for r in outgoing] == [b["user_id"]]
 
-    accepted = api.call("POST", f"{C}/requests/{quote(a['user_id'])}/accept", token=b["access_token"], json={"nickname": "Ay"})
+    accepted = api.call(
+        "POST", f"{C}/requests/{quote(a['user_id'])}/accept", token=b["access_token"], json={"nickname": "Ay"}
+    )
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["nickname"] == "Ay"
     assert contact_ids(api, a) == [b["user_id"]] and contact_ids(api, b) == [a["user_id"]]
@@ -77,9 +89,15 @@ def test_contact_life_cycle_through_a_request(api: Api) -> None:
     seen = api.call("GET", path(b["user_id"]), token=a["access_token"]).json()
     assert seen["nickname"] == "Bee" and seen["is_favorite"] is False and seen["is_blocked"] is False
     assert seen["contact"] == {
-        "id": b["user_id"], "username": b["username"], "full_name": b["user"]["user"]["full_name"], "profile_image": None,
-        "specialization": "Oncology", "institution": "Mercy General", "role": "GP",
-        "is_online": seen["contact"]["is_online"], "last_seen": seen["contact"]["last_seen"],
+        "id": b["user_id"],
+        "username": b["username"],
+        "full_name": b["user"]["user"]["full_name"],
+        "profile_image": None,
+        "specialization": "Oncology",
+        "institution": "Mercy General",
+        "role": "GP",
+        "is_online": seen["contact"]["is_online"],
+        "last_seen": seen["contact"]["last_seen"],
     }
     assert isinstance(seen["contact"]["is_online"], bool) and seen["created_at"].endswith("Z")
 
@@ -93,11 +111,15 @@ def test_contact_life_cycle_through_a_request(api: Api) -> None:
 def test_declined_request_can_be_sent_again_but_not_twice(api: Api) -> None:
     a, b = api.register(), api.register()
     assert api.call("POST", C, token=a["access_token"], json={"contact_id": b["user_id"]}).status_code == 202
-    expect_error(api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]}), 409, "ORG_MEDCHAT_REQUEST_PENDING")
+    expect_error(
+        api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]}), 409, "ORG_MEDCHAT_REQUEST_PENDING"
+    )
     assert api.call("POST", f"{C}/requests/{quote(a['user_id'])}/decline", token=b["access_token"]).status_code == 200
     assert api.call("GET", f"{C}/requests", token=b["access_token"]).json()["results"] == []
     assert contact_ids(api, a) == [] and contact_ids(api, b) == []
-    expect_error(api.call("POST", f"{C}/requests/{quote(a['user_id'])}/accept", token=b["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("POST", f"{C}/requests/{quote(a['user_id'])}/accept", token=b["access_token"]), 404, "M_NOT_FOUND"
+    )
     assert api.call("POST", C, token=a["access_token"], json={"user_id": b["user_id"]}).status_code == 202
     # The sender can withdraw it.
     assert api.call("DELETE", f"{C}/requests/{quote(b['user_id'])}", token=a["access_token"]).status_code == 200
@@ -119,13 +141,17 @@ def test_bad_input(api: Api) -> None:
     expect_error(api.call("POST", C, token=token, json={"user_id": f"@nobody_here:{SERVER_NAME}"}), 404, "M_NOT_FOUND")
     expect_error(api.call("POST", C, token=token, json={"user_id": "not-a-user-id"}), 400, "M_INVALID_PARAM")
     expect_error(api.call("POST", C, token=token, json={}), 400, "M_MISSING_PARAM")
-    expect_error(api.call("POST", C, token=token, json={"user_id": b["user_id"], "nickname": "x" * 101}), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("POST", C, token=token, json={"user_id": b["user_id"], "nickname": "x" * 101}), 400, "M_INVALID_PARAM"
+    )
     befriend(api, a, b)
     expect_error(api.call("POST", C, token=token, json={"user_id": b["user_id"]}), 409, "ORG_MEDCHAT_CONTACT_EXISTS")
     expect_error(api.call("PUT", path(b["user_id"]), token=token, json={"nick": "x"}), 400, "M_INVALID_PARAM")
     stranger = api.register()
     for method, suffix in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/favorite"), ("DELETE", "/block")):
-        response = api.call(method, path(stranger["user_id"], suffix), token=token, json={"nickname": None} if method == "PUT" else None)
+        response = api.call(
+            method, path(stranger["user_id"], suffix), token=token, json={"nickname": None} if method == "PUT" else None
+        )
         expect_error(response, 404, "M_NOT_FOUND")
     for query in ("?limit=0", "?limit=101", "?limit=x", "?favorite=maybe", "?q=" + "x" * 201):
         expect_error(api.call("GET", C + query, token=token), 400, "M_INVALID_PARAM")
@@ -183,8 +209,12 @@ def test_block_is_the_matrix_ignore_list(api: Api, server: Any) -> None:
     token = me["access_token"]
     # Someone ignored from Element before: MedChat must keep that entry.
     element_ignored = "@spammer:elsewhere.example"
-    put = api.call("PUT", f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/m.ignored_user_list", token=token,
-                   json={"ignored_users": {element_ignored: {}}})
+    put = api.call(
+        "PUT",
+        f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/m.ignored_user_list",
+        token=token,
+        json={"ignored_users": {element_ignored: {}}},
+    )
     assert put.status_code == 200
     api.call("POST", path(pest["user_id"], "/block"), token=token)
     ignored = global_account_data(nio_sync(server, me), "m.ignored_user_list")
@@ -196,8 +226,12 @@ def test_block_is_the_matrix_ignore_list(api: Api, server: Any) -> None:
     assert set(ignored["ignored_users"]) == {element_ignored}
 
     # Ignoring in a Matrix client is a block in the API.
-    api.call("PUT", f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/m.ignored_user_list", token=token,
-             json={"ignored_users": {element_ignored: {}, pest["user_id"]: {}}})
+    api.call(
+        "PUT",
+        f"/_matrix/client/v3/user/{quote(me['user_id'])}/account_data/m.ignored_user_list",
+        token=token,
+        json={"ignored_users": {element_ignored: {}, pest["user_id"]: {}}},
+    )
     assert api.call("GET", path(pest["user_id"]), token=token).json()["is_blocked"] is True
 
 
@@ -223,10 +257,17 @@ def _direct_room(api: Api, server: Any, owner: dict[str, Any], other: dict[str, 
             await client.close()
 
     room_id = run(create())
-    direct = api.call("GET", f"/_matrix/client/v3/user/{quote(owner['user_id'])}/account_data/m.direct", token=owner["access_token"])
+    direct = api.call(
+        "GET", f"/_matrix/client/v3/user/{quote(owner['user_id'])}/account_data/m.direct", token=owner["access_token"]
+    )
     content = direct.json() if direct.status_code == 200 else {}
     content.setdefault(other["user_id"], []).append(room_id)
-    put = api.call("PUT", f"/_matrix/client/v3/user/{quote(owner['user_id'])}/account_data/m.direct", token=owner["access_token"], json=content)
+    put = api.call(
+        "PUT",
+        f"/_matrix/client/v3/user/{quote(owner['user_id'])}/account_data/m.direct",
+        token=owner["access_token"],
+        json=content,
+    )
     assert put.status_code == 200
     return room_id
 
@@ -240,7 +281,10 @@ def test_favourite_tags_the_dm_room(api: Api, server: Any) -> None:
 
     assert api.call("POST", path(friend["user_id"], "/favorite"), token=me["access_token"]).status_code == 200
     assert "m.favourite" in room_tags(nio_sync(server, me), room_id)
-    assert api.call("DELETE", path(friend["user_id"], "/favorite"), token=me["access_token"]).json()["is_favorite"] is False
+    assert (
+        api.call("DELETE", path(friend["user_id"], "/favorite"), token=me["access_token"]).json()["is_favorite"]
+        is False
+    )
     assert "m.favourite" not in room_tags(nio_sync(server, me), room_id)
 
     # Favourite first, DM later: the tag follows when m.direct names the new room.

@@ -61,7 +61,14 @@ def _env(service: str) -> dict[str, str]:
 def test_compose_names_every_service_of_the_topology() -> None:
     expected = {"postgres", "redis", "minio", "nginx", "synapse"} | {_service(w) for w in worker_names()}
     assert expected <= set(SERVICES)
-    assert set(worker_names()) == {"client_reader1", "client_reader2", "sync1", "event_persister1", "media1", "background1"}
+    assert set(worker_names()) == {
+        "client_reader1",
+        "client_reader2",
+        "sync1",
+        "event_persister1",
+        "media1",
+        "background1",
+    }
 
 
 def test_every_synapse_process_runs_the_one_image_with_a_config_that_exists() -> None:

@@ -46,7 +46,9 @@ def matrix_directory(server: SynapseServer, user: dict[str, Any], term: str) -> 
     async def search() -> list[str]:
         client = await nio_login(server.base_url, user["user_id"], PASSWORD)
         try:
-            status, body = await nio_request(client, "POST", "/_matrix/client/v3/user_directory/search", {"search_term": term, "limit": 50})
+            status, body = await nio_request(
+                client, "POST", "/_matrix/client/v3/user_directory/search", {"search_term": term, "limit": 50}
+            )
         finally:
             await client.close()
         assert status == 200, body
@@ -65,14 +67,21 @@ def test_filters_and_cursor_pagination(api: Api) -> None:
     everyone = ids(api.call("GET", users(f"?institution={quote(inst)}"), token=t))
     assert everyone == [a["user_id"], b["user_id"], c["user_id"]]  # name order
     assert ids(api.call("GET", users(f"?institution={quote(inst)}&role=GP"), token=t)) == [a["user_id"], c["user_id"]]
-    assert ids(api.call("GET", users(f"?institution={quote(inst)}&specialization=Cardiology&role=Nurse"), token=t)) == [b["user_id"]]
-    assert ids(api.call("GET", users(f"/filter?role=GP&institution={quote(inst)}"), token=t)) == [a["user_id"], c["user_id"]]
+    assert ids(api.call("GET", users(f"?institution={quote(inst)}&specialization=Cardiology&role=Nurse"), token=t)) == [
+        b["user_id"]
+    ]
+    assert ids(api.call("GET", users(f"/filter?role=GP&institution={quote(inst)}"), token=t)) == [
+        a["user_id"],
+        c["user_id"],
+    ]
     assert ids(api.call("GET", users(f"?institution={quote(inst)}&verified=true"), token=t)) == []
     assert ids(api.call("GET", users(f"?institution={quote(inst)}&level=unverified"), token=t)) == everyone
 
     seen, cursor = [], None
     while True:
-        page = api.call("GET", users(f"?institution={quote(inst)}&limit=2" + (f"&cursor={cursor}" if cursor else "")), token=t).json()
+        page = api.call(
+            "GET", users(f"?institution={quote(inst)}&limit=2" + (f"&cursor={cursor}" if cursor else "")), token=t
+        ).json()
         assert len(page["results"]) <= 2
         seen += [u["id"] for u in page["results"]]
         cursor = page["next_cursor"]
@@ -112,9 +121,14 @@ def test_search_is_prefix_case_insensitive_and_ranked(api: Api) -> None:
     found = ids(api.call("GET", users(f"/search?q={tok[:4].upper()}"), token=t))
     assert set(found) >= {exact["user_id"], name_prefix["user_id"], in_specialty["user_id"], by_username["user_id"]}
     # Name matches rank above username and specialization matches.
-    assert found.index(name_prefix["user_id"]) < found.index(by_username["user_id"]) < found.index(in_specialty["user_id"])
+    assert (
+        found.index(name_prefix["user_id"]) < found.index(by_username["user_id"]) < found.index(in_specialty["user_id"])
+    )
 
-    assert ids(api.call("GET", users(f"/search?q={tok}&role=Consultant"), token=t)) == [exact["user_id"], in_specialty["user_id"]]
+    assert ids(api.call("GET", users(f"/search?q={tok}&role=Consultant"), token=t)) == [
+        exact["user_id"],
+        in_specialty["user_id"],
+    ]
     initial = api.call("GET", users(f"/search?q={tok[0].upper()}&limit=100"), token=t).json()["results"]
     assert {exact["user_id"], name_prefix["user_id"]} <= {u["id"] for u in initial}
     assert all(u["user"]["full_name"].lower().startswith(tok[0]) for u in initial)  # one letter: names only
@@ -156,7 +170,9 @@ def test_hidden_users_leave_both_directories(api: Api, server: SynapseServer) ->
     assert shy["user_id"] not in ids(api.call("GET", users(f"/search?q={tok}"), token=t))
     assert shy["user_id"] not in ids(api.call("GET", users(f"?institution={quote(inst)}"), token=t))
     assert shy["user_id"] not in ids(api.call("GET", users(f"/filter?institution={quote(inst)}"), token=t))
-    assert {"name": inst, "member_count": 1} in api.call("GET", "/api/chat/institutions", token=t).json()["institutions"]
+    assert {"name": inst, "member_count": 1} in api.call("GET", "/api/chat/institutions", token=t).json()[
+        "institutions"
+    ]
     expect_error(api.call("GET", shy_path, token=t), 404, "M_NOT_FOUND")
     assert api.call("GET", shy_path, token=shy["access_token"]).status_code == 200  # still there for themselves
     assert shy["user_id"] not in matrix_directory(server, seeker, tok)
@@ -169,7 +185,9 @@ def test_hidden_users_leave_both_directories(api: Api, server: SynapseServer) ->
 def test_profile_fields_visible_to_matrix_clients(api: Api, server: SynapseServer) -> None:
     user = api.register(role="Pharmacist", institution="Mirror General", specialization="Oncology")
     viewer = api.register()
-    changed = api.call("PUT", users(f"/{quote(user['user_id'])}"), token=user["access_token"], json={"specialization": "Haematology"})
+    changed = api.call(
+        "PUT", users(f"/{quote(user['user_id'])}"), token=user["access_token"], json={"specialization": "Haematology"}
+    )
     assert changed.status_code == 200, changed.text
 
     async def read_and_tamper() -> tuple[Any, int, Any]:
@@ -178,7 +196,12 @@ def test_profile_fields_visible_to_matrix_clients(api: Api, server: SynapseServe
         try:
             profile = await reader.get_profile(user["user_id"])
             forged = {"role": "Consultant", "verification_level": "license_verified", "is_verified": True}
-            status, _ = await nio_request(owner, "PUT", f"/_matrix/client/v3/profile/{quote(user['user_id'])}/{PROFILE_FIELD}", {PROFILE_FIELD: forged})
+            status, _ = await nio_request(
+                owner,
+                "PUT",
+                f"/_matrix/client/v3/profile/{quote(user['user_id'])}/{PROFILE_FIELD}",
+                {PROFILE_FIELD: forged},
+            )
             after = await reader.get_profile(user["user_id"])
             return profile.other_info, status, after.other_info
         finally:
@@ -201,7 +224,12 @@ def test_profile_fields_visible_to_matrix_clients(api: Api, server: SynapseServe
 def test_online_filter_follows_matrix_presence(api: Api) -> None:
     inst = f"Ward {token()}"
     online, offline = api.register(institution=inst), api.register(institution=inst)
-    set_presence = api.call("PUT", f"/_matrix/client/v3/presence/{quote(online['user_id'])}/status", token=online["access_token"], json={"presence": "online"})
+    set_presence = api.call(
+        "PUT",
+        f"/_matrix/client/v3/presence/{quote(online['user_id'])}/status",
+        token=online["access_token"],
+        json={"presence": "online"},
+    )
     assert set_presence.status_code == 200, set_presence.text
     t = offline["access_token"]
     assert ids(api.call("GET", users(f"?institution={quote(inst)}&online=true"), token=t)) == [online["user_id"]]
@@ -214,7 +242,9 @@ def test_edit_permissions(api: Api, server: SynapseServer) -> None:
     admin = register_admin(server)
     b_path = users(f"/{quote(b['user_id'])}")
     expect_error(api.call("PUT", b_path, token=a["access_token"], json={"bio": "mine now"}), 403, "M_FORBIDDEN")
-    by_admin = api.call("PUT", b_path, token=admin["access_token"], json={"bio": "fixed by admin", "full_name": "Dr. Renamed"})
+    by_admin = api.call(
+        "PUT", b_path, token=admin["access_token"], json={"bio": "fixed by admin", "full_name": "Dr. Renamed"}
+    )
     assert by_admin.status_code == 200, by_admin.text
     assert by_admin.json()["bio"] == "fixed by admin" and by_admin.json()["user"]["full_name"] == "Dr. Renamed"
     own = api.call("PUT", b_path, token=b["access_token"], json={"role": "Consultant"})
@@ -277,8 +307,15 @@ def test_config_can_require_a_level_for_the_directory(gated_server: SynapseServe
     admin = register_admin(gated_server)
     newcomer = api.register(full_name=f"{tok.title()} New")
     checked = api.register(full_name=f"{tok.title()} Checked")
-    request = api.call("POST", "/api/chat/verification/requests", token=checked["access_token"], json={"registration_body": "GMC", "license_number": "123"})
-    approve = api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
+    request = api.call(
+        "POST",
+        "/api/chat/verification/requests",
+        token=checked["access_token"],
+        json={"registration_body": "GMC", "license_number": "123"},
+    )
+    approve = api.call(
+        "POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={}
+    )
     assert approve.status_code == 200, approve.text
 
     body = expect_error(api.call("GET", users(f"/search?q={tok}"), token=newcomer["access_token"]), 403, "M_FORBIDDEN")
@@ -289,4 +326,6 @@ def test_config_can_require_a_level_for_the_directory(gated_server: SynapseServe
     assert ids(api.call("GET", users(f"/search?q={tok}"), token=checked["access_token"])) == [checked["user_id"]]
     # Synapse leaves the searcher out of their own results: an admin (exempt from the gate) looks.
     assert matrix_directory(gated_server, admin, tok) == [checked["user_id"]]
-    expect_error(api.call("GET", users(f"/{quote(newcomer['user_id'])}"), token=checked["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("GET", users(f"/{quote(newcomer['user_id'])}"), token=checked["access_token"]), 404, "M_NOT_FOUND"
+    )

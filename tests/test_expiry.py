@@ -18,14 +18,18 @@ def send(api: Api, user: dict, room: str, **body: object) -> object:
 def wait_deleted(api: Api, user: dict, room: str, message_id: str, timeout: float = 15) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        model = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(message_id)}", token=user["access_token"]).json()
+        model = api.call(
+            "GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(message_id)}", token=user["access_token"]
+        ).json()
         if model["is_deleted"] or time.monotonic() > deadline:
             return model
         time.sleep(0.2)
 
 
 def group(api: Api, owner: dict) -> str:
-    return api.call("POST", "/api/chat/rooms", token=owner["access_token"], json={"type": "group", "name": "Rota"}).json()["id"]
+    return api.call(
+        "POST", "/api/chat/rooms", token=owner["access_token"], json={"type": "group", "name": "Rota"}
+    ).json()["id"]
 
 
 @pytest.mark.parametrize("expires_in", [0, -5, 2_592_001, "soon"])
@@ -44,7 +48,9 @@ def test_message_is_redacted_at_expiry(api: Api) -> None:
     assert sent.status_code == 201, sent.text
     model = sent.json()
     assert model["expires_at"] and model["expires_at"].endswith("Z")
-    assert api.call("GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(model['id'])}", token=user["access_token"]).json()["content"]
+    assert api.call(
+        "GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(model['id'])}", token=user["access_token"]
+    ).json()["content"]
     gone = wait_deleted(api, user, room, model["id"])
     assert gone["is_deleted"] and gone["content"] is None
 

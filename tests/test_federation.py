@@ -23,8 +23,15 @@ from signedjson.key import generate_signing_key
 from synapse.module_api.errors import ConfigError
 
 from federation import FederatedServer, ThrowawayCA, peer, signed_get, start_all
-from harness import Api, SynapseServer, execute_db, nio_login, postgres_admin_url, run
-from harness import licence_verified as verified_user
+from harness import (
+    Api,
+    SynapseServer,
+    execute_db,
+    licence_verified as verified_user,
+    nio_login,
+    postgres_admin_url,
+    run,
+)
 from medchat.federation.allowlist import check_agreement, load_signed_allow_list, public_key_of, sign_allow_list
 from test_messages import msg_path, send
 from test_rooms import create_room, room_path
@@ -55,7 +62,11 @@ class Federation:
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     root = tmp_path_factory.mktemp("federation")
-    a, b, c = peer("hospital-a.test", "127.0.0.1"), peer("hospital-b.test", "127.0.0.2"), peer("clinic-c.test", "127.0.0.3")
+    a, b, c = (
+        peer("hospital-a.test", "127.0.0.1"),
+        peer("hospital-b.test", "127.0.0.2"),
+        peer("clinic-c.test", "127.0.0.3"),
+    )
     network = [a, b, c]
     ca = ThrowawayCA(root / "ca")
     # A's allow-list is only a signed file (as a federation authority would publish it): every
@@ -97,7 +108,9 @@ def history(side: Institution, user: dict[str, Any], room_id: str) -> dict[str, 
 
 def join_direct(side: Institution, user: dict[str, Any], room_id: str) -> None:
     """Accepts a direct-chat invite through the API (a join over federation)."""
-    response = side.api.call("POST", room_path(room_id, "/participants"), token=user["access_token"], json={"user_id": user["user_id"]})
+    response = side.api.call(
+        "POST", room_path(room_id, "/participants"), token=user["access_token"], json={"user_id": user["user_id"]}
+    )
     assert response.status_code in (200, 201), response.text
 
 
@@ -112,32 +125,59 @@ def test_direct_chat_across_servers(federation: Federation) -> None:
     room = create_room(a.api, alice["access_token"], type="direct", participants=[bob["user_id"]])["id"]
     invited = eventually(lambda: b.api.call("GET", room_path(room), token=bob["access_token"]), what="the invite on B")
     assert invited.status_code == 200, invited.text
-    assert {k: invited.json()[k] for k in ("type", "membership", "created_by")} == {"type": "direct", "membership": "invite", "created_by": alice["user_id"]}
+    assert {k: invited.json()[k] for k in ("type", "membership", "created_by")} == {
+        "type": "direct",
+        "membership": "invite",
+        "created_by": alice["user_id"],
+    }
     join_direct(b, bob, room)
     joined = b.api.call("GET", room_path(room), token=bob["access_token"]).json()
-    assert joined["type"] == "direct" and {p["id"] for p in joined["participants"]} == {alice["user_id"], bob["user_id"]}
+    assert joined["type"] == "direct" and {p["id"] for p in joined["participants"]} == {
+        alice["user_id"],
+        bob["user_id"],
+    }
     # The same DM is found again from B's side, not a second room made.
-    again = b.api.call("POST", "/api/chat/rooms", token=bob["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    again = b.api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=bob["access_token"],
+        json={"type": "direct", "participants": [alice["user_id"]]},
+    )
     assert again.status_code == 200 and again.json()["id"] == room, again.text
 
     hello = send(a.api, alice, room, content="Referral for bed 7")
-    answer = eventually(lambda: hello["id"] in history(b, bob, room) and history(b, bob, room)[hello["id"]], what="A's message on B")
+    answer = eventually(
+        lambda: hello["id"] in history(b, bob, room) and history(b, bob, room)[hello["id"]], what="A's message on B"
+    )
     assert answer["content"] == "Referral for bed 7" and answer["sender"]["id"] == alice["user_id"]
 
-    reply = b.api.call("POST", msg_path(room, hello["id"], "/reply"), token=bob["access_token"], json={"content": "Accepted, send the notes"})
+    reply = b.api.call(
+        "POST",
+        msg_path(room, hello["id"], "/reply"),
+        token=bob["access_token"],
+        json={"content": "Accepted, send the notes"},
+    )
     assert reply.status_code == 201, reply.text
     reply_id = reply.json()["id"]
     on_a = eventually(lambda: history(a, alice, room).get(reply_id), what="B's reply on A")
     assert on_a["reply_to"] == hello["id"] and on_a["content"] == "Accepted, send the notes"
 
-    edited = a.api.call("PUT", msg_path(room, hello["id"]), token=alice["access_token"], json={"content": "Referral for bed 8"})
+    edited = a.api.call(
+        "PUT", msg_path(room, hello["id"]), token=alice["access_token"], json={"content": "Referral for bed 8"}
+    )
     assert edited.status_code == 200, edited.text
     eventually(lambda: history(b, bob, room)[hello["id"]]["content"] == "Referral for bed 8", what="the edit on B")
     assert history(b, bob, room)[hello["id"]]["is_edited"] is True
 
-    reacted = b.api.call("POST", msg_path(room, hello["id"], "/reactions"), token=bob["access_token"], json={"key": "👍"})
+    reacted = b.api.call(
+        "POST", msg_path(room, hello["id"], "/reactions"), token=bob["access_token"], json={"key": "👍"}
+    )
     assert reacted.status_code in (200, 201), reacted.text
-    eventually(lambda: history(a, alice, room)[hello["id"]]["reactions"] == [{"key": "👍", "count": 1, "reacted_by_me": False}], what="the reaction on A")
+    eventually(
+        lambda: history(a, alice, room)[hello["id"]]["reactions"]
+        == [{"key": "👍", "count": 1, "reacted_by_me": False}],
+        what="the reaction on A",
+    )
 
     doomed = send(b.api, bob, room, content="wrong patient, ignore")
     eventually(lambda: doomed["id"] in history(a, alice, room), what="B's message on A")
@@ -155,10 +195,17 @@ def test_direct_chat_across_servers(federation: Federation) -> None:
 
     eventually(status_on_a, what="B's read receipt on A")
     # ... and A reads B's reply.
-    assert a.api.call("POST", f"/api/chat/messages/{quote(reply_id)}/mark-read", token=alice["access_token"]).status_code in (200, 204)
+    assert a.api.call(
+        "POST", f"/api/chat/messages/{quote(reply_id)}/mark-read", token=alice["access_token"]
+    ).status_code in (200, 204)
 
     def status_on_b() -> bool:
-        return b.api.call("GET", f"/api/chat/messages/{quote(reply_id)}/status", token=bob["access_token"]).json().get("status") == "read"
+        return (
+            b.api.call("GET", f"/api/chat/messages/{quote(reply_id)}/status", token=bob["access_token"])
+            .json()
+            .get("status")
+            == "read"
+        )
 
     eventually(status_on_b, what="A's read receipt on B")
 
@@ -195,24 +242,46 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
     alice, mallory = a.api.register(), c.api.register()
 
     # From C: a DM (the API) and a plain invite (Matrix) to A's user are refused by A's Synapse.
-    dm = c.api.call("POST", "/api/chat/rooms", token=mallory["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    dm = c.api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=mallory["access_token"],
+        json={"type": "direct", "participants": [alice["user_id"]]},
+    )
     assert 400 <= dm.status_code < 500 and dm.json()["errcode"].startswith("M_"), dm.text
     room = c.api.call("POST", "/_matrix/client/v3/createRoom", token=mallory["access_token"], json={}).json()["room_id"]
-    invite = c.api.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", token=mallory["access_token"], json={"user_id": alice["user_id"]})
+    invite = c.api.call(
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(room)}/invite",
+        token=mallory["access_token"],
+        json={"user_id": alice["user_id"]},
+    )
     assert 400 <= invite.status_code < 500, invite.text
     assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
 
     # From C: joining A's public room is refused.
-    public = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat"}).json()["room_id"]
-    join = c.api.call("POST", f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}", token=mallory["access_token"], json={})
+    public = a.api.call(
+        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat"}
+    ).json()["room_id"]
+    join = c.api.call(
+        "POST",
+        f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}",
+        token=mallory["access_token"],
+        json={},
+    )
     assert 400 <= join.status_code < 500, join.text
-    members = a.api.call("GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]).json()["joined"]
+    members = a.api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]
+    ).json()["joined"]
     assert set(members) == {alice["user_id"]}
 
     # From A: nothing reaches C. The API refuses a DM, a group or an added participant by the
     # module's rule, naming C, before asking C anything (Synapse would answer a generic
     # M_FORBIDDEN); a Matrix invite is refused by the same rule.
-    for body in ({"type": "direct", "participants": [mallory["user_id"]]}, {"type": "group", "name": "Ward round", "participants": [mallory["user_id"]]}):
+    for body in (
+        {"type": "direct", "participants": [mallory["user_id"]]},
+        {"type": "group", "name": "Ward round", "participants": [mallory["user_id"]]},
+    ):
         refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json=body)
         assert refused.status_code == 403, refused.text
         assert refused.json() == {
@@ -221,27 +290,51 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
             "org.medchat.rule": "federation_allow_list",
         }
     group = create_room(a.api, alice["access_token"], type="group", name="Handover")["id"]
-    added = a.api.call("POST", room_path(group, "/participants"), token=alice["access_token"], json={"user_id": mallory["user_id"]})
-    assert added.status_code == 403 and added.json()["errcode"] == "ORG_MEDCHAT_CONTACT_REFUSED" and c.name in added.json()["error"], added.text
-    assert {r["id"] for r in a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"]} == {public, group}  # nothing half-made
+    added = a.api.call(
+        "POST", room_path(group, "/participants"), token=alice["access_token"], json={"user_id": mallory["user_id"]}
+    )
+    assert (
+        added.status_code == 403
+        and added.json()["errcode"] == "ORG_MEDCHAT_CONTACT_REFUSED"
+        and c.name in added.json()["error"]
+    ), added.text
+    assert {r["id"] for r in a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"]} == {
+        public,
+        group,
+    }  # nothing half-made
     added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": mallory["user_id"]})
     assert added.status_code == 403 and c.name in added.json()["error"], added.text
     own = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={}).json()["room_id"]
-    native = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(own)}/invite", token=alice["access_token"], json={"user_id": mallory["user_id"]})
+    native = a.api.call(
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(own)}/invite",
+        token=alice["access_token"],
+        json={"user_id": mallory["user_id"]},
+    )
     assert native.status_code == 403 and native.json()["org.medchat.rule"] == "federation_allow_list", native.text
 
 
 def test_module_refuses_to_start_when_synapse_allows_other_servers(tmp_path: Any) -> None:
-    hs = SynapseServer(tmp_path, overrides={"federation_domain_whitelist": ["partner.example", "other.example"]}, module_overrides={"federation_allow_list": ["partner.example"]})
+    hs = SynapseServer(
+        tmp_path,
+        overrides={"federation_domain_whitelist": ["partner.example", "other.example"]},
+        module_overrides={"federation_allow_list": ["partner.example"]},
+    )
     code, output = hs.run_until_exit()
     assert code != 0
-    assert "federation_allow_list" in output and "federation_domain_whitelist" in output and "other.example" in output, output[-2000:]
+    assert (
+        "federation_allow_list" in output and "federation_domain_whitelist" in output and "other.example" in output
+    ), output[-2000:]
 
 
 def test_allow_lists_agree_when_they_name_the_same_servers() -> None:
     check_agreement(None, None, "home.example")
     check_agreement(["partner.example"], ["partner.example", "home.example"], "home.example")
-    for module_list, synapse_list in ((None, ["partner.example"]), (["partner.example"], None), ([], ["partner.example"])):
+    for module_list, synapse_list in (
+        (None, ["partner.example"]),
+        (["partner.example"], None),
+        ([], ["partner.example"]),
+    ):
         with pytest.raises(ConfigError, match="federation_domain_whitelist"):
             check_agreement(module_list, synapse_list, "home.example")
 
@@ -254,7 +347,11 @@ def test_signed_allow_list_file_is_checked_against_its_key(tmp_path: Any) -> Non
     assert load_signed_allow_list(str(path), public_key_of(key)) == ("clinic.example", "partner.example")
     tampered = {**signed, "servers": [*signed["servers"], "intruder.example"]}
     unsigned = {"servers": signed["servers"]}
-    for content, public_key in ((tampered, public_key_of(key)), (signed, public_key_of(other)), (unsigned, public_key_of(key))):
+    for content, public_key in (
+        (tampered, public_key_of(key)),
+        (signed, public_key_of(other)),
+        (unsigned, public_key_of(key)),
+    ):
         path.write_text(json.dumps(content))
         with pytest.raises(ConfigError, match=re.escape(public_key)):
             load_signed_allow_list(str(path), public_key)
@@ -263,11 +360,18 @@ def test_signed_allow_list_file_is_checked_against_its_key(tmp_path: Any) -> Non
 def test_a_tampered_allow_list_file_stops_start_up_naming_the_key(tmp_path: Any) -> None:
     key = generate_signing_key("authority")
     path = tmp_path / "allow-list.json"
-    path.write_text(json.dumps({**sign_allow_list(["partner.example"], key), "servers": ["partner.example", "intruder.example"]}))
-    hs = SynapseServer(tmp_path / "hs", module_overrides={"federation_allow_list_file": {"path": str(path), "public_key": public_key_of(key)}})
+    path.write_text(
+        json.dumps({**sign_allow_list(["partner.example"], key), "servers": ["partner.example", "intruder.example"]})
+    )
+    hs = SynapseServer(
+        tmp_path / "hs",
+        module_overrides={"federation_allow_list_file": {"path": str(path), "public_key": public_key_of(key)}},
+    )
     code, output = hs.run_until_exit()
     assert code != 0
-    assert "federation_allow_list_file" in output and public_key_of(key) in output and "is not signed by the key" in output, output[-2000:]
+    assert (
+        "federation_allow_list_file" in output and public_key_of(key) in output and "is not signed by the key" in output
+    ), output[-2000:]
 
 
 # --- verification that travels and the federated directory -----------------------------------
@@ -279,7 +383,9 @@ def licence_verified(side: Institution, **fields: Any) -> dict[str, Any]:
 
 
 def federated_search(side: Institution, user: dict[str, Any], q: str, **params: str) -> dict[str, Any]:
-    response = side.api.call("GET", "/api/chat/users/search", token=user["access_token"], params={"q": q, "scope": "federation", **params})
+    response = side.api.call(
+        "GET", "/api/chat/users/search", token=user["access_token"], params={"q": q, "scope": "federation", **params}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -288,21 +394,47 @@ def test_attestation_is_published_signed_and_checked(federation: Federation) -> 
     a, b = federation.a, federation.b
     doctor = licence_verified(b, username="dr_attested", full_name="Dr. Attested Osei")
     alice = licence_verified(a)  # only licence-verified practitioners host case rooms
-    profile = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()
+    profile = a.api.call(
+        "GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]
+    ).json()
     attestation = profile["org.medchat.attestation"]
     assert {k: attestation[k] for k in ("user_id", "level", "registration_body")} == {
-        "user_id": doctor["user_id"], "level": "license_verified", "registration_body": "General Medical Council"
+        "user_id": doctor["user_id"],
+        "level": "license_verified",
+        "registration_body": "General Medical Council",
     }
     assert attestation["expires_ts"] > attestation["issued_ts"] and set(attestation["signatures"]) == {b.name}
 
     # A case room on A admits B's verified doctor, not B's unverified user.
-    case = a.api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"creation_content": {"type": "org.medchat.case"}}).json()["room_id"]
-    invite = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(case)}/invite", token=alice["access_token"], json={"user_id": doctor["user_id"]})
+    case = a.api.call(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=alice["access_token"],
+        json={"creation_content": {"type": "org.medchat.case"}},
+    ).json()["room_id"]
+    invite = a.api.call(
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(case)}/invite",
+        token=alice["access_token"],
+        json={"user_id": doctor["user_id"]},
+    )
     assert invite.status_code == 200, invite.text
     nobody = b.api.register()
-    refused = a.api.call("POST", f"/_matrix/client/v3/rooms/{quote(case)}/invite", token=alice["access_token"], json={"user_id": nobody["user_id"]})
+    refused = a.api.call(
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(case)}/invite",
+        token=alice["access_token"],
+        json={"user_id": nobody["user_id"]},
+    )
     assert refused.status_code == 403 and refused.json()["org.medchat.rule"] == "case_room_verified_only", refused.text
-    join_direct(b, doctor, eventually(lambda: case if b.api.call("GET", room_path(case), token=doctor["access_token"]).ok else None, what="the case-room invite on B"))
+    join_direct(
+        b,
+        doctor,
+        eventually(
+            lambda: case if b.api.call("GET", room_path(case), token=doctor["access_token"]).ok else None,
+            what="the case-room invite on B",
+        ),
+    )
 
 
 def participants_on(side: Institution, user: dict[str, Any], room_id: str) -> dict[str, str]:
@@ -310,19 +442,30 @@ def participants_on(side: Institution, user: dict[str, Any], room_id: str) -> di
     return {p["id"]: p["membership"] for p in response.json()["participants"]} if response.ok else {}
 
 
-def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_attestation(federation: Federation) -> None:
+def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_attestation(
+    federation: Federation,
+) -> None:
     a, b = federation.a, federation.b
     alice, doctor, nobody = licence_verified(a), licence_verified(b), b.api.register()
 
     # Through the API: a case room with B's unverified user is refused up front, nothing made.
-    refused = a.api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "case", "name": "Case 12", "participants": [nobody["user_id"]]})
+    refused = a.api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=alice["access_token"],
+        json={"type": "case", "name": "Case 12", "participants": [nobody["user_id"]]},
+    )
     assert refused.status_code == 403 and refused.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED", refused.text
     assert nobody["user_id"] in refused.json()["error"]
     assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
 
     # With B's licence-verified doctor: made, invited over federation, joined from B's API.
-    case = create_room(a.api, alice["access_token"], type="case", name="Case 12", participants=[doctor["user_id"]])["id"]
-    eventually(lambda: b.api.call("GET", room_path(case), token=doctor["access_token"]), what="the case-room invite on B")
+    case = create_room(a.api, alice["access_token"], type="case", name="Case 12", participants=[doctor["user_id"]])[
+        "id"
+    ]
+    eventually(
+        lambda: b.api.call("GET", room_path(case), token=doctor["access_token"]), what="the case-room invite on B"
+    )
     join_direct(b, doctor, case)
     eventually(lambda: participants_on(a, alice, case).get(doctor["user_id"]) == "join", what="the doctor's join on A")
     note = send(b.api, doctor, case, content="Echo shows reduced ejection fraction")
@@ -331,20 +474,44 @@ def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_at
     # A compromised B serves a forged attestation for its unverified user (written straight into
     # its database: B's module withdraws one a client writes). A checks it against B's key.
     forger = b.api.register()
-    genuine = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()["org.medchat.attestation"]
+    genuine = a.api.call(
+        "GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]
+    ).json()["org.medchat.attestation"]
     forged = resign({**genuine, "user_id": forger["user_id"]}, generate_signing_key("forged"), {})
-    execute_db(b.server, "UPDATE profiles SET fields = ? WHERE full_user_id = ?", (json.dumps({"org.medchat.attestation": forged}), forger["user_id"]))
-    served = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(forger['user_id'])}", token=alice["access_token"]).json()
+    execute_db(
+        b.server,
+        "UPDATE profiles SET fields = ? WHERE full_user_id = ?",
+        (json.dumps({"org.medchat.attestation": forged}), forger["user_id"]),
+    )
+    served = a.api.call(
+        "GET", f"/_matrix/client/v3/profile/{quote(forger['user_id'])}", token=alice["access_token"]
+    ).json()
     assert served.get("org.medchat.attestation") == forged, served
-    invite = a.api.call("POST", room_path(case, "/participants"), token=alice["access_token"], json={"user_id": forger["user_id"]})
-    assert invite.status_code == 403 and invite.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED" and forger["user_id"] in invite.json()["error"], invite.text
+    invite = a.api.call(
+        "POST", room_path(case, "/participants"), token=alice["access_token"], json={"user_id": forger["user_id"]}
+    )
+    assert (
+        invite.status_code == 403
+        and invite.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED"
+        and forger["user_id"] in invite.json()["error"]
+    ), invite.text
     # ... nor may they join a public case room by themselves: A's event rules refuse the remote join.
     public = a.api.call(
-        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat", "creation_content": {"type": "org.medchat.case"}}
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=alice["access_token"],
+        json={"preset": "public_chat", "creation_content": {"type": "org.medchat.case"}},
     ).json()["room_id"]
-    join = b.api.call("POST", f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}", token=forger["access_token"], json={})
+    join = b.api.call(
+        "POST",
+        f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}",
+        token=forger["access_token"],
+        json={},
+    )
     assert join.status_code == 403, join.text
-    members = a.api.call("GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]).json()["joined"]
+    members = a.api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]
+    ).json()["joined"]
     assert set(members) == {alice["user_id"]}
     assert set(participants_on(a, alice, case)) == {alice["user_id"], doctor["user_id"]}
 
@@ -352,24 +519,41 @@ def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_at
 @pytest.mark.parametrize(
     "tamper",
     [
-        pytest.param(lambda att, key: {**att, "level": "license_verified", "registration_body": "Forged Council"}, id="altered-field"),
+        pytest.param(
+            lambda att, key: {**att, "level": "license_verified", "registration_body": "Forged Council"},
+            id="altered-field",
+        ),
         pytest.param(lambda att, key: resign(att, key, {}), id="signed-with-another-key"),
         pytest.param(lambda att, key: resign(att, key, {"expires_ts": att["issued_ts"] + 1}), id="expired"),
         pytest.param(lambda att, key: {k: v for k, v in att.items() if k != "signatures"}, id="unsigned"),
     ],
 )
-def test_forged_or_expired_attestations_read_as_unverified(federation: Federation, tamper: Callable[[dict[str, Any], Any], dict[str, Any]]) -> None:
+def test_forged_or_expired_attestations_read_as_unverified(
+    federation: Federation, tamper: Callable[[dict[str, Any], Any], dict[str, Any]]
+) -> None:
     """B's server is honest; a tampered copy of its attestation (as a malicious peer or a
     man-in-the-middle would serve it) is checked by A's module code against B's real key."""
     a, b = federation.a, federation.b
     doctor = licence_verified(b)
     alice = a.api.register()
-    genuine = a.api.call("GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]).json()["org.medchat.attestation"]
+    genuine = a.api.call(
+        "GET", f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}", token=alice["access_token"]
+    ).json()["org.medchat.attestation"]
     forged = tamper(genuine, generate_signing_key("forged"))
-    checked = a.api.call("POST", "/api/chat/verification/attestations/check", token=alice["access_token"], json={"attestation": forged})
+    checked = a.api.call(
+        "POST", "/api/chat/verification/attestations/check", token=alice["access_token"], json={"attestation": forged}
+    )
     assert checked.status_code == 200, checked.text
     assert checked.json() == {"user_id": doctor["user_id"], "verification_level": "unverified", "is_verified": False}
-    assert a.api.call("POST", "/api/chat/verification/attestations/check", token=alice["access_token"], json={"attestation": genuine}).json()["is_verified"] is True
+    assert (
+        a.api.call(
+            "POST",
+            "/api/chat/verification/attestations/check",
+            token=alice["access_token"],
+            json={"attestation": genuine},
+        ).json()["is_verified"]
+        is True
+    )
 
 
 def resign(attestation: dict[str, Any], key: Any, changes: dict[str, Any]) -> dict[str, Any]:
@@ -395,7 +579,10 @@ def test_federated_search_merges_peers_with_their_home_server(federation: Federa
     by_id = {r["id"]: r for r in found["results"]}
     assert found["peers"] == [{"server": b.name, "status": "ok"}]
     assert {r["home_server"] for r in found["results"]} == {a.name, b.name}
-    assert by_id[verified["user_id"]]["is_verified"] is True and by_id[verified["user_id"]]["verification_level"] == "license_verified"
+    assert (
+        by_id[verified["user_id"]]["is_verified"] is True
+        and by_id[verified["user_id"]]["verification_level"] == "license_verified"
+    )
     assert by_id[f"@zanele_unverified:{b.name}"]["is_verified"] is False
     assert all(r["user"]["email"] is None for r in found["results"] if r["home_server"] == b.name)
     assert by_id[f"@zanele_a:{a.name}"]["user"]["full_name"] == "Dr. Zanele Mokoena"
@@ -412,7 +599,12 @@ def test_federated_search_merges_peers_with_their_home_server(federation: Federa
     assert from_c["peers"] == [] and all(r["home_server"] == c.name for r in from_c["results"])
 
     for bad in ({"scope": "galaxy"}, {"cursor": "abc"}):
-        response = a.api.call("GET", "/api/chat/users/search", token=alice["access_token"], params={"q": "Zanele", "scope": "federation", **bad})
+        response = a.api.call(
+            "GET",
+            "/api/chat/users/search",
+            token=alice["access_token"],
+            params={"q": "Zanele", "scope": "federation", **bad},
+        )
         assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM", response.text
 
 
@@ -433,7 +625,9 @@ def test_the_peer_directory_is_rate_limited_per_origin(federation: Federation) -
     assert limited.json()["errcode"] == "M_LIMIT_EXCEEDED" and limited.json()["retry_after_ms"] > 0, limited.text
     other = signed_get(c.server, b.server, f"{path}burst")
     assert other.status_code == 200 and "results" in other.json(), other.text
-    eventually(lambda: signed_get(a.server, b.server, f"{path}again").status_code == 200, timeout=10, what="A answered again")
+    eventually(
+        lambda: signed_get(a.server, b.server, f"{path}again").status_code == 200, timeout=10, what="A answered again"
+    )
     # A lists only B (its signed file): C's signed request is refused by A's Synapse.
     assert signed_get(c.server, a.server, f"{path}burst").status_code == 403
 

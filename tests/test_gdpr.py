@@ -34,7 +34,9 @@ C = "/api/chat/contacts"
 def medchat_tables(server: SynapseServer) -> list[str]:
     """Every table of the module in the database (so a table added later is checked too)."""
     if server.database_url:
-        names = query_db(server, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+        names = query_db(
+            server, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
     else:
         names = query_db(server, "SELECT name FROM sqlite_master WHERE type = 'table'")
     return sorted(name for (name,) in names if name.startswith("medchat_"))
@@ -45,7 +47,9 @@ def mentions(server: SynapseServer, user_id: str) -> list[tuple[str, tuple[Any, 
     found = []
     for table in medchat_tables(server):
         for row in query_db(server, f"SELECT * FROM {table}"):
-            text = " ".join(bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, memoryview)) else str(v) for v in row)
+            text = " ".join(
+                bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, memoryview)) else str(v) for v in row
+            )
             if user_id in text:
                 found.append((table, row))
     return found
@@ -71,7 +75,9 @@ def part(archive: zipfile.ZipFile, name: str) -> Any:
 
 def content_seen_by(api: Api, member: dict[str, Any], room: str, event_id: str) -> dict[str, Any]:
     """The content of `event_id` as `member` gets it from the Matrix room history."""
-    response = api.call("GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages?dir=b&limit=100", token=member["access_token"])
+    response = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages?dir=b&limit=100", token=member["access_token"]
+    )
     assert response.status_code == 200, response.text
     [event] = [e for e in response.json()["chunk"] if e["event_id"] == event_id]
     return event["content"]
@@ -105,12 +111,23 @@ def test_export_holds_profile_verification_contacts_settings_and_sent_messages(a
 
     archive = export(api, user["access_token"])
     assert part(archive, "profile.json")["id"] == user["user_id"]
-    tables = {name.removeprefix("medchat/").removesuffix(".json"): part(archive, name) for name in archive.namelist() if name.startswith("medchat/medchat_")}
+    tables = {
+        name.removeprefix("medchat/").removesuffix(".json"): part(archive, name)
+        for name in archive.namelist()
+        if name.startswith("medchat/medchat_")
+    }
     assert tables["medchat_profiles"][0]["institution"] == "St Elsewhere Hospital"
     assert [r["status"] for r in tables["medchat_verification_requests"]] == ["approved"]
-    assert {(r["action"], r["level_after"]) for r in tables["medchat_verification_log"]} >= {("approved", "license_verified")}
-    assert {(r["owner_id"], r["contact_id"]) for r in tables["medchat_contacts"]} == {(user["user_id"], friend["user_id"]), (friend["user_id"], user["user_id"])}
-    assert [(r["requester_id"], r["status"]) for r in tables["medchat_contact_requests"]] == [(stranger["user_id"], "pending")]
+    assert {(r["action"], r["level_after"]) for r in tables["medchat_verification_log"]} >= {
+        ("approved", "license_verified")
+    }
+    assert {(r["owner_id"], r["contact_id"]) for r in tables["medchat_contacts"]} == {
+        (user["user_id"], friend["user_id"]),
+        (friend["user_id"], user["user_id"]),
+    }
+    assert [(r["requester_id"], r["status"]) for r in tables["medchat_contact_requests"]] == [
+        (stranger["user_id"], "pending")
+    ]
     assert part(archive, "medchat/contact_permissions.json")["permissions"]["default"] == "block_all"
     assert part(archive, "matrix/account_data/global.json")["org.medchat.contact_permissions"]["default"] == "block_all"
     messages = [json.loads(line) for line in archive.read("messages.jsonl").decode().splitlines()]
@@ -119,18 +136,34 @@ def test_export_holds_profile_verification_contacts_settings_and_sent_messages(a
 
     admin = register_admin(server)
     [entry] = audit(api, admin, f"?action=gdpr.export&actor={quote(user['user_id'])}")
-    assert entry["target"] == user["user_id"] and entry["origin"] == "127.0.0.1" and entry["details"]["messages"] == len(messages)
+    assert (
+        entry["target"] == user["user_id"]
+        and entry["origin"] == "127.0.0.1"
+        and entry["details"]["messages"] == len(messages)
+    )
 
 
 def test_export_of_someone_else_is_refused_except_for_admins(api: Api, server: SynapseServer) -> None:
     user, other = api.register(), api.register()
-    expect_error(api.call("GET", f"{EXPORT}?user_id={quote(user['user_id'])}", token=other["access_token"]), 403, "M_FORBIDDEN")
+    expect_error(
+        api.call("GET", f"{EXPORT}?user_id={quote(user['user_id'])}", token=other["access_token"]), 403, "M_FORBIDDEN"
+    )
     expect_error(api.call("GET", EXPORT), 401, "M_MISSING_TOKEN")
-    assert part(export(api, user["access_token"], f"?user_id={quote(user['user_id'])}"), "profile.json")["id"] == user["user_id"]
+    assert (
+        part(export(api, user["access_token"], f"?user_id={quote(user['user_id'])}"), "profile.json")["id"]
+        == user["user_id"]
+    )
 
     admin = register_admin(server)
-    assert part(export(api, admin["access_token"], f"?user_id={quote(user['user_id'])}"), "profile.json")["id"] == user["user_id"]
-    expect_error(api.call("GET", f"{EXPORT}?user_id=%40nobody_here%3Amedchat.test", token=admin["access_token"]), 404, "M_NOT_FOUND")
+    assert (
+        part(export(api, admin["access_token"], f"?user_id={quote(user['user_id'])}"), "profile.json")["id"]
+        == user["user_id"]
+    )
+    expect_error(
+        api.call("GET", f"{EXPORT}?user_id=%40nobody_here%3Amedchat.test", token=admin["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
     [entry] = audit(api, admin, f"?action=gdpr.export&actor={quote(admin['user_id'])}")
     assert entry["target"] == user["user_id"]
 
@@ -139,13 +172,19 @@ def test_erasure_needs_the_right_password_and_a_refusal_changes_nothing(api: Api
     user, friend = licence_verified(api, server), api.register()
     befriend(api, user, friend)
     before = mentions(server, user["user_id"])
-    expect_error(api.call("DELETE", PROFILE, token=user["access_token"], json={"password": "not my password"}), 403, "M_FORBIDDEN")
+    expect_error(
+        api.call("DELETE", PROFILE, token=user["access_token"], json={"password": "not my password"}),
+        403,
+        "M_FORBIDDEN",
+    )
     expect_error(api.call("DELETE", PROFILE, token=user["access_token"], json={}), 400, "M_MISSING_PARAM")
     expect_error(api.call("DELETE", PROFILE, token=user["access_token"]), 400, "M_NOT_JSON")
     expect_error(api.call("DELETE", PROFILE, json={"password": PASSWORD}), 401, "M_MISSING_TOKEN")
     assert sorted(map(repr, mentions(server, user["user_id"]))) == sorted(map(repr, before))
     assert api.call("GET", PROFILE, token=user["access_token"]).status_code == 200
-    login = api.call("POST", "/api/auth/login", json={"username": user["user_id"].split(":")[0][1:], "password": PASSWORD})
+    login = api.call(
+        "POST", "/api/auth/login", json={"username": user["user_id"].split(":")[0][1:], "password": PASSWORD}
+    )
     assert login.status_code == 200, login.text
 
 
@@ -154,38 +193,72 @@ def test_erasure_leaves_no_module_row_and_a_verifiable_pseudonymised_trail(api: 
     user, friend, stranger = licence_verified(api, server), api.register(), api.register()
     uid = user["user_id"]
     befriend(api, user, friend)
-    assert api.call("POST", C, token=stranger["access_token"], json={"user_id": uid}).status_code == 202  # a pending request to them
+    assert (
+        api.call("POST", C, token=stranger["access_token"], json={"user_id": uid}).status_code == 202
+    )  # a pending request to them
     room = shared_room(api, user, friend)
     said = send_text(api, user["access_token"], room, "Something I said before erasure")
     heard = send_text(api, friend["access_token"], room, "Reply from a friend")
-    assert api.call("PUT", f"/api/chat/messages/{quote(heard)}/status", token=user["access_token"], json={"status": "delivered"}).status_code == 200
-    fading = api.call("POST", f"/api/chat/rooms/{quote(room)}/messages", token=user["access_token"], json={"content": "Gone in an hour", "expires_in": 3600})
+    assert (
+        api.call(
+            "PUT", f"/api/chat/messages/{quote(heard)}/status", token=user["access_token"], json={"status": "delivered"}
+        ).status_code
+        == 200
+    )
+    fading = api.call(
+        "POST",
+        f"/api/chat/rooms/{quote(room)}/messages",
+        token=user["access_token"],
+        json={"content": "Gone in an hour", "expires_in": 3600},
+    )
     assert fading.status_code == 201, fading.text
-    case = api.call("POST", "/api/chat/rooms", token=user["access_token"], json={"type": "case", "name": "Erasure case"})
+    case = api.call(
+        "POST", "/api/chat/rooms", token=user["access_token"], json={"type": "case", "name": "Erasure case"}
+    )
     assert case.status_code == 201, case.text
     export(api, user["access_token"])
-    edited = api.call("PUT", f"/api/chat/users/{quote(uid)}", token=admin["access_token"], json={"bio": "edited by an admin"})
+    edited = api.call(
+        "PUT", f"/api/chat/users/{quote(uid)}", token=admin["access_token"], json={"bio": "edited by an admin"}
+    )
     assert edited.status_code == 200, edited.text
-    assert {t for t, _ in mentions(server, uid)} >= {"medchat_profiles", "medchat_contacts", "medchat_contact_requests", "medchat_audit",
-                                                     "medchat_verification_requests", "medchat_notifications", "medchat_delivery", "medchat_expiring_messages"}
+    assert {t for t, _ in mentions(server, uid)} >= {
+        "medchat_profiles",
+        "medchat_contacts",
+        "medchat_contact_requests",
+        "medchat_audit",
+        "medchat_verification_requests",
+        "medchat_notifications",
+        "medchat_delivery",
+        "medchat_expiring_messages",
+    }
     assert verify(api, admin)["ok"]
 
     erased = api.call("DELETE", PROFILE, token=user["access_token"], json={"password": PASSWORD})
     assert erased.status_code == 200, erased.text
 
     expect_error(api.call("GET", PROFILE, token=user["access_token"]), 401, "M_UNKNOWN_TOKEN")
-    expect_error(api.call("POST", "/api/auth/login", json={"username": uid.split(":")[0][1:], "password": PASSWORD}), 403, "M_FORBIDDEN")
+    expect_error(
+        api.call("POST", "/api/auth/login", json={"username": uid.split(":")[0][1:], "password": PASSWORD}),
+        403,
+        "M_FORBIDDEN",
+    )
     assert query_db(server, "SELECT user_id FROM erased_users WHERE user_id = ?", (uid,)) == [(uid,)]
     assert mentions(server, uid) == []
     # Their disappearing message did not outlive the account.
-    gone = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(fading.json()['id'])}", token=friend["access_token"]).json()
+    gone = api.call(
+        "GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(fading.json()['id'])}", token=friend["access_token"]
+    ).json()
     assert gone["is_deleted"], gone
 
     verdict = verify(api, admin)
     assert verdict["ok"] and verdict["first_broken_seq"] is None, verdict
     [erasure] = audit(api, admin, "?action=gdpr.erasure&limit=100")[:1]
     pseudonym = erasure["actor"]
-    assert pseudonym.startswith("pseudonym:") and erasure["origin"].startswith("pseudonym:") and erasure["origin"] != "127.0.0.1"
+    assert (
+        pseudonym.startswith("pseudonym:")
+        and erasure["origin"].startswith("pseudonym:")
+        and erasure["origin"] != "127.0.0.1"
+    )
     decisions = audit(api, admin, f"?action=verification.approved&target={quote(pseudonym)}")
     assert len(decisions) == 1 and decisions[0]["actor"] != pseudonym  # the admin who decided stays named
     exports = audit(api, admin, f"?action=gdpr.export&actor={quote(pseudonym)}")
@@ -194,7 +267,9 @@ def test_erasure_leaves_no_module_row_and_a_verifiable_pseudonymised_trail(api: 
 
     # Synapse's own erasure path (the admin API, or Element's "erase my data") runs the module's
     # erasure too; again for an erased account it changes nothing and records no second entry.
-    again = api.call("POST", f"/_synapse/admin/v1/deactivate/{quote(uid)}", token=admin["access_token"], json={"erase": True})
+    again = api.call(
+        "POST", f"/_synapse/admin/v1/deactivate/{quote(uid)}", token=admin["access_token"], json={"erase": True}
+    )
     assert again.status_code == 200, again.text
     assert len(audit(api, admin, f"?action=gdpr.erasure&actor={quote(pseudonym)}")) == 1
     assert mentions(server, uid) == [] and verify(api, admin)["ok"]
@@ -202,8 +277,19 @@ def test_erasure_leaves_no_module_row_and_a_verifiable_pseudonymised_trail(api: 
     # Matrix erasure semantics: who was there keeps the message, who joins later sees it emptied.
     assert content_seen_by(api, friend, room, said) == {"msgtype": "m.text", "body": "Something I said before erasure"}
     newcomer = api.register()
-    assert api.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", token=friend["access_token"], json={"user_id": newcomer["user_id"]}).status_code == 200
-    assert api.call("POST", f"/_matrix/client/v3/join/{quote(room)}", token=newcomer["access_token"], json={}).status_code == 200
+    assert (
+        api.call(
+            "POST",
+            f"/_matrix/client/v3/rooms/{quote(room)}/invite",
+            token=friend["access_token"],
+            json={"user_id": newcomer["user_id"]},
+        ).status_code
+        == 200
+    )
+    assert (
+        api.call("POST", f"/_matrix/client/v3/join/{quote(room)}", token=newcomer["access_token"], json={}).status_code
+        == 200
+    )
     assert content_seen_by(api, newcomer, room, said) == {}
 
 
@@ -211,7 +297,12 @@ def test_erasure_through_the_admin_api_removes_module_data(api: Api, server: Syn
     admin = register_admin(server)
     user, friend = api.register(), api.register()
     befriend(api, friend, user)
-    response = api.call("POST", f"/_synapse/admin/v1/deactivate/{quote(user['user_id'])}", token=admin["access_token"], json={"erase": True})
+    response = api.call(
+        "POST",
+        f"/_synapse/admin/v1/deactivate/{quote(user['user_id'])}",
+        token=admin["access_token"],
+        json={"erase": True},
+    )
     assert response.status_code == 200, response.text
     assert mentions(server, user["user_id"]) == []
     [entry] = audit(api, admin, "?action=gdpr.erasure&limit=1")
@@ -224,14 +315,18 @@ def test_migration_080_reseals_an_existing_trail(api: Api, tmp_path_factory: Any
     """A database from before 080 (scheme-1 hashes over clear values) is re-hashed at start-up;
     a tampered scheme-1 trail stops start-up instead of being laundered."""
     with fresh_database() as database_url:
-        hs = SynapseServer(tmp_path_factory.mktemp("gdpr-migration"), database_url=database_url, overrides=TEST_RATE_LIMITS)
+        hs = SynapseServer(
+            tmp_path_factory.mktemp("gdpr-migration"), database_url=database_url, overrides=TEST_RATE_LIMITS
+        )
         hs.start()
         try:
             api = Api(hs.base_url)
             admin = register_admin(hs)
             for _ in range(2):
                 licence_verified(api, hs)
-            rows = query_db(hs, "SELECT seq, ts, actor, action, target, details, origin FROM medchat_audit ORDER BY seq")
+            rows = query_db(
+                hs, "SELECT seq, ts, actor, action, target, details, origin FROM medchat_audit ORDER BY seq"
+            )
             hs.stop()
             # Back to the state before 080: hashes over the clear values, no scheme column.
             prev = "0" * 64

@@ -14,10 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 import media_samples as samples
+from harness import TEST_RATE_LIMITS, Api, SynapseServer, expect_error, fresh_database
 from media_samples import download, upload
-from harness import Api, SynapseServer, TEST_RATE_LIMITS, expect_error, fresh_database
 from seaweed import BUCKET, SeaweedS3
-
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,9 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     store.stop()
 
 
-def _server(workdir: Path, s3: SeaweedS3, secret_key: str | None = None, database_url: str | None = None) -> SynapseServer:
+def _server(
+    workdir: Path, s3: SeaweedS3, secret_key: str | None = None, database_url: str | None = None
+) -> SynapseServer:
     overrides = {**TEST_RATE_LIMITS, "media_storage_providers": [s3.provider_config(secret_key)]}
     return SynapseServer(workdir, database_url=database_url, overrides=overrides)
 
@@ -62,7 +63,9 @@ def bucket_keys(s3: SeaweedS3, prefix: str) -> list[str]:
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
-def test_upload_lands_in_the_bucket_and_is_served_from_it(s3: SeaweedS3, s3_server: SynapseServer, s3_api: Api, carol: dict[str, Any]) -> None:
+def test_upload_lands_in_the_bucket_and_is_served_from_it(
+    s3: SeaweedS3, s3_server: SynapseServer, s3_api: Api, carol: dict[str, Any]
+) -> None:
     data = samples.pdf()
     body = upload(s3_api, carol, "file", data, "application/pdf", "referral.pdf").json()
     stored = s3.client().get_object(Bucket=BUCKET, Key=content_key(body["file_id"]))

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import media_samples as samples
-from medchat.media.sniff import sniff
 from medchat.media.body import whole_body
+from medchat.media.sniff import sniff
 from medchat.media.strip import CleanImage, ImageError, clean_image, has_metadata
 
 
@@ -104,8 +104,12 @@ def test_rotated_photo_is_reencoded_upright_without_exif() -> None:
 
 @pytest.mark.parametrize("mime", ["image/jpeg", "image/png", "image/gif", "image/webp"])
 def test_truncated_or_corrupt_images_are_refused(mime: str) -> None:
-    good = {"image/jpeg": samples.jpeg_with_gps, "image/png": samples.png_with_metadata,
-            "image/gif": samples.gif_with_comment, "image/webp": samples.webp_with_metadata}[mime]()
+    good = {
+        "image/jpeg": samples.jpeg_with_gps,
+        "image/png": samples.png_with_metadata,
+        "image/gif": samples.gif_with_comment,
+        "image/webp": samples.webp_with_metadata,
+    }[mime]()
     for bad in (good[: len(good) // 2], good[:-2], good[:20]):
         with pytest.raises(ImageError):
             clean(mime, bad)
@@ -122,7 +126,9 @@ def _large_jpeg(progressive: bool) -> bytes:
     """About 4 MB of camera-like JPEG (noise, EXIF, a comment) with a trailer after EOI."""
     noise = Image.frombytes("RGB", (1400, 1400), random.Random(7).randbytes(1400 * 1400 * 3))
     out = io.BytesIO()
-    noise.save(out, "JPEG", quality=97, progressive=progressive, exif=samples.camera_exif(), comment=samples.SECRET_TEXT)
+    noise.save(
+        out, "JPEG", quality=97, progressive=progressive, exif=samples.camera_exif(), comment=samples.SECRET_TEXT
+    )
     data = out.getvalue() + b"trailer after EOI: " + samples.SECRET_TEXT
     assert len(data) > 2 * 1024 * 1024
     return data

@@ -18,7 +18,9 @@ def chat(api: Api) -> dict[str, Any]:
     """Alice (group admin) and Bob (member) in a group; Mallory outside it."""
     alice, bob, mallory = api.register(), api.register(), api.register()
     room = create_room(api, alice["access_token"], type="group", name="Case discussion", participants=[bob["user_id"]])
-    api.call("POST", room_path(room["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]})
+    api.call(
+        "POST", room_path(room["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]}
+    )
     return {"alice": alice, "bob": bob, "mallory": mallory, "room": room["id"]}
 
 
@@ -33,7 +35,9 @@ def msg_path(room_id: str, event_id: str, suffix: str = "") -> str:
 
 
 def raw_event(api: Api, user: dict[str, Any], room_id: str, event_id: str) -> dict[str, Any]:
-    response = api.call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}", token=user["access_token"])
+    response = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}", token=user["access_token"]
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -43,29 +47,64 @@ def test_text_history_and_pagination(api: Api, chat: dict[str, Any]) -> None:
     sent = [send(api, alice if i % 2 == 0 else bob, room, content=f"message {i}") for i in range(5)]
     first = sent[0]
     assert first["content"] == "message 0" and first["message_type"] == "text" and first["status"] == "sent"
-    assert first["sender"]["id"] == alice["user_id"] and first["sender"]["full_name"] == f"Dr. {alice['username'].title()}"
+    assert (
+        first["sender"]["id"] == alice["user_id"] and first["sender"]["full_name"] == f"Dr. {alice['username'].title()}"
+    )
     assert first["id"].startswith("$") and first["is_edited"] is False and first["reply_to"] is None
     assert raw_event(api, bob, room, first["id"])["content"] == {"msgtype": "m.text", "body": "message 0"}
 
     page = api.call("GET", room_path(room, "/messages?limit=3"), token=bob["access_token"]).json()
     assert [m["content"] for m in page["messages"]] == ["message 4", "message 3", "message 2"]
-    rest = api.call("GET", room_path(room, f"/messages?limit=3&cursor={quote(page['next_cursor'])}"), token=bob["access_token"]).json()
+    rest = api.call(
+        "GET", room_path(room, f"/messages?limit=3&cursor={quote(page['next_cursor'])}"), token=bob["access_token"]
+    ).json()
     assert [m["content"] for m in rest["messages"]] == ["message 1", "message 0"]
 
     one = api.call("GET", msg_path(room, sent[3]["id"]), token=alice["access_token"])
-    assert one.status_code == 200 and one.json()["content"] == "message 3" and one.json()["sender"]["id"] == bob["user_id"]
+    assert (
+        one.status_code == 200 and one.json()["content"] == "message 3" and one.json()["sender"]["id"] == bob["user_id"]
+    )
 
 
 def test_media_messages(api: Api, chat: dict[str, Any]) -> None:
     alice, room = chat["alice"], chat["room"]
-    image = send(api, alice, room, message_type="image", media_url="mxc://medchat.test/xRay123", file_name="chest.png",
-                 file_size=2048, mime_type="image/png", width=640, height=480, content="PA view")
+    image = send(
+        api,
+        alice,
+        room,
+        message_type="image",
+        media_url="mxc://medchat.test/xRay123",
+        file_name="chest.png",
+        file_size=2048,
+        mime_type="image/png",
+        width=640,
+        height=480,
+        content="PA view",
+    )
     assert (image["message_type"], image["media_url"], image["file_name"], image["file_size"], image["content"]) == (
-        "image", "mxc://medchat.test/xRay123", "chest.png", 2048, "PA view")
+        "image",
+        "mxc://medchat.test/xRay123",
+        "chest.png",
+        2048,
+        "PA view",
+    )
     raw = raw_event(api, alice, room, image["id"])["content"]
-    assert raw == {"msgtype": "m.image", "body": "PA view", "filename": "chest.png", "url": "mxc://medchat.test/xRay123",
-                   "info": {"mimetype": "image/png", "size": 2048, "w": 640, "h": 480}}
-    voice = send(api, alice, room, message_type="audio", media_url="mxc://medchat.test/voice_1", duration=3000, mime_type="audio/ogg")
+    assert raw == {
+        "msgtype": "m.image",
+        "body": "PA view",
+        "filename": "chest.png",
+        "url": "mxc://medchat.test/xRay123",
+        "info": {"mimetype": "image/png", "size": 2048, "w": 640, "h": 480},
+    }
+    voice = send(
+        api,
+        alice,
+        room,
+        message_type="audio",
+        media_url="mxc://medchat.test/voice_1",
+        duration=3000,
+        mime_type="audio/ogg",
+    )
     assert voice["message_type"] == "audio" and voice["content"] is None and voice["file_name"] == "audio"
     assert raw_event(api, alice, room, voice["id"])["content"]["msgtype"] == "m.audio"
 
@@ -80,14 +119,26 @@ def test_edit_delete_and_their_rules(api: Api, chat: dict[str, Any]) -> None:
     assert edited.json() == api.call("GET", msg_path(room, original["id"]), token=bob["access_token"]).json()
     history = api.call("GET", room_path(room, "/messages"), token=alice["access_token"]).json()["messages"]
     assert [m["id"] for m in history] == [original["id"]] and history[0]["content"] == "BP 130/85"
-    expect_error(api.call("PUT", msg_path(room, original["id"]), token=alice["access_token"], json={"content": "hijack"}), 403, "M_FORBIDDEN")
+    expect_error(
+        api.call("PUT", msg_path(room, original["id"]), token=alice["access_token"], json={"content": "hijack"}),
+        403,
+        "M_FORBIDDEN",
+    )
 
     mine = send(api, alice, room, content="admin's note")
     expect_error(api.call("DELETE", msg_path(room, mine["id"]), token=bob["access_token"]), 403, "M_FORBIDDEN")
     own_delete = api.call("DELETE", msg_path(room, original["id"]), token=bob["access_token"])
-    assert own_delete.status_code == 200 and own_delete.json()["is_deleted"] is True and own_delete.json()["content"] is None
+    assert (
+        own_delete.status_code == 200
+        and own_delete.json()["is_deleted"] is True
+        and own_delete.json()["content"] is None
+    )
     assert "redacted_because" in raw_event(api, alice, room, original["id"])["unsigned"]
-    expect_error(api.call("PUT", msg_path(room, original["id"]), token=bob["access_token"], json={"content": "again"}), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("PUT", msg_path(room, original["id"]), token=bob["access_token"], json={"content": "again"}),
+        400,
+        "M_INVALID_PARAM",
+    )
 
     # The group admin may delete a member's message.
     other = send(api, bob, room, content="off-topic")
@@ -97,7 +148,9 @@ def test_edit_delete_and_their_rules(api: Api, chat: dict[str, Any]) -> None:
 def test_reply_search_reactions_forward(api: Api, chat: dict[str, Any]) -> None:
     alice, bob, room = chat["alice"], chat["bob"], chat["room"]
     question = send(api, alice, room, content="Troponin result for bed 4?")
-    reply = api.call("POST", msg_path(room, question["id"], "/reply"), token=bob["access_token"], json={"content": "Negative x2"})
+    reply = api.call(
+        "POST", msg_path(room, question["id"], "/reply"), token=bob["access_token"], json={"content": "Negative x2"}
+    )
     assert reply.status_code == 201, reply.text
     assert reply.json()["reply_to"] == question["id"] and reply.json()["content"] == "Negative x2"
     raw = raw_event(api, alice, room, reply.json()["id"])["content"]
@@ -109,11 +162,20 @@ def test_reply_search_reactions_forward(api: Api, chat: dict[str, Any]) -> None:
     assert found.status_code == 200, found.text
     # Synapse indexes the whole body, so the reply's quoted fallback matches too.
     assert {m["id"] for m in found.json()["messages"]} == {question["id"], reply.json()["id"]}
-    assert not api.call("GET", room_path(room, "/messages/search?q=appendix"), token=bob["access_token"]).json()["messages"]
+    assert not api.call("GET", room_path(room, "/messages/search?q=appendix"), token=bob["access_token"]).json()[
+        "messages"
+    ]
 
     for user, key in ((alice, "👍"), (bob, "👍"), (bob, "❤️")):
-        assert api.call("POST", msg_path(room, question["id"], "/reactions"), token=user["access_token"], json={"key": key}).status_code == 201
-    again = api.call("POST", msg_path(room, question["id"], "/reactions"), token=bob["access_token"], json={"key": "👍"})
+        assert (
+            api.call(
+                "POST", msg_path(room, question["id"], "/reactions"), token=user["access_token"], json={"key": key}
+            ).status_code
+            == 201
+        )
+    again = api.call(
+        "POST", msg_path(room, question["id"], "/reactions"), token=bob["access_token"], json={"key": "👍"}
+    )
     assert again.status_code == 200
     counts = {r["key"]: (r["count"], r["reacted_by_me"]) for r in again.json()["reactions"]}
     assert counts == {"👍": (2, True), "❤️": (1, True)}
@@ -121,18 +183,33 @@ def test_reply_search_reactions_forward(api: Api, chat: dict[str, Any]) -> None:
     assert removed.status_code == 200
     assert {r["key"]: r["count"] for r in removed.json()["reactions"]} == {"👍": 1, "❤️": 1}
     assert removed.json() == api.call("GET", msg_path(room, question["id"]), token=bob["access_token"]).json()
-    expect_error(api.call("DELETE", msg_path(room, question["id"], f"/reactions/{quote('👍')}"), token=bob["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("DELETE", msg_path(room, question["id"], f"/reactions/{quote('👍')}"), token=bob["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
 
     elsewhere = create_room(api, bob["access_token"], type="direct", participants=[alice["user_id"]])["id"]
-    forwarded = api.call("POST", msg_path(room, reply.json()["id"], "/forward"), token=bob["access_token"], json={"room_ids": [elsewhere]})
+    forwarded = api.call(
+        "POST",
+        msg_path(room, reply.json()["id"], "/forward"),
+        token=bob["access_token"],
+        json={"room_ids": [elsewhere]},
+    )
     assert forwarded.status_code == 201, forwarded.text
     copy = forwarded.json()["messages"][0]
     assert copy["room_id"] == elsewhere and copy["content"] == "Negative x2" and copy["reply_to"] is None
     image = send(api, alice, room, message_type="image", media_url="mxc://medchat.test/scan42", file_name="ct.png")
-    media_copy = api.call("POST", msg_path(room, image["id"], "/forward"), token=alice["access_token"], json={"room_ids": [elsewhere]})
+    media_copy = api.call(
+        "POST", msg_path(room, image["id"], "/forward"), token=alice["access_token"], json={"room_ids": [elsewhere]}
+    )
     assert media_copy.status_code == 404  # Alice has not joined the DM Bob opened: she may only forward where she is
-    api.call("POST", room_path(elsewhere, "/participants"), token=alice["access_token"], json={"user_id": alice["user_id"]})
-    media_copy = api.call("POST", msg_path(room, image["id"], "/forward"), token=alice["access_token"], json={"room_ids": [elsewhere]})
+    api.call(
+        "POST", room_path(elsewhere, "/participants"), token=alice["access_token"], json={"user_id": alice["user_id"]}
+    )
+    media_copy = api.call(
+        "POST", msg_path(room, image["id"], "/forward"), token=alice["access_token"], json={"room_ids": [elsewhere]}
+    )
     assert media_copy.json()["messages"][0]["media_url"] == "mxc://medchat.test/scan42"
 
 
@@ -145,7 +222,9 @@ def test_idempotent_send(api: Api, chat: dict[str, Any]) -> None:
     path = room_path(room, "/messages")
 
     def post(_: int) -> str:
-        response = api.call("POST", path, token=alice["access_token"], json={"content": "Retried"}, headers=dict(headers))
+        response = api.call(
+            "POST", path, token=alice["access_token"], json={"content": "Retried"}, headers=dict(headers)
+        )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -153,7 +232,9 @@ def test_idempotent_send(api: Api, chat: dict[str, Any]) -> None:
         ids = set(pool.map(post, range(4)))
     assert len(ids) == 1
     history = api.call("GET", path, token=alice["access_token"]).json()["messages"]
-    assert [m["content"] for m in history].count("Retried") == 1 and [m["content"] for m in history].count("Once only") == 1
+    assert [m["content"] for m in history].count("Retried") == 1 and [m["content"] for m in history].count(
+        "Once only"
+    ) == 1
 
 
 def test_message_bad_input_and_access(api: Api, chat: dict[str, Any]) -> None:
@@ -162,11 +243,21 @@ def test_message_bad_input_and_access(api: Api, chat: dict[str, Any]) -> None:
     path = room_path(room, "/messages")
     expect_error(api.call("POST", path, token=token, json={"content": ""}), 400, "M_MISSING_PARAM")
     expect_error(api.call("POST", path, token=token, json={"content": "   "}), 400, "M_MISSING_PARAM")
-    body = expect_error(api.call("POST", path, token=token, json={"content": "x", "message_type": "sticker"}), 400, "M_INVALID_PARAM")
+    body = expect_error(
+        api.call("POST", path, token=token, json={"content": "x", "message_type": "sticker"}), 400, "M_INVALID_PARAM"
+    )
     assert "message_type" in body["error"]
-    body = expect_error(api.call("POST", path, token=token, json={"message_type": "image", "media_url": "https://evil.example/a.png"}), 400, "M_INVALID_PARAM")
+    body = expect_error(
+        api.call("POST", path, token=token, json={"message_type": "image", "media_url": "https://evil.example/a.png"}),
+        400,
+        "M_INVALID_PARAM",
+    )
     assert "media_url" in body["error"]
-    expect_error(api.call("POST", path, token=token, json={"message_type": "image", "media_url": "mxc://other.server/abc"}), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("POST", path, token=token, json={"message_type": "image", "media_url": "mxc://other.server/abc"}),
+        400,
+        "M_INVALID_PARAM",
+    )
     expect_error(api.call("POST", path, token=token, json={"message_type": "file"}), 400, "M_MISSING_PARAM")
     expect_error(api.call("POST", path, token=token, json={"content": "x", "file_size": -1}), 400, "M_INVALID_PARAM")
     expect_error(api.call("GET", path + "?cursor=garbage", token=token), 400, "M_INVALID_PARAM")
@@ -197,7 +288,9 @@ def test_message_bad_input_and_access(api: Api, chat: dict[str, Any]) -> None:
 def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[str, Any]) -> None:
     alice, bob, room = chat["alice"], chat["bob"], chat["room"]
     sent = [send(api, alice, room, content=("sepsis " * (i % 3 + 1)) + f"bundle note {i}")["id"] for i in range(7)]
-    edited = api.call("PUT", msg_path(room, sent[0]), token=alice["access_token"], json={"content": "sepsis bundle revised"})
+    edited = api.call(
+        "PUT", msg_path(room, sent[0]), token=alice["access_token"], json={"content": "sepsis bundle revised"}
+    )
     assert edited.status_code == 200, edited.text
     assert api.call("DELETE", msg_path(room, sent[1]), token=alice["access_token"]).status_code == 200
 
@@ -219,8 +312,16 @@ def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[st
     ranks = [m["rank"] for m in seen]
     assert ranks == sorted(ranks, reverse=True)
     assert next(m for m in seen if m["id"] == sent[0])["content"] == "sepsis bundle revised"
-    expect_error(api.call("GET", room_path(room, "/messages/search?q=sepsis&cursor=nonsense"), token=bob["access_token"]), 400, "M_INVALID_PARAM")
-    expect_error(api.call("GET", room_path(room, "/messages/search?q=sepsis"), token=chat["mallory"]["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("GET", room_path(room, "/messages/search?q=sepsis&cursor=nonsense"), token=bob["access_token"]),
+        400,
+        "M_INVALID_PARAM",
+    )
+    expect_error(
+        api.call("GET", room_path(room, "/messages/search?q=sepsis"), token=chat["mallory"]["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
 
 
 def test_search_reads_past_hits_the_caller_may_not_see(api: Api, chat: dict[str, Any]) -> None:
@@ -229,19 +330,32 @@ def test_search_reads_past_hits_the_caller_may_not_see(api: Api, chat: dict[str,
     until it has a page of hits the member may see."""
     alice, room = chat["alice"], chat["room"]
     visibility = {"history_visibility": "joined"}
-    response = api.call("PUT", f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.history_visibility/", token=alice["access_token"], json=visibility)
+    response = api.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.history_visibility/",
+        token=alice["access_token"],
+        json=visibility,
+    )
     assert response.status_code == 200, response.text
     for i in range(30):
         send(api, alice, room, content=f"sepsis sepsis sepsis sepsis round {i}")
     carol = api.register()
     api.call("POST", room_path(room, "/participants"), token=alice["access_token"], json={"user_id": carol["user_id"]})
-    joined = api.call("POST", room_path(room, "/participants"), token=carol["access_token"], json={"user_id": carol["user_id"]})
+    joined = api.call(
+        "POST", room_path(room, "/participants"), token=carol["access_token"], json={"user_id": carol["user_id"]}
+    )
     assert joined.status_code in (200, 201), joined.text
     after = [send(api, alice, room, content=f"sepsis once, note {i}")["id"] for i in range(2)]
 
     first = api.call("GET", room_path(room, "/messages/search?q=sepsis&limit=1"), token=carol["access_token"]).json()
-    second = api.call("GET", room_path(room, f"/messages/search?q=sepsis&limit=1&cursor={quote(first['next_cursor'])}"), token=carol["access_token"]).json()
+    second = api.call(
+        "GET",
+        room_path(room, f"/messages/search?q=sepsis&limit=1&cursor={quote(first['next_cursor'])}"),
+        token=carol["access_token"],
+    ).json()
     assert sorted(m["id"] for m in first["messages"] + second["messages"]) == sorted(after)
     assert second["next_cursor"] is None
-    everything = api.call("GET", room_path(room, "/messages/search?q=sepsis&limit=50"), token=alice["access_token"]).json()
+    everything = api.call(
+        "GET", room_path(room, "/messages/search?q=sepsis&limit=50"), token=alice["access_token"]
+    ).json()
     assert len(everything["messages"]) == 32 and everything["messages"][0]["content"].startswith("sepsis sepsis")

@@ -26,8 +26,16 @@ def test_module_and_endpoint_metrics(api: Api, server) -> None:
     user = api.register()
     before = metrics(api)
     rejected_before = sample(before, "medchat_upload_rejections_total", kind="image", status="415")
-    assert api.call("POST", "/api/chat/upload/image", token=user["access_token"], data=b"%PDF-1.4 not an image",
-                    headers={"Content-Type": "image/png"}).status_code == 415
+    assert (
+        api.call(
+            "POST",
+            "/api/chat/upload/image",
+            token=user["access_token"],
+            data=b"%PDF-1.4 not an image",
+            headers={"Content-Type": "image/png"},
+        ).status_code
+        == 415
+    )
 
     async def with_open_socket() -> str:
         async with aiohttp.ClientSession() as session:
@@ -40,6 +48,14 @@ def test_module_and_endpoint_metrics(api: Api, server) -> None:
     assert sample(during, "medchat_websocket_connections") >= 1
     assert sample(during, "medchat_upload_rejections_total", kind="image", status="415") == rejected_before + 1
     # Per-endpoint counts, status codes and latency come from Synapse's own servlet metrics.
-    assert re.search(r'^synapse_http_server_requests_received_total\{method="POST",.*servlet="AuthServlets.register"\} [1-9]', during, re.M)
-    assert re.search(r'^synapse_http_server_response_time_seconds_count\{code="415",.*servlet="UploadServlets.upload".*\} [1-9]', during, re.M)
+    assert re.search(
+        r'^synapse_http_server_requests_received_total\{method="POST",.*servlet="AuthServlets.register"\} [1-9]',
+        during,
+        re.M,
+    )
+    assert re.search(
+        r'^synapse_http_server_response_time_seconds_count\{code="415",.*servlet="UploadServlets.upload".*\} [1-9]',
+        during,
+        re.M,
+    )
     assert re.search(r"^medchat_verification_requests_pending \S+$", during, re.M)

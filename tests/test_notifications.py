@@ -24,8 +24,19 @@ def test_list_types_counts_and_read_state(api: Api, server) -> None:
     room = shared_room(api, alice, bob)
     bobs = send_text(api, bob["access_token"], room, "Can someone cover my shift?")
     plain = send_text(api, alice["access_token"], room, "Morning all")
-    reply = send_text(api, alice["access_token"], room, "> Can someone cover my shift?\n\nI can", **{"m.relates_to": {"m.in_reply_to": {"event_id": bobs}}})
-    invite_room = api.call("POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"name": "Journal club", "invite": [bob["user_id"]]}).json()["room_id"]
+    reply = send_text(
+        api,
+        alice["access_token"],
+        room,
+        "> Can someone cover my shift?\n\nI can",
+        **{"m.relates_to": {"m.in_reply_to": {"event_id": bobs}}},
+    )
+    invite_room = api.call(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=alice["access_token"],
+        json={"name": "Journal club", "invite": [bob["user_id"]]},
+    ).json()["room_id"]
 
     listed = notifications(api, bob["access_token"])
     assert [n["type"] for n in listed[:3]] == ["group_invite", "message_reply", "new_message"]
@@ -55,7 +66,10 @@ def test_list_types_counts_and_read_state(api: Api, server) -> None:
     assert [n["id"] for n in notifications(api, bob["access_token"], "?unread=true")][:2] == [listed[0]["id"], reply]
 
     assert api.call("PUT", "/api/chat/notifications/read-all", token=bob["access_token"]).status_code == 200
-    assert api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()["rooms"].get(room) is None
+    assert (
+        api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()["rooms"].get(room)
+        is None
+    )
     assert all(n["is_read"] for n in notifications(api, bob["access_token"]) if n["room_id"] == room)
 
     assert api.call("DELETE", f"/api/chat/notifications/{quote(reply)}", token=bob["access_token"]).status_code == 200
@@ -65,7 +79,12 @@ def test_list_types_counts_and_read_state(api: Api, server) -> None:
 def test_muted_room_set_from_a_matrix_client_does_not_notify(api: Api) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
-    rule = api.call("PUT", f"/_matrix/client/v3/pushrules/global/room/{quote(room)}", token=bob["access_token"], json={"actions": []})
+    rule = api.call(
+        "PUT",
+        f"/_matrix/client/v3/pushrules/global/room/{quote(room)}",
+        token=bob["access_token"],
+        json={"actions": []},
+    )
     assert rule.status_code == 200, rule.text
     muted = send_text(api, alice["access_token"], room, "muted chatter")
     assert muted not in [n["id"] for n in notifications(api, bob["access_token"])]
@@ -76,15 +95,27 @@ def test_pagination_and_bad_input(api: Api) -> None:
     room = shared_room(api, alice, bob)
     sent = [send_text(api, alice["access_token"], room, f"msg {i}") for i in range(5)]
     first = api.call("GET", "/api/chat/notifications?limit=2", token=bob["access_token"]).json()
-    second = api.call("GET", f"/api/chat/notifications?limit=2&from={first['next_cursor']}", token=bob["access_token"]).json()
+    second = api.call(
+        "GET", f"/api/chat/notifications?limit=2&from={first['next_cursor']}", token=bob["access_token"]
+    ).json()
     assert [n["id"] for n in first["notifications"] + second["notifications"]] == sent[::-1][:4]
 
     expect_error(api.call("GET", "/api/chat/notifications?limit=0", token=bob["access_token"]), 400, "M_INVALID_PARAM")
-    expect_error(api.call("GET", "/api/chat/notifications?limit=abc", token=bob["access_token"]), 400, "M_INVALID_PARAM")
-    expect_error(api.call("GET", "/api/chat/notifications?unread=maybe", token=bob["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("GET", "/api/chat/notifications?limit=abc", token=bob["access_token"]), 400, "M_INVALID_PARAM"
+    )
+    expect_error(
+        api.call("GET", "/api/chat/notifications?unread=maybe", token=bob["access_token"]), 400, "M_INVALID_PARAM"
+    )
     expect_error(api.call("GET", "/api/chat/notifications"), 401, "M_MISSING_TOKEN")
-    expect_error(api.call("PUT", f"/api/chat/notifications/{quote(sent[0])}/read", token=carol["access_token"]), 404, "M_NOT_FOUND")
-    expect_error(api.call("DELETE", "/api/chat/notifications/%24nothing", token=bob["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("PUT", f"/api/chat/notifications/{quote(sent[0])}/read", token=carol["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
+    expect_error(
+        api.call("DELETE", "/api/chat/notifications/%24nothing", token=bob["access_token"]), 404, "M_NOT_FOUND"
+    )
 
 
 class PushGateway:
@@ -127,10 +158,18 @@ def test_offline_recipient_is_pushed_within_a_second(api: Api) -> None:
     gateway = PushGateway()
     try:
         pusher = {
-            "kind": "http", "app_id": "org.medchat.app", "pushkey": "phone-token-1", "app_display_name": "MedChat",
-            "device_display_name": "Bob's phone", "lang": "en", "data": {"url": gateway.url, "format": "event_id_only"},
+            "kind": "http",
+            "app_id": "org.medchat.app",
+            "pushkey": "phone-token-1",
+            "app_display_name": "MedChat",
+            "device_display_name": "Bob's phone",
+            "lang": "en",
+            "data": {"url": gateway.url, "format": "event_id_only"},
         }
-        assert api.call("POST", "/_matrix/client/v3/pushers/set", token=bob["access_token"], json=pusher).status_code == 200
+        assert (
+            api.call("POST", "/_matrix/client/v3/pushers/set", token=bob["access_token"], json=pusher).status_code
+            == 200
+        )
         sent_at = time.monotonic()
         message = send_text(api, alice["access_token"], room, "Patient in bay 4 needs review")
         deadline = sent_at + 5
@@ -150,33 +189,63 @@ def test_contact_requests_and_verification_decisions_are_listed(api: Api, server
     admin = register_admin(server)
     room = shared_room(api, alice, bob)
     send_text(api, alice["access_token"], room, "hello")
-    asked = api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": bob["user_id"], "message": "Met at the CPD day"})
+    asked = api.call(
+        "POST",
+        "/api/chat/contacts",
+        token=alice["access_token"],
+        json={"user_id": bob["user_id"], "message": "Met at the CPD day"},
+    )
     assert asked.status_code == 202, asked.text
-    request = api.call("POST", "/api/chat/verification/requests", token=bob["access_token"], json={"registration_body": "GMC", "license_number": "7654321"})
+    request = api.call(
+        "POST",
+        "/api/chat/verification/requests",
+        token=bob["access_token"],
+        json={"registration_body": "GMC", "license_number": "7654321"},
+    )
     assert request.status_code == 201, request.text
-    decided = api.call("POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={})
+    decided = api.call(
+        "POST", f"/api/chat/verification/requests/{request.json()['id']}/approve", token=admin["access_token"], json={}
+    )
     assert decided.status_code == 200, decided.text
 
     listed = notifications(api, bob["access_token"])
     kinds = [n["type"] for n in listed]
     assert kinds[:3] == ["verification_decision", "contact_request", "new_message"]
     contact = listed[1]
-    assert (contact["sender"], contact["content"], contact["is_read"]) == (alice["user_id"], "Met at the CPD day", False)
+    assert (contact["sender"], contact["content"], contact["is_read"]) == (
+        alice["user_id"],
+        "Met at the CPD day",
+        False,
+    )
     assert listed[0]["data"]["status"] == "approved"
     count = api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()
     assert (count["other"], count["count"]) == (2, count["rooms"][room] + 2)
 
     # One page at a time across both sources: nothing twice, nothing lost.
     first = api.call("GET", "/api/chat/notifications?limit=2", token=bob["access_token"]).json()
-    rest = api.call("GET", f"/api/chat/notifications?limit=50&from={first['next_cursor']}", token=bob["access_token"]).json()
+    rest = api.call(
+        "GET", f"/api/chat/notifications?limit=50&from={first['next_cursor']}", token=bob["access_token"]
+    ).json()
     assert [n["id"] for n in first["notifications"] + rest["notifications"]] == [n["id"] for n in listed]
     assert rest["next_cursor"] is None
 
-    assert api.call("PUT", f"/api/chat/notifications/{contact['id']}/read", token=bob["access_token"]).status_code == 200
+    assert (
+        api.call("PUT", f"/api/chat/notifications/{contact['id']}/read", token=bob["access_token"]).status_code == 200
+    )
     assert api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()["other"] == 1
-    assert api.call("DELETE", f"/api/chat/notifications/{listed[0]['id']}", token=bob["access_token"]).status_code == 200
+    assert (
+        api.call("DELETE", f"/api/chat/notifications/{listed[0]['id']}", token=bob["access_token"]).status_code == 200
+    )
     assert listed[0]["id"] not in [n["id"] for n in notifications(api, bob["access_token"])]
     # Another user cannot touch them, and a made-up cursor is refused.
-    expect_error(api.call("PUT", f"/api/chat/notifications/{contact['id']}/read", token=alice["access_token"]), 404, "M_NOT_FOUND")
-    expect_error(api.call("DELETE", f"/api/chat/notifications/{contact['id']}", token=alice["access_token"]), 404, "M_NOT_FOUND")
-    expect_error(api.call("GET", "/api/chat/notifications?from=yesterday", token=bob["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("PUT", f"/api/chat/notifications/{contact['id']}/read", token=alice["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
+    expect_error(
+        api.call("DELETE", f"/api/chat/notifications/{contact['id']}", token=alice["access_token"]), 404, "M_NOT_FOUND"
+    )
+    expect_error(
+        api.call("GET", "/api/chat/notifications?from=yesterday", token=bob["access_token"]), 400, "M_INVALID_PARAM"
+    )

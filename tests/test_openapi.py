@@ -24,7 +24,12 @@ def _operations(spec: dict) -> set[tuple[str, str]]:
 
 def _fill(path: str) -> str:
     """Made-up ids of the right shape, so that the route matches (and the id is then refused)."""
-    kinds = {"room_id": "%21nope%3Amedchat.test", "event_id": "%24nope", "message_id": "%24nope", "notification_id": "%24nope"}
+    kinds = {
+        "room_id": "%21nope%3Amedchat.test",
+        "event_id": "%24nope",
+        "message_id": "%24nope",
+        "notification_id": "%24nope",
+    }
     return _PARAM.sub(lambda m: kinds.get(m.group(1), "%40nobody%3Amedchat.test"), path)
 
 
@@ -37,7 +42,9 @@ def served(server: SynapseServer) -> dict:
 
 def test_the_committed_copy_is_current() -> None:
     assert COMMITTED.exists(), "docs/openapi.json is missing: run scripts/openapi"
-    assert json.loads(COMMITTED.read_text()) == build_spec(all_routes()), "docs/openapi.json is out of date: run scripts/openapi"
+    assert json.loads(COMMITTED.read_text()) == build_spec(all_routes()), (
+        "docs/openapi.json is out of date: run scripts/openapi"
+    )
 
 
 def test_the_served_document_is_the_route_table(served: dict) -> None:
@@ -61,7 +68,9 @@ def test_every_operation_is_documented(served: dict) -> None:
             for status in successes:
                 if status != "101":
                     assert op["responses"][status]["content"], f"{where} {status}: no schema"
-    assert len({op["operationId"] for ops in served["paths"].values() for op in ops.values()}) == len(_operations(served))
+    assert len({op["operationId"] for ops in served["paths"].values() for op in ops.values()}) == len(
+        _operations(served)
+    )
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(_operations(build_spec(all_routes()))))
@@ -86,7 +95,9 @@ def test_bodies_are_checked_against_the_documented_schema(api: Api, served: dict
                 continue
             response = api.call(method.upper(), _fill(path), token=token, json={"not_a_documented_field": 1})
             assert response.status_code == 400, f"{method.upper()} {path}: {response.status_code} {response.text}"
-            assert response.json()["errcode"] in ("M_INVALID_PARAM", "M_MISSING_PARAM"), f"{method.upper()} {path}: {response.text}"
+            assert response.json()["errcode"] in ("M_INVALID_PARAM", "M_MISSING_PARAM"), (
+                f"{method.upper()} {path}: {response.text}"
+            )
 
 
 def test_the_docs_page_is_served_offline(api: Api) -> None:

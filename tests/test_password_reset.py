@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from email.message import Message
 from urllib.parse import parse_qs, urlparse
-
-import re
 
 from harness import PASSWORD, Api, expect_error
 
@@ -72,4 +71,8 @@ def test_wrong_token_or_secret_is_refused_and_keeps_the_link_usable(api: Api, ma
 def test_reset_bad_input(api: Api) -> None:
     expect_error(api.call("POST", "/api/auth/forgot-password", json={}), 400, "M_MISSING_PARAM")
     expect_error(api.call("POST", "/api/auth/forgot-password", json={"email": "nope"}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("POST", "/api/auth/reset-password", json={"sid": "x", "client_secret": "y", "token": "z"}), 400, "M_MISSING_PARAM")
+    expect_error(
+        api.call("POST", "/api/auth/reset-password", json={"sid": "x", "client_secret": "y", "token": "z"}),
+        400,
+        "M_MISSING_PARAM",
+    )

@@ -22,7 +22,10 @@ _URL = {
         "host": {"type": "array", "items": {"type": "string"}},
         "path": {"type": "array", "items": {"type": "string"}},
         "variable": {"type": "array", "items": {"type": "object", "required": ["key"]}},
-        "query": {"type": "array", "items": {"type": "object", "required": ["key"], "properties": {"disabled": {"type": "boolean"}}}},
+        "query": {
+            "type": "array",
+            "items": {"type": "object", "required": ["key"], "properties": {"disabled": {"type": "boolean"}}},
+        },
     },
 }
 _REQUEST_ITEM = {
@@ -37,7 +40,11 @@ _REQUEST_ITEM = {
                 "method": {"enum": ["GET", "PUT", "POST", "PATCH", "DELETE"]},
                 "url": _URL,
                 "header": {"type": "array", "items": {"type": "object", "required": ["key", "value"]}},
-                "body": {"type": "object", "required": ["mode"], "properties": {"mode": {"enum": ["raw", "file", "formdata", "urlencoded"]}}},
+                "body": {
+                    "type": "object",
+                    "required": ["mode"],
+                    "properties": {"mode": {"enum": ["raw", "file", "formdata", "urlencoded"]}},
+                },
                 "auth": {"type": "object", "required": ["type"]},
             },
         },
@@ -52,7 +59,14 @@ POSTMAN_V21 = {
             "required": ["name", "schema"],
             "properties": {"schema": {"const": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"}},
         },
-        "item": {"type": "array", "items": {"type": "object", "required": ["name", "item"], "properties": {"item": {"type": "array", "items": _REQUEST_ITEM}}}},
+        "item": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "item"],
+                "properties": {"item": {"type": "array", "items": _REQUEST_ITEM}},
+            },
+        },
         "auth": {"type": "object", "required": ["type"]},
         "variable": {"type": "array", "items": {"type": "object", "required": ["key"]}},
     },
@@ -62,14 +76,22 @@ POSTMAN_V21 = {
 def test_the_collection_has_every_operation(server: SynapseServer, tmp_path: Path) -> None:
     out = tmp_path / "medchat.postman.json"
     spec_url = server.base_url + "/api/openapi.json"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "postman.py"), "--spec", spec_url, "-o", str(out)], check=True, cwd=ROOT, timeout=60)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "postman.py"), "--spec", spec_url, "-o", str(out)],
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     exported = json.loads(out.read_text())
     jsonschema.validate(exported, POSTMAN_V21)
 
     spec = json.loads((ROOT / "docs" / "openapi.json").read_text())
     wanted = sorted((m.upper(), p) for p, ops in spec["paths"].items() for m in ops)
     requests = [item["request"] for folder in exported["item"] for item in folder["item"]]
-    found = sorted((r["method"], "/" + "/".join("{" + s[1:] + "}" if s.startswith(":") else s for s in r["url"]["path"])) for r in requests)
+    found = sorted(
+        (r["method"], "/" + "/".join("{" + s[1:] + "}" if s.startswith(":") else s for s in r["url"]["path"]))
+        for r in requests
+    )
     assert found == wanted
 
     register = next(r for r in requests if r["url"]["raw"] == "{{baseUrl}}/api/auth/register")

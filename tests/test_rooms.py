@@ -26,26 +26,51 @@ def m_direct(api: Api, user: dict[str, Any]) -> dict[str, list[str]]:
 
 def test_direct_room_is_created_once_and_recorded_in_both_m_direct(api: Api) -> None:
     alice, bob = api.register(), api.register()
-    first = api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "direct", "participants": [bob["user_id"]]})
+    first = api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=alice["access_token"],
+        json={"type": "direct", "participants": [bob["user_id"]]},
+    )
     assert first.status_code == 201, first.text
     room = first.json()
     assert room["type"] == "direct" and room["id"].startswith("!")
     assert room["name"] == f"Dr. {bob['username'].title()}"
-    assert {p["id"]: p["membership"] for p in room["participants"]} == {alice["user_id"]: "join", bob["user_id"]: "invite"}
+    assert {p["id"]: p["membership"] for p in room["participants"]} == {
+        alice["user_id"]: "join",
+        bob["user_id"]: "invite",
+    }
     assert m_direct(api, alice) == {bob["user_id"]: [room["id"]]}
     assert m_direct(api, bob) == {alice["user_id"]: [room["id"]]}
 
-    again = api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "direct", "participants": [bob["user_id"]]})
+    again = api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=alice["access_token"],
+        json={"type": "direct", "participants": [bob["user_id"]]},
+    )
     assert again.status_code == 200 and again.json()["id"] == room["id"]
     # Bob opening "his" DM with Alice accepts the invitation instead of making a second room.
-    from_bob = api.call("POST", "/api/chat/rooms", token=bob["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    from_bob = api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=bob["access_token"],
+        json={"type": "direct", "participants": [alice["user_id"]]},
+    )
     assert from_bob.status_code == 200 and from_bob.json()["id"] == room["id"]
     assert from_bob.json()["membership"] == "join"
 
 
 def test_group_room_list_order_and_details(api: Api) -> None:
     alice, bob, carol = api.register(), api.register(), api.register()
-    group = create_room(api, alice["access_token"], type="group", name="Cardiology journal club", topic="Fridays", participants=[bob["user_id"], carol["user_id"]])
+    group = create_room(
+        api,
+        alice["access_token"],
+        type="group",
+        name="Cardiology journal club",
+        topic="Fridays",
+        participants=[bob["user_id"], carol["user_id"]],
+    )
     assert group["type"] == "group" and group["name"] == "Cardiology journal club" and group["topic"] == "Fridays"
     assert group["created_by"] == alice["user_id"]
     roles = {p["id"]: p["role"] for p in group["participants"]}
@@ -54,23 +79,39 @@ def test_group_room_list_order_and_details(api: Api) -> None:
 
     listed = api.call("GET", "/api/chat/rooms?limit=1", token=alice["access_token"]).json()
     assert [r["id"] for r in listed["rooms"]] == [direct["id"]] and listed["next_cursor"] == "1"
-    second = api.call("GET", f"/api/chat/rooms?limit=1&cursor={listed['next_cursor']}", token=alice["access_token"]).json()
+    second = api.call(
+        "GET", f"/api/chat/rooms?limit=1&cursor={listed['next_cursor']}", token=alice["access_token"]
+    ).json()
     assert [r["id"] for r in second["rooms"]] == [group["id"]] and second["next_cursor"] is None
 
     # Activity reorders: a message in the group puts it first.
-    sent = api.call("PUT", f"/_matrix/client/v3/rooms/{quote(group['id'])}/send/m.room.message/t1", token=alice["access_token"], json={"msgtype": "m.text", "body": "Agenda attached"})
+    sent = api.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(group['id'])}/send/m.room.message/t1",
+        token=alice["access_token"],
+        json={"msgtype": "m.text", "body": "Agenda attached"},
+    )
     assert sent.status_code == 200
     listed = api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()
     assert [r["id"] for r in listed["rooms"]] == [group["id"], direct["id"]]
     assert listed["rooms"][0]["last_message"]["content"] == "Agenda attached"
 
     # Bob sees both as invitations until he joins the group by adding himself.
-    bob_rooms = {r["id"]: r["membership"] for r in api.call("GET", "/api/chat/rooms", token=bob["access_token"]).json()["rooms"]}
+    bob_rooms = {
+        r["id"]: r["membership"] for r in api.call("GET", "/api/chat/rooms", token=bob["access_token"]).json()["rooms"]
+    }
     assert bob_rooms == {group["id"]: "invite", direct["id"]: "invite"}
-    joined = api.call("POST", room_path(group["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]})
+    joined = api.call(
+        "POST", room_path(group["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]}
+    )
     assert joined.status_code == 200 and joined.json()["membership"] == "join"
     # Unread counts are Synapse's notification counts: only what arrived while Bob was a member.
-    api.call("PUT", f"/_matrix/client/v3/rooms/{quote(group['id'])}/send/m.room.message/t2", token=alice["access_token"], json={"msgtype": "m.text", "body": "Welcome Bob"})
+    api.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(group['id'])}/send/m.room.message/t2",
+        token=alice["access_token"],
+        json={"msgtype": "m.text", "body": "Welcome Bob"},
+    )
     bob_view = api.call("GET", room_path(group["id"]), token=bob["access_token"]).json()
     assert bob_view["unread_count"] == 1 and bob_view["last_message"]["sender"] == alice["user_id"]
 
@@ -79,24 +120,58 @@ def test_update_room_and_participants(api: Api) -> None:
     alice, bob, carol = api.register(), api.register(), api.register()
     group = create_room(api, alice["access_token"], type="group", name="Ward 7", participants=[bob["user_id"]])
     path = room_path(group["id"])
-    api.call("POST", room_path(group["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]})
+    api.call(
+        "POST", room_path(group["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]}
+    )
 
-    renamed = api.call("PUT", path, token=alice["access_token"], json={"name": "Ward 7 (nights)", "topic": "Handover", "avatar_url": "mxc://medchat.test/abcDEF123"})
+    renamed = api.call(
+        "PUT",
+        path,
+        token=alice["access_token"],
+        json={"name": "Ward 7 (nights)", "topic": "Handover", "avatar_url": "mxc://medchat.test/abcDEF123"},
+    )
     assert renamed.status_code == 200, renamed.text
-    assert (renamed.json()["name"], renamed.json()["topic"], renamed.json()["avatar_url"]) == ("Ward 7 (nights)", "Handover", "mxc://medchat.test/abcDEF123")
-    state = api.call("GET", f"/_matrix/client/v3/rooms/{quote(group['id'])}/state/m.room.name", token=bob["access_token"]).json()
+    assert (renamed.json()["name"], renamed.json()["topic"], renamed.json()["avatar_url"]) == (
+        "Ward 7 (nights)",
+        "Handover",
+        "mxc://medchat.test/abcDEF123",
+    )
+    state = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(group['id'])}/state/m.room.name", token=bob["access_token"]
+    ).json()
     assert state == {"name": "Ward 7 (nights)"}
     # Members (power 0) may not rename: Synapse's power levels decide.
     expect_error(api.call("PUT", path, token=bob["access_token"], json={"name": "Mine"}), 403, "M_FORBIDDEN")
     # ... nor invite, in a group.
-    expect_error(api.call("POST", room_path(group["id"], "/participants"), token=bob["access_token"], json={"user_id": carol["user_id"]}), 403, "M_FORBIDDEN")
+    expect_error(
+        api.call(
+            "POST",
+            room_path(group["id"], "/participants"),
+            token=bob["access_token"],
+            json={"user_id": carol["user_id"]},
+        ),
+        403,
+        "M_FORBIDDEN",
+    )
 
-    invited = api.call("POST", room_path(group["id"], "/participants"), token=alice["access_token"], json={"user_id": carol["user_id"], "role": "admin"})
+    invited = api.call(
+        "POST",
+        room_path(group["id"], "/participants"),
+        token=alice["access_token"],
+        json={"user_id": carol["user_id"], "role": "admin"},
+    )
     assert invited.status_code == 201, invited.text
     assert invited.json()["membership"] == "invite" and invited.json()["role"] == "admin"
-    promoted = api.call("POST", room_path(group["id"], "/participants"), token=alice["access_token"], json={"user_id": bob["user_id"], "role": "admin"})
+    promoted = api.call(
+        "POST",
+        room_path(group["id"], "/participants"),
+        token=alice["access_token"],
+        json={"user_id": bob["user_id"], "role": "admin"},
+    )
     assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
-    levels = api.call("GET", f"/_matrix/client/v3/rooms/{quote(group['id'])}/state/m.room.power_levels", token=bob["access_token"]).json()
+    levels = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(group['id'])}/state/m.room.power_levels", token=bob["access_token"]
+    ).json()
     assert levels["users"][bob["user_id"]] == 100
 
     # Matrix's rule: nobody removes a peer of equal power; the creator outranks every admin.
@@ -104,26 +179,44 @@ def test_update_room_and_participants(api: Api) -> None:
     expect_error(api.call("DELETE", carol_path, token=bob["access_token"]), 403, "M_FORBIDDEN")
     kicked = api.call("DELETE", carol_path, token=alice["access_token"])
     assert kicked.status_code == 200, kicked.text
-    listed = api.call("GET", room_path(group["id"], "/participants"), token=alice["access_token"]).json()["participants"]
+    listed = api.call("GET", room_path(group["id"], "/participants"), token=alice["access_token"]).json()[
+        "participants"
+    ]
     assert sorted(p["id"] for p in listed) == sorted([alice["user_id"], bob["user_id"]])
-    expect_error(api.call("DELETE", room_path(group["id"], f"/participants/{quote(carol['user_id'])}"), token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call(
+            "DELETE", room_path(group["id"], f"/participants/{quote(carol['user_id'])}"), token=alice["access_token"]
+        ),
+        404,
+        "M_NOT_FOUND",
+    )
 
 
 def test_leave_and_close(api: Api) -> None:
     alice, bob, carol = api.register(), api.register(), api.register()
-    group = create_room(api, alice["access_token"], type="group", name="Rota", participants=[bob["user_id"], carol["user_id"]])
-    api.call("POST", room_path(group["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]})
-    expect_error(api.call("DELETE", room_path(group["id"]) + "?close=true", token=bob["access_token"]), 403, "M_FORBIDDEN")
+    group = create_room(
+        api, alice["access_token"], type="group", name="Rota", participants=[bob["user_id"], carol["user_id"]]
+    )
+    api.call(
+        "POST", room_path(group["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]}
+    )
+    expect_error(
+        api.call("DELETE", room_path(group["id"]) + "?close=true", token=bob["access_token"]), 403, "M_FORBIDDEN"
+    )
 
     closed = api.call("DELETE", room_path(group["id"]) + "?close=true", token=alice["access_token"])
     assert closed.status_code == 200, closed.text
     assert sorted(closed.json()["removed"]) == sorted([bob["user_id"], carol["user_id"]])
     for user in (alice, bob, carol):
         expect_error(api.call("GET", room_path(group["id"]), token=user["access_token"]), 404, "M_NOT_FOUND")
-        assert group["id"] not in [r["id"] for r in api.call("GET", "/api/chat/rooms", token=user["access_token"]).json()["rooms"]]
+        assert group["id"] not in [
+            r["id"] for r in api.call("GET", "/api/chat/rooms", token=user["access_token"]).json()["rooms"]
+        ]
 
     direct = create_room(api, alice["access_token"], type="direct", participants=[bob["user_id"]])
-    expect_error(api.call("DELETE", room_path(direct["id"]) + "?close=true", token=alice["access_token"]), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("DELETE", room_path(direct["id"]) + "?close=true", token=alice["access_token"]), 400, "M_INVALID_PARAM"
+    )
     assert api.call("DELETE", room_path(direct["id"]), token=alice["access_token"]).status_code == 200
     expect_error(api.call("GET", room_path(direct["id"]), token=alice["access_token"]), 404, "M_NOT_FOUND")
 
@@ -136,21 +229,47 @@ def test_room_bad_input_and_access(api: Api) -> None:
     expect_error(api.call("POST", "/api/chat/rooms", token=token, json={"type": "party"}), 400, "M_INVALID_PARAM")
     expect_error(api.call("POST", "/api/chat/rooms", token=token, json={"type": "group"}), 400, "M_MISSING_PARAM")
     expect_error(api.call("POST", "/api/chat/rooms", token=token, json={"type": "direct"}), 400, "M_MISSING_PARAM")
-    expect_error(api.call("POST", "/api/chat/rooms", token=token, json={"type": "direct", "participants": [alice["user_id"]]}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("POST", "/api/chat/rooms", token=token, json={"type": "direct", "participants": ["bob"]}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("POST", "/api/chat/rooms", token=token, json={"type": "direct", "participants": ["@nobody:medchat.test"]}), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("POST", "/api/chat/rooms", token=token, json={"type": "direct", "participants": [alice["user_id"]]}),
+        400,
+        "M_INVALID_PARAM",
+    )
+    expect_error(
+        api.call("POST", "/api/chat/rooms", token=token, json={"type": "direct", "participants": ["bob"]}),
+        400,
+        "M_INVALID_PARAM",
+    )
+    expect_error(
+        api.call(
+            "POST", "/api/chat/rooms", token=token, json={"type": "direct", "participants": ["@nobody:medchat.test"]}
+        ),
+        404,
+        "M_NOT_FOUND",
+    )
     expect_error(api.call("POST", "/api/chat/rooms", token=token, data=b"{nope"), 400, "M_NOT_JSON")
     expect_error(api.call("POST", "/api/chat/rooms", json={"type": "group", "name": "x"}), 401, "M_MISSING_TOKEN")
     expect_error(api.call("PUT", room_path(group["id"]), token=token, json={}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("PUT", room_path(group["id"]), token=token, json={"avatar_url": "https://x/y.png"}), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("PUT", room_path(group["id"]), token=token, json={"avatar_url": "https://x/y.png"}),
+        400,
+        "M_INVALID_PARAM",
+    )
     expect_error(api.call("GET", "/api/chat/rooms?limit=0", token=token), 400, "M_INVALID_PARAM")
-    expect_error(api.call("POST", room_path(group["id"], "/participants"), token=token, json={"user_id": "@ghost:medchat.test"}), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("POST", room_path(group["id"], "/participants"), token=token, json={"user_id": "@ghost:medchat.test"}),
+        404,
+        "M_NOT_FOUND",
+    )
 
     # An outsider learns nothing about the room, whatever they try.
     outsider = mallory["access_token"]
     expect_error(api.call("GET", room_path(group["id"]), token=outsider), 404, "M_NOT_FOUND")
     expect_error(api.call("PUT", room_path(group["id"]), token=outsider, json={"name": "pwned"}), 404, "M_NOT_FOUND")
     expect_error(api.call("GET", room_path(group["id"], "/participants"), token=outsider), 404, "M_NOT_FOUND")
-    expect_error(api.call("POST", room_path(group["id"], "/participants"), token=outsider, json={"user_id": mallory["user_id"]}), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("POST", room_path(group["id"], "/participants"), token=outsider, json={"user_id": mallory["user_id"]}),
+        404,
+        "M_NOT_FOUND",
+    )
     expect_error(api.call("DELETE", room_path(group["id"]), token=outsider), 404, "M_NOT_FOUND")
     expect_error(api.call("GET", room_path("!doesnotexist:medchat.test"), token=outsider), 404, "M_NOT_FOUND")

@@ -29,14 +29,22 @@ async def timeline(client: AsyncClient, room_id: str) -> list[dict[str, Any]]:
 def test_api_rooms_appear_in_a_matrix_client(api: Api, server: SynapseServer) -> None:
     alice, bob, carol = api.register(), api.register(), api.register()
     direct = create_room(api, alice["access_token"], type="direct", participants=[bob["user_id"]])["id"]
-    group = create_room(api, alice["access_token"], type="group", name="Neurology rounds", participants=[bob["user_id"], carol["user_id"]])["id"]
+    group = create_room(
+        api,
+        alice["access_token"],
+        type="group",
+        name="Neurology rounds",
+        participants=[bob["user_id"], carol["user_id"]],
+    )["id"]
 
     async def scenario() -> None:
         client = await nio_login(server.base_url, bob["user_id"], bob["password"])
         try:
             response = await synced(client)
             assert set(response.rooms.invite) == {direct, group}
-            own_invite = [e for e in response.rooms.invite[direct].invite_state if getattr(e, "state_key", None) == bob["user_id"]]
+            own_invite = [
+                e for e in response.rooms.invite[direct].invite_state if getattr(e, "state_key", None) == bob["user_id"]
+            ]
             assert [e.content.get("is_direct") for e in own_invite] == [True]
             assert client.invited_rooms[group].name == "Neurology rounds"
             for room_id in (direct, group):
@@ -60,7 +68,9 @@ def test_api_messages_render_in_a_matrix_client(api: Api, server: SynapseServer)
     room = create_room(api, alice["access_token"], type="group", name="Handover", participants=[bob["user_id"]])["id"]
     api.call("POST", room_path(room, "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]})
     text = send(api, alice, room, content="Bed 3 needs bloods")
-    reply = api.call("POST", msg_path(room, text["id"], "/reply"), token=bob["access_token"], json={"content": "Done at 14:00"}).json()
+    reply = api.call(
+        "POST", msg_path(room, text["id"], "/reply"), token=bob["access_token"], json={"content": "Done at 14:00"}
+    ).json()
     api.call("PUT", msg_path(room, reply["id"]), token=bob["access_token"], json={"content": "Done at 14:05"})
     api.call("POST", msg_path(room, text["id"], "/reactions"), token=bob["access_token"], json={"key": "✅"})
     doomed = send(api, alice, room, content="wrong room, sorry")
@@ -76,9 +86,13 @@ def test_api_messages_render_in_a_matrix_client(api: Api, server: SynapseServer)
         assert by_id[text["id"]]["content"] == {"msgtype": "m.text", "body": "Bed 3 needs bloods"}
         assert by_id[reply["id"]]["content"]["m.relates_to"] == {"m.in_reply_to": {"event_id": text["id"]}}
         edits = [e for e in events if e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"]
-        assert [(e["content"]["m.relates_to"]["event_id"], e["content"]["m.new_content"]["body"]) for e in edits] == [(reply["id"], "Done at 14:05")]
+        assert [(e["content"]["m.relates_to"]["event_id"], e["content"]["m.new_content"]["body"]) for e in edits] == [
+            (reply["id"], "Done at 14:05")
+        ]
         reactions = [e for e in events if e["type"] == "m.reaction"]
-        assert [e["content"]["m.relates_to"] for e in reactions] == [{"rel_type": "m.annotation", "event_id": text["id"], "key": "✅"}]
+        assert [e["content"]["m.relates_to"] for e in reactions] == [
+            {"rel_type": "m.annotation", "event_id": text["id"], "key": "✅"}
+        ]
         assert by_id[doomed["id"]]["content"] == {} and "redacted_because" in by_id[doomed["id"]]["unsigned"]
 
     run(scenario())
@@ -100,14 +114,28 @@ def test_matrix_client_messages_show_in_the_api(api: Api, server: SynapseServer)
                 return response.event_id
 
             ids["text"] = await send_event("text", {"msgtype": "m.text", "body": "Is 5 mg enough?"})
-            ids["reply"] = await send_event("reply", {
-                "msgtype": "m.text", "body": "> <@x:y> Is 5 mg enough?\n\nStart with 2.5 mg",
-                "m.relates_to": {"m.in_reply_to": {"event_id": ids["text"]}}})
-            await send_event("edit", {
-                "msgtype": "m.text", "body": "* Is 10 mg enough?",
-                "m.new_content": {"msgtype": "m.text", "body": "Is 10 mg enough?"},
-                "m.relates_to": {"rel_type": "m.replace", "event_id": ids["text"]}})
-            await send_event("reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": ids["reply"], "key": "🙏"}}, "m.reaction")
+            ids["reply"] = await send_event(
+                "reply",
+                {
+                    "msgtype": "m.text",
+                    "body": "> <@x:y> Is 5 mg enough?\n\nStart with 2.5 mg",
+                    "m.relates_to": {"m.in_reply_to": {"event_id": ids["text"]}},
+                },
+            )
+            await send_event(
+                "edit",
+                {
+                    "msgtype": "m.text",
+                    "body": "* Is 10 mg enough?",
+                    "m.new_content": {"msgtype": "m.text", "body": "Is 10 mg enough?"},
+                    "m.relates_to": {"rel_type": "m.replace", "event_id": ids["text"]},
+                },
+            )
+            await send_event(
+                "reaction",
+                {"m.relates_to": {"rel_type": "m.annotation", "event_id": ids["reply"], "key": "🙏"}},
+                "m.reaction",
+            )
             ids["deleted"] = await send_event("text", {"msgtype": "m.text", "body": "typo"})
             await client.room_redact(room, ids["deleted"])
         finally:
@@ -120,9 +148,14 @@ def test_matrix_client_messages_show_in_the_api(api: Api, server: SynapseServer)
     assert deleted["is_deleted"] is True and deleted["content"] is None
     assert reply["reply_to"] == ids["text"] and reply["content"] == "Start with 2.5 mg"
     assert [(r["key"], r["count"], r["reacted_by_me"]) for r in reply["reactions"]] == [("🙏", 1, False)]
-    assert text["content"] == "Is 10 mg enough?" and text["is_edited"] is True and text["sender"]["id"] == bob["user_id"]
+    assert (
+        text["content"] == "Is 10 mg enough?" and text["is_edited"] is True and text["sender"]["id"] == bob["user_id"]
+    )
     # ... and the API's rules apply to what the client sent.
-    assert api.call("PUT", msg_path(room, ids["text"]), token=alice["access_token"], json={"content": "x"}).status_code == 403
+    assert (
+        api.call("PUT", msg_path(room, ids["text"]), token=alice["access_token"], json={"content": "x"}).status_code
+        == 403
+    )
 
 
 def test_dm_made_in_a_matrix_client_is_reused(api: Api, server: SynapseServer) -> None:
@@ -131,7 +164,9 @@ def test_dm_made_in_a_matrix_client_is_reused(api: Api, server: SynapseServer) -
     async def scenario() -> str:
         client = await nio_login(server.base_url, bob["user_id"], bob["password"])
         try:
-            created = await client.room_create(is_direct=True, invite=[alice["user_id"]], preset=RoomPreset.trusted_private_chat)
+            created = await client.room_create(
+                is_direct=True, invite=[alice["user_id"]], preset=RoomPreset.trusted_private_chat
+            )
             # Element records the DM in m.direct, as every Matrix client should.
             path = f"/_matrix/client/v3/user/{quote(bob['user_id'])}/account_data/m.direct"
             put = api.call("PUT", path, token=client.access_token, json={alice["user_id"]: [created.room_id]})
@@ -141,9 +176,23 @@ def test_dm_made_in_a_matrix_client_is_reused(api: Api, server: SynapseServer) -
             await client.close()
 
     room_id = run(scenario())
-    from_api = api.call("POST", "/api/chat/rooms", token=alice["access_token"], json={"type": "direct", "participants": [bob["user_id"]]})
+    from_api = api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=alice["access_token"],
+        json={"type": "direct", "participants": [bob["user_id"]]},
+    )
     assert from_api.status_code == 200, from_api.text
-    assert from_api.json()["id"] == room_id and from_api.json()["type"] == "direct" and from_api.json()["membership"] == "join"
+    assert (
+        from_api.json()["id"] == room_id
+        and from_api.json()["type"] == "direct"
+        and from_api.json()["membership"] == "join"
+    )
     assert m_direct(api, alice) == {bob["user_id"]: [room_id]}
-    from_bob = api.call("POST", "/api/chat/rooms", token=bob["access_token"], json={"type": "direct", "participants": [alice["user_id"]]})
+    from_bob = api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=bob["access_token"],
+        json={"type": "direct", "participants": [alice["user_id"]]},
+    )
     assert from_bob.status_code == 200 and from_bob.json()["id"] == room_id

@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from harness import Api, SynapseServer, expect_error
 
@@ -38,7 +41,9 @@ EXCLUDED = {
 }
 # Not excluded, because generated data cannot reach its side effect: password reset needs the
 # mailed sid/token.
-OPERATIONS = sorted((m.upper(), p) for p, ops in DOCUMENT["paths"].items() for m in ops if (m.upper(), p) not in EXCLUDED)
+OPERATIONS = sorted(
+    (m.upper(), p) for p, ops in DOCUMENT["paths"].items() for m in ops if (m.upper(), p) not in EXCLUDED
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +65,9 @@ def test_the_api_conforms_to_its_description(live_schema: Any, fuzz_token: str, 
     cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
 
     @given(case=cases)
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True, database=None)
+    @settings(
+        max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True, database=None
+    )
     def run(case: schemathesis.Case) -> None:
         case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS, timeout=30)
 
@@ -72,10 +79,14 @@ def test_what_schemathesis_found_stays_fixed(server: SynapseServer, fuzz_token: 
     characters (PostgreSQL cannot store them) are 4xx answers, not 500/502."""
     api = Api(server.base_url)
     for user_id in ("@doctor:\u00a5", "@doctor:,", "@0:0"):
-        expect_error(api.call("POST", "/api/chat/contacts", token=fuzz_token, json={"user_id": user_id}), 404, "M_NOT_FOUND")
+        expect_error(
+            api.call("POST", "/api/chat/contacts", token=fuzz_token, json={"user_id": user_id}), 404, "M_NOT_FOUND"
+        )
         direct = {"type": "direct", "participants": [user_id]}
         expect_error(api.call("POST", "/api/chat/rooms", token=fuzz_token, json=direct), 404, "M_NOT_FOUND")
     expect_error(api.call("GET", "/api/chat/contacts/requests?cursor=%00", token=fuzz_token), 400, "M_INVALID_PARAM")
     expect_error(api.call("GET", "/api/chat/users?role=%00", token=fuzz_token), 400, "M_INVALID_PARAM")
     expect_error(api.call("GET", "/api/chat/rooms/%21a%00b%3Ax", token=fuzz_token), 400, "M_INVALID_PARAM")
-    expect_error(api.call("PUT", "/api/auth/profile", token=fuzz_token, json={"bio": "a\u0000b"}), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("PUT", "/api/auth/profile", token=fuzz_token, json={"bio": "a\u0000b"}), 400, "M_INVALID_PARAM"
+    )

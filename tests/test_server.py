@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Api, SynapseServer, TEST_RATE_LIMITS, expect_error, fresh_database
+from harness import TEST_RATE_LIMITS, Api, SynapseServer, expect_error, fresh_database
 
 
 @pytest.fixture
@@ -55,7 +55,9 @@ def test_restart_keeps_accounts_and_runs_no_migration_twice(tmp_path: Path, own_
         reg = Api(hs.base_url).register()
         key_before = (tmp_path / "signing.key").read_text()
         hs.restart()
-        login = Api(hs.base_url).call("POST", "/api/auth/login", json={"username": reg["username"], "password": reg["password"]})
+        login = Api(hs.base_url).call(
+            "POST", "/api/auth/login", json={"username": reg["username"], "password": reg["password"]}
+        )
         assert login.status_code == 200, login.text
         assert login.json()["user"]["role"] == "Resident"
         assert (tmp_path / "signing.key").read_text() == key_before
@@ -68,7 +70,13 @@ def test_registration_can_be_closed(tmp_path: Path) -> None:
     hs = SynapseServer(tmp_path, overrides={**TEST_RATE_LIMITS, **_module_config(registration_enabled=False)})
     hs.start()
     try:
-        body = {"username": "closed", "password": "long enough pw", "email": "c@example.org", "full_name": "C", "role": "GP"}
+        body = {
+            "username": "closed",
+            "password": "long enough pw",
+            "email": "c@example.org",
+            "full_name": "C",
+            "role": "GP",
+        }
         expect_error(Api(hs.base_url).call("POST", "/api/auth/register", json=body), 403, "M_FORBIDDEN")
     finally:
         hs.stop()

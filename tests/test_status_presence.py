@@ -100,7 +100,9 @@ def test_app_acknowledgements_and_mark_read_are_matrix_receipts(api: Api, server
     first = send_text(api, alice["access_token"], room, "first")
     second = send_text(api, alice["access_token"], room, "second")
 
-    acked = api.call("PUT", f"/api/chat/messages/{quote(first)}/status", token=bob["access_token"], json={"status": "delivered"})
+    acked = api.call(
+        "PUT", f"/api/chat/messages/{quote(first)}/status", token=bob["access_token"], json={"status": "delivered"}
+    )
     assert acked.status_code == 200, acked.text
     assert acked.json()["participants"] == [{"user_id": bob["user_id"], "status": "delivered"}]
     assert status_of(api, alice["access_token"], second)["status"] == "sent"
@@ -116,8 +118,10 @@ def test_app_acknowledgements_and_mark_read_are_matrix_receipts(api: Api, server
             assert isinstance(sync, SyncResponse)
             return {
                 receipt.event_id
-                for event in sync.rooms.join[room].ephemeral if isinstance(event, ReceiptEvent)
-                for receipt in event.receipts if receipt.user_id == bob["user_id"] and receipt.receipt_type == "m.read"
+                for event in sync.rooms.join[room].ephemeral
+                if isinstance(event, ReceiptEvent)
+                for receipt in event.receipts
+                if receipt.user_id == bob["user_id"] and receipt.receipt_type == "m.read"
             }
         finally:
             await nio.close()
@@ -133,7 +137,11 @@ def test_mark_all_read_moves_receipt_and_fully_read_marker(api: Api) -> None:
     response = api.call("POST", f"/api/chat/rooms/{quote(room)}/mark-all-read", token=bob["access_token"])
     assert response.status_code == 200, response.text
     assert response.json()["read_up_to"] == last
-    marker = api.call("GET", f"/_matrix/client/v3/user/{quote(bob['user_id'])}/rooms/{quote(room)}/account_data/m.fully_read", token=bob["access_token"])
+    marker = api.call(
+        "GET",
+        f"/_matrix/client/v3/user/{quote(bob['user_id'])}/rooms/{quote(room)}/account_data/m.fully_read",
+        token=bob["access_token"],
+    )
     assert marker.json()["event_id"] == last
     assert status_of(api, alice["access_token"], last)["status"] == "read"
 
@@ -145,11 +153,23 @@ def test_status_access_and_bad_input(api: Api) -> None:
     path = f"/api/chat/messages/{quote(message)}/status"
     expect_error(api.call("GET", path), 401, "M_MISSING_TOKEN")
     expect_error(api.call("GET", path, token=carol["access_token"]), 404, "M_NOT_FOUND")
-    expect_error(api.call("POST", f"/api/chat/messages/{quote(message)}/mark-read", token=carol["access_token"]), 404, "M_NOT_FOUND")
-    expect_error(api.call("GET", "/api/chat/messages/%24nope%3Amedchat.test/status", token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("POST", f"/api/chat/messages/{quote(message)}/mark-read", token=carol["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
+    expect_error(
+        api.call("GET", "/api/chat/messages/%24nope%3Amedchat.test/status", token=alice["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
     expect_error(api.call("PUT", path, token=bob["access_token"], json={"status": "sent"}), 400, "M_INVALID_PARAM")
     expect_error(api.call("PUT", path, token=bob["access_token"], json={}), 400, "M_MISSING_PARAM")
-    expect_error(api.call("POST", f"/api/chat/rooms/{quote(room)}/mark-all-read", token=carol["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("POST", f"/api/chat/rooms/{quote(room)}/mark-all-read", token=carol["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )
 
 
 def test_presence_through_the_api_and_matrix(api: Api, server) -> None:
@@ -180,9 +200,15 @@ def test_presence_through_the_api_and_matrix(api: Api, server) -> None:
     # A contact sees it without sharing a room, once the request is accepted.
     api.call("POST", "/api/chat/contacts", token=carol["access_token"], json={"user_id": alice["user_id"]})
     expect_error(api.call("GET", path, token=carol["access_token"]), 403, "M_FORBIDDEN")
-    accepted = api.call("POST", f"/api/chat/contacts/requests/{quote(carol['user_id'])}/accept", token=alice["access_token"], json={})
+    accepted = api.call(
+        "POST", f"/api/chat/contacts/requests/{quote(carol['user_id'])}/accept", token=alice["access_token"], json={}
+    )
     assert accepted.status_code == 200, accepted.text
     assert api.call("GET", path, token=carol["access_token"]).json()["status"] == "unavailable"
     expect_error(api.call("PUT", path, token=bob["access_token"], json={"status": "offline"}), 403, "M_FORBIDDEN")
     expect_error(api.call("PUT", path, token=alice["access_token"], json={"status": "asleep"}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("GET", "/api/chat/users/%40ghost%3Amedchat.test/status", token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("GET", "/api/chat/users/%40ghost%3Amedchat.test/status", token=alice["access_token"]),
+        404,
+        "M_NOT_FOUND",
+    )

@@ -22,7 +22,12 @@ def institution() -> str:
 
 
 def create_group(api: Api, user: dict[str, Any], **body: Any) -> Any:
-    return api.call("POST", "/api/chat/rooms", token=user["access_token"], json={"type": "study_group", "name": "Renal physiology", **body})
+    return api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=user["access_token"],
+        json={"type": "study_group", "name": "Renal physiology", **body},
+    )
 
 
 def listing(api: Api, user: dict[str, Any], name: str, **params: Any) -> Any:
@@ -34,7 +39,11 @@ def join(api: Api, user: dict[str, Any], room_id: str, **body: Any) -> Any:
 
 
 def state(api: Api, user: dict[str, Any], room_id: str, event_type: str, state_key: str = "") -> Any:
-    return api.call("GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}", token=user["access_token"])
+    return api.call(
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{event_type}/{quote(state_key)}",
+        token=user["access_token"],
+    )
 
 
 def space_rows(server: SynapseServer, name: str) -> list[tuple[Any, ...]]:
@@ -59,14 +68,25 @@ def test_a_study_group_is_a_child_of_its_institution_space(api: Api, server: Syn
     rules = state(api, creator, room["id"], "m.room.join_rules").json()
     assert rules == {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space_id}]}
     # The space belongs to the module's service account, not to the creator.
-    assert api.call("GET", f"/_matrix/client/v3/rooms/{quote(space_id)}/joined_members", token=creator["access_token"]).json()["joined"].keys() == {"@medchat:medchat.test", creator["user_id"]}
+    assert api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(space_id)}/joined_members", token=creator["access_token"]
+    ).json()["joined"].keys() == {"@medchat:medchat.test", creator["user_id"]}
 
     listed = listing(api, creator, name)
     assert listed.status_code == 200, listed.text
     body = listed.json()
     assert body["space_id"] == space_id and body["next_cursor"] is None
     assert body["rooms"] == [
-        {"id": room["id"], "name": "Renal physiology", "topic": "Weekly", "avatar_url": None, "type": "study_group", "join_rule": "open", "member_count": 1, "membership": "join"}
+        {
+            "id": room["id"],
+            "name": "Renal physiology",
+            "topic": "Weekly",
+            "avatar_url": None,
+            "type": "study_group",
+            "join_rule": "open",
+            "member_count": 1,
+            "membership": "join",
+        }
     ]
     # The space is not a chat: the room list leaves it out.
     mine = api.call("GET", "/api/chat/rooms", token=creator["access_token"]).json()["rooms"]
@@ -85,7 +105,12 @@ def test_only_the_institution_and_admins_may_list(api: Api, server: SynapseServe
     # An institution without rooms yet lists nothing (no space is made for a listing).
     fresh = institution()
     newcomer = api.register(institution=fresh)
-    assert listing(api, newcomer, fresh).json() == {"institution": fresh, "space_id": None, "rooms": [], "next_cursor": None}
+    assert listing(api, newcomer, fresh).json() == {
+        "institution": fresh,
+        "space_id": None,
+        "rooms": [],
+        "next_cursor": None,
+    }
     assert space_rows(server, fresh) == []
     expect_error(api.call("GET", f"/api/chat/institutions/{quote(name)}/rooms"), 401, "M_MISSING_TOKEN")
     expect_error(listing(api, member, name, cursor="not-a-token"), 400, "M_INVALID_PARAM")
@@ -93,7 +118,11 @@ def test_only_the_institution_and_admins_may_list(api: Api, server: SynapseServe
 
 def test_open_groups_admit_the_institution_at_once(api: Api, server: SynapseServer) -> None:
     name = institution()
-    creator, colleague, outsider = api.register(institution=name), api.register(institution=name), api.register(institution=institution())
+    creator, colleague, outsider = (
+        api.register(institution=name),
+        api.register(institution=name),
+        api.register(institution=institution()),
+    )
     room = create_group(api, creator, join_rule="open").json()["id"]
 
     joined = join(api, colleague, room)
@@ -122,7 +151,10 @@ def test_knock_and_approval(api: Api, server: SynapseServer) -> None:
     assert listing(api, asker, name).json()["rooms"][0]["membership"] == "knock"
 
     async def knocks() -> tuple[Any, Any]:
-        ours, theirs = await nio_login(server.base_url, nio_user["user_id"], nio_user["password"]), await nio_login(server.base_url, outsider["user_id"], outsider["password"])
+        ours, theirs = (
+            await nio_login(server.base_url, nio_user["user_id"], nio_user["password"]),
+            await nio_login(server.base_url, outsider["user_id"], outsider["password"]),
+        )
         try:
             return await ours.room_knock(room_id, reason="From Element"), await theirs.room_knock(room_id)
         finally:
@@ -133,16 +165,33 @@ def test_knock_and_approval(api: Api, server: SynapseServer) -> None:
     assert isinstance(ours, RoomKnockResponse), ours
     assert not isinstance(theirs, RoomKnockResponse) and theirs.transport_response.status == 403, theirs
 
-    participants = api.call("GET", f"/api/chat/rooms/{quote(room_id)}/participants", token=creator["access_token"]).json()["participants"]
-    assert {p["id"]: p["membership"] for p in participants} == {creator["user_id"]: "join", asker["user_id"]: "knock", nio_user["user_id"]: "knock"}
+    participants = api.call(
+        "GET", f"/api/chat/rooms/{quote(room_id)}/participants", token=creator["access_token"]
+    ).json()["participants"]
+    assert {p["id"]: p["membership"] for p in participants} == {
+        creator["user_id"]: "join",
+        asker["user_id"]: "knock",
+        nio_user["user_id"]: "knock",
+    }
 
-    approved = api.call("POST", f"/api/chat/rooms/{quote(room_id)}/participants", token=creator["access_token"], json={"user_id": asker["user_id"]})
+    approved = api.call(
+        "POST",
+        f"/api/chat/rooms/{quote(room_id)}/participants",
+        token=creator["access_token"],
+        json={"user_id": asker["user_id"]},
+    )
     assert approved.status_code == 201 and approved.json()["membership"] == "invite", approved.text
     assert join(api, asker, room_id).json()["membership"] == "join"
     [(space_id,)] = space_rows(server, name)
-    space_members = api.call("GET", f"/_matrix/client/v3/rooms/{quote(space_id)}/joined_members", token=asker["access_token"])
+    space_members = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(space_id)}/joined_members", token=asker["access_token"]
+    )
     assert asker["user_id"] in space_members.json()["joined"], space_members.text
-    declined = api.call("DELETE", f"/api/chat/rooms/{quote(room_id)}/participants/{quote(nio_user['user_id'])}", token=creator["access_token"])
+    declined = api.call(
+        "DELETE",
+        f"/api/chat/rooms/{quote(room_id)}/participants/{quote(nio_user['user_id'])}",
+        token=creator["access_token"],
+    )
     assert declined.status_code == 200, declined.text
     assert listing(api, creator, name).json()["rooms"][0]["member_count"] == 2
 
@@ -191,18 +240,35 @@ def test_concurrent_first_use_makes_one_space(api: Api, server: SynapseServer) -
 def test_bad_input(api: Api, server: SynapseServer) -> None:
     user = api.register(institution=institution())
     expect_error(create_group(api, user, join_rule="public"), 400, "M_INVALID_PARAM")
-    expect_error(api.call("POST", "/api/chat/rooms", token=user["access_token"], json={"type": "group", "name": "x", "join_rule": "open"}), 400, "M_INVALID_PARAM")
-    expect_error(api.call("POST", "/api/chat/rooms", token=user["access_token"], json={"type": "study_group"}), 400, "M_MISSING_PARAM")
+    expect_error(
+        api.call(
+            "POST",
+            "/api/chat/rooms",
+            token=user["access_token"],
+            json={"type": "group", "name": "x", "join_rule": "open"},
+        ),
+        400,
+        "M_INVALID_PARAM",
+    )
+    expect_error(
+        api.call("POST", "/api/chat/rooms", token=user["access_token"], json={"type": "study_group"}),
+        400,
+        "M_MISSING_PARAM",
+    )
     # An account without an institution (here an admin made with Synapse's API) has no space.
     expect_error(create_group(api, register_admin(server)), 400, "ORG_MEDCHAT_NO_INSTITUTION")
     expect_error(join(api, user, "!nowhere:medchat.test"), 404, "M_NOT_FOUND")
-    plain = api.call("POST", "/api/chat/rooms", token=api.register()["access_token"], json={"type": "group", "name": "Private"}).json()["id"]
+    plain = api.call(
+        "POST", "/api/chat/rooms", token=api.register()["access_token"], json={"type": "group", "name": "Private"}
+    ).json()["id"]
     expect_error(join(api, user, plain), 404, "M_NOT_FOUND")
     expect_error(join(api, user, plain, colour="blue"), 400, "M_INVALID_PARAM")
 
 
 def test_config_keeps_the_default_among_the_allowed_join_rules() -> None:
-    assert MedChatConfig.parse({"study_groups": {"allowed_join_rules": ["open"]}}).study_groups.default_join_rule == "open"
+    assert (
+        MedChatConfig.parse({"study_groups": {"allowed_join_rules": ["open"]}}).study_groups.default_join_rule == "open"
+    )
     with pytest.raises(jsonschema.ValidationError) as refused:
         MedChatConfig.parse({"study_groups": {"allowed_join_rules": ["open"], "default_join_rule": "knock"}})
     assert list(refused.value.absolute_path) == ["study_groups", "default_join_rule"]

@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import io
 import json
-import socket
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,8 @@ import requests
 from PIL import Image
 
 import media_samples as samples
+from harness import SERVER_NAME, Api, SynapseServer, expect_error, nio_login, run
 from media_samples import download, upload
-from harness import Api, SERVER_NAME, SynapseServer, expect_error, nio_login, run
 from test_metrics import metrics, sample
 
 IMAGE_LIMIT = 20 * 1024 * 1024  # the schema's default for images
@@ -65,7 +65,9 @@ def test_image_upload_strips_gps_and_serves_through_synapse(api: Api, alice: dic
     body = response.json()
     assert body["media_url"] == f"mxc://{SERVER_NAME}/{body['file_id']}"
     assert (body["file_name"], body["mime_type"], body["width"], body["height"]) == ("wound.jpg", "image/jpeg", 64, 48)
-    assert body["thumbnail_url"].startswith(f"{api.base_url}/_matrix/client/v1/media/thumbnail/{SERVER_NAME}/{body['file_id']}?")
+    assert body["thumbnail_url"].startswith(
+        f"{api.base_url}/_matrix/client/v1/media/thumbnail/{SERVER_NAME}/{body['file_id']}?"
+    )
 
     stored = download(api, alice, body["media_url"])
     assert stored.status_code == 200 and stored.headers["Content-Type"] == "image/jpeg"
@@ -75,14 +77,20 @@ def test_image_upload_strips_gps_and_serves_through_synapse(api: Api, alice: dic
     for marker in (b"MedCam", b"xmpmeta", samples.SECRET_TEXT):
         assert marker not in stored.content
 
-    thumbnail = api.session.get(body["thumbnail_url"], headers={"Authorization": f"Bearer {alice['access_token']}"}, timeout=10)
+    thumbnail = api.session.get(
+        body["thumbnail_url"], headers={"Authorization": f"Bearer {alice['access_token']}"}, timeout=10
+    )
     assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"].startswith("image/")
     assert api.call("GET", body["thumbnail_url"].removeprefix(api.base_url)).status_code == 401  # authenticated media
 
 
 @pytest.mark.parametrize(
     ("make", "mime"),
-    [(samples.png_with_metadata, "image/png"), (samples.webp_with_metadata, "image/webp"), (samples.gif_with_comment, "image/gif")],
+    [
+        (samples.png_with_metadata, "image/png"),
+        (samples.webp_with_metadata, "image/webp"),
+        (samples.gif_with_comment, "image/gif"),
+    ],
 )
 def test_other_image_formats_are_stripped(api: Api, alice: dict[str, Any], make, mime: str) -> None:  # type: ignore[no-untyped-def]
     response = upload(api, alice, "image", make(), "image/jpeg")  # the declared type is ignored
@@ -96,20 +104,29 @@ def test_heic_photo_is_stored_as_jpeg_without_metadata(api: Api, alice: dict[str
     response = upload(api, alice, "image", samples.heic_with_gps(), "image/heic", filename="IMG_0001.HEIC")
     assert response.status_code == 201, response.text
     body = response.json()
-    assert (body["file_name"], body["mime_type"], body["width"], body["height"]) == ("IMG_0001.jpg", "image/jpeg", 64, 48)
+    assert (body["file_name"], body["mime_type"], body["width"], body["height"]) == (
+        "IMG_0001.jpg",
+        "image/jpeg",
+        64,
+        48,
+    )
     stored = download(api, alice, body["media_url"])
     assert stored.headers["Content-Type"] == "image/jpeg" and len(stored.content) == body["file_size"]
     assert b"MedCam" not in stored.content and b"xmpmeta" not in stored.content
     with Image.open(io.BytesIO(stored.content)) as im:
         assert im.format == "JPEG" and not im.getexif()
-    thumbnail = api.session.get(body["thumbnail_url"], headers={"Authorization": f"Bearer {alice['access_token']}"}, timeout=10)
+    thumbnail = api.session.get(
+        body["thumbnail_url"], headers={"Authorization": f"Bearer {alice['access_token']}"}, timeout=10
+    )
     assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"].startswith("image/")
 
 
 def test_multipart_upload(api: Api, alice: dict[str, Any]) -> None:
     data = samples.png_with_metadata()
     response = api.call(
-        "POST", "/api/chat/upload/image", token=alice["access_token"],
+        "POST",
+        "/api/chat/upload/image",
+        token=alice["access_token"],
         files={"caption": (None, "left forearm"), "file": ("forearm scan.png", data, "image/png")},
     )
     assert response.status_code == 201, response.text
@@ -121,8 +138,12 @@ def test_multipart_upload(api: Api, alice: dict[str, Any]) -> None:
     assert "file" in expect_error(missing, 400, "M_INVALID_PARAM")["error"]
 
 
-def _multipart(api: Api, user: dict[str, Any], body: bytes, content_type: str = "multipart/form-data; boundary=xyz") -> requests.Response:
-    return api.call("POST", "/api/chat/upload/file", token=user["access_token"], data=body, headers={"Content-Type": content_type})
+def _multipart(
+    api: Api, user: dict[str, Any], body: bytes, content_type: str = "multipart/form-data; boundary=xyz"
+) -> requests.Response:
+    return api.call(
+        "POST", "/api/chat/upload/file", token=user["access_token"], data=body, headers={"Content-Type": content_type}
+    )
 
 
 def _part(name: str, data: bytes, filename: str = "") -> bytes:
@@ -146,7 +167,9 @@ def _part(name: str, data: bytes, filename: str = "") -> bytes:
         (None, _part("file", b"") + b"--xyz--", "empty"),
     ],
 )
-def test_malformed_multipart_gets_400(api: Api, alice: dict[str, Any], content_type: str | None, body: bytes, message: str) -> None:
+def test_malformed_multipart_gets_400(
+    api: Api, alice: dict[str, Any], content_type: str | None, body: bytes, message: str
+) -> None:
     response = _multipart(api, alice, body, content_type or "multipart/form-data; boundary=xyz")
     assert message in expect_error(response, 400, "M_INVALID_PARAM")["error"]
 
@@ -154,7 +177,9 @@ def test_malformed_multipart_gets_400(api: Api, alice: dict[str, Any], content_t
 def test_multipart_checks_the_part_itself(api: Api, alice: dict[str, Any]) -> None:
     exe = _part("file", samples.windows_exe(), "report.pdf") + b"--xyz--\r\n"
     assert "application/x-msdownload" in expect_error(_multipart(api, alice, exe), 415, "M_INVALID_PARAM")["error"]
-    ok = _multipart(api, alice, b"preamble\r\n" + _part("file", samples.pdf(), "a.pdf") + b"--xyz--\r\nepilogue --xyz\r\n")
+    ok = _multipart(
+        api, alice, b"preamble\r\n" + _part("file", samples.pdf(), "a.pdf") + b"--xyz--\r\nepilogue --xyz\r\n"
+    )
     assert ok.status_code == 201 and ok.json()["file_size"] == len(samples.pdf())
 
 
@@ -187,14 +212,21 @@ def test_corrupt_and_truncated_images_get_400(api: Api, alice: dict[str, Any]) -
         ("audio", samples.mp4(b"soun", b"M4A "), "audio/mp4", "memo.m4a", "audio/mp4"),
         ("video", samples.mp4(b"vide"), "video/mp4", "echo.mp4", "video/mp4"),
         ("file", samples.pdf(), "application/pdf", "discharge.pdf", "application/pdf"),
-        ("file", samples.docx(), "application/octet-stream", "letter.docx",
-         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (
+            "file",
+            samples.docx(),
+            "application/octet-stream",
+            "letter.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
         ("file", b"hr,bp\n72,120/80\n", "text/csv", "vitals.csv", "text/csv"),
         ("file", b"Plain clinical note.\n", "text/plain", None, "text/plain"),
         ("file", samples.dicom(), "application/dicom", "ct.dcm", "application/dicom"),
     ],
 )
-def test_accepted_kinds_round_trip_byte_equal(api: Api, alice: dict[str, Any], kind: str, data: bytes, declared: str, filename: str | None, mime: str) -> None:
+def test_accepted_kinds_round_trip_byte_equal(
+    api: Api, alice: dict[str, Any], kind: str, data: bytes, declared: str, filename: str | None, mime: str
+) -> None:
     response = upload(api, alice, kind, data, declared, filename)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -218,7 +250,9 @@ def test_accepted_kinds_round_trip_byte_equal(api: Api, alice: dict[str, Any], k
         ("video", samples.mp4(b"soun"), "audio/mp4"),
     ],
 )
-def test_wrong_type_gets_415_naming_the_detected_type(api: Api, alice: dict[str, Any], kind: str, data: bytes, detected: str) -> None:
+def test_wrong_type_gets_415_naming_the_detected_type(
+    api: Api, alice: dict[str, Any], kind: str, data: bytes, detected: str
+) -> None:
     body = expect_error(upload(api, alice, kind, data, "image/jpeg"), 415, "M_INVALID_PARAM")
     assert detected in body["error"]
 
@@ -253,7 +287,9 @@ def _raw_post(server: SynapseServer, path: str, headers: dict[str, str], body: b
 
 def _read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
     data = b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(data.lower().split(b"content-length:")[1].split(b"\r\n")[0]):
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+        data.lower().split(b"content-length:")[1].split(b"\r\n")[0]
+    ):
         chunk = sock.recv(65536)
         assert chunk, f"connection closed after {data!r}"
         data += chunk
@@ -262,7 +298,11 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
 
 
 def _vm_rss_kib(pid: int) -> int:
-    return int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:")).split()[1])
+    return int(
+        next(
+            line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:")
+        ).split()[1]
+    )
 
 
 def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[str, Any]) -> None:
@@ -270,16 +310,25 @@ def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[
     claimed 2 GB and still gets the 413, the connection is closed, and the server does not grow."""
     assert server.process is not None
     rss_before = _vm_rss_kib(server.process.pid)
-    refused_before = sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413")
+    refused_before = sample(
+        metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413"
+    )
     auth = {"Authorization": f"Bearer {alice['access_token']}"}
-    for path, ctype in (("/api/chat/upload/image", "image/jpeg"), ("/api/chat/upload/file", "multipart/form-data; boundary=xyz")):
-        sock = _raw_post(server, path, {**auth, "Content-Type": ctype, "Content-Length": str(2 * 1024**3)}, b"\xff\xd8\xff\xe0start")
+    for path, ctype in (
+        ("/api/chat/upload/image", "image/jpeg"),
+        ("/api/chat/upload/file", "multipart/form-data; boundary=xyz"),
+    ):
+        sock = _raw_post(
+            server, path, {**auth, "Content-Type": ctype, "Content-Length": str(2 * 1024**3)}, b"\xff\xd8\xff\xe0start"
+        )
         with sock:
             status, body = _read_response(sock)
             assert (status, body["errcode"]) == (413, "M_TOO_LARGE") and "at most" in body["error"]
             assert sock.recv(1) == b""  # closed: the server reads nothing more
     # Expect: 100-continue gets the 413 instead of the go-ahead
-    with _raw_post(server, "/api/chat/upload/video", {**auth, "Expect": "100-continue", "Content-Length": str(200 * 1024**2)}) as sock:
+    with _raw_post(
+        server, "/api/chat/upload/video", {**auth, "Expect": "100-continue", "Content-Length": str(200 * 1024**2)}
+    ) as sock:
         assert _read_response(sock)[0] == 413
 
     # chunked: refused once the running count passes the limit (20 MiB for images), mid-stream
@@ -295,13 +344,18 @@ def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[
         assert 20 <= sent < 40
         assert _read_response(sock)[0] == 413
     assert _vm_rss_kib(server.process.pid) - rss_before < 20 * 1024  # nothing like 2 GB or 20 MiB was held
-    assert sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413") == refused_before + 2
+    assert (
+        sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413")
+        == refused_before + 2
+    )
 
 
 # --- deletion ---------------------------------------------------------------------------------
 
 
-def test_delete_by_uploader_or_admin_only(api: Api, server: SynapseServer, alice: dict[str, Any], bob: dict[str, Any]) -> None:
+def test_delete_by_uploader_or_admin_only(
+    api: Api, server: SynapseServer, alice: dict[str, Any], bob: dict[str, Any]
+) -> None:
     first = upload(api, alice, "file", samples.pdf()).json()
     second = upload(api, alice, "file", samples.pdf()).json()
     path = f"/api/chat/upload/{first['file_id']}"
@@ -311,8 +365,12 @@ def test_delete_by_uploader_or_admin_only(api: Api, server: SynapseServer, alice
     assert api.call("DELETE", path, token=alice["access_token"]).status_code == 200
     expect_error(download(api, alice, first["media_url"]), 404, "M_NOT_FOUND")
     expect_error(api.call("DELETE", path, token=alice["access_token"]), 404, "M_NOT_FOUND")
-    expect_error(api.call("DELETE", "/api/chat/upload/doesNotExist123", token=alice["access_token"]), 404, "M_NOT_FOUND")
-    expect_error(api.call("DELETE", "/api/chat/upload/..%2F..%2Fhomeserver.db", token=alice["access_token"]), 404, "M_NOT_FOUND")
+    expect_error(
+        api.call("DELETE", "/api/chat/upload/doesNotExist123", token=alice["access_token"]), 404, "M_NOT_FOUND"
+    )
+    expect_error(
+        api.call("DELETE", "/api/chat/upload/..%2F..%2Fhomeserver.db", token=alice["access_token"]), 404, "M_NOT_FOUND"
+    )
 
     admin = register_admin(server)
     assert api.call("DELETE", f"/api/chat/upload/{second['file_id']}", token=admin["access_token"]).status_code == 200
@@ -331,7 +389,9 @@ def test_matrix_client_and_api_share_files(api: Api, server: SynapseServer, alic
         client = await nio_login(server.base_url, alice["user_id"], alice["password"])
         try:
             fetched = await client.download(mxc=uploaded["media_url"])
-            sent, _ = await client.upload(io.BytesIO(nio_bytes), content_type="text/plain", filename="ecg.txt", filesize=len(nio_bytes))
+            sent, _ = await client.upload(
+                io.BytesIO(nio_bytes), content_type="text/plain", filename="ecg.txt", filesize=len(nio_bytes)
+            )
             return fetched.body, sent.content_uri
         finally:
             await client.close()

@@ -43,7 +43,12 @@ def submit(api: Api, user: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 
 def decide(api: Api, who: dict[str, Any], request_id: str, verdict: str, reason: str | None = None) -> Any:
-    return api.call("POST", f"{REQUESTS}/{request_id}/{verdict}", token=who["access_token"], json={"reason": reason} if reason else {})
+    return api.call(
+        "POST",
+        f"{REQUESTS}/{request_id}/{verdict}",
+        token=who["access_token"],
+        json={"reason": reason} if reason else {},
+    )
 
 
 def level(api: Api, user: dict[str, Any]) -> str:
@@ -85,7 +90,11 @@ def test_the_whole_ladder(api: Api, server: SynapseServer, verifier: dict[str, A
 
     profile = api.call("GET", f"/api/chat/users/{quote(doctor['user_id'])}", token=bystander["access_token"]).json()
     assert profile["is_verified"] is True and profile["verification_level"] == "license_verified"
-    verified = api.call("GET", f"/api/chat/users?verified=true&institution={quote(VERIFIER_INSTITUTION)}", token=bystander["access_token"])
+    verified = api.call(
+        "GET",
+        f"/api/chat/users?verified=true&institution={quote(VERIFIER_INSTITUTION)}",
+        token=bystander["access_token"],
+    )
     assert doctor["user_id"] in [u["id"] for u in verified.json()["results"]]
 
     me = api.call("GET", "/api/chat/verification/me", token=doctor["access_token"]).json()
@@ -102,7 +111,11 @@ def test_the_whole_ladder(api: Api, server: SynapseServer, verifier: dict[str, A
     assert [r["status"] for r in me["requests"]] == ["approved", "rejected", "approved"]
 
     # The user is told: one `verification_decision` notification per decision.
-    rows = query_db(server, "SELECT type, payload, is_read FROM medchat_notifications WHERE user_id = ? ORDER BY created_ts", (doctor["user_id"],))
+    rows = query_db(
+        server,
+        "SELECT type, payload, is_read FROM medchat_notifications WHERE user_id = ? ORDER BY created_ts",
+        (doctor["user_id"],),
+    )
     assert [(kind, json.loads(payload)["status"], bool(read)) for kind, payload, read in rows] == [
         ("verification_decision", "approved", False),
         ("verification_decision", "rejected", False),
@@ -119,7 +132,9 @@ def test_the_whole_ladder(api: Api, server: SynapseServer, verifier: dict[str, A
     assert run(matrix_view())["verification_level"] == "license_verified"
 
 
-def test_institution_verifiers_only_decide_their_institution(api: Api, verifier: dict[str, Any], admin: dict[str, Any]) -> None:
+def test_institution_verifiers_only_decide_their_institution(
+    api: Api, verifier: dict[str, Any], admin: dict[str, Any]
+) -> None:
     elsewhere = api.register(institution="Some Other Infirmary")
     request = submit(api, elsewhere)
     expect_error(decide(api, verifier, request["id"], "approve"), 403, "M_FORBIDDEN")
@@ -128,34 +143,57 @@ def test_institution_verifiers_only_decide_their_institution(api: Api, verifier:
     assert request["id"] in [r["id"] for r in api.call("GET", REQUESTS, token=admin["access_token"]).json()["requests"]]
 
 
-def test_editing_verified_fields_resets_unless_a_verifier_does_it(api: Api, verifier: dict[str, Any], admin: dict[str, Any]) -> None:
+def test_editing_verified_fields_resets_unless_a_verifier_does_it(
+    api: Api, verifier: dict[str, Any], admin: dict[str, Any]
+) -> None:
     doctor = api.register(institution=VERIFIER_INSTITUTION, specialization="Cardiology")
     path = f"/api/chat/users/{quote(doctor['user_id'])}"
     decide(api, verifier, submit(api, doctor, level="license_verified")["id"], "approve")
     assert level(api, doctor) == "license_verified"
 
-    assert api.call("PUT", path, token=admin["access_token"], json={"specialization": "Neurology"}).json()["is_verified"] is True
-    assert api.call("PUT", path, token=doctor["access_token"], json={"bio": "Neurologist"}).json()["is_verified"] is True
-    assert api.call("PUT", path, token=doctor["access_token"], json={"specialization": "Neurology"}).json()["is_verified"] is True  # unchanged
+    assert (
+        api.call("PUT", path, token=admin["access_token"], json={"specialization": "Neurology"}).json()["is_verified"]
+        is True
+    )
+    assert (
+        api.call("PUT", path, token=doctor["access_token"], json={"bio": "Neurologist"}).json()["is_verified"] is True
+    )
+    assert (
+        api.call("PUT", path, token=doctor["access_token"], json={"specialization": "Neurology"}).json()["is_verified"]
+        is True
+    )  # unchanged
 
     edited = api.call("PUT", "/api/auth/profile", token=doctor["access_token"], json={"role": "GP"})
     assert edited.json()["verification_level"] == "unverified" and edited.json()["is_verified"] is False
     last = api.call("GET", "/api/chat/verification/me", token=doctor["access_token"]).json()["history"][-1]
-    assert (last["action"], last["actor"], last["level_after"], last["reason"]) == ("reset", doctor["user_id"], "unverified", "profile changed: role")
+    assert (last["action"], last["actor"], last["level_after"], last["reason"]) == (
+        "reset",
+        doctor["user_id"],
+        "unverified",
+        "profile changed: role",
+    )
 
 
 def test_bad_verification_input(api: Api, verifier: dict[str, Any]) -> None:
     user = api.register(institution=VERIFIER_INSTITUTION)
     t = user["access_token"]
-    body = expect_error(api.call("POST", REQUESTS, token=t, json={**LICENCE, "level": "demigod"}), 400, "M_INVALID_PARAM")
+    body = expect_error(
+        api.call("POST", REQUESTS, token=t, json={**LICENCE, "level": "demigod"}), 400, "M_INVALID_PARAM"
+    )
     assert "identity_verified" in body["error"] and "license_verified" in body["error"]
     expect_error(api.call("POST", REQUESTS, token=t, json={**LICENCE, "level": "unverified"}), 400, "M_INVALID_PARAM")
     expect_error(api.call("POST", REQUESTS, token=t, json={"license_number": "1"}), 400, "M_MISSING_PARAM")
-    expect_error(api.call("POST", REQUESTS, token=t, json={**LICENCE, "document": "https://evil.example/x.pdf"}), 400, "M_INVALID_PARAM")
+    expect_error(
+        api.call("POST", REQUESTS, token=t, json={**LICENCE, "document": "https://evil.example/x.pdf"}),
+        400,
+        "M_INVALID_PARAM",
+    )
     expect_error(api.call("POST", REQUESTS, token=t, data=b"{not json"), 400, "M_NOT_JSON")
     submit(api, user)
     expect_error(api.call("POST", REQUESTS, token=t, json=LICENCE), 409, "M_CONFLICT")
     expect_error(decide(api, verifier, "vr_doesnotexist", "approve"), 404, "M_NOT_FOUND")
-    body = expect_error(api.call("GET", f"{REQUESTS}?status=limbo", token=verifier["access_token"]), 400, "M_INVALID_PARAM")
+    body = expect_error(
+        api.call("GET", f"{REQUESTS}?status=limbo", token=verifier["access_token"]), 400, "M_INVALID_PARAM"
+    )
     assert "pending" in body["error"]
     expect_error(api.call("GET", "/api/chat/verification/me"), 401, "M_MISSING_TOKEN")

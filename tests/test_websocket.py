@@ -50,7 +50,9 @@ class Socket:
             self._queue.extend(frame.get("events", []))
 
 
-async def connect(session: aiohttp.ClientSession, base_url: str, token: str | None, since: str | None = None, **kw: Any) -> aiohttp.ClientWebSocketResponse:
+async def connect(
+    session: aiohttp.ClientSession, base_url: str, token: str | None, since: str | None = None, **kw: Any
+) -> aiohttp.ClientWebSocketResponse:
     query = {k: v for k, v in {"access_token": token, "since": since}.items() if v}
     return await session.ws_connect(base_url.replace("http", "ws", 1) + "/api/chat/ws", params=query, **kw)
 
@@ -74,22 +76,37 @@ def test_matrix_client_activity_arrives_on_the_socket(api: Api, server) -> None:
                 assert notified["notification"]["type"] == "new_message"
                 assert (new["message"]["content"], new["message"]["message_type"]) == ("Ward round at 8", "text")
                 assert new["message"]["sender"]["id"] == alice["user_id"] and new["room_id"] == room
-                rest = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(sent.event_id)}", token=bob["access_token"]).json()
+                rest = api.call(
+                    "GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(sent.event_id)}", token=bob["access_token"]
+                ).json()
                 assert {k: new["message"][k] for k in ("sender", "content", "created_at", "reply_to")} == {
                     k: rest[k] for k in ("sender", "content", "created_at", "reply_to")
                 }
 
-                await nio.room_send(room, "m.room.message", {
-                    "msgtype": "m.text", "body": "* Ward round at 9",
-                    "m.new_content": {"msgtype": "m.text", "body": "Ward round at 9"},
-                    "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id},
-                })
+                await nio.room_send(
+                    room,
+                    "m.room.message",
+                    {
+                        "msgtype": "m.text",
+                        "body": "* Ward round at 9",
+                        "m.new_content": {"msgtype": "m.text", "body": "Ward round at 9"},
+                        "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id},
+                    },
+                )
                 edit = await sock.until(lambda e: e["type"] == "message.edited")
                 assert (edit["message_id"], edit["content"]) == (sent.event_id, "Ward round at 9")
 
-                await nio.room_send(room, "m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent.event_id, "key": "👍"}})
+                await nio.room_send(
+                    room,
+                    "m.reaction",
+                    {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent.event_id, "key": "👍"}},
+                )
                 reaction = await sock.until(lambda e: e["type"] == "reaction.added")
-                assert (reaction["message_id"], reaction["key"], reaction["user_id"]) == (sent.event_id, "👍", alice["user_id"])
+                assert (reaction["message_id"], reaction["key"], reaction["user_id"]) == (
+                    sent.event_id,
+                    "👍",
+                    alice["user_id"],
+                )
 
                 await nio.room_typing(room, True, timeout=5000)
                 typing = await sock.until(lambda e: e["type"] == "typing" and e["user_ids"])
@@ -97,7 +114,11 @@ def test_matrix_client_activity_arrives_on_the_socket(api: Api, server) -> None:
 
                 await nio.room_read_markers(room, fully_read_event=sent.event_id, read_event=sent.event_id)
                 read = await sock.until(lambda e: e["type"] == "message.status")
-                assert (read["message_id"], read["user_id"], read["status"]) == (sent.event_id, alice["user_id"], "read")
+                assert (read["message_id"], read["user_id"], read["status"]) == (
+                    sent.event_id,
+                    alice["user_id"],
+                    "read",
+                )
 
                 await nio.room_redact(room, sent.event_id, reason="wrong ward")
                 deleted = await sock.until(lambda e: e["type"] == "message.deleted")
@@ -170,7 +191,9 @@ def test_logout_closes_an_open_socket(api: Api, server) -> None:
         async with aiohttp.ClientSession() as session:
             ws = await connect(session, server.base_url, bob["access_token"])
             await Socket(ws).hello()
-            await asyncio.get_running_loop().run_in_executor(None, lambda: api.call("POST", "/api/auth/logout", token=bob["access_token"]))
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: api.call("POST", "/api/auth/logout", token=bob["access_token"])
+            )
             while True:
                 message = await ws.receive(timeout=15)
                 if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
@@ -196,7 +219,9 @@ def test_malformed_frames_get_errors_and_the_socket_stays(api: Api, server) -> N
 
             assert (await reply_to(lambda: ws.send_str("{oops")))["errcode"] == "M_NOT_JSON"
             assert (await reply_to(lambda: ws.send_bytes(b"\x00\x01")))["errcode"] == "M_NOT_JSON"
-            assert (await reply_to(lambda: ws.send_str(json.dumps({"type": "subscribe"}))))["errcode"] == "M_UNRECOGNIZED"
+            assert (await reply_to(lambda: ws.send_str(json.dumps({"type": "subscribe"}))))[
+                "errcode"
+            ] == "M_UNRECOGNIZED"
             assert (await reply_to(lambda: ws.send_str(json.dumps([1, 2]))))["errcode"] == "M_UNRECOGNIZED"
             pong = await reply_to(lambda: ws.send_str(json.dumps({"type": "ping"})))
             assert pong["type"] == "pong" and pong["pos"]
@@ -269,24 +294,47 @@ def test_sender_sees_delivery_and_module_notifications_arrive_live_and_on_resume
             await alice_sock.hello()
             await bob_sock.hello()
 
-            message = await loop_call().run_in_executor(None, send_text, api, alice["access_token"], room, "Handover at 7")
+            message = await loop_call().run_in_executor(
+                None, send_text, api, alice["access_token"], room, "Handover at 7"
+            )
             await bob_sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == message)
             delivered = await alice_sock.until(lambda e: e["type"] == "message.status" and e["status"] == "delivered")
             assert (delivered["message_id"], delivered["user_id"]) == (message, bob["user_id"])
 
-            await loop_call().run_in_executor(None, lambda: api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": bob["user_id"]}))
-            request = await bob_sock.until(lambda e: e["type"] == "notification.new" and e["notification"]["type"] == "contact_request")
+            await loop_call().run_in_executor(
+                None,
+                lambda: api.call(
+                    "POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": bob["user_id"]}
+                ),
+            )
+            request = await bob_sock.until(
+                lambda e: e["type"] == "notification.new" and e["notification"]["type"] == "contact_request"
+            )
             assert request["notification"]["sender"] == alice["user_id"]
             await bob_sock.ws.close()
 
             # While bob is away his verification is decided; resuming delivers that notification once.
-            asked = api.call("POST", "/api/chat/verification/requests", token=bob["access_token"], json={"registration_body": "GMC", "license_number": "1234567"})
-            api.call("POST", f"/api/chat/verification/requests/{asked.json()['id']}/approve", token=admin["access_token"], json={})
+            asked = api.call(
+                "POST",
+                "/api/chat/verification/requests",
+                token=bob["access_token"],
+                json={"registration_body": "GMC", "license_number": "1234567"},
+            )
+            api.call(
+                "POST",
+                f"/api/chat/verification/requests/{asked.json()['id']}/approve",
+                token=admin["access_token"],
+                json={},
+            )
             again = Socket(await connect(session, server.base_url, bob["access_token"], since=bob_sock.pos))
             await again.hello()
             decision = await again.until(lambda e: e["type"] == "notification.new")
             assert decision["notification"]["type"] == "verification_decision"
-            assert not [e for e in again.events if e["type"] == "notification.new" and e["notification"]["type"] == "contact_request"]
+            assert not [
+                e
+                for e in again.events
+                if e["type"] == "notification.new" and e["notification"]["type"] == "contact_request"
+            ]
             await again.ws.close()
             await alice_sock.ws.close()
 

@@ -12,9 +12,10 @@ from typing import Any
 from synapse.module_api import ModuleApi
 
 from medchat.accounts import Accounts
-from medchat.api.admin import AdminServlets
 from medchat.api import build_api_resource
+from medchat.api.admin import AdminServlets
 from medchat.api.contacts import ContactServlets
+from medchat.api.federation import AttestationServlets, FederationServlets
 from medchat.api.gdpr import GdprServlets
 from medchat.api.messages import MessageServlets
 from medchat.api.realtime import RealtimeServlets
@@ -31,14 +32,13 @@ from medchat.expiry import REAP_EVERY_MS, Expiry
 from medchat.federation.allowlist import check_agreement
 from medchat.federation.attestation import Attestations
 from medchat.federation.caserooms import CaseRoomGate
-from medchat.phi.detectors import Guard
 from medchat.federation.directory import FederatedDirectory
 from medchat.gdpr import Gdpr
-from medchat.api.federation import AttestationServlets, FederationServlets
 from medchat.media.uploads import MediaUploads
 from medchat.messages import Messages
 from medchat.metrics import VERIFICATION_PENDING
 from medchat.mirror import ProfileMirror
+from medchat.phi.detectors import Guard
 from medchat.realtime.notifications import Notifications
 from medchat.realtime.presence import Presence
 from medchat.realtime.socket import SocketHub
@@ -89,7 +89,14 @@ class MedChatModule:
         verification_store = VerificationStore(api)
         attestations = Attestations(bridge, server, profiles, verification_store)
         verification = Verification(
-            config, bridge, verification_store, profiles, mirror, module_notifications, audit.store, remote_level=attestations.remote_level
+            config,
+            bridge,
+            verification_store,
+            profiles,
+            mirror,
+            module_notifications,
+            audit.store,
+            remote_level=attestations.remote_level,
         )
         accounts = Accounts(config, bridge, profiles, mirror, verification, audit)
         directory_store = DirectoryStore(api, bridge.database_engine)
@@ -114,7 +121,12 @@ class MedChatModule:
         check_retention(phi.retention_max_lifetime_ms, bridge.retention_limits)
         # Last of the check_event_allowed callbacks: Synapse stops at the first one that returns a
         # replacement event, which the guard does to mark warn-mode messages.
-        PhiGuard(Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region), case_rooms, bridge, phi.allow_warn_mode).register(api)
+        PhiGuard(
+            Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region),
+            case_rooms,
+            bridge,
+            phi.allow_warn_mode,
+        ).register(api)
         CaseRoomMedia(bridge, case_rooms).register(api)
         CaseRoomRetention(phi.retention_max_lifetime_ms).register(api)
         api.register_third_party_rules_callbacks(on_profile_update=attestations.on_profile_update)
@@ -122,8 +134,12 @@ class MedChatModule:
         api.register_spam_checker_callbacks(
             check_username_for_spam=DirectoryRules(directory, directory_store).check_username_for_spam
         )
-        api.register_third_party_rules_callbacks(on_profile_update=mirror.on_profile_update, on_new_event=audit.on_new_event)
-        api.register_third_party_rules_callbacks(on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed)
+        api.register_third_party_rules_callbacks(
+            on_profile_update=mirror.on_profile_update, on_new_event=audit.on_new_event
+        )
+        api.register_third_party_rules_callbacks(
+            on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed
+        )
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
 
         features = [
@@ -136,7 +152,12 @@ class MedChatModule:
             RoomServlets(api, rooms, study_groups),
             MessageServlets(api, messages),
             UploadServlets(api, MediaUploads(bridge, config.uploads, audit)),
-            RealtimeServlets(api, status, Presence(bridge, contact_store), Notifications(bridge, DismissedNotificationStore(api), module_notifications)),
+            RealtimeServlets(
+                api,
+                status,
+                Presence(bridge, contact_store),
+                Notifications(bridge, DismissedNotificationStore(api), module_notifications),
+            ),
         ]
         api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)
         api.looping_background_call(expiry.reap, REAP_EVERY_MS)

@@ -45,7 +45,9 @@ class Accounts:
 
     def check_role(self, role: str) -> None:
         if role not in self._config.roles:
-            raise SynapseError(400, f"Unknown role {role!r}; allowed: {', '.join(self._config.roles)}", "M_INVALID_PARAM")
+            raise SynapseError(
+                400, f"Unknown role {role!r}; allowed: {', '.join(self._config.roles)}", "M_INVALID_PARAM"
+            )
 
     def _email(self, address: str) -> str:
         try:
@@ -180,7 +182,11 @@ class Accounts:
             await self._profiles.reserve(Profile(user_id, body["role"], None, None, None, now, now))
         else:
             changed = [f for f in VERIFIED_FIELDS if f in body and body[f] != getattr(profile, f)]
-            if changed and profile.verification_level != UNVERIFIED and not await self._verification.may_verify(editor, profile.institution):
+            if (
+                changed
+                and profile.verification_level != UNVERIFIED
+                and not await self._verification.may_verify(editor, profile.institution)
+            ):
                 await self._verification.reset(user_id, editor, f"profile changed: {', '.join(changed)}")
         if "full_name" in body:
             await self._bridge.set_display_name(user_id, body["full_name"])

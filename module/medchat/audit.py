@@ -38,7 +38,9 @@ class Audit:
         self._bridge = bridge
         self.store = store
 
-    async def record(self, actor: str, action: str, target: str | None, details: JsonDict, origin: str | None = None) -> None:
+    async def record(
+        self, actor: str, action: str, target: str | None, details: JsonDict, origin: str | None = None
+    ) -> None:
         """Appends an entry; an erased user (e.g. leaving case rooms after their erasure) is
         recorded by pseudonym only, with the origin of their own actions pseudonymised too."""
         pseudonyms = self.store.pseudonyms
@@ -55,7 +57,10 @@ class Audit:
     async def page(self, caller: str, filters: dict[str, Any], before: int | None, limit: int) -> JsonDict:
         await self._require_admin(caller)
         entries = await self.store.page(filters, before, limit)
-        return {"entries": [entry_json(e) for e in entries], "next_cursor": str(entries[-1].seq) if len(entries) == limit else None}
+        return {
+            "entries": [entry_json(e) for e in entries],
+            "next_cursor": str(entries[-1].seq) if len(entries) == limit else None,
+        }
 
     async def verify(self, caller: str) -> JsonDict:
         """Recomputes the whole chain; reports the first entry whose link does not hold."""
@@ -76,11 +81,19 @@ class Audit:
         if create is None or create.content.get("type") != CASE_ROOM:
             return
         if event.type == "m.room.member":
-            action, target, details = "case_room.membership", event.state_key, {"membership": event.content.get("membership")}
+            action, target, details = (
+                "case_room.membership",
+                event.state_key,
+                {"membership": event.content.get("membership")},
+            )
         elif event.type == "m.room.redaction":
             action, target, details = "case_room.message_deleted", event.redacts or event.content.get("redacts"), {}
-        elif event.type == "m.room.message" and (event.content.get("m.relates_to") or {}).get("rel_type") == "m.replace":
+        elif (
+            event.type == "m.room.message" and (event.content.get("m.relates_to") or {}).get("rel_type") == "m.replace"
+        ):
             action, target, details = "case_room.message_edited", event.content["m.relates_to"].get("event_id"), {}
         else:
             return
-        await self.record(event.sender, action, target, {"room_id": event.room_id, "event_id": event.event_id, **details})
+        await self.record(
+            event.sender, action, target, {"room_id": event.room_id, "event_id": event.event_id, **details}
+        )

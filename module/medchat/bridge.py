@@ -33,17 +33,14 @@ from synapse.api.errors import AuthError, Codes, LoginError, NotFoundError, Requ
 from synapse.api.filtering import Filter
 from synapse.api.ratelimiting import Ratelimiter
 from synapse.config.ratelimiting import RatelimitSettings
+from synapse.events import EventBase
 from synapse.events.utils import FilteredEvent
 from synapse.federation.transport.server._base import Authenticator
 from synapse.handlers.admin import ExfiltrationWriter
-from synapse.logging.context import make_deferred_yieldable, run_in_background
-from twisted.internet import defer
-from twisted.internet import error as twisted_error
-from synapse.events import EventBase
-from synapse.events.utils import FilteredEvent
 from synapse.http import get_request_user_agent
 from synapse.http.server import JsonResource
 from synapse.http.site import RequestInfo, SynapseRequest
+from synapse.logging.context import make_deferred_yieldable, run_in_background
 from synapse.media._base import FileInfo, respond_with_file
 from synapse.media.filepath import MediaFilePaths
 from synapse.module_api import ModuleApi
@@ -62,6 +59,8 @@ from synapse.util.json import json_encoder
 from synapse.util.stringutils import parse_and_validate_server_name
 from synapse.util.threepids import canonicalise_email, validate_email
 from synapse.visibility import filter_and_transform_events_for_client
+
+from twisted.internet import defer, error as twisted_error
 
 logger = logging.getLogger(__name__)
 
@@ -169,13 +168,19 @@ class SynapseBridge:
     def audit_pseudonym_key(self) -> bytes:
         """The key of the audit trail's pseudonyms, derived from Synapse's `macaroon_secret_key`
         (a secret every deployment already keeps, outside the database)."""
-        return hmac.new(self._hs.config.key.macaroon_secret_key, b"org.medchat.audit.pseudonym", hashlib.sha256).digest()
+        return hmac.new(
+            self._hs.config.key.macaroon_secret_key, b"org.medchat.audit.pseudonym", hashlib.sha256
+        ).digest()
 
     @property
     def retention_limits(self) -> tuple[bool, int | None, int | None]:
         """Synapse's `retention:` config: (enabled, allowed_lifetime_min, allowed_lifetime_max) in ms."""
         retention = self._hs.config.retention
-        return retention.retention_enabled, retention.retention_allowed_lifetime_min, retention.retention_allowed_lifetime_max
+        return (
+            retention.retention_enabled,
+            retention.retention_allowed_lifetime_min,
+            retention.retention_allowed_lifetime_max,
+        )
 
     def requester_for(self, user_id: str) -> Requester:
         """Acting as a local user from a background task (no request, no device)."""
@@ -251,7 +256,9 @@ class SynapseBridge:
             bind_emails=[email],
         )
 
-    async def login(self, identifier: dict[str, str], password: str, device_name: str | None, request: SynapseRequest) -> dict[str, Any]:
+    async def login(
+        self, identifier: dict[str, str], password: str, device_name: str | None, request: SynapseRequest
+    ) -> dict[str, Any]:
         """Password login exactly as `/_matrix/client/v3/login` does it, with a refresh token.
 
         Goes through Synapse's login servlet so `rc_login` (per address, per account and failed
@@ -317,7 +324,11 @@ class SynapseBridge:
             return user_id
         try:
             await self._registration.register_user(
-                localpart=localpart, admin=True, user_type=UserTypes.BOT, default_display_name=display_name, approved=True
+                localpart=localpart,
+                admin=True,
+                user_type=UserTypes.BOT,
+                default_display_name=display_name,
+                approved=True,
             )
         except SynapseError as e:
             if e.errcode != Codes.USER_IN_USE:
@@ -360,7 +371,11 @@ class SynapseBridge:
     async def check_password(self, user_id: str, password: str) -> bool:
         """Whether `password` is the user's, as a UI-auth re-authentication checks it (password
         providers included; failed attempts count against `rc_login.failed_attempts`)."""
-        submission = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id}, "password": password}
+        submission = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user_id},
+            "password": password,
+        }
         try:
             checked, _ = await self._auth_handler.validate_login(submission, ratelimit=True, is_reauth=True)
         except LoginError:
@@ -430,7 +445,9 @@ class SynapseBridge:
                 return False
             if e.code >= 500:
                 server = UserID.from_string(user_id).domain
-                raise SynapseError(404, f"No such user: {user_id} (their server {server} could not be reached)", "M_NOT_FOUND")
+                raise SynapseError(
+                    404, f"No such user: {user_id} (their server {server} could not be reached)", "M_NOT_FOUND"
+                )
             raise
         return True
 
@@ -448,7 +465,6 @@ class SynapseBridge:
             desc="medchat_directory_profiles",
         )
         return {user_id: (name, avatar) for user_id, name, avatar in rows}
-
 
     async def presence_of(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
         """`presence` for many users in one look-up (listing pages)."""
@@ -493,9 +509,13 @@ class SynapseBridge:
         room_id, _ = await self.api.create_room(user_id, config)
         return room_id
 
-    async def set_membership(self, sender: str, target: str, room_id: str, membership: str, reason: str | None = None) -> None:
+    async def set_membership(
+        self, sender: str, target: str, room_id: str, membership: str, reason: str | None = None
+    ) -> None:
         """Invite, join, knock, leave or kick (`leave` with sender != target), as /rooms/{id}/{action}."""
-        await self.api.update_room_membership(sender, target, room_id, membership, content={"reason": reason} if reason else None)
+        await self.api.update_room_membership(
+            sender, target, room_id, membership, content={"reason": reason} if reason else None
+        )
 
     async def membership(self, room_id: str, user_id: str) -> str | None:
         """The local user's current membership in the room (None if they never had one)."""
@@ -612,10 +632,14 @@ class SynapseBridge:
             return None
         if event is None:
             return None
-        aggregations = await self._hs.get_relations_handler().get_bundled_aggregations([event], requester.user.to_string())
+        aggregations = await self._hs.get_relations_handler().get_bundled_aggregations(
+            [event], requester.user.to_string()
+        )
         serializer = self._hs.get_event_client_serializer()
         return await serializer.serialize_event(
-            event, self._clock.time_msec(), bundle_aggregations=aggregations,
+            event,
+            self._clock.time_msec(),
+            bundle_aggregations=aggregations,
             config=await serializer.create_config(requester=requester),
         )
 
@@ -662,10 +686,14 @@ class SynapseBridge:
             rows, total = await self._store.db_pool.runInteraction(
                 "medchat_search_room", self._search_txn, room_id, term, after, batch
             )
-            events = await self._store.get_events_as_list([r[1] for r in rows], redact_behaviour=EventRedactBehaviour.block)
+            events = await self._store.get_events_as_list(
+                [r[1] for r in rows], redact_behaviour=EventRedactBehaviour.block
+            )
             visible = {
                 f.event.event_id: f
-                for f in await filter_and_transform_events_for_client(self._hs.get_storage_controllers(), user_id, events)
+                for f in await filter_and_transform_events_for_client(
+                    self._hs.get_storage_controllers(), user_id, events
+                )
             }
             for rank, event_id, stream in rows:
                 if len(page) == limit:
@@ -682,7 +710,9 @@ class SynapseBridge:
         aggregations = await self._hs.get_relations_handler().get_bundled_aggregations([f for _, f in page], user_id)
         serializer = self._hs.get_event_client_serializer()
         serialized = await serializer.serialize_events(
-            [f for _, f in page], self._clock.time_msec(), bundle_aggregations=aggregations,
+            [f for _, f in page],
+            self._clock.time_msec(),
+            bundle_aggregations=aggregations,
             config=await serializer.create_config(requester=requester),
         )
         return [(rank, event) for (rank, _), event in zip(page, serialized)], total, next_cursor
@@ -746,7 +776,6 @@ class SynapseBridge:
         """Synapse's keyed lock: one read-modify-write at a time per key (e.g. a user's m.direct)."""
         return Linearizer(name, self._clock)
 
-
     def online_user_ids(self) -> set[str]:
         """Local users whose presence is `online` now, from the presence handler's live state.
 
@@ -754,7 +783,9 @@ class SynapseBridge:
         writer is configured); elsewhere it is empty, so the `online` filter belongs there.
         """
         states = getattr(self._hs.get_presence_handler(), "user_to_current_state", {})
-        return {user_id for user_id, state in states.items() if state.state == "online" and self._hs.is_mine_id(user_id)}
+        return {
+            user_id for user_id, state in states.items() if state.state == "online" and self._hs.is_mine_id(user_id)
+        }
 
     # --- extended profile fields (MSC4133) ----------------------------------------------------
 
@@ -780,7 +811,9 @@ class SynapseBridge:
 
     # --- media --------------------------------------------------------------------------------
 
-    async def store_media(self, media_type: str, upload_name: str | None, content: IO, length: int, user_id: str) -> str:
+    async def store_media(
+        self, media_type: str, upload_name: str | None, content: IO, length: int, user_id: str
+    ) -> str:
         """Stores a file through Synapse's media repository; returns its `mxc://` URI.
 
         The repository writes the local store and every storage provider (S3), records the uploader
@@ -837,7 +870,9 @@ class SynapseBridge:
         )
 
     @staticmethod
-    def guard_uploads(path_prefix: bytes, oversize: Callable[[str, int], SynapseError | None]) -> Callable[[SynapseRequest], str | None]:
+    def guard_uploads(
+        path_prefix: bytes, oversize: Callable[[str, int], SynapseError | None]
+    ) -> Callable[[SynapseRequest], str | None]:
         """Guards the POSTs under `path_prefix` (`{prefix}{kind}`) while Twisted reads them.
 
         - Size: `oversize(kind, length)` is asked as soon as the headers are in (Content-Length)
@@ -881,7 +916,9 @@ class SynapseBridge:
         """The current position of the user-visible event stream, as a resumable string."""
         return await self._hs.get_event_sources().get_current_token().to_string(self._store)
 
-    async def events_after(self, requester: Requester, position: str, timeout_ms: int, limit: int) -> tuple[list[dict[str, Any]], str]:
+    async def events_after(
+        self, requester: Requester, position: str, timeout_ms: int, limit: int
+    ) -> tuple[list[dict[str, Any]], str]:
         """Everything the user may see after `position` (room events, receipts, typing, presence),
         waiting up to `timeout_ms` for something to happen: Synapse's own `/events` stream.
 
@@ -890,7 +927,10 @@ class SynapseBridge:
         """
         token = await StreamToken.from_string(self._store, position)
         result = await self._hs.get_event_stream_handler().get_stream(
-            requester, PaginationConfig(from_token=token, to_token=None, direction=Direction.FORWARDS, limit=limit), timeout=timeout_ms, affect_presence=True
+            requester,
+            PaginationConfig(from_token=token, to_token=None, direction=Direction.FORWARDS, limit=limit),
+            timeout=timeout_ms,
+            affect_presence=True,
         )
         return result["chunk"], result["end"]
 
@@ -917,7 +957,7 @@ class SynapseBridge:
                 " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id",
                 (room_id, ReceiptTypes.READ),
             )
-            return {user_id: ordering for user_id, ordering in t.fetchall()}
+            return dict(t.fetchall())
 
         return await self.api.run_db_interaction("medchat_read_positions", txn)
 
@@ -928,8 +968,14 @@ class SynapseBridge:
         marks = ", ".join("?" for _ in event_ids)
 
         def txn(t: LoggingTransaction) -> dict[str, EventPosition]:
-            t.execute(f"SELECT event_id, room_id, stream_ordering, received_ts FROM events WHERE event_id IN ({marks})", event_ids)
-            return {event_id: EventPosition(room_id, ordering, received_ts) for event_id, room_id, ordering, received_ts in t.fetchall()}
+            t.execute(
+                f"SELECT event_id, room_id, stream_ordering, received_ts FROM events WHERE event_id IN ({marks})",
+                event_ids,
+            )
+            return {
+                event_id: EventPosition(room_id, ordering, received_ts)
+                for event_id, room_id, ordering, received_ts in t.fetchall()
+            }
 
         return await self.api.run_db_interaction("medchat_stream_orderings", txn)
 
@@ -949,7 +995,9 @@ class SynapseBridge:
         await self._hs.get_read_marker_handler().received_client_read_marker(room_id, user_id, event_id)
 
     async def latest_event_id(self, room_id: str) -> str | None:
-        return await self._store.get_last_event_id_in_room_before_stream_ordering(room_id, self._store.get_room_max_token())
+        return await self._store.get_last_event_id_in_room_before_stream_ordering(
+            room_id, self._store.get_room_max_token()
+        )
 
     async def share_a_room(self, user_id: str, other_user_id: str) -> bool:
         return other_user_id in await self._store.do_users_share_a_room(user_id, [other_user_id])
@@ -971,12 +1019,17 @@ class SynapseBridge:
         return await self._store.get_push_actions_for_user(user_id, before=before, limit=limit)
 
     async def read_orderings_by_room(self, user_id: str) -> dict[str, int]:
-        receipts = await self._store.get_receipts_for_user_with_orderings(user_id, [ReceiptTypes.READ, ReceiptTypes.READ_PRIVATE])
+        receipts = await self._store.get_receipts_for_user_with_orderings(
+            user_id, [ReceiptTypes.READ, ReceiptTypes.READ_PRIVATE]
+        )
         return {room_id: receipt["stream_ordering"] for room_id, receipt in receipts.items()}
 
     async def unread_counts_by_room(self, user_id: str) -> dict[str, int]:
         """`unread_count` of every room the user has joined."""
-        return {room_id: await self.unread_count(room_id, user_id) for room_id in await self._store.get_rooms_for_user(user_id)}
+        return {
+            room_id: await self.unread_count(room_id, user_id)
+            for room_id in await self._store.get_rooms_for_user(user_id)
+        }
 
     async def pending_invites(self, user_id: str) -> set[str]:
         """Rooms the user is invited to and has not answered."""
@@ -1031,7 +1084,13 @@ class _SinkWriter(ExfiltrationWriter):
             event = filtered.event
             if event.sender != self._user_id:
                 continue
-            row: JsonDict = {"event_id": event.event_id, "room_id": room_id, "type": event.type, "origin_server_ts": event.origin_server_ts, "content": _plain(event.content)}
+            row: JsonDict = {
+                "event_id": event.event_id,
+                "room_id": room_id,
+                "type": event.type,
+                "origin_server_ts": event.origin_server_ts,
+                "content": _plain(event.content),
+            }
             if event.is_state():
                 row["state_key"] = event.state_key
             if event.redacts:
@@ -1042,10 +1101,24 @@ class _SinkWriter(ExfiltrationWriter):
         """Room state at gaps in the history: other people's events, not exported."""
 
     def write_invite(self, room_id: str, event: EventBase, state: StateMap[EventBase]) -> None:
-        self._invites.append({"room_id": room_id, "membership": "invite", "sender": event.sender, "origin_server_ts": event.origin_server_ts})
+        self._invites.append(
+            {
+                "room_id": room_id,
+                "membership": "invite",
+                "sender": event.sender,
+                "origin_server_ts": event.origin_server_ts,
+            }
+        )
 
     def write_knock(self, room_id: str, event: EventBase, state: StateMap[EventBase]) -> None:
-        self._invites.append({"room_id": room_id, "membership": "knock", "sender": event.sender, "origin_server_ts": event.origin_server_ts})
+        self._invites.append(
+            {
+                "room_id": room_id,
+                "membership": "knock",
+                "sender": event.sender,
+                "origin_server_ts": event.origin_server_ts,
+            }
+        )
 
     def write_profile(self, profile: JsonMapping) -> None:
         self._sink.part("matrix/profile", _plain(profile))
@@ -1065,6 +1138,7 @@ class _SinkWriter(ExfiltrationWriter):
     def finished(self) -> None:
         self._sink.part("matrix/invites_and_knocks", self._invites)
         self._sink.part("matrix/media", self._media)
+
 
 def _inspect_file(path: str, inspect: Callable[[BinaryIO], T]) -> T:
     with open(path, "rb") as f:
@@ -1140,7 +1214,9 @@ def _check_upload_size(request: SynapseRequest, length: int) -> bool:
     return error is None
 
 
-def _guarded_got_length(original: Callable[[SynapseRequest, int | None], None]) -> Callable[[SynapseRequest, int | None], None]:
+def _guarded_got_length(
+    original: Callable[[SynapseRequest, int | None], None],
+) -> Callable[[SynapseRequest, int | None], None]:
     def got_length(self: SynapseRequest, length: int | None) -> None:
         kind = _upload_kind(self)
         if kind is not None:
@@ -1155,7 +1231,9 @@ def _guarded_got_length(original: Callable[[SynapseRequest, int | None], None]) 
     return got_length
 
 
-def _guarded_content_chunk(original: Callable[[SynapseRequest, bytes], None]) -> Callable[[SynapseRequest, bytes], None]:
+def _guarded_content_chunk(
+    original: Callable[[SynapseRequest, bytes], None],
+) -> Callable[[SynapseRequest, bytes], None]:
     def handle_content_chunk(self: SynapseRequest, data: bytes) -> None:
         if getattr(self, "medchat_refused", False):
             return  # what the client sent before the connection closed
@@ -1166,7 +1244,9 @@ def _guarded_content_chunk(original: Callable[[SynapseRequest, bytes], None]) ->
     return handle_content_chunk
 
 
-def _guarded_request_received(original: Callable[[SynapseRequest, bytes, bytes, bytes], None]) -> Callable[[SynapseRequest, bytes, bytes, bytes], None]:
+def _guarded_request_received(
+    original: Callable[[SynapseRequest, bytes, bytes, bytes], None],
+) -> Callable[[SynapseRequest, bytes, bytes, bytes], None]:
     def request_received(self: SynapseRequest, command: bytes, path: bytes, version: bytes) -> None:
         if getattr(self, "medchat_refused", False):
             return
@@ -1202,7 +1282,8 @@ class ServerBridge:
     def ratelimiter(self, name: str, per_second: float, burst_count: int) -> Callable[[str], Any]:
         """A Synapse rate limiter keyed by any string (here: the origin server); 429 when over."""
         limiter = Ratelimiter(
-            store=self._hs.get_datastores().main, clock=self._clock,
+            store=self._hs.get_datastores().main,
+            clock=self._clock,
             cfg=RatelimitSettings(key=name, per_second=per_second, burst_count=burst_count),
         )
         return lambda key: limiter.ratelimit(None, key=key)
@@ -1225,7 +1306,9 @@ class ServerBridge:
         """A remote user's whole profile (extended fields included), asked of their server."""
         return await self._hs.get_profile_handler().get_profile(user_id)
 
-    async def get_json_from_servers(self, destinations: list[str], path: str, args: dict[str, str], timeout_s: float) -> dict[str, Any]:
+    async def get_json_from_servers(
+        self, destinations: list[str], path: str, args: dict[str, str], timeout_s: float
+    ) -> dict[str, Any]:
         """GETs a signed module path on several servers at once, each within `timeout_s`.
 
         Returns destination -> the JSON answer, or the exception: TimeoutError when the server
@@ -1235,16 +1318,26 @@ class ServerBridge:
 
         async def one(destination: str) -> Any:
             request = run_in_background(
-                client.get_json, destination, path, args={k: [v] for k, v in args.items()},
-                timeout=int(timeout_s * 1000) + 1000, ignore_backoff=True, retry_on_dns_fail=False,  # ours fires first
+                client.get_json,
+                destination,
+                path,
+                args={k: [v] for k, v in args.items()},
+                timeout=int(timeout_s * 1000) + 1000,
+                ignore_backoff=True,
+                retry_on_dns_fail=False,  # ours fires first
             )
             try:
-                return await make_deferred_yieldable(timeout_deferred(deferred=request, timeout=timeout_s, clock=self._clock))
+                return await make_deferred_yieldable(
+                    timeout_deferred(deferred=request, timeout=timeout_s, clock=self._clock)
+                )
             except defer.TimeoutError:
                 return TimeoutError(f"{destination} did not answer within {timeout_s}s")
             except RequestSendFailed as e:
                 # Our time-out cancels the request, which the client reports as a failed send.
-                timed_out = isinstance(e.inner_exception, (defer.CancelledError, defer.TimeoutError, TimeoutError, twisted_error.TimeoutError))
+                timed_out = isinstance(
+                    e.inner_exception,
+                    (defer.CancelledError, defer.TimeoutError, TimeoutError, twisted_error.TimeoutError),
+                )
                 return TimeoutError(str(e)) if timed_out else e
             except Exception as e:  # noqa: BLE001 - each peer's failure is reported, not raised
                 return e

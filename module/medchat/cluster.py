@@ -75,14 +75,20 @@ def ensure_database(url: str) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' LC_COLLATE \'C\' LC_CTYPE \'C\' TEMPLATE template0')
+            cur.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
     conn.close()
 
 
 class Cluster:
     """Every process of the topology under one data directory; `start()` returns when all answer."""
 
-    def __init__(self, data_dir: Path, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None, module_overrides: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        env: Mapping[str, str],
+        overrides: Mapping[str, Any] | None = None,
+        module_overrides: Mapping[str, Any] | None = None,
+    ):
         """`overrides` / `module_overrides` are merged into every process's config (e.g. the
         benchmarks' rate limits), as devconfig.prepare merges them."""
         self.data_dir = data_dir.resolve()
@@ -115,9 +121,14 @@ class Cluster:
         nginx_binary = ensure_nginx()
         if not redis_answers(self.env["REDIS_URL"]):
             redis_port = urlparse(self.env["REDIS_URL"]).port or 6379
-            self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"])
+            self._spawn(
+                "redis",
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+            )
             self._wait(lambda: redis_answers(self.env["REDIS_URL"]), "redis", timeout=20)
-        shared = prepare(self.data_dir, env=self.env, overrides=self._overrides[0], module_overrides=self._overrides[1], cluster=True)
+        shared = prepare(
+            self.data_dir, env=self.env, overrides=self._overrides[0], module_overrides=self._overrides[1], cluster=True
+        )
         main_config = yaml.safe_load(shared[0].read_text())
         self.ports["main"] = main_config["listeners"][0]["port"]
         commands = {"main": synapse_command(shared)}
@@ -128,14 +139,18 @@ class Cluster:
         nginx_conf = prepare_nginx(self.data_dir, env=self.env)
         self.ports["nginx"] = int(re.search(r"^\s*listen\s+[^;]*:(\d+);", nginx_conf.read_text(), re.M).group(1))  # type: ignore[union-attr]
 
-        schema = subprocess.run(schema_command(shared[0]), cwd=self.data_dir, capture_output=True, text=True, env=self.env)
+        schema = subprocess.run(
+            schema_command(shared[0]), cwd=self.data_dir, capture_output=True, text=True, env=self.env
+        )
         if schema.returncode != 0:
             raise RuntimeError(f"preparing Synapse's schema failed:\n{schema.stdout[-3000:]}{schema.stderr[-3000:]}")
         for name, command in commands.items():
             self._spawn(name, command)
         deadline = time.monotonic() + timeout
         for name in commands:
-            self._wait(lambda n=name: self._answers(self.process_url(n) + "/api/health"), name, deadline - time.monotonic())
+            self._wait(
+                lambda n=name: self._answers(self.process_url(n) + "/api/health"), name, deadline - time.monotonic()
+            )
         self._spawn("nginx", [nginx_binary, *nginx_command(nginx_conf)[1:]])
         self._wait(lambda: self._answers(self.base_url + "/health"), "nginx", timeout=20)
 

@@ -43,7 +43,15 @@ class FederationDirectoryConfig:
     burst_count: int
 
 
-_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
+_DURATION_UNITS_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+    "y": 31_536_000_000,
+}
 
 
 def duration_ms(value: int | str) -> int:
@@ -105,7 +113,10 @@ class MedChatConfig:
         values = {**_defaults(schema), **raw}
         websocket = {**_defaults(schema["properties"]["websocket"]), **values["websocket"]}
         case_rooms = {**_defaults(schema["properties"]["case_rooms"]), **values["case_rooms"]}
-        federation_directory = {**_defaults(schema["properties"]["federation_directory"]), **values["federation_directory"]}
+        federation_directory = {
+            **_defaults(schema["properties"]["federation_directory"]),
+            **values["federation_directory"],
+        }
         study_groups = {**_defaults(schema["properties"]["study_groups"]), **values["study_groups"]}
         study_groups.setdefault("default_join_rule", study_groups["allowed_join_rules"][0])
         if study_groups["default_join_rule"] not in study_groups["allowed_join_rules"]:
@@ -138,7 +149,9 @@ class MedChatConfig:
                 mrn_patterns=tuple(case_rooms["mrn_patterns"]),
                 phone_region=case_rooms["phone_region"],
                 allow_warn_mode=case_rooms["allow_warn_mode"],
-                retention_max_lifetime_ms=duration_ms(case_rooms["retention"]["max_lifetime"]) if case_rooms["retention"] else None,
+                retention_max_lifetime_ms=duration_ms(case_rooms["retention"]["max_lifetime"])
+                if case_rooms["retention"]
+                else None,
             ),
             federation_directory=FederationDirectoryConfig(**federation_directory),
             study_groups=StudyGroupConfig(

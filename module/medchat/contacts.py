@@ -49,8 +49,13 @@ def _page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None
 
 class Contacts:
     def __init__(
-        self, config: MedChatConfig, bridge: SynapseBridge, store: ContactStore, profiles: ProfileStore,
-        rules: ContactRules, notifications: NotificationStore,
+        self,
+        config: MedChatConfig,
+        bridge: SynapseBridge,
+        store: ContactStore,
+        profiles: ProfileStore,
+        rules: ContactRules,
+        notifications: NotificationStore,
     ):
         self._config = config
         self._bridge = bridge
@@ -80,7 +85,9 @@ class Contacts:
         cards = await self._cards((r.contact_id, r.role, r.institution, r.specialization) for r in rows)
         ignored = await self._rules.ignored_users(owner_id)
         return [
-            contact_model(cards[r.contact_id], r.nickname, r.is_favorite, r.contact_id in ignored, r.created_ts, r.updated_ts)
+            contact_model(
+                cards[r.contact_id], r.nickname, r.is_favorite, r.contact_id in ignored, r.created_ts, r.updated_ts
+            )
             for r in rows
         ]
 
@@ -100,7 +107,13 @@ class Contacts:
         contact list is one person's address book, so it is read whole for a search.
         """
         if filters.blocked is not None:
-            filters = ContactFilters(filters.favorite, filters.role, filters.institution, filters.blocked, list(await self._rules.ignored_users(owner_id)))
+            filters = ContactFilters(
+                filters.favorite,
+                filters.role,
+                filters.institution,
+                filters.blocked,
+                list(await self._rules.ignored_users(owner_id)),
+            )
         if q is None:
             rows = await self._store.list(owner_id, filters, page.cursor, page.limit + 1)
         else:
@@ -108,15 +121,21 @@ class Contacts:
             names = await self._bridge.directory_profiles([r.contact_id for r in rows])
             needle = q.casefold()
             rows = [
-                r for r in rows
-                if any(needle in (text or "").casefold() for text in (r.nickname, names.get(r.contact_id, (None,))[0], localpart(r.contact_id)))
+                r
+                for r in rows
+                if any(
+                    needle in (text or "").casefold()
+                    for text in (r.nickname, names.get(r.contact_id, (None,))[0], localpart(r.contact_id))
+                )
             ][: page.limit + 1]
         rows, cursor = _page(rows, page.limit, lambda r: r.contact_id)
         return {"results": await self._render(owner_id, rows), "next_cursor": cursor}
 
     # --- changing the list ----------------------------------------------------------------------
 
-    async def add(self, owner_id: str, target_id: str, nickname: str | None, message: str | None) -> tuple[int, JsonDict]:
+    async def add(
+        self, owner_id: str, target_id: str, nickname: str | None, message: str | None
+    ) -> tuple[int, JsonDict]:
         """Adds a contact (201), or sends them a contact request (202) when requests are on.
 
         No request is needed if the other side has already asked the caller (that request is
@@ -192,10 +211,15 @@ class Contacts:
         for contact_id in contact_ids:
             rooms = direct.get(contact_id)
             for room_id in rooms if isinstance(rooms, (list, tuple)) else ():
-                if isinstance(room_id, str) and (FAVOURITE_TAG in await self._bridge.room_tags(owner_id, room_id)) != present:
+                if (
+                    isinstance(room_id, str)
+                    and (FAVOURITE_TAG in await self._bridge.room_tags(owner_id, room_id)) != present
+                ):
                     await self._bridge.set_room_tag(owner_id, room_id, FAVOURITE_TAG, present)
 
-    async def on_account_data_updated(self, user_id: str, room_id: str | None, account_data_type: str, content: JsonDict) -> None:
+    async def on_account_data_updated(
+        self, user_id: str, room_id: str | None, account_data_type: str, content: JsonDict
+    ) -> None:
         """A new DM with a favourite contact (any client updates `m.direct`) gets the tag too."""
         if room_id is not None or account_data_type != DIRECT_TYPE or not self._api.is_mine(user_id):
             return
@@ -209,7 +233,8 @@ class Contacts:
         others = [r.requester_id if incoming else r.target_id for r in requests]
         profiles = {uid: await self._profiles.get(uid) if self._api.is_mine(uid) else None for uid in others}
         cards = await self._cards(
-            (uid, *((p.role, p.institution, p.specialization) if (p := profiles[uid]) else (None, None, None))) for uid in others
+            (uid, *((p.role, p.institution, p.specialization) if (p := profiles[uid]) else (None, None, None)))
+            for uid in others
         )
         return [
             {

@@ -154,7 +154,11 @@ def prepare(
     secrets_path = ensure_secrets(data_dir, config["server_name"])
     config_path = data_dir / "homeserver.yaml"
     # 0600: it carries the database, Redis and S3 credentials from the environment.
-    _write(config_path, "# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False), mode=0o600)
+    _write(
+        config_path,
+        "# Rendered from synapse.yaml; edit that file, not this one.\n" + yaml.safe_dump(config, sort_keys=False),
+        mode=0o600,
+    )
     return [config_path, secrets_path]
 
 
@@ -173,7 +177,10 @@ def prepare_worker(data_dir: Path, name: str, env: Mapping[str, str] | None = No
     if not template.exists():
         raise ValueError(f"no worker named {name!r}; known: {', '.join(worker_names())}")
     path = data_dir.resolve() / "workers" / f"{name}.yaml"
-    _write(path, f"# Rendered from config/workers/{name}.yaml.\n" + substitute(template.read_text(), _render_env(data_dir, env)))
+    _write(
+        path,
+        f"# Rendered from config/workers/{name}.yaml.\n" + substitute(template.read_text(), _render_env(data_dir, env)),
+    )
     return path
 
 
@@ -198,7 +205,9 @@ def derive_federation_whitelist(config: dict[str, Any], module_config: Mapping[s
     the whitelist is set even without the list: the module adds the file's servers at start-up,
     once it has checked the signature."""
     allow_list = module_config.get("federation_allow_list")
-    if (allow_list is not None or module_config.get("federation_allow_list_file")) and "federation_domain_whitelist" not in config:
+    if (
+        allow_list is not None or module_config.get("federation_allow_list_file")
+    ) and "federation_domain_whitelist" not in config:
         config["federation_domain_whitelist"] = list(allow_list or ())
 
 
@@ -223,7 +232,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     parser.add_argument("--cluster", action="store_true", help="the worker topology of config/ (PostgreSQL, Redis)")
     role = parser.add_mutually_exclusive_group()
-    role.add_argument("--worker", metavar="NAME", help=f"start this worker instead of the main process: {', '.join(worker_names())}")
+    role.add_argument(
+        "--worker", metavar="NAME", help=f"start this worker instead of the main process: {', '.join(worker_names())}"
+    )
     role.add_argument("--nginx", action="store_true", help="render config/nginx.conf and start nginx in the foreground")
     role.add_argument("--schema", action="store_true", help="bring Synapse's database schema up to date and exit")
     args = parser.parse_args()

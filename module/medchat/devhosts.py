@@ -11,10 +11,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from zope.interface import implementer
+
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver, IHostResolution, IResolutionReceiver
-from zope.interface import implementer
 
 
 @implementer(IHostResolution)
@@ -42,7 +43,9 @@ class StaticHostsResolver:
     ) -> IHostResolution:
         address = self._hosts.get(hostName.lower())
         if address is None:
-            return self._fallback.resolveHostName(resolutionReceiver, hostName, portNumber, addressTypes, transportSemantics)
+            return self._fallback.resolveHostName(
+                resolutionReceiver, hostName, portNumber, addressTypes, transportSemantics
+            )
         resolution = _Resolution(hostName)
         resolutionReceiver.resolutionBegan(resolution)
         kind = IPv6Address if ipaddress.ip_address(address).version == 6 else IPv4Address
@@ -62,6 +65,6 @@ class StaticHosts:
         hosts = (config or {}).get("hosts") or {}
         if not isinstance(hosts, dict):
             raise ValueError("medchat.devhosts.StaticHosts: `hosts` must map host names to IP addresses")
-        for name, address in hosts.items():
+        for address in hosts.values():
             ipaddress.ip_address(address)  # ValueError names the bad address
         return {str(name).lower(): str(address) for name, address in hosts.items()}

@@ -32,7 +32,14 @@ def _invalid(message: str) -> SynapseError:
 
 
 class Directory:
-    def __init__(self, config: MedChatConfig, bridge: SynapseBridge, accounts: Accounts, store: DirectoryStore, verification: Verification):
+    def __init__(
+        self,
+        config: MedChatConfig,
+        bridge: SynapseBridge,
+        accounts: Accounts,
+        store: DirectoryStore,
+        verification: Verification,
+    ):
         self._config = config
         self._bridge = bridge
         self._accounts = accounts
@@ -45,7 +52,9 @@ class Directory:
     async def may_search(self, user_id: str) -> bool:
         if self._config.directory_search_level == UNVERIFIED:
             return True
-        return at_least(await self._verification.level_of(user_id), self._config.directory_search_level) or await self._bridge.api.is_user_admin(user_id)
+        return at_least(
+            await self._verification.level_of(user_id), self._config.directory_search_level
+        ) or await self._bridge.api.is_user_admin(user_id)
 
     # --- endpoints --------------------------------------------------------------------------------
 
@@ -56,7 +65,10 @@ class Directory:
         limit = self._limit(params)
         after = _decode_cursor(params.get("cursor"), "after")
         profiles, next_after = await self._store.page(filters, tuple(after) if after else None, limit)
-        return {"results": await self._render(viewer, profiles), "next_cursor": _encode_cursor("after", list(next_after)) if next_after else None}
+        return {
+            "results": await self._render(viewer, profiles),
+            "next_cursor": _encode_cursor("after", list(next_after)) if next_after else None,
+        }
 
     async def search(self, viewer: str | None, params: Mapping[str, str]) -> JsonDict:
         """GET /api/chat/users/search?q=: best match first; combines with the listing filters.
@@ -99,7 +111,9 @@ class Directory:
 
     async def _check_may_search(self, viewer: str) -> None:
         if not await self.may_search(viewer):
-            raise SynapseError(403, f"The directory is open to {self._config.directory_search_level} users only.", "M_FORBIDDEN")
+            raise SynapseError(
+                403, f"The directory is open to {self._config.directory_search_level} users only.", "M_FORBIDDEN"
+            )
 
     def _filters(self, params: Mapping[str, str]) -> Filters:
         levels = levels_from(self._config.directory_listing_level)

@@ -29,7 +29,9 @@ class Expiry:
     def expires_at(self, expires_in: int) -> int:
         """The expiry time for a message sent now; 400 outside 1..max_expires_in_seconds."""
         if not 1 <= expires_in <= self._max_seconds:
-            raise SynapseError(400, f"Invalid field expires_in: give 1 to {self._max_seconds} seconds", "M_INVALID_PARAM")
+            raise SynapseError(
+                400, f"Invalid field expires_in: give 1 to {self._max_seconds} seconds", "M_INVALID_PARAM"
+            )
         return self._bridge.now_ms() + expires_in * 1000
 
     async def track(self, event_id: str, room_id: str, sender: str, expires_ts: int) -> None:
@@ -47,7 +49,9 @@ class Expiry:
     async def _redact(self, messages: list[Expiring], reason: str) -> None:
         for message in messages:
             try:
-                await self._bridge.redact(self._bridge.requester_for(message.sender), message.room_id, message.event_id, reason)
+                await self._bridge.redact(
+                    self._bridge.requester_for(message.sender), message.room_id, message.event_id, reason
+                )
             except SynapseError as e:  # e.g. the sender left: nothing more to do for it
                 logger.warning("MedChat: could not redact expired message %s: %s", message.event_id, e)
             await self._store.remove(message.event_id)

@@ -107,8 +107,12 @@ class Gdpr:
                 sink.part(f"medchat/{table}", table_rows)
             archive = Path(tmp) / "export.zip"
             size = await self._bridge.api.defer_to_thread(_zip_directory, root, archive)
-            await self._audit.record(caller, EXPORT_ACTION, subject, {"bytes": size, "messages": sink.message_count}, _origin(request))
-            await self._bridge.send_file(request, os.fspath(archive), "application/zip", f"medchat-export-{localpart(subject)}.zip")
+            await self._audit.record(
+                caller, EXPORT_ACTION, subject, {"bytes": size, "messages": sink.message_count}, _origin(request)
+            )
+            await self._bridge.send_file(
+                request, os.fspath(archive), "application/zip", f"medchat-export-{localpart(subject)}.zip"
+            )
 
     # --- erasure -----------------------------------------------------------------------------
 
@@ -134,5 +138,12 @@ class Gdpr:
 
     async def _erase_module_data(self, user_id: str, origin: str | None, details: JsonDict) -> None:
         await self._bridge.api.run_db_interaction(
-            "medchat_gdpr_erase", erase_txn, self._bridge.database_engine, self._audit.store, user_id, self._bridge.now_ms(), origin, details
+            "medchat_gdpr_erase",
+            erase_txn,
+            self._bridge.database_engine,
+            self._audit.store,
+            user_id,
+            self._bridge.now_ms(),
+            origin,
+            details,
         )

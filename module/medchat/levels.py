@@ -22,7 +22,7 @@ def at_least(level: str, minimum: str) -> bool:
 
 def levels_from(minimum: str) -> tuple[str, ...]:
     """Every level at or above `minimum`, for SQL `IN` lists."""
-    return LEVELS[rank(minimum):]
+    return LEVELS[rank(minimum) :]
 
 
 def is_verified(level: str) -> bool:

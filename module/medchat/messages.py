@@ -75,7 +75,9 @@ class Messages:
         by_room: dict[str, list[JsonDict]] = {}
         for event in events:
             by_room.setdefault(event["room_id"], []).append(event)
-        return {m["id"]: m for room_id, group in by_room.items() for m in await self._models_for(viewer, room_id, group)}
+        return {
+            m["id"]: m for room_id, group in by_room.items() for m in await self._models_for(viewer, room_id, group)
+        }
 
     async def _model(self, requester: Any, room_id: str, event: JsonDict) -> JsonDict:
         return (await self._models(requester, room_id, [event]))[0]
@@ -117,7 +119,9 @@ class Messages:
             await self._expiry.track(model["id"], room_id, requester.user.to_string(), expires_ts)
         return model
 
-    async def reply(self, requester: Any, room_id: str, event_id: str, body: JsonDict, client_msg_id: str | None) -> JsonDict:
+    async def reply(
+        self, requester: Any, room_id: str, event_id: str, body: JsonDict, client_msg_id: str | None
+    ) -> JsonDict:
         return await self.send(requester, room_id, {"content": body["content"], "reply_to": event_id}, client_msg_id)
 
     def _content(self, body: JsonDict) -> JsonDict:
@@ -129,18 +133,33 @@ class Messages:
             return {"msgtype": "m.text", "body": text}
         media_url = body.get("media_url")
         if not media_url:
-            raise SynapseError(400, f"Missing field: media_url (an {message_type} message needs an upload).", "M_MISSING_PARAM")
+            raise SynapseError(
+                400, f"Missing field: media_url (an {message_type} message needs an upload).", "M_MISSING_PARAM"
+            )
         prefix = f"mxc://{self._bridge.server_name}/"
         media_id = media_url[len(prefix) :] if media_url.startswith(prefix) else ""
         if not media_id or not media_id.replace("-", "").replace("_", "").isalnum():
-            raise SynapseError(400, f"Invalid field media_url: must be an mxc:// URL of {self._bridge.server_name}.", "M_INVALID_PARAM")
+            raise SynapseError(
+                400, f"Invalid field media_url: must be an mxc:// URL of {self._bridge.server_name}.", "M_INVALID_PARAM"
+            )
         info = {
             key: body[field]
-            for field, key in (("mime_type", "mimetype"), ("file_size", "size"), ("width", "w"), ("height", "h"), ("duration", "duration"))
+            for field, key in (
+                ("mime_type", "mimetype"),
+                ("file_size", "size"),
+                ("width", "w"),
+                ("height", "h"),
+                ("duration", "duration"),
+            )
             if field in body
         }
         file_name = body.get("file_name") or message_type
-        content: JsonDict = {"msgtype": MSGTYPE_FOR[message_type], "body": text or file_name, "url": media_url, "info": info}
+        content: JsonDict = {
+            "msgtype": MSGTYPE_FOR[message_type],
+            "body": text or file_name,
+            "url": media_url,
+            "info": info,
+        }
         content["filename"] = file_name  # with a differing body, the body is a caption (Matrix 1.10)
         return content
 
@@ -183,7 +202,12 @@ class Messages:
                 sent = await self._bridge.send_event(requester, event, txn_id=txn_id)
         # Built from the event just sent (no edits or reactions yet) rather than read back.
         sender = (await self._rooms.senders(room_id, {sent.sender}))[sent.sender]
-        wire = {"event_id": sent.event_id, "room_id": room_id, "content": sent.content, "origin_server_ts": sent.origin_server_ts}
+        wire = {
+            "event_id": sent.event_id,
+            "room_id": room_id,
+            "content": sent.content,
+            "origin_server_ts": sent.origin_server_ts,
+        }
         model = chat_message(wire, sender, [], sent.sender)
         if client_msg_id is not None:
             model["client_msg_id"] = client_msg_id
@@ -204,7 +228,9 @@ class Messages:
         if current["message_type"] == "text":
             new_content: JsonDict = {"msgtype": "m.text", "body": text}
         else:  # the caption of a media message
-            kept = {k: v for k, v in original["content"].items() if k not in ("m.relates_to", "format", "formatted_body")}
+            kept = {
+                k: v for k, v in original["content"].items() if k not in ("m.relates_to", "format", "formatted_body")
+            }
             new_content = {**kept, "body": text}
         content = {
             "msgtype": new_content["msgtype"],
@@ -215,7 +241,12 @@ class Messages:
         edit = await self._bridge.send_event(requester, {"type": MESSAGE, "room_id": room_id, "content": content})
         # The model of the original with this edit bundled, as Synapse would now bundle it.
         unsigned = original.get("unsigned", {})
-        bundled = {"event_id": edit.event_id, "sender": caller, "origin_server_ts": edit.origin_server_ts, "content": edit.content}
+        bundled = {
+            "event_id": edit.event_id,
+            "sender": caller,
+            "origin_server_ts": edit.origin_server_ts,
+            "content": edit.content,
+        }
         relations = {**unsigned.get("m.relations", {}), "m.replace": bundled}
         return await self._model(requester, room_id, {**original, "unsigned": {**unsigned, "m.relations": relations}})
 
@@ -242,7 +273,9 @@ class Messages:
         if await self._own_reaction(caller, event_id, key) is not None:
             return 200, await self._model(requester, room_id, original)
         relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
-        await self._bridge.send_event(requester, {"type": "m.reaction", "room_id": room_id, "content": {"m.relates_to": relation}})
+        await self._bridge.send_event(
+            requester, {"type": "m.reaction", "room_id": room_id, "content": {"m.relates_to": relation}}
+        )
         return 201, await self._model(requester, room_id, original)  # reactions are read afresh
 
     async def unreact(self, requester: Any, room_id: str, event_id: str, key: str) -> JsonDict:
@@ -270,7 +303,9 @@ class Messages:
             await self._rooms.require_member(target, caller)
         edit = original.get("unsigned", {}).get("m.relations", {}).get("m.replace")
         shown = edit["content"].get("m.new_content", original["content"]) if edit else original["content"]
-        content = {k: v for k, v in shown.items() if k not in ("m.relates_to", "m.new_content", "format", "formatted_body")}
+        content = {
+            k: v for k, v in shown.items() if k not in ("m.relates_to", "m.new_content", "format", "formatted_body")
+        }
         if original["content"].get("m.relates_to", {}).get("m.in_reply_to"):
             content["body"] = strip_reply_fallback(content.get("body", ""))
         sent = [await self._send(requester, target, content, None) for target in room_ids]

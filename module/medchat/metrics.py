@@ -12,6 +12,10 @@ from prometheus_client import Counter, Gauge
 
 WEBSOCKET_CONNECTIONS = Gauge("medchat_websocket_connections", "Open /api/chat/ws sockets on this process")
 WEBSOCKET_CLOSES = Counter("medchat_websocket_closes_total", "Sockets the server closed, by close code", ["code"])
-RULE_REFUSALS = Counter("medchat_rule_refusals_total", "Invites, direct chats and contact requests refused, by rule", ["rule"])
-UPLOAD_REJECTIONS = Counter("medchat_upload_rejections_total", "Uploads refused, by kind and HTTP status", ["kind", "status"])
+RULE_REFUSALS = Counter(
+    "medchat_rule_refusals_total", "Invites, direct chats and contact requests refused, by rule", ["rule"]
+)
+UPLOAD_REJECTIONS = Counter(
+    "medchat_upload_rejections_total", "Uploads refused, by kind and HTTP status", ["kind", "status"]
+)
 VERIFICATION_PENDING = Gauge("medchat_verification_requests_pending", "Verification requests waiting for a verifier")

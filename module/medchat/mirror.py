@@ -42,7 +42,9 @@ class ProfileMirror:
         if await self._bridge.get_profile_field(user_id, PROFILE_FIELD) != wanted:
             await self._bridge.set_profile_field(user_id, PROFILE_FIELD, wanted)
 
-    async def on_profile_update(self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool) -> None:
+    async def on_profile_update(
+        self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool
+    ) -> None:
         """Synapse's third-party-rules callback: a display name / avatar / field changed anywhere.
 
         Copies the display name and avatar into the directory row (so an Element-side rename is

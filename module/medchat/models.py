@@ -52,7 +52,9 @@ def iso(ts_ms: int | None) -> str | None:
     """Milliseconds since the epoch as the plan's ISO-8601 UTC timestamp."""
     if ts_ms is None:
         return None
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def localpart(user_id: str) -> str:
@@ -103,9 +105,16 @@ _EMAIL = {"type": "string", "minLength": 3, "maxLength": 254}
 _TOKEN = {"type": "string", "minLength": 1, "maxLength": 1024}
 _DEVICE_NAME = {"type": "string", "maxLength": 100}
 
+
 def _body(properties: JsonDict, required: tuple[str, ...] = (), **extra: Any) -> JsonDict:
     """A JSON object schema that names its fields and refuses unknown ones."""
-    return {"type": "object", "additionalProperties": False, "required": list(required), "properties": properties, **extra}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(required),
+        "properties": properties,
+        **extra,
+    }
 
 
 REGISTER_BODY = _body(
@@ -160,7 +169,9 @@ RESET_PASSWORD_BODY = _body(
 # --- contacts ----------------------------------------------------------------------------------
 
 
-def contact_card(user_id: str, role: str | None, institution: str | None, specialization: str | None, identity: MatrixIdentity) -> JsonDict:
+def contact_card(
+    user_id: str, role: str | None, institution: str | None, specialization: str | None, identity: MatrixIdentity
+) -> JsonDict:
     """The `contact` object of the plan's Contact model (and of contact requests)."""
     return {
         "id": user_id,
@@ -175,7 +186,9 @@ def contact_card(user_id: str, role: str | None, institution: str | None, specia
     }
 
 
-def contact_model(card: JsonDict, nickname: str | None, is_favorite: bool, is_blocked: bool, created_ts: int, updated_ts: int) -> JsonDict:
+def contact_model(
+    card: JsonDict, nickname: str | None, is_favorite: bool, is_blocked: bool, created_ts: int, updated_ts: int
+) -> JsonDict:
     """The plan's Contact model; `id` is the contact's Matrix user id."""
     return {
         "id": card["id"],
@@ -192,7 +205,12 @@ USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": r"^@[^:\s]+:[^\s]+$", "
 _NICKNAME = {"type": ["string", "null"], "maxLength": 100}
 
 CONTACT_ADD_BODY = _body(
-    {"user_id": USER_ID_SCHEMA, "contact_id": USER_ID_SCHEMA, "nickname": _NICKNAME, "message": {"type": "string", "maxLength": 500}},
+    {
+        "user_id": USER_ID_SCHEMA,
+        "contact_id": USER_ID_SCHEMA,
+        "nickname": _NICKNAME,
+        "message": {"type": "string", "maxLength": 500},
+    },
     oneOf=[{"required": ["user_id"]}, {"required": ["contact_id"]}],
 )
 
@@ -313,7 +331,13 @@ FORWARD_BODY: JsonDict = {
     "additionalProperties": False,
     "required": ["room_ids"],
     "properties": {
-        "room_ids": {"type": "array", "minItems": 1, "maxItems": 20, "uniqueItems": True, "items": {"type": "string", "pattern": "^!", "maxLength": 255}}
+        "room_ids": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 20,
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": "^!", "maxLength": 255},
+        }
     },
 }
 

@@ -78,7 +78,9 @@ class Rooms:
             await self._require_user(user_id)
         if body["type"] == "direct":
             if not participants:
-                raise SynapseError(400, "Invalid field participants: a direct chat needs another user.", "M_INVALID_PARAM")
+                raise SynapseError(
+                    400, "Invalid field participants: a direct chat needs another user.", "M_INVALID_PARAM"
+                )
             created, room_id = await self._direct(caller, participants[0])
         else:
             config: JsonDict = {
@@ -92,7 +94,9 @@ class Rooms:
             if body["type"] == "case":
                 # A case room is a Matrix room of MedChat's type, its history for members only.
                 config["creation_content"] = {"type": CASE_ROOM}
-                config["initial_state"] = [{"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}]
+                config["initial_state"] = [
+                    {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}
+                ]
             if body["type"] == "study_group":
                 space_id, study_group = await self._study_groups.room_config(caller, body.get("join_rule"))
                 config.update(study_group)
@@ -222,7 +226,10 @@ class Rooms:
         state = {(e.get("type"), e.get("state_key")): e for e in stripped}
         create = state.get(("m.room.create", ""), {})
         name = state.get(("m.room.name", ""), {}).get("content", {}).get("name")
-        members = {invite.sender: state.get(("m.room.member", invite.sender), {}).get("content", {}), caller: dict(invite.content)}
+        members = {
+            invite.sender: state.get(("m.room.member", invite.sender), {}).get("content", {}),
+            caller: dict(invite.content),
+        }
         participants = [
             {
                 "id": user_id,
@@ -319,7 +326,9 @@ class Rooms:
         if "phi_guard" in body:
             create = (await self._bridge.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
             if create.content.get("type") != CASE_ROOM:
-                raise SynapseError(400, "Invalid field phi_guard: only case rooms have a patient-identifier guard.", "M_INVALID_PARAM")
+                raise SynapseError(
+                    400, "Invalid field phi_guard: only case rooms have a patient-identifier guard.", "M_INVALID_PARAM"
+                )
         changes = {
             "phi_guard": (PHI_GUARD_STATE, lambda v: {"mode": v}),
             "name": ("m.room.name", lambda v: {"name": v}),
@@ -377,7 +386,9 @@ class Rooms:
         status = 200
         if not is_participant:
             if await self._is_direct(caller, room_id, state):
-                raise SynapseError(400, "A direct chat has exactly two participants; create a group.", "M_INVALID_PARAM")
+                raise SynapseError(
+                    400, "A direct chat has exactly two participants; create a group.", "M_INVALID_PARAM"
+                )
             await self._bridge.set_membership(caller, target, room_id, "invite")
             status = 201
         if "role" in body:
@@ -395,7 +406,12 @@ class Rooms:
             users[target] = ADMIN_LEVEL
         else:
             users.pop(target, None)
-        event = {"type": "m.room.power_levels", "state_key": "", "room_id": room_id, "content": {**content, "users": users}}
+        event = {
+            "type": "m.room.power_levels",
+            "state_key": "",
+            "room_id": room_id,
+            "content": {**content, "users": users},
+        }
         await self._bridge.send_event(requester, event)
 
     async def _participant(self, requester: Any, room_id: str, user_id: str) -> JsonDict:

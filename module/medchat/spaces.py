@@ -19,7 +19,14 @@ from medchat.store.spaces import SpaceStore
 
 OWNER_DISPLAY_NAME = "MedChat"
 # Everything in a space is the module's to change; members can read its hierarchy, nothing more.
-SPACE_POWER_LEVELS = {"invite": 100, "kick": 100, "ban": 100, "redact": 100, "state_default": 100, "events_default": 100}
+SPACE_POWER_LEVELS = {
+    "invite": 100,
+    "kick": 100,
+    "ban": 100,
+    "redact": 100,
+    "state_default": 100,
+    "events_default": 100,
+}
 
 
 class InstitutionSpaces:
@@ -62,7 +69,9 @@ class InstitutionSpaces:
                     "topic": f"Study groups and rooms of {institution}",
                     "creation_content": {"type": SPACE, INSTITUTION_KEY: institution},
                     "power_level_content_override": SPACE_POWER_LEVELS,
-                    "initial_state": [{"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}],
+                    "initial_state": [
+                        {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}
+                    ],
                 },
             )
             recorded = await self._store.claim(institution, space_id, self._bridge.now_ms())
@@ -73,7 +82,12 @@ class InstitutionSpaces:
     async def add_child(self, space_id: str, room_id: str) -> None:
         """`m.space.child` in the space (the room carries the matching `m.space.parent`)."""
         owner = await self.owner()
-        event = {"type": "m.space.child", "state_key": room_id, "room_id": space_id, "content": {"via": [self._bridge.server_name]}}
+        event = {
+            "type": "m.space.child",
+            "state_key": room_id,
+            "room_id": space_id,
+            "content": {"via": [self._bridge.server_name]},
+        }
         await self._bridge.send_event(self._bridge.requester_for(owner), event)
 
     async def ensure_member(self, space_id: str, user_id: str) -> None:

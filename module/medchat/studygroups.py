@@ -36,7 +36,9 @@ INSTITUTION_ONLY = "ORG_MEDCHAT_INSTITUTION_ONLY"
 
 
 class StudyGroups:
-    def __init__(self, config: StudyGroupConfig, bridge: SynapseBridge, spaces: InstitutionSpaces, profiles: ProfileStore):
+    def __init__(
+        self, config: StudyGroupConfig, bridge: SynapseBridge, spaces: InstitutionSpaces, profiles: ProfileStore
+    ):
         self._config = config
         self._bridge = bridge
         self._spaces = spaces
@@ -62,7 +64,11 @@ class StudyGroups:
             raise SynapseError(400, f"Invalid field join_rule: this server allows {allowed}.", "M_INVALID_PARAM")
         institution = await self._institution_of(caller)
         if not institution:
-            raise SynapseError(400, "A study group belongs to its creator's institution: set one in your profile first.", NO_INSTITUTION)
+            raise SynapseError(
+                400,
+                "A study group belongs to its creator's institution: set one in your profile first.",
+                NO_INSTITUTION,
+            )
         space_id = await self._spaces.space_for(institution)
         await self._spaces.ensure_member(space_id, caller)
         rule: JsonDict = {"join_rule": MATRIX_JOIN_RULES[join_rule]}
@@ -84,7 +90,10 @@ class StudyGroups:
     def describe(create_content: JsonDict, join_rules: JsonDict | None) -> JsonDict:
         """The study-group fields of a ChatRoom: its institution and join rule."""
         matrix_rule = (join_rules or {}).get("join_rule", "invite")
-        return {"institution": create_content.get(INSTITUTION_KEY), "join_rule": API_JOIN_RULES.get(matrix_rule, matrix_rule)}
+        return {
+            "institution": create_content.get(INSTITUTION_KEY),
+            "join_rule": API_JOIN_RULES.get(matrix_rule, matrix_rule),
+        }
 
     # --- join ---------------------------------------------------------------------------------
 

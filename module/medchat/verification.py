@@ -182,10 +182,23 @@ class Verification:
             before = profile.verification_level if profile else UNVERIFIED
             after = request.level if approve and rank(request.level) > rank(before) else before
             record_txn(t, LogEntry(request.user_id, request_id, status, verifier, before, after, reason, now))
-            payload = {"request_id": request_id, "status": status, "level": after, "reason": reason, "decided_by": verifier}
+            payload = {
+                "request_id": request_id,
+                "status": status,
+                "level": after,
+                "reason": reason,
+                "decided_by": verifier,
+            }
             add_notification_txn(t, request.user_id, NOTIFICATION_TYPE, payload, now)
-            self._audit.append_txn(t, now, verifier, f"verification.{status}", request.user_id,
-                                    {"request_id": request_id, "level_before": before, "level_after": after, "reason": reason}, None)
+            self._audit.append_txn(
+                t,
+                now,
+                verifier,
+                f"verification.{status}",
+                request.user_id,
+                {"request_id": request_id, "level_before": before, "level_after": after, "reason": reason},
+                None,
+            )
             return get_request_txn(t, request_id)  # type: ignore[return-value]
 
         request = await self._store.get(request_id)
@@ -211,6 +224,8 @@ class Verification:
         def txn(t: LoggingTransaction) -> None:
             profile = get_profile_txn(t, user_id)
             if profile is not None and profile.verification_level != UNVERIFIED:
-                record_txn(t, LogEntry(user_id, None, "reset", actor, profile.verification_level, UNVERIFIED, reason, now))
+                record_txn(
+                    t, LogEntry(user_id, None, "reset", actor, profile.verification_level, UNVERIFIED, reason, now)
+                )
 
         await self._store.run("medchat_verification_reset", txn)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from synapse.http.server import JsonResource
+
 from twisted.web.resource import Resource
 
 from medchat.accounts import Accounts
@@ -14,6 +15,7 @@ from medchat.api.health import HealthServlet
 from medchat.api.http import WEBSOCKET_PATH, routes_of
 from medchat.api.openapi import DocsServlets
 from medchat.bridge import SynapseBridge
+
 
 class Servlets(Protocol):
     def register_routes(self, resource: JsonResource) -> None: ...
@@ -37,6 +39,11 @@ class ApiRoot(Resource):
 def build_api_resource(bridge: SynapseBridge, accounts: Accounts, websocket: Resource, *more: Servlets) -> Resource:
     """The /api resource; `more` are the feature servlets built in MedChatModule."""
     resource = bridge.json_resource()
-    for servlets in (HealthServlet(bridge), AuthServlets(bridge.api, accounts), *more, DocsServlets(routes_of(resource))):
+    for servlets in (
+        HealthServlet(bridge),
+        AuthServlets(bridge.api, accounts),
+        *more,
+        DocsServlets(routes_of(resource)),
+    ):
         servlets.register_routes(resource)
     return ApiRoot(resource, websocket)

@@ -28,14 +28,48 @@ class AuthServlets:
         self._accounts = accounts
 
     def register_routes(self, resource: JsonResource) -> None:
-        route(resource, "POST", "/api/auth/register", self.register, public=True, body=REGISTER_BODY, responses={201: SESSION})
+        route(
+            resource,
+            "POST",
+            "/api/auth/register",
+            self.register,
+            public=True,
+            body=REGISTER_BODY,
+            responses={201: SESSION},
+        )
         route(resource, "POST", "/api/auth/login", self.login, public=True, body=LOGIN_BODY, responses={200: SESSION})
         route(resource, "POST", "/api/auth/logout", self.logout, responses={200: EMPTY})
-        route(resource, "POST", "/api/auth/refresh", self.refresh, public=True, body=REFRESH_BODY, responses={200: REFRESHED})
+        route(
+            resource,
+            "POST",
+            "/api/auth/refresh",
+            self.refresh,
+            public=True,
+            body=REFRESH_BODY,
+            responses={200: REFRESHED},
+        )
         route(resource, "GET", "/api/auth/profile", self.get_profile, responses={200: CHAT_USER})
-        route(resource, "PUT", "/api/auth/profile", self.put_profile, body=PROFILE_UPDATE_BODY, responses={200: CHAT_USER})
-        route(resource, "POST", "/api/auth/forgot-password", self.forgot_password, public=True, body=FORGOT_PASSWORD_BODY, responses={202: MESSAGE_TEXT})
-        route(resource, "POST", "/api/auth/reset-password", self.reset_password, public=True, body=RESET_PASSWORD_BODY, responses={200: MESSAGE_TEXT})
+        route(
+            resource, "PUT", "/api/auth/profile", self.put_profile, body=PROFILE_UPDATE_BODY, responses={200: CHAT_USER}
+        )
+        route(
+            resource,
+            "POST",
+            "/api/auth/forgot-password",
+            self.forgot_password,
+            public=True,
+            body=FORGOT_PASSWORD_BODY,
+            responses={202: MESSAGE_TEXT},
+        )
+        route(
+            resource,
+            "POST",
+            "/api/auth/reset-password",
+            self.reset_password,
+            public=True,
+            body=RESET_PASSWORD_BODY,
+            responses={200: MESSAGE_TEXT},
+        )
 
     async def register(self, request: Any) -> tuple[int, Any]:
         """Creates an account (a Matrix user plus the medical profile) and logs it in.

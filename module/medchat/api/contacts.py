@@ -12,7 +12,18 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from medchat.api.http import Query, bool_query, cursor_query, limit_query, query_bool, query_limit, query_string, read_json, route, text_query
+from medchat.api.http import (
+    Query,
+    bool_query,
+    cursor_query,
+    limit_query,
+    query_bool,
+    query_limit,
+    query_string,
+    read_json,
+    route,
+    text_query,
+)
 from medchat.api.schemas import (
     CONTACT,
     CONTACT_PAGE,
@@ -41,11 +52,16 @@ _LIST_QUERY = (
     text_query("q", "matches names, nicknames and usernames"),
     *_PAGE,
 )
-_REQUESTS_QUERY = (Query("direction", {"enum": ["incoming", "outgoing"], "default": "incoming"}, "whose requests"), *_PAGE)
+_REQUESTS_QUERY = (
+    Query("direction", {"enum": ["incoming", "outgoing"], "default": "incoming"}, "whose requests"),
+    *_PAGE,
+)
 
 
 def _page(request: Any) -> Page:
-    return Page(limit=query_limit(request, PAGE_DEFAULT, PAGE_MAX), cursor=query_string(request, "cursor", max_length=255))
+    return Page(
+        limit=query_limit(request, PAGE_DEFAULT, PAGE_MAX), cursor=query_string(request, "cursor", max_length=255)
+    )
 
 
 def _has_body(request: Any) -> bool:
@@ -69,9 +85,31 @@ class ContactServlets:
         # The fixed paths first: `{id}` would match "requests" and "permissions" too.
         contact, empty = {200: CONTACT}, {200: EMPTY}
         route(resource, "GET", f"{BASE}/permissions", self.get_permissions, responses={200: CONTACT_PERMISSIONS})
-        route(resource, "PUT", f"{BASE}/permissions", self.put_permissions, body=PERMISSIONS_SCHEMA, responses={200: CONTACT_PERMISSIONS})
-        route(resource, "GET", f"{BASE}/requests", self.list_requests, query=_REQUESTS_QUERY, responses={200: CONTACT_REQUEST_PAGE})
-        route(resource, "POST", f"{BASE}/requests/{{id}}/accept", self.accept, body=CONTACT_ACCEPT_BODY, body_required=False, responses=contact)
+        route(
+            resource,
+            "PUT",
+            f"{BASE}/permissions",
+            self.put_permissions,
+            body=PERMISSIONS_SCHEMA,
+            responses={200: CONTACT_PERMISSIONS},
+        )
+        route(
+            resource,
+            "GET",
+            f"{BASE}/requests",
+            self.list_requests,
+            query=_REQUESTS_QUERY,
+            responses={200: CONTACT_REQUEST_PAGE},
+        )
+        route(
+            resource,
+            "POST",
+            f"{BASE}/requests/{{id}}/accept",
+            self.accept,
+            body=CONTACT_ACCEPT_BODY,
+            body_required=False,
+            responses=contact,
+        )
         route(resource, "POST", f"{BASE}/requests/{{id}}/decline", self.decline, responses=empty)
         route(resource, "DELETE", f"{BASE}/requests/{{id}}", self.cancel, responses=empty)
         route(resource, "GET", BASE, self.list, query=_LIST_QUERY, responses={200: CONTACT_PAGE})

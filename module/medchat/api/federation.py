@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.http.server import JsonResource
-
 from synapse.module_api import ModuleApi
 
 from medchat.api.http import query_params, read_json, route
@@ -42,7 +41,9 @@ ATTESTATION_CHECK_BODY = {
     "type": "object",
     "additionalProperties": False,
     "required": ["attestation"],
-    "properties": {"attestation": {"type": "object", "required": ["user_id"], "properties": {"user_id": USER_ID_SCHEMA}}},
+    "properties": {
+        "attestation": {"type": "object", "required": ["user_id"], "properties": {"user_id": USER_ID_SCHEMA}}
+    },
 }
 
 
@@ -55,7 +56,14 @@ class AttestationServlets:
         self._attestations = attestations
 
     def register_routes(self, resource: JsonResource) -> None:
-        route(resource, "POST", "/api/chat/verification/attestations/check", self.check, body=ATTESTATION_CHECK_BODY, responses={200: ATTESTATION_RESULT})
+        route(
+            resource,
+            "POST",
+            "/api/chat/verification/attestations/check",
+            self.check,
+            body=ATTESTATION_CHECK_BODY,
+            responses={200: ATTESTATION_RESULT},
+        )
 
     async def check(self, request: Any) -> tuple[int, Any]:
         """Checks a licence attestation against its server's published key; what level it proves."""

@@ -238,7 +238,6 @@ def query_params(request: Any) -> dict[str, str]:
     return params
 
 
-
 # --- declarations of the common query parameters ------------------------------------------------
 
 

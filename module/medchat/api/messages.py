@@ -8,7 +8,17 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from medchat.api.http import CURSOR_MAX, MAX_PAGE, cursor_query, limit_query, query_limit, query_string, read_json, route, text_query
+from medchat.api.http import (
+    CURSOR_MAX,
+    MAX_PAGE,
+    cursor_query,
+    limit_query,
+    query_limit,
+    query_string,
+    read_json,
+    route,
+    text_query,
+)
 from medchat.api.schemas import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
 from medchat.messages import Messages
 from medchat.models import FORWARD_BODY, MESSAGE_EDIT_BODY, MESSAGE_REPLY_BODY, MESSAGE_SEND_BODY, REACTION_BODY
@@ -39,21 +49,27 @@ class MessageServlets:
         one, message = _BASE + "/{event_id}", {200: MESSAGE}
         search = (text_query("q", "the words to find", required=True), limit_query(20), cursor_query())
         route(resource, "GET", _BASE + "/search", self.search, query=search, responses={200: MESSAGE_SEARCH})
-        route(resource, "GET", _BASE, self.history, query=(limit_query(50), cursor_query()), responses={200: MESSAGE_PAGE})
+        route(
+            resource, "GET", _BASE, self.history, query=(limit_query(50), cursor_query()), responses={200: MESSAGE_PAGE}
+        )
         route(resource, "POST", _BASE, self.send, body=MESSAGE_SEND_BODY, responses={201: MESSAGE})
         route(resource, "GET", one, self.get, responses=message)
         route(resource, "PUT", one, self.edit, body=MESSAGE_EDIT_BODY, responses=message)
         route(resource, "DELETE", one, self.delete, responses=message)
         route(resource, "POST", one + "/reply", self.reply, body=MESSAGE_REPLY_BODY, responses={201: MESSAGE})
         route(resource, "POST", one + "/forward", self.forward, body=FORWARD_BODY, responses={201: MESSAGES})
-        route(resource, "POST", one + "/reactions", self.react, body=REACTION_BODY, responses={200: MESSAGE, 201: MESSAGE})
+        route(
+            resource, "POST", one + "/reactions", self.react, body=REACTION_BODY, responses={200: MESSAGE, 201: MESSAGE}
+        )
         route(resource, "DELETE", one + "/reactions/{key}", self.unreact, responses=message)
 
     async def history(self, request: Any, room_id: str) -> tuple[int, Any]:
         """The room's messages, newest first (`next_cursor` is Matrix's pagination token); edits folded in."""
         requester = await self._api.get_user_by_req(request)
         limit = query_limit(request, default=50, maximum=MAX_PAGE)
-        return 200, await self._messages.history(requester, room_id, limit, query_string(request, "cursor", max_length=CURSOR_MAX))
+        return 200, await self._messages.history(
+            requester, room_id, limit, query_string(request, "cursor", max_length=CURSOR_MAX)
+        )
 
     async def search(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Synapse's ranked server-side search, in this room only."""
@@ -62,7 +78,9 @@ class MessageServlets:
         if term is None:
             raise SynapseError(400, "Missing field: q", "M_MISSING_PARAM")
         limit = query_limit(request, default=20, maximum=MAX_PAGE)
-        return 200, await self._messages.search(requester, room_id, term, limit, query_string(request, "cursor", max_length=CURSOR_MAX))
+        return 200, await self._messages.search(
+            requester, room_id, term, limit, query_string(request, "cursor", max_length=CURSOR_MAX)
+        )
 
     async def send(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Sends a text or media message; `client_msg_id` (or `Idempotency-Key`) makes a retry return the same message.

@@ -19,8 +19,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from synapse.http.server import JsonResource
 from swagger_ui_bundle import swagger_ui_path
+from synapse.http.server import JsonResource
 from synapse.module_api import respond_with_html
 from synapse.module_api.errors import SynapseError
 
@@ -53,7 +53,12 @@ _WEBSOCKET_OPERATION: JsonDict = {
         "token), 4400 (bad position), 4008 (slow consumer)."
     ),
     "parameters": [
-        {"name": "access_token", "in": "query", "schema": {"type": "string"}, "description": "instead of the Authorization header"},
+        {
+            "name": "access_token",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "instead of the Authorization header",
+        },
         {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "the `pos` to resume from"},
     ],
     "responses": {"101": {"description": "Switching Protocols"}, "4XX": {"$ref": "#/components/responses/Error"}},
@@ -71,11 +76,20 @@ def build_spec(routes: list[Route]) -> JsonDict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "MedChat API", "version": VERSION, "description": _DESCRIPTION},
-        "paths": {p: dict(sorted(ops.items(), key=lambda kv: _METHODS.index(kv[0]))) for p, ops in sorted(paths.items())},
+        "paths": {
+            p: dict(sorted(ops.items(), key=lambda kv: _METHODS.index(kv[0]))) for p, ops in sorted(paths.items())
+        },
         "components": {
             "schemas": dict(sorted(schemas.items())),
-            "responses": {"Error": _json_response("A refusal: `errcode` (`M_…` or `ORG_MEDCHAT_…`) and a clear `error`.", {"$ref": "#/components/schemas/Error"})},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "a Synapse access token"}},
+            "responses": {
+                "Error": _json_response(
+                    "A refusal: `errcode` (`M_…` or `ORG_MEDCHAT_…`) and a clear `error`.",
+                    {"$ref": "#/components/schemas/Error"},
+                )
+            },
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a Synapse access token"}
+            },
         },
         "security": [{"bearer": []}],
     }
@@ -90,7 +104,8 @@ def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
     if declared.description:
         operation["description"] = declared.description
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}} for name in _PATH_PARAM.findall(declared.path)
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for name in _PATH_PARAM.findall(declared.path)
     ]
     parameters += [_query(q) for q in declared.query]
     if parameters:
@@ -98,7 +113,8 @@ def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
     if declared.body is not None:
         operation["requestBody"] = {"required": declared.body_required, "content": _content(declared.body, schemas)}
     operation["responses"] = {
-        str(status): {"description": HTTPStatus(status).phrase, "content": _content(schema, schemas)} for status, schema in sorted(declared.responses.items())
+        str(status): {"description": HTTPStatus(status).phrase, "content": _content(schema, schemas)}
+        for status, schema in sorted(declared.responses.items())
     }
     operation["responses"]["4XX"] = {"$ref": "#/components/responses/Error"}
     if declared.public:
@@ -172,8 +188,22 @@ class DocsServlets:
         self._routes = routes
 
     def register_routes(self, resource: JsonResource) -> None:
-        route(resource, "GET", SPEC_PATH, self.spec, public=True, responses={200: {"type": "object", "required": ["openapi", "paths"]}})
-        route(resource, "GET", DOCS_PATH, self.page, public=True, responses={200: Content({"text/html": {"type": "string"}})})
+        route(
+            resource,
+            "GET",
+            SPEC_PATH,
+            self.spec,
+            public=True,
+            responses={200: {"type": "object", "required": ["openapi", "paths"]}},
+        )
+        route(
+            resource,
+            "GET",
+            DOCS_PATH,
+            self.page,
+            public=True,
+            responses={200: Content({"text/html": {"type": "string"}})},
+        )
         assets = Content({"text/css": {"type": "string"}, "text/javascript": {"type": "string"}, "image/png": BINARY})
         route(resource, "GET", DOCS_PATH + "/{asset}", self.asset, public=True, responses={200: assets})
 

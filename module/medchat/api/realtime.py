@@ -8,8 +8,26 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import MAX_PAGE, bool_query, cursor_query, limit_query, query_bool, query_limit, query_string, read_json, route
-from medchat.api.schemas import EMPTY, MARKED_ALL_READ, MESSAGE_STATUS, NOTIFICATION_PAGE, PRESENCE, READ_ALL, UNREAD_COUNT
+from medchat.api.http import (
+    MAX_PAGE,
+    bool_query,
+    cursor_query,
+    limit_query,
+    query_bool,
+    query_limit,
+    query_string,
+    read_json,
+    route,
+)
+from medchat.api.schemas import (
+    EMPTY,
+    MARKED_ALL_READ,
+    MESSAGE_STATUS,
+    NOTIFICATION_PAGE,
+    PRESENCE,
+    READ_ALL,
+    UNREAD_COUNT,
+)
 from medchat.models import PRESENCE_BODY, STATUS_BODY
 from medchat.realtime.notifications import Cursor, Notifications
 from medchat.realtime.presence import Presence
@@ -26,14 +44,41 @@ class RealtimeServlets:
     def register_routes(self, resource: JsonResource) -> None:
         status, presence = {200: MESSAGE_STATUS}, {200: PRESENCE}
         route(resource, "GET", "/api/chat/messages/{message_id}/status", self.get_status, responses=status)
-        route(resource, "PUT", "/api/chat/messages/{message_id}/status", self.put_status, body=STATUS_BODY, responses=status)
+        route(
+            resource,
+            "PUT",
+            "/api/chat/messages/{message_id}/status",
+            self.put_status,
+            body=STATUS_BODY,
+            responses=status,
+        )
         route(resource, "POST", "/api/chat/messages/{message_id}/mark-read", self.mark_read, responses=status)
-        route(resource, "POST", "/api/chat/rooms/{room_id}/mark-all-read", self.mark_all_read, responses={200: MARKED_ALL_READ})
+        route(
+            resource,
+            "POST",
+            "/api/chat/rooms/{room_id}/mark-all-read",
+            self.mark_all_read,
+            responses={200: MARKED_ALL_READ},
+        )
         route(resource, "GET", "/api/chat/users/{user_id}/status", self.get_presence, responses=presence)
-        route(resource, "PUT", "/api/chat/users/{user_id}/status", self.put_presence, body=PRESENCE_BODY, responses=presence)
+        route(
+            resource,
+            "PUT",
+            "/api/chat/users/{user_id}/status",
+            self.put_presence,
+            body=PRESENCE_BODY,
+            responses=presence,
+        )
         # Literal paths before /{id}: the router takes the first path that matches.
         listing = (limit_query(20), cursor_query(64, name="from"), bool_query("unread", "only unread ones"))
-        route(resource, "GET", "/api/chat/notifications", self.list_notifications, query=listing, responses={200: NOTIFICATION_PAGE})
+        route(
+            resource,
+            "GET",
+            "/api/chat/notifications",
+            self.list_notifications,
+            query=listing,
+            responses={200: NOTIFICATION_PAGE},
+        )
         route(resource, "GET", "/api/chat/notifications/unread-count", self.unread_count, responses={200: UNREAD_COUNT})
         route(resource, "PUT", "/api/chat/notifications/read-all", self.read_all, responses={200: READ_ALL})
         route(resource, "PUT", "/api/chat/notifications/{notification_id}/read", self.read_one, responses={200: EMPTY})

@@ -7,8 +7,29 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import CURSOR_MAX, MAX_PAGE, bool_query, cursor_query, limit_query, query_bool, query_limit, query_string, read_json, route
-from medchat.api.schemas import INSTITUTION_ROOMS, JOIN_REQUESTED, PARTICIPANT, PARTICIPANT_REMOVED, PARTICIPANTS, ROOM, ROOM_JOINED, ROOM_LEFT, ROOM_PAGE
+from medchat.api.http import (
+    CURSOR_MAX,
+    MAX_PAGE,
+    bool_query,
+    cursor_query,
+    limit_query,
+    query_bool,
+    query_limit,
+    query_string,
+    read_json,
+    route,
+)
+from medchat.api.schemas import (
+    INSTITUTION_ROOMS,
+    JOIN_REQUESTED,
+    PARTICIPANT,
+    PARTICIPANT_REMOVED,
+    PARTICIPANTS,
+    ROOM,
+    ROOM_JOINED,
+    ROOM_LEFT,
+    ROOM_PAGE,
+)
 from medchat.models import PARTICIPANT_ADD_BODY, ROOM_CREATE_BODY, ROOM_JOIN_BODY, ROOM_UPDATE_BODY
 from medchat.rooms import Rooms
 from medchat.studygroups import StudyGroups
@@ -29,16 +50,47 @@ class RoomServlets:
         route(resource, "PUT", room, self.update, body=ROOM_UPDATE_BODY, responses={200: ROOM})
         close = bool_query("close", "group admins: remove every other member and invitee first")
         route(resource, "DELETE", room, self.leave, query=(close,), responses={200: ROOM_LEFT})
-        route(resource, "POST", f"{room}/join", self.join, body=ROOM_JOIN_BODY, responses={200: ROOM_JOINED, 202: JOIN_REQUESTED})
-        route(resource, "GET", "/api/chat/institutions/{name}/rooms", self.institution_rooms, query=page, responses={200: INSTITUTION_ROOMS})
+        route(
+            resource,
+            "POST",
+            f"{room}/join",
+            self.join,
+            body=ROOM_JOIN_BODY,
+            responses={200: ROOM_JOINED, 202: JOIN_REQUESTED},
+        )
+        route(
+            resource,
+            "GET",
+            "/api/chat/institutions/{name}/rooms",
+            self.institution_rooms,
+            query=page,
+            responses={200: INSTITUTION_ROOMS},
+        )
         route(resource, "GET", f"{room}/participants", self.participants, responses={200: PARTICIPANTS})
-        route(resource, "POST", f"{room}/participants", self.add_participant, body=PARTICIPANT_ADD_BODY, responses={200: PARTICIPANT, 201: PARTICIPANT})
-        route(resource, "DELETE", f"{room}/participants/{{user_id}}", self.remove_participant, responses={200: PARTICIPANT_REMOVED})
+        route(
+            resource,
+            "POST",
+            f"{room}/participants",
+            self.add_participant,
+            body=PARTICIPANT_ADD_BODY,
+            responses={200: PARTICIPANT, 201: PARTICIPANT},
+        )
+        route(
+            resource,
+            "DELETE",
+            f"{room}/participants/{{user_id}}",
+            self.remove_participant,
+            responses={200: PARTICIPANT_REMOVED},
+        )
 
     async def list_rooms(self, request: Any) -> tuple[int, Any]:
         """The caller's joined rooms and pending invitations, newest activity first."""
         requester = await self._api.get_user_by_req(request)
-        return 200, await self._rooms.list_rooms(requester, query_limit(request, default=20, maximum=MAX_PAGE), query_string(request, "cursor", max_length=CURSOR_MAX))
+        return 200, await self._rooms.list_rooms(
+            requester,
+            query_limit(request, default=20, maximum=MAX_PAGE),
+            query_string(request, "cursor", max_length=CURSOR_MAX),
+        )
 
     async def create(self, request: Any) -> tuple[int, Any]:
         """Creates a direct, group or case room; a direct chat the two already have is reused (200).

@@ -23,7 +23,11 @@ _LEVEL = {"enum": ["unverified", "identity_verified", "license_verified"]}
 def obj(properties: JsonDict, required: tuple[str, ...] | None = None, title: str | None = None) -> JsonDict:
     """An object schema; every named property is required unless `required` says otherwise.
     Unknown properties are allowed, so adding a field to an answer is not a breaking change."""
-    schema: JsonDict = {"type": "object", "required": list(properties if required is None else required), "properties": properties}
+    schema: JsonDict = {
+        "type": "object",
+        "required": list(properties if required is None else required),
+        "properties": properties,
+    }
     if title:
         schema["title"] = title
     return schema
@@ -81,7 +85,21 @@ CHAT_USER = obj(
         "hidden": _BOOLEAN,
         "home_server": _STRING,
     },
-    required=("id", "user", "is_online", "last_seen", "profile_image", "bio", "specialization", "institution", "role", "is_verified", "verification_level", "created_at", "updated_at"),
+    required=(
+        "id",
+        "user",
+        "is_online",
+        "last_seen",
+        "profile_image",
+        "bio",
+        "specialization",
+        "institution",
+        "role",
+        "is_verified",
+        "verification_level",
+        "created_at",
+        "updated_at",
+    ),
     title="ChatUser",
 )
 
@@ -148,7 +166,9 @@ VERIFICATION_STATUS = obj(
     title="VerificationStatus",
 )
 
-ATTESTATION_RESULT = obj({"user_id": _STRING, "verification_level": _LEVEL, "is_verified": _BOOLEAN}, title="AttestationResult")
+ATTESTATION_RESULT = obj(
+    {"user_id": _STRING, "verification_level": _LEVEL, "is_verified": _BOOLEAN}, title="AttestationResult"
+)
 
 # --- contacts ----------------------------------------------------------------------------------
 
@@ -196,10 +216,19 @@ CONTACT_PAGE = page("results", CONTACT)
 CONTACT_REQUEST_PAGE = page("results", CONTACT_REQUEST)
 CONTACT_PENDING = obj({"status": {"const": "pending"}, "request": CONTACT_REQUEST}, title="ContactRequestSent")
 
-_EXCEPTIONS = obj({"users": array(_STRING), "servers": array(_STRING), "roles": array(_STRING), "levels": array(_STRING)})
+_EXCEPTIONS = obj(
+    {"users": array(_STRING), "servers": array(_STRING), "roles": array(_STRING), "levels": array(_STRING)}
+)
 CONTACT_PERMISSIONS = obj(
     {
-        "permissions": obj({"default": {"enum": ["allow_all", "block_all"]}, "allow_contacts": _BOOLEAN, "allow": _EXCEPTIONS, "block": _EXCEPTIONS}),
+        "permissions": obj(
+            {
+                "default": {"enum": ["allow_all", "block_all"]},
+                "allow_contacts": _BOOLEAN,
+                "allow": _EXCEPTIONS,
+                "block": _EXCEPTIONS,
+            }
+        ),
         "source": _STRING,
     },
     title="ContactPermissions",
@@ -207,7 +236,9 @@ CONTACT_PERMISSIONS = obj(
 
 # --- rooms and messages ------------------------------------------------------------------------
 
-MEMBER = obj({"id": _STRING, "username": _STRING, "full_name": _STRING, "profile_image": _NULLABLE_STRING}, title="ChatMember")
+MEMBER = obj(
+    {"id": _STRING, "username": _STRING, "full_name": _STRING, "profile_image": _NULLABLE_STRING}, title="ChatMember"
+)
 
 PARTICIPANT = obj(
     {
@@ -257,8 +288,19 @@ ROOM = obj(
         "updated_at": _TIMESTAMP,
     },
     required=(
-        "id", "name", "type", "topic", "avatar_url", "phi_guard", "created_by", "membership", "participants",
-        "last_message", "unread_count", "created_at", "updated_at",
+        "id",
+        "name",
+        "type",
+        "topic",
+        "avatar_url",
+        "phi_guard",
+        "created_by",
+        "membership",
+        "participants",
+        "last_message",
+        "unread_count",
+        "created_at",
+        "updated_at",
     ),
     title="Room",
 )
@@ -308,8 +350,24 @@ MESSAGE = obj(
         "client_msg_id": _STRING,
     },
     required=(
-        "id", "room_id", "sender", "content", "message_type", "media_url", "file_name", "file_size", "mime_type",
-        "reply_to", "is_edited", "edited_at", "is_deleted", "expires_at", "reactions", "phi_warning", "status", "created_at",
+        "id",
+        "room_id",
+        "sender",
+        "content",
+        "message_type",
+        "media_url",
+        "file_name",
+        "file_size",
+        "mime_type",
+        "reply_to",
+        "is_edited",
+        "edited_at",
+        "is_deleted",
+        "expires_at",
+        "reactions",
+        "phi_warning",
+        "status",
+        "created_at",
         "updated_at",
     ),
     title="Message",
@@ -364,7 +422,9 @@ NOTIFICATION = obj(
 )
 
 NOTIFICATION_PAGE = page("notifications", NOTIFICATION)
-UNREAD_COUNT = obj({"count": _INTEGER, "rooms": {"type": "object", "additionalProperties": _INTEGER}, "other": _INTEGER})
+UNREAD_COUNT = obj(
+    {"count": _INTEGER, "rooms": {"type": "object", "additionalProperties": _INTEGER}, "other": _INTEGER}
+)
 READ_ALL = obj({"rooms_marked_read": _INTEGER})
 
 # --- uploads and the audit trail ---------------------------------------------------------------

@@ -15,7 +15,6 @@ from medchat.directory import Directory
 from medchat.federation.directory import SCOPES, FederatedDirectory
 from medchat.models import CHAT_USER_UPDATE_BODY
 
-
 _FILTERS = (
     text_query("role", "only this role"),
     text_query("institution", "only this institution"),
@@ -34,7 +33,13 @@ _SEARCH = (
 
 
 class UserServlets:
-    def __init__(self, bridge: SynapseBridge, accounts: Accounts, directory: Directory, federated: FederatedDirectory | None = None):
+    def __init__(
+        self,
+        bridge: SynapseBridge,
+        accounts: Accounts,
+        directory: Directory,
+        federated: FederatedDirectory | None = None,
+    ):
         self._bridge = bridge
         self._api = bridge.api
         self._accounts = accounts
@@ -47,7 +52,14 @@ class UserServlets:
         route(resource, "GET", "/api/chat/users/search", self.search, query=_SEARCH, responses={200: USER_PAGE})
         route(resource, "GET", "/api/chat/users/filter", self.list, query=_FILTERS, responses={200: USER_PAGE})
         route(resource, "GET", "/api/chat/users/{user_id}", self.get, responses={200: CHAT_USER})
-        route(resource, "PUT", "/api/chat/users/{user_id}", self.put, body=CHAT_USER_UPDATE_BODY, responses={200: CHAT_USER})
+        route(
+            resource,
+            "PUT",
+            "/api/chat/users/{user_id}",
+            self.put,
+            body=CHAT_USER_UPDATE_BODY,
+            responses={200: CHAT_USER},
+        )
         route(resource, "GET", "/api/chat/institutions", self.institutions, responses={200: INSTITUTIONS})
 
     async def _caller(self, request: Any) -> str:

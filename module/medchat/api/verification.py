@@ -1,10 +1,10 @@
 """/api/chat/verification/*: credential verification requests and decisions.
 
-    POST /api/chat/verification/requests                 the caller asks for a level (201)
-    GET  /api/chat/verification/requests?status=pending  verifiers: requests they may decide
-    POST /api/chat/verification/requests/{id}/approve    verifiers; body {"reason"} optional
-    POST /api/chat/verification/requests/{id}/reject     verifiers; body {"reason"} required
-    GET  /api/chat/verification/me                      the caller's level, requests, history
+POST /api/chat/verification/requests                 the caller asks for a level (201)
+GET  /api/chat/verification/requests?status=pending  verifiers: requests they may decide
+POST /api/chat/verification/requests/{id}/approve    verifiers; body {"reason"} optional
+POST /api/chat/verification/requests/{id}/reject     verifiers; body {"reason"} required
+GET  /api/chat/verification/me                      the caller's level, requests, history
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from medchat.models import VERIFICATION_DECISION_BODY, VERIFICATION_REQUEST_BODY
 from medchat.store.verification import PENDING, STATUSES
 from medchat.verification import Verification
 
-
 _STATUS_QUERY = (Query("status", {"enum": list(STATUSES), "default": PENDING}, "which requests"),)
 
 
@@ -31,11 +30,34 @@ class VerificationServlets:
 
     def register_routes(self, resource: JsonResource) -> None:
         base = "/api/chat/verification"
-        route(resource, "POST", f"{base}/requests", self.submit, body=VERIFICATION_REQUEST_BODY, responses={201: VERIFICATION_REQUEST})
-        route(resource, "GET", f"{base}/requests", self.list, query=_STATUS_QUERY, responses={200: VERIFICATION_REQUESTS})
+        route(
+            resource,
+            "POST",
+            f"{base}/requests",
+            self.submit,
+            body=VERIFICATION_REQUEST_BODY,
+            responses={201: VERIFICATION_REQUEST},
+        )
+        route(
+            resource, "GET", f"{base}/requests", self.list, query=_STATUS_QUERY, responses={200: VERIFICATION_REQUESTS}
+        )
         decided = {200: VERIFICATION_REQUEST}
-        route(resource, "POST", f"{base}/requests/{{request_id}}/approve", self.approve, body=VERIFICATION_DECISION_BODY, responses=decided)
-        route(resource, "POST", f"{base}/requests/{{request_id}}/reject", self.reject, body=VERIFICATION_DECISION_BODY, responses=decided)
+        route(
+            resource,
+            "POST",
+            f"{base}/requests/{{request_id}}/approve",
+            self.approve,
+            body=VERIFICATION_DECISION_BODY,
+            responses=decided,
+        )
+        route(
+            resource,
+            "POST",
+            f"{base}/requests/{{request_id}}/reject",
+            self.reject,
+            body=VERIFICATION_DECISION_BODY,
+            responses=decided,
+        )
         route(resource, "GET", f"{base}/me", self.me, responses={200: VERIFICATION_STATUS})
 
     async def _caller(self, request: Any) -> str:

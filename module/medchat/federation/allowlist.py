@@ -76,7 +76,9 @@ def load_signed_allow_list(path: str, public_key: str) -> tuple[str, ...]:
     ours = signatures.get(SIGNER) if isinstance(signatures, dict) else None
     key_ids = [k for k in ours if k.startswith("ed25519:")] if isinstance(ours, dict) else []
     if not key_ids:
-        raise ConfigError(f"{where} carries no ed25519 signature of {SIGNER}; it must be signed with the key {public_key} (scripts/sign-allow-list).")
+        raise ConfigError(
+            f"{where} carries no ed25519 signature of {SIGNER}; it must be signed with the key {public_key} (scripts/sign-allow-list)."
+        )
     for key_id in key_ids:
         try:
             verify_signed_json(signed, SIGNER, decode_verify_key_bytes(key_id, key_bytes))
@@ -84,8 +86,14 @@ def load_signed_allow_list(path: str, public_key: str) -> tuple[str, ...]:
         except (SignatureVerifyException, ValueError):
             continue
     else:
-        raise ConfigError(f"{where} is not signed by the key {public_key}: its signature does not verify (altered, or signed with another key).")
+        raise ConfigError(
+            f"{where} is not signed by the key {public_key}: its signature does not verify (altered, or signed with another key)."
+        )
     servers = signed.get("servers")
-    if not isinstance(servers, list) or not servers or not all(isinstance(s, str) and 0 < len(s) <= 255 for s in servers):
+    if (
+        not isinstance(servers, list)
+        or not servers
+        or not all(isinstance(s, str) and 0 < len(s) <= 255 for s in servers)
+    ):
         raise ConfigError(f"{where}: `servers` must be a non-empty list of server names.")
     return tuple(servers)

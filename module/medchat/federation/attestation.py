@@ -37,11 +37,15 @@ _FIELDS = ("user_id", "level", "registration_body", "issued_ts", "expires_ts")
 def well_formed(value: Any, user_id: str) -> bool:
     if not isinstance(value, dict) or value.get("user_id") != user_id or value.get("level") not in LEVELS:
         return False
-    return all(isinstance(value.get(k), int) for k in ("issued_ts", "expires_ts")) and isinstance(value.get("signatures"), dict)
+    return all(isinstance(value.get(k), int) for k in ("issued_ts", "expires_ts")) and isinstance(
+        value.get("signatures"), dict
+    )
 
 
 class Attestations:
-    def __init__(self, bridge: SynapseBridge, server: ServerBridge, profiles: ProfileStore, verification_store: VerificationStore):
+    def __init__(
+        self, bridge: SynapseBridge, server: ServerBridge, profiles: ProfileStore, verification_store: VerificationStore
+    ):
         self._bridge = bridge
         self._server = server
         self._profiles = profiles
@@ -55,7 +59,13 @@ class Attestations:
         body = next((r.registration_body for r in requests if r.level == level), None)
         now = self._bridge.now_ms()
         return self._server.sign(
-            {"user_id": user_id, "level": level, "registration_body": body, "issued_ts": now, "expires_ts": now + VALIDITY_MS}
+            {
+                "user_id": user_id,
+                "level": level,
+                "registration_body": body,
+                "issued_ts": now,
+                "expires_ts": now + VALIDITY_MS,
+            }
         )
 
     async def current(self, user_id: str) -> JsonDict | None:
@@ -85,7 +95,9 @@ class Attestations:
         found = {u: await self.current(u) for u in user_ids}
         return {u: a for u, a in found.items() if a is not None}
 
-    async def on_profile_update(self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool) -> None:
+    async def on_profile_update(
+        self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool
+    ) -> None:
         """A level change rewrites the mirrored profile field, which lands here: publish or withdraw."""
         if not deactivation and self._bridge.api.is_mine(user_id):
             await self.current(user_id)

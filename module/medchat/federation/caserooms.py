@@ -25,7 +25,9 @@ Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
 
 
 def _refusal(user_id: str, action: str) -> Verdict:
-    message = f"Refused by rule '{RULE}': {user_id} is not a licence-verified practitioner, so may not {action} a case room."
+    message = (
+        f"Refused by rule '{RULE}': {user_id} is not a licence-verified practitioner, so may not {action} a case room."
+    )
     return Codes.FORBIDDEN, {"errcode": ERRCODE, "error": message, "org.medchat.rule": RULE}
 
 

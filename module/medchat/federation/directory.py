@@ -28,7 +28,16 @@ PEER_PATH = "/_medchat/federation/v1/users/search"
 SCOPES = ("local", "federation")
 # What a peer's search may narrow by (the rest of the filters are this server's own vocabulary).
 PEER_PARAMS = ("q", "limit", "institution", "specialization")
-_TEXT_FIELDS = ("profile_image", "bio", "specialization", "institution", "role", "last_seen", "created_at", "updated_at")
+_TEXT_FIELDS = (
+    "profile_image",
+    "bio",
+    "specialization",
+    "institution",
+    "role",
+    "last_seen",
+    "created_at",
+    "updated_at",
+)
 _WORD = re.compile(r"\w+")
 
 
@@ -61,14 +70,23 @@ def merge(q: str, ranked_lists: list[list[JsonDict]], limit: int) -> list[JsonDi
 
 
 class FederatedDirectory:
-    def __init__(self, config: MedChatConfig, server: ServerBridge, directory: Directory, attestations: Attestations, own_server: str):
+    def __init__(
+        self,
+        config: MedChatConfig,
+        server: ServerBridge,
+        directory: Directory,
+        attestations: Attestations,
+        own_server: str,
+    ):
         self._config = config.federation_directory
         self._peers = [s for s in (config.federation_allow_list or ()) if s != own_server]
         self._server = server
         self._directory = directory
         self._attestations = attestations
         self._own_server = own_server
-        self._ratelimit = server.ratelimiter("medchat_federated_directory", self._config.per_second, self._config.burst_count)
+        self._ratelimit = server.ratelimiter(
+            "medchat_federated_directory", self._config.per_second, self._config.burst_count
+        )
         self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, JsonDict]] = {}
 
     # --- the asking side --------------------------------------------------------------------------
@@ -77,7 +95,11 @@ class FederatedDirectory:
         """The local results (checked, limited and ranked by medchat.directory) merged with the
         allow-listed peers'; each with its `home_server`. One page: `next_cursor` is null."""
         if "cursor" in params:
-            raise SynapseError(400, "Invalid parameter cursor: a federated search has one page; narrow the query instead", "M_INVALID_PARAM")
+            raise SynapseError(
+                400,
+                "Invalid parameter cursor: a federated search has one page; narrow the query instead",
+                "M_INVALID_PARAM",
+            )
         local = await self._directory.search(viewer, params)
         limit = int(params.get("limit") or DEFAULT_PAGE_SIZE)
         for result in local["results"]:
@@ -92,7 +114,11 @@ class FederatedDirectory:
                 continue
             peers.append({"server": server, "status": "ok"})
             remote.append(await self._remote_results(server, answer))
-        return {"results": merge(params.get("q", ""), [local["results"], *remote], limit), "next_cursor": None, "peers": peers}
+        return {
+            "results": merge(params.get("q", ""), [local["results"], *remote], limit),
+            "next_cursor": None,
+            "peers": peers,
+        }
 
     async def _ask_peers(self, args: dict[str, str], now_ms: int) -> dict[str, Any]:
         key_args = tuple(sorted(args.items()))
@@ -125,7 +151,12 @@ class FederatedDirectory:
             results.append(
                 {
                     "id": user_id,
-                    "user": {"id": user_id, "username": localpart(user_id), "email": None, "full_name": _text(user.get("full_name")) or localpart(user_id)},
+                    "user": {
+                        "id": user_id,
+                        "username": localpart(user_id),
+                        "email": None,
+                        "full_name": _text(user.get("full_name")) or localpart(user_id),
+                    },
                     "is_online": raw.get("is_online") is True,
                     **{field: _text(raw.get(field)) for field in _TEXT_FIELDS},
                     "is_verified": is_verified(level),

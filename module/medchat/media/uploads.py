@@ -19,10 +19,23 @@ from medchat.models import JsonDict
 THUMBNAIL_SIZE = 320
 _MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _EXTENSIONS = {"image": "jpg", "audio": "ogg", "video": "mp4", "file": "bin"}
-_TYPE_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp",
-                    "audio/ogg": "ogg", "audio/mp4": "m4a", "audio/mpeg": "mp3", "audio/wav": "wav",
-                    "video/mp4": "mp4", "video/webm": "webm", "video/quicktime": "mov",
-                    "application/pdf": "pdf", "text/plain": "txt", "text/csv": "csv", "application/dicom": "dcm"}
+_TYPE_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "audio/ogg": "ogg",
+    "audio/mp4": "m4a",
+    "audio/mpeg": "mp3",
+    "audio/wav": "wav",
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/quicktime": "mov",
+    "application/pdf": "pdf",
+    "text/plain": "txt",
+    "text/csv": "csv",
+    "application/dicom": "dcm",
+}
 
 
 class MediaUploads:
@@ -34,7 +47,9 @@ class MediaUploads:
     def rules(self, kind: str) -> KindRules:
         """The rules of an upload kind; 404 for a kind that does not exist."""
         if kind not in self._rules:
-            raise SynapseError(404, f"Unknown upload kind '{kind}'; use one of: {', '.join(self._rules)}.", "M_NOT_FOUND")
+            raise SynapseError(
+                404, f"Unknown upload kind '{kind}'; use one of: {', '.join(self._rules)}.", "M_NOT_FOUND"
+            )
         return self._rules[kind]
 
     def oversize(self, kind: str, length: int) -> SynapseError | None:
@@ -54,7 +69,9 @@ class MediaUploads:
         if length is not None and (error := self.oversize(rules.kind, length)):
             raise error
 
-    async def upload(self, rules: KindRules, user_id: str, source: FileRange, file_name: str | None, declared_type: str | None) -> JsonDict:
+    async def upload(
+        self, rules: KindRules, user_id: str, source: FileRange, file_name: str | None, declared_type: str | None
+    ) -> JsonDict:
         self.check_size(rules, len(source))
         mime = _refine(sniff(source), declared_type, file_name)
         if mime not in rules.allowed_types:

@@ -13,14 +13,22 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-NHS_NUMBER, MRN, PHONE, EMAIL, DATE_OF_BIRTH = "nhs_number", "medical_record_number", "phone_number", "email_address", "date_of_birth"
+NHS_NUMBER, MRN, PHONE, EMAIL, DATE_OF_BIRTH = (
+    "nhs_number",
+    "medical_record_number",
+    "phone_number",
+    "email_address",
+    "date_of_birth",
+)
 KINDS = (NHS_NUMBER, MRN, PHONE, EMAIL, DATE_OF_BIRTH)
 
 _NHS_CANDIDATE = re.compile(r"(?<![\d.])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?![\d.])")
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 _FULL_DATE = rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:\d{{4}}|\d{{2}})|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?\s+\d{{4}}|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})"
-_DATE_OF_BIRTH = re.compile(rf"\b(?:d\.?o\.?b\.?|date\s+of\s+birth|born(?:\s+on)?)\s*[:\-]?\s*{_FULL_DATE}", re.IGNORECASE)
+_DATE_OF_BIRTH = re.compile(
+    rf"\b(?:d\.?o\.?b\.?|date\s+of\s+birth|born(?:\s+on)?)\s*[:\-]?\s*{_FULL_DATE}", re.IGNORECASE
+)
 
 
 def nhs_number_valid(digits: str) -> bool:

@@ -25,20 +25,48 @@ def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]
         relation = content.get("m.relates_to") or {}
         if relation.get("rel_type") == "m.replace":
             new = content.get("m.new_content") or {}
-            return [{"type": "message.edited", "room_id": room_id, "message_id": relation.get("event_id"),
-                     "edit_id": event["event_id"], "content": new.get("body"), "edited_at": iso(event.get("origin_server_ts"))}]
+            return [
+                {
+                    "type": "message.edited",
+                    "room_id": room_id,
+                    "message_id": relation.get("event_id"),
+                    "edit_id": event["event_id"],
+                    "content": new.get("body"),
+                    "edited_at": iso(event.get("origin_server_ts")),
+                }
+            ]
         return [{"type": "message.new", "room_id": room_id, "message": messages[event["event_id"]]}]
     if kind == "m.room.redaction":
-        return [{"type": "message.deleted", "room_id": room_id, "message_id": event.get("redacts") or content.get("redacts"),
-                 "deleted_by": event.get("sender")}]
+        return [
+            {
+                "type": "message.deleted",
+                "room_id": room_id,
+                "message_id": event.get("redacts") or content.get("redacts"),
+                "deleted_by": event.get("sender"),
+            }
+        ]
     if kind == "m.reaction":
         relation = content.get("m.relates_to") or {}
-        return [{"type": "reaction.added", "room_id": room_id, "message_id": relation.get("event_id"),
-                 "reaction_id": event["event_id"], "key": relation.get("key"), "user_id": event.get("sender")}]
+        return [
+            {
+                "type": "reaction.added",
+                "room_id": room_id,
+                "message_id": relation.get("event_id"),
+                "reaction_id": event["event_id"],
+                "key": relation.get("key"),
+                "user_id": event.get("sender"),
+            }
+        ]
     if kind == "m.receipt":
         return [
-            {"type": "message.status", "room_id": room_id, "message_id": event_id, "user_id": user_id, "status": "read",
-             "at": iso(receipt.get("ts"))}
+            {
+                "type": "message.status",
+                "room_id": room_id,
+                "message_id": event_id,
+                "user_id": user_id,
+                "status": "read",
+                "at": iso(receipt.get("ts")),
+            }
             for event_id, by_type in content.items()
             for user_id, receipt in (by_type.get("m.read") or {}).items()
         ]
@@ -46,12 +74,25 @@ def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]
         return [{"type": "typing", "room_id": room_id, "user_ids": content.get("user_ids", [])}]
     if kind == "m.presence":
         last_active_ago = content.get("last_active_ago")
-        return [{"type": "presence", "user_id": event.get("sender") or content.get("user_id"),
-                 "status": content.get("presence"), "is_online": content.get("presence") == "online",
-                 "last_active_ago_ms": last_active_ago}]
+        return [
+            {
+                "type": "presence",
+                "user_id": event.get("sender") or content.get("user_id"),
+                "status": content.get("presence"),
+                "is_online": content.get("presence") == "online",
+                "last_active_ago_ms": last_active_ago,
+            }
+        ]
     if kind == "m.room.member":
-        return [{"type": "membership", "room_id": room_id, "user_id": event.get("state_key"),
-                 "membership": content.get("membership"), "by": event.get("sender")}]
+        return [
+            {
+                "type": "membership",
+                "room_id": room_id,
+                "user_id": event.get("state_key"),
+                "membership": content.get("membership"),
+                "by": event.get("sender"),
+            }
+        ]
     return []
 
 

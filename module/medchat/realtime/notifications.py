@@ -80,20 +80,31 @@ class Notifications:
     async def page(self, user_id: str, cursor: Cursor, limit: int, unread_only: bool) -> JsonDict:
         """Newest first; `next_cursor` continues the list (None at its end)."""
         matrix = [] if cursor.matrix == 0 else await self._matrix_items(user_id, cursor.matrix, limit, unread_only)
-        own = [] if cursor.module == 0 else [
-            {**module_item(n), "_ts": n.created_ts, "_key": n.created_ts}
-            for n in await self._own.page(user_id, cursor.module, limit, unread_only)
-        ]
+        own = (
+            []
+            if cursor.module == 0
+            else [
+                {**module_item(n), "_ts": n.created_ts, "_key": n.created_ts}
+                for n in await self._own.page(user_id, cursor.module, limit, unread_only)
+            ]
+        )
         merged = sorted(matrix + own, key=lambda item: item["_ts"], reverse=True)[:limit]
         taken_matrix = [i["_key"] for i in merged if _is_matrix_id(i["id"])]
         taken_own = [i["_ts"] for i in merged if not _is_matrix_id(i["id"])]
         next_cursor = Cursor(
-            matrix=0 if len(matrix) < limit and len(taken_matrix) == len(matrix) else (min(taken_matrix) if taken_matrix else cursor.matrix),
-            module=0 if len(own) < limit and len(taken_own) == len(own) else (min(taken_own) if taken_own else cursor.module),
+            matrix=0
+            if len(matrix) < limit and len(taken_matrix) == len(matrix)
+            else (min(taken_matrix) if taken_matrix else cursor.matrix),
+            module=0
+            if len(own) < limit and len(taken_own) == len(own)
+            else (min(taken_own) if taken_own else cursor.module),
         )
         for item in merged:
             del item["_ts"], item["_key"]
-        return {"notifications": merged, "next_cursor": None if (next_cursor.matrix, next_cursor.module) == (0, 0) else str(next_cursor)}
+        return {
+            "notifications": merged,
+            "next_cursor": None if (next_cursor.matrix, next_cursor.module) == (0, 0) else str(next_cursor),
+        }
 
     async def _matrix_items(self, user_id: str, before: int | None, limit: int, unread_only: bool) -> list[JsonDict]:
         """Up to `limit` push-action notifications older than `before`, dismissed ones skipped."""
@@ -111,7 +122,9 @@ class Notifications:
                 event = events.get(action.event_id)
                 if event is None:
                     continue
-                item = self._matrix_item(event, action, user_id, read_by_room.get(action.room_id, -1) >= action.stream_ordering)
+                item = self._matrix_item(
+                    event, action, user_id, read_by_room.get(action.room_id, -1) >= action.stream_ordering
+                )
                 if item["type"] == "group_invite":
                     item["is_read"] = action.room_id not in invited_to  # answered invites are done with
                 if unread_only and item["is_read"]:

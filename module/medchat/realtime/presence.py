@@ -23,7 +23,9 @@ class Presence:
         if await self._bridge.api.check_user_exists(user_id) is None:
             raise SynapseError(404, "No such user.", "M_NOT_FOUND")
         if viewer != user_id and not await self._visible_to(viewer, user_id):
-            raise SynapseError(403, "You can see the status of your contacts and of people you share a room with.", "M_FORBIDDEN")
+            raise SynapseError(
+                403, "You can see the status of your contacts and of people you share a room with.", "M_FORBIDDEN"
+            )
         state = await self._bridge.presence_state(user_id)
         return {
             "user_id": user_id,

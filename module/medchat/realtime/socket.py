@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse.module_api.errors import SynapseError
+from zope.interface import implementer
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
-from zope.interface import implementer
 
 from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
@@ -71,7 +72,14 @@ class Position:
 class SocketHub:
     """Builds a ChatSocket per connection and knows the open ones by user."""
 
-    def __init__(self, bridge: SynapseBridge, config: WebSocketConfig, status: MessageStatus, messages: Messages, notices: NotificationStore):
+    def __init__(
+        self,
+        bridge: SynapseBridge,
+        config: WebSocketConfig,
+        status: MessageStatus,
+        messages: Messages,
+        notices: NotificationStore,
+    ):
         self.bridge = bridge
         self.config = config
         self.status = status
@@ -96,7 +104,13 @@ class SocketHub:
         """Delivery marks for the senders' sockets on this process (behind nginx every socket
         terminates on the sync worker, where socket deliveries are recorded)."""
         for message_id, room_id, sender in messages:
-            frame = {"type": "message.status", "room_id": room_id, "message_id": message_id, "user_id": recipient, "status": "delivered"}
+            frame = {
+                "type": "message.status",
+                "room_id": room_id,
+                "message_id": message_id,
+                "user_id": recipient,
+                "status": "delivered",
+            }
             for sock in self._by_user.get(sender, ()):
                 sock.push_live([frame])
 
@@ -140,7 +154,13 @@ class ChatSocket:
             self._send({"type": "error", "errcode": "M_NOT_JSON", "error": "Frames must be JSON objects."})
             return
         if not isinstance(frame, dict) or frame.get("type") != "ping":
-            self._send({"type": "error", "errcode": "M_UNRECOGNIZED", "error": "Unknown frame; the client may send {\"type\": \"ping\"}."})
+            self._send(
+                {
+                    "type": "error",
+                    "errcode": "M_UNRECOGNIZED",
+                    "error": 'Unknown frame; the client may send {"type": "ping"}.',
+                }
+            )
             return
         self._send({"type": "pong", "pos": self.position})
 
@@ -239,10 +259,14 @@ class ChatSocket:
     def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
         """Records the delivery in a background process of its own: a client that disconnects
         right after the frame cancels this socket's loop, but must not undo the delivery."""
-        received = [f["message"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id]
+        received = [
+            f["message"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id
+        ]
         if received:
             items = [(m["id"], m["room_id"], m["sender"]["id"]) for m in received]
-            self._hub.bridge.api.run_as_background_process("medchat_record_delivery", self._hub.status.delivered, user_id, items)
+            self._hub.bridge.api.run_as_background_process(
+                "medchat_record_delivery", self._hub.status.delivered, user_id, items
+            )
 
     def push_live(self, frames: list[dict[str, Any]]) -> None:
         """Frames that are not in Synapse's stream (delivery marks): sent at once, with no `pos`,

@@ -13,9 +13,9 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
 from medchat.bridge import SynapseBridge
+from medchat.metrics import RULE_REFUSALS
 from medchat.rules.contact import ContactRules
 from medchat.rules.decisions import Refusal
-from medchat.metrics import RULE_REFUSALS
 
 Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
 

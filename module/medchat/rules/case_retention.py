@@ -28,7 +28,9 @@ def check_retention(max_lifetime_ms: int | None, limits: tuple[bool, int | None,
         return
     enabled, lowest, highest = limits
     if not enabled:
-        raise ConfigError(f"MedChat: `{MODULE_KEY}` is set, but Synapse's `retention.enabled` is not: case rooms would keep everything.")
+        raise ConfigError(
+            f"MedChat: `{MODULE_KEY}` is set, but Synapse's `retention.enabled` is not: case rooms would keep everything."
+        )
     if (lowest is not None and max_lifetime_ms < lowest) or (highest is not None and max_lifetime_ms > highest):
         raise ConfigError(
             f"MedChat: `{MODULE_KEY}` ({max_lifetime_ms} ms) is outside Synapse's "
@@ -47,7 +49,9 @@ class CaseRoomRetention:
     async def on_create_room(self, requester: Any, config: dict[str, Any], is_requester_admin: bool) -> None:
         """Adds the policy to a new case room's initial state, unless the creator set one."""
         initial_state = case_room_initial_state(config)
-        if initial_state is None or any(isinstance(e, dict) and e.get("type") == RETENTION_STATE for e in initial_state):
+        if initial_state is None or any(
+            isinstance(e, dict) and e.get("type") == RETENTION_STATE for e in initial_state
+        ):
             return
         policy = {"type": RETENTION_STATE, "state_key": "", "content": {"max_lifetime": self._max_lifetime_ms}}
         config["initial_state"] = [*initial_state, policy]

@@ -47,7 +47,14 @@ def thaw(value: Any) -> Any:
 
 
 class ContactRules:
-    def __init__(self, config: MedChatConfig, api: ModuleApi, profiles: ProfileStore, contacts: ContactStore, level_of: LevelLookup):
+    def __init__(
+        self,
+        config: MedChatConfig,
+        api: ModuleApi,
+        profiles: ProfileStore,
+        contacts: ContactStore,
+        level_of: LevelLookup,
+    ):
         self._config = config
         self._api = api
         self._profiles = profiles
@@ -66,9 +73,13 @@ class ContactRules:
         profile = await self._profiles.get(user_id) if self._api.is_mine(user_id) else None
         return Party(user_id, profile.role if profile else None, await self._level_of(user_id))
 
-    def _server_refusal(self, actor: Party, target: Party, action: str, federation_only: bool = False) -> Refusal | None:
+    def _server_refusal(
+        self, actor: Party, target: Party, action: str, federation_only: bool = False
+    ) -> Refusal | None:
         refusal = None if federation_only else policy_refusal(self._policy, action, actor, target)
-        return refusal or federation_refusal(self._config.federation_allow_list, self._api.server_name, actor.user_id, target.user_id)
+        return refusal or federation_refusal(
+            self._config.federation_allow_list, self._api.server_name, actor.user_id, target.user_id
+        )
 
     def require_federated(self, user_id: str) -> None:
         """403 with MedChat's errcode, naming the server, for a user of a server outside the
@@ -78,7 +89,9 @@ class ContactRules:
         if refusal is not None:
             raise refusal.as_error()
 
-    async def check_server_rules(self, actor_id: str, target_id: str, action: str, federation_only: bool = False) -> Refusal | None:
+    async def check_server_rules(
+        self, actor_id: str, target_id: str, action: str, federation_only: bool = False
+    ) -> Refusal | None:
         """Only the server's policy (unless `federation_only`) and its federation allow-list."""
         return self._server_refusal(await self.party(actor_id), await self.party(target_id), action, federation_only)
 
@@ -123,7 +136,10 @@ class ContactRules:
         if error is not None:
             logger.warning(
                 "MedChat: unreadable %s of %s at %s (%s); using the server default",
-                PERMISSIONS_TYPE, user_id, "/".join(map(str, error.absolute_path)) or "(top)", error.message,
+                PERMISSIONS_TYPE,
+                user_id,
+                "/".join(map(str, error.absolute_path)) or "(top)",
+                error.message,
             )
             return self._default, SERVER_DEFAULT
         return Permissions.parse(raw), ACCOUNT_DATA
@@ -134,7 +150,9 @@ class ContactRules:
             for i, role in enumerate((body.get(side) or {}).get("roles") or ()):
                 if role not in self._config.roles:
                     raise SynapseError(
-                        400, f"Invalid field {side}.roles.{i}: unknown role {role!r}; allowed: {', '.join(self._config.roles)}", "M_INVALID_PARAM"
+                        400,
+                        f"Invalid field {side}.roles.{i}: unknown role {role!r}; allowed: {', '.join(self._config.roles)}",
+                        "M_INVALID_PARAM",
                     )
         permissions = Permissions.parse(body)
         await self._api.account_data_manager.put_global(user_id, PERMISSIONS_TYPE, permissions.to_json())

@@ -126,7 +126,10 @@ def federation_refusal(allow_list: Iterable[str] | None, own_server: str, *user_
     allowed = {own_server, *allow_list}
     for server in map(server_of, user_ids):
         if server not in allowed:
-            return Refusal(FEDERATION_RULE, f"Refused by rule '{FEDERATION_RULE}': {server} is not a server this one federates with.")
+            return Refusal(
+                FEDERATION_RULE,
+                f"Refused by rule '{FEDERATION_RULE}': {server} is not a server this one federates with.",
+            )
     return None
 
 
@@ -194,13 +197,18 @@ class Permissions:
         return self.default == ALLOW_ALL
 
 
-def recipient_refusal(permissions: Permissions, action: str, sender: Party, sender_is_contact: bool, ignored: bool) -> Refusal | None:
+def recipient_refusal(
+    permissions: Permissions, action: str, sender: Party, sender_is_contact: bool, ignored: bool
+) -> Refusal | None:
     """Refuses if the recipient ignores (blocks) the sender or their setting does not permit them.
 
     Both give the same message, so the sender cannot learn that they are blocked.
     """
     if ignored or not permissions.permits(sender, sender_is_contact):
-        return Refusal(RECIPIENT_RULE, f"Refused by rule '{RECIPIENT_RULE}': this user's contact settings do not let you {_ACTION_WORDS[action]} them.")
+        return Refusal(
+            RECIPIENT_RULE,
+            f"Refused by rule '{RECIPIENT_RULE}': this user's contact settings do not let you {_ACTION_WORDS[action]} them.",
+        )
     return None
 
 

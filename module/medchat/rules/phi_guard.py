@@ -28,13 +28,23 @@ from medchat.metrics import RULE_REFUSALS
 from medchat.models import PHI_WARNING
 from medchat.phi.detectors import Guard
 from medchat.rooms import ADMIN_LEVEL
-from medchat.roomtypes import CASE_ROOM, PHI_GUARD_MODES, PHI_GUARD_STATE, REFUSE, WARN, case_room_initial_state, phi_guard_mode
+from medchat.roomtypes import (
+    CASE_ROOM,
+    PHI_GUARD_MODES,
+    PHI_GUARD_STATE,
+    REFUSE,
+    WARN,
+    case_room_initial_state,
+    phi_guard_mode,
+)
 
 ERRCODE = "ORG_MEDCHAT_PHI_DETECTED"
 MODE_ERRCODE = "ORG_MEDCHAT_PHI_GUARD_MODE_REFUSED"
 ENCRYPTION_ERRCODE = "ORG_MEDCHAT_CASE_ROOM_ENCRYPTION_REFUSED"
 ENCRYPTION_STATE, ENCRYPTED = "m.room.encryption", "m.room.encrypted"
-_UNREADABLE = "Case rooms are not end-to-end encrypted: the patient-identifier guard must be able to read their messages."
+_UNREADABLE = (
+    "Case rooms are not end-to-end encrypted: the patient-identifier guard must be able to read their messages."
+)
 RULE = "case_room_phi_guard"
 MESSAGE = "m.room.message"
 
@@ -43,7 +53,9 @@ def message_texts(content: Mapping[str, Any]) -> list[str]:
     """What a reader sees of a message: its text or caption, file name and formatted body, and
     the new text of an edit (event content is Synapse's immutabledict, hence Mapping)."""
     new = content.get("m.new_content") if isinstance(content.get("m.new_content"), Mapping) else {}
-    fields = [content.get(k) for k in ("body", "filename", "formatted_body")] + [new.get(k) for k in ("body", "filename", "formatted_body")]
+    fields = [content.get(k) for k in ("body", "filename", "formatted_body")] + [
+        new.get(k) for k in ("body", "filename", "formatted_body")
+    ]
     return [f for f in fields if isinstance(f, str)]
 
 
@@ -54,7 +66,9 @@ def _marked(content: Mapping[str, Any], kinds: list[str]) -> dict[str, Any]:
         marked[PHI_WARNING] = {"kinds": kinds}
     new = content.get("m.new_content")
     if isinstance(new, Mapping):
-        marked["m.new_content"] = {k: v for k, v in new.items() if k != PHI_WARNING} | ({PHI_WARNING: {"kinds": kinds}} if kinds else {})
+        marked["m.new_content"] = {k: v for k, v in new.items() if k != PHI_WARNING} | (
+            {PHI_WARNING: {"kinds": kinds}} if kinds else {}
+        )
     return marked
 
 
@@ -67,12 +81,16 @@ class PhiGuard:
 
     def register(self, api: ModuleApi) -> None:
         api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
-        api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed, on_create_room=self.on_create_room)
+        api.register_third_party_rules_callbacks(
+            check_event_allowed=self.check_event_allowed, on_create_room=self.on_create_room
+        )
 
     async def on_create_room(self, requester: Any, config: dict[str, Any], is_requester_admin: bool) -> None:
         """Refuses an encrypted case room up front, before anything of it is created."""
         initial_state = case_room_initial_state(config)
-        if initial_state is not None and any(isinstance(e, dict) and e.get("type") == ENCRYPTION_STATE for e in initial_state):
+        if initial_state is not None and any(
+            isinstance(e, dict) and e.get("type") == ENCRYPTION_STATE for e in initial_state
+        ):
             raise SynapseError(400, _UNREADABLE, ENCRYPTION_ERRCODE)
 
     def _mode(self, state_event: Any | None) -> str:
@@ -119,11 +137,17 @@ class PhiGuard:
         """Only a room admin may set the mode, and `warn` only where the config allows it."""
         mode = event.content.get("mode")
         if mode not in PHI_GUARD_MODES:
-            return SynapseError(400, f"The guard mode must be one of: {', '.join(PHI_GUARD_MODES)}.", Codes.INVALID_PARAM)
+            return SynapseError(
+                400, f"The guard mode must be one of: {', '.join(PHI_GUARD_MODES)}.", Codes.INVALID_PARAM
+            )
         if self._bridge.power_level(event.sender, state_events) < ADMIN_LEVEL:
             return SynapseError(403, "Only a room admin may change the patient-identifier guard.", MODE_ERRCODE)
         if mode == WARN and not self._allow_warn:
-            return SynapseError(403, "This server does not let case rooms switch the patient-identifier guard to warn (case_rooms.allow_warn_mode).", MODE_ERRCODE)
+            return SynapseError(
+                403,
+                "This server does not let case rooms switch the patient-identifier guard to warn (case_rooms.allow_warn_mode).",
+                MODE_ERRCODE,
+            )
         return None
 
     def _refuse(self, event: Any, problem: SynapseError | None) -> bool:

@@ -71,15 +71,33 @@ class Pseudonyms:
         return value
 
 
-def entry_hash(pseudonyms: Pseudonyms, seq: int, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None, prev_hash: str) -> str:
+def entry_hash(
+    pseudonyms: Pseudonyms,
+    seq: int,
+    ts: int,
+    actor: str,
+    action: str,
+    target: str | None,
+    details: dict[str, Any],
+    origin: str | None,
+    prev_hash: str,
+) -> str:
     """SHA-256 over a canonical JSON of the entry (personal fields as pseudonyms) and its parent's hash."""
     canonical = json.dumps(
         {
-            "v": SCHEME, "seq": seq, "ts": ts, "action": action, "prev": prev_hash,
-            "actor": pseudonyms.of(actor), "target": pseudonyms.optional(target),
-            "origin": pseudonyms.optional(origin), "details": pseudonyms.deep(details),
+            "v": SCHEME,
+            "seq": seq,
+            "ts": ts,
+            "action": action,
+            "prev": prev_hash,
+            "actor": pseudonyms.of(actor),
+            "target": pseudonyms.optional(target),
+            "origin": pseudonyms.optional(origin),
+            "details": pseudonyms.deep(details),
         },
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -108,7 +126,16 @@ class AuditStore:
         if self.engine == "postgresql":
             t.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
-    def append_txn(self, t: LoggingTransaction, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None) -> int:
+    def append_txn(
+        self,
+        t: LoggingTransaction,
+        ts: int,
+        actor: str,
+        action: str,
+        target: str | None,
+        details: dict[str, Any],
+        origin: str | None,
+    ) -> int:
         """Appends one entry inside the caller's transaction (so it exists iff the action does);
         the transaction must have begun with `open_txn`."""
         if self.engine == "postgresql":
@@ -123,7 +150,9 @@ class AuditStore:
         )
         return seq
 
-    async def append(self, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None) -> int:
+    async def append(
+        self, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None
+    ) -> int:
         def txn(t: LoggingTransaction) -> int:
             self.open_txn(t)
             return self.append_txn(t, ts, actor, action, target, details, origin)
@@ -168,7 +197,9 @@ class AuditStore:
         return len(entries)
 
     def erasure_recorded_txn(self, t: LoggingTransaction, user_id: str) -> bool:
-        t.execute("SELECT 1 FROM medchat_audit WHERE action = ? AND actor = ?", (ERASURE_ACTION, self.pseudonyms.of(user_id)))
+        t.execute(
+            "SELECT 1 FROM medchat_audit WHERE action = ? AND actor = ?", (ERASURE_ACTION, self.pseudonyms.of(user_id))
+        )
         return t.fetchone() is not None
 
     async def page(self, filters: dict[str, Any], before: int | None, limit: int) -> list[AuditEntry]:
@@ -190,7 +221,9 @@ class AuditStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
         def txn(t: LoggingTransaction) -> list[AuditEntry]:
-            t.execute(f"SELECT {', '.join(_COLUMNS)} FROM medchat_audit {where} ORDER BY seq DESC LIMIT ?", (*args, limit))
+            t.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM medchat_audit {where} ORDER BY seq DESC LIMIT ?", (*args, limit)
+            )
             return [_entry(row) for row in t.fetchall()]
 
         return await self._api.run_db_interaction("medchat_audit_page", txn)
@@ -199,27 +232,61 @@ class AuditStore:
         """Entries in chain order, for verification in batches."""
 
         def txn(t: LoggingTransaction) -> list[AuditEntry]:
-            t.execute(f"SELECT {', '.join(_COLUMNS)} FROM medchat_audit WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+            t.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM medchat_audit WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            )
             return [_entry(row) for row in t.fetchall()]
 
         return await self._api.run_db_interaction("medchat_audit_chain", txn)
 
 
-def broken_link(pseudonyms: Pseudonyms, entries: Iterator[AuditEntry] | list[AuditEntry], expected_prev: str, expected_seq: int) -> tuple[int | None, str, int]:
+def broken_link(
+    pseudonyms: Pseudonyms, entries: Iterator[AuditEntry] | list[AuditEntry], expected_prev: str, expected_seq: int
+) -> tuple[int | None, str, int]:
     """Checks a run of entries against the chain so far: (first broken seq or None, last hash, next seq)."""
     for entry in entries:
-        recomputed = entry_hash(pseudonyms, entry.seq, entry.ts, entry.actor, entry.action, entry.target, entry.details, entry.origin, entry.prev_hash)
+        recomputed = entry_hash(
+            pseudonyms,
+            entry.seq,
+            entry.ts,
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.details,
+            entry.origin,
+            entry.prev_hash,
+        )
         if entry.seq != expected_seq or entry.prev_hash != expected_prev or entry.hash != recomputed:
             return entry.seq, expected_prev, expected_seq
         expected_prev, expected_seq = entry.hash, entry.seq + 1
     return None, expected_prev, expected_seq
 
 
-def legacy_hash(seq: int, ts: int, actor: str, action: str, target: str | None, details: dict[str, Any], origin: str | None, prev_hash: str) -> str:
+def legacy_hash(
+    seq: int,
+    ts: int,
+    actor: str,
+    action: str,
+    target: str | None,
+    details: dict[str, Any],
+    origin: str | None,
+    prev_hash: str,
+) -> str:
     """Scheme 1 (migration 070): SHA-256 over the clear values; only the 080 upgrade (and its test) use it."""
     canonical = json.dumps(
-        {"seq": seq, "ts": ts, "actor": actor, "action": action, "target": target, "details": details, "origin": origin, "prev": prev_hash},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        {
+            "seq": seq,
+            "ts": ts,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "details": details,
+            "origin": origin,
+            "prev": prev_hash,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -236,9 +303,14 @@ def reseal_legacy_txn(t: LoggingTransaction, pseudonyms: Pseudonyms) -> int:
     for expected_seq, e in enumerate(entries, start=1):
         legacy = legacy_hash(e.seq, e.ts, e.actor, e.action, e.target, e.details, e.origin, e.prev_hash)
         if e.seq != expected_seq or e.prev_hash != prev or e.hash != legacy:
-            raise RuntimeError(f"MedChat: the audit trail is broken at entry {e.seq}; refusing to re-seal it (migration 080)")
+            raise RuntimeError(
+                f"MedChat: the audit trail is broken at entry {e.seq}; refusing to re-seal it (migration 080)"
+            )
         prev = e.hash
         new_hash = entry_hash(pseudonyms, e.seq, e.ts, e.actor, e.action, e.target, e.details, e.origin, new_prev)
-        t.execute("UPDATE medchat_audit SET prev_hash = ?, hash = ?, scheme = ? WHERE seq = ?", (new_prev, new_hash, SCHEME, e.seq))
+        t.execute(
+            "UPDATE medchat_audit SET prev_hash = ?, hash = ?, scheme = ? WHERE seq = ?",
+            (new_prev, new_hash, SCHEME, e.seq),
+        )
         new_prev = new_hash
     return len(entries)

@@ -118,10 +118,16 @@ class ContactStore:
 
         return await self._run("delete_contact", txn)
 
-    async def list(self, owner_id: str, filters: ContactFilters, after: str | None, limit: int | None) -> list[ContactRow]:
+    async def list(
+        self, owner_id: str, filters: ContactFilters, after: str | None, limit: int | None
+    ) -> list[ContactRow]:
         """The owner's contacts in user-id order, after the cursor `after`; all of them if no limit."""
         where, args = " WHERE c.owner_id = ?", [owner_id]
-        for column, value in (("c.is_favorite", filters.favorite), ("p.role", filters.role), ("p.institution", filters.institution)):
+        for column, value in (
+            ("c.is_favorite", filters.favorite),
+            ("p.role", filters.role),
+            ("p.institution", filters.institution),
+        ):
             if value is not None:
                 where += f" AND {column} = ?"
                 args.append(value)
@@ -145,7 +151,9 @@ class ContactStore:
 
     async def favorites(self, owner_id: str) -> list[str]:
         def txn(t: LoggingTransaction) -> list[str]:
-            t.execute("SELECT contact_id FROM medchat_contacts WHERE owner_id = ? AND is_favorite = ?", (owner_id, True))
+            t.execute(
+                "SELECT contact_id FROM medchat_contacts WHERE owner_id = ? AND is_favorite = ?", (owner_id, True)
+            )
             return [row[0] for row in t.fetchall()]
 
         return await self._run("favorite_contacts", txn)
@@ -163,7 +171,9 @@ class ContactStore:
 
         return await self._run("get_contact_request", txn)
 
-    async def put_request(self, requester_id: str, target_id: str, message: str | None, nickname: str | None, now: int) -> bool:
+    async def put_request(
+        self, requester_id: str, target_id: str, message: str | None, nickname: str | None, now: int
+    ) -> bool:
         """Creates the pending request, or renews a declined one; False if one is already pending."""
 
         def txn(t: LoggingTransaction) -> bool:
@@ -177,7 +187,9 @@ class ContactStore:
             )
             if t.rowcount != 1:
                 return False
-            add_notification_txn(t, target_id, "contact_request", {"requester_id": requester_id, "message": message}, now)
+            add_notification_txn(
+                t, target_id, "contact_request", {"requester_id": requester_id, "message": message}, now
+            )
             return True
 
         return await self._run("put_contact_request", txn)
@@ -209,7 +221,10 @@ class ContactStore:
             row = t.fetchone()
             if row is None:
                 return False
-            t.execute("DELETE FROM medchat_contact_requests WHERE requester_id = ? AND target_id = ?", (requester_id, target_id))
+            t.execute(
+                "DELETE FROM medchat_contact_requests WHERE requester_id = ? AND target_id = ?",
+                (requester_id, target_id),
+            )
             _insert_contact(t, requester_id, target_id, row[0], now)
             _insert_contact(t, target_id, requester_id, nickname, now)
             return True

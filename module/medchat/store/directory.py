@@ -114,8 +114,14 @@ class DirectoryStore:
             upper = phrase[:-1] + chr(min(ord(phrase[-1]) + 1, 0x10FFFF))
             tiers = [
                 (f"{_SORT_KEY} >= ? AND {_SORT_KEY} < ?", [phrase, upper]),
-                (f"p.name_vector @@ to_tsquery('simple', ?) AND NOT ({_SORT_KEY} >= ? AND {_SORT_KEY} < ?)", [all_words, phrase, upper]),
-                ("p.search_vector @@ to_tsquery('simple', ?) AND NOT p.name_vector @@ to_tsquery('simple', ?)", [all_words, all_words]),
+                (
+                    f"p.name_vector @@ to_tsquery('simple', ?) AND NOT ({_SORT_KEY} >= ? AND {_SORT_KEY} < ?)",
+                    [all_words, phrase, upper],
+                ),
+                (
+                    "p.search_vector @@ to_tsquery('simple', ?) AND NOT p.name_vector @@ to_tsquery('simple', ?)",
+                    [all_words, all_words],
+                ),
             ]
             parts, params = [], []
             for tier, (condition, condition_args) in enumerate(tiers):
@@ -178,4 +184,3 @@ class DirectoryStore:
             return [row_to_profile(row[: len(row) - extra_columns]) for row in t.fetchall()]
 
         return await self._api.run_db_interaction(name, txn)
-

@@ -42,7 +42,10 @@ class ExpiryStore:
 
     async def of_sender(self, sender: str) -> list[Expiring]:
         def txn(t: LoggingTransaction) -> list[Expiring]:
-            t.execute("SELECT event_id, room_id, sender, expires_ts FROM medchat_expiring_messages WHERE sender = ?", (sender,))
+            t.execute(
+                "SELECT event_id, room_id, sender, expires_ts FROM medchat_expiring_messages WHERE sender = ?",
+                (sender,),
+            )
             return [Expiring(*row) for row in t.fetchall()]
 
         return await self._api.run_db_interaction("medchat_expiring_messages_of_sender", txn)

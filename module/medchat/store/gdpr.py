@@ -43,7 +43,12 @@ DERIVED_COLUMNS = frozenset({"name_vector", "field_vector", "search_vector"})
 
 def planned(table: str) -> bool:
     """Whether erasure and export know what `table` holds."""
-    return table in OWN_ROWS or table in ACTOR_COLUMNS or table in (AUDIT_TABLE, *NOT_PERSONAL) or table.startswith(DERIVED_PREFIX)
+    return (
+        table in OWN_ROWS
+        or table in ACTOR_COLUMNS
+        or table in (AUDIT_TABLE, *NOT_PERSONAL)
+        or table.startswith(DERIVED_PREFIX)
+    )
 
 
 def _own_where(table: str) -> str:
@@ -60,7 +65,15 @@ def own_rows_txn(t: LoggingTransaction, user_id: str) -> dict[str, list[dict[str
     return rows
 
 
-def erase_txn(t: LoggingTransaction, engine: str, audit: AuditStore, user_id: str, now_ms: int, origin: str | None, details: dict[str, Any]) -> bool:
+def erase_txn(
+    t: LoggingTransaction,
+    engine: str,
+    audit: AuditStore,
+    user_id: str,
+    now_ms: int,
+    origin: str | None,
+    details: dict[str, Any],
+) -> bool:
     """Removes everything the module holds about `user_id`, in the caller's one transaction.
 
     Own rows are deleted, other people's rows naming them as actor keep a pseudonym, notifications

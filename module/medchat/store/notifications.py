@@ -53,7 +53,9 @@ class NotificationStore:
         """Tells the user's clients that module notifications changed: global account data
         `org.medchat.notifications` ({unread}), which Synapse replicates to every worker and which
         wakes the user's /sync and WebSocket streams (Matrix has no other per-user push for it)."""
-        await self._api.account_data_manager.put_global(user_id, HINT_TYPE, {"unread": await self.unread_count(user_id)})
+        await self._api.account_data_manager.put_global(
+            user_id, HINT_TYPE, {"unread": await self.unread_count(user_id)}
+        )
 
     async def since(self, user_id: str, after_ts: int) -> list[ModuleNotification]:
         """The user's notifications created after `after_ts`, oldest first (the WebSocket's catch-up)."""
@@ -68,7 +70,9 @@ class NotificationStore:
 
         return await self._run("notifications_since", txn)
 
-    async def page(self, user_id: str, before_ts: int | None, limit: int, unread_only: bool) -> list[ModuleNotification]:
+    async def page(
+        self, user_id: str, before_ts: int | None, limit: int, unread_only: bool
+    ) -> list[ModuleNotification]:
         """Newest first, strictly older than `before_ts` when given."""
         sql = "SELECT notification_id, type, payload, is_read, created_ts FROM medchat_notifications WHERE user_id = ?"
         args: list[Any] = [user_id]
@@ -101,7 +105,10 @@ class NotificationStore:
 
     async def delete(self, user_id: str, notification_id: str) -> bool:
         def txn(t: LoggingTransaction) -> bool:
-            t.execute("DELETE FROM medchat_notifications WHERE user_id = ? AND notification_id = ?", (user_id, notification_id))
+            t.execute(
+                "DELETE FROM medchat_notifications WHERE user_id = ? AND notification_id = ?",
+                (user_id, notification_id),
+            )
             return t.rowcount == 1
 
         return await self._run("notifications_delete", txn)

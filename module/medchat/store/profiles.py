@@ -10,8 +10,17 @@ from synapse.storage.database import LoggingTransaction
 from medchat.models import Profile
 
 _COLUMNS = (
-    "user_id", "role", "institution", "specialization", "bio", "created_ts", "updated_ts",
-    "display_name", "avatar_url", "hidden", "verification_level",
+    "user_id",
+    "role",
+    "institution",
+    "specialization",
+    "bio",
+    "created_ts",
+    "updated_ts",
+    "display_name",
+    "avatar_url",
+    "hidden",
+    "verification_level",
 )
 COLUMNS_SQL = ", ".join(_COLUMNS)
 EDITABLE_FIELDS = ("role", "institution", "specialization", "bio", "hidden")

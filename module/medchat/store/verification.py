@@ -19,8 +19,18 @@ PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 STATUSES = (PENDING, APPROVED, REJECTED)
 
 _REQUEST_COLUMNS = (
-    "request_id", "user_id", "level", "registration_body", "license_number", "document_url",
-    "institution", "status", "reason", "decided_by", "created_ts", "decided_ts",
+    "request_id",
+    "user_id",
+    "level",
+    "registration_body",
+    "license_number",
+    "document_url",
+    "institution",
+    "status",
+    "reason",
+    "decided_by",
+    "created_ts",
+    "decided_ts",
 )
 _REQUEST_SQL = ", ".join(_REQUEST_COLUMNS)
 _LOG_COLUMNS = ("user_id", "request_id", "action", "actor", "level_before", "level_after", "reason", "ts")
@@ -70,7 +80,9 @@ def get_request_txn(t: LoggingTransaction, request_id: str) -> VerificationReque
     return VerificationRequest(*row) if row else None
 
 
-def decide_txn(t: LoggingTransaction, request_id: str, status: str, actor: str, reason: str | None, now_ms: int) -> bool:
+def decide_txn(
+    t: LoggingTransaction, request_id: str, status: str, actor: str, reason: str | None, now_ms: int
+) -> bool:
     """Moves a pending request to `status`; False if it was no longer pending (someone decided first)."""
     t.execute(
         "UPDATE medchat_verification_requests SET status = ?, decided_by = ?, reason = ?, decided_ts = ?"
@@ -99,14 +111,29 @@ class VerificationStore:
         """Stores a new pending request and logs it; False if the user already has one pending."""
 
         def txn(t: LoggingTransaction) -> bool:
-            t.execute("SELECT 1 FROM medchat_verification_requests WHERE user_id = ? AND status = ?", (request.user_id, PENDING))
+            t.execute(
+                "SELECT 1 FROM medchat_verification_requests WHERE user_id = ? AND status = ?",
+                (request.user_id, PENDING),
+            )
             if t.fetchone():
                 return False
             t.execute(
                 f"INSERT INTO medchat_verification_requests ({_REQUEST_SQL}) VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})",
                 tuple(getattr(request, c) for c in _REQUEST_COLUMNS),
             )
-            record_txn(t, LogEntry(request.user_id, request.request_id, "submitted", request.user_id, level_before, level_before, None, request.created_ts))
+            record_txn(
+                t,
+                LogEntry(
+                    request.user_id,
+                    request.request_id,
+                    "submitted",
+                    request.user_id,
+                    level_before,
+                    level_before,
+                    None,
+                    request.created_ts,
+                ),
+            )
             return True
 
         return await self._api.run_db_interaction("medchat_verification_create", txn)
@@ -114,7 +141,9 @@ class VerificationStore:
     async def get(self, request_id: str) -> VerificationRequest | None:
         return await self._api.run_db_interaction("medchat_verification_get", get_request_txn, request_id)
 
-    async def requests(self, status: str | None, user_id: str | None, institutions: list[str] | None, limit: int) -> list[VerificationRequest]:
+    async def requests(
+        self, status: str | None, user_id: str | None, institutions: list[str] | None, limit: int
+    ) -> list[VerificationRequest]:
         """Requests, oldest first; `institutions` None means every institution."""
         clauses, args = [], []
         if status is not None:
@@ -129,14 +158,20 @@ class VerificationStore:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
 
         def txn(t: LoggingTransaction) -> list[VerificationRequest]:
-            t.execute(f"SELECT {_REQUEST_SQL} FROM medchat_verification_requests{where} ORDER BY created_ts, request_id LIMIT ?", (*args, limit))
+            t.execute(
+                f"SELECT {_REQUEST_SQL} FROM medchat_verification_requests{where} ORDER BY created_ts, request_id LIMIT ?",
+                (*args, limit),
+            )
             return [VerificationRequest(*row) for row in t.fetchall()]
 
         return await self._api.run_db_interaction("medchat_verification_requests", txn)
 
     async def history(self, user_id: str) -> list[LogEntry]:
         def txn(t: LoggingTransaction) -> list[LogEntry]:
-            t.execute(f"SELECT {', '.join(_LOG_COLUMNS)} FROM medchat_verification_log WHERE user_id = ? ORDER BY ts", (user_id,))
+            t.execute(
+                f"SELECT {', '.join(_LOG_COLUMNS)} FROM medchat_verification_log WHERE user_id = ? ORDER BY ts",
+                (user_id,),
+            )
             return [LogEntry(*row) for row in t.fetchall()]
 
         return await self._api.run_db_interaction("medchat_verification_history", txn)
