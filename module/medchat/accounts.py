@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
@@ -46,14 +48,14 @@ class Accounts:
     def check_role(self, role: str) -> None:
         if role not in self._config.roles:
             raise SynapseError(
-                400, f"Unknown role {role!r}; allowed: {', '.join(self._config.roles)}", "M_INVALID_PARAM"
+                400, f"Unknown role {role!r}; allowed: {', '.join(self._config.roles)}", Codes.INVALID_PARAM
             )
 
     def _email(self, address: str) -> str:
         try:
             return self._bridge.canonical_email(address)
         except ValueError as e:
-            raise SynapseError(400, f"Invalid field email: {e}", "M_INVALID_PARAM")
+            raise errors.invalid_param(f"Invalid field email: {e}")
 
     # --- registration and sessions -------------------------------------------------------------
 
@@ -64,7 +66,7 @@ class Accounts:
         written first as a reservation and removed again if Synapse then refuses the account.
         """
         if not self._config.registration_enabled:
-            raise SynapseError(403, "Registration is closed on this server.", "M_FORBIDDEN")
+            raise errors.forbidden("Registration is closed on this server.")
         self.check_role(body["role"])
         email = self._email(body["email"])
         username = body["username"]
@@ -72,7 +74,7 @@ class Accounts:
         await self._bridge.check_username_available(username)
         self._bridge.validate_password(body["password"])
         if await self._bridge.user_id_for_email(email) is not None:
-            raise SynapseError(409, "That e-mail address is already registered.", "M_THREEPID_IN_USE")
+            raise SynapseError(409, "That e-mail address is already registered.", Codes.THREEPID_IN_USE)
 
         user_id = f"@{username}:{self._bridge.server_name}"
         now = self._bridge.now_ms()
@@ -87,7 +89,7 @@ class Accounts:
             display_name=body["full_name"],
         )
         if not await self._profiles.reserve(profile):
-            raise SynapseError(409, "That username is already taken.", "M_USER_IN_USE")
+            raise SynapseError(409, "That username is already taken.", Codes.USER_IN_USE)
         try:
             await self._bridge.register_user(username, body["password"], body["full_name"], email)
         except BaseException:
@@ -120,7 +122,7 @@ class Accounts:
         address is registered.
         """
         if not self._bridge.password_reset_available:
-            raise SynapseError(400, "Password reset by e-mail is not configured on this server.", "M_UNKNOWN")
+            raise SynapseError(400, "Password reset by e-mail is not configured on this server.", Codes.UNKNOWN)
         email = self._email(address)
         if await self._bridge.user_id_for_email(email) is None:
             return
@@ -144,7 +146,7 @@ class Accounts:
         """The ChatUser model of a local user; 404 if there is no such Matrix user."""
         profile = await self._profiles.get(user_id)
         if profile is None and await self._bridge.api.check_user_exists(user_id) is None:
-            raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+            raise errors.not_found("No such user.")
         return chat_user(user_id, profile, await self._identity(user_id, show_email), show_email)
 
     async def _identity(self, user_id: str, with_email: bool) -> MatrixIdentity:
@@ -169,15 +171,15 @@ class Accounts:
         institution (or an admin) makes it.
         """
         if editor != user_id and not await self._bridge.api.is_user_admin(editor):
-            raise SynapseError(403, "You may only edit your own profile.", "M_FORBIDDEN")
+            raise errors.forbidden("You may only edit your own profile.")
         if "role" in body:
             self.check_role(body["role"])
         profile = await self._profiles.get(user_id)
         if profile is None:
             if await self._bridge.api.check_user_exists(user_id) is None:
-                raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+                raise errors.not_found("No such user.")
             if "role" not in body:
-                raise SynapseError(400, "This account has no profile yet: give its role.", "M_MISSING_PARAM")
+                raise errors.missing_param("This account has no profile yet: give its role.")
             now = self._bridge.now_ms()
             await self._profiles.reserve(Profile(user_id, body["role"], None, None, None, now, now))
         else:

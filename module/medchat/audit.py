@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synapse.module_api.errors import SynapseError
-
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, iso
 from medchat.roomtypes import CASE_ROOM
@@ -52,7 +51,7 @@ class Audit:
 
     async def _require_admin(self, user_id: str) -> None:
         if not await self._bridge.api.is_user_admin(user_id):
-            raise SynapseError(403, "Only server admins may read the audit trail.", "M_FORBIDDEN")
+            raise errors.forbidden("Only server admins may read the audit trail.")
 
     async def page(self, caller: str, filters: dict[str, Any], before: int | None, limit: int) -> JsonDict:
         await self._require_admin(caller)

@@ -446,7 +446,7 @@ class SynapseBridge:
             if e.code >= 500:
                 server = UserID.from_string(user_id).domain
                 raise SynapseError(
-                    404, f"No such user: {user_id} (their server {server} could not be reached)", "M_NOT_FOUND"
+                    404, f"No such user: {user_id} (their server {server} could not be reached)", Codes.NOT_FOUND
                 )
             raise
         return True

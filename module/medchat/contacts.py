@@ -16,6 +16,7 @@ from typing import Any
 
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.models import JsonDict, MatrixIdentity, contact_card, contact_model, iso, localpart
@@ -28,18 +29,12 @@ logger = logging.getLogger(__name__)
 
 DIRECT_TYPE = "m.direct"
 FAVOURITE_TAG = "m.favourite"
-CONTACT_EXISTS = "ORG_MEDCHAT_CONTACT_EXISTS"
-REQUEST_PENDING = "ORG_MEDCHAT_REQUEST_PENDING"
 
 
 @dataclass(frozen=True)
 class Page:
     limit: int
     cursor: str | None = None
-
-
-def _not_a_contact() -> SynapseError:
-    return SynapseError(404, "This user is not in your contacts.", "M_NOT_FOUND")
 
 
 def _page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
@@ -94,7 +89,7 @@ class Contacts:
     async def _row(self, owner_id: str, contact_id: str) -> ContactRow:
         row = await self._store.get(owner_id, contact_id)
         if row is None:
-            raise _not_a_contact()
+            raise errors.not_found("This user is not in your contacts.")
         return row
 
     async def get(self, owner_id: str, contact_id: str) -> JsonDict:
@@ -143,29 +138,29 @@ class Contacts:
         other side's settings refuse is a 403 that does not say whether they blocked the caller.
         """
         if target_id == owner_id:
-            raise SynapseError(400, "Invalid field user_id: you cannot add yourself as a contact.", "M_INVALID_PARAM")
+            raise errors.invalid_param("Invalid field user_id: you cannot add yourself as a contact.")
         if not await self._bridge.user_exists(target_id):
-            raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+            raise errors.not_found("No such user.")
         if await self._store.get(owner_id, target_id) is not None:
-            raise SynapseError(409, "This user is already in your contacts.", CONTACT_EXISTS)
+            raise SynapseError(409, "This user is already in your contacts.", errors.CONTACT_EXISTS)
         now = self._bridge.now_ms()
         if self._config.contact_requests and self._api.is_mine(target_id):
             await self._rules.refuse(owner_id, target_id, "contact_request")
             if await self._store.accept_request(target_id, owner_id, nickname, now):
                 return 201, await self.get(owner_id, target_id)
             if not await self._store.put_request(owner_id, target_id, message, nickname, now):
-                raise SynapseError(409, "You have already sent this user a contact request.", REQUEST_PENDING)
+                raise SynapseError(409, "You have already sent this user a contact request.", errors.REQUEST_PENDING)
             request = await self._store.get_request(owner_id, target_id)
             assert request is not None
             await self._notifications.announce(target_id)
             return 202, {"status": "pending", "request": (await self._requests_json([request], incoming=False))[0]}
         if not await self._store.add(owner_id, target_id, nickname, now):
-            raise SynapseError(409, "This user is already in your contacts.", CONTACT_EXISTS)
+            raise SynapseError(409, "This user is already in your contacts.", errors.CONTACT_EXISTS)
         return 201, await self.get(owner_id, target_id)
 
     async def set_nickname(self, owner_id: str, contact_id: str, nickname: str | None) -> JsonDict:
         if not await self._store.update(owner_id, contact_id, {"nickname": nickname}, self._bridge.now_ms()):
-            raise _not_a_contact()
+            raise errors.not_found("This user is not in your contacts.")
         return await self.get(owner_id, contact_id)
 
     async def remove(self, owner_id: str, contact_id: str) -> None:
@@ -177,7 +172,7 @@ class Contacts:
 
     async def set_favorite(self, owner_id: str, contact_id: str, favorite: bool) -> JsonDict:
         if not await self._store.update(owner_id, contact_id, {"is_favorite": favorite}, self._bridge.now_ms()):
-            raise _not_a_contact()
+            raise errors.not_found("This user is not in your contacts.")
         await self._tag_dms(owner_id, [contact_id], present=favorite)
         return await self.get(owner_id, contact_id)
 
@@ -187,7 +182,7 @@ class Contacts:
         """
         if blocked and await self._store.get(owner_id, contact_id) is None:
             if contact_id == owner_id or not await self._bridge.user_exists(contact_id):
-                raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+                raise errors.not_found("No such user.")
             await self._store.add(owner_id, contact_id, None, self._bridge.now_ms())
         await self._row(owner_id, contact_id)
         ignored = await self._rules.ignored_users(owner_id)
@@ -257,13 +252,13 @@ class Contacts:
     async def accept(self, user_id: str, requester_id: str, nickname: str | None) -> JsonDict:
         """Both lists now hold each other; returns the new contact as the accepting user sees it."""
         if not await self._store.accept_request(requester_id, user_id, nickname, self._bridge.now_ms()):
-            raise SynapseError(404, "No pending contact request from this user.", "M_NOT_FOUND")
+            raise errors.not_found("No pending contact request from this user.")
         return await self.get(user_id, requester_id)
 
     async def decline(self, user_id: str, requester_id: str) -> None:
         if not await self._store.set_request_status(requester_id, user_id, DECLINED, self._bridge.now_ms()):
-            raise SynapseError(404, "No pending contact request from this user.", "M_NOT_FOUND")
+            raise errors.not_found("No pending contact request from this user.")
 
     async def cancel(self, user_id: str, target_id: str) -> None:
         if not await self._store.delete_request(user_id, target_id):
-            raise SynapseError(404, "No pending contact request to this user.", "M_NOT_FOUND")
+            raise errors.not_found("No pending contact request to this user.")

@@ -11,8 +11,10 @@ import base64
 import json
 from collections.abc import Mapping
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.accounts import Accounts
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
@@ -25,10 +27,6 @@ from medchat.verification import Verification
 DEFAULT_PAGE_SIZE = 20
 MAX_QUERY_LENGTH = 200
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
-
-
-def _invalid(message: str) -> SynapseError:
-    return SynapseError(400, message, "M_INVALID_PARAM")
 
 
 class Directory:
@@ -78,9 +76,9 @@ class Directory:
         """
         q = params.get("q", "")
         if not q.strip() or len(q) > MAX_QUERY_LENGTH:
-            raise _invalid(f"Invalid parameter q: give 1 to {MAX_QUERY_LENGTH} characters")
+            raise errors.invalid_param(f"Invalid parameter q: give 1 to {MAX_QUERY_LENGTH} characters")
         if not query_words(q):
-            raise _invalid("Invalid parameter q: it has no letters or digits to search for")
+            raise errors.invalid_param("Invalid parameter q: it has no letters or digits to search for")
         if viewer is not None:
             await self._check_may_search(viewer)
         filters = self._filters(params)
@@ -104,7 +102,7 @@ class Directory:
         if not privileged:
             visibility = (await self._store.visibility([user_id])).get(user_id)
             if visibility is None or not self.is_listed(*visibility):
-                raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+                raise errors.not_found("No such user.")
         return await self._accounts.view(user_id, show_email=privileged)
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -112,7 +110,7 @@ class Directory:
     async def _check_may_search(self, viewer: str) -> None:
         if not await self.may_search(viewer):
             raise SynapseError(
-                403, f"The directory is open to {self._config.directory_search_level} users only.", "M_FORBIDDEN"
+                403, f"The directory is open to {self._config.directory_search_level} users only.", Codes.FORBIDDEN
             )
 
     def _filters(self, params: Mapping[str, str]) -> Filters:
@@ -142,7 +140,7 @@ class Directory:
         raw = params.get("limit", str(DEFAULT_PAGE_SIZE))
         cap = self._config.directory_page_size_max
         if not raw.isdigit() or not 1 <= int(raw) <= cap:
-            raise _invalid(f"Invalid parameter limit: give a whole number from 1 to {cap}")
+            raise errors.invalid_param(f"Invalid parameter limit: give a whole number from 1 to {cap}")
         return int(raw)
 
     async def _render(self, viewer: str | None, profiles: list[Profile]) -> list[JsonDict]:
@@ -169,7 +167,7 @@ class Directory:
 def _boolean(params: Mapping[str, str], name: str) -> bool:
     value = params[name].lower()
     if value not in _BOOLEANS:
-        raise _invalid(f"Invalid parameter {name}: give true or false")
+        raise errors.invalid_param(f"Invalid parameter {name}: give true or false")
     return _BOOLEANS[value]
 
 
@@ -184,12 +182,12 @@ def _decode_cursor(cursor: str | None, kind: str) -> object:
     try:
         position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[kind]
     except (ValueError, KeyError, TypeError):
-        raise _invalid("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
+        raise errors.invalid_param("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
     valid = (
         isinstance(position, int) and position >= 0
         if kind == "offset"
         else isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position)
     )
     if not valid:
-        raise _invalid("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
+        raise errors.invalid_param("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
     return position

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
 from medchat.bridge import SynapseBridge
@@ -30,7 +31,7 @@ class Expiry:
         """The expiry time for a message sent now; 400 outside 1..max_expires_in_seconds."""
         if not 1 <= expires_in <= self._max_seconds:
             raise SynapseError(
-                400, f"Invalid field expires_in: give 1 to {self._max_seconds} seconds", "M_INVALID_PARAM"
+                400, f"Invalid field expires_in: give 1 to {self._max_seconds} seconds", Codes.INVALID_PARAM
             )
         return self._bridge.now_ms() + expires_in * 1000
 

@@ -18,8 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from synapse.module_api.errors import SynapseError
-
+from medchat import errors
 from medchat.accounts import Accounts
 from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
@@ -83,9 +82,9 @@ class Gdpr:
         if user_id is None or user_id == caller:
             return caller
         if not await self._bridge.api.is_user_admin(caller):
-            raise SynapseError(403, "You may export only your own data.", "M_FORBIDDEN")
+            raise errors.forbidden("You may export only your own data.")
         if not self._bridge.api.is_mine(user_id) or await self._bridge.api.check_user_exists(user_id) is None:
-            raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+            raise errors.not_found("No such user.")
         return user_id
 
     async def export(self, caller: str, user_id: str | None, request: Any) -> None:
@@ -125,7 +124,7 @@ class Gdpr:
         then runs the module step once more, catching anything written in between.
         """
         if not await self._bridge.check_password(user_id, password):
-            raise SynapseError(403, "Wrong password: the account was not erased.", "M_FORBIDDEN")
+            raise errors.forbidden("Wrong password: the account was not erased.")
         await self._expiry.expire_all_of(user_id)
         await self._erase_module_data(user_id, _origin(request), {"by_admin": False})
         await self._bridge.deactivate_and_erase(user_id)

@@ -6,7 +6,7 @@ A pure vocabulary: which levels exist and how they compare. Whose level is what 
 
 from __future__ import annotations
 
-from synapse.module_api.errors import SynapseError
+from medchat import errors
 
 LEVELS: tuple[str, ...] = ("unverified", "identity_verified", "license_verified")
 UNVERIFIED, IDENTITY_VERIFIED, LICENSE_VERIFIED = LEVELS
@@ -32,5 +32,5 @@ def is_verified(level: str) -> bool:
 
 def check_level(level: str, field: str = "level") -> str:
     if level not in LEVELS:
-        raise SynapseError(400, f"Unknown {field} {level!r}; allowed: {', '.join(LEVELS)}", "M_INVALID_PARAM")
+        raise errors.invalid_param(f"Unknown {field} {level!r}; allowed: {', '.join(LEVELS)}")
     return level

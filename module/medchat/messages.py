@@ -11,8 +11,10 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.bridge import SynapseBridge, concurrently
 from medchat.expiry import Expiry
 from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
@@ -22,10 +24,6 @@ from medchat.rooms import Rooms
 MESSAGE = "m.room.message"
 TXN_PREFIX = "medchat."
 _DEFAULT_REDACT_LEVEL = 50
-
-
-def _message_not_found() -> SynapseError:
-    return SynapseError(404, "No such message in this room.", "M_NOT_FOUND")
 
 
 class Messages:
@@ -54,7 +52,7 @@ class Messages:
     async def search(self, requester: Any, room_id: str, term: str, limit: int, cursor: str | None) -> JsonDict:
         """Ranked full-text search over this room only, on Synapse's search index."""
         if not term.strip() or len(term) > 200:
-            raise SynapseError(400, "Invalid field q: 1 to 200 characters.", "M_INVALID_PARAM")
+            raise errors.invalid_param("Invalid field q: 1 to 200 characters.")
         await self._rooms.require_member(room_id, requester.user.to_string())
         hits, count, next_cursor = await self._bridge.search_room(requester, room_id, term, cursor, limit)
         models = await self._models(requester, room_id, [event for _, event in hits])
@@ -66,7 +64,7 @@ class Messages:
         """A visible `m.room.message` of this room that is not itself an edit; 404 otherwise."""
         event = await self._bridge.event_json(requester, room_id, event_id)
         if event is None or event.get("type") != MESSAGE or event.get("room_id") != room_id or is_edit(event):
-            raise _message_not_found()
+            raise errors.not_found("No such message in this room.")
         return event
 
     async def stream_models(self, viewer: str, events: list[JsonDict]) -> dict[str, JsonDict]:
@@ -129,18 +127,20 @@ class Messages:
         text = body.get("content")
         if message_type == "text":
             if not text or not text.strip():
-                raise SynapseError(400, "Missing field: content (a text message needs text).", "M_MISSING_PARAM")
+                raise errors.missing_param("Missing field: content (a text message needs text).")
             return {"msgtype": "m.text", "body": text}
         media_url = body.get("media_url")
         if not media_url:
             raise SynapseError(
-                400, f"Missing field: media_url (an {message_type} message needs an upload).", "M_MISSING_PARAM"
+                400, f"Missing field: media_url (an {message_type} message needs an upload).", Codes.MISSING_PARAM
             )
         prefix = f"mxc://{self._bridge.server_name}/"
         media_id = media_url[len(prefix) :] if media_url.startswith(prefix) else ""
         if not media_id or not media_id.replace("-", "").replace("_", "").isalnum():
             raise SynapseError(
-                400, f"Invalid field media_url: must be an mxc:// URL of {self._bridge.server_name}.", "M_INVALID_PARAM"
+                400,
+                f"Invalid field media_url: must be an mxc:// URL of {self._bridge.server_name}.",
+                Codes.INVALID_PARAM,
             )
         info = {
             key: body[field]
@@ -168,7 +168,7 @@ class Messages:
         try:
             target = await self._event(requester, room_id, event_id)
         except SynapseError:
-            raise SynapseError(404, "Invalid field reply_to: no such message in this room.", "M_NOT_FOUND")
+            raise errors.not_found("Invalid field reply_to: no such message in this room.")
         quoted_body = target["content"].get("body", "")
         if target["content"].get("msgtype") != "m.text":
             quoted_body = "sent a file."
@@ -221,9 +221,9 @@ class Messages:
         await self._rooms.require_member(room_id, caller)
         original = await self._event(requester, room_id, event_id)
         if original["sender"] != caller:
-            raise SynapseError(403, "Only the sender may edit a message.", "M_FORBIDDEN")
+            raise errors.forbidden("Only the sender may edit a message.")
         if "redacted_because" in original.get("unsigned", {}):
-            raise SynapseError(400, "A deleted message cannot be edited.", "M_INVALID_PARAM")
+            raise errors.invalid_param("A deleted message cannot be edited.")
         current = chat_message(original, {}, [], caller)
         if current["message_type"] == "text":
             new_content: JsonDict = {"msgtype": "m.text", "body": text}
@@ -258,7 +258,7 @@ class Messages:
         if original["sender"] != caller:
             levels, content = await self._bridge.power_levels(room_id, [caller])
             if levels[caller] < int(content.get("redact", _DEFAULT_REDACT_LEVEL)):
-                raise SynapseError(403, "Only the sender or a room admin may delete a message.", "M_FORBIDDEN")
+                raise errors.forbidden("Only the sender or a room admin may delete a message.")
         if "redacted_because" not in original.get("unsigned", {}):
             await self._bridge.redact(requester, room_id, event_id)
         return await self.get(requester, room_id, event_id)
@@ -269,7 +269,7 @@ class Messages:
         await self._rooms.require_member(room_id, caller)
         original = await self._event(requester, room_id, event_id)
         if "redacted_because" in original.get("unsigned", {}):
-            raise SynapseError(400, "A deleted message cannot be reacted to.", "M_INVALID_PARAM")
+            raise errors.invalid_param("A deleted message cannot be reacted to.")
         if await self._own_reaction(caller, event_id, key) is not None:
             return 200, await self._model(requester, room_id, original)
         relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
@@ -284,7 +284,7 @@ class Messages:
         original = await self._event(requester, room_id, event_id)
         reaction_id = await self._own_reaction(caller, event_id, key)
         if reaction_id is None:
-            raise SynapseError(404, "You have not reacted with that key.", "M_NOT_FOUND")
+            raise errors.not_found("You have not reacted with that key.")
         await self._bridge.redact(requester, room_id, reaction_id)
         return await self._model(requester, room_id, original)  # reactions are read afresh
 
@@ -298,7 +298,7 @@ class Messages:
         await self._rooms.require_member(room_id, caller)
         original = await self._event(requester, room_id, event_id)
         if "redacted_because" in original.get("unsigned", {}):
-            raise SynapseError(400, "A deleted message cannot be forwarded.", "M_INVALID_PARAM")
+            raise errors.invalid_param("A deleted message cannot be forwarded.")
         for target in room_ids:
             await self._rooms.require_member(target, caller)
         edit = original.get("unsigned", {}).get("m.relations", {}).get("m.replace")

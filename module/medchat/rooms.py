@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.bridge import SynapseBridge, concurrently
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
-
-if TYPE_CHECKING:  # studygroups uses this module's not_found
-    from medchat.studygroups import StudyGroups
+from medchat.studygroups import StudyGroups
 
 T = TypeVar("T")
 
@@ -42,11 +42,6 @@ _ROOM_STATE = [
 _PARTICIPATING = ("join", "invite", "knock")
 
 
-def not_found() -> SynapseError:
-    """Non-members learn nothing, not even that the room exists."""
-    return SynapseError(404, "No such room, or you are not in it.", "M_NOT_FOUND")
-
-
 class Rooms:
     def __init__(self, bridge: SynapseBridge, study_groups: StudyGroups, require_federated: Callable[[str], None]):
         """`require_federated(user_id)` raises the allow-list's refusal for a user of a server
@@ -64,7 +59,7 @@ class Rooms:
         membership = await self._bridge.membership(room_id, user_id) if allow_invite else None
         if membership == "invite":
             return membership
-        raise not_found()
+        raise errors.not_found()
 
     # --- create -------------------------------------------------------------------------------
 
@@ -72,14 +67,14 @@ class Rooms:
         """(created, room). A direct chat with someone reuses the DM the two already have."""
         caller = requester.user.to_string()
         if "join_rule" in body and body["type"] != "study_group":
-            raise SynapseError(400, "Invalid field join_rule: only a study group has one.", "M_INVALID_PARAM")
+            raise errors.invalid_param("Invalid field join_rule: only a study group has one.")
         participants = [p for p in body.get("participants", []) if p != caller]
         for user_id in participants:
             await self._require_user(user_id)
         if body["type"] == "direct":
             if not participants:
                 raise SynapseError(
-                    400, "Invalid field participants: a direct chat needs another user.", "M_INVALID_PARAM"
+                    400, "Invalid field participants: a direct chat needs another user.", Codes.INVALID_PARAM
                 )
             created, room_id = await self._direct(caller, participants[0])
         else:
@@ -108,7 +103,7 @@ class Rooms:
     async def _require_user(self, user_id: str) -> None:
         self._require_federated(user_id)  # before the profile query Synapse would refuse generically
         if not await self._bridge.user_exists(user_id):
-            raise SynapseError(404, f"No such user: {user_id}", "M_NOT_FOUND")
+            raise errors.not_found(f"No such user: {user_id}")
 
     async def _direct(self, caller: str, other: str) -> tuple[bool, str]:
         async with self._direct_lock.queue(tuple(sorted((caller, other)))):
@@ -157,7 +152,7 @@ class Rooms:
         caller = requester.user.to_string()
         offset = int(cursor) if cursor and cursor.isdigit() else 0
         if cursor and not cursor.isdigit():
-            raise SynapseError(400, "Invalid field cursor.", "M_INVALID_PARAM")
+            raise errors.invalid_param("Invalid field cursor.")
         rooms = await self._bridge.rooms_for_user(caller, ("join", "invite"))
         kinds = await self._bridge.room_types(list(rooms))
         rooms = {room_id: m for room_id, m in rooms.items() if kinds.get(room_id) != SPACE}
@@ -221,7 +216,7 @@ class Rooms:
         """An invite to a room on another server: described from the invite's stripped state."""
         found = await self._bridge.invite_room_state(caller, room_id)
         if found is None:
-            raise not_found()
+            raise errors.not_found()
         invite, stripped = found
         state = {(e.get("type"), e.get("state_key")): e for e in stripped}
         create = state.get(("m.room.create", ""), {})
@@ -327,7 +322,9 @@ class Rooms:
             create = (await self._bridge.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
             if create.content.get("type") != CASE_ROOM:
                 raise SynapseError(
-                    400, "Invalid field phi_guard: only case rooms have a patient-identifier guard.", "M_INVALID_PARAM"
+                    400,
+                    "Invalid field phi_guard: only case rooms have a patient-identifier guard.",
+                    Codes.INVALID_PARAM,
                 )
         changes = {
             "phi_guard": (PHI_GUARD_STATE, lambda v: {"mode": v}),
@@ -349,9 +346,9 @@ class Rooms:
         if close:
             state = await self._bridge.room_state(room_id, _ROOM_STATE)
             if await self._is_direct(caller, room_id, state):
-                raise SynapseError(400, "A direct chat cannot be closed; leave it instead.", "M_INVALID_PARAM")
+                raise errors.invalid_param("A direct chat cannot be closed; leave it instead.")
             if not await self.is_admin(room_id, caller):
-                raise SynapseError(403, "Only a group admin may close the group.", "M_FORBIDDEN")
+                raise errors.forbidden("Only a group admin may close the group.")
             for user_id, membership in (await self._members(room_id)).items():
                 if user_id != caller and membership in ("join", "invite"):
                     await self._bridge.set_membership(caller, user_id, room_id, "leave")
@@ -387,7 +384,7 @@ class Rooms:
         if not is_participant:
             if await self._is_direct(caller, room_id, state):
                 raise SynapseError(
-                    400, "A direct chat has exactly two participants; create a group.", "M_INVALID_PARAM"
+                    400, "A direct chat has exactly two participants; create a group.", Codes.INVALID_PARAM
                 )
             await self._bridge.set_membership(caller, target, room_id, "invite")
             status = 201
@@ -400,7 +397,7 @@ class Rooms:
         if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
             return
         if levels[target] > ADMIN_LEVEL:
-            raise SynapseError(400, "A room creator is always an admin.", "M_INVALID_PARAM")
+            raise errors.invalid_param("A room creator is always an admin.")
         users = dict(content.get("users", {}))
         if role == "admin":
             users[target] = ADMIN_LEVEL
@@ -425,7 +422,7 @@ class Rooms:
             return await self.leave(requester, room_id, close=False)
         await self.require_member(room_id, caller)
         if (await self._members(room_id)).get(target) not in _PARTICIPATING:
-            raise SynapseError(404, f"{target} is not a participant of this room.", "M_NOT_FOUND")
+            raise errors.not_found(f"{target} is not a participant of this room.")
         await self._bridge.set_membership(caller, target, room_id, "leave")
         return {"room_id": room_id, "user_id": target, "removed": True}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict
 from medchat.roomtypes import INSTITUTION_KEY, SPACE
@@ -108,6 +109,6 @@ class InstitutionSpaces:
             page = await self._bridge.room_hierarchy(await self.owner(), space_id, limit + (0 if cursor else 1), cursor)
         except SynapseError as e:
             if e.code == 400 and cursor is not None:
-                raise SynapseError(400, "Invalid field cursor: not a page token of this listing.", "M_INVALID_PARAM")
+                raise errors.invalid_param("Invalid field cursor: not a page token of this listing.")
             raise
         return [r for r in page["rooms"] if r["room_id"] != space_id], page.get("next_batch")

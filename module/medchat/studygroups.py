@@ -20,10 +20,10 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.config import StudyGroupConfig
 from medchat.models import JsonDict
-from medchat.rooms import not_found
 from medchat.roomtypes import INSTITUTION_KEY, KIND_OF_TYPE, STUDY_GROUP
 from medchat.spaces import InstitutionSpaces
 from medchat.store.profiles import ProfileStore
@@ -31,8 +31,6 @@ from medchat.store.profiles import ProfileStore
 # The API's join rules and the Matrix join rule each one is.
 MATRIX_JOIN_RULES = {"knock": "knock", "open": "restricted"}
 API_JOIN_RULES = {matrix: api for api, matrix in MATRIX_JOIN_RULES.items()}
-NO_INSTITUTION = "ORG_MEDCHAT_NO_INSTITUTION"
-INSTITUTION_ONLY = "ORG_MEDCHAT_INSTITUTION_ONLY"
 
 
 class StudyGroups:
@@ -61,13 +59,13 @@ class StudyGroups:
         join_rule = join_rule or self._config.default_join_rule
         if join_rule not in self._config.allowed_join_rules:
             allowed = ", ".join(self._config.allowed_join_rules)
-            raise SynapseError(400, f"Invalid field join_rule: this server allows {allowed}.", "M_INVALID_PARAM")
+            raise errors.invalid_param(f"Invalid field join_rule: this server allows {allowed}.")
         institution = await self._institution_of(caller)
         if not institution:
             raise SynapseError(
                 400,
                 "A study group belongs to its creator's institution: set one in your profile first.",
-                NO_INSTITUTION,
+                errors.NO_INSTITUTION,
             )
         space_id = await self._spaces.space_for(institution)
         await self._spaces.ensure_member(space_id, caller)
@@ -112,7 +110,7 @@ class StudyGroups:
         own = institution is not None and await self._institution_of(caller) == institution
         if membership != "invite":
             if not own:
-                raise not_found()  # other institutions' groups are not discoverable
+                raise errors.not_found()  # other institutions' groups are not discoverable
             rules = state.get(("m.room.join_rules", ""))
             if rules is not None and rules.content.get("join_rule") == "knock":
                 await self._bridge.set_membership(caller, caller, room_id, "knock", reason)
@@ -137,9 +135,9 @@ class StudyGroups:
     async def institution_rooms(self, caller: str, institution: str, limit: int, cursor: str | None) -> JsonDict:
         """The rooms of the institution's space (Synapse's hierarchy), for its members and admins."""
         if not await self._spaces.institution_known(institution):
-            raise SynapseError(404, f"No such institution: {institution}", "M_NOT_FOUND")
+            raise errors.not_found(f"No such institution: {institution}")
         if await self._institution_of(caller) != institution and not await self._bridge.api.is_user_admin(caller):
-            raise SynapseError(403, f"Only members of {institution} may list its rooms.", INSTITUTION_ONLY)
+            raise SynapseError(403, f"Only members of {institution} may list its rooms.", errors.INSTITUTION_ONLY)
         space_id = await self._spaces.space_of(institution)
         if space_id is None:
             return {"institution": institution, "space_id": None, "rooms": [], "next_cursor": None}

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from synapse.module_api.errors import SynapseError
 from synapse.storage.database import LoggingTransaction
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.levels import LEVELS, UNVERIFIED, check_level, is_verified, rank
@@ -116,11 +117,11 @@ class Verification:
     async def submit(self, user_id: str, body: JsonDict) -> JsonDict:
         profile = await self._profiles.get(user_id)
         if profile is None:
-            raise SynapseError(404, "This account has no MedChat profile.", "M_NOT_FOUND")
+            raise errors.not_found("This account has no MedChat profile.")
         current = profile.verification_level
         level = check_level(body.get("level") or LEVELS[min(rank(current) + 1, len(LEVELS) - 1)])
         if rank(level) <= rank(current):
-            raise SynapseError(400, f"Already at {current}; ask for a higher level than that.", "M_INVALID_PARAM")
+            raise errors.invalid_param(f"Already at {current}; ask for a higher level than that.")
         request = VerificationRequest(
             request_id=new_request_id(),
             user_id=user_id,
@@ -136,7 +137,7 @@ class Verification:
             decided_ts=None,
         )
         if not await self._store.create(request, current):
-            raise SynapseError(409, "A verification request of yours is already pending.", "M_CONFLICT")
+            raise SynapseError(409, "A verification request of yours is already pending.", errors.CONFLICT)
         return request_json(request)
 
     async def status_of(self, user_id: str) -> JsonDict:
@@ -155,17 +156,17 @@ class Verification:
 
     async def list_requests(self, viewer: str, status: str | None) -> JsonDict:
         if status is not None and status not in STATUSES:
-            raise SynapseError(400, f"Unknown status {status!r}; allowed: {', '.join(STATUSES)}", "M_INVALID_PARAM")
+            raise errors.invalid_param(f"Unknown status {status!r}; allowed: {', '.join(STATUSES)}")
         institutions = await self.institutions_verified_by(viewer)
         if institutions == []:
-            raise SynapseError(403, "Only verifiers may list verification requests.", "M_FORBIDDEN")
+            raise errors.forbidden("Only verifiers may list verification requests.")
         requests = await self._store.requests(status, None, institutions, _LIST_LIMIT)
         return {"requests": [request_json(r) for r in requests]}
 
     async def decide(self, verifier: str, request_id: str, approve: bool, reason: str | None) -> JsonDict:
         """Approves or rejects a pending request; 409 if it was already decided."""
         if not approve and not reason:
-            raise SynapseError(400, "Missing field: reason (a rejection must say why)", "M_MISSING_PARAM")
+            raise errors.missing_param("Missing field: reason (a rejection must say why)")
         now = self._bridge.now_ms()
         status = APPROVED if approve else REJECTED
 
@@ -203,14 +204,14 @@ class Verification:
 
         request = await self._store.get(request_id)
         if request is None:
-            raise SynapseError(404, "No such verification request.", "M_NOT_FOUND")
+            raise errors.not_found("No such verification request.")
         if not await self.may_verify(verifier, request.institution):
-            raise SynapseError(403, "You may not decide verification requests of this institution.", "M_FORBIDDEN")
+            raise errors.forbidden("You may not decide verification requests of this institution.")
         outcome = await self._store.run("medchat_verification_decide", txn)
         if outcome == "missing":
-            raise SynapseError(404, "No such verification request.", "M_NOT_FOUND")
+            raise errors.not_found("No such verification request.")
         if outcome == "decided":
-            raise SynapseError(409, "This request has already been decided.", "M_CONFLICT")
+            raise SynapseError(409, "This request has already been decided.", errors.CONFLICT)
         await self._mirror.sync(outcome.user_id)
         await self._notifications.announce(outcome.user_id)
         return request_json(outcome)

@@ -6,8 +6,8 @@ from typing import Any
 
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
-from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.api.http import MAX_PAGE, Query, limit_query, query_limit, query_string, route, text_query
 from medchat.api.schemas import AUDIT_PAGE, AUDIT_VERIFIED
 from medchat.audit import Audit
@@ -16,7 +16,7 @@ from medchat.audit import Audit
 def _query_ms(request: Any, name: str) -> int | None:
     value = query_string(request, name, max_length=20)
     if value is not None and not value.isdigit():
-        raise SynapseError(400, f"Invalid parameter {name}: milliseconds since the epoch", "M_INVALID_PARAM")
+        raise errors.invalid_param(f"Invalid parameter {name}: milliseconds since the epoch")
     return int(value) if value is not None else None
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
-from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.api.http import (
     Query,
     bool_query,
@@ -126,7 +126,7 @@ class ContactServlets:
         """The caller, after authenticating them; 400 if the path's `{id}` is no Matrix user id."""
         me = (await self._api.get_user_by_req(request)).user.to_string()
         if id is not None and not _USER_ID.match(id):
-            raise SynapseError(400, f"Invalid user id in path: {id!r}", "M_INVALID_PARAM")
+            raise errors.invalid_param(f"Invalid user id in path: {id!r}")
         return me
 
     # --- the list -------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ class ContactServlets:
         me = await self._me(request)
         direction = query_string(request, "direction") or "incoming"
         if direction not in ("incoming", "outgoing"):
-            raise SynapseError(400, "Invalid parameter direction: use incoming or outgoing", "M_INVALID_PARAM")
+            raise errors.invalid_param("Invalid parameter direction: use incoming or outgoing")
         return 200, await self._contacts.list_requests(me, direction == "incoming", _page(request))
 
     async def accept(self, request: Any, id: str) -> tuple[int, Any]:

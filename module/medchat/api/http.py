@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+from synapse.api.errors import Codes
 from synapse.http.server import JsonResource
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.models import JsonDict
 
 # A handler answers (status, JSON body), or None once it has written the response itself (a download).
@@ -100,7 +102,7 @@ def route(
     async def serve(request: Any, **kwargs: str) -> tuple[int, Any] | None:
         setattr(request, _REQUEST_ATTR, declared)
         if _has_nul(kwargs):
-            raise SynapseError(400, "The path contains a NUL character (%00).", "M_INVALID_PARAM")
+            raise errors.invalid_param("The path contains a NUL character (%00).")
         return await handler(request, **kwargs)
 
     pattern = re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", path) + "$")
@@ -133,11 +135,11 @@ def read_json(request: Any) -> JsonDict:
     try:
         body = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SynapseError(400, "The request body is not valid JSON.", "M_NOT_JSON")
+        raise SynapseError(400, "The request body is not valid JSON.", Codes.NOT_JSON)
     if not isinstance(body, dict):
-        raise SynapseError(400, "The request body must be a JSON object.", "M_NOT_JSON")
+        raise SynapseError(400, "The request body must be a JSON object.", Codes.NOT_JSON)
     if _has_nul(body):
-        raise SynapseError(400, "The request body contains a NUL character (\\u0000).", "M_INVALID_PARAM")
+        raise errors.invalid_param("The request body contains a NUL character (\\u0000).")
     error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(body))
     if error is not None:
         raise _schema_error(error)
@@ -169,16 +171,16 @@ def _schema_error(error: jsonschema.ValidationError) -> SynapseError:
     field = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1]
-        return SynapseError(400, f"Missing field: {missing}", "M_MISSING_PARAM")
+        return errors.missing_param(f"Missing field: {missing}")
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return SynapseError(400, f"Unknown field: {', '.join(extra)}", "M_INVALID_PARAM")
+        return errors.invalid_param(f"Unknown field: {', '.join(extra)}")
     if error.validator == "oneOf" and not field:
         options = " or ".join(sorted(r for s in error.schema["oneOf"] for r in s.get("required", [])))
-        return SynapseError(400, f"Give exactly one of: {options}", "M_MISSING_PARAM")
+        return errors.missing_param(f"Give exactly one of: {options}")
     if error.validator == "minProperties":
-        return SynapseError(400, "The request body has no fields to change.", "M_INVALID_PARAM")
-    return SynapseError(400, f"Invalid field {field}: {error.message}", "M_INVALID_PARAM")
+        return errors.invalid_param("The request body has no fields to change.")
+    return errors.invalid_param(f"Invalid field {field}: {error.message}")
 
 
 # --- query parameters --------------------------------------------------------------------------
@@ -200,11 +202,11 @@ def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
     try:
         value = values[0].decode("utf-8")
     except UnicodeDecodeError:
-        raise SynapseError(400, f"Invalid parameter {name}: not UTF-8", "M_INVALID_PARAM")
+        raise errors.invalid_param(f"Invalid parameter {name}: not UTF-8")
     if not value or len(value) > max_length:
-        raise SynapseError(400, f"Invalid parameter {name}: give 1 to {max_length} characters", "M_INVALID_PARAM")
+        raise errors.invalid_param(f"Invalid parameter {name}: give 1 to {max_length} characters")
     if "\x00" in value:
-        raise SynapseError(400, f"Invalid parameter {name}: contains a NUL character", "M_INVALID_PARAM")
+        raise errors.invalid_param(f"Invalid parameter {name}: contains a NUL character")
     return value
 
 
@@ -213,7 +215,7 @@ def query_bool(request: Any, name: str) -> bool | None:
     if value is None:
         return None
     if value not in ("true", "false"):
-        raise SynapseError(400, f"Invalid parameter {name}: use true or false", "M_INVALID_PARAM")
+        raise errors.invalid_param(f"Invalid parameter {name}: use true or false")
     return value == "true"
 
 
@@ -223,7 +225,7 @@ def query_limit(request: Any, default: int, maximum: int) -> int:
     if value is None:
         return default
     if not value.isdigit() or not 1 <= int(value) <= maximum:
-        raise SynapseError(400, f"Invalid parameter limit: give a whole number from 1 to {maximum}", "M_INVALID_PARAM")
+        raise errors.invalid_param(f"Invalid parameter limit: give a whole number from 1 to {maximum}")
     return int(value)
 
 
@@ -232,9 +234,9 @@ def query_params(request: Any) -> dict[str, str]:
     try:
         params = {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
     except UnicodeDecodeError:
-        raise SynapseError(400, "The query string is not valid UTF-8.", "M_INVALID_PARAM")
+        raise errors.invalid_param("The query string is not valid UTF-8.")
     if _has_nul(params):
-        raise SynapseError(400, "The query string contains a NUL character.", "M_INVALID_PARAM")
+        raise errors.invalid_param("The query string contains a NUL character.")
     return params
 
 

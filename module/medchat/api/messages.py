@@ -6,8 +6,8 @@ from typing import Any
 
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
-from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.api.http import (
     CURSOR_MAX,
     MAX_PAGE,
@@ -35,7 +35,7 @@ def _client_msg_id(request: Any, body: dict[str, Any]) -> str | None:
         return None
     key = header[0].decode("utf-8", "replace").strip()
     if not 1 <= len(key) <= 200:
-        raise SynapseError(400, "Invalid header Idempotency-Key: 1 to 200 characters.", "M_INVALID_PARAM")
+        raise errors.invalid_param("Invalid header Idempotency-Key: 1 to 200 characters.")
     return key
 
 
@@ -76,7 +76,7 @@ class MessageServlets:
         requester = await self._api.get_user_by_req(request)
         term = query_string(request, "q")
         if term is None:
-            raise SynapseError(400, "Missing field: q", "M_MISSING_PARAM")
+            raise errors.missing_param("Missing field: q")
         limit = query_limit(request, default=20, maximum=MAX_PAGE)
         return 200, await self._messages.search(
             requester, room_id, term, limit, query_string(request, "cursor", max_length=CURSOR_MAX)

@@ -22,9 +22,9 @@ from typing import Any
 from swagger_ui_bundle import swagger_ui_path
 from synapse.http.server import JsonResource
 from synapse.module_api import respond_with_html
-from synapse.module_api.errors import SynapseError
 
 import medchat.api
+from medchat import errors
 from medchat.api.http import BINARY, WEBSOCKET_PATH, Content, Query, Route, route, routes_of
 from medchat.api.schemas import ERROR
 from medchat.models import JsonDict
@@ -218,7 +218,7 @@ class DocsServlets:
     async def asset(self, request: Any, asset: str) -> None:
         """A file of the Swagger UI page (from the swagger-ui-bundle-v2 package)."""
         if asset not in _ASSETS:
-            raise SynapseError(404, "No such file.", "M_NOT_FOUND")
+            raise errors.not_found("No such file.")
         data = (Path(str(swagger_ui_path)) / asset).read_bytes()
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", _ASSETS[asset].encode())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse.api.errors import Codes
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
@@ -66,7 +67,7 @@ class UploadServlets:
             try:
                 part = multipart_field(request.content, content_type, "file")
             except BodyError as e:
-                raise SynapseError(400, str(e), "M_INVALID_PARAM")
+                raise SynapseError(400, str(e), Codes.INVALID_PARAM)
             source, file_name, declared = part.content, part.filename or file_name, part.content_type
         else:
             source, declared = whole_body(request.content), content_type

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.http.server import JsonResource
-from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.accounts import Accounts
 from medchat.api.http import Query, bool_query, cursor_query, limit_query, query_params, read_json, route, text_query
 from medchat.api.schemas import CHAT_USER, INSTITUTIONS, USER_PAGE
@@ -76,7 +76,7 @@ class UserServlets:
         params = query_params(request)
         scope = params.pop("scope", "local")
         if scope not in SCOPES:
-            raise SynapseError(400, f"Invalid parameter scope: use one of {', '.join(SCOPES)}", "M_INVALID_PARAM")
+            raise errors.invalid_param(f"Invalid parameter scope: use one of {', '.join(SCOPES)}")
         if scope == "federation" and self._federated is not None:
             return 200, await self._federated.search(requester.user.to_string(), params, self._bridge.now_ms())
         return 200, await self._directory.search(requester.user.to_string(), params)

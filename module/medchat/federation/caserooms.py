@@ -15,12 +15,12 @@ from typing import Any, Literal
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.levels import LICENSE_VERIFIED
 from medchat.roomtypes import CASE_ROOM
 
 RULE = "case_room_verified_only"
-ERRCODE = "ORG_MEDCHAT_CASE_ROOM_REFUSED"
 Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
 
 
@@ -28,7 +28,7 @@ def _refusal(user_id: str, action: str) -> Verdict:
     message = (
         f"Refused by rule '{RULE}': {user_id} is not a licence-verified practitioner, so may not {action} a case room."
     )
-    return Codes.FORBIDDEN, {"errcode": ERRCODE, "error": message, "org.medchat.rule": RULE}
+    return Codes.FORBIDDEN, {"errcode": errors.CASE_ROOM_REFUSED, "error": message, "org.medchat.rule": RULE}
 
 
 class CaseRoomGate:

@@ -14,8 +14,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.bridge import ServerBridge
 from medchat.config import MedChatConfig
 from medchat.directory import DEFAULT_PAGE_SIZE, Directory
@@ -98,7 +100,7 @@ class FederatedDirectory:
             raise SynapseError(
                 400,
                 "Invalid parameter cursor: a federated search has one page; narrow the query instead",
-                "M_INVALID_PARAM",
+                Codes.INVALID_PARAM,
             )
         local = await self._directory.search(viewer, params)
         limit = int(params.get("limit") or DEFAULT_PAGE_SIZE)
@@ -171,7 +173,7 @@ class FederatedDirectory:
     async def answer(self, origin: str, params: Mapping[str, str]) -> JsonDict:
         """A peer's search of this server's directory (the origin is already authenticated)."""
         if origin not in self._peers:
-            raise SynapseError(403, f"{origin} is not a server this one federates with.", "M_FORBIDDEN")
+            raise errors.forbidden(f"{origin} is not a server this one federates with.")
         await self._ratelimit(origin)
         found = await self._directory.search(None, {k: params[k] for k in PEER_PARAMS if k in params})
         attestations = await self._attestations.published([r["id"] for r in found["results"] if r["is_verified"]])

@@ -6,8 +6,10 @@ import os
 import re
 from typing import Any
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
 from medchat.media.body import FileRange
@@ -48,7 +50,7 @@ class MediaUploads:
         """The rules of an upload kind; 404 for a kind that does not exist."""
         if kind not in self._rules:
             raise SynapseError(
-                404, f"Unknown upload kind '{kind}'; use one of: {', '.join(self._rules)}.", "M_NOT_FOUND"
+                404, f"Unknown upload kind '{kind}'; use one of: {', '.join(self._rules)}.", Codes.NOT_FOUND
             )
         return self._rules[kind]
 
@@ -60,12 +62,12 @@ class MediaUploads:
         rules = self._rules.get(kind)
         if rules is None or length <= rules.max_bytes:
             return None
-        return SynapseError(413, f"A {rules.kind} may be at most {rules.max_bytes} bytes.", "M_TOO_LARGE")
+        return SynapseError(413, f"A {rules.kind} may be at most {rules.max_bytes} bytes.", Codes.TOO_LARGE)
 
     def check_size(self, rules: KindRules, length: int | None) -> None:
         """400 for an empty body, 413 above the kind's limit (called with Content-Length first)."""
         if length == 0:
-            raise SynapseError(400, "The upload is empty.", "M_INVALID_PARAM")
+            raise errors.invalid_param("The upload is empty.")
         if length is not None and (error := self.oversize(rules.kind, length)):
             raise error
 
@@ -79,7 +81,7 @@ class MediaUploads:
                 415,
                 f"The file is {mime}, which is not accepted as {rules.kind} "
                 f"(accepted: {', '.join(sorted(rules.allowed_types))}).",
-                "M_INVALID_PARAM",
+                Codes.INVALID_PARAM,
             )
         content: Any = source
         size = len(source)
@@ -88,7 +90,7 @@ class MediaUploads:
             try:
                 image = await self._bridge.api.defer_to_thread(clean_image, mime, source)
             except ImageError as e:
-                raise SynapseError(400, str(e), "M_INVALID_PARAM")
+                raise SynapseError(400, str(e), Codes.INVALID_PARAM)
             if image.mime != mime:  # HEIC arrives as JPEG: the name says so
                 file_name = file_name and os.path.splitext(file_name)[0] + "." + _TYPE_EXTENSIONS[image.mime]
             content, size, mime = image.content, image.size, image.mime
@@ -106,9 +108,9 @@ class MediaUploads:
         if _MEDIA_ID.match(file_id):
             exists, uploader = await self._bridge.local_media_uploader(file_id)
         if not exists:
-            raise SynapseError(404, "No such file.", "M_NOT_FOUND")
+            raise errors.not_found("No such file.")
         if uploader != user_id and not await self._bridge.api.is_user_admin(user_id):
-            raise SynapseError(403, "Only the uploader or an admin may delete this file.", "M_FORBIDDEN")
+            raise errors.forbidden("Only the uploader or an admin may delete this file.")
         await self._bridge.delete_local_media(file_id)
         await self._audit.record(user_id, "media.deleted", file_id, {"uploader": uploader})
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from synapse.module_api.errors import SynapseError
-
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, iso
 from medchat.store.notifications import ModuleNotification, NotificationStore
@@ -40,7 +39,7 @@ class Cursor:
         try:
             matrix, module = (int(part) if part else None for part in raw.split("_"))
         except ValueError:
-            raise SynapseError(400, "Invalid parameter from: not a cursor from this API", "M_INVALID_PARAM")
+            raise errors.invalid_param("Invalid parameter from: not a cursor from this API")
         return cls(matrix, module)
 
     def __str__(self) -> str:
@@ -156,7 +155,7 @@ class Notifications:
     async def _matrix_event(self, user_id: str, notification_id: str) -> Any:
         event = await self._bridge.visible_event(user_id, notification_id)
         if event is None:
-            raise SynapseError(404, "No such notification.", "M_NOT_FOUND")
+            raise errors.not_found("No such notification.")
         return event
 
     async def mark_read(self, user_id: str, notification_id: str) -> None:
@@ -166,7 +165,7 @@ class Notifications:
             event = await self._matrix_event(user_id, notification_id)
             await self._bridge.send_read_receipt(user_id, event.room_id, event.event_id)
         elif not await self._own.mark_read(user_id, notification_id):
-            raise SynapseError(404, "No such notification.", "M_NOT_FOUND")
+            raise errors.not_found("No such notification.")
 
     async def mark_all_read(self, user_id: str) -> int:
         rooms = [room for room, count in (await self._bridge.unread_counts_by_room(user_id)).items() if count]
@@ -181,7 +180,7 @@ class Notifications:
             await self._matrix_event(user_id, notification_id)
             await self._dismissed.dismiss(user_id, notification_id, self._bridge.now_ms())
         elif not await self._own.delete(user_id, notification_id):
-            raise SynapseError(404, "No such notification.", "M_NOT_FOUND")
+            raise errors.not_found("No such notification.")
 
     async def unread_count(self, user_id: str) -> JsonDict:
         """`rooms` are Matrix's per-room `unread_notifications` counts; `other` the module's kinds."""

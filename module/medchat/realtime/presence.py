@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, iso
 from medchat.store import ContactStore
@@ -21,10 +23,10 @@ class Presence:
 
     async def get(self, viewer: str, user_id: str) -> JsonDict:
         if await self._bridge.api.check_user_exists(user_id) is None:
-            raise SynapseError(404, "No such user.", "M_NOT_FOUND")
+            raise errors.not_found("No such user.")
         if viewer != user_id and not await self._visible_to(viewer, user_id):
             raise SynapseError(
-                403, "You can see the status of your contacts and of people you share a room with.", "M_FORBIDDEN"
+                403, "You can see the status of your contacts and of people you share a room with.", Codes.FORBIDDEN
             )
         state = await self._bridge.presence_state(user_id)
         return {
@@ -42,6 +44,6 @@ class Presence:
     async def set(self, requester: Any, user_id: str, body: JsonDict) -> JsonDict:
         me = requester.user.to_string()
         if user_id != me:
-            raise SynapseError(403, "You can only set your own status.", "M_FORBIDDEN")
+            raise errors.forbidden("You can only set your own status.")
         await self._bridge.set_presence(requester, body["status"], body.get("status_msg"))
         return await self.get(me, me)

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 from zope.interface import implementer
 
@@ -151,13 +152,13 @@ class ChatSocket:
         try:
             frame = json.loads(message)
         except ValueError:
-            self._send({"type": "error", "errcode": "M_NOT_JSON", "error": "Frames must be JSON objects."})
+            self._send({"type": "error", "errcode": Codes.NOT_JSON, "error": "Frames must be JSON objects."})
             return
         if not isinstance(frame, dict) or frame.get("type") != "ping":
             self._send(
                 {
                     "type": "error",
-                    "errcode": "M_UNRECOGNIZED",
+                    "errcode": Codes.UNRECOGNIZED,
                     "error": 'Unknown frame; the client may send {"type": "ping"}.',
                 }
             )
@@ -165,7 +166,7 @@ class ChatSocket:
         self._send({"type": "pong", "pos": self.position})
 
     def bytesMessageReceived(self, data: bytes) -> None:
-        self._send({"type": "error", "errcode": "M_NOT_JSON", "error": "Binary frames are not accepted."})
+        self._send({"type": "error", "errcode": Codes.NOT_JSON, "error": "Binary frames are not accepted."})
 
     def pongReceived(self, payload: bytes) -> None:
         pass

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from synapse.module_api.errors import SynapseError
-
+from medchat import errors
 from medchat.bridge import EventPosition, SynapseBridge, concurrently
 from medchat.models import JsonDict
 from medchat.store.realtime import DeliveryStore
@@ -38,7 +37,7 @@ class MessageStatus:
         """(room_id, sender) of a message the user may see; 404 otherwise."""
         event = await self._bridge.visible_event(user_id, event_id)
         if event is None or not await self._bridge.is_joined(event.room_id, user_id):
-            raise SynapseError(404, "No such message in a room you are in.", "M_NOT_FOUND")
+            raise errors.not_found("No such message in a room you are in.")
         return event.room_id, event.sender
 
     async def of(self, viewer: str, event_id: str) -> JsonDict:
@@ -85,7 +84,7 @@ class MessageStatus:
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:
         """The app says this device has the message (`delivered`) or the user saw it (`read`)."""
         if status not in ACKABLE:
-            raise SynapseError(400, f"Invalid field status: use one of {', '.join(ACKABLE)}", "M_INVALID_PARAM")
+            raise errors.invalid_param(f"Invalid field status: use one of {', '.join(ACKABLE)}")
         room_id, sender = await self._visible(user_id, event_id)
         if status == "read":
             await self._bridge.send_read_receipt(user_id, room_id, event_id)
@@ -95,7 +94,7 @@ class MessageStatus:
     async def mark_all_read(self, user_id: str, room_id: str) -> str | None:
         """Moves the read receipt and the fully-read marker to the room's newest event."""
         if not await self._bridge.is_joined(room_id, user_id):
-            raise SynapseError(404, "No such room, or you are not in it.", "M_NOT_FOUND")
+            raise errors.not_found("No such room, or you are not in it.")
         latest = await self._bridge.latest_event_id(room_id)
         if latest is not None:
             await self._bridge.send_read_receipt(user_id, room_id, latest)

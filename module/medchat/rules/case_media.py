@@ -24,13 +24,13 @@ from typing import Any, BinaryIO, Literal
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.media.sniff import sniff
 from medchat.media.strip import ImageError, has_metadata
 from medchat.metrics import RULE_REFUSALS
 
-ERRCODE = "ORG_MEDCHAT_MEDIA_METADATA"
 RULE = "case_room_media_metadata"
 CLEAN = ""  # the verdict of a file that may be shown in a case room
 _CACHE_SIZE = 10_000
@@ -77,7 +77,7 @@ class CaseRoomMedia:
             if problem:
                 RULE_REFUSALS.labels(RULE).inc()
                 message = f"Case rooms accept only metadata-free images: {url} cannot be shown here, as {problem}. Upload it through the app, which strips metadata."
-                return Codes.FORBIDDEN, {"errcode": ERRCODE, "error": message, "org.medchat.rule": RULE}
+                return Codes.FORBIDDEN, {"errcode": errors.MEDIA_METADATA, "error": message, "org.medchat.rule": RULE}
         return NOT_SPAM
 
     async def _verdict(self, url: str) -> str:

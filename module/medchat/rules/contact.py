@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import jsonschema
+from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
@@ -152,7 +153,7 @@ class ContactRules:
                     raise SynapseError(
                         400,
                         f"Invalid field {side}.roles.{i}: unknown role {role!r}; allowed: {', '.join(self._config.roles)}",
-                        "M_INVALID_PARAM",
+                        Codes.INVALID_PARAM,
                     )
         permissions = Permissions.parse(body)
         await self._api.account_data_manager.put_global(user_id, PERMISSIONS_TYPE, permissions.to_json())

@@ -16,13 +16,13 @@ from typing import Any
 
 from synapse.module_api.errors import SynapseError
 
+from medchat import errors
 from medchat.levels import LEVELS
 from medchat.models import USER_ID_SCHEMA
 
 ACTIONS = ("dm", "invite", "contact_request")
 ALLOW_ALL, BLOCK_ALL = "allow_all", "block_all"
 
-REFUSED_ERRCODE = "ORG_MEDCHAT_CONTACT_REFUSED"
 RECIPIENT_RULE = "recipient_settings"
 FEDERATION_RULE = "federation_allow_list"
 
@@ -53,7 +53,7 @@ class Refusal:
 
     def error_fields(self) -> dict[str, str]:
         """The JSON error body of a 403: MedChat's errcode, a message naming the rule, the rule."""
-        return {"errcode": REFUSED_ERRCODE, "error": self.message, "org.medchat.rule": self.rule}
+        return {"errcode": errors.CONTACT_REFUSED, "error": self.message, "org.medchat.rule": self.rule}
 
     def as_error(self) -> SynapseError:
         """The refusal as an API error: 403 with MedChat's errcode, the message and the rule."""

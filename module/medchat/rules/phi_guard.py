@@ -22,6 +22,7 @@ from typing import Any, Literal
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
+from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.metrics import RULE_REFUSALS
@@ -38,9 +39,6 @@ from medchat.roomtypes import (
     phi_guard_mode,
 )
 
-ERRCODE = "ORG_MEDCHAT_PHI_DETECTED"
-MODE_ERRCODE = "ORG_MEDCHAT_PHI_GUARD_MODE_REFUSED"
-ENCRYPTION_ERRCODE = "ORG_MEDCHAT_CASE_ROOM_ENCRYPTION_REFUSED"
 ENCRYPTION_STATE, ENCRYPTED = "m.room.encryption", "m.room.encrypted"
 _UNREADABLE = (
     "Case rooms are not end-to-end encrypted: the patient-identifier guard must be able to read their messages."
@@ -91,7 +89,7 @@ class PhiGuard:
         if initial_state is not None and any(
             isinstance(e, dict) and e.get("type") == ENCRYPTION_STATE for e in initial_state
         ):
-            raise SynapseError(400, _UNREADABLE, ENCRYPTION_ERRCODE)
+            raise SynapseError(400, _UNREADABLE, errors.CASE_ROOM_ENCRYPTION_REFUSED)
 
     def _mode(self, state_event: Any | None) -> str:
         """The room's effective mode: warn only while the config allows it."""
@@ -103,7 +101,7 @@ class PhiGuard:
             return NOT_SPAM
         if event.type == ENCRYPTED:
             RULE_REFUSALS.labels(RULE).inc()
-            return Codes.FORBIDDEN, {"errcode": ENCRYPTION_ERRCODE, "error": _UNREADABLE}
+            return Codes.FORBIDDEN, {"errcode": errors.CASE_ROOM_ENCRYPTION_REFUSED, "error": _UNREADABLE}
         kinds = self._guard.kinds_in(message_texts(event.content))
         if not kinds:
             return NOT_SPAM
@@ -113,7 +111,7 @@ class PhiGuard:
                 return NOT_SPAM
         RULE_REFUSALS.labels(RULE).inc()
         message = f"This case room does not accept patient identifiers; found: {', '.join(kinds)}. Remove them and send again."
-        return Codes.FORBIDDEN, {"errcode": ERRCODE, "error": message, "org.medchat.phi_kinds": kinds}
+        return Codes.FORBIDDEN, {"errcode": errors.PHI_DETECTED, "error": message, "org.medchat.phi_kinds": kinds}
 
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, dict | None]:
         """Case rooms only: who may set the guard's mode, and the warning on messages."""
@@ -123,7 +121,7 @@ class PhiGuard:
         if event.type == PHI_GUARD_STATE and event.get_state_key() == "":
             return self._refuse(event, self._mode_change_problem(event, state_events)), None
         if event.type == ENCRYPTION_STATE:
-            return self._refuse(event, SynapseError(403, _UNREADABLE, ENCRYPTION_ERRCODE)), None
+            return self._refuse(event, SynapseError(403, _UNREADABLE, errors.CASE_ROOM_ENCRYPTION_REFUSED)), None
         if event.type != MESSAGE or not self._bridge.api.is_mine(event.sender):
             return True, None  # a remote server marks its own users' messages
         kinds = self._guard.kinds_in(message_texts(event.content))
@@ -141,12 +139,14 @@ class PhiGuard:
                 400, f"The guard mode must be one of: {', '.join(PHI_GUARD_MODES)}.", Codes.INVALID_PARAM
             )
         if self._bridge.power_level(event.sender, state_events) < ADMIN_LEVEL:
-            return SynapseError(403, "Only a room admin may change the patient-identifier guard.", MODE_ERRCODE)
+            return SynapseError(
+                403, "Only a room admin may change the patient-identifier guard.", errors.PHI_GUARD_MODE_REFUSED
+            )
         if mode == WARN and not self._allow_warn:
             return SynapseError(
                 403,
                 "This server does not let case rooms switch the patient-identifier guard to warn (case_rooms.allow_warn_mode).",
-                MODE_ERRCODE,
+                errors.PHI_GUARD_MODE_REFUSED,
             )
         return None
 
