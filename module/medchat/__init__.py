@@ -11,7 +11,6 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
-from medchat.accounts import Accounts
 from medchat.api import build_api_resource
 from medchat.api.admin import AdminServlets
 from medchat.api.contacts import ContactServlets
@@ -23,42 +22,43 @@ from medchat.api.rooms import RoomServlets
 from medchat.api.upload import UploadServlets
 from medchat.api.users import UserServlets
 from medchat.api.verification import VerificationServlets
-from medchat.audit import Audit
 from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.config import MedChatConfig
-from medchat.contacts import Contacts
-from medchat.directory import Directory
-from medchat.expiry import REAP_EVERY_MS, Expiry
 from medchat.federation.allowlist import check_agreement
 from medchat.federation.attestation import Attestations
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.federation.directory import FederatedDirectory
-from medchat.gdpr import Gdpr
+from medchat.handlers.accounts import Accounts
+from medchat.handlers.audit import Audit
+from medchat.handlers.contacts import Contacts
+from medchat.handlers.directory import Directory
+from medchat.handlers.expiry import REAP_EVERY_MS, Expiry
+from medchat.handlers.gdpr import Gdpr
+from medchat.handlers.messages import Messages
+from medchat.handlers.mirror import ProfileMirror
+from medchat.handlers.rooms import Rooms
+from medchat.handlers.spaces import InstitutionSpaces
+from medchat.handlers.studygroups import StudyGroups
+from medchat.handlers.verification import Verification
 from medchat.media.uploads import MediaUploads
-from medchat.messages import Messages
 from medchat.metrics import VERIFICATION_PENDING
-from medchat.mirror import ProfileMirror
 from medchat.phi.detectors import Guard
 from medchat.realtime.notifications import Notifications
 from medchat.realtime.presence import Presence
 from medchat.realtime.socket import SocketHub
 from medchat.realtime.status import MessageStatus
-from medchat.rooms import Rooms
 from medchat.rules.callbacks import ContactSpamChecker
 from medchat.rules.case_media import CaseRoomMedia
 from medchat.rules.case_retention import CaseRoomRetention, check_retention
 from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.rules.phi_guard import PhiGuard
-from medchat.spaces import InstitutionSpaces
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
 from medchat.store.audit import AuditStore, Pseudonyms, reseal_legacy_txn
 from medchat.store.expiry import ExpiryStore
 from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
 from medchat.store.spaces import SpaceStore
-from medchat.studygroups import StudyGroups
-from medchat.verification import Verification
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from synapse.http.server import JsonResource
 
 from twisted.web.resource import Resource
 
-from medchat.accounts import Accounts
 from medchat.api.auth import AuthServlets
 from medchat.api.health import HealthServlet
 from medchat.api.http import WEBSOCKET_PATH, routes_of
 from medchat.api.openapi import DocsServlets
 from medchat.bridge import SynapseBridge
+from medchat.handlers.accounts import Accounts
 
 
 class Servlets(Protocol):

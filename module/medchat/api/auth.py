@@ -7,9 +7,9 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.accounts import Accounts
 from medchat.api.http import read_json, route
 from medchat.api.schemas import CHAT_USER, EMPTY, MESSAGE_TEXT, REFRESHED, SESSION
+from medchat.handlers.accounts import Accounts
 from medchat.models import (
     FORGOT_PASSWORD_BODY,
     LOGIN_BODY,

@@ -32,7 +32,7 @@ from medchat.api.schemas import (
     CONTACT_REQUEST_PAGE,
     EMPTY,
 )
-from medchat.contacts import Contacts, Page
+from medchat.handlers.contacts import Contacts, Page
 from medchat.models import CONTACT_ACCEPT_BODY, CONTACT_ADD_BODY, CONTACT_UPDATE_BODY, USER_ID_SCHEMA
 from medchat.rules.contact import ACCOUNT_DATA, ContactRules
 from medchat.rules.decisions import PERMISSIONS_SCHEMA

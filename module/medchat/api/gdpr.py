@@ -9,7 +9,7 @@ from synapse.module_api import ModuleApi
 
 from medchat.api.http import BINARY, Content, query_string, read_json, route, text_query
 from medchat.api.schemas import obj
-from medchat.gdpr import Gdpr
+from medchat.handlers.gdpr import Gdpr
 from medchat.models import ERASE_ACCOUNT_BODY
 
 

@@ -20,7 +20,7 @@ from medchat.api.http import (
     text_query,
 )
 from medchat.api.schemas import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
-from medchat.messages import Messages
+from medchat.handlers.messages import Messages
 from medchat.models import FORWARD_BODY, MESSAGE_EDIT_BODY, MESSAGE_REPLY_BODY, MESSAGE_SEND_BODY, REACTION_BODY
 
 _BASE = "/api/chat/rooms/{room_id}/messages"

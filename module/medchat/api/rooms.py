@@ -30,9 +30,9 @@ from medchat.api.schemas import (
     ROOM_LEFT,
     ROOM_PAGE,
 )
+from medchat.handlers.rooms import Rooms
+from medchat.handlers.studygroups import StudyGroups
 from medchat.models import PARTICIPANT_ADD_BODY, ROOM_CREATE_BODY, ROOM_JOIN_BODY, ROOM_UPDATE_BODY
-from medchat.rooms import Rooms
-from medchat.studygroups import StudyGroups
 
 
 class RoomServlets:

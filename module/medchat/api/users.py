@@ -7,12 +7,12 @@ from typing import Any
 from synapse.http.server import JsonResource
 
 from medchat import errors
-from medchat.accounts import Accounts
 from medchat.api.http import Query, bool_query, cursor_query, limit_query, query_params, read_json, route, text_query
 from medchat.api.schemas import CHAT_USER, INSTITUTIONS, USER_PAGE
 from medchat.bridge import SynapseBridge
-from medchat.directory import Directory
 from medchat.federation.directory import SCOPES, FederatedDirectory
+from medchat.handlers.accounts import Accounts
+from medchat.handlers.directory import Directory
 from medchat.models import CHAT_USER_UPDATE_BODY
 
 _FILTERS = (

@@ -16,9 +16,9 @@ from synapse.module_api import ModuleApi
 
 from medchat.api.http import Query, query_params, read_json, route
 from medchat.api.schemas import VERIFICATION_REQUEST, VERIFICATION_REQUESTS, VERIFICATION_STATUS
+from medchat.handlers.verification import Verification
 from medchat.models import VERIFICATION_DECISION_BODY, VERIFICATION_REQUEST_BODY
 from medchat.store.verification import PENDING, STATUSES
-from medchat.verification import Verification
 
 _STATUS_QUERY = (Query("status", {"enum": list(STATUSES), "default": PENDING}, "which requests"),)
 

@@ -1,6 +1,6 @@
 """The federated practitioner directory: `GET /api/chat/users/search?scope=federation`.
 
-The local search (medchat.directory) and the same search on every server of
+The local search (medchat.handlers.directory) and the same search on every server of
 `federation_allow_list`, asked in parallel over `PEER_PATH` — a module endpoint that only answers
 requests signed by an allowed server (`X-Matrix`, checked with Synapse's keyring), rate-limited
 per origin. Answers are cached for `cache_seconds`; a peer that is down or slower than
@@ -20,8 +20,8 @@ from synapse.module_api.errors import SynapseError
 from medchat import errors
 from medchat.bridge import ServerBridge
 from medchat.config import MedChatConfig
-from medchat.directory import DEFAULT_PAGE_SIZE, Directory
 from medchat.federation.attestation import ATTESTATION_KEY, Attestations
+from medchat.handlers.directory import DEFAULT_PAGE_SIZE, Directory
 from medchat.levels import is_verified
 from medchat.models import JsonDict, localpart
 from medchat.rules.decisions import server_of
@@ -94,7 +94,7 @@ class FederatedDirectory:
     # --- the asking side --------------------------------------------------------------------------
 
     async def search(self, viewer: str, params: Mapping[str, str], now_ms: int) -> JsonDict:
-        """The local results (checked, limited and ranked by medchat.directory) merged with the
+        """The local results (checked, limited and ranked by medchat.handlers.directory) merged with the
         allow-listed peers'; each with its `home_server`. One page: `next_cursor` is null."""
         if "cursor" in params:
             raise SynapseError(

@@ -10,8 +10,8 @@ from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
+from medchat.handlers.audit import Audit
 from medchat.media.body import FileRange
 from medchat.media.policy import KindRules, upload_rules
 from medchat.media.sniff import sniff

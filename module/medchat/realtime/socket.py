@@ -34,7 +34,7 @@ from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
-from medchat.messages import Messages
+from medchat.handlers.messages import Messages
 from medchat.metrics import WEBSOCKET_CLOSES, WEBSOCKET_CONNECTIONS
 from medchat.realtime.frames import frames_for, is_new_message, notification_frame
 from medchat.realtime.notifications import module_item

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from synapse.module_api import UserProfile
 
-from medchat.directory import Directory
+from medchat.handlers.directory import Directory
 from medchat.store import DirectoryStore
 
 

@@ -25,10 +25,10 @@ from synapse.module_api.errors import Codes, SynapseError
 from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.federation.caserooms import CaseRoomGate
+from medchat.handlers.rooms import ADMIN_LEVEL
 from medchat.metrics import RULE_REFUSALS
 from medchat.models import PHI_WARNING
 from medchat.phi.detectors import Guard
-from medchat.rooms import ADMIN_LEVEL
 from medchat.roomtypes import (
     CASE_ROOM,
     PHI_GUARD_MODES,

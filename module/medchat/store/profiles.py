@@ -99,7 +99,7 @@ def get_profile_txn(t: LoggingTransaction, user_id: str) -> Profile | None:
 
 
 def set_level_txn(t: LoggingTransaction, user_id: str, level: str, now_ms: int) -> None:
-    """Only medchat.verification calls this: the level is the ladder's, never a profile edit."""
+    """Only medchat.handlers.verification calls this: the level is the ladder's, never a profile edit."""
     t.execute(
         "UPDATE medchat_profiles SET verification_level = ?, updated_ts = ? WHERE user_id = ?",
         (level, now_ms, user_id),

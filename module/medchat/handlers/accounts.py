@@ -13,14 +13,14 @@ from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.handlers.audit import Audit
+from medchat.handlers.mirror import ProfileMirror
+from medchat.handlers.verification import Verification
 from medchat.levels import UNVERIFIED
-from medchat.mirror import ProfileMirror
 from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user, localpart
 from medchat.store import ProfileStore
-from medchat.verification import Verification
 
 logger = logging.getLogger(__name__)
 

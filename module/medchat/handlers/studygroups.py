@@ -23,9 +23,9 @@ from synapse.module_api.errors import SynapseError
 from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.config import StudyGroupConfig
+from medchat.handlers.spaces import InstitutionSpaces
 from medchat.models import JsonDict
 from medchat.roomtypes import INSTITUTION_KEY, KIND_OF_TYPE, STUDY_GROUP
-from medchat.spaces import InstitutionSpaces
 from medchat.store.profiles import ProfileStore
 
 # The API's join rules and the Matrix join rule each one is.

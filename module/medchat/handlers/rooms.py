@@ -2,7 +2,7 @@
 
 A `direct` room is a private room flagged `is_direct` and listed in both users' `m.direct`
 account data (what Element reads); a `group` is a private, invite-only room; a `case` room and a
-`study_group` (medchat.studygroups) carry MedChat's type in `m.room.create`. Spaces are not chats,
+`study_group` (medchat.handlers.studygroups) carry MedChat's type in `m.room.create`. Spaces are not chats,
 so the room list leaves them out. The plan's
 participant roles map to power levels: `admin` is power level 100 (or a room-v12 creator),
 `member` anything below. Synapse's own authorisation decides who may invite, kick or rename.
@@ -19,9 +19,9 @@ from synapse.module_api.errors import SynapseError
 
 from medchat import errors
 from medchat.bridge import SynapseBridge, concurrently
+from medchat.handlers.studygroups import StudyGroups
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
-from medchat.studygroups import StudyGroups
 
 T = TypeVar("T")
 

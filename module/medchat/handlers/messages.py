@@ -16,10 +16,10 @@ from synapse.module_api.errors import SynapseError
 
 from medchat import errors
 from medchat.bridge import SynapseBridge, concurrently
-from medchat.expiry import Expiry
+from medchat.handlers.expiry import Expiry
+from medchat.handlers.rooms import Rooms
 from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
 from medchat.realtime.status import MessageStatus
-from medchat.rooms import Rooms
 
 MESSAGE = "m.room.message"
 TXN_PREFIX = "medchat."

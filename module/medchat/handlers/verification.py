@@ -17,8 +17,8 @@ from synapse.storage.database import LoggingTransaction
 from medchat import errors
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.handlers.mirror import ProfileMirror
 from medchat.levels import LEVELS, UNVERIFIED, check_level, is_verified, rank
-from medchat.mirror import ProfileMirror
 from medchat.models import JsonDict, iso
 from medchat.store import ProfileStore, VerificationStore
 from medchat.store.audit import AuditStore

@@ -15,14 +15,14 @@ from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.accounts import Accounts
 from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
+from medchat.handlers.accounts import Accounts
+from medchat.handlers.verification import Verification
 from medchat.levels import LICENSE_VERIFIED, UNVERIFIED, at_least, check_level, levels_from
 from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user
 from medchat.store import DirectoryStore
 from medchat.store.directory import Filters, query_words
-from medchat.verification import Verification
 
 DEFAULT_PAGE_SIZE = 20
 MAX_QUERY_LENGTH = 200

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from medchat import errors
-from medchat.accounts import Accounts
-from medchat.audit import Audit
 from medchat.bridge import SynapseBridge
-from medchat.expiry import Expiry
+from medchat.handlers.accounts import Accounts
+from medchat.handlers.audit import Audit
+from medchat.handlers.expiry import Expiry
 from medchat.models import JsonDict, localpart
 from medchat.rules.contact import ContactRules
 from medchat.store.gdpr import erase_txn, own_rows_txn
