@@ -14,20 +14,20 @@ from synapse.module_api import ModuleApi
 
 from medchat.api.http import query_params, read_json, route
 from medchat.api.schemas import ATTESTATION_RESULT, USER_PAGE
-from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.federation.attestation import Attestations
 from medchat.federation.directory import PEER_PATH, FederatedDirectory
 from medchat.levels import is_verified
 from medchat.models import USER_ID_SCHEMA
+from medchat.synapse import SynapseFederation, SynapseHttp
 
 
 class FederationServlets:
-    def __init__(self, server: ServerBridge, directory: FederatedDirectory):
+    def __init__(self, server: SynapseFederation, directory: FederatedDirectory):
         self._server = server
         self._directory = directory
 
-    def resource(self, bridge: SynapseBridge) -> JsonResource:
-        resource = bridge.json_resource()
+    def resource(self, http: SynapseHttp) -> JsonResource:
+        resource = http.json_resource()
         route(resource, "GET", PEER_PATH, self.search, responses={200: USER_PAGE})
         return resource
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.http.server import JsonResource
+from synapse.module_api import ModuleApi
 
 from medchat import errors
 from medchat.api.http import Query, bool_query, cursor_query, limit_query, query_params, read_json, route, text_query
 from medchat.api.schemas import CHAT_USER, INSTITUTIONS, USER_PAGE
-from medchat.bridge import SynapseBridge
 from medchat.federation.directory import SCOPES, FederatedDirectory
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.directory import Directory
 from medchat.models import CHAT_USER_UPDATE_BODY
+from medchat.synapse import SynapseProfiles, SynapseServer
 
 _FILTERS = (
     text_query("role", "only this role"),
@@ -35,13 +36,16 @@ _SEARCH = (
 class UserServlets:
     def __init__(
         self,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_profiles: SynapseProfiles,
         accounts: Accounts,
         directory: Directory,
         federated: FederatedDirectory | None = None,
     ):
-        self._bridge = bridge
-        self._api = bridge.api
+        self._synapse_server = synapse_server
+        self._synapse_profiles = synapse_profiles
+        self._api = api
         self._accounts = accounts
         self._directory = directory
         self._federated = federated
@@ -72,13 +76,13 @@ class UserServlets:
     async def search(self, request: Any) -> tuple[int, Any]:
         """Searches the directory, best match first (`rc_user_directory` applies)."""
         requester = await self._api.get_user_by_req(request)
-        await self._bridge.ratelimit_directory_search(requester)
+        await self._synapse_profiles.ratelimit_directory_search(requester)
         params = query_params(request)
         scope = params.pop("scope", "local")
         if scope not in SCOPES:
             raise errors.invalid_param(f"Invalid parameter scope: use one of {', '.join(SCOPES)}")
         if scope == "federation" and self._federated is not None:
-            return 200, await self._federated.search(requester.user.to_string(), params, self._bridge.now_ms())
+            return 200, await self._federated.search(requester.user.to_string(), params, self._synapse_server.now_ms())
         return 200, await self._directory.search(requester.user.to_string(), params)
 
     async def get(self, request: Any, user_id: str) -> tuple[int, Any]:

@@ -18,13 +18,13 @@ from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import ServerBridge
 from medchat.config import MedChatConfig
 from medchat.federation.attestation import ATTESTATION_KEY, Attestations
 from medchat.handlers.directory import DEFAULT_PAGE_SIZE, Directory
 from medchat.levels import is_verified
 from medchat.models import JsonDict, localpart
 from medchat.rules.decisions import server_of
+from medchat.synapse import SynapseFederation
 
 PEER_PATH = "/_medchat/federation/v1/users/search"
 SCOPES = ("local", "federation")
@@ -75,7 +75,7 @@ class FederatedDirectory:
     def __init__(
         self,
         config: MedChatConfig,
-        server: ServerBridge,
+        server: SynapseFederation,
         directory: Directory,
         attestations: Attestations,
         own_server: str,

@@ -12,8 +12,9 @@ import logging
 from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
-from medchat.bridge import SynapseBridge
 from medchat.store.expiry import Expiring, ExpiryStore
+from medchat.synapse import SynapseEvents, SynapseServer
+from medchat.synapse._base import requester_for
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +23,11 @@ _BATCH = 100
 
 
 class Expiry:
-    def __init__(self, bridge: SynapseBridge, store: ExpiryStore, max_seconds: int):
-        self._bridge = bridge
+    def __init__(
+        self, synapse_server: SynapseServer, synapse_events: SynapseEvents, store: ExpiryStore, max_seconds: int
+    ):
+        self._synapse_server = synapse_server
+        self._synapse_events = synapse_events
         self._store = store
         self._max_seconds = max_seconds
 
@@ -33,14 +37,14 @@ class Expiry:
             raise SynapseError(
                 400, f"Invalid field expires_in: give 1 to {self._max_seconds} seconds", Codes.INVALID_PARAM
             )
-        return self._bridge.now_ms() + expires_in * 1000
+        return self._synapse_server.now_ms() + expires_in * 1000
 
     async def track(self, event_id: str, room_id: str, sender: str, expires_ts: int) -> None:
         await self._store.add(Expiring(event_id, room_id, sender, expires_ts))
 
     async def reap(self) -> None:
         """Redacts every message whose time has come, as its sender would."""
-        await self._redact(await self._store.due(self._bridge.now_ms(), _BATCH), "expired")
+        await self._redact(await self._store.due(self._synapse_server.now_ms(), _BATCH), "expired")
 
     async def expire_all_of(self, sender: str) -> None:
         """Redacts the sender's pending disappearing messages now: at account erasure, while the
@@ -50,8 +54,8 @@ class Expiry:
     async def _redact(self, messages: list[Expiring], reason: str) -> None:
         for message in messages:
             try:
-                await self._bridge.redact(
-                    self._bridge.requester_for(message.sender), message.room_id, message.event_id, reason
+                await self._synapse_events.redact(
+                    requester_for(message.sender), message.room_id, message.event_id, reason
                 )
             except SynapseError as e:  # e.g. the sender left: nothing more to do for it
                 logger.warning("MedChat: could not redact expired message %s: %s", message.event_id, e)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse.api.errors import Codes
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 from zope.interface import implementer
 
@@ -32,7 +33,6 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
-from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
 from medchat.handlers.messages import Messages
 from medchat.metrics import WEBSOCKET_CLOSES, WEBSOCKET_CONNECTIONS
@@ -40,6 +40,7 @@ from medchat.realtime.frames import frames_for, is_new_message, notification_fra
 from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
 from medchat.store.notifications import HINT_TYPE, NotificationStore
+from medchat.synapse import SynapseHttp, SynapseServer, SynapseStream
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +76,19 @@ class SocketHub:
 
     def __init__(
         self,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_http: SynapseHttp,
+        synapse_stream: SynapseStream,
         config: WebSocketConfig,
         status: MessageStatus,
         messages: Messages,
         notices: NotificationStore,
     ):
-        self.bridge = bridge
+        self.api = api
+        self.synapse_server = synapse_server
+        self.synapse_http = synapse_http
+        self.synapse_stream = synapse_stream
         self.config = config
         self.status = status
         self.messages = messages
@@ -146,7 +153,7 @@ class ChatSocket:
         assert self._transport is not None
         self._transport.attachProducer(self)
         self._hub.open.add(self)
-        self._loop = self._hub.bridge.api.run_as_background_process("medchat_websocket", self._run)
+        self._loop = self._hub.api.run_as_background_process("medchat_websocket", self._run)
 
     def textMessageReceived(self, message: str) -> None:
         try:
@@ -200,17 +207,21 @@ class ChatSocket:
             raise
 
     async def _stream(self) -> None:
-        bridge, config = self._hub.bridge, self._hub.config
+        hub, config = self._hub, self._hub.config
         try:
-            requester, access_token = await bridge.authenticate(self._request)
+            requester, access_token = await hub.synapse_http.authenticate(self._request)
         except SynapseError as e:  # missing, unknown or expired token
             self._close(CLOSE_UNAUTHORIZED, f"unauthorized: {e.msg}")
             return
         since = self._request.args.get(b"since", [b""])[0].decode("utf-8", "replace")
         try:
-            position = Position.parse(since) if since else Position(await bridge.stream_position(), bridge.now_ms())
+            position = (
+                Position.parse(since)
+                if since
+                else Position(await hub.synapse_stream.stream_position(), hub.synapse_server.now_ms())
+            )
             if since:
-                await bridge.events_after(requester, position.stream, timeout_ms=0, limit=1)
+                await hub.synapse_stream.events_after(requester, position.stream, timeout_ms=0, limit=1)
         except (SynapseError, ValueError):
             self._close(CLOSE_BAD_POSITION, "invalid resume position")
             return
@@ -219,17 +230,17 @@ class ChatSocket:
         self.position = str(position)
         self._send({"type": "hello", "user_id": user_id, "pos": self.position})
 
-        last_auth_check = bridge.now_ms()
+        last_auth_check = hub.synapse_server.now_ms()
         while not self._closed:
             if self._paused and not await self._wait_for_drain(config.slow_consumer_seconds):
                 self._close(CLOSE_SLOW_CONSUMER, f"slow consumer; resume from {self.position}")
                 return
-            if bridge.now_ms() - last_auth_check > config.token_recheck_seconds * 1000:
-                if not await bridge.token_still_valid(access_token):
+            if hub.synapse_server.now_ms() - last_auth_check > config.token_recheck_seconds * 1000:
+                if not await hub.synapse_http.token_still_valid(access_token):
                     self._close(CLOSE_UNAUTHORIZED, "access token no longer valid")
                     return
-                last_auth_check = bridge.now_ms()
-            events, end = await bridge.events_after(
+                last_auth_check = hub.synapse_server.now_ms()
+            events, end = await hub.synapse_stream.events_after(
                 requester, position.stream, timeout_ms=config.heartbeat_seconds * 1000, limit=config.batch_limit
             )
             if self._closed:
@@ -250,11 +261,10 @@ class ChatSocket:
 
     async def _frames(self, user_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The app's frames for one batch of Synapse stream events, notifications included."""
-        bridge = self._hub.bridge
         messages = await self._hub.messages.stream_models(user_id, [e for e in events if is_new_message(e)])
         frames = [frame for event in events for frame in frames_for(event, messages)]
         from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
-        notified = await bridge.notified_events(user_id, from_others)
+        notified = await self._hub.synapse_stream.notified_events(user_id, from_others)
         return frames + [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
 
     def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
@@ -265,7 +275,7 @@ class ChatSocket:
         ]
         if received:
             items = [(m["id"], m["room_id"], m["sender"]["id"]) for m in received]
-            self._hub.bridge.api.run_as_background_process(
+            self._hub.api.run_as_background_process(
                 "medchat_record_delivery", self._hub.status.delivered, user_id, items
             )
 
@@ -283,7 +293,7 @@ class ChatSocket:
         while self._paused and not self._closed:
             if waited >= seconds:
                 return False
-            await self._hub.bridge.api.sleep(_DRAIN_POLL_SECONDS)
+            await self._hub.api.sleep(_DRAIN_POLL_SECONDS)
             waited += _DRAIN_POLL_SECONDS
         return True
 
@@ -299,7 +309,7 @@ class ChatSocket:
             WEBSOCKET_CLOSES.labels(str(code)).inc()
             self._transport.loseConnection(code)
             tcp = self._request.channel.transport
-            self._hub.bridge.api.delayed_background_call(
+            self._hub.api.delayed_background_call(
                 ABORT_AFTER_SECONDS * 1000, lambda: tcp.connected and tcp.abortConnection(), desc="medchat_ws_abort"
             )
         logger.info("MedChat WebSocket closed (%s): %s", code, reason)
