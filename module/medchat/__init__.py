@@ -11,7 +11,7 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
-from medchat.api import build_api_resource
+from medchat.api import Servlets, build_api_resource
 from medchat.api.admin import AdminServlets
 from medchat.api.contacts import ContactServlets
 from medchat.api.federation import AttestationServlets, FederationServlets
@@ -186,7 +186,7 @@ class MedChatModule:
         )
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
 
-        features = [
+        features: list[Servlets] = [
             AdminServlets(api, audit),
             UserServlets(api, server, synapse.profiles, accounts, directory, federated),
             GdprServlets(api, gdpr),

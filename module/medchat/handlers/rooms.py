@@ -189,7 +189,7 @@ class Rooms:
         if ("m.room.create", "") not in state and membership == "invite":
             return await self._remote_invite_view(caller, room_id)
         create = state[("m.room.create", "")]
-        room_type = KIND_OF_TYPE.get(create.content.get("type"))
+        room_type = KIND_OF_TYPE.get(create.content.get("type") or "")
         joined = membership == "join"
         participants, is_direct, last_ts, last_message, unread = await concurrently(
             lambda: self._participants(room_id, state),
@@ -273,7 +273,7 @@ class Rooms:
         own = state.get(("m.room.member", caller))
         return bool(own and own.content.get("is_direct"))
 
-    async def _members(self, room_id: str) -> dict[str, str]:
+    async def _members(self, room_id: str) -> dict[str, str | None]:
         state = await self._synapse_rooms.room_state(room_id, [("m.room.member", None)])
         return {key: event.content.get("membership") for (_, key), event in state.items()}
 

@@ -15,6 +15,7 @@ auth rules, and only the module puts members into a space.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from synapse.module_api import ModuleApi
@@ -91,7 +92,7 @@ class StudyGroups:
         await self._spaces.add_child(space_id, room_id)
 
     @staticmethod
-    def describe(create_content: JsonDict, join_rules: JsonDict | None) -> JsonDict:
+    def describe(create_content: Mapping[str, Any], join_rules: Mapping[str, Any] | None) -> JsonDict:
         """The study-group fields of a ChatRoom: its institution and join rule."""
         matrix_rule = (join_rules or {}).get("join_rule", "invite")
         return {
@@ -112,7 +113,7 @@ class StudyGroups:
         state = await self._synapse_rooms.room_state(room_id, [("m.room.create", ""), ("m.room.join_rules", "")])
         create = state.get(("m.room.create", ""))
         is_group = create is not None and create.content.get("type") == STUDY_GROUP
-        institution = create.content.get(INSTITUTION_KEY) if is_group else None
+        institution = create.content.get(INSTITUTION_KEY) if create is not None and is_group else None
         own = institution is not None and await self._institution_of(caller) == institution
         if membership != "invite":
             if not own:
@@ -121,7 +122,7 @@ class StudyGroups:
             if rules is not None and rules.content.get("join_rule") == "knock":
                 await self._synapse_rooms.set_membership(caller, caller, room_id, "knock", reason)
                 return "knock"
-        space_id = await self._spaces.space_of(institution) if own else None
+        space_id = await self._spaces.space_of(institution) if own and institution is not None else None
         if space_id is not None:
             await self._spaces.ensure_member(space_id, caller)
         await self._synapse_rooms.set_membership(caller, caller, room_id, "join", reason)
@@ -155,8 +156,8 @@ class StudyGroups:
                 "name": child.get("name"),
                 "topic": child.get("topic"),
                 "avatar_url": child.get("avatar_url"),
-                "type": KIND_OF_TYPE.get(child.get("room_type"), "group"),
-                "join_rule": API_JOIN_RULES.get(child.get("join_rule"), child.get("join_rule")),
+                "type": KIND_OF_TYPE.get(child.get("room_type") or "", "group"),
+                "join_rule": API_JOIN_RULES.get(child.get("join_rule") or "", child.get("join_rule")),
                 "member_count": child.get("num_joined_members", 0),
                 "membership": memberships.get(child["room_id"]),
             }

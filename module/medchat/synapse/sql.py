@@ -135,4 +135,5 @@ def search_txn(
     if after is None:
         return [], 0
     txn.execute(f"SELECT count(*) FROM ({hits}) AS hits", (query, room_id, RelationTypes.REPLACE))
-    return [], int(txn.fetchone()[0])
+    (total,) = txn.fetchone() or (0,)
+    return [], int(total)

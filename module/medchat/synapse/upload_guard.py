@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from io import BytesIO
-from typing import NamedTuple
+from typing import IO, NamedTuple, cast
 from urllib.parse import unquote
 
 import synapse
@@ -51,10 +51,12 @@ def guard_uploads(
         )
     _upload_guard = _UploadGuard(path_prefix, oversize)
     if not getattr(SynapseRequest, "_medchat_upload_guard", False):
-        SynapseRequest.gotLength = _guarded_got_length(SynapseRequest.gotLength)  # type: ignore[method-assign]
-        SynapseRequest.handleContentChunk = _guarded_content_chunk(SynapseRequest.handleContentChunk)  # type: ignore[method-assign]
-        SynapseRequest.requestReceived = _guarded_request_received(SynapseRequest.requestReceived)  # type: ignore[method-assign]
-        SynapseRequest._medchat_upload_guard = True  # type: ignore[attr-defined]
+        # Patching methods of a class is what mypy refuses by design (method-assign); the
+        # replacements take a SynapseRequest where Twisted's declarations say Request (assignment).
+        SynapseRequest.gotLength = _guarded_got_length(SynapseRequest.gotLength)  # type: ignore[method-assign,assignment]
+        SynapseRequest.handleContentChunk = _guarded_content_chunk(SynapseRequest.handleContentChunk)  # type: ignore[method-assign,assignment]
+        SynapseRequest.requestReceived = _guarded_request_received(SynapseRequest.requestReceived)  # type: ignore[method-assign,assignment]
+        SynapseRequest._medchat_upload_guard = True  # type: ignore[attr-defined]  # the patched-once mark
     return lambda request: getattr(request, "medchat_content_type", None)
 
 
@@ -100,7 +102,9 @@ def _refuse_upload(request: SynapseRequest, error: SynapseError) -> None:
         f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
     )
-    request.channel.transport.write(head.encode("ascii") + body)
+    transport = request.channel.transport
+    if transport is not None:  # None only once the connection is gone: nobody to answer
+        transport.write(head.encode("ascii") + body)
     request.channel.loseConnection()
 
 
@@ -121,10 +125,12 @@ def _guarded_got_length(
         kind = _upload_kind(self)
         if kind is not None:
             ctype = self.requestHeaders.getRawHeaders(b"content-type")
-            multipart = bool(ctype) and b"multipart/form-data" in ctype[0].lower()
+            multipart = ctype is not None and b"multipart/form-data" in ctype[0].lower()
             self.medchat_upload = (kind, _MULTIPART_FRAMING if multipart else 0)  # type: ignore[attr-defined]
             if length is not None and not _check_upload_size(self, length):
-                self.content = BytesIO()  # Twisted's and Synapse's later calls expect a content file
+                # Twisted's and Synapse's later calls expect a content file (Twisted declares the
+                # attribute as None: it is set here, in place of gotLength).
+                self.content = BytesIO()  # type: ignore[assignment]
                 return
         original(self, length)
 
@@ -137,7 +143,9 @@ def _guarded_content_chunk(
     def handle_content_chunk(self: SynapseRequest, data: bytes) -> None:
         if getattr(self, "medchat_refused", False):
             return  # what the client sent before the connection closed
-        if getattr(self, "medchat_upload", None) and not _check_upload_size(self, self.content.tell() + len(data)):
+        if getattr(self, "medchat_upload", None) and not _check_upload_size(
+            self, cast(IO[bytes], self.content).tell() + len(data)
+        ):
             return
         original(self, data)
 
