@@ -28,19 +28,24 @@ class EventPosition(NamedTuple):
 class SynapseEvents(Family):
     """Events sent, read and serialised by Synapse's own handlers, exactly as for a Matrix client."""
 
-    async def send_event(self, requester: Requester, event: JsonDict, txn_id: str | None = None) -> EventBase:
+    async def send_event(
+        self, requester: Requester, event: JsonDict, txn_id: str | None = None, ratelimit: bool = True
+    ) -> EventBase:
         """Sends a non-member event as the requester's device.
 
         `txn_id` is Synapse's per-device transaction id, the one a native
-        PUT /rooms/{id}/send/{type}/{txnId} uses: a repeat returns the first event.
+        PUT /rooms/{id}/send/{type}/{txnId} uses: a repeat returns the first event. `ratelimit`
+        False is for the server acting on its own schedule (expiry), never for a user's request.
         """
         event = {**event, "sender": requester.user.to_string()}
         sent, _ = await self._hs.get_event_creation_handler().create_and_send_nonmember_event(
-            requester, event, txn_id=txn_id
+            requester, event, txn_id=txn_id, ratelimit=ratelimit
         )
         return sent
 
-    async def redact(self, requester: Requester, room_id: str, event_id: str, reason: str | None = None) -> EventBase:
+    async def redact(
+        self, requester: Requester, room_id: str, event_id: str, reason: str | None = None, ratelimit: bool = True
+    ) -> EventBase:
         """A redaction in the shape the room version wants (v11+: `redacts` inside content)."""
         room_version = await self._store.get_room_version(room_id)
         content: JsonDict = {"reason": reason} if reason else {}
@@ -49,7 +54,7 @@ class SynapseEvents(Family):
             content["redacts"] = event_id
         else:
             event["redacts"] = event_id
-        return await self.send_event(requester, event)
+        return await self.send_event(requester, event, ratelimit=ratelimit)
 
     async def messages_page(
         self, requester: Requester, room_id: str, from_token: str | None, limit: int, types: list[str]
