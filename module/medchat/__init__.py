@@ -182,7 +182,8 @@ class MedChatModule:
             on_profile_update=mirror.on_profile_update, on_new_event=audit.on_new_event
         )
         api.register_third_party_rules_callbacks(
-            on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed
+            check_can_deactivate_user=gdpr.before_deactivation,
+            on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed,
         )
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
 

@@ -97,6 +97,8 @@ class Gdpr:
         self._rules = rules
         self._expiry = expiry
         self._audit = audit
+        # user id -> their e-mail addresses, noted at the start of a deactivation (one process runs it whole)
+        self._leaving: dict[str, list[str]] = {}
 
     # --- export ------------------------------------------------------------------------------
 
@@ -153,11 +155,22 @@ class Gdpr:
         await self._erase_module_data(user_id, _origin(request), {"by_admin": False})
         await self._synapse_accounts.deactivate_and_erase(user_id)
 
+    async def before_deactivation(self, user_id: str, by_admin: bool) -> bool:
+        """Synapse's `check_can_deactivate_user`, used only to note the person's e-mail addresses
+        while they are still bound: the erasure after the deactivation forgets them everywhere.
+        Never refuses a deactivation."""
+        if self._api.is_mine(user_id):
+            self._leaving[user_id] = await self._synapse_accounts.email_addresses(user_id)
+        return True
+
     async def on_user_deactivation_status_changed(self, user_id: str, deactivated: bool, by_admin: bool) -> None:
         """Synapse's hook: a deactivation with erasure from anywhere (Element's "erase my data",
-        the admin API) removes the module's data too; a plain deactivation keeps it."""
+        the admin API) removes the module's data too, and what Synapse's own erasure leaves of the
+        person outside the room history; a plain deactivation keeps it."""
+        addresses = self._leaving.pop(user_id, [])
         if deactivated and self._api.is_mine(user_id) and await self._synapse_accounts.is_user_erased(user_id):
             await self._erase_module_data(user_id, None, {"by_admin": by_admin})
+            await self._synapse_accounts.forget_erased_user(user_id, addresses)
 
     async def _erase_module_data(self, user_id: str, origin: str | None, details: JsonDict) -> None:
         await self._api.run_db_interaction(

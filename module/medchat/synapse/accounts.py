@@ -18,6 +18,7 @@ from synapse.rest.client.login import LoginRestServlet
 from synapse.types import UserID, create_requester
 from synapse.util.threepids import canonicalise_email, validate_email
 
+from medchat.synapse import sql
 from medchat.synapse._base import Family
 from medchat.synapse.export import SinkWriter
 
@@ -226,6 +227,13 @@ class SynapseAccounts(Family):
         await self._hs.get_deactivate_account_handler().deactivate_account(
             user_id, erase_data=True, requester=create_requester(UserID.from_string(user_id)), by_admin=False
         )
+
+    async def email_addresses(self, user_id: str) -> list[str]:
+        return [t.address for t in await self._store.user_get_threepids(user_id) if t.medium == "email"]
+
+    async def forget_erased_user(self, user_id: str, addresses: list[str]) -> None:
+        """Removes what Synapse's erasure leaves of the person outside the room history (see sql.py)."""
+        await self.api.run_db_interaction("medchat_forget_erased_user", sql.forget_erased_user_txn, user_id, addresses)
 
     async def is_user_erased(self, user_id: str) -> bool:
         return await self._store.is_user_erased(user_id)

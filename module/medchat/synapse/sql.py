@@ -1,8 +1,9 @@
 """Every SQL statement MedChat runs on Synapse's own tables, in one file.
 
 Synapse's schema is not an API: a Synapse upgrade is reviewed here (and in upload_guard.py). Each
-function is a transaction body for `runInteraction` / `run_db_interaction`, so callers choose the
-transaction name; reads only, nothing here writes to a Synapse table.
+function is a transaction body for `run_db_interaction`, so callers choose the transaction name.
+All are reads but one: `forget_erased_user_txn`, the GDPR erasure's removal of what Synapse's own
+deactivation leaves behind.
 """
 
 from __future__ import annotations
@@ -137,3 +138,19 @@ def search_txn(
     txn.execute(f"SELECT count(*) FROM ({hits}) AS hits", (query, room_id, RelationTypes.REPLACE))
     (total,) = txn.fetchone() or (0,)
     return [], int(total)
+
+
+def forget_erased_user_txn(txn: LoggingTransaction, user_id: str, addresses: list[str]) -> None:
+    """What Synapse's deactivation with erasure keeps of a person outside the room history:
+
+    - `deleted_pushers`, the replication log of removed pushers, whose `pushkey` of an e-mail
+      pusher is the address (Synapse never prunes it). A pusher worker that has not yet caught up
+      keeps the removed pusher until it restarts; it has nothing to send, as the user left every room;
+    - pending e-mail validation sessions (password-reset links) of the person's addresses.
+    """
+    txn.execute("DELETE FROM deleted_pushers WHERE user_id = ?", (user_id,))
+    for batch in _batches(addresses):
+        clause, args = make_in_list_sql_clause(txn.database_engine, "address", batch)
+        sessions = f"SELECT session_id FROM threepid_validation_session WHERE medium = 'email' AND {clause}"
+        txn.execute(f"DELETE FROM threepid_validation_token WHERE session_id IN ({sessions})", args)
+        txn.execute(f"DELETE FROM threepid_validation_session WHERE medium = 'email' AND {clause}", args)
