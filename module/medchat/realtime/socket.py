@@ -12,7 +12,8 @@ Protocol (all frames are JSON text):
 - a consumer that stops reading is not buffered for: the server stops fetching while the socket's
   send buffer is full and, after `slow_consumer_seconds`, closes with 4008 and its last `pos`;
 - the client may send `{"type": "ping"}` (→ `pong`); anything malformed gets an error frame and
-  the connection stays open.
+  the connection stays open. An inbound message over `MAX_INBOUND_BYTES` (64 KiB) closes the
+  socket with 1009 as soon as that many bytes are in, so a huge message is never buffered whole.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_BAD_POSITION = 4400
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TOO_BIG = 1009
+# The client only ever sends pings: a message is a few dozen bytes, 64 KiB is plenty.
+MAX_INBOUND_BYTES = 64 * 1024
 _DRAIN_POLL_SECONDS = 0.2
+# A frame header is at most 14 bytes; a message may come as several frames: some slack per message.
+_FRAME_HEADER_BYTES = 1024
 ABORT_AFTER_SECONDS = 10
 
 
@@ -140,11 +146,28 @@ class ChatSocket:
         self._loop: Deferred[None] | None = None
         self.position: str | None = None
         self.user_id = ""
+        # Bytes received since the last whole message was delivered (frame headers included).
+        self._inbound = 0
 
     # --- WebSocketProtocol --------------------------------------------------------------------
 
     def negotiationStarted(self, transport: WebSocketTransport) -> None:
         self._transport = transport
+        # Twisted (wsproto) assembles a message whole before delivering it, with no size limit;
+        # counting the bytes as they arrive lets an oversized message be refused part-way.
+        # `transport` is the connection's IProtocol, so this wraps its dataReceived.
+        receive = transport.dataReceived  # type: ignore[attr-defined]  # the wire protocol is the transport
+
+        def counted(data: bytes) -> None:
+            if self._closed:
+                return  # nothing more is read once the socket is closing
+            self._inbound += len(data)
+            if self._inbound > MAX_INBOUND_BYTES + _FRAME_HEADER_BYTES:
+                self._close(CLOSE_TOO_BIG, f"inbound message over {MAX_INBOUND_BYTES} bytes")
+                return
+            receive(data)
+
+        transport.dataReceived = counted  # type: ignore[attr-defined]
 
     def negotiationFinished(self) -> None:
         # The upgraded connection no longer carries HTTP: the HTTP channel stops being the TCP
@@ -155,7 +178,17 @@ class ChatSocket:
         self._hub.open.add(self)
         self._loop = self._hub.api.run_as_background_process("medchat_websocket", self._run)
 
+    def _message_in(self, size: int) -> bool:
+        """A whole message arrived: False (and the socket closing) if it is over the limit."""
+        self._inbound = 0
+        if size > MAX_INBOUND_BYTES:
+            self._close(CLOSE_TOO_BIG, f"inbound message over {MAX_INBOUND_BYTES} bytes")
+            return False
+        return True
+
     def textMessageReceived(self, message: str) -> None:
+        if not self._message_in(len(message.encode("utf-8", "surrogatepass"))):
+            return
         try:
             frame = json.loads(message)
         except ValueError:
@@ -173,10 +206,12 @@ class ChatSocket:
         self._send({"type": "pong", "pos": self.position})
 
     def bytesMessageReceived(self, data: bytes) -> None:
+        if not self._message_in(len(data)):
+            return
         self._send({"type": "error", "errcode": Codes.NOT_JSON, "error": "Binary frames are not accepted."})
 
     def pongReceived(self, payload: bytes) -> None:
-        pass
+        self._inbound = 0
 
     def connectionLost(self, reason: Failure) -> None:
         self._closed = True
