@@ -386,14 +386,21 @@ class Rooms:
         caller = requester.user.to_string()
         target = body["user_id"]
         if target == caller:
-            if await self.require_member(room_id, caller, allow_invite=True) == "invite":
+            membership = await self.require_member(room_id, caller, allow_invite=True)
+            if "role" in body:
+                await self._check_may_set_role(room_id, caller, target, body["role"])
+            if membership == "invite":
                 invite = await self._synapse_rooms.pending_invite(caller, room_id)
                 await self._synapse_rooms.set_membership(caller, caller, room_id, "join")
                 if invite is not None and invite[1]:
                     await self._record_direct(caller, invite[0], room_id)  # the inviter's server could not
+            if "role" in body:
+                await self._set_role(requester, room_id, target, body["role"])
             return 200, await self._participant(requester, room_id, caller)
         await self.require_member(room_id, caller)
         await self._require_user(target)
+        if "role" in body:  # checked before the invitation, so a refused role leaves no invite behind
+            await self._check_may_set_role(room_id, caller, target, body["role"])
         state = await self._synapse_rooms.room_state(room_id, _ROOM_STATE)
         current = state.get(("m.room.member", target))
         is_participant = current is not None and current.content.get("membership") in ("join", "invite")
@@ -408,6 +415,19 @@ class Rooms:
         if "role" in body:
             await self._set_role(requester, room_id, target, body["role"])
         return status, await self._participant(requester, room_id, target)
+
+    async def _check_may_set_role(self, room_id: str, caller: str, target: str, role: str) -> None:
+        """403 unless `caller` may give `target` this role, by Matrix's power-level rules: the
+        power to change power levels, no higher a level than their own, and (for someone else)
+        a level above the target's current one. Asking for the role someone already has is fine."""
+        levels, content = await self._synapse_rooms.power_levels(room_id, [caller, target])
+        if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
+            return
+        needed = (content.get("events") or {}).get("m.room.power_levels", content.get("state_default", 50))
+        new_level = ADMIN_LEVEL if role == "admin" else (content.get("users_default") or 0)
+        own = levels[caller]
+        if own < needed or own < new_level or (target != caller and own <= levels[target]):
+            raise errors.forbidden("Only a room admin may change roles, and no one may raise their own.")
 
     async def _set_role(self, requester: Any, room_id: str, target: str, role: str) -> None:
         levels, content = await self._synapse_rooms.power_levels(room_id, [target])
