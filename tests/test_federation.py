@@ -495,22 +495,48 @@ def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_at
         and invite.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED"
         and forger["user_id"] in invite.json()["error"]
     ), invite.text
-    # ... nor may they join a public case room by themselves: A's event rules refuse the remote join.
+    # ... nor may they join one by themselves. A case room is never public; where its join rule lets
+    # others in without an invite (restricted to a lobby the forger is in), A's event rules refuse
+    # the remote join.
     public = a.api.call(
         "POST",
         "/_matrix/client/v3/createRoom",
         token=alice["access_token"],
         json={"preset": "public_chat", "creation_content": {"type": "org.medchat.case"}},
+    )
+    assert public.status_code == 403 and public.json()["org.medchat.rule"] == "case_room_join_rule", public.text
+    lobby = a.api.call(
+        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat"}
     ).json()["room_id"]
+    entered = b.api.call(
+        "POST",
+        f"/_matrix/client/v3/join/{quote(lobby)}?server_name={quote(a.name)}",
+        token=forger["access_token"],
+        json={},
+    )
+    assert entered.status_code == 200, entered.text
+    restricted = {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": lobby}]}
+    gated = a.api.call(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=alice["access_token"],
+        json={
+            "creation_content": {"type": "org.medchat.case"},
+            "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": restricted}],
+        },
+    )
+    assert gated.status_code == 200, gated.text
+    gated_room = gated.json()["room_id"]
     join = b.api.call(
         "POST",
-        f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}",
+        f"/_matrix/client/v3/join/{quote(gated_room)}?server_name={quote(a.name)}",
         token=forger["access_token"],
         json={},
     )
     assert join.status_code == 403, join.text
+    assert join.json()["org.medchat.rule"] == "case_room_verified_only", join.text
     members = a.api.call(
-        "GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]
+        "GET", f"/_matrix/client/v3/rooms/{quote(gated_room)}/joined_members", token=alice["access_token"]
     ).json()["joined"]
     assert set(members) == {alice["user_id"]}
     assert set(participants_on(a, alice, case)) == {alice["user_id"], doctor["user_id"]}

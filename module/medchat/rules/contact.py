@@ -66,6 +66,11 @@ class ContactRules:
         self._validator = jsonschema.Draft202012Validator(PERMISSIONS_SCHEMA)
 
     @property
+    def allow_list(self) -> tuple[str, ...] | None:
+        """The servers (besides this one) whose users may be contacted; None allows all."""
+        return self._config.federation_allow_list
+
+    @property
     def has_join_rules(self) -> bool:
         """Whether accepting an invite can be refused at all (DM policy or a federation allow-list)."""
         return self._config.federation_allow_list is not None or any("dm" in rule.actions for rule in self._policy)
