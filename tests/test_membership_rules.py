@@ -265,6 +265,51 @@ def test_no_dead_rooms_an_admin_invite_can_be_accepted(api: Api, server: Any) ->
     expect_error(raw_create(api, student, invite=[admin["user_id"]]), 403, REFUSED)
 
 
+def test_a_knock_no_one_could_answer_is_refused(api: Api, server: Any) -> None:
+    """A knock asks the members who may invite for an invitation; if the rules would refuse each
+    of them that invite (or each ignores the knocker), the knock is refused up front."""
+    knock_rule = [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]
+    blocker, pest = api.register(), api.register()
+    door = new_room(api, blocker, initial_state=knock_rule)
+    assert api.call("POST", f"/api/chat/contacts/{quote(pest['user_id'])}/block", token=blocker["access_token"]).ok
+    refused = expect_error(knock(api, pest, door), 403, REFUSED)
+    assert refused["org.medchat.rule"] == "recipient_settings" and "block" not in refused["error"].lower()
+    assert membership_of(api, blocker, door, pest["user_id"]) is None
+
+    student, resident = api.register(role="MBBS Student"), api.register(role="Resident")
+    ward = new_room(api, resident, initial_state=knock_rule)
+    refused = expect_error(knock(api, student, ward), 403, REFUSED)
+    assert refused["org.medchat.rule"] == POLICY
+    # With a verified member who may invite, someone can let the student in: the knock stands.
+    verified = licence_verified(api, server)
+    assert api.call(
+        "POST",
+        f"{CS}/rooms/{quote(ward)}/invite",
+        token=resident["access_token"],
+        json={"user_id": verified["user_id"]},
+    ).ok
+    assert join(api, verified, ward).status_code == 200
+    assert knock(api, student, ward).status_code == 200
+    approved = api.call(
+        "POST", f"{CS}/rooms/{quote(ward)}/invite", token=verified["access_token"], json={"user_id": student["user_id"]}
+    )
+    assert approved.status_code == 200, approved.text
+    assert join(api, student, ward).status_code == 200
+    # The resident cannot approve it themselves: that invite is between the pair.
+    other = api.register(role="MBBS Student")
+    assert knock(api, other, ward).status_code == 200
+    expect_error(
+        api.call(
+            "POST",
+            f"{CS}/rooms/{quote(ward)}/invite",
+            token=resident["access_token"],
+            json={"user_id": other["user_id"]},
+        ),
+        403,
+        REFUSED,
+    )
+
+
 # --- case rooms ---------------------------------------------------------------------------------
 
 

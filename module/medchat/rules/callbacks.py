@@ -19,7 +19,7 @@ rule and `org.medchat.rule` (Synapse passes an error raised by `check_event_allo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from synapse.module_api import NOT_SPAM, ModuleApi
@@ -41,7 +41,7 @@ from medchat.rules.membership import MembershipRules
 from medchat.synapse import SynapseRooms
 
 Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
-MEMBER, CREATE, JOIN_RULES = "m.room.member", "m.room.create", "m.room.join_rules"
+MEMBER, CREATE, JOIN_RULES, POWER_LEVELS = "m.room.member", "m.room.create", "m.room.join_rules", "m.room.power_levels"
 
 
 def _counted(refusal: Refusal | None) -> Refusal | None:
@@ -71,6 +71,19 @@ def _stripped_case_room(stripped: Iterable[Any]) -> bool:
     return False
 
 
+def _approvers(state_events: Any, power_level: Callable[[str, Any], int]) -> tuple[str, ...]:
+    """The joined members who may invite (and so approve a knock), most powerful first."""
+    power_levels = state_events.get((POWER_LEVELS, ""))
+    needed = power_levels.content.get("invite", 0) if power_levels is not None else 0
+    needed = needed if isinstance(needed, int) else 0
+    levels = {
+        user_id: power_level(user_id, state_events)
+        for (kind, user_id), event in state_events.items()
+        if kind == MEMBER and event.content.get("membership") == JOIN
+    }
+    return tuple(sorted((u for u, level in levels.items() if level >= needed), key=lambda u: (-levels[u], u)))
+
+
 class MembershipCallbacks:
     def __init__(self, rules: MembershipRules, synapse_rooms: SynapseRooms, case_rooms: CaseRoomGate):
         self._rules = rules
@@ -98,7 +111,7 @@ class MembershipCallbacks:
             return True, None
         if event.type != MEMBER:
             return True, None
-        change = self.event_change(event, state_events)
+        change = self.event_change(event, state_events, self._synapse_rooms.power_level)
         if change is not None:
             refusal = _counted(await self._rules.decide(change))
             if refusal is not None:
@@ -106,7 +119,7 @@ class MembershipCallbacks:
         return True, None
 
     @staticmethod
-    def event_change(event: Any, state_events: Any) -> MembershipChange | None:
+    def event_change(event: Any, state_events: Any, power_level: Callable[[str, Any], int]) -> MembershipChange | None:
         """The membership change an event makes in the room state before it (None: not one the
         rules check, such as a leave, or a join that only changes the member's profile)."""
         membership, target = event.content.get("membership"), event.get_state_key()
@@ -127,6 +140,7 @@ class MembershipCallbacks:
             inviter=accepts.sender if accepts is not None else None,
             case_room=_is_case_room_create(create),
             creator=membership == JOIN and before is None and create is not None and create.sender == target,
+            approvers=_approvers(state_events, power_level) if membership == KNOCK else (),
         )
 
     async def on_create_room(self, requester: Any, config: dict[str, Any], is_requester_admin: bool) -> None:

@@ -299,6 +299,8 @@ class MembershipChange:
     `sender` changes `target`'s membership to `membership`. An invite is `is_direct` when its
     content says so; a join carries the pending invite it accepts (`inviter`, and whether that was
     a direct-chat invite), if any. `creator` is the creator's own first join into a room they make.
+    A knock asks the room's `approvers` for an invite: it is only worth making if one of them may
+    send it (else it would wait for an answer no one can give).
     """
 
     membership: str
@@ -308,6 +310,7 @@ class MembershipChange:
     inviter: str | None = None
     case_room: bool = False
     creator: bool = False
+    approvers: tuple[str, ...] = ()  # a knock: the members who may invite, so may let the knocker in
 
     @property
     def contact_action(self) -> str:
@@ -317,6 +320,15 @@ class MembershipChange:
     @property
     def case_room_action(self) -> str:
         return "create" if self.creator else self.membership
+
+
+def knock_refusal() -> Refusal:
+    """A knock none of the room's approvers would see through: each ignores the knocker (the
+    message, like a block's, does not say so)."""
+    return Refusal(
+        RECIPIENT_RULE,
+        f"Refused by rule '{RECIPIENT_RULE}': the contact settings of the members who could let you in do not let you ask to join.",
+    )
 
 
 def _valid_user_id(value: Any) -> TypeGuard[str]:

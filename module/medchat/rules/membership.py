@@ -15,7 +15,9 @@ What is checked:
   invite, the server's rules for the pair (direct-chat invites: the policy and the allow-list;
   others: the allow-list). The joiner's own setting is theirs to waive. As the policy is about
   the pair, the join gets the answer the invite got: no room is left that one side cannot join;
-- a knock: the case room's level and the allow-list.
+- a knock: the case room's level, the allow-list, and whether one of the members who may invite
+  (`approvers`) could let the knocker in: the server's rules for that pair allow the invite and
+  the member does not ignore the knocker. A knock no one could answer is refused up front.
 
 Server admins are exempt from the contact rules, as Synapse's spam checks exempt them (the
 service account that owns institution spaces is one), and an invite an admin sent may be
@@ -41,6 +43,7 @@ from medchat.rules.decisions import (
     creation_changes,
     creation_join_rule,
     federation_refusal,
+    knock_refusal,
     remote_initial_invite_refusal,
 )
 
@@ -75,13 +78,35 @@ class MembershipRules:
         rules = self._contact_rules
         if change.membership == INVITE:
             return await rules.check(change.sender, change.target, change.contact_action)
-        if change.membership == KNOCK or change.inviter is None or change.creator:
+        if change.membership == KNOCK:
+            return federation_refusal(rules.allow_list, self._api.server_name, change.target) or (
+                await self._unanswerable_knock(change)
+            )
+        if change.inviter is None or change.creator:
             return federation_refusal(rules.allow_list, self._api.server_name, change.target)
         if await self.is_admin(change.inviter):
             return None  # the invite was an admin's, whom the contact rules let invite anyone
         return await rules.check_server_rules(
             change.target, change.inviter, change.contact_action, federation_only=not change.is_direct
         )
+
+    async def _unanswerable_knock(self, change: MembershipChange) -> Refusal | None:
+        """None if one of the approvers may invite the knocker (an admin always may); else the
+        first approver's reason."""
+        knocker, first = change.target, None
+        for approver in change.approvers:
+            if approver == knocker:
+                continue
+            if await self.is_admin(approver):
+                return None
+            refusal = await self._contact_rules.check_server_rules(approver, knocker, INVITE)
+            if refusal is None and self._api.is_mine(approver):
+                if knocker in await self._contact_rules.ignored_users(approver):
+                    refusal = knock_refusal()
+            if refusal is None:
+                return None
+            first = first or refusal
+        return first
 
     async def decide_creation(self, creator: str, config: Mapping[str, Any], creator_is_admin: bool) -> Refusal | None:
         """A createRoom request, before anything of the room exists: its invites (`invite` and
