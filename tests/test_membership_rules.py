@@ -22,8 +22,8 @@ from medchat.rules.decisions import (
     case_room_refusal,
     creation_changes,
     creation_join_rule,
+    initial_state_refusal,
     policy_refusal,
-    remote_initial_invite_refusal,
 )
 
 CS = "/_matrix/client/v3"
@@ -418,6 +418,10 @@ def test_a_remote_invite_in_initial_state_is_a_400_not_a_500(api: Api) -> None:
         response = raw_create(api, alice, initial_state=[member_state("@someone:elsewhere.example")], **extra)
         body = expect_error(response, 400, "M_INVALID_PARAM")
         assert "@someone:elsewhere.example" in body["error"] and "`invite`" in body["error"]
+    # Making another user join or knock is never allowed: refused before the room exists too.
+    for membership in ("join", "knock"):
+        forced = {"type": "m.room.member", "state_key": alice["user_id"], "content": {"membership": membership}}
+        expect_error(raw_create(api, api.register(), initial_state=[forced]), 400, "M_INVALID_PARAM")
     assert joined_rooms(api, alice) == before
 
 
@@ -502,6 +506,9 @@ def test_case_room_refusals_and_remote_initial_invites() -> None:
     remote = {
         "initial_state": [{"type": "m.room.member", "state_key": "@x:far.example", "content": {"membership": "invite"}}]
     }
-    error = remote_initial_invite_refusal(remote, "home.example").as_error()
+    error = initial_state_refusal("@me:home.example", remote, "home.example").as_error()
     assert error.code == 400 and error.errcode == "M_INVALID_PARAM"
-    assert remote_initial_invite_refusal(remote, "far.example") is None
+    assert initial_state_refusal("@me:far.example", remote, "far.example") is None
+    forced = {"initial_state": [{"type": "m.room.member", "state_key": "@u:h", "content": {"membership": "join"}}]}
+    assert "cannot join for @u:h" in initial_state_refusal("@me:h", forced, "h").message
+    assert initial_state_refusal("@u:h", forced, "h") is None  # the creator's own (profile) join

@@ -35,7 +35,7 @@ RECIPIENT_RULE = "recipient_settings"
 FEDERATION_RULE = "federation_allow_list"
 CASE_ROOM_RULE = "case_room_verified_only"
 CASE_ROOM_JOIN_RULE = "case_room_join_rule"
-INITIAL_STATE_RULE = "initial_state_remote_invite"
+INITIAL_STATE_RULE = "initial_state_membership"
 
 _ACTION_WORDS = {"dm": "start a direct chat with", "invite": "invite", "contact_request": "send a contact request to"}
 
@@ -382,19 +382,19 @@ def creation_join_rule(config: Mapping[str, Any]) -> Any:
     return "public" if config.get("preset", default) == "public_chat" else "invite"
 
 
-def remote_initial_invite_refusal(config: Mapping[str, Any], own_server: str) -> Refusal | None:
-    """An invite of another server's user in `initial_state` cannot be delivered (Synapse has no
-    invite room state to send with it and fails), so it is refused up front with a 400 that says
-    to use `invite` instead."""
+def initial_state_refusal(creator: str, config: Mapping[str, Any], own_server: str) -> Refusal | None:
+    """400 for `m.room.member` events of `initial_state` that Synapse would fail half-way through
+    making the room: an invite of another server's user (it has no invite room state to send with
+    it, and answers 500: use `invite`), and a join or knock of another user (never allowed)."""
     for state_key, content in initial_state_members(config):
-        if content.get("membership") == INVITE and server_of(state_key) != own_server:
-            return Refusal(
-                INITIAL_STATE_RULE,
-                f"Invalid field initial_state: {state_key} is a user of another server; "
-                "invite them with `invite` instead of an m.room.member event in `initial_state`.",
-                errors.Codes.INVALID_PARAM,
-                400,
-            )
+        membership = content.get("membership")
+        if membership == INVITE and server_of(state_key) != own_server:
+            why = f"{state_key} is a user of another server; invite them with `invite` instead of an m.room.member event in `initial_state`."
+        elif membership in (JOIN, KNOCK) and state_key != creator:
+            why = f"a room's creator cannot {membership} for {state_key}; invite them instead."
+        else:
+            continue
+        return Refusal(INITIAL_STATE_RULE, f"Invalid field initial_state: {why}", errors.Codes.INVALID_PARAM, 400)
     return None
 
 

@@ -43,8 +43,8 @@ from medchat.rules.decisions import (
     creation_changes,
     creation_join_rule,
     federation_refusal,
+    initial_state_refusal,
     knock_refusal,
-    remote_initial_invite_refusal,
 )
 
 LevelLookup = Callable[[str], Awaitable[str]]
@@ -111,7 +111,7 @@ class MembershipRules:
     async def decide_creation(self, creator: str, config: Mapping[str, Any], creator_is_admin: bool) -> Refusal | None:
         """A createRoom request, before anything of the room exists: its invites (`invite` and
         `initial_state`), the creator's own join and, for a case room, its join rule."""
-        refusal = remote_initial_invite_refusal(config, self._api.server_name)
+        refusal = initial_state_refusal(creator, config, self._api.server_name)
         if refusal is not None:
             return refusal
         changes = creation_changes(creator, config)
