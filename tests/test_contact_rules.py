@@ -10,7 +10,17 @@ import jsonschema
 import pytest
 from nio import RoomCreateError, RoomCreateResponse, RoomInviteError, RoomInviteResponse
 
-from harness import SERVER_NAME, TEST_RATE_LIMITS, Api, SynapseServer, expect_error, fresh_database, nio_login, run
+from harness import (
+    SERVER_NAME,
+    TEST_RATE_LIMITS,
+    Api,
+    SynapseServer,
+    expect_error,
+    fresh_database,
+    licence_verified,
+    nio_login,
+    run,
+)
 from medchat.rules.decisions import (
     PERMISSIONS_SCHEMA,
     Party,
@@ -181,35 +191,52 @@ def test_unreadable_stored_setting_falls_back_to_the_server_default(api: Api, se
 # --- server policy ---------------------------------------------------------------------------
 
 
-def test_students_may_not_start_a_dm_with_unverified_accounts(api: Api, server: Any) -> None:
+POLICY = "students-no-unverified-clinicians"
+
+
+def test_students_and_unverified_non_students_are_kept_apart_from_both_sides(api: Api, server: Any) -> None:
     student, resident = api.register(role="MBBS Student"), api.register()
-    message = refusal(create_room(api, student, [resident["user_id"]], is_direct=True), "students-no-unverified-dm")
-    assert "students may not start a direct chat with an unverified account" in message
+    message = refusal(create_room(api, student, [resident["user_id"]], is_direct=True), POLICY)
+    assert "students and unverified accounts that are not students may not start direct chats with" in message
     dm, _ = nio_attempts(server, student, resident["user_id"])
     assert isinstance(dm, RoomCreateError) and dm.status_code == REFUSED, dm
-    # The rule is about DMs: a group invite, and a DM started by the resident, are fine.
-    assert create_room(api, student, [resident["user_id"]]).status_code == 200
-    assert create_room(api, resident, [student["user_id"]], is_direct=True).status_code == 200
+    # The rule is about the pair: a group invite, and a DM started by the resident, get the same answer.
+    assert refusal(create_room(api, student, [resident["user_id"]]), POLICY) == message
+    assert refusal(create_room(api, resident, [student["user_id"]], is_direct=True), POLICY) == message
+    # Another student, and a licence-verified resident, are fine either way.
+    peer, verified = api.register(role="MBBS Student"), licence_verified(api, server)
+    for one, other in ((student, peer), (peer, student), (student, verified), (verified, student)):
+        assert create_room(api, one, [other["user_id"]], is_direct=True).status_code == 200
+        assert create_room(api, one, [other["user_id"]]).status_code == 200
 
 
-def test_accepting_a_dm_invite_counts_as_starting_a_dm(api: Api, server: Any) -> None:
+def test_no_invite_is_left_that_the_invitee_may_not_accept(api: Api, server: Any) -> None:
+    """The old dead room: the resident's DM was made and the student invited, but the student's
+    join was refused. Now the invite is refused up front, so nothing reaches the student."""
     student, resident = api.register(role="MBBS Student"), api.register()
-    room = create_room(api, resident, [student["user_id"]], is_direct=True)
-    assert room.status_code == 200
-    joined = api.call(
-        "POST", f"/_matrix/client/v3/join/{quote(room.json()['room_id'])}", token=student["access_token"], json={}
-    )
-    refusal(joined, "students-no-unverified-dm")
+    refusal(create_room(api, resident, [student["user_id"]], is_direct=True), POLICY)
+    rooms = api.call("GET", "/api/chat/rooms", token=student["access_token"]).json()["rooms"]
+    assert rooms == []
 
-    async def nio_invite_ok() -> Any:
-        client = await nio_login(server.base_url, resident["user_id"], resident["password"])
+    async def nio_invites(inviter: dict[str, Any]) -> Any:
+        client = await nio_login(server.base_url, inviter["user_id"], inviter["password"])
         try:
             group = await client.room_create()
             return await client.room_invite(group.room_id, student["user_id"])
         finally:
             await client.close()
 
-    assert isinstance(run(nio_invite_ok()), RoomInviteResponse)
+    invite = run(nio_invites(resident))
+    assert isinstance(invite, RoomInviteError) and invite.status_code == REFUSED, invite
+    # An invite the rules allow is delivered, and accepting it works.
+    verified = licence_verified(api, server)
+    assert isinstance(run(nio_invites(verified)), RoomInviteResponse)
+    room = create_room(api, verified, [student["user_id"]], is_direct=True)
+    assert room.status_code == 200
+    joined = api.call(
+        "POST", f"/_matrix/client/v3/join/{quote(room.json()['room_id'])}", token=student["access_token"], json={}
+    )
+    assert joined.status_code == 200, joined.text
 
 
 # --- a server without contact requests and with a federation allow-list ----------------------

@@ -495,25 +495,129 @@ def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_at
         and invite.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED"
         and forger["user_id"] in invite.json()["error"]
     ), invite.text
-    # ... nor may they join a public case room by themselves: A's event rules refuse the remote join.
+    # ... nor may they join one by themselves. A case room is never public; where its join rule lets
+    # others in without an invite (restricted to a lobby the forger is in), A's event rules refuse
+    # the remote join.
     public = a.api.call(
         "POST",
         "/_matrix/client/v3/createRoom",
         token=alice["access_token"],
         json={"preset": "public_chat", "creation_content": {"type": "org.medchat.case"}},
+    )
+    assert public.status_code == 403 and public.json()["org.medchat.rule"] == "case_room_join_rule", public.text
+    lobby = a.api.call(
+        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"preset": "public_chat"}
     ).json()["room_id"]
+    entered = b.api.call(
+        "POST",
+        f"/_matrix/client/v3/join/{quote(lobby)}?server_name={quote(a.name)}",
+        token=forger["access_token"],
+        json={},
+    )
+    assert entered.status_code == 200, entered.text
+    restricted = {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": lobby}]}
+    gated = a.api.call(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=alice["access_token"],
+        json={
+            "creation_content": {"type": "org.medchat.case"},
+            "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": restricted}],
+        },
+    )
+    assert gated.status_code == 200, gated.text
+    gated_room = gated.json()["room_id"]
     join = b.api.call(
         "POST",
-        f"/_matrix/client/v3/join/{quote(public)}?server_name={quote(a.name)}",
+        f"/_matrix/client/v3/join/{quote(gated_room)}?server_name={quote(a.name)}",
         token=forger["access_token"],
         json={},
     )
     assert join.status_code == 403, join.text
+    assert join.json()["org.medchat.rule"] == "case_room_verified_only", join.text
     members = a.api.call(
-        "GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]
+        "GET", f"/_matrix/client/v3/rooms/{quote(gated_room)}/joined_members", token=alice["access_token"]
     ).json()["joined"]
     assert set(members) == {alice["user_id"]}
     assert set(participants_on(a, alice, case)) == {alice["user_id"], doctor["user_id"]}
+
+
+# --- the membership rules across servers -------------------------------------------------------
+
+
+def member_invite(user_id: str) -> dict[str, Any]:
+    return {"type": "m.room.member", "state_key": user_id, "content": {"membership": "invite", "is_direct": True}}
+
+
+def raw(side: Institution, user: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    return side.api.call(method, f"/_matrix/client/v3{path}", token=user["access_token"], json=body or {})
+
+
+def test_the_policy_and_initial_state_invites_across_servers(federation: Federation) -> None:
+    """A's student and B's unverified resident are a pair A's policy keeps apart (A knows no role
+    for B's users): refused from A's side by A, from B's side by A when the invite arrives. An
+    invite of another server's user in `initial_state` is a 400 (Synapse could not deliver it)."""
+    a, b = federation.a, federation.b
+    student, resident = a.api.register(role="MBBS Student"), b.api.register(role="Resident")
+
+    for body in (
+        {"invite": [resident["user_id"]], "is_direct": True, "preset": "trusted_private_chat"},
+        {"invite": [resident["user_id"]]},
+    ):
+        refused = raw(a, student, "POST", "/createRoom", body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["org.medchat.rule"] == "students-no-unverified-clinicians", refused.text
+    remote_state = raw(a, student, "POST", "/createRoom", {"initial_state": [member_invite(resident["user_id"])]})
+    assert remote_state.status_code == 400 and remote_state.json()["errcode"] == "M_INVALID_PARAM", remote_state.text
+    assert "`invite`" in remote_state.json()["error"]
+
+    # From B: B's own rules let it go (B knows no role for A's student); A refuses the invite.
+    room = raw(b, resident, "POST", "/createRoom", {}).json()["room_id"]
+    invite = raw(b, resident, "POST", f"/rooms/{quote(room)}/invite", {"user_id": student["user_id"]})
+    assert invite.status_code == 403, invite.text
+    assert invite.json()["org.medchat.rule"] == "students-no-unverified-clinicians", invite.text  # A's answer
+    dm = raw(b, resident, "POST", "/createRoom", {"invite": [student["user_id"]], "is_direct": True})
+    assert dm.status_code == 403 and dm.json()["errcode"] == "ORG_MEDCHAT_CONTACT_REFUSED", dm.text
+    from_b_state = raw(b, resident, "POST", "/createRoom", {"initial_state": [member_invite(student["user_id"])]})
+    assert from_b_state.status_code == 400, from_b_state.text
+    time.sleep(1)
+    assert a.api.call("GET", "/api/chat/rooms", token=student["access_token"]).json()["rooms"] == []
+
+    # A pair the policy allows: the same invite through `invite` reaches B's user, who accepts it.
+    peer, colleague = a.api.register(role="MBBS Student"), b.api.register(role="Resident")
+    licensed = licence_verified(b)
+    made = raw(a, peer, "POST", "/createRoom", {"invite": [licensed["user_id"]], "is_direct": True})
+    assert made.status_code == 200, made.text
+    eventually(
+        lambda: b.api.call("GET", room_path(made.json()["room_id"]), token=licensed["access_token"]),
+        what="the invite on B",
+    )
+    join_direct(b, licensed, made.json()["room_id"])
+    group = raw(a, a.api.register(role="Resident"), "POST", "/createRoom", {"invite": [colleague["user_id"]]})
+    assert group.status_code == 200, group.text
+
+
+def test_remote_knocks_on_a_case_room_need_a_licence(federation: Federation) -> None:
+    a, b = federation.a, federation.b
+    alice, doctor, nobody = licence_verified(a), licence_verified(b), b.api.register()
+    knock_rule = {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
+    case = raw(
+        a,
+        alice,
+        "POST",
+        "/createRoom",
+        {"creation_content": {"type": "org.medchat.case"}, "initial_state": [knock_rule]},
+    )
+    assert case.status_code == 200, case.text
+    case_id = case.json()["room_id"]
+
+    refused = raw(b, nobody, "POST", f"/knock/{quote(case_id)}?server_name={quote(a.name)}")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED" and nobody["user_id"] in refused.text
+    knocked = raw(b, doctor, "POST", f"/knock/{quote(case_id)}?server_name={quote(a.name)}")
+    assert knocked.status_code == 200, knocked.text
+    eventually(lambda: participants_on(a, alice, case_id).get(doctor["user_id"]) == "knock", what="the knock on A")
+    assert nobody["user_id"] not in participants_on(a, alice, case_id)
 
 
 @pytest.mark.parametrize(

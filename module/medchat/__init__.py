@@ -46,11 +46,12 @@ from medchat.realtime.notifications import Notifications
 from medchat.realtime.presence import Presence
 from medchat.realtime.socket import SocketHub
 from medchat.realtime.status import MessageStatus
-from medchat.rules.callbacks import ContactSpamChecker
+from medchat.rules.callbacks import MembershipCallbacks
 from medchat.rules.case_media import CaseRoomMedia
 from medchat.rules.case_retention import CaseRoomRetention, check_retention
 from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
+from medchat.rules.membership import MembershipRules
 from medchat.rules.phi_guard import PhiGuard
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
 from medchat.store.audit import AuditStore, Pseudonyms, reseal_legacy_txn
@@ -156,9 +157,10 @@ class MedChatModule:
             api, server, synapse.http, synapse.stream, config.websocket, status, messages, module_notifications
         )
 
-        ContactSpamChecker(rules, synapse.rooms).register(api)
-        case_rooms = CaseRoomGate(synapse.rooms, verification.level_of)
-        case_rooms.register(api)
+        # Every invite, join and knock, whatever its route, gets the one membership decision; its
+        # event rule runs before the guard's below (which may replace an event).
+        case_rooms = CaseRoomGate(synapse.rooms)
+        MembershipCallbacks(MembershipRules(api, rules, verification.level_of), synapse.rooms, case_rooms).register(api)
         study_groups.register(api)
         phi = config.case_rooms
         check_retention(phi.retention_max_lifetime_ms, server.retention_limits)

@@ -66,9 +66,9 @@ class ContactRules:
         self._validator = jsonschema.Draft202012Validator(PERMISSIONS_SCHEMA)
 
     @property
-    def has_join_rules(self) -> bool:
-        """Whether accepting an invite can be refused at all (DM policy or a federation allow-list)."""
-        return self._config.federation_allow_list is not None or any("dm" in rule.actions for rule in self._policy)
+    def allow_list(self) -> tuple[str, ...] | None:
+        """The servers (besides this one) whose users may be contacted; None allows all."""
+        return self._config.federation_allow_list
 
     async def party(self, user_id: str) -> Party:
         profile = await self._profiles.get(user_id) if self._api.is_mine(user_id) else None
