@@ -117,54 +117,7 @@ def _body(properties: JsonDict, required: tuple[str, ...] = (), **extra: Any) ->
     }
 
 
-REGISTER_BODY = _body(
-    {
-        "username": {"type": "string", "minLength": 1, "maxLength": 200},
-        "password": _PASSWORD,
-        "email": _EMAIL,
-        "full_name": _FULL_NAME,
-        "role": _TEXT,
-        "institution": _OPTIONAL_TEXT,
-        "specialization": _OPTIONAL_TEXT,
-        "bio": _BIO,
-        "device_name": _DEVICE_NAME,
-    },
-    required=("username", "password", "email", "full_name", "role"),
-)
-
-LOGIN_BODY = _body(
-    {
-        "username": {"type": "string", "minLength": 1, "maxLength": 255},
-        "email": _EMAIL,
-        "password": _PASSWORD,
-        "device_name": _DEVICE_NAME,
-    },
-    required=("password",),
-    oneOf=[{"required": ["username"]}, {"required": ["email"]}],
-)
-
-REFRESH_BODY = _body({"refresh_token": _TOKEN}, required=("refresh_token",))
-
 ERASE_ACCOUNT_BODY = _body({"password": _PASSWORD}, required=("password",))
-
-PROFILE_UPDATE_BODY = _body(
-    {
-        "full_name": _FULL_NAME,
-        "role": _TEXT,
-        "institution": _OPTIONAL_TEXT,
-        "specialization": _OPTIONAL_TEXT,
-        "bio": _BIO,
-        "profile_image": {"type": ["string", "null"], "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"},
-    },
-    minProperties=1,
-)
-
-FORGOT_PASSWORD_BODY = _body({"email": _EMAIL}, required=("email",))
-
-RESET_PASSWORD_BODY = _body(
-    {"sid": _TOKEN, "client_secret": _TOKEN, "token": _TOKEN, "new_password": _PASSWORD},
-    required=("sid", "client_secret", "token", "new_password"),
-)
 
 # --- contacts ----------------------------------------------------------------------------------
 
@@ -217,19 +170,6 @@ CONTACT_ADD_BODY = _body(
 CONTACT_UPDATE_BODY = _body({"nickname": _NICKNAME}, required=("nickname",))
 
 CONTACT_ACCEPT_BODY = _body({"nickname": _NICKNAME})
-
-RESET_PASSWORD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["sid", "client_secret", "token", "new_password"],
-    "properties": {
-        "sid": {"type": "string", "minLength": 1, "maxLength": 255},
-        "client_secret": {"type": "string", "minLength": 1, "maxLength": 255},
-        "token": {"type": "string", "minLength": 1, "maxLength": 255},
-        "new_password": _PASSWORD,
-    },
-}
-
 
 # --- rooms and messages ------------------------------------------------------------------------
 
@@ -429,11 +369,6 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
 
 
 # --- directory and verification (JSON Schema) -------------------------------------------------
-
-CHAT_USER_UPDATE_BODY: JsonDict = {
-    **PROFILE_UPDATE_BODY,
-    "properties": {**PROFILE_UPDATE_BODY["properties"], "hidden": {"type": "boolean"}},
-}
 
 _MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"}
 

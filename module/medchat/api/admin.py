@@ -9,7 +9,7 @@ from synapse.module_api import ModuleApi
 
 from medchat import errors
 from medchat.api.http import MAX_PAGE, Query, limit_query, query_limit, query_string, route, text_query
-from medchat.api.schemas import AUDIT_PAGE, AUDIT_VERIFIED
+from medchat.api.schemas.responses import AUDIT_PAGE, AUDIT_VERIFIED
 from medchat.handlers.audit import Audit
 
 

@@ -20,11 +20,11 @@ from medchat.api.http import (
     query_bool,
     query_limit,
     query_string,
-    read_json,
+    read_json_dict,
     route,
     text_query,
 )
-from medchat.api.schemas import (
+from medchat.api.schemas.responses import (
     CONTACT,
     CONTACT_PAGE,
     CONTACT_PENDING,
@@ -149,7 +149,7 @@ class ContactServlets:
         `ORG_MEDCHAT_CONTACT_REFUSED` when the rules refuse.
         """
         me = await self._me(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         target = body.get("user_id") or body["contact_id"]
         return await self._contacts.add(me, target, body.get("nickname"), body.get("message"))
 
@@ -160,7 +160,7 @@ class ContactServlets:
     async def put(self, request: Any, id: str) -> tuple[int, Any]:
         """Sets the contact's nickname."""
         me = await self._me(request, id)
-        body = read_json(request)
+        body = read_json_dict(request)
         return 200, await self._contacts.set_nickname(me, id, body["nickname"])
 
     async def delete(self, request: Any, id: str) -> tuple[int, Any]:
@@ -197,7 +197,7 @@ class ContactServlets:
     async def accept(self, request: Any, id: str) -> tuple[int, Any]:
         """Accepts a contact request (optionally naming the new contact)."""
         me = await self._me(request, id)
-        body = read_json(request) if _has_body(request) else {}
+        body = read_json_dict(request) if _has_body(request) else {}
         return 200, await self._contacts.accept(me, id, body.get("nickname"))
 
     async def decline(self, request: Any, id: str) -> tuple[int, Any]:
@@ -220,5 +220,5 @@ class ContactServlets:
     async def put_permissions(self, request: Any) -> tuple[int, Any]:
         """Sets who may contact the caller."""
         me = await self._me(request)
-        permissions = await self._rules.set_permissions(me, read_json(request))
+        permissions = await self._rules.set_permissions(me, read_json_dict(request))
         return 200, {"permissions": permissions.to_json(), "source": ACCOUNT_DATA}

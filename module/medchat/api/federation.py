@@ -12,8 +12,8 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import query_params, read_json, route
-from medchat.api.schemas import ATTESTATION_RESULT, USER_PAGE
+from medchat.api.http import query_params, read_json_dict, route
+from medchat.api.schemas.responses import ATTESTATION_RESULT, USER_PAGE
 from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.federation.attestation import Attestations
 from medchat.federation.directory import PEER_PATH, FederatedDirectory
@@ -68,6 +68,6 @@ class AttestationServlets:
     async def check(self, request: Any) -> tuple[int, Any]:
         """Checks a licence attestation against its server's published key; what level it proves."""
         await self._api.get_user_by_req(request)
-        attestation = read_json(request)["attestation"]
+        attestation = read_json_dict(request)["attestation"]
         level = await self._attestations.level_from(attestation["user_id"], attestation)
         return 200, {"user_id": attestation["user_id"], "verification_level": level, "is_verified": is_verified(level)}

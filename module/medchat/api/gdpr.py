@@ -7,8 +7,8 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import BINARY, Content, query_string, read_json, route, text_query
-from medchat.api.schemas import obj
+from medchat.api.http import BINARY, Content, query_string, read_json_dict, route, text_query
+from medchat.api.schemas.responses import obj
 from medchat.handlers.gdpr import Gdpr
 from medchat.models import ERASE_ACCOUNT_BODY
 
@@ -40,6 +40,6 @@ class GdprServlets:
         Synapse deactivates and erases the account; the module deletes its rows for the user and
         pseudonymises them in the audit trail."""
         user_id = (await self._api.get_user_by_req(request)).user.to_string()
-        body = read_json(request)
+        body = read_json_dict(request)
         await self._gdpr.erase_own_account(user_id, body["password"], request)
         return 200, {"erased": True}

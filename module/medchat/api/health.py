@@ -7,7 +7,7 @@ from typing import Any
 from synapse.http.server import JsonResource
 
 from medchat.api.http import route
-from medchat.api.schemas import HEALTH
+from medchat.api.schemas.responses import HEALTH
 from medchat.bridge import SYNAPSE_VERSION, SynapseBridge
 from medchat.version import VERSION
 

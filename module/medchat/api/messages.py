@@ -15,11 +15,11 @@ from medchat.api.http import (
     limit_query,
     query_limit,
     query_string,
-    read_json,
+    read_json_dict,
     route,
     text_query,
 )
-from medchat.api.schemas import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
+from medchat.api.schemas.responses import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
 from medchat.handlers.messages import Messages
 from medchat.models import FORWARD_BODY, MESSAGE_EDIT_BODY, MESSAGE_REPLY_BODY, MESSAGE_SEND_BODY, REACTION_BODY
 
@@ -89,7 +89,7 @@ class MessageServlets:
         refused (403 `ORG_MEDCHAT_PHI_DETECTED`).
         """
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         return 201, await self._messages.send(requester, room_id, body, _client_msg_id(request, body))
 
     async def get(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
@@ -100,7 +100,7 @@ class MessageServlets:
     async def edit(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Edits the caller's own message (`m.replace`)."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         return 200, await self._messages.edit(requester, room_id, event_id, body["content"])
 
     async def delete(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
@@ -111,19 +111,19 @@ class MessageServlets:
     async def reply(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Replies to a message (`m.in_reply_to`, with the quoted fallback)."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         return 201, await self._messages.reply(requester, room_id, event_id, body, _client_msg_id(request, body))
 
     async def forward(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Copies the message's text or media reference into rooms the caller has joined."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         return 201, await self._messages.forward(requester, room_id, event_id, body["room_ids"])
 
     async def react(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Adds a reaction (`m.reaction`); 200 if the caller had already reacted with that key."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         return await self._messages.react(requester, room_id, event_id, body["key"])
 
     async def unreact(self, request: Any, room_id: str, event_id: str, key: str) -> tuple[int, Any]:

@@ -16,10 +16,10 @@ from medchat.api.http import (
     query_bool,
     query_limit,
     query_string,
-    read_json,
+    read_json_dict,
     route,
 )
-from medchat.api.schemas import (
+from medchat.api.schemas.responses import (
     EMPTY,
     MARKED_ALL_READ,
     MESSAGE_STATUS,
@@ -94,7 +94,7 @@ class RealtimeServlets:
     async def put_status(self, request: Any, message_id: str) -> tuple[int, Any]:
         """The app acknowledges a message as delivered or read (`read` sends a real receipt)."""
         me = await self._me(request)
-        await self._status.acknowledge(me, message_id, read_json(request)["status"])
+        await self._status.acknowledge(me, message_id, read_json_dict(request)["status"])
         return 200, await self._status.of(me, message_id)
 
     async def mark_read(self, request: Any, message_id: str) -> tuple[int, Any]:
@@ -115,7 +115,7 @@ class RealtimeServlets:
     async def put_presence(self, request: Any, user_id: str) -> tuple[int, Any]:
         """Sets the caller's presence through Synapse."""
         requester = await self._api.get_user_by_req(request)
-        return 200, await self._presence.set(requester, user_id, read_json(request))
+        return 200, await self._presence.set(requester, user_id, read_json_dict(request))
 
     async def list_notifications(self, request: Any) -> tuple[int, Any]:
         """Notifications newest first: Synapse's push-rule results and the module's own kinds."""

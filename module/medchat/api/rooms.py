@@ -16,10 +16,10 @@ from medchat.api.http import (
     query_bool,
     query_limit,
     query_string,
-    read_json,
+    read_json_dict,
     route,
 )
-from medchat.api.schemas import (
+from medchat.api.schemas.responses import (
     INSTITUTION_ROOMS,
     JOIN_REQUESTED,
     PARTICIPANT,
@@ -99,7 +99,7 @@ class RoomServlets:
         `ORG_MEDCHAT_CASE_ROOM_REFUSED`).
         """
         requester = await self._api.get_user_by_req(request)
-        created, room = await self._rooms.create(requester, read_json(request))
+        created, room = await self._rooms.create(requester, read_json_dict(request))
         return (201 if created else 200), room
 
     async def get(self, request: Any, room_id: str) -> tuple[int, Any]:
@@ -110,7 +110,7 @@ class RoomServlets:
     async def update(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Sets name, topic or avatar (state events; the power levels decide who may)."""
         requester = await self._api.get_user_by_req(request)
-        return 200, await self._rooms.update(requester, room_id, read_json(request))
+        return 200, await self._rooms.update(requester, room_id, read_json_dict(request))
 
     async def leave(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Leaves the room or declines the invitation; `close=true` (group admins) first removes everyone else."""
@@ -123,7 +123,7 @@ class RoomServlets:
 
         200 with the room once joined; 202 while a request to join (a knock) waits for an admin."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         membership = await self._study_groups.join(requester.user.to_string(), room_id, body.get("reason"))
         if membership == "knock":
             return 202, {"room_id": room_id, "membership": "knock", "room": None}
@@ -144,7 +144,7 @@ class RoomServlets:
     async def add_participant(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Invites a user (201) or changes a participant's role (200)."""
         requester = await self._api.get_user_by_req(request)
-        return await self._rooms.add_participant(requester, room_id, read_json(request))
+        return await self._rooms.add_participant(requester, room_id, read_json_dict(request))
 
     async def remove_participant(self, request: Any, room_id: str, user_id: str) -> tuple[int, Any]:
         """Removes (kicks) a participant."""

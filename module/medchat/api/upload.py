@@ -14,7 +14,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat.api.http import BINARY, Content, route, text_query
-from medchat.api.schemas import EMPTY, UPLOADED, obj
+from medchat.api.schemas.responses import EMPTY, UPLOADED, obj
 from medchat.bridge import SynapseBridge
 from medchat.media.body import BodyError, multipart_field, whole_body
 from medchat.media.policy import KINDS

@@ -8,12 +8,12 @@ from synapse.http.server import JsonResource
 
 from medchat import errors
 from medchat.api.http import Query, bool_query, cursor_query, limit_query, query_params, read_json, route, text_query
-from medchat.api.schemas import CHAT_USER, INSTITUTIONS, USER_PAGE
+from medchat.api.schemas.requests import ChatUserUpdateBody
+from medchat.api.schemas.responses import CHAT_USER, INSTITUTIONS, USER_PAGE
 from medchat.bridge import SynapseBridge
 from medchat.federation.directory import SCOPES, FederatedDirectory
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.directory import Directory
-from medchat.models import CHAT_USER_UPDATE_BODY
 
 _FILTERS = (
     text_query("role", "only this role"),
@@ -57,7 +57,7 @@ class UserServlets:
             "PUT",
             "/api/chat/users/{user_id}",
             self.put,
-            body=CHAT_USER_UPDATE_BODY,
+            body=ChatUserUpdateBody,
             responses={200: CHAT_USER},
         )
         route(resource, "GET", "/api/chat/institutions", self.institutions, responses={200: INSTITUTIONS})
@@ -92,7 +92,7 @@ class UserServlets:
         `unverified` unless an admin or a verifier of their institution does it.
         """
         caller = await self._caller(request)
-        body = read_json(request)
+        body = read_json(request, ChatUserUpdateBody)
         return 200, await self._accounts.update_profile(caller, user_id, body)
 
     async def institutions(self, request: Any) -> tuple[int, Any]:

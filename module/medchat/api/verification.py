@@ -14,8 +14,8 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import Query, query_params, read_json, route
-from medchat.api.schemas import VERIFICATION_REQUEST, VERIFICATION_REQUESTS, VERIFICATION_STATUS
+from medchat.api.http import Query, query_params, read_json_dict, route
+from medchat.api.schemas.responses import VERIFICATION_REQUEST, VERIFICATION_REQUESTS, VERIFICATION_STATUS
 from medchat.handlers.verification import Verification
 from medchat.models import VERIFICATION_DECISION_BODY, VERIFICATION_REQUEST_BODY
 from medchat.store.verification import PENDING, STATUSES
@@ -66,7 +66,7 @@ class VerificationServlets:
     async def submit(self, request: Any) -> tuple[int, Any]:
         """Asks for a verification level; one pending request per user."""
         caller = await self._caller(request)
-        return 201, await self._verification.submit(caller, read_json(request))
+        return 201, await self._verification.submit(caller, read_json_dict(request))
 
     async def list(self, request: Any) -> tuple[int, Any]:
         """The requests the caller may decide (admins: all; institution verifiers: theirs)."""
@@ -83,7 +83,7 @@ class VerificationServlets:
 
     async def _decide(self, request: Any, request_id: str, approve: bool) -> tuple[int, Any]:
         caller = await self._caller(request)
-        body = read_json(request)
+        body = read_json_dict(request)
         return 200, await self._verification.decide(caller, request_id, approve, body.get("reason"))
 
     async def me(self, request: Any) -> tuple[int, Any]:

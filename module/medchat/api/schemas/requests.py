@@ -1,0 +1,119 @@
+"""The JSON request bodies the API accepts, one pydantic model each (read_json parses with it).
+
+Each model is the one definition of its body: it validates the request, it is what the handler
+receives (typed attributes, not a dict), and its JSON Schema is the `requestBody` of the OpenAPI
+document. Checks that need the server (known roles, this server's media, room state) stay in the
+handlers; everything that can be said about the JSON alone is said here, once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, model_validator
+
+from medchat.api.schemas.base import Omittable, RequestBody, invalid_param, missing_param
+
+# --- shared field types ----------------------------------------------------------------------
+
+Text = Annotated[str, Field(max_length=200)]
+Bio = Annotated[str, Field(max_length=2000)]
+FullName = Annotated[str, Field(min_length=1, max_length=256)]
+Password = Annotated[str, Field(min_length=1, max_length=512)]
+Email = Annotated[str, Field(min_length=3, max_length=254)]
+DeviceName = Annotated[str, Field(max_length=100)]
+# Matrix ids: `@localpart:server` (no whitespace), the same pattern wherever a user is named.
+USER_ID_PATTERN = r"^@[^:\s]+:[^\s]+$"
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255)]
+# An upload of Synapse's media repository; 500 is room for a 255-character server name.
+MxcUrl = Annotated[str, Field(pattern=r"^mxc://[^/]+/[A-Za-z0-9_-]+$", max_length=500)]
+# The mailed password-reset link's parameters (the spec's `sid`/`client_secret` are at most 255).
+ResetToken = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _at_least_one_field(body: RequestBody) -> None:
+    if not body.model_fields_set:
+        raise invalid_param("The request body has no fields to change.")
+
+
+def _exactly_one(body: RequestBody, *names: str) -> None:
+    if sum(getattr(body, name) is not None for name in names) != 1:
+        raise missing_param(f"Give exactly one of: {' or '.join(sorted(names))}")
+
+
+# --- accounts (api/auth.py, api/gdpr.py, api/users.py) ------------------------------------------
+
+
+class RegisterBody(RequestBody):
+    username: Annotated[str, Field(min_length=1, max_length=200)]
+    password: Password
+    email: Email
+    full_name: FullName
+    role: Text
+    institution: Text | None = None
+    specialization: Text | None = None
+    bio: Bio | None = None
+    device_name: Omittable[DeviceName] = None
+
+
+class LoginBody(RequestBody):
+    """A username or an e-mail address, not both."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["username"]}, {"required": ["email"]}]})
+
+    username: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+    email: Omittable[Email] = None
+    password: Password
+    device_name: Omittable[DeviceName] = None
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> LoginBody:
+        _exactly_one(self, "username", "email")
+        return self
+
+
+class RefreshBody(RequestBody):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class ForgotPasswordBody(RequestBody):
+    email: Email
+
+
+class ResetPasswordBody(RequestBody):
+    sid: ResetToken
+    client_secret: ResetToken
+    token: ResetToken
+    new_password: Password
+
+
+class ProfileUpdateBody(RequestBody):
+    """The fields to change (at least one); `null` clears an optional one."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    full_name: Omittable[FullName] = None
+    role: Omittable[Text] = None
+    institution: Text | None = None
+    specialization: Text | None = None
+    bio: Bio | None = None
+    profile_image: MxcUrl | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ProfileUpdateBody:
+        _at_least_one_field(self)
+        return self
+
+    def changes(self) -> dict[str, object]:
+        """The fields sent, by name (what the profile store writes)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class ChatUserUpdateBody(ProfileUpdateBody):
+    """As the own-profile update, plus `hidden` (out of the directory)."""
+
+    hidden: Omittable[bool] = None
+
+
+class EraseAccountBody(RequestBody):
+    password: Password
