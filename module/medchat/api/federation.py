@@ -12,7 +12,8 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import query_params, read_json_dict, route
+from medchat.api.http import read_json_dict, read_query, route
+from medchat.api.schemas.queries import PeerSearchQuery
 from medchat.api.schemas.responses import ATTESTATION_RESULT, USER_PAGE
 from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.federation.attestation import Attestations
@@ -28,13 +29,13 @@ class FederationServlets:
 
     def resource(self, bridge: SynapseBridge) -> JsonResource:
         resource = bridge.json_resource()
-        route(resource, "GET", PEER_PATH, self.search, responses={200: USER_PAGE})
+        route(resource, "GET", PEER_PATH, self.search, query=PeerSearchQuery, responses={200: USER_PAGE})
         return resource
 
     async def search(self, request: Any) -> tuple[int, Any]:
         """An allow-listed server searches this server's directory (signed with `X-Matrix`)."""
         origin = await self._server.authenticate_server(request)
-        return 200, await self._directory.answer(origin, query_params(request))
+        return 200, await self._directory.answer(origin, read_query(request, PeerSearchQuery))
 
 
 ATTESTATION_CHECK_BODY = {

@@ -291,8 +291,9 @@ def query_error(error: ValidationError, model: type[BaseModel]) -> SynapseError:
     bounds = _bounds(model, name)
     kind = problem["type"]
     if kind.startswith(("int_", "greater_than", "less_than")):
-        upper = f" to {bounds['le']}" if "le" in bounds else " or more"
-        return errors.invalid_param(f"Invalid parameter {name}: give a whole number from {bounds.get('ge', 0)}{upper}")
+        lower = bounds.get("ge", 0)
+        wanted = f"from {lower} to {bounds['le']}" if "le" in bounds else f"of at least {lower}"
+        return errors.invalid_param(f"Invalid parameter {name}: give a whole number {wanted}")
     if kind.startswith("string_too"):
         return errors.invalid_param(
             f"Invalid parameter {name}: give {bounds.get('min_length', 0)} to {bounds.get('max_length')} characters"

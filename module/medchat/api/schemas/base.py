@@ -93,19 +93,24 @@ def _check_unique(items: list[Any]) -> list[Any]:
 UNIQUE = _Unique()
 
 
-def _parse_bool(value: Any) -> Any:
-    if value in ("true", "false"):
-        return value == "true"
-    if isinstance(value, bool):
-        return value
-    raise PydanticCustomError("query_bool", "use true or false")
-
-
 class _QueryBool:
-    """Metadata for a query flag: exactly `true` or `false` (documented as that string enum)."""
+    """Metadata for a query flag: `true` or `false` (documented as that string enum); `lenient`
+    also takes `1`/`0` and any case (what the directory has always accepted)."""
+
+    def __init__(self, lenient: bool = False):
+        self._words = {"true": True, "false": False, **({"1": True, "0": False} if lenient else {})}
+        self._lenient = lenient
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        return core_schema.no_info_before_validator_function(_parse_bool, handler(source))
+        return core_schema.no_info_before_validator_function(self._parse, handler(source))
+
+    def _parse(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        word = value.lower() if self._lenient and isinstance(value, str) else value
+        if word not in self._words:
+            raise PydanticCustomError("query_bool", "use true or false")
+        return self._words[word]
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
@@ -114,6 +119,7 @@ class _QueryBool:
 
 
 QueryBool = Annotated[bool, _QueryBool()]
+LenientQueryBool = Annotated[bool, _QueryBool(lenient=True)]
 
 
 class OpenApiSchema(GenerateJsonSchema):

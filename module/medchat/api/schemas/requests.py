@@ -8,11 +8,12 @@ handlers; everything that can be said about the JSON alone is said here, once.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, model_validator
 
 from medchat.api.schemas.base import Omittable, RequestBody, invalid_param, missing_param
+from medchat.levels import LEVELS
 
 # --- shared field types ----------------------------------------------------------------------
 
@@ -22,6 +23,8 @@ FullName = Annotated[str, Field(min_length=1, max_length=256)]
 Password = Annotated[str, Field(min_length=1, max_length=512)]
 Email = Annotated[str, Field(min_length=3, max_length=254)]
 DeviceName = Annotated[str, Field(max_length=100)]
+Level = Literal["unverified", "identity_verified", "license_verified"]
+assert get_args(Level) == LEVELS, "medchat.levels.LEVELS and Level name the same ladder"
 # Matrix ids: `@localpart:server` (no whitespace), the same pattern wherever a user is named.
 USER_ID_PATTERN = r"^@[^:\s]+:[^\s]+$"
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255)]

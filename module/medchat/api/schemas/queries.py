@@ -1,0 +1,64 @@
+"""The query parameters each route reads, one pydantic model per route (or per family of routes
+that read the same ones); read_query parses with it.
+
+A model is the one definition of its parameters: it parses the strings of the query string into
+typed values (a page size, a flag, an enum), refuses an unknown value or a missing required
+parameter with a 400 naming it, and its fields are the `parameters` of the OpenAPI document.
+Limits that depend on the server's configuration (the directory's page size) stay in the handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from medchat.api.schemas.base import LenientQueryBool, Omittable, QueryParams
+from medchat.api.schemas.requests import Level
+
+MAX_PAGE = 100
+CURSOR_MAX = 1000  # Matrix pagination tokens and our own cursors fit well within this
+
+QueryText = Annotated[str, Field(min_length=1, max_length=200)]
+Cursor = Annotated[str, Field(min_length=1, max_length=CURSOR_MAX)]
+# A search term: 1 to 200 characters, not only blanks.
+SearchTerm = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+_NEXT = "the `next_cursor` of the previous page"
+
+# --- the practitioner directory (api/users.py, api/federation.py) --------------------------------
+
+DIRECTORY_PAGE_DEFAULT = 20
+_DIRECTORY_LIMIT = "page size (at most the server's `directory_page_size_max`, 100 by default)"
+
+
+class DirectoryQuery(QueryParams):
+    """GET /api/chat/users and /users/filter."""
+
+    role: Omittable[QueryText] = Field(None, description="only this role")
+    institution: Omittable[QueryText] = Field(None, description="only this institution")
+    specialization: Omittable[QueryText] = Field(None, description="only this specialization")
+    verified: Omittable[LenientQueryBool] = Field(None, description="only (un)verified practitioners")
+    level: Omittable[Level] = Field(None, description="only this verification level")
+    online: Omittable[LenientQueryBool] = Field(None, description="only users online (or offline) now")
+    limit: int = Field(DIRECTORY_PAGE_DEFAULT, ge=1, description=_DIRECTORY_LIMIT)
+    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
+
+
+class _SearchTerms(QueryParams):
+    q: SearchTerm = Field(description="1 to 200 characters; every word matches a prefix of a name or field")
+    scope: Literal["local", "federation"] = Field(
+        "local", description="`federation` also asks the allow-listed servers"
+    )
+
+
+class DirectorySearchQuery(DirectoryQuery, _SearchTerms):
+    """GET /api/chat/users/search: the words to find (first) and the listing's filters."""
+
+
+class PeerSearchQuery(QueryParams):
+    """What an allow-listed server may ask this one's directory (federation/directory.py PEER_PARAMS)."""
+
+    q: SearchTerm = Field(description="the words to find")
+    limit: int = Field(DIRECTORY_PAGE_DEFAULT, ge=1, description=_DIRECTORY_LIMIT)
+    institution: Omittable[QueryText] = Field(None, description="only this institution")
+    specialization: Omittable[QueryText] = Field(None, description="only this specialization")
