@@ -174,6 +174,28 @@ def test_editing_verified_fields_resets_unless_a_verifier_does_it(
     )
 
 
+def test_document_is_an_mxc_url_of_at_most_500_characters(api: Api) -> None:
+    """One definition of an mxc:// URL (it was defined twice, once without a length limit)."""
+    user = api.register(institution=VERIFIER_INSTITUTION)
+    too_long = "mxc://medchat.test/" + "a" * (501 - len("mxc://medchat.test/"))
+    body = expect_error(
+        api.call("POST", REQUESTS, token=user["access_token"], json={**LICENCE, "document": too_long}),
+        400,
+        "M_INVALID_PARAM",
+    )
+    assert "document" in body["error"]
+    longest = "mxc://medchat.test/" + "a" * (500 - len("mxc://medchat.test/"))
+    assert submit(api, user, document=longest)["document"] == longest
+
+
+def test_a_rejection_needs_its_reason(api: Api, verifier: dict[str, Any]) -> None:
+    pending = submit(api, api.register(institution=VERIFIER_INSTITUTION))
+    path = f"{REQUESTS}/{pending['id']}/reject"
+    for body in ({}, {"reason": ""}):
+        refused = api.call("POST", path, token=verifier["access_token"], json=body)
+        assert "reason" in expect_error(refused, 400, "M_MISSING_PARAM" if not body else "M_INVALID_PARAM")["error"]
+
+
 def test_bad_verification_input(api: Api, verifier: dict[str, Any]) -> None:
     user = api.register(institution=VERIFIER_INSTITUTION)
     t = user["access_token"]

@@ -370,26 +370,6 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
 
 # --- directory and verification (JSON Schema) -------------------------------------------------
 
-_MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"}
-
-VERIFICATION_REQUEST_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["registration_body", "license_number"],
-    "properties": {
-        "level": {"type": "string", "maxLength": 50},
-        "registration_body": {"type": "string", "minLength": 1, "maxLength": 200},
-        "license_number": {"type": "string", "minLength": 1, "maxLength": 100},
-        "document": _MXC,
-    },
-}
-
-VERIFICATION_DECISION_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 1000}},
-}
-
 STATUS_BODY = _body({"status": {"type": "string", "enum": ["delivered", "read"]}}, required=("status",))
 
 PRESENCE_BODY = _body(

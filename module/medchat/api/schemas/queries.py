@@ -9,12 +9,13 @@ Limits that depend on the server's configuration (the directory's page size) sta
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
 from medchat.api.schemas.base import LenientQueryBool, Omittable, QueryParams
 from medchat.api.schemas.requests import Level
+from medchat.store.verification import STATUSES
 
 MAX_PAGE = 100
 CURSOR_MAX = 1000  # Matrix pagination tokens and our own cursors fit well within this
@@ -62,3 +63,13 @@ class PeerSearchQuery(QueryParams):
     limit: int = Field(DIRECTORY_PAGE_DEFAULT, ge=1, description=_DIRECTORY_LIMIT)
     institution: Omittable[QueryText] = Field(None, description="only this institution")
     specialization: Omittable[QueryText] = Field(None, description="only this specialization")
+
+
+# --- verification (api/verification.py) ----------------------------------------------------------
+
+VerificationStatus = Literal["pending", "approved", "rejected"]
+assert get_args(VerificationStatus) == STATUSES, "store.verification.STATUSES and VerificationStatus agree"
+
+
+class VerificationListQuery(QueryParams):
+    status: VerificationStatus = Field("pending", description="which requests")

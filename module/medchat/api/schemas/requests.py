@@ -120,3 +120,28 @@ class ChatUserUpdateBody(ProfileUpdateBody):
 
 class EraseAccountBody(RequestBody):
     password: Password
+
+
+# --- verification (api/verification.py, api/federation.py) ---------------------------------------
+
+
+class VerificationRequestBody(RequestBody):
+    """A request for a level (default: the next one up) with the credentials to check."""
+
+    level: Omittable[Level] = None
+    registration_body: Annotated[str, Field(min_length=1, max_length=200)]
+    license_number: Annotated[str, Field(min_length=1, max_length=100)]
+    document: Omittable[MxcUrl] = None
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class ApprovalBody(RequestBody):
+    reason: Omittable[Reason] = None
+
+
+class RejectionBody(RequestBody):
+    """A rejection must say why."""
+
+    reason: Reason
