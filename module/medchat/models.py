@@ -154,23 +154,9 @@ def contact_model(
     }
 
 
-USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": r"^@[^:\s]+:[^\s]+$", "maxLength": 255}
-_NICKNAME = {"type": ["string", "null"], "maxLength": 100}
-
-CONTACT_ADD_BODY = _body(
-    {
-        "user_id": USER_ID_SCHEMA,
-        "contact_id": USER_ID_SCHEMA,
-        "nickname": _NICKNAME,
-        "message": {"type": "string", "maxLength": 500},
-    },
-    oneOf=[{"required": ["user_id"]}, {"required": ["contact_id"]}],
-)
-
-CONTACT_UPDATE_BODY = _body({"nickname": _NICKNAME}, required=("nickname",))
-
-CONTACT_ACCEPT_BODY = _body({"nickname": _NICKNAME})
-
+# Matrix ids: `@localpart:server` (no whitespace); the request models (api/schemas/) use the same pattern.
+USER_ID_PATTERN = r"^@[^:\s]+:[^\s]+$"
+USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": USER_ID_PATTERN, "maxLength": 255}
 # --- rooms and messages ------------------------------------------------------------------------
 
 _USER_ID = {"type": "string", "pattern": "^@[^:]+:.+$", "maxLength": 255}

@@ -189,11 +189,12 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 def body_error(error: ValidationError) -> SynapseError:
     """The 400 for a body the model refused: its shallowest problem, naming the field.
 
-    Unknown fields are listed together; a whole-body rule (`missing_param`/`invalid_param` of
+    Unknown fields come first and are listed together (a misspelt field is then named as such,
+    not reported as the required one it was meant to be); a whole-body rule (`missing_param`/`invalid_param` of
     api/schemas/base.py) answers with its own message and errcode.
     """
     problems = error.errors(include_url=False)
-    first = min(problems, key=lambda p: len(p["loc"]))
+    first = min(problems, key=lambda p: (len(p["loc"]), p["type"] != "extra_forbidden"))
     kind, field = first["type"], _dotted(first["loc"])
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]

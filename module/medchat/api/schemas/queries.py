@@ -13,7 +13,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
-from medchat.api.schemas.base import LenientQueryBool, Omittable, QueryParams
+from medchat.api.schemas.base import LenientQueryBool, Omittable, QueryBool, QueryParams
 from medchat.api.schemas.requests import Level
 from medchat.store.verification import STATUSES
 
@@ -73,3 +73,31 @@ assert get_args(VerificationStatus) == STATUSES, "store.verification.STATUSES an
 
 class VerificationListQuery(QueryParams):
     status: VerificationStatus = Field("pending", description="which requests")
+
+
+# --- contacts (api/contacts.py) ---------------------------------------------------------------------
+
+
+class _ContactFilters(QueryParams):
+    favorite: Omittable[QueryBool] = Field(None, description="only favourites (or only the others)")
+    blocked: Omittable[QueryBool] = Field(None, description="only blocked contacts (or only the others)")
+    role: Omittable[QueryText] = Field(None, description="only this role")
+    institution: Omittable[QueryText] = Field(None, description="only this institution")
+    q: Omittable[QueryText] = Field(None, description="matches names, nicknames and usernames")
+
+
+class _ContactPage(QueryParams):
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
+    cursor: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = Field(None, description=_NEXT)
+
+
+class ContactListQuery(_ContactPage, _ContactFilters):
+    """GET /api/chat/contacts: the filters, then the page."""
+
+
+class _Direction(QueryParams):
+    direction: Literal["incoming", "outgoing"] = Field("incoming", description="whose requests")
+
+
+class ContactRequestsQuery(_ContactPage, _Direction):
+    """GET /api/chat/contacts/requests."""

@@ -12,8 +12,9 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, model_validator
 
-from medchat.api.schemas.base import Omittable, RequestBody, invalid_param, missing_param
+from medchat.api.schemas.base import UNIQUE, Omittable, RequestBody, invalid_param, missing_param
 from medchat.levels import LEVELS
+from medchat.models import USER_ID_PATTERN
 
 # --- shared field types ----------------------------------------------------------------------
 
@@ -25,8 +26,6 @@ Email = Annotated[str, Field(min_length=3, max_length=254)]
 DeviceName = Annotated[str, Field(max_length=100)]
 Level = Literal["unverified", "identity_verified", "license_verified"]
 assert get_args(Level) == LEVELS, "medchat.levels.LEVELS and Level name the same ladder"
-# Matrix ids: `@localpart:server` (no whitespace), the same pattern wherever a user is named.
-USER_ID_PATTERN = r"^@[^:\s]+:[^\s]+$"
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255)]
 # An upload of Synapse's media repository; 500 is room for a 255-character server name.
 MxcUrl = Annotated[str, Field(pattern=r"^mxc://[^/]+/[A-Za-z0-9_-]+$", max_length=500)]
@@ -145,3 +144,64 @@ class RejectionBody(RequestBody):
     """A rejection must say why."""
 
     reason: Reason
+
+
+# --- contacts (api/contacts.py) ---------------------------------------------------------------------
+
+Nickname = Annotated[str, Field(max_length=100)]
+
+
+class ContactAddBody(RequestBody):
+    """The user to add (`user_id`, or its older name `contact_id`), an optional nickname and a
+    message for the contact request."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["user_id"]}, {"required": ["contact_id"]}]})
+
+    user_id: Omittable[UserId] = None
+    contact_id: Omittable[UserId] = None
+    nickname: Nickname | None = None
+    message: Omittable[Annotated[str, Field(max_length=500)]] = None
+
+    @model_validator(mode="after")
+    def _one_user(self) -> ContactAddBody:
+        _exactly_one(self, "user_id", "contact_id")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.user_id or self.contact_id or ""
+
+
+class ContactUpdateBody(RequestBody):
+    nickname: Nickname | None
+
+
+class ContactAcceptBody(RequestBody):
+    nickname: Nickname | None = None
+
+
+_MAX_EXCEPTIONS = 1000
+ServerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+$", max_length=255)]
+Role = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ContactExceptions(RequestBody):
+    """Users, servers, roles and verification levels singled out by a permission setting."""
+
+    users: Omittable[Annotated[list[UserId], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+    servers: Omittable[Annotated[list[ServerName], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+    roles: Omittable[Annotated[list[Role], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+    levels: Omittable[Annotated[list[Level], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+
+
+class ContactPermissionsBody(RequestBody):
+    """Who may contact the caller: a default, and exceptions either way (a block wins)."""
+
+    default: Literal["allow_all", "block_all"]
+    allow_contacts: Omittable[bool] = None
+    allow: Omittable[ContactExceptions] = None
+    block: Omittable[ContactExceptions] = None
+
+    def setting(self) -> dict[str, object]:
+        """As JSON, the fields sent (what rules.contact stores)."""
+        return self.model_dump(exclude_unset=True)
