@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from medchat.levels import UNVERIFIED, is_verified
-from medchat.roomtypes import PHI_GUARD_MODES
 
 JsonDict = dict[str, Any]
 
@@ -157,58 +156,11 @@ def contact_model(
 # Matrix ids: `@localpart:server` (no whitespace); the request models (api/schemas/) use the same pattern.
 USER_ID_PATTERN = r"^@[^:\s]+:[^\s]+$"
 USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": USER_ID_PATTERN, "maxLength": 255}
+
 # --- rooms and messages ------------------------------------------------------------------------
 
-_USER_ID = {"type": "string", "pattern": "^@[^:]+:.+$", "maxLength": 255}
-_MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$", "maxLength": 500}
-_ROOM_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 _CLIENT_MSG_ID = {"type": "string", "minLength": 1, "maxLength": 200}
 _MESSAGE_TEXT = {"type": "string", "minLength": 1, "maxLength": 65536, "pattern": "\\S"}
-
-ROOM_CREATE_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["type"],
-    "properties": {
-        "type": {"enum": ["direct", "group", "case", "study_group"]},
-        "name": _ROOM_NAME,
-        "topic": {"type": "string", "maxLength": 1000},
-        "participants": {"type": "array", "items": _USER_ID, "maxItems": 200, "uniqueItems": True},
-        "join_rule": {"enum": ["knock", "open"]},
-    },
-    "allOf": [
-        {
-            "if": {"properties": {"type": {"const": "direct"}}},
-            "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
-        },
-        {"if": {"properties": {"type": {"enum": ["group", "case", "study_group"]}}}, "then": {"required": ["name"]}},
-    ],
-}
-
-ROOM_JOIN_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"reason": {"type": "string", "maxLength": 500}},
-}
-
-ROOM_UPDATE_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": {
-        "name": _ROOM_NAME,
-        "topic": {"type": "string", "maxLength": 1000},
-        "avatar_url": {"anyOf": [_MXC, {"type": "null"}]},
-        "phi_guard": {"enum": list(PHI_GUARD_MODES)},
-    },
-}
-
-PARTICIPANT_ADD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["user_id"],
-    "properties": {"user_id": _USER_ID, "role": {"enum": ["admin", "member"]}},
-}
 
 MESSAGE_TYPES = ("text", "image", "file", "audio", "video")
 

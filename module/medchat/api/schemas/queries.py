@@ -101,3 +101,17 @@ class _Direction(QueryParams):
 
 class ContactRequestsQuery(_ContactPage, _Direction):
     """GET /api/chat/contacts/requests."""
+
+
+# --- rooms (api/rooms.py) ----------------------------------------------------------------------------
+
+
+class RoomPageQuery(QueryParams):
+    """A page of rooms: GET /api/chat/rooms and /api/chat/institutions/{name}/rooms."""
+
+    limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
+    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
+
+
+class LeaveQuery(QueryParams):
+    close: QueryBool = Field(False, description="group admins: remove every other member and invitee first")

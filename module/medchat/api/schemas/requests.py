@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, model_validator
 from medchat.api.schemas.base import UNIQUE, Omittable, RequestBody, invalid_param, missing_param
 from medchat.levels import LEVELS
 from medchat.models import USER_ID_PATTERN
+from medchat.roomtypes import PHI_GUARD_MODES
 
 # --- shared field types ----------------------------------------------------------------------
 
@@ -205,3 +206,71 @@ class ContactPermissionsBody(RequestBody):
     def setting(self) -> dict[str, object]:
         """As JSON, the fields sent (what rules.contact stores)."""
         return self.model_dump(exclude_unset=True)
+
+
+# --- rooms (api/rooms.py) ----------------------------------------------------------------------------
+
+RoomName = Annotated[str, Field(min_length=1, max_length=200)]
+Topic = Annotated[str, Field(max_length=1000)]
+PhiGuardMode = Literal["refuse", "warn"]
+assert get_args(PhiGuardMode) == PHI_GUARD_MODES, "roomtypes.PHI_GUARD_MODES and PhiGuardMode agree"
+
+_ROOM_RULES = [
+    {
+        "if": {"properties": {"type": {"const": "direct"}}},
+        "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
+    },
+    {"if": {"properties": {"type": {"enum": ["group", "case", "study_group"]}}}, "then": {"required": ["name"]}},
+    {"if": {"properties": {"type": {"not": {"const": "study_group"}}}}, "then": {"not": {"required": ["join_rule"]}}},
+]
+
+
+class RoomCreateBody(RequestBody):
+    """A direct chat names its one other participant; a group, case room or study group its name.
+    Only a study group has a `join_rule`."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": _ROOM_RULES})
+
+    type: Literal["direct", "group", "case", "study_group"]
+    name: Omittable[RoomName] = None
+    topic: Omittable[Topic] = None
+    participants: Omittable[Annotated[list[UserId], Field(max_length=200), UNIQUE]] = None
+    join_rule: Omittable[Literal["knock", "open"]] = None
+
+    @model_validator(mode="after")
+    def _rules_of_the_type(self) -> RoomCreateBody:
+        if self.type == "direct":
+            if self.participants is None:
+                raise missing_param("Missing field: participants")
+            if len(self.participants) != 1:
+                raise invalid_param("Invalid field participants: a direct chat has exactly one other participant.")
+        elif self.name is None:
+            raise missing_param("Missing field: name")
+        if self.join_rule is not None and self.type != "study_group":
+            raise invalid_param("Invalid field join_rule: only a study group has one.")
+        return self
+
+
+class RoomJoinBody(RequestBody):
+    reason: Omittable[Annotated[str, Field(max_length=500)]] = None
+
+
+class RoomUpdateBody(RequestBody):
+    """The state to change (at least one field); `avatar_url: null` removes the avatar."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    name: Omittable[RoomName] = None
+    topic: Omittable[Topic] = None
+    avatar_url: MxcUrl | None = None
+    phi_guard: Omittable[PhiGuardMode] = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> RoomUpdateBody:
+        _at_least_one_field(self)
+        return self
+
+
+class ParticipantAddBody(RequestBody):
+    user_id: UserId
+    role: Omittable[Literal["admin", "member"]] = None
