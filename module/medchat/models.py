@@ -159,65 +159,7 @@ USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": USER_ID_PATTERN, "maxLe
 
 # --- rooms and messages ------------------------------------------------------------------------
 
-_CLIENT_MSG_ID = {"type": "string", "minLength": 1, "maxLength": 200}
-_MESSAGE_TEXT = {"type": "string", "minLength": 1, "maxLength": 65536, "pattern": "\\S"}
-
 MESSAGE_TYPES = ("text", "image", "file", "audio", "video")
-
-MESSAGE_SEND_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "content": {"type": "string", "maxLength": 65536},
-        "message_type": {"enum": list(MESSAGE_TYPES)},
-        "media_url": {"type": "string", "maxLength": 500},
-        "file_name": {"type": "string", "minLength": 1, "maxLength": 255},
-        "file_size": {"type": "integer", "minimum": 0},
-        "mime_type": {"type": "string", "minLength": 1, "maxLength": 255},
-        "width": {"type": "integer", "minimum": 0},
-        "height": {"type": "integer", "minimum": 0},
-        "duration": {"type": "integer", "minimum": 0},
-        "reply_to": {"type": "string", "pattern": "^\\$", "maxLength": 255},
-        "client_msg_id": _CLIENT_MSG_ID,
-        "expires_in": {"type": "integer"},
-    },
-}
-
-MESSAGE_REPLY_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["content"],
-    "properties": {"content": _MESSAGE_TEXT, "client_msg_id": _CLIENT_MSG_ID},
-}
-
-MESSAGE_EDIT_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["content"],
-    "properties": {"content": _MESSAGE_TEXT},
-}
-
-REACTION_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["key"],
-    "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 100}},
-}
-
-FORWARD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["room_ids"],
-    "properties": {
-        "room_ids": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 20,
-            "uniqueItems": True,
-            "items": {"type": "string", "pattern": "^!", "maxLength": 255},
-        }
-    },
-}
 
 
 def chat_member(user_id: str, member: JsonDict) -> JsonDict:

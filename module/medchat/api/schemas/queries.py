@@ -115,3 +115,17 @@ class RoomPageQuery(QueryParams):
 
 class LeaveQuery(QueryParams):
     close: QueryBool = Field(False, description="group admins: remove every other member and invitee first")
+
+
+# --- messages (api/messages.py) ----------------------------------------------------------------------
+
+
+class MessageHistoryQuery(QueryParams):
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
+    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
+
+
+class MessageSearchQuery(QueryParams):
+    q: SearchTerm = Field(description="the words to find")
+    limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
+    cursor: Omittable[Cursor] = Field(None, description=_NEXT)

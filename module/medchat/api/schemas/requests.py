@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from medchat.api.schemas.base import UNIQUE, Omittable, RequestBody, invalid_param, missing_param
 from medchat.levels import LEVELS
-from medchat.models import USER_ID_PATTERN
+from medchat.models import MESSAGE_TYPES, USER_ID_PATTERN
 from medchat.roomtypes import PHI_GUARD_MODES
 
 # --- shared field types ----------------------------------------------------------------------
@@ -274,3 +274,59 @@ class RoomUpdateBody(RequestBody):
 class ParticipantAddBody(RequestBody):
     user_id: UserId
     role: Omittable[Literal["admin", "member"]] = None
+
+
+# --- messages (api/messages.py, api/realtime.py) -----------------------------------------------------
+
+MessageType = Literal["text", "image", "file", "audio", "video"]
+assert get_args(MessageType) == MESSAGE_TYPES, "models.MESSAGE_TYPES and MessageType agree"
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=200)]
+# The text of a reply or an edit: not only blanks.
+MessageText = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"\S")]
+Size = Annotated[int, Field(ge=0)]
+
+
+class MessageSendBody(RequestBody):
+    """A text message (`content`) or a media message (`media_url` of an upload, `content` its
+    caption); `expires_in` seconds make it disappear."""
+
+    content: Omittable[Annotated[str, Field(max_length=65536)]] = None
+    message_type: MessageType = "text"
+    media_url: Omittable[MxcUrl] = None
+    file_name: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+    file_size: Omittable[Size] = None
+    mime_type: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+    width: Omittable[Size] = None
+    height: Omittable[Size] = None
+    duration: Omittable[Size] = None
+    reply_to: Omittable[Annotated[str, Field(pattern=r"^\$", max_length=255)]] = None
+    client_msg_id: Omittable[ClientMsgId] = None
+    expires_in: Omittable[int] = None
+
+    @model_validator(mode="after")
+    def _text_or_media(self) -> MessageSendBody:
+        if self.message_type == "text":
+            if not self.content or not self.content.strip():
+                raise missing_param("Missing field: content (a text message needs text).")
+        elif self.media_url is None:
+            raise missing_param(f"Missing field: media_url (an {self.message_type} message needs an upload).")
+        return self
+
+
+class MessageReplyBody(RequestBody):
+    content: MessageText
+    client_msg_id: Omittable[ClientMsgId] = None
+
+
+class MessageEditBody(RequestBody):
+    content: MessageText
+
+
+class ReactionBody(RequestBody):
+    key: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ForwardBody(RequestBody):
+    room_ids: Annotated[
+        list[Annotated[str, Field(pattern="^!", max_length=255)]], Field(min_length=1, max_length=20), UNIQUE
+    ]
