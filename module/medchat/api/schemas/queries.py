@@ -129,3 +129,12 @@ class MessageSearchQuery(QueryParams):
     q: SearchTerm = Field(description="the words to find")
     limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
     cursor: Omittable[Cursor] = Field(None, description=_NEXT)
+
+
+# --- uploads (api/upload.py) -------------------------------------------------------------------------
+
+
+class UploadQuery(QueryParams):
+    filename: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        None, description="the file name (raw bodies)"
+    )
