@@ -246,16 +246,3 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         "created_at": iso(event["origin_server_ts"]),
         "updated_at": edited_at or iso(event["origin_server_ts"]),
     }
-
-
-# --- directory and verification (JSON Schema) -------------------------------------------------
-
-STATUS_BODY = _body({"status": {"type": "string", "enum": ["delivered", "read"]}}, required=("status",))
-
-PRESENCE_BODY = _body(
-    {
-        "status": {"type": "string", "enum": ["online", "offline", "unavailable"]},
-        "status_msg": {"type": ["string", "null"], "maxLength": 200},
-    },
-    required=("status",),
-)

@@ -123,8 +123,9 @@ LenientQueryBool = Annotated[bool, _QueryBool(lenient=True)]
 
 
 class OpenApiSchema(GenerateJsonSchema):
-    """The JSON Schema of a model as the OpenAPI document shows it: no `title` on each field, and
-    no `default: null` (a field left out is "unchanged" or "none", which null would not say)."""
+    """The JSON Schema of a model as the OpenAPI document shows it: no `title` on each field, no
+    `default: null` (a field left out is "unchanged" or "none", which null would not say), and a
+    query flag's default as the string it is sent as."""
 
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
@@ -133,6 +134,8 @@ class OpenApiSchema(GenerateJsonSchema):
         json_schema = super().default_schema(schema)
         if json_schema.get("default", ...) is None:
             json_schema.pop("default")
+        elif json_schema.get("enum") == ["true", "false"] and isinstance(json_schema.get("default"), bool):
+            json_schema["default"] = "true" if json_schema["default"] else "false"
         return json_schema
 
 

@@ -138,3 +138,12 @@ class UploadQuery(QueryParams):
     filename: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
         None, description="the file name (raw bodies)"
     )
+
+
+# --- notifications (api/realtime.py) ---------------------------------------------------------------
+
+
+class NotificationsQuery(QueryParams):
+    limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
+    from_: Omittable[Annotated[str, Field(min_length=1, max_length=64)]] = Field(None, alias="from", description=_NEXT)
+    unread: QueryBool = Field(False, description="only unread ones")

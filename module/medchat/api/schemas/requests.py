@@ -330,3 +330,12 @@ class ForwardBody(RequestBody):
     room_ids: Annotated[
         list[Annotated[str, Field(pattern="^!", max_length=255)]], Field(min_length=1, max_length=20), UNIQUE
     ]
+
+
+class MessageStatusBody(RequestBody):
+    status: Literal["delivered", "read"]
+
+
+class PresenceBody(RequestBody):
+    status: Literal["online", "offline", "unavailable"]
+    status_msg: Text | None = None
