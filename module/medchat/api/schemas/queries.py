@@ -147,3 +147,30 @@ class NotificationsQuery(QueryParams):
     limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
     from_: Omittable[Annotated[str, Field(min_length=1, max_length=64)]] = Field(None, alias="from", description=_NEXT)
     unread: QueryBool = Field(False, description="only unread ones")
+
+
+# --- the audit trail (api/admin.py) ------------------------------------------------------------------
+
+# Milliseconds since the epoch (a database bigint: 400 beyond it, never an overflow).
+Millis = Annotated[int, Field(ge=0, le=2**63 - 1)]
+AuditText = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class AuditQuery(QueryParams):
+    actor: Omittable[AuditText] = Field(None, description="only entries by this user")
+    action: Omittable[AuditText] = Field(None, description="only this action")
+    target: Omittable[AuditText] = Field(None, description="only entries about this object")
+    since: Omittable[Millis] = Field(None, description="from this time (ms since the epoch)")
+    until: Omittable[Millis] = Field(None, description="up to this time (ms since the epoch)")
+    cursor: Omittable[Millis] = Field(None, description=_NEXT)
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
+
+    def filters(self) -> dict[str, str | int | None]:
+        """What the audit store filters by."""
+        return {
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "since": self.since,
+            "until": self.until,
+        }
