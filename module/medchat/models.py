@@ -1,6 +1,8 @@
-"""The JSON shapes of shared/seed/chat-api-plan.md, and the request bodies the API accepts.
+"""The JSON shapes of shared/seed/chat-api-plan.md: the builders of the answers (chat_user,
+chat_message, contact_card, ...) and the facts they are built from.
 
-Ids are Matrix ids (`@user:server`), so one id names the same thing in both APIs.
+Ids are Matrix ids (`@user:server`), so one id names the same thing in both APIs. What requests
+may send is in medchat.api.schemas (requests.py, queries.py).
 """
 
 from __future__ import annotations
@@ -92,31 +94,6 @@ def chat_user(user_id: str, profile: Profile | None, identity: MatrixIdentity, s
         model["hidden"] = profile.hidden if profile else False
     return model
 
-
-# --- request bodies (JSON Schema) ------------------------------------------------------------
-
-_TEXT = {"type": "string", "maxLength": 200}
-_OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 200}
-_BIO = {"type": ["string", "null"], "maxLength": 2000}
-_FULL_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
-_PASSWORD = {"type": "string", "minLength": 1, "maxLength": 512}
-_EMAIL = {"type": "string", "minLength": 3, "maxLength": 254}
-_TOKEN = {"type": "string", "minLength": 1, "maxLength": 1024}
-_DEVICE_NAME = {"type": "string", "maxLength": 100}
-
-
-def _body(properties: JsonDict, required: tuple[str, ...] = (), **extra: Any) -> JsonDict:
-    """A JSON object schema that names its fields and refuses unknown ones."""
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(required),
-        "properties": properties,
-        **extra,
-    }
-
-
-ERASE_ACCOUNT_BODY = _body({"password": _PASSWORD}, required=("password",))
 
 # --- contacts ----------------------------------------------------------------------------------
 

@@ -174,3 +174,12 @@ class AuditQuery(QueryParams):
             "since": self.since,
             "until": self.until,
         }
+
+
+# --- GDPR (api/gdpr.py) ------------------------------------------------------------------------------
+
+
+class ExportQuery(QueryParams):
+    user_id: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        None, description="whose data (server admins only; default: the caller)"
+    )
