@@ -219,3 +219,19 @@ def test_bad_verification_input(api: Api, verifier: dict[str, Any]) -> None:
     )
     assert "pending" in body["error"]
     expect_error(api.call("GET", "/api/chat/verification/me"), 401, "M_MISSING_TOKEN")
+
+
+def test_attestation_check_names_what_is_wrong_with_the_body(api: Api) -> None:
+    token = api.register()["access_token"]
+    check = "/api/chat/verification/attestations/check"
+    for body, errcode, field in (
+        ({}, "M_MISSING_PARAM", "attestation"),
+        ({"attestation": {"level": "license_verified"}}, "M_MISSING_PARAM", "attestation.user_id"),
+        ({"attestation": {"user_id": "nobody"}}, "M_INVALID_PARAM", "attestation.user_id"),
+        ({"attestation": "signed"}, "M_INVALID_PARAM", "attestation"),
+    ):
+        assert field in expect_error(api.call("POST", check, token=token, json=body), 400, errcode)["error"]
+    # Anything else an attestation carries is for the signature check: a made-up one proves nothing.
+    made_up = {"user_id": "@someone:medchat.test", "level": "license_verified", "signatures": {}}
+    checked = api.call("POST", check, token=token, json={"attestation": made_up})
+    assert checked.status_code == 200 and checked.json()["verification_level"] == "unverified", checked.text

@@ -12,14 +12,14 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import read_json_dict, read_query, route
+from medchat.api.http import read_json, read_query, route
 from medchat.api.schemas.queries import PeerSearchQuery
+from medchat.api.schemas.requests import AttestationCheckBody
 from medchat.api.schemas.responses import ATTESTATION_RESULT, USER_PAGE
 from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.federation.attestation import Attestations
 from medchat.federation.directory import PEER_PATH, FederatedDirectory
 from medchat.levels import is_verified
-from medchat.models import USER_ID_SCHEMA
 
 
 class FederationServlets:
@@ -38,16 +38,6 @@ class FederationServlets:
         return 200, await self._directory.answer(origin, read_query(request, PeerSearchQuery))
 
 
-ATTESTATION_CHECK_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["attestation"],
-    "properties": {
-        "attestation": {"type": "object", "required": ["user_id"], "properties": {"user_id": USER_ID_SCHEMA}}
-    },
-}
-
-
 class AttestationServlets:
     """POST /api/chat/verification/attestations/check: what an attestation proves (one shown as
     a QR code, pasted, or read from a profile), checked against its server's published key."""
@@ -62,13 +52,13 @@ class AttestationServlets:
             "POST",
             "/api/chat/verification/attestations/check",
             self.check,
-            body=ATTESTATION_CHECK_BODY,
+            body=AttestationCheckBody,
             responses={200: ATTESTATION_RESULT},
         )
 
     async def check(self, request: Any) -> tuple[int, Any]:
         """Checks a licence attestation against its server's published key; what level it proves."""
         await self._api.get_user_by_req(request)
-        attestation = read_json_dict(request)["attestation"]
-        level = await self._attestations.level_from(attestation["user_id"], attestation)
-        return 200, {"user_id": attestation["user_id"], "verification_level": level, "is_verified": is_verified(level)}
+        attestation = read_json(request, AttestationCheckBody).attestation
+        level = await self._attestations.level_from(attestation.user_id, attestation.model_dump())
+        return 200, {"user_id": attestation.user_id, "verification_level": level, "is_verified": is_verified(level)}

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import jsonschema
 from pydantic import BaseModel, ValidationError
 from synapse.api.errors import Codes
 from synapse.http.server import JsonResource
@@ -40,16 +39,6 @@ _ROUTES_ATTR = "medchat_routes"
 _REQUEST_ATTR = "medchat_route"
 
 
-@dataclass(frozen=True)
-class Query:
-    """A query parameter a route reads (`schema` is its JSON Schema, for the documentation)."""
-
-    name: str
-    schema: JsonDict
-    description: str = ""
-    required: bool = False
-
-
 BINARY: JsonDict = {"type": "string", "format": "binary"}
 
 
@@ -68,9 +57,9 @@ class Route:
     path: str
     handler: Handler
     responses: Mapping[int, JsonDict | Content]
-    body: type[RequestBody] | JsonDict | Content | None = None
+    body: type[RequestBody] | Content | None = None
     body_required: bool = True
-    query: type[QueryParams] | tuple[Query, ...] = ()
+    query: type[QueryParams] | None = None
     public: bool = False
 
     @property
@@ -89,9 +78,9 @@ def route(
     handler: Handler,
     *,
     responses: Mapping[int, JsonDict | Content],
-    body: type[RequestBody] | JsonDict | Content | None = None,
+    body: type[RequestBody] | Content | None = None,
     body_required: bool = True,
-    query: type[QueryParams] | tuple[Query, ...] = (),
+    query: type[QueryParams] | None = None,
     public: bool = False,
 ) -> None:
     """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs.
@@ -137,25 +126,11 @@ def read_json(request: Any, model: type[B], *, optional: bool = False) -> B:
     """
     if _declared(request).body is not model:
         raise RuntimeError(f"{request.path!r}: read_json with a model its route does not declare")
-    if optional and not _has_body(request):
-        return model()
+    body = {} if optional and not _has_body(request) else _json_object(request)
     try:
-        return model.model_validate(_json_object(request))
+        return model.model_validate(body)
     except ValidationError as e:
         raise body_error(e) from None
-
-
-def read_json_dict(request: Any) -> JsonDict:
-    """The request body as a JSON object, checked against the JSON Schema its route declared
-    (routes not yet given a model)."""
-    schema = _declared(request).body
-    if not isinstance(schema, dict):
-        raise RuntimeError(f"{request.path!r}: read_json_dict on a route that declares no JSON Schema body")
-    body = _json_object(request)
-    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(body))
-    if error is not None:
-        raise _schema_error(error)
-    return body
 
 
 def _json_object(request: Any) -> JsonDict:
@@ -190,8 +165,8 @@ def body_error(error: ValidationError) -> SynapseError:
     """The 400 for a body the model refused: its shallowest problem, naming the field.
 
     Unknown fields come first and are listed together (a misspelt field is then named as such,
-    not reported as the required one it was meant to be); a whole-body rule (`missing_param`/`invalid_param` of
-    api/schemas/base.py) answers with its own message and errcode.
+    not reported as the required one it was meant to be); a whole-body rule (`missing_param` or
+    `invalid_param` of api/schemas/base.py) answers with its own message and errcode.
     """
     problems = error.errors(include_url=False)
     first = min(problems, key=lambda p: (len(p["loc"]), p["type"] != "extra_forbidden"))
@@ -220,36 +195,7 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-_validators: dict[int, jsonschema.Draft202012Validator] = {}
-
-
-def _validator(schema: JsonDict) -> jsonschema.Draft202012Validator:
-    """Compiled once per schema object; the request schemas are module-level constants."""
-    if id(schema) not in _validators:
-        _validators[id(schema)] = jsonschema.Draft202012Validator(schema)
-    return _validators[id(schema)]
-
-
-def _schema_error(error: jsonschema.ValidationError) -> SynapseError:
-    field = ".".join(str(p) for p in error.absolute_path)
-    if error.validator == "required":
-        missing = error.message.split("'")[1]
-        return errors.missing_param(f"Missing field: {missing}")
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return errors.invalid_param(f"Unknown field: {', '.join(extra)}")
-    if error.validator == "oneOf" and not field:
-        options = " or ".join(sorted(r for s in error.schema["oneOf"] for r in s.get("required", [])))
-        return errors.missing_param(f"Give exactly one of: {options}")
-    if error.validator == "minProperties":
-        return errors.invalid_param("The request body has no fields to change.")
-    return errors.invalid_param(f"Invalid field {field}: {error.message}")
-
-
 # --- query parameters --------------------------------------------------------------------------
-
-MAX_PAGE = 100
-CURSOR_MAX = 1000  # Matrix pagination tokens and our own cursors fit well within this
 
 
 def read_query(request: Any, model: type[Q]) -> Q:
@@ -313,73 +259,3 @@ def _bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
             if getattr(constraint, key, None) is not None:
                 bounds[key] = getattr(constraint, key)
     return bounds
-
-
-def query_string(request: Any, name: str, max_length: int = 200) -> str | None:
-    """A query parameter, or None if absent; 400 if empty or longer than `max_length`.
-
-    Only parameters the route declares (`query=`) may be read, so each is documented.
-    """
-    if not any(q.name == name for q in _declared(request).query):
-        raise RuntimeError(f"{request.path!r}: query parameter {name!r} is not declared on its route")
-    values = request.args.get(name.encode("ascii"))
-    if not values:
-        return None
-    try:
-        value = values[0].decode("utf-8")
-    except UnicodeDecodeError:
-        raise errors.invalid_param(f"Invalid parameter {name}: not UTF-8")
-    if not value or len(value) > max_length:
-        raise errors.invalid_param(f"Invalid parameter {name}: give 1 to {max_length} characters")
-    if "\x00" in value:
-        raise errors.invalid_param(f"Invalid parameter {name}: contains a NUL character")
-    return value
-
-
-def query_bool(request: Any, name: str) -> bool | None:
-    value = query_string(request, name)
-    if value is None:
-        return None
-    if value not in ("true", "false"):
-        raise errors.invalid_param(f"Invalid parameter {name}: use true or false")
-    return value == "true"
-
-
-def query_limit(request: Any, default: int, maximum: int) -> int:
-    """The page size `limit`: 1 to `maximum` (400 outside), `default` if absent."""
-    value = query_string(request, "limit", max_length=6)
-    if value is None:
-        return default
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
-        raise errors.invalid_param(f"Invalid parameter limit: give a whole number from 1 to {maximum}")
-    return int(value)
-
-
-def query_params(request: Any) -> dict[str, str]:
-    """The query string as name → first value (UTF-8); 400 for bytes that are not UTF-8."""
-    try:
-        params = {k.decode(): v[0].decode() for k, v in (request.args or {}).items() if v}
-    except UnicodeDecodeError:
-        raise errors.invalid_param("The query string is not valid UTF-8.")
-    if _has_nul(params):
-        raise errors.invalid_param("The query string contains a NUL character.")
-    return params
-
-
-# --- declarations of the common query parameters ------------------------------------------------
-
-
-def text_query(name: str, description: str, max_length: int = 200, required: bool = False) -> Query:
-    return Query(name, {"type": "string", "minLength": 1, "maxLength": max_length}, description, required)
-
-
-def bool_query(name: str, description: str) -> Query:
-    return Query(name, {"type": "string", "enum": ["true", "false"]}, description)
-
-
-def limit_query(default: int, maximum: int = MAX_PAGE) -> Query:
-    return Query("limit", {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}, "page size")
-
-
-def cursor_query(max_length: int = CURSOR_MAX, name: str = "cursor") -> Query:
-    return text_query(name, "the `next_cursor` of the previous page", max_length)

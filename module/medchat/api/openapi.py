@@ -25,7 +25,7 @@ from synapse.module_api import respond_with_html
 
 import medchat.api
 from medchat import errors
-from medchat.api.http import BINARY, WEBSOCKET_PATH, Content, Query, Route, route, routes_of
+from medchat.api.http import BINARY, WEBSOCKET_PATH, Content, Route, route, routes_of
 from medchat.api.schemas.base import QueryParams, RequestBody, json_schema_of
 from medchat.api.schemas.responses import ERROR
 from medchat.models import JsonDict
@@ -108,16 +108,14 @@ def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
         for name in _PATH_PARAM.findall(declared.path)
     ]
-    if isinstance(declared.query, tuple):
-        parameters += [_query(q) for q in declared.query]
-    else:
+    if declared.query is not None:
         parameters += _query_model(declared.query, schemas)
     if parameters:
         operation["parameters"] = parameters
     if isinstance(declared.body, type):
         content = {"application/json": {"schema": _model(declared.body, schemas)}}
         operation["requestBody"] = {"required": declared.body_required, "content": content}
-    elif declared.body is not None:
+    elif declared.body is not None:  # Content: uploads
         operation["requestBody"] = {"required": declared.body_required, "content": _content(declared.body, schemas)}
     operation["responses"] = {
         str(status): {"description": HTTPStatus(status).phrase, "content": _content(schema, schemas)}
@@ -127,13 +125,6 @@ def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
     if declared.public:
         operation["security"] = []
     return operation
-
-
-def _query(q: Query) -> JsonDict:
-    parameter: JsonDict = {"name": q.name, "in": "query", "required": q.required, "schema": q.schema}
-    if q.description:
-        parameter["description"] = q.description
-    return parameter
 
 
 def _query_model(model: type[QueryParams], schemas: dict[str, JsonDict]) -> list[JsonDict]:

@@ -332,6 +332,19 @@ class ForwardBody(RequestBody):
     ]
 
 
+class AttestationClaim(RequestBody):
+    """A licence attestation as its server published it: whose it is, and whatever else it carries
+    (the signature and its fields are checked against the server's key, not here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user_id: UserId
+
+
+class AttestationCheckBody(RequestBody):
+    attestation: AttestationClaim
+
+
 class MessageStatusBody(RequestBody):
     status: Literal["delivered", "read"]
 
