@@ -103,6 +103,7 @@ class Accounts:
         return {**session, "user": await self.view(user_id, show_email=True)}
 
     async def login(self, body: LoginBody, request: Any) -> JsonDict:
+        identifier: JsonDict  # LoginBody holds exactly one of the e-mail address and the username
         if body.email is not None:
             identifier = {"type": "m.id.thirdparty", "medium": "email", "address": self._email(body.email)}
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from medchat.api.schemas.base import UNIQUE, Omittable, RequestBody, invalid_param, missing_param
 from medchat.levels import LEVELS
@@ -215,7 +215,7 @@ Topic = Annotated[str, Field(max_length=1000)]
 PhiGuardMode = Literal["refuse", "warn"]
 assert get_args(PhiGuardMode) == PHI_GUARD_MODES, "roomtypes.PHI_GUARD_MODES and PhiGuardMode agree"
 
-_ROOM_RULES = [
+_ROOM_RULES: list[JsonValue] = [
     {
         "if": {"properties": {"type": {"const": "direct"}}},
         "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
