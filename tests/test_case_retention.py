@@ -111,7 +111,7 @@ def test_expired_case_room_messages_are_hidden_then_purged(strict: SynapseServer
             "GET", f"/_matrix/client/v3/rooms/{quote(room)}/messages?dir=b&limit=50", token=doctor["access_token"]
         )
         # Synapse's /messages answers 500 when its purge job (every second here) deletes the
-        # page's events while it reads them; the API's history retries that read (bridge.py).
+        # page's events while it reads them; the API's history retries that read (medchat.synapse.events).
         if native.status_code != 500:
             break
     assert native.status_code == 200, native.text

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import zipfile
 from typing import Any
 from urllib.parse import quote
+
+import pytest
 
 from harness import (
     PASSWORD,
@@ -348,3 +351,55 @@ def test_migration_080_reseals_an_existing_trail(api: Api, tmp_path_factory: Any
             assert query_db(hs, "SELECT DISTINCT scheme FROM medchat_audit") == [(2,)]
         finally:
             hs.stop()
+
+
+def all_tables(server: SynapseServer) -> list[str]:
+    """Every table in the database, Synapse's and the module's."""
+    if server.database_url:
+        names = query_db(
+            server, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    else:
+        names = query_db(server, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    return sorted(name for (name,) in names)
+
+
+# The room history other members saw: their copies of the person's past events stay (Synapse's
+# erasure hides them from later joiners); everything else must forget the person.
+ROOM_HISTORY = {"events", "event_json", "room_memberships", "state_events", "current_state_events", "event_search"}
+
+
+@pytest.mark.parametrize("route", ["api", "synapse_admin"])
+def test_erasure_leaves_no_email_name_or_bio_in_any_table(
+    api: Api, server: SynapseServer, mail: Any, route: str
+) -> None:
+    tag = secrets.token_hex(4)
+    user = api.register(f"erased_{tag}", full_name=f"Dr. Zelda Quux{tag}", bio=f"Loves rare case {tag}")
+    friend = api.register()
+    room = shared_room(api, user, friend)
+    send_text(api, user["access_token"], room, "A message before erasure")
+    # A pending password-reset session (its address sits in Synapse's validation tables).
+    assert api.call("POST", "/api/auth/forgot-password", json={"email": user["email"]}).status_code == 202
+    mail.wait_for(user["email"])
+    if route == "api":
+        erased = api.call("DELETE", PROFILE, token=user["access_token"], json={"password": PASSWORD})
+    else:  # Synapse's own admin API, as an operator or Element's admin tools would erase
+        admin = register_admin(server)
+        erased = api.call(
+            "POST",
+            f"/_synapse/admin/v1/deactivate/{quote(user['user_id'])}",
+            token=admin["access_token"],
+            json={"erase": True},
+        )
+    assert erased.status_code == 200, erased.text
+    needles = [user["email"], f"Zelda Quux{tag}", f"Loves rare case {tag}"]
+    leftovers = []
+    for table in all_tables(server):
+        if table in ROOM_HISTORY:
+            continue
+        for row in query_db(server, f"SELECT * FROM {table}"):
+            text = " ".join(
+                bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, memoryview)) else str(v) for v in row
+            )
+            leftovers += [(table, needle) for needle in needles if needle in text]
+    assert leftovers == [], leftovers

@@ -275,6 +275,53 @@ def test_room_bad_input_and_access(api: Api) -> None:
     expect_error(api.call("GET", room_path("!doesnotexist:medchat.test"), token=outsider), 404, "M_NOT_FOUND")
 
 
+def test_a_member_cannot_make_anyone_an_admin_and_nothing_half_happens(api: Api) -> None:
+    alice, bob, carol = api.register(), api.register(), api.register()
+    group = create_room(api, alice["access_token"], type="group", name="Rota", participants=[bob["user_id"]])
+    participants = room_path(group["id"], "/participants")
+    power_before = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(group['id'])}/state/m.room.power_levels", token=alice["access_token"]
+    ).json()
+    # Bob accepting his invitation while asking to be an admin: refused, and he is still only invited.
+    expect_error(
+        api.call("POST", participants, token=bob["access_token"], json={"user_id": bob["user_id"], "role": "admin"}),
+        403,
+        "M_FORBIDDEN",
+    )
+    roles = {p["id"]: (p["membership"], p["role"]) for p in view(api, alice, group["id"])["participants"]}
+    assert roles[bob["user_id"]] == ("invite", "member")
+    joined = api.call("POST", participants, token=bob["access_token"], json={"user_id": bob["user_id"]})
+    assert joined.status_code == 200
+    # A member promoting himself, or inviting someone as an admin: 403, no invitation left behind.
+    expect_error(
+        api.call("POST", participants, token=bob["access_token"], json={"user_id": bob["user_id"], "role": "admin"}),
+        403,
+        "M_FORBIDDEN",
+    )
+    expect_error(
+        api.call("POST", participants, token=bob["access_token"], json={"user_id": carol["user_id"], "role": "admin"}),
+        403,
+        "M_FORBIDDEN",
+    )
+    roles = {p["id"]: (p["membership"], p["role"]) for p in view(api, alice, group["id"])["participants"]}
+    assert roles[bob["user_id"]] == ("join", "member") and carol["user_id"] not in roles
+    power_after = api.call(
+        "GET", f"/_matrix/client/v3/rooms/{quote(group['id'])}/state/m.room.power_levels", token=alice["access_token"]
+    ).json()
+    assert power_after == power_before
+    # The admin still can.
+    promoted = api.call(
+        "POST", participants, token=alice["access_token"], json={"user_id": bob["user_id"], "role": "admin"}
+    )
+    assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
+
+
+def view(api: Api, user: dict[str, Any], room_id: str) -> dict[str, Any]:
+    response = api.call("GET", room_path(room_id), token=user["access_token"])
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_room_fields_have_one_definition_each(api: Api) -> None:
     """The avatar is the one mxc:// URL type (at most 500 characters), a participant the one user-id
     type (no whitespace), `close` a true/false flag; each refusal names its field."""

@@ -339,3 +339,32 @@ def test_sender_sees_delivery_and_module_notifications_arrive_live_and_on_resume
             await alice_sock.ws.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 200 * 1024, 10 * 1024 * 1024])
+def test_an_oversized_inbound_message_closes_1009(api: Api, server, size: int) -> None:
+    """Inbound messages are capped at 64 KiB: over it the server closes with 1009 (message too big)
+    without buffering the rest; a message just under it is answered as usual."""
+    bob = api.register()
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            ws = await connect(session, server.base_url, bob["access_token"], max_msg_size=0)
+            await Socket(ws).hello()
+            await ws.send_str(json.dumps({"type": "ping", "pad": "x" * (60 * 1024)}))
+            while (frame := await ws.receive_json(timeout=10))["type"] in ("heartbeat", "events"):
+                pass
+            assert frame["type"] == "pong", frame
+            started = time.monotonic()
+            try:
+                await ws.send_str("x" * size)
+            except ConnectionResetError:
+                pass  # the server closed while the message was still being written
+            message = await ws.receive(timeout=20)
+            while message.type == aiohttp.WSMsgType.TEXT and time.monotonic() - started < 15:
+                message = await ws.receive(timeout=20)  # frames the server sent before closing
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            assert ws.close_code == 1009, (message, ws.close_code)
+            assert time.monotonic() - started < 15
+
+    run(scenario())

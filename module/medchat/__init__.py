@@ -11,7 +11,7 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
-from medchat.api import build_api_resource
+from medchat.api import Servlets, build_api_resource
 from medchat.api.admin import AdminServlets
 from medchat.api.contacts import ContactServlets
 from medchat.api.federation import AttestationServlets, FederationServlets
@@ -22,7 +22,6 @@ from medchat.api.rooms import RoomServlets
 from medchat.api.upload import UploadServlets
 from medchat.api.users import UserServlets
 from medchat.api.verification import VerificationServlets
-from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.federation.allowlist import check_agreement
 from medchat.federation.attestation import Attestations
@@ -59,6 +58,7 @@ from medchat.store.expiry import ExpiryStore
 from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
 from medchat.store.spaces import SpaceStore
+from medchat.synapse import Synapse
 
 logger = logging.getLogger(__name__)
 
@@ -71,26 +71,28 @@ class MedChatModule:
     """Loaded by Synapse from the `modules:` list; wires config, storage, rules and the REST API."""
 
     def __init__(self, config: MedChatConfig, api: ModuleApi):
-        bridge = SynapseBridge(api)
-        bridge.extend_federation_domain_whitelist(config.signed_allow_list)
-        check_agreement(config.federation_allow_list, bridge.federation_domain_whitelist, bridge.server_name)
-        pseudonyms = Pseudonyms(bridge.audit_pseudonym_key)
+        synapse = Synapse(api)
+        server = synapse.server
+        server.extend_federation_domain_whitelist(config.signed_allow_list)
+        check_agreement(config.federation_allow_list, server.federation_domain_whitelist, api.server_name)
+        pseudonyms = Pseudonyms(server.audit_pseudonym_key)
         data_steps = {80: lambda txn: reseal_legacy_txn(txn, pseudonyms)}
-        applied = bridge.run_startup_transaction(
-            "medchat_migrations", lambda txn: apply_migrations(txn, bridge.database_engine, data_steps)
+        applied = server.run_startup_transaction(
+            "medchat_migrations", lambda txn: apply_migrations(txn, server.database_engine, data_steps)
         )
         if applied:
             logger.info("MedChat: applied schema migrations %s", applied)
         profiles = ProfileStore(api)
-        mirror = ProfileMirror(bridge, profiles)
+        mirror = ProfileMirror(synapse.profiles, profiles)
         module_notifications = NotificationStore(api)
-        audit = Audit(bridge, AuditStore(api, bridge.database_engine, pseudonyms))
-        server = ServerBridge(api)
+        audit = Audit(api, server, synapse.accounts, AuditStore(api, server.database_engine, pseudonyms))
+        federation = synapse.federation
         verification_store = VerificationStore(api)
-        attestations = Attestations(bridge, server, profiles, verification_store)
+        attestations = Attestations(api, server, synapse.profiles, federation, profiles, verification_store)
         verification = Verification(
             config,
-            bridge,
+            api,
+            server,
             verification_store,
             profiles,
             mirror,
@@ -98,39 +100,81 @@ class MedChatModule:
             audit.store,
             remote_level=attestations.remote_level,
         )
-        accounts = Accounts(config, bridge, profiles, mirror, verification, audit)
-        directory_store = DirectoryStore(api, bridge.database_engine)
-        directory = Directory(config, bridge, accounts, directory_store, verification)
+        accounts = Accounts(
+            config,
+            api,
+            server,
+            synapse.accounts,
+            synapse.profiles,
+            synapse.stream,
+            profiles,
+            mirror,
+            verification,
+            audit,
+        )
+        directory_store = DirectoryStore(api, server.database_engine)
+        directory = Directory(config, api, synapse.accounts, synapse.stream, accounts, directory_store, verification)
         contact_store = ContactStore(api)
         rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
-        contacts = Contacts(config, bridge, contact_store, profiles, rules, module_notifications)
-        spaces = InstitutionSpaces(bridge, SpaceStore(api), config.study_groups.space_owner)
-        study_groups = StudyGroups(config.study_groups, bridge, spaces, profiles)
-        rooms = Rooms(bridge, study_groups, rules.require_federated)
-        status = MessageStatus(bridge, DeliveryStore(api))
-        expiry = Expiry(bridge, ExpiryStore(api), config.max_expires_in_seconds)
-        messages = Messages(bridge, rooms, status, expiry)
-        gdpr = Gdpr(bridge, accounts, rules, expiry, audit)
-        sockets = SocketHub(bridge, config.websocket, status, messages, module_notifications)
+        contacts = Contacts(
+            config,
+            api,
+            server,
+            synapse.profiles,
+            synapse.rooms,
+            synapse.stream,
+            contact_store,
+            profiles,
+            rules,
+            module_notifications,
+        )
+        spaces = InstitutionSpaces(
+            api,
+            server,
+            synapse.accounts,
+            synapse.rooms,
+            synapse.events,
+            SpaceStore(api),
+            config.study_groups.space_owner,
+        )
+        study_groups = StudyGroups(config.study_groups, api, synapse.rooms, spaces, profiles)
+        rooms = Rooms(
+            api,
+            server,
+            synapse.profiles,
+            synapse.rooms,
+            synapse.events,
+            synapse.stream,
+            study_groups,
+            rules.require_federated,
+        )
+        status = MessageStatus(server, synapse.rooms, synapse.events, synapse.stream, DeliveryStore(api))
+        expiry = Expiry(server, synapse.events, ExpiryStore(api), config.max_expires_in_seconds)
+        messages = Messages(api, server, synapse.rooms, synapse.events, synapse.search, rooms, status, expiry)
+        gdpr = Gdpr(api, server, synapse.http, synapse.accounts, accounts, rules, expiry, audit)
+        sockets = SocketHub(
+            api, server, synapse.http, synapse.stream, config.websocket, status, messages, module_notifications
+        )
 
-        ContactSpamChecker(rules, bridge).register(api)
-        case_rooms = CaseRoomGate(bridge, verification.level_of)
+        ContactSpamChecker(rules, synapse.rooms).register(api)
+        case_rooms = CaseRoomGate(synapse.rooms, verification.level_of)
         case_rooms.register(api)
         study_groups.register(api)
         phi = config.case_rooms
-        check_retention(phi.retention_max_lifetime_ms, bridge.retention_limits)
+        check_retention(phi.retention_max_lifetime_ms, server.retention_limits)
         # Last of the check_event_allowed callbacks: Synapse stops at the first one that returns a
         # replacement event, which the guard does to mark warn-mode messages.
         PhiGuard(
             Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region),
             case_rooms,
-            bridge,
+            api,
+            synapse.rooms,
             phi.allow_warn_mode,
         ).register(api)
-        CaseRoomMedia(bridge, case_rooms).register(api)
+        CaseRoomMedia(api, synapse.media, case_rooms).register(api)
         CaseRoomRetention(phi.retention_max_lifetime_ms).register(api)
         api.register_third_party_rules_callbacks(on_profile_update=attestations.on_profile_update)
-        federated = FederatedDirectory(config, server, directory, attestations, bridge.server_name)
+        federated = FederatedDirectory(config, federation, directory, attestations, api.server_name)
         api.register_spam_checker_callbacks(
             check_username_for_spam=DirectoryRules(directory, directory_store).check_username_for_spam
         )
@@ -138,33 +182,43 @@ class MedChatModule:
             on_profile_update=mirror.on_profile_update, on_new_event=audit.on_new_event
         )
         api.register_third_party_rules_callbacks(
-            on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed
+            check_can_deactivate_user=gdpr.before_deactivation,
+            on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed,
         )
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
 
-        features = [
+        features: list[Servlets] = [
             AdminServlets(api, audit),
-            UserServlets(bridge, accounts, directory, federated),
+            UserServlets(api, server, synapse.profiles, accounts, directory, federated),
             GdprServlets(api, gdpr),
             AttestationServlets(api, attestations),
             VerificationServlets(api, verification),
             ContactServlets(api, contacts, rules),
             RoomServlets(api, rooms, study_groups),
             MessageServlets(api, messages),
-            UploadServlets(api, MediaUploads(bridge, config.uploads, audit)),
+            UploadServlets(api, MediaUploads(api, synapse.media, config.uploads, audit)),
             RealtimeServlets(
                 api,
                 status,
-                Presence(bridge, contact_store),
-                Notifications(bridge, DismissedNotificationStore(api), module_notifications),
+                Presence(api, synapse.rooms, synapse.stream, contact_store),
+                Notifications(
+                    server,
+                    synapse.rooms,
+                    synapse.events,
+                    synapse.stream,
+                    DismissedNotificationStore(api),
+                    module_notifications,
+                ),
             ),
         ]
         api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)
         api.looping_background_call(expiry.reap, REAP_EVERY_MS)
-        if bridge.runs_background_tasks:  # takes the service account's name before anyone else can
+        if server.runs_background_tasks:  # takes the service account's name before anyone else can
             api.delayed_background_call(0, spaces.owner, desc="medchat_service_account")
-        api.register_web_resource("/api", build_api_resource(bridge, accounts, sockets.resource(), *features))
-        api.register_web_resource("/_medchat/federation", FederationServlets(server, federated).resource(bridge))
+        api.register_web_resource("/api", build_api_resource(synapse, accounts, sockets.resource(), *features))
+        api.register_web_resource(
+            "/_medchat/federation", FederationServlets(federation, federated).resource(synapse.http)
+        )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> MedChatConfig:

@@ -19,3 +19,7 @@ UPLOAD_REJECTIONS = Counter(
     "medchat_upload_rejections_total", "Uploads refused, by kind and HTTP status", ["kind", "status"]
 )
 VERIFICATION_PENDING = Gauge("medchat_verification_requests_pending", "Verification requests waiting for a verifier")
+EXPIRY_OVERDUE = Gauge(
+    "medchat_expiring_messages_overdue",
+    "Disappearing messages more than a minute past their expiry and not yet redacted (retrying)",
+)

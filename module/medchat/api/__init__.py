@@ -13,8 +13,8 @@ from medchat.api.auth import AuthServlets
 from medchat.api.health import HealthServlet
 from medchat.api.http import WEBSOCKET_PATH, routes_of
 from medchat.api.openapi import DocsServlets
-from medchat.bridge import SynapseBridge
 from medchat.handlers.accounts import Accounts
+from medchat.synapse import Synapse
 
 
 class Servlets(Protocol):
@@ -36,12 +36,12 @@ class ApiRoot(Resource):
         return (self._websocket if request.path == WEBSOCKET_PATH else self._json).render(request)
 
 
-def build_api_resource(bridge: SynapseBridge, accounts: Accounts, websocket: Resource, *more: Servlets) -> Resource:
+def build_api_resource(synapse: Synapse, accounts: Accounts, websocket: Resource, *more: Servlets) -> Resource:
     """The /api resource; `more` are the feature servlets built in MedChatModule."""
-    resource = bridge.json_resource()
+    resource = synapse.http.json_resource()
     for servlets in (
-        HealthServlet(bridge),
-        AuthServlets(bridge.api, accounts),
+        HealthServlet(synapse.server.api, synapse.server),
+        AuthServlets(synapse.server.api, accounts),
         *more,
         DocsServlets(routes_of(resource)),
     ):

@@ -16,19 +16,19 @@ from medchat.api.http import read_json, read_query, route
 from medchat.api.schemas.queries import PeerSearchQuery
 from medchat.api.schemas.requests import AttestationCheckBody
 from medchat.api.schemas.responses import ATTESTATION_RESULT, USER_PAGE
-from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.federation.attestation import Attestations
 from medchat.federation.directory import PEER_PATH, FederatedDirectory
 from medchat.levels import is_verified
+from medchat.synapse import SynapseFederation, SynapseHttp
 
 
 class FederationServlets:
-    def __init__(self, server: ServerBridge, directory: FederatedDirectory):
+    def __init__(self, server: SynapseFederation, directory: FederatedDirectory):
         self._server = server
         self._directory = directory
 
-    def resource(self, bridge: SynapseBridge) -> JsonResource:
-        resource = bridge.json_resource()
+    def resource(self, http: SynapseHttp) -> JsonResource:
+        resource = http.json_resource()
         route(resource, "GET", PEER_PATH, self.search, query=PeerSearchQuery, responses={200: USER_PAGE})
         return resource
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.http.server import JsonResource
+from synapse.module_api import ModuleApi
 
 from medchat.api.http import route
 from medchat.api.schemas.responses import HEALTH
-from medchat.bridge import SYNAPSE_VERSION, SynapseBridge
+from medchat.synapse import SYNAPSE_VERSION, SynapseServer
 from medchat.version import VERSION
 
 
 class HealthServlet:
-    def __init__(self, bridge: SynapseBridge):
-        self._bridge = bridge
+    def __init__(self, api: ModuleApi, synapse_server: SynapseServer):
+        self._api = api
+        self._synapse_server = synapse_server
 
     def register_routes(self, resource: JsonResource) -> None:
         route(resource, "GET", "/api/health", self.get, public=True, responses={200: HEALTH})
@@ -24,9 +26,9 @@ class HealthServlet:
         return 200, {
             "status": "ok",
             "version": VERSION,
-            "server_name": self._bridge.server_name,
-            "database": self._bridge.database_engine,
+            "server_name": self._api.server_name,
+            "database": self._synapse_server.database_engine,
             "synapse_version": SYNAPSE_VERSION,
-            "worker": self._bridge.worker_name,
-            "background_tasks": self._bridge.runs_background_tasks,
+            "worker": self._synapse_server.worker_name,
+            "background_tasks": self._synapse_server.runs_background_tasks,
         }

@@ -42,7 +42,7 @@ works here and on `/_matrix/client/*`. Ids are Matrix ids (`@user:server`, `!roo
 `$event`), URL-encoded in paths. Errors are `{errcode, error}` with a 4xx status."""
 
 # The WebSocket is not a JSON route (api/__init__.py hands it to its own resource), so it is
-# described here; see the README's "Real time" section for the frames.
+# described here; see docs/api.md, "Real time", for the frames.
 _WEBSOCKET_OPERATION: JsonDict = {
     "operationId": "get_api_chat_ws",
     "tags": ["Realtime"],

@@ -16,11 +16,11 @@ from synapse.module_api.errors import SynapseError
 from medchat.api.http import BINARY, Content, read_query, route
 from medchat.api.schemas.queries import UploadQuery
 from medchat.api.schemas.responses import EMPTY, UPLOADED, obj
-from medchat.bridge import SynapseBridge
 from medchat.media.body import BodyError, multipart_field, whole_body
 from medchat.media.policy import KINDS
 from medchat.media.uploads import MediaUploads
 from medchat.metrics import UPLOAD_REJECTIONS
+from medchat.synapse.upload_guard import guard_uploads
 
 PREFIX = "/api/chat/upload/"
 
@@ -29,7 +29,7 @@ class UploadServlets:
     def __init__(self, api: ModuleApi, uploads: MediaUploads):
         self._api = api
         self._uploads = uploads
-        self._content_type = SynapseBridge.guard_uploads(PREFIX.encode(), self._refuse_early)
+        self._content_type = guard_uploads(PREFIX.encode(), self._refuse_early)
 
     def register_routes(self, resource: JsonResource) -> None:
         # One pattern for both methods (Synapse's router answers 405 when the first matching

@@ -5,27 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.http.server import JsonResource
+from synapse.module_api import ModuleApi
 
 from medchat.api.http import read_json, read_query, route
 from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
 from medchat.api.schemas.requests import ChatUserUpdateBody
 from medchat.api.schemas.responses import CHAT_USER, INSTITUTIONS, USER_PAGE
-from medchat.bridge import SynapseBridge
 from medchat.federation.directory import FederatedDirectory
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.directory import Directory
+from medchat.synapse import SynapseProfiles, SynapseServer
 
 
 class UserServlets:
     def __init__(
         self,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_profiles: SynapseProfiles,
         accounts: Accounts,
         directory: Directory,
         federated: FederatedDirectory | None = None,
     ):
-        self._bridge = bridge
-        self._api = bridge.api
+        self._synapse_server = synapse_server
+        self._synapse_profiles = synapse_profiles
+        self._api = api
         self._accounts = accounts
         self._directory = directory
         self._federated = federated
@@ -63,10 +67,10 @@ class UserServlets:
     async def search(self, request: Any) -> tuple[int, Any]:
         """Searches the directory, best match first (`rc_user_directory` applies)."""
         requester = await self._api.get_user_by_req(request)
-        await self._bridge.ratelimit_directory_search(requester)
+        await self._synapse_profiles.ratelimit_directory_search(requester)
         query = read_query(request, DirectorySearchQuery)
         if query.scope == "federation" and self._federated is not None:
-            return 200, await self._federated.search(requester.user.to_string(), query, self._bridge.now_ms())
+            return 200, await self._federated.search(requester.user.to_string(), query, self._synapse_server.now_ms())
         return 200, await self._directory.search(requester.user.to_string(), query)
 
     async def get(self, request: Any, user_id: str) -> tuple[int, Any]:

@@ -9,7 +9,7 @@ Synapse's key from the module's when a config sets only the module's.
 More servers may come from a signed list file (`federation_allow_list_file`: a federation
 authority publishes one list, every institution configures only its public key). Its signature
 is checked when the config is read; its servers join both lists at start-up (Synapse's in
-memory, via the bridge), so the two still agree.
+memory, via the Synapse adapter), so the two still agree.
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from synapse.module_api import ProfileInfo
+from synapse.module_api import ModuleApi, ProfileInfo
 from synapse.module_api.errors import SynapseError
 
-from medchat.bridge import ServerBridge, SynapseBridge
 from medchat.levels import LEVELS, LICENSE_VERIFIED, UNVERIFIED
 from medchat.models import JsonDict
 from medchat.rules.decisions import server_of
 from medchat.store import ProfileStore, VerificationStore
+from medchat.synapse import SynapseFederation, SynapseProfiles, SynapseServer
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,17 @@ def well_formed(value: Any, user_id: str) -> bool:
 
 class Attestations:
     def __init__(
-        self, bridge: SynapseBridge, server: ServerBridge, profiles: ProfileStore, verification_store: VerificationStore
+        self,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_profiles: SynapseProfiles,
+        server: SynapseFederation,
+        profiles: ProfileStore,
+        verification_store: VerificationStore,
     ):
-        self._bridge = bridge
+        self._api = api
+        self._synapse_server = synapse_server
+        self._synapse_profiles = synapse_profiles
         self._server = server
         self._profiles = profiles
         self._verification_store = verification_store
@@ -57,7 +65,7 @@ class Attestations:
     async def _issue(self, user_id: str, level: str) -> JsonDict:
         requests = await self._verification_store.requests("approved", user_id, None, 50)
         body = next((r.registration_body for r in requests if r.level == level), None)
-        now = self._bridge.now_ms()
+        now = self._synapse_server.now_ms()
         return self._server.sign(
             {
                 "user_id": user_id,
@@ -73,21 +81,21 @@ class Attestations:
         None (and any old one withdrawn) unless they are licence-verified."""
         profile = await self._profiles.get(user_id)
         level = profile.verification_level if profile else UNVERIFIED
-        published = await self._bridge.get_profile_field(user_id, ATTESTATION_FIELD)
+        published = await self._synapse_profiles.get_profile_field(user_id, ATTESTATION_FIELD)
         if level != LICENSE_VERIFIED:
             if published:
-                await self._bridge.set_profile_field(user_id, ATTESTATION_FIELD, None)
+                await self._synapse_profiles.set_profile_field(user_id, ATTESTATION_FIELD, None)
             return None
         fresh = (
             well_formed(published, user_id)
             and published.get("level") == level
-            and published.get("expires_ts", 0) - self._bridge.now_ms() > RENEW_BEFORE_MS
+            and published.get("expires_ts", 0) - self._synapse_server.now_ms() > RENEW_BEFORE_MS
             and await self.level_from(user_id, published) == level  # not edited by a Matrix client
         )
         if fresh:
             return dict(published)
         attestation = await self._issue(user_id, level)
-        await self._bridge.set_profile_field(user_id, ATTESTATION_FIELD, attestation)
+        await self._synapse_profiles.set_profile_field(user_id, ATTESTATION_FIELD, attestation)
         return attestation
 
     async def published(self, user_ids: list[str]) -> dict[str, JsonDict]:
@@ -99,14 +107,14 @@ class Attestations:
         self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool
     ) -> None:
         """A level change rewrites the mirrored profile field, which lands here: publish or withdraw."""
-        if not deactivation and self._bridge.api.is_mine(user_id):
+        if not deactivation and self._api.is_mine(user_id):
             await self.current(user_id)
 
     # --- other servers' users -----------------------------------------------------------------------
 
     async def level_from(self, user_id: str, attestation: Any) -> str:
         """The level an attestation proves for `user_id`, or unverified if it proves nothing."""
-        now = self._bridge.now_ms()
+        now = self._synapse_server.now_ms()
         if not well_formed(attestation, user_id):
             return UNVERIFIED
         if not attestation["issued_ts"] - _CLOCK_SKEW_MS <= now < attestation["expires_ts"]:
@@ -118,7 +126,7 @@ class Attestations:
 
     async def remote_level(self, user_id: str) -> str:
         """A remote user's level from the attestation on their profile (cached for a minute)."""
-        now = self._bridge.now_ms()
+        now = self._synapse_server.now_ms()
         cached = self._remote.get(user_id)
         if cached is not None and cached[0] > now:
             return cached[1]

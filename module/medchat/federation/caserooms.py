@@ -16,9 +16,9 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.levels import LICENSE_VERIFIED
 from medchat.roomtypes import CASE_ROOM
+from medchat.synapse import SynapseRooms
 
 RULE = "case_room_verified_only"
 Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
@@ -32,8 +32,8 @@ def _refusal(user_id: str, action: str) -> Verdict:
 
 
 class CaseRoomGate:
-    def __init__(self, bridge: SynapseBridge, level_of: Callable[[str], Awaitable[str]]):
-        self._bridge = bridge
+    def __init__(self, synapse_rooms: SynapseRooms, level_of: Callable[[str], Awaitable[str]]):
+        self._synapse_rooms = synapse_rooms
         self._level_of = level_of
 
     def register(self, api: ModuleApi) -> None:
@@ -49,7 +49,7 @@ class CaseRoomGate:
 
     async def is_case_room(self, room_id: str) -> bool:
         """On every message's path: Synapse caches room types (a room's type never changes)."""
-        return (await self._bridge.room_types([room_id]))[room_id] == CASE_ROOM
+        return (await self._synapse_rooms.room_types([room_id]))[room_id] == CASE_ROOM
 
     async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Verdict:
         if (room_config.get("creation_content") or {}).get("type") != CASE_ROOM:

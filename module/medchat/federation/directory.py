@@ -18,13 +18,13 @@ from synapse.module_api.errors import SynapseError
 
 from medchat import errors
 from medchat.api.schemas.queries import DirectorySearchQuery, PeerSearchQuery
-from medchat.bridge import ServerBridge
 from medchat.config import MedChatConfig
 from medchat.federation.attestation import ATTESTATION_KEY, Attestations
 from medchat.handlers.directory import Directory
 from medchat.levels import is_verified
 from medchat.models import JsonDict, localpart
 from medchat.rules.decisions import server_of
+from medchat.synapse import SynapseFederation
 
 PEER_PATH = "/_medchat/federation/v1/users/search"
 # What a peer's search may narrow by (the rest of the filters are this server's own vocabulary).
@@ -74,7 +74,7 @@ class FederatedDirectory:
     def __init__(
         self,
         config: MedChatConfig,
-        server: ServerBridge,
+        server: SynapseFederation,
         directory: Directory,
         attestations: Attestations,
         own_server: str,

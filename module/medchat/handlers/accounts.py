@@ -10,10 +10,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.handlers.audit import Audit
 from medchat.handlers.mirror import ProfileMirror
@@ -21,6 +21,7 @@ from medchat.handlers.verification import Verification
 from medchat.levels import UNVERIFIED
 from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user, localpart
 from medchat.store import ProfileStore
+from medchat.synapse import SynapseAccounts, SynapseProfiles, SynapseServer, SynapseStream
 
 if TYPE_CHECKING:
     from medchat.api.schemas.requests import LoginBody, ProfileUpdateBody, RegisterBody, ResetPasswordBody
@@ -35,14 +36,22 @@ class Accounts:
     def __init__(
         self,
         config: MedChatConfig,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_accounts: SynapseAccounts,
+        synapse_profiles: SynapseProfiles,
+        synapse_stream: SynapseStream,
         profiles: ProfileStore,
         mirror: ProfileMirror,
         verification: Verification,
         audit: Audit,
     ):
         self._config = config
-        self._bridge = bridge
+        self._api = api
+        self._synapse_server = synapse_server
+        self._synapse_accounts = synapse_accounts
+        self._synapse_profiles = synapse_profiles
+        self._synapse_stream = synapse_stream
         self._profiles = profiles
         self._mirror = mirror
         self._verification = verification
@@ -56,7 +65,7 @@ class Accounts:
 
     def _email(self, address: str) -> str:
         try:
-            return self._bridge.canonical_email(address)
+            return self._synapse_accounts.canonical_email(address)
         except ValueError as e:
             raise errors.invalid_param(f"Invalid field email: {e}")
 
@@ -73,14 +82,14 @@ class Accounts:
         self.check_role(body.role)
         email = self._email(body.email)
         username = body.username
-        await self._bridge.ratelimit_registration(request.getClientAddress().host)
-        await self._bridge.check_username_available(username)
-        self._bridge.validate_password(body.password)
-        if await self._bridge.user_id_for_email(email) is not None:
+        await self._synapse_accounts.ratelimit_registration(request.getClientAddress().host)
+        await self._synapse_accounts.check_username_available(username)
+        self._synapse_accounts.validate_password(body.password)
+        if await self._synapse_accounts.user_id_for_email(email) is not None:
             raise SynapseError(409, "That e-mail address is already registered.", Codes.THREEPID_IN_USE)
 
-        user_id = f"@{username}:{self._bridge.server_name}"
-        now = self._bridge.now_ms()
+        user_id = f"@{username}:{self._api.server_name}"
+        now = self._synapse_server.now_ms()
         profile = Profile(
             user_id=user_id,
             role=body.role,
@@ -94,12 +103,12 @@ class Accounts:
         if not await self._profiles.reserve(profile):
             raise SynapseError(409, "That username is already taken.", Codes.USER_IN_USE)
         try:
-            await self._bridge.register_user(username, body.password, body.full_name, email)
+            await self._synapse_accounts.register_user(username, body.password, body.full_name, email)
         except BaseException:
             await self._profiles.delete(user_id)
             raise
         await self._mirror.sync(user_id)
-        session = await self._bridge.issue_session(user_id, body.device_name)
+        session = await self._synapse_accounts.issue_session(user_id, body.device_name)
         return {**session, "user": await self.view(user_id, show_email=True)}
 
     async def login(self, body: LoginBody, request: Any) -> JsonDict:
@@ -108,14 +117,14 @@ class Accounts:
             identifier = {"type": "m.id.thirdparty", "medium": "email", "address": self._email(body.email)}
         else:
             identifier = {"type": "m.id.user", "user": body.username}
-        session = await self._bridge.login(identifier, body.password, body.device_name, request)
+        session = await self._synapse_accounts.login(identifier, body.password, body.device_name, request)
         return {**session, "user": await self.view(session["user_id"], show_email=True)}
 
     async def refresh(self, refresh_token: str) -> JsonDict:
-        return await self._bridge.refresh(refresh_token)
+        return await self._synapse_accounts.refresh(refresh_token)
 
     async def logout(self, request: Any) -> None:
-        await self._bridge.logout(request)
+        await self._synapse_accounts.logout(request)
 
     # --- password reset ------------------------------------------------------------------------
 
@@ -125,41 +134,41 @@ class Accounts:
         The mail is sent in the background so the answer takes the same time whether or not the
         address is registered.
         """
-        if not self._bridge.password_reset_available:
+        if not self._synapse_accounts.password_reset_available:
             raise SynapseError(400, "Password reset by e-mail is not configured on this server.", Codes.UNKNOWN)
         email = self._email(address)
-        if await self._bridge.user_id_for_email(email) is None:
+        if await self._synapse_accounts.user_id_for_email(email) is None:
             return
 
         async def send() -> None:
             try:
-                await self._bridge.send_password_reset(email, request)
+                await self._synapse_accounts.send_password_reset(email, request)
             except SynapseError as e:  # rate limited: the caller is not told whether the address exists
                 logger.info("Password reset mail not sent: %s", e)
 
-        self._bridge.api.run_as_background_process("medchat_password_reset_mail", send)
+        self._api.run_as_background_process("medchat_password_reset_mail", send)
 
     async def reset_password(self, body: ResetPasswordBody) -> None:
-        self._bridge.validate_password(body.new_password)
-        user_id = await self._bridge.consume_password_reset(body.sid, body.client_secret, body.token)
-        await self._bridge.set_password(user_id, body.new_password)
+        self._synapse_accounts.validate_password(body.new_password)
+        user_id = await self._synapse_accounts.consume_password_reset(body.sid, body.client_secret, body.token)
+        await self._synapse_accounts.set_password(user_id, body.new_password)
 
     # --- own profile ---------------------------------------------------------------------------
 
     async def view(self, user_id: str, show_email: bool) -> JsonDict:
         """The ChatUser model of a local user; 404 if there is no such Matrix user."""
         profile = await self._profiles.get(user_id)
-        if profile is None and await self._bridge.api.check_user_exists(user_id) is None:
+        if profile is None and await self._api.check_user_exists(user_id) is None:
             raise errors.not_found("No such user.")
         return chat_user(user_id, profile, await self._identity(user_id, show_email), show_email)
 
     async def _identity(self, user_id: str, with_email: bool) -> MatrixIdentity:
-        matrix_profile = await self._bridge.api.get_profile_for_user(localpart(user_id))
-        is_online, last_active = await self._bridge.presence(user_id)
+        matrix_profile = await self._api.get_profile_for_user(localpart(user_id))
+        is_online, last_active = await self._synapse_stream.presence(user_id)
         return MatrixIdentity(
             display_name=matrix_profile.display_name,
             avatar_url=matrix_profile.avatar_url,
-            email=await self._bridge.email_for_user(user_id) if with_email else None,
+            email=await self._synapse_accounts.email_for_user(user_id) if with_email else None,
             is_online=is_online,
             last_active_ts=last_active,
         )
@@ -174,18 +183,18 @@ class Accounts:
         specialization drops the user back to unverified unless a verifier for the user's
         institution (or an admin) makes it.
         """
-        if editor != user_id and not await self._bridge.api.is_user_admin(editor):
+        if editor != user_id and not await self._api.is_user_admin(editor):
             raise errors.forbidden("You may only edit your own profile.")
         changes = body.changes()
         if body.role is not None:
             self.check_role(body.role)
         profile = await self._profiles.get(user_id)
         if profile is None:
-            if await self._bridge.api.check_user_exists(user_id) is None:
+            if await self._api.check_user_exists(user_id) is None:
                 raise errors.not_found("No such user.")
             if body.role is None:
                 raise errors.missing_param("This account has no profile yet: give its role.")
-            now = self._bridge.now_ms()
+            now = self._synapse_server.now_ms()
             await self._profiles.reserve(Profile(user_id, body.role, None, None, None, now, now))
         else:
             changed = [f for f in VERIFIED_FIELDS if f in changes and changes[f] != getattr(profile, f)]
@@ -196,10 +205,10 @@ class Accounts:
             ):
                 await self._verification.reset(user_id, editor, f"profile changed: {', '.join(changed)}")
         if body.full_name is not None:
-            await self._bridge.set_display_name(user_id, body.full_name)
+            await self._synapse_profiles.set_display_name(user_id, body.full_name)
         if body.given("profile_image"):
-            await self._bridge.set_avatar(user_id, body.profile_image or "")
-        await self._profiles.update(user_id, changes, self._bridge.now_ms())
+            await self._synapse_profiles.set_avatar(user_id, body.profile_image or "")
+        await self._profiles.update(user_id, changes, self._synapse_server.now_ms())
         await self._mirror.sync(user_id)
         if editor != user_id:
             await self._audit.record(editor, "profile.admin_edit", user_id, {"fields": sorted(changes)})

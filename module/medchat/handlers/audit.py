@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse.module_api import ModuleApi
+
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, iso
 from medchat.roomtypes import CASE_ROOM
 from medchat.store.audit import GENESIS, AuditEntry, AuditStore, broken_link
+from medchat.synapse import SynapseAccounts, SynapseServer
 
 _VERIFY_BATCH = 1000
 
@@ -33,8 +35,12 @@ def entry_json(entry: AuditEntry) -> JsonDict:
 
 
 class Audit:
-    def __init__(self, bridge: SynapseBridge, store: AuditStore):
-        self._bridge = bridge
+    def __init__(
+        self, api: ModuleApi, synapse_server: SynapseServer, synapse_accounts: SynapseAccounts, store: AuditStore
+    ):
+        self._api = api
+        self._synapse_server = synapse_server
+        self._synapse_accounts = synapse_accounts
         self.store = store
 
     async def record(
@@ -43,14 +49,14 @@ class Audit:
         """Appends an entry; an erased user (e.g. leaving case rooms after their erasure) is
         recorded by pseudonym only, with the origin of their own actions pseudonymised too."""
         pseudonyms = self.store.pseudonyms
-        if await self._bridge.is_user_erased(actor):
+        if await self._synapse_accounts.is_user_erased(actor):
             actor, origin = pseudonyms.of(actor), pseudonyms.optional(origin)
-        if target is not None and target.startswith("@") and await self._bridge.is_user_erased(target):
+        if target is not None and target.startswith("@") and await self._synapse_accounts.is_user_erased(target):
             target = pseudonyms.of(target)
-        await self.store.append(self._bridge.now_ms(), actor, action, target, details, origin)
+        await self.store.append(self._synapse_server.now_ms(), actor, action, target, details, origin)
 
     async def _require_admin(self, user_id: str) -> None:
-        if not await self._bridge.api.is_user_admin(user_id):
+        if not await self._api.is_user_admin(user_id):
             raise errors.forbidden("Only server admins may read the audit trail.")
 
     async def page(self, caller: str, filters: dict[str, Any], before: int | None, limit: int) -> JsonDict:

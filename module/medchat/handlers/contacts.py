@@ -14,16 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.models import JsonDict, MatrixIdentity, contact_card, contact_model, iso, localpart
 from medchat.rules.contact import IGNORED_TYPE, ContactRules, thaw
 from medchat.store import ContactStore, ProfileStore
 from medchat.store.contacts import DECLINED, ContactFilters, ContactRequest, ContactRow
 from medchat.store.notifications import NotificationStore
+from medchat.synapse import SynapseProfiles, SynapseRooms, SynapseServer, SynapseStream
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +47,22 @@ class Contacts:
     def __init__(
         self,
         config: MedChatConfig,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_profiles: SynapseProfiles,
+        synapse_rooms: SynapseRooms,
+        synapse_stream: SynapseStream,
         store: ContactStore,
         profiles: ProfileStore,
         rules: ContactRules,
         notifications: NotificationStore,
     ):
         self._config = config
-        self._bridge = bridge
-        self._api = bridge.api
+        self._synapse_server = synapse_server
+        self._synapse_profiles = synapse_profiles
+        self._synapse_rooms = synapse_rooms
+        self._synapse_stream = synapse_stream
+        self._api = api
         self._store = store
         self._profiles = profiles
         self._rules = rules
@@ -66,8 +74,8 @@ class Contacts:
         """Contact cards for (user id, role, institution, specialization), with live presence."""
         people = list(people)
         ids = [p[0] for p in people]
-        names = await self._bridge.directory_profiles(ids)
-        presence = await self._bridge.presence_of(ids)
+        names = await self._synapse_profiles.directory_profiles(ids)
+        presence = await self._synapse_stream.presence_of(ids)
         cards = {}
         for user_id, role, institution, specialization in people:
             display_name, avatar = names.get(user_id, (None, None))
@@ -113,7 +121,7 @@ class Contacts:
             rows = await self._store.list(owner_id, filters, page.cursor, page.limit + 1)
         else:
             rows = await self._store.list(owner_id, filters, page.cursor, None)
-            names = await self._bridge.directory_profiles([r.contact_id for r in rows])
+            names = await self._synapse_profiles.directory_profiles([r.contact_id for r in rows])
             needle = q.casefold()
             rows = [
                 r
@@ -139,11 +147,11 @@ class Contacts:
         """
         if target_id == owner_id:
             raise errors.invalid_param("Invalid field user_id: you cannot add yourself as a contact.")
-        if not await self._bridge.user_exists(target_id):
+        if not await self._synapse_profiles.user_exists(target_id):
             raise errors.not_found("No such user.")
         if await self._store.get(owner_id, target_id) is not None:
             raise SynapseError(409, "This user is already in your contacts.", errors.CONTACT_EXISTS)
-        now = self._bridge.now_ms()
+        now = self._synapse_server.now_ms()
         if self._config.contact_requests and self._api.is_mine(target_id):
             await self._rules.refuse(owner_id, target_id, "contact_request")
             if await self._store.accept_request(target_id, owner_id, nickname, now):
@@ -159,7 +167,7 @@ class Contacts:
         return 201, await self.get(owner_id, target_id)
 
     async def set_nickname(self, owner_id: str, contact_id: str, nickname: str | None) -> JsonDict:
-        if not await self._store.update(owner_id, contact_id, {"nickname": nickname}, self._bridge.now_ms()):
+        if not await self._store.update(owner_id, contact_id, {"nickname": nickname}, self._synapse_server.now_ms()):
             raise errors.not_found("This user is not in your contacts.")
         return await self.get(owner_id, contact_id)
 
@@ -171,7 +179,7 @@ class Contacts:
             await self._tag_dms(owner_id, [contact_id], present=False)
 
     async def set_favorite(self, owner_id: str, contact_id: str, favorite: bool) -> JsonDict:
-        if not await self._store.update(owner_id, contact_id, {"is_favorite": favorite}, self._bridge.now_ms()):
+        if not await self._store.update(owner_id, contact_id, {"is_favorite": favorite}, self._synapse_server.now_ms()):
             raise errors.not_found("This user is not in your contacts.")
         await self._tag_dms(owner_id, [contact_id], present=favorite)
         return await self.get(owner_id, contact_id)
@@ -181,9 +189,9 @@ class Contacts:
         the block shows here) and declines their pending request; unblocking removes only them.
         """
         if blocked and await self._store.get(owner_id, contact_id) is None:
-            if contact_id == owner_id or not await self._bridge.user_exists(contact_id):
+            if contact_id == owner_id or not await self._synapse_profiles.user_exists(contact_id):
                 raise errors.not_found("No such user.")
-            await self._store.add(owner_id, contact_id, None, self._bridge.now_ms())
+            await self._store.add(owner_id, contact_id, None, self._synapse_server.now_ms())
         await self._row(owner_id, contact_id)
         ignored = await self._rules.ignored_users(owner_id)
         if blocked != (contact_id in ignored):
@@ -194,7 +202,7 @@ class Contacts:
             data = thaw(await self._api.account_data_manager.get_global(owner_id, IGNORED_TYPE) or {})
             await self._api.account_data_manager.put_global(owner_id, IGNORED_TYPE, {**data, "ignored_users": ignored})
         if blocked:
-            await self._store.set_request_status(contact_id, owner_id, DECLINED, self._bridge.now_ms())
+            await self._store.set_request_status(contact_id, owner_id, DECLINED, self._synapse_server.now_ms())
         return await self.get(owner_id, contact_id)
 
     # --- favourite tags on DM rooms -------------------------------------------------------------
@@ -208,9 +216,9 @@ class Contacts:
             for room_id in rooms if isinstance(rooms, (list, tuple)) else ():
                 if (
                     isinstance(room_id, str)
-                    and (FAVOURITE_TAG in await self._bridge.room_tags(owner_id, room_id)) != present
+                    and (FAVOURITE_TAG in await self._synapse_rooms.room_tags(owner_id, room_id)) != present
                 ):
-                    await self._bridge.set_room_tag(owner_id, room_id, FAVOURITE_TAG, present)
+                    await self._synapse_rooms.set_room_tag(owner_id, room_id, FAVOURITE_TAG, present)
 
     async def on_account_data_updated(
         self, user_id: str, room_id: str | None, account_data_type: str, content: JsonDict
@@ -251,12 +259,12 @@ class Contacts:
 
     async def accept(self, user_id: str, requester_id: str, nickname: str | None) -> JsonDict:
         """Both lists now hold each other; returns the new contact as the accepting user sees it."""
-        if not await self._store.accept_request(requester_id, user_id, nickname, self._bridge.now_ms()):
+        if not await self._store.accept_request(requester_id, user_id, nickname, self._synapse_server.now_ms()):
             raise errors.not_found("No pending contact request from this user.")
         return await self.get(user_id, requester_id)
 
     async def decline(self, user_id: str, requester_id: str) -> None:
-        if not await self._store.set_request_status(requester_id, user_id, DECLINED, self._bridge.now_ms()):
+        if not await self._store.set_request_status(requester_id, user_id, DECLINED, self._synapse_server.now_ms()):
             raise errors.not_found("No pending contact request from this user.")
 
     async def cancel(self, user_id: str, target_id: str) -> None:

@@ -12,10 +12,10 @@ import json
 from typing import TYPE_CHECKING
 
 from synapse.api.errors import Codes
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.verification import Verification
@@ -23,6 +23,7 @@ from medchat.levels import LICENSE_VERIFIED, UNVERIFIED, at_least, levels_from
 from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user
 from medchat.store import DirectoryStore
 from medchat.store.directory import Filters, query_words
+from medchat.synapse import SynapseAccounts, SynapseStream
 
 if TYPE_CHECKING:
     from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
@@ -32,13 +33,17 @@ class Directory:
     def __init__(
         self,
         config: MedChatConfig,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_accounts: SynapseAccounts,
+        synapse_stream: SynapseStream,
         accounts: Accounts,
         store: DirectoryStore,
         verification: Verification,
     ):
         self._config = config
-        self._bridge = bridge
+        self._api = api
+        self._synapse_accounts = synapse_accounts
+        self._synapse_stream = synapse_stream
         self._accounts = accounts
         self._store = store
         self._verification = verification
@@ -51,7 +56,7 @@ class Directory:
             return True
         return at_least(
             await self._verification.level_of(user_id), self._config.directory_search_level
-        ) or await self._bridge.api.is_user_admin(user_id)
+        ) or await self._api.is_user_admin(user_id)
 
     # --- endpoints --------------------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class Directory:
 
     async def get(self, viewer: str, user_id: str) -> JsonDict:
         """One profile. Users outside the directory are 404 to everyone but themselves and admins."""
-        privileged = viewer == user_id or await self._bridge.api.is_user_admin(viewer)
+        privileged = viewer == user_id or await self._api.is_user_admin(viewer)
         if not privileged:
             visibility = (await self._store.visibility([user_id])).get(user_id)
             if visibility is None or not self.is_listed(*visibility):
@@ -119,7 +124,7 @@ class Directory:
             self._accounts.check_role(query.role)
         only_users = except_users = None
         if query.online is not None:
-            online = self._bridge.online_user_ids()
+            online = self._synapse_stream.online_user_ids()
             only_users, except_users = (online, None) if query.online else (None, online)
         return Filters(
             levels=levels,
@@ -141,8 +146,8 @@ class Directory:
         """ChatUser models for a page: identity from the row, presence in one look-up."""
         if not profiles:
             return []
-        presence = await self._bridge.presence_of([p.user_id for p in profiles])
-        is_admin = viewer is not None and await self._bridge.api.is_user_admin(viewer)
+        presence = await self._synapse_stream.presence_of([p.user_id for p in profiles])
+        is_admin = viewer is not None and await self._api.is_user_admin(viewer)
         models = []
         for profile in profiles:
             show_email = is_admin or profile.user_id == viewer
@@ -150,7 +155,7 @@ class Directory:
             identity = MatrixIdentity(
                 display_name=profile.display_name,
                 avatar_url=profile.avatar_url,
-                email=await self._bridge.email_for_user(profile.user_id) if show_email else None,
+                email=await self._synapse_accounts.email_for_user(profile.user_id) if show_email else None,
                 is_online=is_online,
                 last_active_ts=last_active,
             )

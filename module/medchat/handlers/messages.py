@@ -12,14 +12,16 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge, concurrently
 from medchat.handlers.expiry import Expiry
 from medchat.handlers.rooms import Rooms
 from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
 from medchat.realtime.status import MessageStatus
+from medchat.synapse import SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
+from medchat.util import concurrently
 
 if TYPE_CHECKING:
     from medchat.api.schemas.requests import MessageSendBody
@@ -30,21 +32,34 @@ _DEFAULT_REDACT_LEVEL = 50
 
 
 class Messages:
-    def __init__(self, bridge: SynapseBridge, rooms: Rooms, status: MessageStatus, expiry: Expiry):
-        self._bridge = bridge
+    def __init__(
+        self,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_rooms: SynapseRooms,
+        synapse_events: SynapseEvents,
+        synapse_search: SynapseSearch,
+        rooms: Rooms,
+        status: MessageStatus,
+        expiry: Expiry,
+    ):
+        self._api = api
+        self._synapse_rooms = synapse_rooms
+        self._synapse_events = synapse_events
+        self._synapse_search = synapse_search
         self._rooms = rooms
         self._status = status
         self._expiry = expiry
         # Synapse dedupes a transaction id only once the first event is persisted; this makes a
         # concurrent retry wait for the first attempt instead of racing it.
-        self._txn_lock = bridge.linearizer("medchat_send_txn")
+        self._txn_lock = synapse_server.linearizer("medchat_send_txn")
 
     # --- read ---------------------------------------------------------------------------------
 
     async def history(self, requester: Any, room_id: str, limit: int, cursor: str | None) -> JsonDict:
         """Newest first; `next_cursor` is Synapse's own pagination token (None at the start)."""
         await self._rooms.require_member(room_id, requester.user.to_string())
-        page = await self._bridge.messages_page(requester, room_id, cursor, limit, [MESSAGE])
+        page = await self._synapse_events.messages_page(requester, room_id, cursor, limit, [MESSAGE])
         events = [e for e in page["chunk"] if not is_edit(e)]
         return {"messages": await self._models(requester, room_id, events), "next_cursor": page.get("end")}
 
@@ -55,7 +70,7 @@ class Messages:
     async def search(self, requester: Any, room_id: str, term: str, limit: int, cursor: str | None) -> JsonDict:
         """Ranked full-text search over this room only, on Synapse's search index."""
         await self._rooms.require_member(room_id, requester.user.to_string())
-        hits, count, next_cursor = await self._bridge.search_room(requester, room_id, term, cursor, limit)
+        hits, count, next_cursor = await self._synapse_search.search_room(requester, room_id, term, cursor, limit)
         models = await self._models(requester, room_id, [event for _, event in hits])
         for model, (rank, _) in zip(models, hits):
             model["rank"] = rank
@@ -63,7 +78,7 @@ class Messages:
 
     async def _event(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
         """A visible `m.room.message` of this room that is not itself an edit; 404 otherwise."""
-        event = await self._bridge.event_json(requester, room_id, event_id)
+        event = await self._synapse_events.event_json(requester, room_id, event_id)
         if event is None or event.get("type") != MESSAGE or event.get("room_id") != room_id or is_edit(event):
             raise errors.not_found("No such message in this room.")
         return event
@@ -88,7 +103,7 @@ class Messages:
         own = [e["event_id"] for e in events if e["sender"] == viewer]
         senders, reactions, statuses = await concurrently(
             lambda: self._rooms.senders(room_id, {e["sender"] for e in events}),
-            lambda: self._bridge.annotations([e["event_id"] for e in events]),
+            lambda: self._synapse_events.annotations([e["event_id"] for e in events]),
             lambda: self._status.aggregates(viewer, room_id, own),
         )
         models = []
@@ -143,10 +158,10 @@ class Messages:
         if message_type == "text":
             return {"msgtype": "m.text", "body": text}
         media_url = body.media_url or ""
-        if not media_url.startswith(f"mxc://{self._bridge.server_name}/"):
+        if not media_url.startswith(f"mxc://{self._api.server_name}/"):
             raise SynapseError(
                 400,
-                f"Invalid field media_url: must be an mxc:// URL of {self._bridge.server_name}.",
+                f"Invalid field media_url: must be an mxc:// URL of {self._api.server_name}.",
                 Codes.INVALID_PARAM,
             )
         info = {
@@ -201,12 +216,12 @@ class Messages:
     async def _send(self, requester: Any, room_id: str, content: JsonDict, client_msg_id: str | None) -> JsonDict:
         event = {"type": MESSAGE, "room_id": room_id, "content": content}
         if client_msg_id is None:
-            sent = await self._bridge.send_event(requester, event)
+            sent = await self._synapse_events.send_event(requester, event)
         else:
             txn_id = TXN_PREFIX + client_msg_id
             key = (requester.user.to_string(), requester.device_id, txn_id)
             async with self._txn_lock.queue(key):
-                sent = await self._bridge.send_event(requester, event, txn_id=txn_id)
+                sent = await self._synapse_events.send_event(requester, event, txn_id=txn_id)
         # Built from the event just sent (no edits or reactions yet) rather than read back.
         sender = (await self._rooms.senders(room_id, {sent.sender}))[sent.sender]
         wire = {
@@ -245,7 +260,9 @@ class Messages:
             "m.new_content": new_content,
             "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
         }
-        edit = await self._bridge.send_event(requester, {"type": MESSAGE, "room_id": room_id, "content": content})
+        edit = await self._synapse_events.send_event(
+            requester, {"type": MESSAGE, "room_id": room_id, "content": content}
+        )
         # The model of the original with this edit bundled, as Synapse would now bundle it.
         unsigned = original.get("unsigned", {})
         bundled = {
@@ -263,11 +280,11 @@ class Messages:
         await self._rooms.require_member(room_id, caller)
         original = await self._event(requester, room_id, event_id)
         if original["sender"] != caller:
-            levels, content = await self._bridge.power_levels(room_id, [caller])
+            levels, content = await self._synapse_rooms.power_levels(room_id, [caller])
             if levels[caller] < int(content.get("redact", _DEFAULT_REDACT_LEVEL)):
                 raise errors.forbidden("Only the sender or a room admin may delete a message.")
         if "redacted_because" not in original.get("unsigned", {}):
-            await self._bridge.redact(requester, room_id, event_id)
+            await self._synapse_events.redact(requester, room_id, event_id)
         return await self.get(requester, room_id, event_id)
 
     async def react(self, requester: Any, room_id: str, event_id: str, key: str) -> tuple[int, JsonDict]:
@@ -280,7 +297,7 @@ class Messages:
         if await self._own_reaction(caller, event_id, key) is not None:
             return 200, await self._model(requester, room_id, original)
         relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
-        await self._bridge.send_event(
+        await self._synapse_events.send_event(
             requester, {"type": "m.reaction", "room_id": room_id, "content": {"m.relates_to": relation}}
         )
         return 201, await self._model(requester, room_id, original)  # reactions are read afresh
@@ -292,11 +309,11 @@ class Messages:
         reaction_id = await self._own_reaction(caller, event_id, key)
         if reaction_id is None:
             raise errors.not_found("You have not reacted with that key.")
-        await self._bridge.redact(requester, room_id, reaction_id)
+        await self._synapse_events.redact(requester, room_id, reaction_id)
         return await self._model(requester, room_id, original)  # reactions are read afresh
 
     async def _own_reaction(self, user_id: str, event_id: str, key: str) -> str | None:
-        found = (await self._bridge.annotations([event_id])).get(event_id, [])
+        found = (await self._synapse_events.annotations([event_id])).get(event_id, [])
         return next((reaction_id for k, sender, reaction_id in found if k == key and sender == user_id), None)
 
     async def forward(self, requester: Any, room_id: str, event_id: str, room_ids: list[str]) -> JsonDict:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from synapse.module_api import ProfileInfo
 
-from medchat.bridge import SynapseBridge
 from medchat.levels import is_verified
 from medchat.models import JsonDict, Profile
 from medchat.store import ProfileStore
+from medchat.synapse import SynapseProfiles
 
 PROFILE_FIELD = "org.medchat.profile"
 
@@ -29,8 +29,8 @@ def field_value(profile: Profile) -> JsonDict:
 
 
 class ProfileMirror:
-    def __init__(self, bridge: SynapseBridge, profiles: ProfileStore):
-        self._bridge = bridge
+    def __init__(self, synapse_profiles: SynapseProfiles, profiles: ProfileStore):
+        self._synapse_profiles = synapse_profiles
         self._profiles = profiles
 
     async def sync(self, user_id: str) -> None:
@@ -39,8 +39,8 @@ class ProfileMirror:
         if profile is None:
             return
         wanted = field_value(profile)
-        if await self._bridge.get_profile_field(user_id, PROFILE_FIELD) != wanted:
-            await self._bridge.set_profile_field(user_id, PROFILE_FIELD, wanted)
+        if await self._synapse_profiles.get_profile_field(user_id, PROFILE_FIELD) != wanted:
+            await self._synapse_profiles.set_profile_field(user_id, PROFILE_FIELD, wanted)
 
     async def on_profile_update(
         self, user_id: str, new_profile: ProfileInfo, by_admin: bool, deactivation: bool

@@ -15,13 +15,15 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from synapse.api.errors import Codes
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge, concurrently
 from medchat.handlers.studygroups import StudyGroups
 from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
+from medchat.synapse import SynapseEvents, SynapseProfiles, SynapseRooms, SynapseServer, SynapseStream
+from medchat.util import concurrently
 
 if TYPE_CHECKING:
     from medchat.api.schemas.requests import ParticipantAddBody, RoomCreateBody, RoomUpdateBody
@@ -46,20 +48,34 @@ _PARTICIPATING = ("join", "invite", "knock")
 
 
 class Rooms:
-    def __init__(self, bridge: SynapseBridge, study_groups: StudyGroups, require_federated: Callable[[str], None]):
+    def __init__(
+        self,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_profiles: SynapseProfiles,
+        synapse_rooms: SynapseRooms,
+        synapse_events: SynapseEvents,
+        synapse_stream: SynapseStream,
+        study_groups: StudyGroups,
+        require_federated: Callable[[str], None],
+    ):
         """`require_federated(user_id)` raises the allow-list's refusal for a user of a server
         this one does not federate with (medchat.rules.contact)."""
-        self._bridge = bridge
+        self._api = api
+        self._synapse_profiles = synapse_profiles
+        self._synapse_rooms = synapse_rooms
+        self._synapse_events = synapse_events
+        self._synapse_stream = synapse_stream
         self._study_groups = study_groups
         self._require_federated = require_federated
-        self._direct_lock = bridge.linearizer("medchat_direct_rooms")
-        self._account_data_lock = bridge.linearizer("medchat_m_direct")
+        self._direct_lock = synapse_server.linearizer("medchat_direct_rooms")
+        self._account_data_lock = synapse_server.linearizer("medchat_m_direct")
 
     async def require_member(self, room_id: str, user_id: str, allow_invite: bool = False) -> str:
         """The caller's membership; 404 unless joined (or invited, where an invitee may look)."""
-        if await self._bridge.is_joined(room_id, user_id):
+        if await self._synapse_rooms.is_joined(room_id, user_id):
             return "join"
-        membership = await self._bridge.membership(room_id, user_id) if allow_invite else None
+        membership = await self._synapse_rooms.membership(room_id, user_id) if allow_invite else None
         if membership == "invite":
             return membership
         raise errors.not_found()
@@ -96,36 +112,36 @@ class Rooms:
             if body.type == "study_group":
                 space_id, study_group = await self._study_groups.room_config(caller, body.join_rule)
                 config.update(study_group)
-            room_id, created = await self._bridge.create_room(caller, config), True
+            room_id, created = await self._synapse_rooms.create_room(caller, config), True
             if body.type == "study_group":
                 await self._study_groups.attach(space_id, room_id)
         return created, await self.view(requester, room_id)
 
     async def _require_user(self, user_id: str) -> None:
         self._require_federated(user_id)  # before the profile query Synapse would refuse generically
-        if not await self._bridge.user_exists(user_id):
+        if not await self._synapse_profiles.user_exists(user_id):
             raise errors.not_found(f"No such user: {user_id}")
 
     async def _direct(self, caller: str, other: str) -> tuple[bool, str]:
         async with self._direct_lock.queue(tuple(sorted((caller, other)))):
             existing = await self._find_direct(caller, other)
             if existing is not None:
-                if await self._bridge.membership(existing, caller) == "invite":
-                    await self._bridge.set_membership(caller, caller, existing, "join")
+                if await self._synapse_rooms.membership(existing, caller) == "invite":
+                    await self._synapse_rooms.set_membership(caller, caller, existing, "join")
                 await self._record_direct(caller, other, existing)
                 return False, existing
-            room_id = await self._bridge.create_room(
+            room_id = await self._synapse_rooms.create_room(
                 caller, {"preset": "trusted_private_chat", "is_direct": True, "invite": [other]}
             )
             await self._record_direct(caller, other, room_id)
-            if self._bridge.api.is_mine(other):
+            if self._api.is_mine(other):
                 await self._record_direct(other, caller, room_id)
             return True, room_id
 
     async def _find_direct(self, caller: str, other: str) -> str | None:
         """A room either user's `m.direct` lists for the other, holding just the two of them."""
         candidates = (await self._direct_map(caller)).get(other, [])
-        if self._bridge.api.is_mine(other):
+        if self._api.is_mine(other):
             candidates = [*candidates, *(await self._direct_map(other)).get(caller, [])]
         for room_id in dict.fromkeys(candidates):
             members = await self._members(room_id)
@@ -135,7 +151,7 @@ class Rooms:
         return None
 
     async def _direct_map(self, user_id: str) -> dict[str, list[str]]:
-        content = await self._bridge.api.account_data_manager.get_global(user_id, M_DIRECT) or {}
+        content = await self._api.account_data_manager.get_global(user_id, M_DIRECT) or {}
         return {u: list(rooms) for u, rooms in content.items() if isinstance(rooms, (list, tuple))}
 
     async def _record_direct(self, user_id: str, other: str, room_id: str) -> None:
@@ -144,7 +160,7 @@ class Rooms:
             if room_id in direct.get(other, []):
                 return
             direct[other] = [*direct.get(other, []), room_id]
-            await self._bridge.api.account_data_manager.put_global(user_id, M_DIRECT, direct)
+            await self._api.account_data_manager.put_global(user_id, M_DIRECT, direct)
 
     # --- read ---------------------------------------------------------------------------------
 
@@ -154,10 +170,10 @@ class Rooms:
         offset = int(cursor) if cursor and cursor.isdigit() else 0
         if cursor and not cursor.isdigit():
             raise errors.invalid_param("Invalid field cursor.")
-        rooms = await self._bridge.rooms_for_user(caller, ("join", "invite"))
-        kinds = await self._bridge.room_types(list(rooms))
+        rooms = await self._synapse_rooms.rooms_for_user(caller, ("join", "invite"))
+        kinds = await self._synapse_rooms.room_types(list(rooms))
         rooms = {room_id: m for room_id, m in rooms.items() if kinds.get(room_id) != SPACE}
-        activity = await self._bridge.last_activity(list(rooms))
+        activity = await self._synapse_rooms.last_activity(list(rooms))
         ordered = sorted(rooms, key=lambda r: (activity.get(r, 0), r), reverse=True)
         page = ordered[offset : offset + limit]
         more = offset + limit < len(ordered)
@@ -170,18 +186,18 @@ class Rooms:
     async def view(self, requester: Any, room_id: str, membership: str | None = None) -> JsonDict:
         caller = requester.user.to_string()
         membership = membership or await self.require_member(room_id, caller, allow_invite=True)
-        state = await self._bridge.room_state(room_id, _ROOM_STATE)
+        state = await self._synapse_rooms.room_state(room_id, _ROOM_STATE)
         if ("m.room.create", "") not in state and membership == "invite":
             return await self._remote_invite_view(caller, room_id)
         create = state[("m.room.create", "")]
-        room_type = KIND_OF_TYPE.get(create.content.get("type"))
+        room_type = KIND_OF_TYPE.get(create.content.get("type") or "")
         joined = membership == "join"
         participants, is_direct, last_ts, last_message, unread = await concurrently(
             lambda: self._participants(room_id, state),
             lambda: self._is_direct(caller, room_id, state) if room_type is None else _value(False),
-            lambda: self._bridge.last_event_ts(room_id),
+            lambda: self._synapse_rooms.last_event_ts(room_id),
             lambda: self._last_message(requester, room_id) if joined else _value(None),
-            lambda: self._bridge.unread_count(room_id, caller) if joined else _value(0),
+            lambda: self._synapse_stream.unread_count(room_id, caller) if joined else _value(0),
         )
         name = state.get(("m.room.name", ""))
         topic = state.get(("m.room.topic", ""))
@@ -215,7 +231,7 @@ class Rooms:
 
     async def _remote_invite_view(self, caller: str, room_id: str) -> JsonDict:
         """An invite to a room on another server: described from the invite's stripped state."""
-        found = await self._bridge.invite_room_state(caller, room_id)
+        found = await self._synapse_rooms.invite_room_state(caller, room_id)
         if found is None:
             raise errors.not_found()
         invite, stripped = found
@@ -258,8 +274,8 @@ class Rooms:
         own = state.get(("m.room.member", caller))
         return bool(own and own.content.get("is_direct"))
 
-    async def _members(self, room_id: str) -> dict[str, str]:
-        state = await self._bridge.room_state(room_id, [("m.room.member", None)])
+    async def _members(self, room_id: str) -> dict[str, str | None]:
+        state = await self._synapse_rooms.room_state(room_id, [("m.room.member", None)])
         return {key: event.content.get("membership") for (_, key), event in state.items()}
 
     async def _participants(self, room_id: str, state: dict) -> list[JsonDict]:
@@ -270,7 +286,8 @@ class Rooms:
         }
         ordered = sorted(members)
         (levels, _), *presences = await concurrently(
-            lambda: self._bridge.power_levels(room_id, ordered), *[partial(self._bridge.presence, u) for u in ordered]
+            lambda: self._synapse_rooms.power_levels(room_id, ordered),
+            *[partial(self._synapse_stream.presence, u) for u in ordered],
         )
         result = []
         for user_id, (online, last_active) in zip(ordered, presences):
@@ -288,7 +305,7 @@ class Rooms:
         return result
 
     async def _last_message(self, requester: Any, room_id: str) -> JsonDict | None:
-        page = await self._bridge.messages_page(requester, room_id, None, 5, ["m.room.message"])
+        page = await self._synapse_events.messages_page(requester, room_id, None, 5, ["m.room.message"])
         for event in page["chunk"]:
             if not is_edit(event):
                 message = chat_message(event, {"id": event["sender"]}, [], "")
@@ -304,12 +321,12 @@ class Rooms:
 
     async def senders(self, room_id: str, user_ids: set[str]) -> dict[str, JsonDict]:
         """The plan's `sender` shape for each user, from their member event in the room."""
-        state = await self._bridge.room_state(room_id, [("m.room.member", u) for u in user_ids])
+        state = await self._synapse_rooms.room_state(room_id, [("m.room.member", u) for u in user_ids])
         found = {key: chat_member(key, event.content) for (_, key), event in state.items()}
         return {u: found.get(u) or chat_member(u, {}) for u in user_ids}
 
     async def is_admin(self, room_id: str, user_id: str) -> bool:
-        levels, _ = await self._bridge.power_levels(room_id, [user_id])
+        levels, _ = await self._synapse_rooms.power_levels(room_id, [user_id])
         return levels[user_id] >= ADMIN_LEVEL
 
     # --- change -------------------------------------------------------------------------------
@@ -320,7 +337,7 @@ class Rooms:
         first: it is the change most likely to be refused, and nothing is half-written then."""
         await self.require_member(room_id, requester.user.to_string())
         if body.phi_guard is not None:
-            create = (await self._bridge.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
+            create = (await self._synapse_rooms.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
             if create.content.get("type") != CASE_ROOM:
                 raise SynapseError(
                     400,
@@ -341,7 +358,7 @@ class Rooms:
                     "room_id": room_id,
                     "content": content(getattr(body, field)),
                 }
-                await self._bridge.send_event(requester, event)
+                await self._synapse_events.send_event(requester, event)
         return await self.view(requester, room_id)
 
     async def leave(self, requester: Any, room_id: str, close: bool) -> JsonDict:
@@ -350,21 +367,21 @@ class Rooms:
         await self.require_member(room_id, caller, allow_invite=not close)
         removed = []
         if close:
-            state = await self._bridge.room_state(room_id, _ROOM_STATE)
+            state = await self._synapse_rooms.room_state(room_id, _ROOM_STATE)
             if await self._is_direct(caller, room_id, state):
                 raise errors.invalid_param("A direct chat cannot be closed; leave it instead.")
             if not await self.is_admin(room_id, caller):
                 raise errors.forbidden("Only a group admin may close the group.")
             for user_id, membership in (await self._members(room_id)).items():
                 if user_id != caller and membership in ("join", "invite"):
-                    await self._bridge.set_membership(caller, user_id, room_id, "leave")
+                    await self._synapse_rooms.set_membership(caller, user_id, room_id, "leave")
                     removed.append(user_id)
-        await self._bridge.set_membership(caller, caller, room_id, "leave")
+        await self._synapse_rooms.set_membership(caller, caller, room_id, "leave")
         return {"room_id": room_id, "left": True, "closed": close, "removed": removed}
 
     async def participants(self, requester: Any, room_id: str) -> JsonDict:
         await self.require_member(room_id, requester.user.to_string(), allow_invite=True)
-        state = await self._bridge.room_state(room_id, [("m.room.member", None)])
+        state = await self._synapse_rooms.room_state(room_id, [("m.room.member", None)])
         return {"participants": await self._participants(room_id, state)}
 
     async def add_participant(self, requester: Any, room_id: str, body: ParticipantAddBody) -> tuple[int, JsonDict]:
@@ -375,15 +392,22 @@ class Rooms:
         caller = requester.user.to_string()
         target = body.user_id
         if target == caller:
-            if await self.require_member(room_id, caller, allow_invite=True) == "invite":
-                invite = await self._bridge.pending_invite(caller, room_id)
-                await self._bridge.set_membership(caller, caller, room_id, "join")
+            membership = await self.require_member(room_id, caller, allow_invite=True)
+            if body.role is not None:
+                await self._check_may_set_role(room_id, caller, target, body.role)
+            if membership == "invite":
+                invite = await self._synapse_rooms.pending_invite(caller, room_id)
+                await self._synapse_rooms.set_membership(caller, caller, room_id, "join")
                 if invite is not None and invite[1]:
                     await self._record_direct(caller, invite[0], room_id)  # the inviter's server could not
+            if body.role is not None:
+                await self._set_role(requester, room_id, target, body.role)
             return 200, await self._participant(requester, room_id, caller)
         await self.require_member(room_id, caller)
         await self._require_user(target)
-        state = await self._bridge.room_state(room_id, _ROOM_STATE)
+        if body.role is not None:  # checked before the invitation, so a refused role leaves no invite behind
+            await self._check_may_set_role(room_id, caller, target, body.role)
+        state = await self._synapse_rooms.room_state(room_id, _ROOM_STATE)
         current = state.get(("m.room.member", target))
         is_participant = current is not None and current.content.get("membership") in ("join", "invite")
         status = 200
@@ -392,14 +416,27 @@ class Rooms:
                 raise SynapseError(
                     400, "A direct chat has exactly two participants; create a group.", Codes.INVALID_PARAM
                 )
-            await self._bridge.set_membership(caller, target, room_id, "invite")
+            await self._synapse_rooms.set_membership(caller, target, room_id, "invite")
             status = 201
         if body.role is not None:
             await self._set_role(requester, room_id, target, body.role)
         return status, await self._participant(requester, room_id, target)
 
+    async def _check_may_set_role(self, room_id: str, caller: str, target: str, role: str) -> None:
+        """403 unless `caller` may give `target` this role, by Matrix's power-level rules: the
+        power to change power levels, no higher a level than their own, and (for someone else)
+        a level above the target's current one. Asking for the role someone already has is fine."""
+        levels, content = await self._synapse_rooms.power_levels(room_id, [caller, target])
+        if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
+            return
+        needed = (content.get("events") or {}).get("m.room.power_levels", content.get("state_default", 50))
+        new_level = ADMIN_LEVEL if role == "admin" else (content.get("users_default") or 0)
+        own = levels[caller]
+        if own < needed or own < new_level or (target != caller and own <= levels[target]):
+            raise errors.forbidden("Only a room admin may change roles, and no one may raise their own.")
+
     async def _set_role(self, requester: Any, room_id: str, target: str, role: str) -> None:
-        levels, content = await self._bridge.power_levels(room_id, [target])
+        levels, content = await self._synapse_rooms.power_levels(room_id, [target])
         if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
             return
         if levels[target] > ADMIN_LEVEL:
@@ -415,7 +452,7 @@ class Rooms:
             "room_id": room_id,
             "content": {**content, "users": users},
         }
-        await self._bridge.send_event(requester, event)
+        await self._synapse_events.send_event(requester, event)
 
     async def _participant(self, requester: Any, room_id: str, user_id: str) -> JsonDict:
         listed = (await self.participants(requester, room_id))["participants"]
@@ -429,7 +466,7 @@ class Rooms:
         await self.require_member(room_id, caller)
         if (await self._members(room_id)).get(target) not in _PARTICIPATING:
             raise errors.not_found(f"{target} is not a participant of this room.")
-        await self._bridge.set_membership(caller, target, room_id, "leave")
+        await self._synapse_rooms.set_membership(caller, target, room_id, "leave")
         return {"room_id": room_id, "user_id": target, "removed": True}
 
 

@@ -15,18 +15,19 @@ auth rules, and only the module puts members into a space.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.config import StudyGroupConfig
 from medchat.handlers.spaces import InstitutionSpaces
 from medchat.models import JsonDict
 from medchat.roomtypes import INSTITUTION_KEY, KIND_OF_TYPE, STUDY_GROUP
 from medchat.store.profiles import ProfileStore
+from medchat.synapse import SynapseRooms
 
 # The API's join rules and the Matrix join rule each one is.
 MATRIX_JOIN_RULES = {"knock": "knock", "open": "restricted"}
@@ -35,10 +36,16 @@ API_JOIN_RULES = {matrix: api for api, matrix in MATRIX_JOIN_RULES.items()}
 
 class StudyGroups:
     def __init__(
-        self, config: StudyGroupConfig, bridge: SynapseBridge, spaces: InstitutionSpaces, profiles: ProfileStore
+        self,
+        config: StudyGroupConfig,
+        api: ModuleApi,
+        synapse_rooms: SynapseRooms,
+        spaces: InstitutionSpaces,
+        profiles: ProfileStore,
     ):
         self._config = config
-        self._bridge = bridge
+        self._api = api
+        self._synapse_rooms = synapse_rooms
         self._spaces = spaces
         self._profiles = profiles
 
@@ -46,7 +53,7 @@ class StudyGroups:
         api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
 
     async def _institution_of(self, user_id: str) -> str | None:
-        profile = await self._profiles.get(user_id) if self._bridge.api.is_mine(user_id) else None
+        profile = await self._profiles.get(user_id) if self._api.is_mine(user_id) else None
         return profile.institution if profile else None
 
     # --- create -------------------------------------------------------------------------------
@@ -72,7 +79,7 @@ class StudyGroups:
         rule: JsonDict = {"join_rule": MATRIX_JOIN_RULES[join_rule]}
         if join_rule == "open":
             rule["allow"] = [{"type": "m.room_membership", "room_id": space_id}]
-        parent = {"via": [self._bridge.server_name], "canonical": True}
+        parent = {"via": [self._api.server_name], "canonical": True}
         return space_id, {
             "creation_content": {"type": STUDY_GROUP, INSTITUTION_KEY: institution},
             "initial_state": [
@@ -85,7 +92,7 @@ class StudyGroups:
         await self._spaces.add_child(space_id, room_id)
 
     @staticmethod
-    def describe(create_content: JsonDict, join_rules: JsonDict | None) -> JsonDict:
+    def describe(create_content: Mapping[str, Any], join_rules: Mapping[str, Any] | None) -> JsonDict:
         """The study-group fields of a ChatRoom: its institution and join rule."""
         matrix_rule = (join_rules or {}).get("join_rule", "invite")
         return {
@@ -100,25 +107,25 @@ class StudyGroups:
         to join (knocks on) one that takes requests. Returns the caller's membership now.
 
         Joining a group of one's own institution also joins its space, as creating one does."""
-        membership = await self._bridge.membership(room_id, caller)
+        membership = await self._synapse_rooms.membership(room_id, caller)
         if membership in ("join", "knock"):
             return membership
-        state = await self._bridge.room_state(room_id, [("m.room.create", ""), ("m.room.join_rules", "")])
+        state = await self._synapse_rooms.room_state(room_id, [("m.room.create", ""), ("m.room.join_rules", "")])
         create = state.get(("m.room.create", ""))
         is_group = create is not None and create.content.get("type") == STUDY_GROUP
-        institution = create.content.get(INSTITUTION_KEY) if is_group else None
+        institution = create.content.get(INSTITUTION_KEY) if create is not None and is_group else None
         own = institution is not None and await self._institution_of(caller) == institution
         if membership != "invite":
             if not own:
                 raise errors.not_found()  # other institutions' groups are not discoverable
             rules = state.get(("m.room.join_rules", ""))
             if rules is not None and rules.content.get("join_rule") == "knock":
-                await self._bridge.set_membership(caller, caller, room_id, "knock", reason)
+                await self._synapse_rooms.set_membership(caller, caller, room_id, "knock", reason)
                 return "knock"
-        space_id = await self._spaces.space_of(institution) if own else None
+        space_id = await self._spaces.space_of(institution) if own and institution is not None else None
         if space_id is not None:
             await self._spaces.ensure_member(space_id, caller)
-        await self._bridge.set_membership(caller, caller, room_id, "join", reason)
+        await self._synapse_rooms.set_membership(caller, caller, room_id, "join", reason)
         return "join"
 
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, dict | None]:
@@ -136,21 +143,21 @@ class StudyGroups:
         """The rooms of the institution's space (Synapse's hierarchy), for its members and admins."""
         if not await self._spaces.institution_known(institution):
             raise errors.not_found(f"No such institution: {institution}")
-        if await self._institution_of(caller) != institution and not await self._bridge.api.is_user_admin(caller):
+        if await self._institution_of(caller) != institution and not await self._api.is_user_admin(caller):
             raise SynapseError(403, f"Only members of {institution} may list its rooms.", errors.INSTITUTION_ONLY)
         space_id = await self._spaces.space_of(institution)
         if space_id is None:
             return {"institution": institution, "space_id": None, "rooms": [], "next_cursor": None}
         children, next_cursor = await self._spaces.children(space_id, limit, cursor)
-        memberships = await self._bridge.rooms_for_user(caller, ("join", "invite", "knock"))
+        memberships = await self._synapse_rooms.rooms_for_user(caller, ("join", "invite", "knock"))
         rooms = [
             {
                 "id": child["room_id"],
                 "name": child.get("name"),
                 "topic": child.get("topic"),
                 "avatar_url": child.get("avatar_url"),
-                "type": KIND_OF_TYPE.get(child.get("room_type"), "group"),
-                "join_rule": API_JOIN_RULES.get(child.get("join_rule"), child.get("join_rule")),
+                "type": KIND_OF_TYPE.get(child.get("room_type") or "", "group"),
+                "join_rule": API_JOIN_RULES.get(child.get("join_rule") or "", child.get("join_rule")),
                 "member_count": child.get("num_joined_members", 0),
                 "membership": memberships.get(child["room_id"]),
             }

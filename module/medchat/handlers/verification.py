@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 from synapse.storage.database import LoggingTransaction
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.config import MedChatConfig
 from medchat.handlers.mirror import ProfileMirror
 from medchat.levels import LEVELS, UNVERIFIED, is_verified, rank
@@ -36,6 +36,7 @@ from medchat.store.verification import (
     new_request_id,
     record_txn,
 )
+from medchat.synapse import SynapseServer
 
 if TYPE_CHECKING:
     from medchat.api.schemas.requests import VerificationRequestBody
@@ -77,7 +78,8 @@ class Verification:
     def __init__(
         self,
         config: MedChatConfig,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
         store: VerificationStore,
         profiles: ProfileStore,
         mirror: ProfileMirror,
@@ -86,7 +88,8 @@ class Verification:
         remote_level: Callable[[str], Awaitable[str]] | None = None,
     ):
         self._config = config
-        self._bridge = bridge
+        self._api = api
+        self._synapse_server = synapse_server
         self._store = store
         self._profiles = profiles
         self._mirror = mirror
@@ -100,14 +103,14 @@ class Verification:
         A user of another server has the level their server attests with a valid signature
         (`remote_level`, medchat.federation.attestation), never what their profile fields claim.
         """
-        if self._remote_level is not None and not self._bridge.api.is_mine(user_id):
+        if self._remote_level is not None and not self._api.is_mine(user_id):
             return await self._remote_level(user_id)
         profile = await self._profiles.get(user_id)
         return profile.verification_level if profile else UNVERIFIED
 
     async def institutions_verified_by(self, user_id: str) -> list[str] | None:
         """The institutions whose requests `user_id` may decide; None means all (server admin)."""
-        if await self._bridge.api.is_user_admin(user_id):
+        if await self._api.is_user_admin(user_id):
             return None
         return [institution for institution, users in self._config.verifiers.items() if user_id in users]
 
@@ -136,7 +139,7 @@ class Verification:
             status=PENDING,
             reason=None,
             decided_by=None,
-            created_ts=self._bridge.now_ms(),
+            created_ts=self._synapse_server.now_ms(),
             decided_ts=None,
         )
         if not await self._store.create(request, current):
@@ -167,7 +170,7 @@ class Verification:
     async def decide(self, verifier: str, request_id: str, approve: bool, reason: str | None) -> JsonDict:
         """Approves or rejects a pending request (a rejection with its reason, which RejectionBody
         requires); 409 if it was already decided."""
-        now = self._bridge.now_ms()
+        now = self._synapse_server.now_ms()
         status = APPROVED if approve else REJECTED
 
         def txn(t: LoggingTransaction) -> VerificationRequest | str:
@@ -220,7 +223,7 @@ class Verification:
 
     async def reset(self, user_id: str, actor: str, reason: str) -> None:
         """Back to unverified (a verified field changed without a verifier): logged and mirrored."""
-        now = self._bridge.now_ms()
+        now = self._synapse_server.now_ms()
 
         def txn(t: LoggingTransaction) -> None:
             profile = get_profile_txn(t, user_id)

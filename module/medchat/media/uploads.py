@@ -7,16 +7,17 @@ import re
 from typing import Any
 
 from synapse.api.errors import Codes
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.handlers.audit import Audit
 from medchat.media.body import FileRange
 from medchat.media.policy import KindRules, upload_rules
 from medchat.media.sniff import sniff
 from medchat.media.strip import ImageError, clean_image
 from medchat.models import JsonDict
+from medchat.synapse import SynapseMedia
 
 THUMBNAIL_SIZE = 320
 _MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -41,8 +42,9 @@ _TYPE_EXTENSIONS = {
 
 
 class MediaUploads:
-    def __init__(self, bridge: SynapseBridge, configured: dict[str, Any], audit: Audit):
-        self._bridge = bridge
+    def __init__(self, api: ModuleApi, synapse_media: SynapseMedia, configured: dict[str, Any], audit: Audit):
+        self._api = api
+        self._synapse_media = synapse_media
         self._rules = upload_rules(configured)
         self._audit = audit
 
@@ -88,7 +90,7 @@ class MediaUploads:
         extra: JsonDict = {}
         if rules.kind == "image":
             try:
-                image = await self._bridge.api.defer_to_thread(clean_image, mime, source)
+                image = await self._api.defer_to_thread(clean_image, mime, source)
             except ImageError as e:
                 raise SynapseError(400, str(e), Codes.INVALID_PARAM)
             if image.mime != mime:  # HEIC arrives as JPEG: the name says so
@@ -96,22 +98,22 @@ class MediaUploads:
             content, size, mime = image.content, image.size, image.mime
             extra = {"width": image.width, "height": image.height}
         name = _safe_name(file_name) or f"{rules.kind}.{_TYPE_EXTENSIONS.get(mime, _EXTENSIONS[rules.kind])}"
-        mxc = await self._bridge.store_media(mime, name, content, size, user_id)
+        mxc = await self._synapse_media.store_media(mime, name, content, size, user_id)
         media_id = mxc.rsplit("/", 1)[1]
         if extra:
-            extra["thumbnail_url"] = self._bridge.thumbnail_url(media_id, THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+            extra["thumbnail_url"] = self._synapse_media.thumbnail_url(media_id, THUMBNAIL_SIZE, THUMBNAIL_SIZE)
         return {"file_id": media_id, "media_url": mxc, "file_name": name, "file_size": size, "mime_type": mime, **extra}
 
     async def delete(self, user_id: str, file_id: str) -> None:
         """Only the uploader or a server admin may delete; the file goes from every store."""
         exists, uploader = (False, None)
         if _MEDIA_ID.match(file_id):
-            exists, uploader = await self._bridge.local_media_uploader(file_id)
+            exists, uploader = await self._synapse_media.local_media_uploader(file_id)
         if not exists:
             raise errors.not_found("No such file.")
-        if uploader != user_id and not await self._bridge.api.is_user_admin(user_id):
+        if uploader != user_id and not await self._api.is_user_admin(user_id):
             raise errors.forbidden("Only the uploader or an admin may delete this file.")
-        await self._bridge.delete_local_media(file_id)
+        await self._synapse_media.delete_local_media(file_id)
         await self._audit.record(user_id, "media.deleted", file_id, {"uploader": uploader})
 
 

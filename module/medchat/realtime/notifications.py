@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.models import JsonDict, iso
 from medchat.store.notifications import ModuleNotification, NotificationStore
 from medchat.store.realtime import DismissedNotificationStore
+from medchat.synapse import SynapseEvents, SynapseRooms, SynapseServer, SynapseStream
 
 _SCAN_ROUNDS = 5  # pages of push actions scanned to fill one filtered page
 
@@ -71,8 +71,19 @@ class Notifications:
     """Two sources, merged newest first: Synapse's push actions (ids are event ids) and the
     module's own kinds (contact requests, verification decisions) in medchat_notifications."""
 
-    def __init__(self, bridge: SynapseBridge, dismissed: DismissedNotificationStore, own: NotificationStore):
-        self._bridge = bridge
+    def __init__(
+        self,
+        synapse_server: SynapseServer,
+        synapse_rooms: SynapseRooms,
+        synapse_events: SynapseEvents,
+        synapse_stream: SynapseStream,
+        dismissed: DismissedNotificationStore,
+        own: NotificationStore,
+    ):
+        self._synapse_server = synapse_server
+        self._synapse_rooms = synapse_rooms
+        self._synapse_events = synapse_events
+        self._synapse_stream = synapse_stream
         self._dismissed = dismissed
         self._own = own
 
@@ -107,16 +118,16 @@ class Notifications:
 
     async def _matrix_items(self, user_id: str, before: int | None, limit: int, unread_only: bool) -> list[JsonDict]:
         """Up to `limit` push-action notifications older than `before`, dismissed ones skipped."""
-        read_by_room = await self._bridge.read_orderings_by_room(user_id)
-        invited_to = await self._bridge.pending_invites(user_id)
+        read_by_room = await self._synapse_stream.read_orderings_by_room(user_id)
+        invited_to = await self._synapse_rooms.pending_invites(user_id)
         items: list[JsonDict] = []
         for _ in range(_SCAN_ROUNDS):
-            actions = await self._bridge.push_actions(user_id, before=before, limit=limit)
+            actions = await self._synapse_stream.push_actions(user_id, before=before, limit=limit)
             if not actions:
                 break
             before = actions[-1].stream_ordering
             hidden = await self._dismissed.dismissed(user_id, [a.event_id for a in actions])
-            events = await self._bridge.events([a.event_id for a in actions if a.event_id not in hidden])
+            events = await self._synapse_events.events([a.event_id for a in actions if a.event_id not in hidden])
             for action in actions:
                 event = events.get(action.event_id)
                 if event is None:
@@ -153,7 +164,7 @@ class Notifications:
         }
 
     async def _matrix_event(self, user_id: str, notification_id: str) -> Any:
-        event = await self._bridge.visible_event(user_id, notification_id)
+        event = await self._synapse_events.visible_event(user_id, notification_id)
         if event is None:
             raise errors.not_found("No such notification.")
         return event
@@ -163,27 +174,29 @@ class Notifications:
         Element agrees; it also reads that room's earlier ones). Module ones: a flag."""
         if _is_matrix_id(notification_id):
             event = await self._matrix_event(user_id, notification_id)
-            await self._bridge.send_read_receipt(user_id, event.room_id, event.event_id)
+            await self._synapse_stream.send_read_receipt(user_id, event.room_id, event.event_id)
         elif not await self._own.mark_read(user_id, notification_id):
             raise errors.not_found("No such notification.")
 
     async def mark_all_read(self, user_id: str) -> int:
-        rooms = [room for room, count in (await self._bridge.unread_counts_by_room(user_id)).items() if count]
+        rooms = [room for room, count in (await self._synapse_stream.unread_counts_by_room(user_id)).items() if count]
         for room_id in rooms:
-            latest = await self._bridge.latest_event_id(room_id)
+            latest = await self._synapse_rooms.latest_event_id(room_id)
             if latest is not None:
-                await self._bridge.send_read_receipt(user_id, room_id, latest)
+                await self._synapse_stream.send_read_receipt(user_id, room_id, latest)
         return len(rooms) + await self._own.mark_read(user_id)
 
     async def dismiss(self, user_id: str, notification_id: str) -> None:
         if _is_matrix_id(notification_id):
             await self._matrix_event(user_id, notification_id)
-            await self._dismissed.dismiss(user_id, notification_id, self._bridge.now_ms())
+            await self._dismissed.dismiss(user_id, notification_id, self._synapse_server.now_ms())
         elif not await self._own.delete(user_id, notification_id):
             raise errors.not_found("No such notification.")
 
     async def unread_count(self, user_id: str) -> JsonDict:
         """`rooms` are Matrix's per-room `unread_notifications` counts; `other` the module's kinds."""
-        by_room = {room: count for room, count in (await self._bridge.unread_counts_by_room(user_id)).items() if count}
+        by_room = {
+            room: count for room, count in (await self._synapse_stream.unread_counts_by_room(user_id)).items() if count
+        }
         other = await self._own.unread_count(user_id)
         return {"count": sum(by_room.values()) + other, "rooms": by_room, "other": other}

@@ -12,7 +12,8 @@ Protocol (all frames are JSON text):
 - a consumer that stops reading is not buffered for: the server stops fetching while the socket's
   send buffer is full and, after `slow_consumer_seconds`, closes with 4008 and its last `pos`;
 - the client may send `{"type": "ping"}` (→ `pong`); anything malformed gets an error frame and
-  the connection stays open.
+  the connection stays open. An inbound message over `MAX_INBOUND_BYTES` (64 KiB) closes the
+  socket with 1009 as soon as that many bytes are in, so a huge message is never buffered whole.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse.api.errors import Codes
+from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 from zope.interface import implementer
 
@@ -32,7 +34,6 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
-from medchat.bridge import SynapseBridge
 from medchat.config import WebSocketConfig
 from medchat.handlers.messages import Messages
 from medchat.metrics import WEBSOCKET_CLOSES, WEBSOCKET_CONNECTIONS
@@ -40,6 +41,7 @@ from medchat.realtime.frames import frames_for, is_new_message, notification_fra
 from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
 from medchat.store.notifications import HINT_TYPE, NotificationStore
+from medchat.synapse import SynapseHttp, SynapseServer, SynapseStream
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,12 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_BAD_POSITION = 4400
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TOO_BIG = 1009
+# The client only ever sends pings: a message is a few dozen bytes, 64 KiB is plenty.
+MAX_INBOUND_BYTES = 64 * 1024
 _DRAIN_POLL_SECONDS = 0.2
+# A frame header is at most 14 bytes; a message may come as several frames: some slack per message.
+_FRAME_HEADER_BYTES = 1024
 ABORT_AFTER_SECONDS = 10
 
 
@@ -75,13 +82,19 @@ class SocketHub:
 
     def __init__(
         self,
-        bridge: SynapseBridge,
+        api: ModuleApi,
+        synapse_server: SynapseServer,
+        synapse_http: SynapseHttp,
+        synapse_stream: SynapseStream,
         config: WebSocketConfig,
         status: MessageStatus,
         messages: Messages,
         notices: NotificationStore,
     ):
-        self.bridge = bridge
+        self.api = api
+        self.synapse_server = synapse_server
+        self.synapse_http = synapse_http
+        self.synapse_stream = synapse_stream
         self.config = config
         self.status = status
         self.messages = messages
@@ -133,11 +146,28 @@ class ChatSocket:
         self._loop: Deferred[None] | None = None
         self.position: str | None = None
         self.user_id = ""
+        # Bytes received since the last whole message was delivered (frame headers included).
+        self._inbound = 0
 
     # --- WebSocketProtocol --------------------------------------------------------------------
 
     def negotiationStarted(self, transport: WebSocketTransport) -> None:
         self._transport = transport
+        # Twisted (wsproto) assembles a message whole before delivering it, with no size limit;
+        # counting the bytes as they arrive lets an oversized message be refused part-way.
+        # `transport` is the connection's IProtocol, so this wraps its dataReceived.
+        receive = transport.dataReceived  # type: ignore[attr-defined]  # the wire protocol is the transport
+
+        def counted(data: bytes) -> None:
+            if self._closed:
+                return  # nothing more is read once the socket is closing
+            self._inbound += len(data)
+            if self._inbound > MAX_INBOUND_BYTES + _FRAME_HEADER_BYTES:
+                self._close(CLOSE_TOO_BIG, f"inbound message over {MAX_INBOUND_BYTES} bytes")
+                return
+            receive(data)
+
+        transport.dataReceived = counted  # type: ignore[attr-defined]
 
     def negotiationFinished(self) -> None:
         # The upgraded connection no longer carries HTTP: the HTTP channel stops being the TCP
@@ -146,9 +176,19 @@ class ChatSocket:
         assert self._transport is not None
         self._transport.attachProducer(self)
         self._hub.open.add(self)
-        self._loop = self._hub.bridge.api.run_as_background_process("medchat_websocket", self._run)
+        self._loop = self._hub.api.run_as_background_process("medchat_websocket", self._run)
+
+    def _message_in(self, size: int) -> bool:
+        """A whole message arrived: False (and the socket closing) if it is over the limit."""
+        self._inbound = 0
+        if size > MAX_INBOUND_BYTES:
+            self._close(CLOSE_TOO_BIG, f"inbound message over {MAX_INBOUND_BYTES} bytes")
+            return False
+        return True
 
     def textMessageReceived(self, message: str) -> None:
+        if not self._message_in(len(message.encode("utf-8", "surrogatepass"))):
+            return
         try:
             frame = json.loads(message)
         except ValueError:
@@ -166,10 +206,12 @@ class ChatSocket:
         self._send({"type": "pong", "pos": self.position})
 
     def bytesMessageReceived(self, data: bytes) -> None:
+        if not self._message_in(len(data)):
+            return
         self._send({"type": "error", "errcode": Codes.NOT_JSON, "error": "Binary frames are not accepted."})
 
     def pongReceived(self, payload: bytes) -> None:
-        pass
+        self._inbound = 0
 
     def connectionLost(self, reason: Failure) -> None:
         self._closed = True
@@ -200,17 +242,21 @@ class ChatSocket:
             raise
 
     async def _stream(self) -> None:
-        bridge, config = self._hub.bridge, self._hub.config
+        hub, config = self._hub, self._hub.config
         try:
-            requester, access_token = await bridge.authenticate(self._request)
+            requester, access_token = await hub.synapse_http.authenticate(self._request)
         except SynapseError as e:  # missing, unknown or expired token
             self._close(CLOSE_UNAUTHORIZED, f"unauthorized: {e.msg}")
             return
         since = self._request.args.get(b"since", [b""])[0].decode("utf-8", "replace")
         try:
-            position = Position.parse(since) if since else Position(await bridge.stream_position(), bridge.now_ms())
+            position = (
+                Position.parse(since)
+                if since
+                else Position(await hub.synapse_stream.stream_position(), hub.synapse_server.now_ms())
+            )
             if since:
-                await bridge.events_after(requester, position.stream, timeout_ms=0, limit=1)
+                await hub.synapse_stream.events_after(requester, position.stream, timeout_ms=0, limit=1)
         except (SynapseError, ValueError):
             self._close(CLOSE_BAD_POSITION, "invalid resume position")
             return
@@ -219,17 +265,17 @@ class ChatSocket:
         self.position = str(position)
         self._send({"type": "hello", "user_id": user_id, "pos": self.position})
 
-        last_auth_check = bridge.now_ms()
+        last_auth_check = hub.synapse_server.now_ms()
         while not self._closed:
             if self._paused and not await self._wait_for_drain(config.slow_consumer_seconds):
                 self._close(CLOSE_SLOW_CONSUMER, f"slow consumer; resume from {self.position}")
                 return
-            if bridge.now_ms() - last_auth_check > config.token_recheck_seconds * 1000:
-                if not await bridge.token_still_valid(access_token):
+            if hub.synapse_server.now_ms() - last_auth_check > config.token_recheck_seconds * 1000:
+                if not await hub.synapse_http.token_still_valid(access_token):
                     self._close(CLOSE_UNAUTHORIZED, "access token no longer valid")
                     return
-                last_auth_check = bridge.now_ms()
-            events, end = await bridge.events_after(
+                last_auth_check = hub.synapse_server.now_ms()
+            events, end = await hub.synapse_stream.events_after(
                 requester, position.stream, timeout_ms=config.heartbeat_seconds * 1000, limit=config.batch_limit
             )
             if self._closed:
@@ -250,11 +296,10 @@ class ChatSocket:
 
     async def _frames(self, user_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The app's frames for one batch of Synapse stream events, notifications included."""
-        bridge = self._hub.bridge
         messages = await self._hub.messages.stream_models(user_id, [e for e in events if is_new_message(e)])
         frames = [frame for event in events for frame in frames_for(event, messages)]
         from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
-        notified = await bridge.notified_events(user_id, from_others)
+        notified = await self._hub.synapse_stream.notified_events(user_id, from_others)
         return frames + [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
 
     def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
@@ -265,7 +310,7 @@ class ChatSocket:
         ]
         if received:
             items = [(m["id"], m["room_id"], m["sender"]["id"]) for m in received]
-            self._hub.bridge.api.run_as_background_process(
+            self._hub.api.run_as_background_process(
                 "medchat_record_delivery", self._hub.status.delivered, user_id, items
             )
 
@@ -283,7 +328,7 @@ class ChatSocket:
         while self._paused and not self._closed:
             if waited >= seconds:
                 return False
-            await self._hub.bridge.api.sleep(_DRAIN_POLL_SECONDS)
+            await self._hub.api.sleep(_DRAIN_POLL_SECONDS)
             waited += _DRAIN_POLL_SECONDS
         return True
 
@@ -299,7 +344,7 @@ class ChatSocket:
             WEBSOCKET_CLOSES.labels(str(code)).inc()
             self._transport.loseConnection(code)
             tcp = self._request.channel.transport
-            self._hub.bridge.api.delayed_background_call(
+            self._hub.api.delayed_background_call(
                 ABORT_AFTER_SECONDS * 1000, lambda: tcp.connected and tcp.abortConnection(), desc="medchat_ws_abort"
             )
         logger.info("MedChat WebSocket closed (%s): %s", code, reason)

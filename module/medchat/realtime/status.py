@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from medchat import errors
-from medchat.bridge import EventPosition, SynapseBridge, concurrently
 from medchat.models import JsonDict
 from medchat.store.realtime import DeliveryStore
+from medchat.synapse import EventPosition, SynapseEvents, SynapseRooms, SynapseServer, SynapseStream
+from medchat.util import concurrently
 
 STATUSES = ("sent", "delivered", "read")
 ACKABLE = ("delivered", "read")
@@ -24,8 +25,18 @@ DeliveryListener = Callable[[str, list[tuple[str, str, str]]], None]
 
 
 class MessageStatus:
-    def __init__(self, bridge: SynapseBridge, deliveries: DeliveryStore):
-        self._bridge = bridge
+    def __init__(
+        self,
+        synapse_server: SynapseServer,
+        synapse_rooms: SynapseRooms,
+        synapse_events: SynapseEvents,
+        synapse_stream: SynapseStream,
+        deliveries: DeliveryStore,
+    ):
+        self._synapse_server = synapse_server
+        self._synapse_rooms = synapse_rooms
+        self._synapse_events = synapse_events
+        self._synapse_stream = synapse_stream
         self._deliveries = deliveries
         self._listeners: list[DeliveryListener] = []
 
@@ -35,8 +46,8 @@ class MessageStatus:
 
     async def _visible(self, user_id: str, event_id: str) -> tuple[str, str]:
         """(room_id, sender) of a message the user may see; 404 otherwise."""
-        event = await self._bridge.visible_event(user_id, event_id)
-        if event is None or not await self._bridge.is_joined(event.room_id, user_id):
+        event = await self._synapse_events.visible_event(user_id, event_id)
+        if event is None or not await self._synapse_rooms.is_joined(event.room_id, user_id):
             raise errors.not_found("No such message in a room you are in.")
         return event.room_id, event.sender
 
@@ -64,13 +75,13 @@ class MessageStatus:
         """For each message, each other member's state: read by receipt; delivered by the
         module's mark (WebSocket or acknowledgement) or by a /sync that ended after it arrived."""
         positions, joined, reads, deliveries = await concurrently(
-            lambda: self._bridge.stream_orderings(event_ids),
-            lambda: self._bridge.joined_members(room_id),
-            lambda: self._bridge.read_positions(room_id),
+            lambda: self._synapse_events.stream_orderings(event_ids),
+            lambda: self._synapse_rooms.joined_members(room_id),
+            lambda: self._synapse_stream.read_positions(room_id),
             lambda: self._deliveries.positions(room_id),
         )
         members = [m for m in joined if m != sender]
-        synced = await self._bridge.last_sync_ts(members)
+        synced = await self._synapse_stream.last_sync_ts(members)
 
         def state(member: str, position: EventPosition) -> str:
             if reads.get(member, -1) >= position.stream_ordering:
@@ -87,26 +98,26 @@ class MessageStatus:
             raise errors.invalid_param(f"Invalid field status: use one of {', '.join(ACKABLE)}")
         room_id, sender = await self._visible(user_id, event_id)
         if status == "read":
-            await self._bridge.send_read_receipt(user_id, room_id, event_id)
+            await self._synapse_stream.send_read_receipt(user_id, room_id, event_id)
         else:
             await self.delivered(user_id, [(event_id, room_id, sender)])
 
     async def mark_all_read(self, user_id: str, room_id: str) -> str | None:
         """Moves the read receipt and the fully-read marker to the room's newest event."""
-        if not await self._bridge.is_joined(room_id, user_id):
+        if not await self._synapse_rooms.is_joined(room_id, user_id):
             raise errors.not_found("No such room, or you are not in it.")
-        latest = await self._bridge.latest_event_id(room_id)
+        latest = await self._synapse_rooms.latest_event_id(room_id)
         if latest is not None:
-            await self._bridge.send_read_receipt(user_id, room_id, latest)
-            await self._bridge.set_fully_read(user_id, room_id, latest)
+            await self._synapse_stream.send_read_receipt(user_id, room_id, latest)
+            await self._synapse_stream.set_fully_read(user_id, room_id, latest)
         return latest
 
     async def delivered(self, user_id: str, messages: list[tuple[str, str, str]]) -> None:
         """Records that a device of `user_id` has these (message_id, room_id, sender) messages."""
         marks: dict[str, int] = {}
-        for room_id, ordering, _ in (await self._bridge.stream_orderings([m[0] for m in messages])).values():
+        for room_id, ordering, _ in (await self._synapse_events.stream_orderings([m[0] for m in messages])).values():
             marks[room_id] = max(ordering, marks.get(room_id, ordering))
         if marks:
-            await self._deliveries.advance(user_id, marks, self._bridge.now_ms())
+            await self._deliveries.advance(user_id, marks, self._synapse_server.now_ms())
         for listener in self._listeners:
             listener(user_id, messages)

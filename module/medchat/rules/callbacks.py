@@ -12,10 +12,10 @@ from typing import Any, Literal
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
-from medchat.bridge import SynapseBridge
 from medchat.metrics import RULE_REFUSALS
 from medchat.rules.contact import ContactRules
 from medchat.rules.decisions import Refusal
+from medchat.synapse import SynapseRooms
 
 Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
 
@@ -28,9 +28,9 @@ def _verdict(refusal: Refusal | None) -> Verdict:
 
 
 class ContactSpamChecker:
-    def __init__(self, rules: ContactRules, bridge: SynapseBridge):
+    def __init__(self, rules: ContactRules, synapse_rooms: SynapseRooms):
         self._rules = rules
-        self._bridge = bridge
+        self._synapse_rooms = synapse_rooms
 
     def register(self, api: ModuleApi) -> None:
         api.register_spam_checker_callbacks(
@@ -65,7 +65,7 @@ class ContactSpamChecker:
         """
         if not is_invited or not self._rules.has_join_rules:
             return NOT_SPAM
-        invite = await self._bridge.pending_invite(user_id, room_id)
+        invite = await self._synapse_rooms.pending_invite(user_id, room_id)
         if invite is None:
             return NOT_SPAM
         inviter, is_direct = invite

@@ -25,11 +25,11 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.media.sniff import sniff
 from medchat.media.strip import ImageError, has_metadata
 from medchat.metrics import RULE_REFUSALS
+from medchat.synapse import SynapseMedia
 
 RULE = "case_room_media_metadata"
 CLEAN = ""  # the verdict of a file that may be shown in a case room
@@ -58,8 +58,9 @@ def inspect(f: BinaryIO) -> str:
 
 
 class CaseRoomMedia:
-    def __init__(self, bridge: SynapseBridge, case_rooms: CaseRoomGate):
-        self._bridge = bridge
+    def __init__(self, api: ModuleApi, synapse_media: SynapseMedia, case_rooms: CaseRoomGate):
+        self._api = api
+        self._synapse_media = synapse_media
         self._case_rooms = case_rooms
         self._verdicts: OrderedDict[str, str] = OrderedDict()
 
@@ -67,7 +68,7 @@ class CaseRoomMedia:
         api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
 
     async def check_event_for_spam(self, event: Any) -> Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]:
-        if event.type not in ("m.room.message", "m.sticker") or not self._bridge.api.is_mine(event.sender):
+        if event.type not in ("m.room.message", "m.sticker") or not self._api.is_mine(event.sender):
             return NOT_SPAM
         urls = media_urls(event.content)
         if not urls or not await self._case_rooms.is_case_room(event.room_id):
@@ -82,12 +83,12 @@ class CaseRoomMedia:
 
     async def _verdict(self, url: str) -> str:
         server, _, media_id = url.removeprefix("mxc://").partition("/")
-        if not url.startswith("mxc://") or server != self._bridge.server_name:
+        if not url.startswith("mxc://") or server != self._api.server_name:
             return "it is not a file of this server, so it cannot be checked"
         if media_id in self._verdicts:
             self._verdicts.move_to_end(media_id)
             return self._verdicts[media_id]
-        verdict = await self._bridge.inspect_local_media(media_id, inspect)
+        verdict = await self._synapse_media.inspect_local_media(media_id, inspect)
         if verdict is None:
             return "this server has no such file"  # not cached: an async upload may still complete
         self._verdicts[media_id] = verdict

@@ -23,7 +23,6 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from medchat import errors
-from medchat.bridge import SynapseBridge
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.handlers.rooms import ADMIN_LEVEL
 from medchat.metrics import RULE_REFUSALS
@@ -38,6 +37,7 @@ from medchat.roomtypes import (
     case_room_initial_state,
     phi_guard_mode,
 )
+from medchat.synapse import SynapseRooms
 
 ENCRYPTION_STATE, ENCRYPTED = "m.room.encryption", "m.room.encrypted"
 _UNREADABLE = (
@@ -71,10 +71,13 @@ def _marked(content: Mapping[str, Any], kinds: list[str]) -> dict[str, Any]:
 
 
 class PhiGuard:
-    def __init__(self, guard: Guard, case_rooms: CaseRoomGate, bridge: SynapseBridge, allow_warn: bool):
+    def __init__(
+        self, guard: Guard, case_rooms: CaseRoomGate, api: ModuleApi, synapse_rooms: SynapseRooms, allow_warn: bool
+    ):
         self._guard = guard
         self._case_rooms = case_rooms
-        self._bridge = bridge
+        self._api = api
+        self._synapse_rooms = synapse_rooms
         self._allow_warn = allow_warn
 
     def register(self, api: ModuleApi) -> None:
@@ -106,7 +109,7 @@ class PhiGuard:
         if not kinds:
             return NOT_SPAM
         if PHI_WARNING in event.content:
-            state = await self._bridge.room_state(event.room_id, [(PHI_GUARD_STATE, "")])
+            state = await self._synapse_rooms.room_state(event.room_id, [(PHI_GUARD_STATE, "")])
             if self._mode(state.get((PHI_GUARD_STATE, ""))) == WARN:
                 return NOT_SPAM
         RULE_REFUSALS.labels(RULE).inc()
@@ -122,7 +125,7 @@ class PhiGuard:
             return self._refuse(event, self._mode_change_problem(event, state_events)), None
         if event.type == ENCRYPTION_STATE:
             return self._refuse(event, SynapseError(403, _UNREADABLE, errors.CASE_ROOM_ENCRYPTION_REFUSED)), None
-        if event.type != MESSAGE or not self._bridge.api.is_mine(event.sender):
+        if event.type != MESSAGE or not self._api.is_mine(event.sender):
             return True, None  # a remote server marks its own users' messages
         kinds = self._guard.kinds_in(message_texts(event.content))
         warn = self._mode(state_events.get((PHI_GUARD_STATE, ""))) == WARN
@@ -138,7 +141,7 @@ class PhiGuard:
             return SynapseError(
                 400, f"The guard mode must be one of: {', '.join(PHI_GUARD_MODES)}.", Codes.INVALID_PARAM
             )
-        if self._bridge.power_level(event.sender, state_events) < ADMIN_LEVEL:
+        if self._synapse_rooms.power_level(event.sender, state_events) < ADMIN_LEVEL:
             return SynapseError(
                 403, "Only a room admin may change the patient-identifier guard.", errors.PHI_GUARD_MODE_REFUSED
             )
@@ -155,7 +158,7 @@ class PhiGuard:
         SynapseError raised by this callback to the client); a remote event is just rejected."""
         if problem is None:
             return True
-        if self._bridge.api.is_mine(event.sender):
+        if self._api.is_mine(event.sender):
             RULE_REFUSALS.labels(RULE).inc()
             raise problem
         return False

@@ -13,6 +13,10 @@ class Expiring(NamedTuple):
     room_id: str
     sender: str
     expires_ts: int
+    attempts: int = 0
+
+
+_COLUMNS = "event_id, room_id, sender, expires_ts, attempts"
 
 
 class ExpiryStore:
@@ -24,17 +28,19 @@ class ExpiryStore:
             t.execute(
                 "INSERT INTO medchat_expiring_messages (event_id, room_id, sender, expires_ts) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (event_id) DO NOTHING",
-                tuple(message),
+                (message.event_id, message.room_id, message.sender, message.expires_ts),
             )
 
         await self._api.run_db_interaction("medchat_add_expiring_message", txn)
 
     async def due(self, now_ms: int, limit: int) -> list[Expiring]:
+        """Messages whose time has come and that are not waiting for a retry, oldest first."""
+
         def txn(t: LoggingTransaction) -> list[Expiring]:
             t.execute(
-                "SELECT event_id, room_id, sender, expires_ts FROM medchat_expiring_messages"
-                " WHERE expires_ts <= ? ORDER BY expires_ts LIMIT ?",
-                (now_ms, limit),
+                f"SELECT {_COLUMNS} FROM medchat_expiring_messages"
+                " WHERE expires_ts <= ? AND (retry_ts IS NULL OR retry_ts <= ?) ORDER BY expires_ts LIMIT ?",
+                (now_ms, now_ms, limit),
             )
             return [Expiring(*row) for row in t.fetchall()]
 
@@ -43,7 +49,7 @@ class ExpiryStore:
     async def of_sender(self, sender: str) -> list[Expiring]:
         def txn(t: LoggingTransaction) -> list[Expiring]:
             t.execute(
-                "SELECT event_id, room_id, sender, expires_ts FROM medchat_expiring_messages WHERE sender = ?",
+                f"SELECT {_COLUMNS} FROM medchat_expiring_messages WHERE sender = ?",
                 (sender,),
             )
             return [Expiring(*row) for row in t.fetchall()]
@@ -55,3 +61,24 @@ class ExpiryStore:
             t.execute("DELETE FROM medchat_expiring_messages WHERE event_id = ?", (event_id,))
 
         await self._api.run_db_interaction("medchat_remove_expiring_message", txn)
+
+    async def retry_later(self, event_id: str, retry_ts: int) -> None:
+        """A failed redaction: counted, and due again at `retry_ts`."""
+
+        def txn(t: LoggingTransaction) -> None:
+            t.execute(
+                "UPDATE medchat_expiring_messages SET attempts = attempts + 1, retry_ts = ? WHERE event_id = ?",
+                (retry_ts, event_id),
+            )
+
+        await self._api.run_db_interaction("medchat_retry_expiring_message", txn)
+
+    async def count_overdue(self, before_ms: int) -> int:
+        """How many messages should have gone before `before_ms` and are still waiting."""
+
+        def txn(t: LoggingTransaction) -> int:
+            t.execute("SELECT count(*) FROM medchat_expiring_messages WHERE expires_ts < ?", (before_ms,))
+            (count,) = t.fetchone() or (0,)
+            return int(count)
+
+        return await self._api.run_db_interaction("medchat_overdue_expiring_messages", txn)

@@ -1,0 +1,132 @@
+"""Events: send, redact, history pages, single events, reactions, positions."""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from synapse.api.constants import Direction, EventTypes
+from synapse.api.errors import AuthError, Codes, NotFoundError, SynapseError
+from synapse.api.filtering import Filter
+from synapse.events import EventBase
+from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
+from synapse.streams.config import PaginationConfig
+from synapse.types import JsonDict, Requester, StreamToken, UserID
+
+from medchat.synapse import sql
+from medchat.synapse._base import Family
+
+logger = logging.getLogger(__name__)
+
+
+class EventPosition(NamedTuple):
+    room_id: str
+    stream_ordering: int
+    received_ts: int
+
+
+class SynapseEvents(Family):
+    """Events sent, read and serialised by Synapse's own handlers, exactly as for a Matrix client."""
+
+    async def send_event(
+        self, requester: Requester, event: JsonDict, txn_id: str | None = None, ratelimit: bool = True
+    ) -> EventBase:
+        """Sends a non-member event as the requester's device.
+
+        `txn_id` is Synapse's per-device transaction id, the one a native
+        PUT /rooms/{id}/send/{type}/{txnId} uses: a repeat returns the first event. `ratelimit`
+        False is for the server acting on its own schedule (expiry), never for a user's request.
+        """
+        event = {**event, "sender": requester.user.to_string()}
+        sent, _ = await self._hs.get_event_creation_handler().create_and_send_nonmember_event(
+            requester, event, txn_id=txn_id, ratelimit=ratelimit
+        )
+        return sent
+
+    async def redact(
+        self, requester: Requester, room_id: str, event_id: str, reason: str | None = None, ratelimit: bool = True
+    ) -> EventBase:
+        """A redaction in the shape the room version wants (v11+: `redacts` inside content)."""
+        room_version = await self._store.get_room_version(room_id)
+        content: JsonDict = {"reason": reason} if reason else {}
+        event: JsonDict = {"type": EventTypes.Redaction, "room_id": room_id, "content": content}
+        if room_version.updated_redaction_rules:
+            content["redacts"] = event_id
+        else:
+            event["redacts"] = event_id
+        return await self.send_event(requester, event, ratelimit=ratelimit)
+
+    async def messages_page(
+        self, requester: Requester, room_id: str, from_token: str | None, limit: int, types: list[str]
+    ) -> JsonDict:
+        """One page of /rooms/{id}/messages (newest first), as Synapse serialises it for clients.
+
+        Visibility rules and bundled edits (`unsigned.m.relations.m.replace`) come from Synapse.
+        Raises 400 M_INVALID_PARAM for a malformed token.
+        """
+        try:
+            token = await StreamToken.from_string(self._store, from_token) if from_token else None
+        except SynapseError:
+            raise SynapseError(400, "Invalid field cursor: not a pagination token of this room.", Codes.INVALID_PARAM)
+        config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
+        event_filter = Filter(self._hs, {"types": types})
+        pagination = self._hs.get_pagination_handler()
+        try:
+            result = await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
+        except KeyError:
+            # A retention purge removed the page's events (and their state) while Synapse read
+            # them; read again, without them (Synapse's own /messages answers 500 here).
+            result = await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
+        serializer = self._hs.get_event_client_serializer()
+        return await encode_messages_response(
+            get_messages_result=result,
+            serialize_options=await serializer.create_config(requester=requester),
+            serialize_deps=SerializeMessagesDeps(clock=self._clock, event_serializer=serializer, store=self._store),
+        )
+
+    async def event_json(self, requester: Requester, room_id: str, event_id: str) -> JsonDict | None:
+        """One event as the requester may see it (with its bundled edit), or None."""
+        try:
+            event = await self._hs.get_event_handler().get_event(requester.user, room_id, event_id)
+        except (AuthError, NotFoundError):
+            return None
+        if event is None:
+            return None
+        aggregations = await self._hs.get_relations_handler().get_bundled_aggregations(
+            [event], requester.user.to_string()
+        )
+        serializer = self._hs.get_event_client_serializer()
+        return await serializer.serialize_event(
+            event,
+            self._clock.time_msec(),
+            bundle_aggregations=aggregations,
+            config=await serializer.create_config(requester=requester),
+        )
+
+    async def annotations(self, event_ids: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """event_id -> [(key, sender, reaction_event_id)] of its live `m.reaction` annotations.
+
+        Synapse no longer bundles annotation counts, so they are read from its relations table.
+        """
+        if not event_ids:
+            return {}
+        return await self.api.run_db_interaction("medchat_annotations", sql.annotations_txn, event_ids)
+
+    async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
+        """The event if it exists and `user_id` may see it, by the rules of
+        `/rooms/{room}/event/{id}` (membership, history visibility, erasure)."""
+        try:
+            found = await self._hs.get_event_handler().get_event(UserID.from_string(user_id), None, event_id)
+        except AuthError:
+            return None
+        return found.event if found is not None else None
+
+    async def events(self, event_ids: list[str]) -> dict[str, EventBase]:
+        return await self._store.get_events(event_ids)
+
+    async def stream_orderings(self, event_ids: list[str]) -> dict[str, EventPosition]:
+        """Where persisted events sit: room, stream ordering, and when this server received them."""
+        if not event_ids:
+            return {}
+        rows = await self.api.run_db_interaction("medchat_stream_orderings", sql.stream_orderings_txn, event_ids)
+        return {event_id: EventPosition(*row) for event_id, row in rows.items()}

@@ -1,0 +1,117 @@
+"""What happens after: the event stream, receipts and read markers, presence, push actions, unread counts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from synapse.api.constants import Direction, ReceiptTypes
+from synapse.streams.config import PaginationConfig
+from synapse.types import Requester, StreamToken, UserID
+
+from medchat.synapse import sql
+from medchat.synapse._base import Family
+
+logger = logging.getLogger(__name__)
+
+
+class SynapseStream(Family):
+    """Synapse's event stream, receipts, presence and push-rule results."""
+
+    async def stream_position(self) -> str:
+        """The current position of the user-visible event stream, as a resumable string."""
+        return await self._hs.get_event_sources().get_current_token().to_string(self._store)
+
+    async def events_after(
+        self, requester: Requester, position: str, timeout_ms: int, limit: int
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Everything the user may see after `position` (room events, receipts, typing, presence),
+        waiting up to `timeout_ms` for something to happen: Synapse's own `/events` stream.
+
+        Returns the client-format events and the position after them. Raises 400 for a malformed
+        position. Keeps the user's presence online while called, as a syncing client does.
+        """
+        token = await StreamToken.from_string(self._store, position)
+        result = await self._hs.get_event_stream_handler().get_stream(
+            requester,
+            PaginationConfig(from_token=token, to_token=None, direction=Direction.FORWARDS, limit=limit),
+            timeout=timeout_ms,
+            affect_presence=True,
+        )
+        return result["chunk"], result["end"]
+
+    async def read_positions(self, room_id: str) -> dict[str, int]:
+        """Each member's public read receipt in the room, as the stream ordering it points at."""
+        return await self.api.run_db_interaction("medchat_read_positions", sql.read_positions_txn, room_id)
+
+    async def send_read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
+        """A real `m.read` receipt, exactly as a Matrix client sends it (Element shows it)."""
+        await self._hs.get_receipts_handler().received_client_receipt(
+            room_id, ReceiptTypes.READ, UserID.from_string(user_id), event_id, None
+        )
+
+    async def set_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
+        await self._hs.get_read_marker_handler().received_client_read_marker(room_id, user_id, event_id)
+
+    async def unread_count(self, room_id: str, user_id: str) -> int:
+        """Notifying events after the user's read receipt, as /sync's `unread_notifications`."""
+        counts = await self._store.get_unread_event_push_actions_by_room_for_user(room_id, user_id)
+        return counts.main_timeline.notify_count + sum(c.notify_count for c in counts.threads.values())
+
+    async def unread_counts_by_room(self, user_id: str) -> dict[str, int]:
+        """`unread_count` of every room the user has joined."""
+        return {
+            room_id: await self.unread_count(room_id, user_id)
+            for room_id in await self._store.get_rooms_for_user(user_id)
+        }
+
+    async def push_actions(self, user_id: str, before: int | None, limit: int) -> list[Any]:
+        """What Synapse's push rules decided to notify the user about, newest first."""
+        return await self._store.get_push_actions_for_user(user_id, before=before, limit=limit)
+
+    async def read_orderings_by_room(self, user_id: str) -> dict[str, int]:
+        receipts = await self._store.get_receipts_for_user_with_orderings(
+            user_id, [ReceiptTypes.READ, ReceiptTypes.READ_PRIVATE]
+        )
+        return {room_id: receipt["stream_ordering"] for room_id, receipt in receipts.items()}
+
+    async def notified_events(self, user_id: str, event_ids: list[str]) -> set[str]:
+        """Which of these events Synapse's push rules notified the user about."""
+        if not event_ids:
+            return set()
+        return await self.api.run_db_interaction("medchat_notified_events", sql.notified_events_txn, user_id, event_ids)
+
+    async def presence(self, user_id: str) -> tuple[bool, int | None]:
+        """(is_online, last_active_ts_ms) from Synapse's presence."""
+        state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
+        return state.state == "online", (state.last_active_ts or None)
+
+    async def presence_of(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
+        """`presence` for many users in one look-up (listing pages)."""
+        states = await self._hs.get_presence_handler().get_states(user_ids)
+        return {s.user_id: (s.state == "online", s.last_active_ts or None) for s in states}
+
+    async def presence_state(self, user_id: str) -> dict[str, Any]:
+        state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
+        return {"state": state.state, "status_msg": state.status_msg, "last_active_ts": state.last_active_ts or None}
+
+    async def set_presence(self, requester: Requester, state: str, status_msg: str | None) -> None:
+        body: dict[str, Any] = {"presence": state}
+        if status_msg is not None:
+            body["status_msg"] = status_msg
+        await self._hs.get_presence_handler().set_state(requester.user, requester.device_id, body)
+
+    async def last_sync_ts(self, user_ids: list[str]) -> dict[str, int]:
+        """When each local user's last /sync (or event stream) ended, from Synapse's presence:
+        a sync that ended after an event was received has returned it."""
+        states = await self._hs.get_presence_handler().get_states([u for u in user_ids if self.api.is_mine(u)])
+        return {state.user_id: state.last_user_sync_ts for state in states}
+
+    def online_user_ids(self) -> set[str]:
+        """Local users whose presence is `online` now, from the presence handler's live state.
+
+        That state lives on the process that owns presence (the main process unless a presence
+        writer is configured); elsewhere it is empty, so the `online` filter belongs there.
+        """
+        states = getattr(self._hs.get_presence_handler(), "user_to_current_state", {})
+        return {user_id for user_id, state in states.items() if state.state == "online" and self.api.is_mine(user_id)}
