@@ -41,6 +41,17 @@ def test_actions_are_recorded_and_only_admins_read_them(api: Api, server) -> Non
     )
 
 
+def test_audit_query_values_are_typed(api: Api, server) -> None:
+    """Times and the cursor are whole milliseconds within a database integer: a larger one is a
+    400 naming the parameter (it used to reach the database), and so is a negative one."""
+    admin = register_admin(server)
+    for name in ("since", "until", "cursor"):
+        for value in ("99999999999999999999", "-1", "1.5"):
+            response = api.call("GET", f"/api/admin/audit?{name}={value}", token=admin["access_token"])
+            assert name in expect_error(response, 400, "M_INVALID_PARAM")["error"]
+    assert audit(api, admin, f"?since=0&until={2**63 - 1}&limit=1")["next_cursor"] is not None
+
+
 def test_verify_catches_a_direct_database_edit(api: Api, server) -> None:
     admin = register_admin(server)
     licence_verified(api, server)

@@ -282,6 +282,17 @@ def test_bad_directory_queries(api: Api, query: str, mentions: str, caller: dict
     assert mentions in body["error"]
 
 
+def test_directory_search_requires_q(api: Api, caller: dict[str, Any]) -> None:
+    """`q` is a required parameter of the search, and that is enforced, not only documented."""
+    for query in ("/search", "/search?role=Nurse", "/search?scope=federation"):
+        body = expect_error(api.call("GET", users(query), token=caller["access_token"]), 400, "M_MISSING_PARAM")
+        assert "q" in body["error"]
+    body = expect_error(
+        api.call("GET", users("/search?q=ab&scope=galaxy"), token=caller["access_token"]), 400, "M_INVALID_PARAM"
+    )
+    assert "scope" in body["error"]
+
+
 @pytest.fixture(scope="module")
 def caller(server: SynapseServer) -> dict[str, Any]:
     return Api(server.base_url).register()

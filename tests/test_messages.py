@@ -359,3 +359,23 @@ def test_search_reads_past_hits_the_caller_may_not_see(api: Api, chat: dict[str,
         "GET", room_path(room, "/messages/search?q=sepsis&limit=50"), token=alice["access_token"]
     ).json()
     assert len(everything["messages"]) == 32 and everything["messages"][0]["content"].startswith("sepsis sepsis")
+
+
+def test_message_queries_and_bodies_name_what_they_refuse(api: Api, chat: dict[str, Any]) -> None:
+    alice, room = chat["alice"], chat["room"]
+    token = alice["access_token"]
+    path = room_path(room, "/messages")
+    for query, errcode, field in (
+        ("/search?q=%20%20", "M_INVALID_PARAM", "q"),
+        ("/search?limit=5", "M_MISSING_PARAM", "q"),
+        ("/search?q=x&limit=0", "M_INVALID_PARAM", "limit"),
+        ("?limit=101", "M_INVALID_PARAM", "limit"),
+    ):
+        assert field in expect_error(api.call("GET", path + query, token=token), 400, errcode)["error"]
+    message = send(api, alice, room, content="forward me")
+    twice = api.call("POST", msg_path(room, message["id"], "/forward"), token=token, json={"room_ids": [room, room]})
+    assert "room_ids" in expect_error(twice, 400, "M_INVALID_PARAM")["error"]
+    blank = api.call("PUT", msg_path(room, message["id"]), token=token, json={"content": "  "})
+    assert "content" in expect_error(blank, 400, "M_INVALID_PARAM")["error"]
+    media = api.call("POST", path, token=token, json={"message_type": "image", "media_url": "mxc://medchat.test/a b"})
+    assert "media_url" in expect_error(media, 400, "M_INVALID_PARAM")["error"]

@@ -249,3 +249,11 @@ def test_contact_requests_and_verification_decisions_are_listed(api: Api, server
     expect_error(
         api.call("GET", "/api/chat/notifications?from=yesterday", token=bob["access_token"]), 400, "M_INVALID_PARAM"
     )
+
+
+def test_notification_query_refusals_name_the_parameter(api: Api) -> None:
+    token = api.register()["access_token"]
+    for query, name in (("?unread=maybe", "unread"), ("?from=" + "x" * 65, "from"), ("?limit=101", "limit")):
+        body = expect_error(api.call("GET", "/api/chat/notifications" + query, token=token), 400, "M_INVALID_PARAM")
+        assert name in body["error"], body
+    assert api.call("GET", "/api/chat/notifications?unread=false&limit=100", token=token).status_code == 200

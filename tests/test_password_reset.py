@@ -7,6 +7,8 @@ import time
 from email.message import Message
 from urllib.parse import parse_qs, urlparse
 
+import pytest
+
 from harness import PASSWORD, Api, expect_error
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -76,3 +78,14 @@ def test_reset_bad_input(api: Api) -> None:
         400,
         "M_MISSING_PARAM",
     )
+
+
+@pytest.mark.parametrize("field", ["sid", "client_secret", "token"])
+def test_reset_parameters_are_at_most_255_characters(api: Api, field: str) -> None:
+    """One definition of the reset body: the link's parameters are 1 to 255 characters (the
+    spec's limit for `sid` and `client_secret`), refused before any look-up."""
+    params = {"sid": "s", "client_secret": "c", "token": "t", "new_password": NEW_PASSWORD}
+    at_limit = api.call("POST", "/api/auth/reset-password", json={**params, field: "x" * 255})
+    expect_error(at_limit, 400, "M_FORBIDDEN")  # well-formed, only unknown
+    over = api.call("POST", "/api/auth/reset-password", json={**params, field: "x" * 256})
+    assert field in expect_error(over, 400, "M_INVALID_PARAM")["error"]

@@ -320,3 +320,25 @@ def view(api: Api, user: dict[str, Any], room_id: str) -> dict[str, Any]:
     response = api.call("GET", room_path(room_id), token=user["access_token"])
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_room_fields_have_one_definition_each(api: Api) -> None:
+    """The avatar is the one mxc:// URL type (at most 500 characters), a participant the one user-id
+    type (no whitespace), `close` a true/false flag; each refusal names its field."""
+    alice, bob = api.register(), api.register()
+    token = alice["access_token"]
+    group = create_room(api, token, type="group", name="Limits", participants=[bob["user_id"]])
+    prefix = "mxc://medchat.test/"
+    too_long = api.call(
+        "PUT", room_path(group["id"]), token=token, json={"avatar_url": prefix + "a" * (501 - len(prefix))}
+    )
+    assert "avatar_url" in expect_error(too_long, 400, "M_INVALID_PARAM")["error"]
+    longest = prefix + "a" * (500 - len(prefix))
+    updated = api.call("PUT", room_path(group["id"]), token=token, json={"avatar_url": longest})
+    assert updated.status_code == 200 and updated.json()["avatar_url"] == longest, updated.text
+    spaced = api.call(
+        "POST", "/api/chat/rooms", token=token, json={"type": "group", "name": "x", "participants": ["@a b:c"]}
+    )
+    assert "participants.0" in expect_error(spaced, 400, "M_INVALID_PARAM")["error"]
+    flag = api.call("DELETE", room_path(group["id"]) + "?close=maybe", token=token)
+    assert "close" in expect_error(flag, 400, "M_INVALID_PARAM")["error"]

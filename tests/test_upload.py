@@ -402,3 +402,13 @@ def test_matrix_client_and_api_share_files(api: Api, server: SynapseServer, alic
     nio_file_id = nio_mxc.rsplit("/", 1)[1]
     assert api.call("DELETE", f"/api/chat/upload/{nio_file_id}", token=alice["access_token"]).status_code == 200
     expect_error(download(api, alice, nio_mxc), 404, "M_NOT_FOUND")
+
+
+def test_the_filename_parameter_is_checked_as_declared(api: Api) -> None:
+    """`?filename=` is 1 to 255 characters, as the document has always said; now enforced."""
+    alice = api.register()
+    longest = "a" * 251 + ".pdf"
+    accepted = upload(api, alice, "file", samples.pdf(), "application/pdf", filename=longest)
+    assert accepted.status_code == 201, accepted.text  # (the stored name may be shortened)
+    refused = upload(api, alice, "file", samples.pdf(), "application/pdf", filename="a" * 252 + ".pdf")
+    assert "filename" in expect_error(refused, 400, "M_INVALID_PARAM")["error"]

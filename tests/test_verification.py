@@ -174,6 +174,28 @@ def test_editing_verified_fields_resets_unless_a_verifier_does_it(
     )
 
 
+def test_document_is_an_mxc_url_of_at_most_500_characters(api: Api) -> None:
+    """One definition of an mxc:// URL (it was defined twice, once without a length limit)."""
+    user = api.register(institution=VERIFIER_INSTITUTION)
+    too_long = "mxc://medchat.test/" + "a" * (501 - len("mxc://medchat.test/"))
+    body = expect_error(
+        api.call("POST", REQUESTS, token=user["access_token"], json={**LICENCE, "document": too_long}),
+        400,
+        "M_INVALID_PARAM",
+    )
+    assert "document" in body["error"]
+    longest = "mxc://medchat.test/" + "a" * (500 - len("mxc://medchat.test/"))
+    assert submit(api, user, document=longest)["document"] == longest
+
+
+def test_a_rejection_needs_its_reason(api: Api, verifier: dict[str, Any]) -> None:
+    pending = submit(api, api.register(institution=VERIFIER_INSTITUTION))
+    path = f"{REQUESTS}/{pending['id']}/reject"
+    for body in ({}, {"reason": ""}):
+        refused = api.call("POST", path, token=verifier["access_token"], json=body)
+        assert "reason" in expect_error(refused, 400, "M_MISSING_PARAM" if not body else "M_INVALID_PARAM")["error"]
+
+
 def test_bad_verification_input(api: Api, verifier: dict[str, Any]) -> None:
     user = api.register(institution=VERIFIER_INSTITUTION)
     t = user["access_token"]
@@ -197,3 +219,19 @@ def test_bad_verification_input(api: Api, verifier: dict[str, Any]) -> None:
     )
     assert "pending" in body["error"]
     expect_error(api.call("GET", "/api/chat/verification/me"), 401, "M_MISSING_TOKEN")
+
+
+def test_attestation_check_names_what_is_wrong_with_the_body(api: Api) -> None:
+    token = api.register()["access_token"]
+    check = "/api/chat/verification/attestations/check"
+    for body, errcode, field in (
+        ({}, "M_MISSING_PARAM", "attestation"),
+        ({"attestation": {"level": "license_verified"}}, "M_MISSING_PARAM", "attestation.user_id"),
+        ({"attestation": {"user_id": "nobody"}}, "M_INVALID_PARAM", "attestation.user_id"),
+        ({"attestation": "signed"}, "M_INVALID_PARAM", "attestation"),
+    ):
+        assert field in expect_error(api.call("POST", check, token=token, json=body), 400, errcode)["error"]
+    # Anything else an attestation carries is for the signature check: a made-up one proves nothing.
+    made_up = {"user_id": "@someone:medchat.test", "level": "license_verified", "signatures": {}}
+    checked = api.call("POST", check, token=token, json={"attestation": made_up})
+    assert checked.status_code == 200 and checked.json()["verification_level"] == "unverified", checked.text

@@ -1,6 +1,8 @@
-"""The JSON shapes of shared/seed/chat-api-plan.md, and the request bodies the API accepts.
+"""The JSON shapes of shared/seed/chat-api-plan.md: the builders of the answers (chat_user,
+chat_message, contact_card, ...) and the facts they are built from.
 
-Ids are Matrix ids (`@user:server`), so one id names the same thing in both APIs.
+Ids are Matrix ids (`@user:server`), so one id names the same thing in both APIs. What requests
+may send is in medchat.api.schemas (requests.py, queries.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from medchat.levels import UNVERIFIED, is_verified
-from medchat.roomtypes import PHI_GUARD_MODES
 
 JsonDict = dict[str, Any]
 
@@ -94,78 +95,6 @@ def chat_user(user_id: str, profile: Profile | None, identity: MatrixIdentity, s
     return model
 
 
-# --- request bodies (JSON Schema) ------------------------------------------------------------
-
-_TEXT = {"type": "string", "maxLength": 200}
-_OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 200}
-_BIO = {"type": ["string", "null"], "maxLength": 2000}
-_FULL_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
-_PASSWORD = {"type": "string", "minLength": 1, "maxLength": 512}
-_EMAIL = {"type": "string", "minLength": 3, "maxLength": 254}
-_TOKEN = {"type": "string", "minLength": 1, "maxLength": 1024}
-_DEVICE_NAME = {"type": "string", "maxLength": 100}
-
-
-def _body(properties: JsonDict, required: tuple[str, ...] = (), **extra: Any) -> JsonDict:
-    """A JSON object schema that names its fields and refuses unknown ones."""
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(required),
-        "properties": properties,
-        **extra,
-    }
-
-
-REGISTER_BODY = _body(
-    {
-        "username": {"type": "string", "minLength": 1, "maxLength": 200},
-        "password": _PASSWORD,
-        "email": _EMAIL,
-        "full_name": _FULL_NAME,
-        "role": _TEXT,
-        "institution": _OPTIONAL_TEXT,
-        "specialization": _OPTIONAL_TEXT,
-        "bio": _BIO,
-        "device_name": _DEVICE_NAME,
-    },
-    required=("username", "password", "email", "full_name", "role"),
-)
-
-LOGIN_BODY = _body(
-    {
-        "username": {"type": "string", "minLength": 1, "maxLength": 255},
-        "email": _EMAIL,
-        "password": _PASSWORD,
-        "device_name": _DEVICE_NAME,
-    },
-    required=("password",),
-    oneOf=[{"required": ["username"]}, {"required": ["email"]}],
-)
-
-REFRESH_BODY = _body({"refresh_token": _TOKEN}, required=("refresh_token",))
-
-ERASE_ACCOUNT_BODY = _body({"password": _PASSWORD}, required=("password",))
-
-PROFILE_UPDATE_BODY = _body(
-    {
-        "full_name": _FULL_NAME,
-        "role": _TEXT,
-        "institution": _OPTIONAL_TEXT,
-        "specialization": _OPTIONAL_TEXT,
-        "bio": _BIO,
-        "profile_image": {"type": ["string", "null"], "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"},
-    },
-    minProperties=1,
-)
-
-FORGOT_PASSWORD_BODY = _body({"email": _EMAIL}, required=("email",))
-
-RESET_PASSWORD_BODY = _body(
-    {"sid": _TOKEN, "client_secret": _TOKEN, "token": _TOKEN, "new_password": _PASSWORD},
-    required=("sid", "client_secret", "token", "new_password"),
-)
-
 # --- contacts ----------------------------------------------------------------------------------
 
 
@@ -201,145 +130,13 @@ def contact_model(
     }
 
 
-USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": r"^@[^:\s]+:[^\s]+$", "maxLength": 255}
-_NICKNAME = {"type": ["string", "null"], "maxLength": 100}
-
-CONTACT_ADD_BODY = _body(
-    {
-        "user_id": USER_ID_SCHEMA,
-        "contact_id": USER_ID_SCHEMA,
-        "nickname": _NICKNAME,
-        "message": {"type": "string", "maxLength": 500},
-    },
-    oneOf=[{"required": ["user_id"]}, {"required": ["contact_id"]}],
-)
-
-CONTACT_UPDATE_BODY = _body({"nickname": _NICKNAME}, required=("nickname",))
-
-CONTACT_ACCEPT_BODY = _body({"nickname": _NICKNAME})
-
-RESET_PASSWORD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["sid", "client_secret", "token", "new_password"],
-    "properties": {
-        "sid": {"type": "string", "minLength": 1, "maxLength": 255},
-        "client_secret": {"type": "string", "minLength": 1, "maxLength": 255},
-        "token": {"type": "string", "minLength": 1, "maxLength": 255},
-        "new_password": _PASSWORD,
-    },
-}
-
+# Matrix ids: `@localpart:server` (no whitespace); the request models (api/schemas/) use the same pattern.
+USER_ID_PATTERN = r"^@[^:\s]+:[^\s]+$"
+USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": USER_ID_PATTERN, "maxLength": 255}
 
 # --- rooms and messages ------------------------------------------------------------------------
 
-_USER_ID = {"type": "string", "pattern": "^@[^:]+:.+$", "maxLength": 255}
-_MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$", "maxLength": 500}
-_ROOM_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
-_CLIENT_MSG_ID = {"type": "string", "minLength": 1, "maxLength": 200}
-_MESSAGE_TEXT = {"type": "string", "minLength": 1, "maxLength": 65536, "pattern": "\\S"}
-
-ROOM_CREATE_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["type"],
-    "properties": {
-        "type": {"enum": ["direct", "group", "case", "study_group"]},
-        "name": _ROOM_NAME,
-        "topic": {"type": "string", "maxLength": 1000},
-        "participants": {"type": "array", "items": _USER_ID, "maxItems": 200, "uniqueItems": True},
-        "join_rule": {"enum": ["knock", "open"]},
-    },
-    "allOf": [
-        {
-            "if": {"properties": {"type": {"const": "direct"}}},
-            "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
-        },
-        {"if": {"properties": {"type": {"enum": ["group", "case", "study_group"]}}}, "then": {"required": ["name"]}},
-    ],
-}
-
-ROOM_JOIN_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"reason": {"type": "string", "maxLength": 500}},
-}
-
-ROOM_UPDATE_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "minProperties": 1,
-    "properties": {
-        "name": _ROOM_NAME,
-        "topic": {"type": "string", "maxLength": 1000},
-        "avatar_url": {"anyOf": [_MXC, {"type": "null"}]},
-        "phi_guard": {"enum": list(PHI_GUARD_MODES)},
-    },
-}
-
-PARTICIPANT_ADD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["user_id"],
-    "properties": {"user_id": _USER_ID, "role": {"enum": ["admin", "member"]}},
-}
-
 MESSAGE_TYPES = ("text", "image", "file", "audio", "video")
-
-MESSAGE_SEND_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "content": {"type": "string", "maxLength": 65536},
-        "message_type": {"enum": list(MESSAGE_TYPES)},
-        "media_url": {"type": "string", "maxLength": 500},
-        "file_name": {"type": "string", "minLength": 1, "maxLength": 255},
-        "file_size": {"type": "integer", "minimum": 0},
-        "mime_type": {"type": "string", "minLength": 1, "maxLength": 255},
-        "width": {"type": "integer", "minimum": 0},
-        "height": {"type": "integer", "minimum": 0},
-        "duration": {"type": "integer", "minimum": 0},
-        "reply_to": {"type": "string", "pattern": "^\\$", "maxLength": 255},
-        "client_msg_id": _CLIENT_MSG_ID,
-        "expires_in": {"type": "integer"},
-    },
-}
-
-MESSAGE_REPLY_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["content"],
-    "properties": {"content": _MESSAGE_TEXT, "client_msg_id": _CLIENT_MSG_ID},
-}
-
-MESSAGE_EDIT_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["content"],
-    "properties": {"content": _MESSAGE_TEXT},
-}
-
-REACTION_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["key"],
-    "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 100}},
-}
-
-FORWARD_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["room_ids"],
-    "properties": {
-        "room_ids": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 20,
-            "uniqueItems": True,
-            "items": {"type": "string", "pattern": "^!", "maxLength": 255},
-        }
-    },
-}
 
 
 def chat_member(user_id: str, member: JsonDict) -> JsonDict:
@@ -426,41 +223,3 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         "created_at": iso(event["origin_server_ts"]),
         "updated_at": edited_at or iso(event["origin_server_ts"]),
     }
-
-
-# --- directory and verification (JSON Schema) -------------------------------------------------
-
-CHAT_USER_UPDATE_BODY: JsonDict = {
-    **PROFILE_UPDATE_BODY,
-    "properties": {**PROFILE_UPDATE_BODY["properties"], "hidden": {"type": "boolean"}},
-}
-
-_MXC = {"type": "string", "pattern": "^mxc://[^/]+/[A-Za-z0-9_-]+$"}
-
-VERIFICATION_REQUEST_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["registration_body", "license_number"],
-    "properties": {
-        "level": {"type": "string", "maxLength": 50},
-        "registration_body": {"type": "string", "minLength": 1, "maxLength": 200},
-        "license_number": {"type": "string", "minLength": 1, "maxLength": 100},
-        "document": _MXC,
-    },
-}
-
-VERIFICATION_DECISION_BODY: JsonDict = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 1000}},
-}
-
-STATUS_BODY = _body({"status": {"type": "string", "enum": ["delivered", "read"]}}, required=("status",))
-
-PRESENCE_BODY = _body(
-    {
-        "status": {"type": "string", "enum": ["online", "offline", "unavailable"]},
-        "status_msg": {"type": ["string", "null"], "maxLength": 200},
-    },
-    required=("status",),
-)

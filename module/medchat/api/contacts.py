@@ -12,19 +12,15 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
 from medchat import errors
-from medchat.api.http import (
-    Query,
-    bool_query,
-    cursor_query,
-    limit_query,
-    query_bool,
-    query_limit,
-    query_string,
-    read_json,
-    route,
-    text_query,
+from medchat.api.http import read_json, read_query, route
+from medchat.api.schemas.queries import ContactListQuery, ContactRequestsQuery
+from medchat.api.schemas.requests import (
+    ContactAcceptBody,
+    ContactAddBody,
+    ContactPermissionsBody,
+    ContactUpdateBody,
 )
-from medchat.api.schemas import (
+from medchat.api.schemas.responses import (
     CONTACT,
     CONTACT_PAGE,
     CONTACT_PENDING,
@@ -33,46 +29,12 @@ from medchat.api.schemas import (
     EMPTY,
 )
 from medchat.handlers.contacts import Contacts, Page
-from medchat.models import CONTACT_ACCEPT_BODY, CONTACT_ADD_BODY, CONTACT_UPDATE_BODY, USER_ID_SCHEMA
+from medchat.models import USER_ID_PATTERN
 from medchat.rules.contact import ACCOUNT_DATA, ContactRules
-from medchat.rules.decisions import PERMISSIONS_SCHEMA
 from medchat.store.contacts import ContactFilters
 
-PAGE_DEFAULT, PAGE_MAX = 50, 100
 BASE = "/api/chat/contacts"
-_USER_ID = re.compile(USER_ID_SCHEMA["pattern"])
-
-
-_PAGE = (limit_query(PAGE_DEFAULT, PAGE_MAX), cursor_query(255))
-_LIST_QUERY = (
-    bool_query("favorite", "only favourites (or only the others)"),
-    bool_query("blocked", "only blocked contacts (or only the others)"),
-    text_query("role", "only this role"),
-    text_query("institution", "only this institution"),
-    text_query("q", "matches names, nicknames and usernames"),
-    *_PAGE,
-)
-_REQUESTS_QUERY = (
-    Query("direction", {"enum": ["incoming", "outgoing"], "default": "incoming"}, "whose requests"),
-    *_PAGE,
-)
-
-
-def _page(request: Any) -> Page:
-    return Page(
-        limit=query_limit(request, PAGE_DEFAULT, PAGE_MAX), cursor=query_string(request, "cursor", max_length=255)
-    )
-
-
-def _has_body(request: Any) -> bool:
-    """Whether a body was sent (accepting a request may send none)."""
-    content = request.content
-    if content is None:
-        return False
-    position = content.tell()
-    present = bool(content.read(1))
-    content.seek(position)
-    return present
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 class ContactServlets:
@@ -90,7 +52,7 @@ class ContactServlets:
             "PUT",
             f"{BASE}/permissions",
             self.put_permissions,
-            body=PERMISSIONS_SCHEMA,
+            body=ContactPermissionsBody,
             responses={200: CONTACT_PERMISSIONS},
         )
         route(
@@ -98,7 +60,7 @@ class ContactServlets:
             "GET",
             f"{BASE}/requests",
             self.list_requests,
-            query=_REQUESTS_QUERY,
+            query=ContactRequestsQuery,
             responses={200: CONTACT_REQUEST_PAGE},
         )
         route(
@@ -106,16 +68,16 @@ class ContactServlets:
             "POST",
             f"{BASE}/requests/{{id}}/accept",
             self.accept,
-            body=CONTACT_ACCEPT_BODY,
+            body=ContactAcceptBody,
             body_required=False,
             responses=contact,
         )
         route(resource, "POST", f"{BASE}/requests/{{id}}/decline", self.decline, responses=empty)
         route(resource, "DELETE", f"{BASE}/requests/{{id}}", self.cancel, responses=empty)
-        route(resource, "GET", BASE, self.list, query=_LIST_QUERY, responses={200: CONTACT_PAGE})
-        route(resource, "POST", BASE, self.add, body=CONTACT_ADD_BODY, responses={201: CONTACT, 202: CONTACT_PENDING})
+        route(resource, "GET", BASE, self.list, query=ContactListQuery, responses={200: CONTACT_PAGE})
+        route(resource, "POST", BASE, self.add, body=ContactAddBody, responses={201: CONTACT, 202: CONTACT_PENDING})
         route(resource, "GET", f"{BASE}/{{id}}", self.get, responses=contact)
-        route(resource, "PUT", f"{BASE}/{{id}}", self.put, body=CONTACT_UPDATE_BODY, responses=contact)
+        route(resource, "PUT", f"{BASE}/{{id}}", self.put, body=ContactUpdateBody, responses=contact)
         route(resource, "DELETE", f"{BASE}/{{id}}", self.delete, responses=empty)
         route(resource, "POST", f"{BASE}/{{id}}/favorite", self.favorite, responses=contact)
         route(resource, "DELETE", f"{BASE}/{{id}}/favorite", self.unfavorite, responses=contact)
@@ -134,13 +96,11 @@ class ContactServlets:
     async def list(self, request: Any) -> tuple[int, Any]:
         """The caller's contacts, with live online state."""
         me = await self._me(request)
+        query = read_query(request, ContactListQuery)
         filters = ContactFilters(
-            favorite=query_bool(request, "favorite"),
-            blocked=query_bool(request, "blocked"),
-            role=query_string(request, "role"),
-            institution=query_string(request, "institution"),
+            favorite=query.favorite, blocked=query.blocked, role=query.role, institution=query.institution
         )
-        return 200, await self._contacts.list(me, filters, query_string(request, "q"), _page(request))
+        return 200, await self._contacts.list(me, filters, query.q, Page(query.limit, query.cursor))
 
     async def add(self, request: Any) -> tuple[int, Any]:
         """Adds a contact: a request to accept (202) or, without requests, the contact at once (201).
@@ -149,9 +109,8 @@ class ContactServlets:
         `ORG_MEDCHAT_CONTACT_REFUSED` when the rules refuse.
         """
         me = await self._me(request)
-        body = read_json(request)
-        target = body.get("user_id") or body["contact_id"]
-        return await self._contacts.add(me, target, body.get("nickname"), body.get("message"))
+        body = read_json(request, ContactAddBody)
+        return await self._contacts.add(me, body.target, body.nickname, body.message)
 
     async def get(self, request: Any, id: str) -> tuple[int, Any]:
         """One contact of the caller's."""
@@ -160,8 +119,7 @@ class ContactServlets:
     async def put(self, request: Any, id: str) -> tuple[int, Any]:
         """Sets the contact's nickname."""
         me = await self._me(request, id)
-        body = read_json(request)
-        return 200, await self._contacts.set_nickname(me, id, body["nickname"])
+        return 200, await self._contacts.set_nickname(me, id, read_json(request, ContactUpdateBody).nickname)
 
     async def delete(self, request: Any, id: str) -> tuple[int, Any]:
         """Removes a contact (a block stays)."""
@@ -189,16 +147,15 @@ class ContactServlets:
     async def list_requests(self, request: Any) -> tuple[int, Any]:
         """Pending contact requests, to or from the caller."""
         me = await self._me(request)
-        direction = query_string(request, "direction") or "incoming"
-        if direction not in ("incoming", "outgoing"):
-            raise errors.invalid_param("Invalid parameter direction: use incoming or outgoing")
-        return 200, await self._contacts.list_requests(me, direction == "incoming", _page(request))
+        query = read_query(request, ContactRequestsQuery)
+        page = Page(query.limit, query.cursor)
+        return 200, await self._contacts.list_requests(me, query.direction == "incoming", page)
 
     async def accept(self, request: Any, id: str) -> tuple[int, Any]:
         """Accepts a contact request (optionally naming the new contact)."""
         me = await self._me(request, id)
-        body = read_json(request) if _has_body(request) else {}
-        return 200, await self._contacts.accept(me, id, body.get("nickname"))
+        nickname = read_json(request, ContactAcceptBody, optional=True).nickname
+        return 200, await self._contacts.accept(me, id, nickname)
 
     async def decline(self, request: Any, id: str) -> tuple[int, Any]:
         """Declines a contact request."""
@@ -220,5 +177,5 @@ class ContactServlets:
     async def put_permissions(self, request: Any) -> tuple[int, Any]:
         """Sets who may contact the caller."""
         me = await self._me(request)
-        permissions = await self._rules.set_permissions(me, read_json(request))
+        permissions = await self._rules.set_permissions(me, read_json(request, ContactPermissionsBody).setting())
         return 200, {"permissions": permissions.to_json(), "source": ACCOUNT_DATA}

@@ -12,12 +12,13 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import query_params, read_json, route
-from medchat.api.schemas import ATTESTATION_RESULT, USER_PAGE
+from medchat.api.http import read_json, read_query, route
+from medchat.api.schemas.queries import PeerSearchQuery
+from medchat.api.schemas.requests import AttestationCheckBody
+from medchat.api.schemas.responses import ATTESTATION_RESULT, USER_PAGE
 from medchat.federation.attestation import Attestations
 from medchat.federation.directory import PEER_PATH, FederatedDirectory
 from medchat.levels import is_verified
-from medchat.models import USER_ID_SCHEMA
 from medchat.synapse import SynapseFederation, SynapseHttp
 
 
@@ -28,23 +29,13 @@ class FederationServlets:
 
     def resource(self, http: SynapseHttp) -> JsonResource:
         resource = http.json_resource()
-        route(resource, "GET", PEER_PATH, self.search, responses={200: USER_PAGE})
+        route(resource, "GET", PEER_PATH, self.search, query=PeerSearchQuery, responses={200: USER_PAGE})
         return resource
 
     async def search(self, request: Any) -> tuple[int, Any]:
         """An allow-listed server searches this server's directory (signed with `X-Matrix`)."""
         origin = await self._server.authenticate_server(request)
-        return 200, await self._directory.answer(origin, query_params(request))
-
-
-ATTESTATION_CHECK_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["attestation"],
-    "properties": {
-        "attestation": {"type": "object", "required": ["user_id"], "properties": {"user_id": USER_ID_SCHEMA}}
-    },
-}
+        return 200, await self._directory.answer(origin, read_query(request, PeerSearchQuery))
 
 
 class AttestationServlets:
@@ -61,13 +52,13 @@ class AttestationServlets:
             "POST",
             "/api/chat/verification/attestations/check",
             self.check,
-            body=ATTESTATION_CHECK_BODY,
+            body=AttestationCheckBody,
             responses={200: ATTESTATION_RESULT},
         )
 
     async def check(self, request: Any) -> tuple[int, Any]:
         """Checks a licence attestation against its server's published key; what level it proves."""
         await self._api.get_user_by_req(request)
-        attestation = read_json(request)["attestation"]
-        level = await self._attestations.level_from(attestation["user_id"], attestation)
-        return 200, {"user_id": attestation["user_id"], "verification_level": level, "is_verified": is_verified(level)}
+        attestation = read_json(request, AttestationCheckBody).attestation
+        level = await self._attestations.level_from(attestation.user_id, attestation.model_dump())
+        return 200, {"user_id": attestation.user_id, "verification_level": level, "is_verified": is_verified(level)}

@@ -8,7 +8,7 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
 from medchat.api.http import route
-from medchat.api.schemas import HEALTH
+from medchat.api.schemas.responses import HEALTH
 from medchat.synapse import SYNAPSE_VERSION, SynapseServer
 from medchat.version import VERSION
 

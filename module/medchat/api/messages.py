@@ -8,28 +8,25 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
 from medchat import errors
-from medchat.api.http import (
-    CURSOR_MAX,
-    MAX_PAGE,
-    cursor_query,
-    limit_query,
-    query_limit,
-    query_string,
-    read_json,
-    route,
-    text_query,
+from medchat.api.http import read_json, read_query, route
+from medchat.api.schemas.queries import MessageHistoryQuery, MessageSearchQuery
+from medchat.api.schemas.requests import (
+    ForwardBody,
+    MessageEditBody,
+    MessageReplyBody,
+    MessageSendBody,
+    ReactionBody,
 )
-from medchat.api.schemas import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
+from medchat.api.schemas.responses import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
 from medchat.handlers.messages import Messages
-from medchat.models import FORWARD_BODY, MESSAGE_EDIT_BODY, MESSAGE_REPLY_BODY, MESSAGE_SEND_BODY, REACTION_BODY
 
 _BASE = "/api/chat/rooms/{room_id}/messages"
 
 
-def _client_msg_id(request: Any, body: dict[str, Any]) -> str | None:
+def _client_msg_id(request: Any, body: MessageSendBody | MessageReplyBody) -> str | None:
     """`client_msg_id` in the body, else the `Idempotency-Key` header: the Matrix txn id."""
-    if "client_msg_id" in body:
-        return body["client_msg_id"]
+    if body.client_msg_id is not None:
+        return body.client_msg_id
     header = request.requestHeaders.getRawHeaders(b"Idempotency-Key")
     if not header:
         return None
@@ -47,40 +44,32 @@ class MessageServlets:
     def register_routes(self, resource: JsonResource) -> None:
         # `search` first: the router takes the first pattern that matches.
         one, message = _BASE + "/{event_id}", {200: MESSAGE}
-        search = (text_query("q", "the words to find", required=True), limit_query(20), cursor_query())
-        route(resource, "GET", _BASE + "/search", self.search, query=search, responses={200: MESSAGE_SEARCH})
         route(
-            resource, "GET", _BASE, self.history, query=(limit_query(50), cursor_query()), responses={200: MESSAGE_PAGE}
+            resource, "GET", _BASE + "/search", self.search, query=MessageSearchQuery, responses={200: MESSAGE_SEARCH}
         )
-        route(resource, "POST", _BASE, self.send, body=MESSAGE_SEND_BODY, responses={201: MESSAGE})
+        route(resource, "GET", _BASE, self.history, query=MessageHistoryQuery, responses={200: MESSAGE_PAGE})
+        route(resource, "POST", _BASE, self.send, body=MessageSendBody, responses={201: MESSAGE})
         route(resource, "GET", one, self.get, responses=message)
-        route(resource, "PUT", one, self.edit, body=MESSAGE_EDIT_BODY, responses=message)
+        route(resource, "PUT", one, self.edit, body=MessageEditBody, responses=message)
         route(resource, "DELETE", one, self.delete, responses=message)
-        route(resource, "POST", one + "/reply", self.reply, body=MESSAGE_REPLY_BODY, responses={201: MESSAGE})
-        route(resource, "POST", one + "/forward", self.forward, body=FORWARD_BODY, responses={201: MESSAGES})
+        route(resource, "POST", one + "/reply", self.reply, body=MessageReplyBody, responses={201: MESSAGE})
+        route(resource, "POST", one + "/forward", self.forward, body=ForwardBody, responses={201: MESSAGES})
         route(
-            resource, "POST", one + "/reactions", self.react, body=REACTION_BODY, responses={200: MESSAGE, 201: MESSAGE}
+            resource, "POST", one + "/reactions", self.react, body=ReactionBody, responses={200: MESSAGE, 201: MESSAGE}
         )
         route(resource, "DELETE", one + "/reactions/{key}", self.unreact, responses=message)
 
     async def history(self, request: Any, room_id: str) -> tuple[int, Any]:
         """The room's messages, newest first (`next_cursor` is Matrix's pagination token); edits folded in."""
         requester = await self._api.get_user_by_req(request)
-        limit = query_limit(request, default=50, maximum=MAX_PAGE)
-        return 200, await self._messages.history(
-            requester, room_id, limit, query_string(request, "cursor", max_length=CURSOR_MAX)
-        )
+        query = read_query(request, MessageHistoryQuery)
+        return 200, await self._messages.history(requester, room_id, query.limit, query.cursor)
 
     async def search(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Synapse's ranked server-side search, in this room only."""
         requester = await self._api.get_user_by_req(request)
-        term = query_string(request, "q")
-        if term is None:
-            raise errors.missing_param("Missing field: q")
-        limit = query_limit(request, default=20, maximum=MAX_PAGE)
-        return 200, await self._messages.search(
-            requester, room_id, term, limit, query_string(request, "cursor", max_length=CURSOR_MAX)
-        )
+        query = read_query(request, MessageSearchQuery)
+        return 200, await self._messages.search(requester, room_id, query.q, query.limit, query.cursor)
 
     async def send(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Sends a text or media message; `client_msg_id` (or `Idempotency-Key`) makes a retry return the same message.
@@ -89,7 +78,7 @@ class MessageServlets:
         refused (403 `ORG_MEDCHAT_PHI_DETECTED`).
         """
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
+        body = read_json(request, MessageSendBody)
         return 201, await self._messages.send(requester, room_id, body, _client_msg_id(request, body))
 
     async def get(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
@@ -100,8 +89,7 @@ class MessageServlets:
     async def edit(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Edits the caller's own message (`m.replace`)."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
-        return 200, await self._messages.edit(requester, room_id, event_id, body["content"])
+        return 200, await self._messages.edit(requester, room_id, event_id, read_json(request, MessageEditBody).content)
 
     async def delete(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Deletes (redacts) a message: the sender, or whoever the power levels allow."""
@@ -111,20 +99,20 @@ class MessageServlets:
     async def reply(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Replies to a message (`m.in_reply_to`, with the quoted fallback)."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
-        return 201, await self._messages.reply(requester, room_id, event_id, body, _client_msg_id(request, body))
+        body = read_json(request, MessageReplyBody)
+        client_msg_id = _client_msg_id(request, body)
+        return 201, await self._messages.reply(requester, room_id, event_id, body.content, client_msg_id)
 
     async def forward(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Copies the message's text or media reference into rooms the caller has joined."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
-        return 201, await self._messages.forward(requester, room_id, event_id, body["room_ids"])
+        room_ids = read_json(request, ForwardBody).room_ids
+        return 201, await self._messages.forward(requester, room_id, event_id, room_ids)
 
     async def react(self, request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         """Adds a reaction (`m.reaction`); 200 if the caller had already reacted with that key."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
-        return await self._messages.react(requester, room_id, event_id, body["key"])
+        return await self._messages.react(requester, room_id, event_id, read_json(request, ReactionBody).key)
 
     async def unreact(self, request: Any, room_id: str, event_id: str, key: str) -> tuple[int, Any]:
         """Removes the caller's reaction with that key."""

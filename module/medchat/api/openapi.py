@@ -25,8 +25,9 @@ from synapse.module_api import respond_with_html
 
 import medchat.api
 from medchat import errors
-from medchat.api.http import BINARY, WEBSOCKET_PATH, Content, Query, Route, route, routes_of
-from medchat.api.schemas import ERROR
+from medchat.api.http import BINARY, WEBSOCKET_PATH, Content, Route, route, routes_of
+from medchat.api.schemas.base import QueryParams, RequestBody, json_schema_of
+from medchat.api.schemas.responses import ERROR
 from medchat.models import JsonDict
 from medchat.version import VERSION
 
@@ -107,10 +108,14 @@ def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
         for name in _PATH_PARAM.findall(declared.path)
     ]
-    parameters += [_query(q) for q in declared.query]
+    if declared.query is not None:
+        parameters += _query_model(declared.query, schemas)
     if parameters:
         operation["parameters"] = parameters
-    if declared.body is not None:
+    if isinstance(declared.body, type):
+        content = {"application/json": {"schema": _model(declared.body, schemas)}}
+        operation["requestBody"] = {"required": declared.body_required, "content": content}
+    elif declared.body is not None:  # Content: uploads
         operation["requestBody"] = {"required": declared.body_required, "content": _content(declared.body, schemas)}
     operation["responses"] = {
         str(status): {"description": HTTPStatus(status).phrase, "content": _content(schema, schemas)}
@@ -122,11 +127,33 @@ def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
     return operation
 
 
-def _query(q: Query) -> JsonDict:
-    parameter: JsonDict = {"name": q.name, "in": "query", "required": q.required, "schema": q.schema}
-    if q.description:
-        parameter["description"] = q.description
-    return parameter
+def _query_model(model: type[QueryParams], schemas: dict[str, JsonDict]) -> list[JsonDict]:
+    """One `in: query` parameter per field of the model, in field order."""
+    schema, components = json_schema_of(model)
+    _add_components(components, schemas)
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        field_schema = dict(field_schema)
+        description = field_schema.pop("description", "")
+        parameter: JsonDict = {"name": name, "in": "query", "required": name in required, "schema": field_schema}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _model(model: type[RequestBody], schemas: dict[str, JsonDict]) -> JsonDict:
+    """A $ref to the model's component; the model and the models it nests go to components."""
+    schema, components = json_schema_of(model)
+    _add_components({**components, model.__name__: schema}, schemas)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _add_components(components: dict[str, JsonDict], schemas: dict[str, JsonDict]) -> None:
+    for name, schema in components.items():
+        if schemas.setdefault(name, schema) != schema:
+            raise ValueError(f"two different schemas are both named {name!r}")
 
 
 def _content(body: JsonDict | Content, schemas: dict[str, JsonDict]) -> JsonDict:

@@ -8,18 +8,10 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import (
-    MAX_PAGE,
-    bool_query,
-    cursor_query,
-    limit_query,
-    query_bool,
-    query_limit,
-    query_string,
-    read_json,
-    route,
-)
-from medchat.api.schemas import (
+from medchat.api.http import read_json, read_query, route
+from medchat.api.schemas.queries import NotificationsQuery
+from medchat.api.schemas.requests import MessageStatusBody, PresenceBody
+from medchat.api.schemas.responses import (
     EMPTY,
     MARKED_ALL_READ,
     MESSAGE_STATUS,
@@ -28,7 +20,6 @@ from medchat.api.schemas import (
     READ_ALL,
     UNREAD_COUNT,
 )
-from medchat.models import PRESENCE_BODY, STATUS_BODY
 from medchat.realtime.notifications import Cursor, Notifications
 from medchat.realtime.presence import Presence
 from medchat.realtime.status import MessageStatus
@@ -49,7 +40,7 @@ class RealtimeServlets:
             "PUT",
             "/api/chat/messages/{message_id}/status",
             self.put_status,
-            body=STATUS_BODY,
+            body=MessageStatusBody,
             responses=status,
         )
         route(resource, "POST", "/api/chat/messages/{message_id}/mark-read", self.mark_read, responses=status)
@@ -66,17 +57,16 @@ class RealtimeServlets:
             "PUT",
             "/api/chat/users/{user_id}/status",
             self.put_presence,
-            body=PRESENCE_BODY,
+            body=PresenceBody,
             responses=presence,
         )
         # Literal paths before /{id}: the router takes the first path that matches.
-        listing = (limit_query(20), cursor_query(64, name="from"), bool_query("unread", "only unread ones"))
         route(
             resource,
             "GET",
             "/api/chat/notifications",
             self.list_notifications,
-            query=listing,
+            query=NotificationsQuery,
             responses={200: NOTIFICATION_PAGE},
         )
         route(resource, "GET", "/api/chat/notifications/unread-count", self.unread_count, responses={200: UNREAD_COUNT})
@@ -94,7 +84,7 @@ class RealtimeServlets:
     async def put_status(self, request: Any, message_id: str) -> tuple[int, Any]:
         """The app acknowledges a message as delivered or read (`read` sends a real receipt)."""
         me = await self._me(request)
-        await self._status.acknowledge(me, message_id, read_json(request)["status"])
+        await self._status.acknowledge(me, message_id, read_json(request, MessageStatusBody).status)
         return 200, await self._status.of(me, message_id)
 
     async def mark_read(self, request: Any, message_id: str) -> tuple[int, Any]:
@@ -115,14 +105,15 @@ class RealtimeServlets:
     async def put_presence(self, request: Any, user_id: str) -> tuple[int, Any]:
         """Sets the caller's presence through Synapse."""
         requester = await self._api.get_user_by_req(request)
-        return 200, await self._presence.set(requester, user_id, read_json(request))
+        body = read_json(request, PresenceBody)
+        return 200, await self._presence.set(requester, user_id, body.model_dump())
 
     async def list_notifications(self, request: Any) -> tuple[int, Any]:
         """Notifications newest first: Synapse's push-rule results and the module's own kinds."""
         me = await self._me(request)
-        limit = query_limit(request, default=20, maximum=MAX_PAGE)
-        cursor = Cursor.parse(query_string(request, "from", max_length=64))
-        return 200, await self._notifications.page(me, cursor, limit, bool(query_bool(request, "unread")))
+        query = read_query(request, NotificationsQuery)
+        cursor = Cursor.parse(query.from_)
+        return 200, await self._notifications.page(me, cursor, query.limit, query.unread)
 
     async def unread_count(self, request: Any) -> tuple[int, Any]:
         """Unread notifications, in total and per room."""

@@ -7,19 +7,10 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import (
-    CURSOR_MAX,
-    MAX_PAGE,
-    bool_query,
-    cursor_query,
-    limit_query,
-    query_bool,
-    query_limit,
-    query_string,
-    read_json,
-    route,
-)
-from medchat.api.schemas import (
+from medchat.api.http import read_json, read_query, route
+from medchat.api.schemas.queries import LeaveQuery, RoomPageQuery
+from medchat.api.schemas.requests import ParticipantAddBody, RoomCreateBody, RoomJoinBody, RoomUpdateBody
+from medchat.api.schemas.responses import (
     INSTITUTION_ROOMS,
     JOIN_REQUESTED,
     PARTICIPANT,
@@ -32,7 +23,6 @@ from medchat.api.schemas import (
 )
 from medchat.handlers.rooms import Rooms
 from medchat.handlers.studygroups import StudyGroups
-from medchat.models import PARTICIPANT_ADD_BODY, ROOM_CREATE_BODY, ROOM_JOIN_BODY, ROOM_UPDATE_BODY
 
 
 class RoomServlets:
@@ -43,19 +33,17 @@ class RoomServlets:
 
     def register_routes(self, resource: JsonResource) -> None:
         room = "/api/chat/rooms/{room_id}"
-        page = (limit_query(20), cursor_query())
-        route(resource, "GET", "/api/chat/rooms", self.list_rooms, query=page, responses={200: ROOM_PAGE})
-        route(resource, "POST", "/api/chat/rooms", self.create, body=ROOM_CREATE_BODY, responses={200: ROOM, 201: ROOM})
+        route(resource, "GET", "/api/chat/rooms", self.list_rooms, query=RoomPageQuery, responses={200: ROOM_PAGE})
+        route(resource, "POST", "/api/chat/rooms", self.create, body=RoomCreateBody, responses={200: ROOM, 201: ROOM})
         route(resource, "GET", room, self.get, responses={200: ROOM})
-        route(resource, "PUT", room, self.update, body=ROOM_UPDATE_BODY, responses={200: ROOM})
-        close = bool_query("close", "group admins: remove every other member and invitee first")
-        route(resource, "DELETE", room, self.leave, query=(close,), responses={200: ROOM_LEFT})
+        route(resource, "PUT", room, self.update, body=RoomUpdateBody, responses={200: ROOM})
+        route(resource, "DELETE", room, self.leave, query=LeaveQuery, responses={200: ROOM_LEFT})
         route(
             resource,
             "POST",
             f"{room}/join",
             self.join,
-            body=ROOM_JOIN_BODY,
+            body=RoomJoinBody,
             responses={200: ROOM_JOINED, 202: JOIN_REQUESTED},
         )
         route(
@@ -63,7 +51,7 @@ class RoomServlets:
             "GET",
             "/api/chat/institutions/{name}/rooms",
             self.institution_rooms,
-            query=page,
+            query=RoomPageQuery,
             responses={200: INSTITUTION_ROOMS},
         )
         route(resource, "GET", f"{room}/participants", self.participants, responses={200: PARTICIPANTS})
@@ -72,7 +60,7 @@ class RoomServlets:
             "POST",
             f"{room}/participants",
             self.add_participant,
-            body=PARTICIPANT_ADD_BODY,
+            body=ParticipantAddBody,
             responses={200: PARTICIPANT, 201: PARTICIPANT},
         )
         route(
@@ -86,11 +74,8 @@ class RoomServlets:
     async def list_rooms(self, request: Any) -> tuple[int, Any]:
         """The caller's joined rooms and pending invitations, newest activity first."""
         requester = await self._api.get_user_by_req(request)
-        return 200, await self._rooms.list_rooms(
-            requester,
-            query_limit(request, default=20, maximum=MAX_PAGE),
-            query_string(request, "cursor", max_length=CURSOR_MAX),
-        )
+        query = read_query(request, RoomPageQuery)
+        return 200, await self._rooms.list_rooms(requester, query.limit, query.cursor)
 
     async def create(self, request: Any) -> tuple[int, Any]:
         """Creates a direct, group or case room; a direct chat the two already have is reused (200).
@@ -99,7 +84,7 @@ class RoomServlets:
         `ORG_MEDCHAT_CASE_ROOM_REFUSED`).
         """
         requester = await self._api.get_user_by_req(request)
-        created, room = await self._rooms.create(requester, read_json(request))
+        created, room = await self._rooms.create(requester, read_json(request, RoomCreateBody))
         return (201 if created else 200), room
 
     async def get(self, request: Any, room_id: str) -> tuple[int, Any]:
@@ -110,21 +95,20 @@ class RoomServlets:
     async def update(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Sets name, topic or avatar (state events; the power levels decide who may)."""
         requester = await self._api.get_user_by_req(request)
-        return 200, await self._rooms.update(requester, room_id, read_json(request))
+        return 200, await self._rooms.update(requester, room_id, read_json(request, RoomUpdateBody))
 
     async def leave(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Leaves the room or declines the invitation; `close=true` (group admins) first removes everyone else."""
         requester = await self._api.get_user_by_req(request)
-        close = bool(query_bool(request, "close"))
-        return 200, await self._rooms.leave(requester, room_id, close)
+        return 200, await self._rooms.leave(requester, room_id, read_query(request, LeaveQuery).close)
 
     async def join(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Join a study group of the caller's institution, or ask to (knock).
 
         200 with the room once joined; 202 while a request to join (a knock) waits for an admin."""
         requester = await self._api.get_user_by_req(request)
-        body = read_json(request)
-        membership = await self._study_groups.join(requester.user.to_string(), room_id, body.get("reason"))
+        reason = read_json(request, RoomJoinBody).reason
+        membership = await self._study_groups.join(requester.user.to_string(), room_id, reason)
         if membership == "knock":
             return 202, {"room_id": room_id, "membership": "knock", "room": None}
         return 200, {"room_id": room_id, "membership": "join", "room": await self._rooms.view(requester, room_id)}
@@ -132,9 +116,9 @@ class RoomServlets:
     async def institution_rooms(self, request: Any, name: str) -> tuple[int, Any]:
         """The rooms of an institution's space (its study groups), for its members and server admins."""
         requester = await self._api.get_user_by_req(request)
-        limit = query_limit(request, default=20, maximum=MAX_PAGE)
-        cursor = query_string(request, "cursor", max_length=CURSOR_MAX)
-        return 200, await self._study_groups.institution_rooms(requester.user.to_string(), name, limit, cursor)
+        query = read_query(request, RoomPageQuery)
+        caller = requester.user.to_string()
+        return 200, await self._study_groups.institution_rooms(caller, name, query.limit, query.cursor)
 
     async def participants(self, request: Any, room_id: str) -> tuple[int, Any]:
         """The room's joined and invited members, with their role."""
@@ -144,7 +128,7 @@ class RoomServlets:
     async def add_participant(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Invites a user (201) or changes a participant's role (200)."""
         requester = await self._api.get_user_by_req(request)
-        return await self._rooms.add_participant(requester, room_id, read_json(request))
+        return await self._rooms.add_participant(requester, room_id, read_json(request, ParticipantAddBody))
 
     async def remove_participant(self, request: Any, room_id: str, user_id: str) -> tuple[int, Any]:
         """Removes (kicks) a participant."""

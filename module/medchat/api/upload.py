@@ -13,8 +13,9 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from medchat.api.http import BINARY, Content, route, text_query
-from medchat.api.schemas import EMPTY, UPLOADED, obj
+from medchat.api.http import BINARY, Content, read_query, route
+from medchat.api.schemas.queries import UploadQuery
+from medchat.api.schemas.responses import EMPTY, UPLOADED, obj
 from medchat.media.body import BodyError, multipart_field, whole_body
 from medchat.media.policy import KINDS
 from medchat.media.uploads import MediaUploads
@@ -34,8 +35,9 @@ class UploadServlets:
         # One pattern for both methods (Synapse's router answers 405 when the first matching
         # pattern lacks the method): the segment is the kind for POST and the file id for DELETE.
         raw = Content({"application/octet-stream": BINARY, "multipart/form-data": obj({"file": BINARY})})
-        name = text_query("filename", "the file name (raw bodies)", 255)
-        route(resource, "POST", PREFIX + "{target}", self.upload, body=raw, query=(name,), responses={201: UPLOADED})
+        route(
+            resource, "POST", PREFIX + "{target}", self.upload, body=raw, query=UploadQuery, responses={201: UPLOADED}
+        )
         route(resource, "DELETE", PREFIX + "{target}", self.delete, responses={200: EMPTY})
 
     def _refuse_early(self, kind: str, length: int) -> SynapseError | None:
@@ -62,7 +64,7 @@ class UploadServlets:
         rules = self._uploads.rules(target)
         self._uploads.check_size(rules, _content_length(request))
         content_type = self._content_type(request)
-        file_name = _query_arg(request, b"filename")
+        file_name = read_query(request, UploadQuery).filename
         if content_type and content_type.lower().lstrip().startswith("multipart/form-data"):
             try:
                 part = multipart_field(request.content, content_type, "file")
@@ -83,8 +85,3 @@ class UploadServlets:
 def _content_length(request: Any) -> int | None:
     value = request.getHeader("Content-Length")
     return int(value) if value and value.isdigit() else None
-
-
-def _query_arg(request: Any, name: bytes) -> str | None:
-    values = request.args.get(name)
-    return values[0].decode("utf-8", "replace") if values else None

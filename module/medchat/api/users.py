@@ -7,30 +7,14 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat import errors
-from medchat.api.http import Query, bool_query, cursor_query, limit_query, query_params, read_json, route, text_query
-from medchat.api.schemas import CHAT_USER, INSTITUTIONS, USER_PAGE
-from medchat.federation.directory import SCOPES, FederatedDirectory
+from medchat.api.http import read_json, read_query, route
+from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
+from medchat.api.schemas.requests import ChatUserUpdateBody
+from medchat.api.schemas.responses import CHAT_USER, INSTITUTIONS, USER_PAGE
+from medchat.federation.directory import FederatedDirectory
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.directory import Directory
-from medchat.models import CHAT_USER_UPDATE_BODY
 from medchat.synapse import SynapseProfiles, SynapseServer
-
-_FILTERS = (
-    text_query("role", "only this role"),
-    text_query("institution", "only this institution"),
-    text_query("specialization", "only this specialization"),
-    bool_query("verified", "only (un)verified practitioners"),
-    text_query("level", "only this verification level", 50),
-    bool_query("online", "only users online (or offline) now"),
-    limit_query(default=20),
-    cursor_query(),
-)
-_SEARCH = (
-    text_query("q", "1 to 200 characters; every word matches a prefix of a name or field", required=True),
-    Query("scope", {"enum": list(SCOPES)}, "`federation` also asks the allow-listed servers"),
-    *_FILTERS,
-)
 
 
 class UserServlets:
@@ -52,16 +36,23 @@ class UserServlets:
 
     def register_routes(self, resource: JsonResource) -> None:
         # The fixed paths first: the router tries patterns in order and {id} matches any segment.
-        route(resource, "GET", "/api/chat/users", self.list, query=_FILTERS, responses={200: USER_PAGE})
-        route(resource, "GET", "/api/chat/users/search", self.search, query=_SEARCH, responses={200: USER_PAGE})
-        route(resource, "GET", "/api/chat/users/filter", self.list, query=_FILTERS, responses={200: USER_PAGE})
+        route(resource, "GET", "/api/chat/users", self.list, query=DirectoryQuery, responses={200: USER_PAGE})
+        route(
+            resource,
+            "GET",
+            "/api/chat/users/search",
+            self.search,
+            query=DirectorySearchQuery,
+            responses={200: USER_PAGE},
+        )
+        route(resource, "GET", "/api/chat/users/filter", self.list, query=DirectoryQuery, responses={200: USER_PAGE})
         route(resource, "GET", "/api/chat/users/{user_id}", self.get, responses={200: CHAT_USER})
         route(
             resource,
             "PUT",
             "/api/chat/users/{user_id}",
             self.put,
-            body=CHAT_USER_UPDATE_BODY,
+            body=ChatUserUpdateBody,
             responses={200: CHAT_USER},
         )
         route(resource, "GET", "/api/chat/institutions", self.institutions, responses={200: INSTITUTIONS})
@@ -71,19 +62,16 @@ class UserServlets:
 
     async def list(self, request: Any) -> tuple[int, Any]:
         """The practitioner directory in name order, filtered."""
-        return 200, await self._directory.list(await self._caller(request), query_params(request))
+        return 200, await self._directory.list(await self._caller(request), read_query(request, DirectoryQuery))
 
     async def search(self, request: Any) -> tuple[int, Any]:
         """Searches the directory, best match first (`rc_user_directory` applies)."""
         requester = await self._api.get_user_by_req(request)
         await self._synapse_profiles.ratelimit_directory_search(requester)
-        params = query_params(request)
-        scope = params.pop("scope", "local")
-        if scope not in SCOPES:
-            raise errors.invalid_param(f"Invalid parameter scope: use one of {', '.join(SCOPES)}")
-        if scope == "federation" and self._federated is not None:
-            return 200, await self._federated.search(requester.user.to_string(), params, self._synapse_server.now_ms())
-        return 200, await self._directory.search(requester.user.to_string(), params)
+        query = read_query(request, DirectorySearchQuery)
+        if query.scope == "federation" and self._federated is not None:
+            return 200, await self._federated.search(requester.user.to_string(), query, self._synapse_server.now_ms())
+        return 200, await self._directory.search(requester.user.to_string(), query)
 
     async def get(self, request: Any, user_id: str) -> tuple[int, Any]:
         """One user's ChatUser."""
@@ -96,7 +84,7 @@ class UserServlets:
         `unverified` unless an admin or a verifier of their institution does it.
         """
         caller = await self._caller(request)
-        body = read_json(request)
+        body = read_json(request, ChatUserUpdateBody)
         return 200, await self._accounts.update_profile(caller, user_id, body)
 
     async def institutions(self, request: Any) -> tuple[int, Any]:

@@ -14,13 +14,11 @@ from typing import Any
 from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
-from medchat.api.http import Query, query_params, read_json, route
-from medchat.api.schemas import VERIFICATION_REQUEST, VERIFICATION_REQUESTS, VERIFICATION_STATUS
+from medchat.api.http import read_json, read_query, route
+from medchat.api.schemas.queries import VerificationListQuery
+from medchat.api.schemas.requests import ApprovalBody, RejectionBody, VerificationRequestBody
+from medchat.api.schemas.responses import VERIFICATION_REQUEST, VERIFICATION_REQUESTS, VERIFICATION_STATUS
 from medchat.handlers.verification import Verification
-from medchat.models import VERIFICATION_DECISION_BODY, VERIFICATION_REQUEST_BODY
-from medchat.store.verification import PENDING, STATUSES
-
-_STATUS_QUERY = (Query("status", {"enum": list(STATUSES), "default": PENDING}, "which requests"),)
 
 
 class VerificationServlets:
@@ -35,11 +33,16 @@ class VerificationServlets:
             "POST",
             f"{base}/requests",
             self.submit,
-            body=VERIFICATION_REQUEST_BODY,
+            body=VerificationRequestBody,
             responses={201: VERIFICATION_REQUEST},
         )
         route(
-            resource, "GET", f"{base}/requests", self.list, query=_STATUS_QUERY, responses={200: VERIFICATION_REQUESTS}
+            resource,
+            "GET",
+            f"{base}/requests",
+            self.list,
+            query=VerificationListQuery,
+            responses={200: VERIFICATION_REQUESTS},
         )
         decided = {200: VERIFICATION_REQUEST}
         route(
@@ -47,7 +50,7 @@ class VerificationServlets:
             "POST",
             f"{base}/requests/{{request_id}}/approve",
             self.approve,
-            body=VERIFICATION_DECISION_BODY,
+            body=ApprovalBody,
             responses=decided,
         )
         route(
@@ -55,7 +58,7 @@ class VerificationServlets:
             "POST",
             f"{base}/requests/{{request_id}}/reject",
             self.reject,
-            body=VERIFICATION_DECISION_BODY,
+            body=RejectionBody,
             responses=decided,
         )
         route(resource, "GET", f"{base}/me", self.me, responses={200: VERIFICATION_STATUS})
@@ -66,25 +69,24 @@ class VerificationServlets:
     async def submit(self, request: Any) -> tuple[int, Any]:
         """Asks for a verification level; one pending request per user."""
         caller = await self._caller(request)
-        return 201, await self._verification.submit(caller, read_json(request))
+        return 201, await self._verification.submit(caller, read_json(request, VerificationRequestBody))
 
     async def list(self, request: Any) -> tuple[int, Any]:
         """The requests the caller may decide (admins: all; institution verifiers: theirs)."""
         caller = await self._caller(request)
-        return 200, await self._verification.list_requests(caller, query_params(request).get("status", "pending"))
+        return 200, await self._verification.list_requests(caller, read_query(request, VerificationListQuery).status)
 
     async def approve(self, request: Any, request_id: str) -> tuple[int, Any]:
         """Approves a request (verifiers only; 409 if already decided)."""
-        return await self._decide(request, request_id, approve=True)
+        caller = await self._caller(request)
+        reason = read_json(request, ApprovalBody).reason
+        return 200, await self._verification.decide(caller, request_id, True, reason)
 
     async def reject(self, request: Any, request_id: str) -> tuple[int, Any]:
         """Rejects a request with a reason (verifiers only; 409 if already decided)."""
-        return await self._decide(request, request_id, approve=False)
-
-    async def _decide(self, request: Any, request_id: str, approve: bool) -> tuple[int, Any]:
         caller = await self._caller(request)
-        body = read_json(request)
-        return 200, await self._verification.decide(caller, request_id, approve, body.get("reason"))
+        reason = read_json(request, RejectionBody).reason
+        return 200, await self._verification.decide(caller, request_id, False, reason)
 
     async def me(self, request: Any) -> tuple[int, Any]:
         """The caller's level, requests and verification history."""

@@ -11,25 +11,24 @@ per origin. Answers are cached for `cache_seconds`; a peer that is down or slowe
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from synapse.api.errors import Codes
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
+from medchat.api.schemas.queries import DirectorySearchQuery, PeerSearchQuery
 from medchat.config import MedChatConfig
 from medchat.federation.attestation import ATTESTATION_KEY, Attestations
-from medchat.handlers.directory import DEFAULT_PAGE_SIZE, Directory
+from medchat.handlers.directory import Directory
 from medchat.levels import is_verified
 from medchat.models import JsonDict, localpart
 from medchat.rules.decisions import server_of
 from medchat.synapse import SynapseFederation
 
 PEER_PATH = "/_medchat/federation/v1/users/search"
-SCOPES = ("local", "federation")
 # What a peer's search may narrow by (the rest of the filters are this server's own vocabulary).
-PEER_PARAMS = ("q", "limit", "institution", "specialization")
+PEER_PARAMS = tuple(PeerSearchQuery.model_fields)
 _TEXT_FIELDS = (
     "profile_image",
     "bio",
@@ -93,20 +92,19 @@ class FederatedDirectory:
 
     # --- the asking side --------------------------------------------------------------------------
 
-    async def search(self, viewer: str, params: Mapping[str, str], now_ms: int) -> JsonDict:
+    async def search(self, viewer: str, query: DirectorySearchQuery, now_ms: int) -> JsonDict:
         """The local results (checked, limited and ranked by medchat.handlers.directory) merged with the
         allow-listed peers'; each with its `home_server`. One page: `next_cursor` is null."""
-        if "cursor" in params:
+        if query.cursor is not None:
             raise SynapseError(
                 400,
                 "Invalid parameter cursor: a federated search has one page; narrow the query instead",
                 Codes.INVALID_PARAM,
             )
-        local = await self._directory.search(viewer, params)
-        limit = int(params.get("limit") or DEFAULT_PAGE_SIZE)
+        local = await self._directory.search(viewer, query)
         for result in local["results"]:
             result["home_server"] = self._own_server
-        asked = {k: params[k] for k in PEER_PARAMS if k in params}
+        asked = {k: str(getattr(query, k)) for k in PEER_PARAMS if k in query.model_fields_set}
         answers = await self._ask_peers(asked, now_ms)
         peers, remote = [], []
         for server in self._peers:
@@ -117,7 +115,7 @@ class FederatedDirectory:
             peers.append({"server": server, "status": "ok"})
             remote.append(await self._remote_results(server, answer))
         return {
-            "results": merge(params.get("q", ""), [local["results"], *remote], limit),
+            "results": merge(query.q, [local["results"], *remote], query.limit),
             "next_cursor": None,
             "peers": peers,
         }
@@ -170,12 +168,14 @@ class FederatedDirectory:
 
     # --- the answering side -----------------------------------------------------------------------
 
-    async def answer(self, origin: str, params: Mapping[str, str]) -> JsonDict:
+    async def answer(self, origin: str, query: PeerSearchQuery) -> JsonDict:
         """A peer's search of this server's directory (the origin is already authenticated)."""
         if origin not in self._peers:
             raise errors.forbidden(f"{origin} is not a server this one federates with.")
         await self._ratelimit(origin)
-        found = await self._directory.search(None, {k: params[k] for k in PEER_PARAMS if k in params})
+        found = await self._directory.search(
+            None, DirectorySearchQuery.model_validate(query.model_dump(exclude_unset=True))
+        )
         attestations = await self._attestations.published([r["id"] for r in found["results"] if r["is_verified"]])
         for result in found["results"]:
             if result["id"] in attestations:

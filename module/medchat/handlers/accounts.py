@@ -7,7 +7,7 @@ Every account is a real Matrix user; the session tokens are Synapse's own, so on
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
@@ -22,6 +22,9 @@ from medchat.levels import UNVERIFIED
 from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user, localpart
 from medchat.store import ProfileStore
 from medchat.synapse import SynapseAccounts, SynapseProfiles, SynapseServer, SynapseStream
+
+if TYPE_CHECKING:
+    from medchat.api.schemas.requests import LoginBody, ProfileUpdateBody, RegisterBody, ResetPasswordBody
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class Accounts:
 
     # --- registration and sessions -------------------------------------------------------------
 
-    async def register(self, body: JsonDict, request: Any) -> JsonDict:
+    async def register(self, body: RegisterBody, request: Any) -> JsonDict:
         """Creates the Matrix user and its medical profile, then opens a session.
 
         Everything that can be refused is checked before anything is written; the profile row is
@@ -76,12 +79,12 @@ class Accounts:
         """
         if not self._config.registration_enabled:
             raise errors.forbidden("Registration is closed on this server.")
-        self.check_role(body["role"])
-        email = self._email(body["email"])
-        username = body["username"]
+        self.check_role(body.role)
+        email = self._email(body.email)
+        username = body.username
         await self._synapse_accounts.ratelimit_registration(request.getClientAddress().host)
         await self._synapse_accounts.check_username_available(username)
-        self._synapse_accounts.validate_password(body["password"])
+        self._synapse_accounts.validate_password(body.password)
         if await self._synapse_accounts.user_id_for_email(email) is not None:
             raise SynapseError(409, "That e-mail address is already registered.", Codes.THREEPID_IN_USE)
 
@@ -89,31 +92,32 @@ class Accounts:
         now = self._synapse_server.now_ms()
         profile = Profile(
             user_id=user_id,
-            role=body["role"],
-            institution=body.get("institution"),
-            specialization=body.get("specialization"),
-            bio=body.get("bio"),
+            role=body.role,
+            institution=body.institution,
+            specialization=body.specialization,
+            bio=body.bio,
             created_ts=now,
             updated_ts=now,
-            display_name=body["full_name"],
+            display_name=body.full_name,
         )
         if not await self._profiles.reserve(profile):
             raise SynapseError(409, "That username is already taken.", Codes.USER_IN_USE)
         try:
-            await self._synapse_accounts.register_user(username, body["password"], body["full_name"], email)
+            await self._synapse_accounts.register_user(username, body.password, body.full_name, email)
         except BaseException:
             await self._profiles.delete(user_id)
             raise
         await self._mirror.sync(user_id)
-        session = await self._synapse_accounts.issue_session(user_id, body.get("device_name"))
+        session = await self._synapse_accounts.issue_session(user_id, body.device_name)
         return {**session, "user": await self.view(user_id, show_email=True)}
 
-    async def login(self, body: JsonDict, request: Any) -> JsonDict:
-        if "email" in body:
-            identifier = {"type": "m.id.thirdparty", "medium": "email", "address": self._email(body["email"])}
+    async def login(self, body: LoginBody, request: Any) -> JsonDict:
+        identifier: JsonDict  # LoginBody holds exactly one of the e-mail address and the username
+        if body.email is not None:
+            identifier = {"type": "m.id.thirdparty", "medium": "email", "address": self._email(body.email)}
         else:
-            identifier = {"type": "m.id.user", "user": body["username"]}
-        session = await self._synapse_accounts.login(identifier, body["password"], body.get("device_name"), request)
+            identifier = {"type": "m.id.user", "user": body.username}
+        session = await self._synapse_accounts.login(identifier, body.password, body.device_name, request)
         return {**session, "user": await self.view(session["user_id"], show_email=True)}
 
     async def refresh(self, refresh_token: str) -> JsonDict:
@@ -144,10 +148,10 @@ class Accounts:
 
         self._api.run_as_background_process("medchat_password_reset_mail", send)
 
-    async def reset_password(self, body: JsonDict) -> None:
-        self._synapse_accounts.validate_password(body["new_password"])
-        user_id = await self._synapse_accounts.consume_password_reset(body["sid"], body["client_secret"], body["token"])
-        await self._synapse_accounts.set_password(user_id, body["new_password"])
+    async def reset_password(self, body: ResetPasswordBody) -> None:
+        self._synapse_accounts.validate_password(body.new_password)
+        user_id = await self._synapse_accounts.consume_password_reset(body.sid, body.client_secret, body.token)
+        await self._synapse_accounts.set_password(user_id, body.new_password)
 
     # --- own profile ---------------------------------------------------------------------------
 
@@ -169,10 +173,10 @@ class Accounts:
             last_active_ts=last_active,
         )
 
-    async def update_own_profile(self, user_id: str, body: JsonDict) -> JsonDict:
+    async def update_own_profile(self, user_id: str, body: ProfileUpdateBody) -> JsonDict:
         return await self.update_profile(user_id, user_id, body)
 
-    async def update_profile(self, editor: str, user_id: str, body: JsonDict) -> JsonDict:
+    async def update_profile(self, editor: str, user_id: str, body: ProfileUpdateBody) -> JsonDict:
         """Display name and avatar go to the Matrix profile; the medical fields to our row.
 
         Only the user or a server admin may edit. Once verified, a change of role, institution or
@@ -181,30 +185,31 @@ class Accounts:
         """
         if editor != user_id and not await self._api.is_user_admin(editor):
             raise errors.forbidden("You may only edit your own profile.")
-        if "role" in body:
-            self.check_role(body["role"])
+        changes = body.changes()
+        if body.role is not None:
+            self.check_role(body.role)
         profile = await self._profiles.get(user_id)
         if profile is None:
             if await self._api.check_user_exists(user_id) is None:
                 raise errors.not_found("No such user.")
-            if "role" not in body:
+            if body.role is None:
                 raise errors.missing_param("This account has no profile yet: give its role.")
             now = self._synapse_server.now_ms()
-            await self._profiles.reserve(Profile(user_id, body["role"], None, None, None, now, now))
+            await self._profiles.reserve(Profile(user_id, body.role, None, None, None, now, now))
         else:
-            changed = [f for f in VERIFIED_FIELDS if f in body and body[f] != getattr(profile, f)]
+            changed = [f for f in VERIFIED_FIELDS if f in changes and changes[f] != getattr(profile, f)]
             if (
                 changed
                 and profile.verification_level != UNVERIFIED
                 and not await self._verification.may_verify(editor, profile.institution)
             ):
                 await self._verification.reset(user_id, editor, f"profile changed: {', '.join(changed)}")
-        if "full_name" in body:
-            await self._synapse_profiles.set_display_name(user_id, body["full_name"])
-        if "profile_image" in body:
-            await self._synapse_profiles.set_avatar(user_id, body["profile_image"] or "")
-        await self._profiles.update(user_id, body, self._synapse_server.now_ms())
+        if body.full_name is not None:
+            await self._synapse_profiles.set_display_name(user_id, body.full_name)
+        if body.given("profile_image"):
+            await self._synapse_profiles.set_avatar(user_id, body.profile_image or "")
+        await self._profiles.update(user_id, changes, self._synapse_server.now_ms())
         await self._mirror.sync(user_id)
         if editor != user_id:
-            await self._audit.record(editor, "profile.admin_edit", user_id, {"fields": sorted(body)})
+            await self._audit.record(editor, "profile.admin_edit", user_id, {"fields": sorted(changes)})
         return await self.view(user_id, show_email=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
@@ -19,15 +19,14 @@ from medchat import errors
 from medchat.config import MedChatConfig
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.verification import Verification
-from medchat.levels import LICENSE_VERIFIED, UNVERIFIED, at_least, check_level, levels_from
+from medchat.levels import LICENSE_VERIFIED, UNVERIFIED, at_least, levels_from
 from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user
 from medchat.store import DirectoryStore
 from medchat.store.directory import Filters, query_words
 from medchat.synapse import SynapseAccounts, SynapseStream
 
-DEFAULT_PAGE_SIZE = 20
-MAX_QUERY_LENGTH = 200
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+if TYPE_CHECKING:
+    from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
 
 
 class Directory:
@@ -61,35 +60,32 @@ class Directory:
 
     # --- endpoints --------------------------------------------------------------------------------
 
-    async def list(self, viewer: str, params: Mapping[str, str]) -> JsonDict:
+    async def list(self, viewer: str, query: DirectoryQuery) -> JsonDict:
         """GET /api/chat/users and /users/filter: name order, cursor pagination."""
         await self._check_may_search(viewer)
-        filters = self._filters(params)
-        limit = self._limit(params)
-        after = _decode_cursor(params.get("cursor"), "after")
+        filters = self._filters(query)
+        limit = self._limit(query.limit)
+        after = _decode_cursor(query.cursor, "after")
         profiles, next_after = await self._store.page(filters, tuple(after) if after else None, limit)
         return {
             "results": await self._render(viewer, profiles),
             "next_cursor": _encode_cursor("after", list(next_after)) if next_after else None,
         }
 
-    async def search(self, viewer: str | None, params: Mapping[str, str]) -> JsonDict:
+    async def search(self, viewer: str | None, query: DirectorySearchQuery) -> JsonDict:
         """GET /api/chat/users/search?q=: best match first; combines with the listing filters.
 
         `viewer` None is an allow-listed server searching for its user (medchat.federation):
         no e-mail addresses, and that server has applied its own search level.
         """
-        q = params.get("q", "")
-        if not q.strip() or len(q) > MAX_QUERY_LENGTH:
-            raise errors.invalid_param(f"Invalid parameter q: give 1 to {MAX_QUERY_LENGTH} characters")
-        if not query_words(q):
+        if not query_words(query.q):
             raise errors.invalid_param("Invalid parameter q: it has no letters or digits to search for")
         if viewer is not None:
             await self._check_may_search(viewer)
-        filters = self._filters(params)
-        limit = self._limit(params)
-        offset = _decode_cursor(params.get("cursor"), "offset") or 0
-        profiles = await self._store.search(q, filters, offset, limit + 1)
+        filters = self._filters(query)
+        limit = self._limit(query.limit)
+        offset = _decode_cursor(query.cursor, "offset") or 0
+        profiles = await self._store.search(query.q, filters, offset, limit + 1)
         more = len(profiles) > limit
         return {
             "results": await self._render(viewer, profiles[:limit]),
@@ -118,35 +114,33 @@ class Directory:
                 403, f"The directory is open to {self._config.directory_search_level} users only.", Codes.FORBIDDEN
             )
 
-    def _filters(self, params: Mapping[str, str]) -> Filters:
+    def _filters(self, query: DirectoryQuery) -> Filters:
         levels = levels_from(self._config.directory_listing_level)
-        if "level" in params:
-            wanted = check_level(params["level"], "verification level")
-            levels = tuple(level for level in levels if level == wanted)
-        if "verified" in params:
-            verified = _boolean(params, "verified")
-            levels = tuple(level for level in levels if (level == LICENSE_VERIFIED) == verified)
-        if "role" in params:
-            self._accounts.check_role(params["role"])
+        if query.level is not None:
+            levels = tuple(level for level in levels if level == query.level)
+        if query.verified is not None:
+            levels = tuple(level for level in levels if (level == LICENSE_VERIFIED) == query.verified)
+        if query.role is not None:
+            self._accounts.check_role(query.role)
         only_users = except_users = None
-        if "online" in params:
+        if query.online is not None:
             online = self._synapse_stream.online_user_ids()
-            only_users, except_users = (online, None) if _boolean(params, "online") else (None, online)
+            only_users, except_users = (online, None) if query.online else (None, online)
         return Filters(
             levels=levels,
-            role=params.get("role"),
-            institution=params.get("institution"),
-            specialization=params.get("specialization"),
+            role=query.role,
+            institution=query.institution,
+            specialization=query.specialization,
             only_users=only_users,
             except_users=except_users,
         )
 
-    def _limit(self, params: Mapping[str, str]) -> int:
-        raw = params.get("limit", str(DEFAULT_PAGE_SIZE))
+    def _limit(self, limit: int) -> int:
+        """The page size within this server's cap (the query model has checked it is at least 1)."""
         cap = self._config.directory_page_size_max
-        if not raw.isdigit() or not 1 <= int(raw) <= cap:
+        if limit > cap:
             raise errors.invalid_param(f"Invalid parameter limit: give a whole number from 1 to {cap}")
-        return int(raw)
+        return limit
 
     async def _render(self, viewer: str | None, profiles: list[Profile]) -> list[JsonDict]:
         """ChatUser models for a page: identity from the row, presence in one look-up."""
@@ -167,13 +161,6 @@ class Directory:
             )
             models.append(chat_user(profile.user_id, profile, identity, show_email))
         return models
-
-
-def _boolean(params: Mapping[str, str], name: str) -> bool:
-    value = params[name].lower()
-    if value not in _BOOLEANS:
-        raise errors.invalid_param(f"Invalid parameter {name}: give true or false")
-    return _BOOLEANS[value]
 
 
 def _encode_cursor(kind: str, position: object) -> str:

@@ -9,7 +9,7 @@ reads the same here as one sent through the API.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
@@ -22,6 +22,9 @@ from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_e
 from medchat.realtime.status import MessageStatus
 from medchat.synapse import SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
 from medchat.util import concurrently
+
+if TYPE_CHECKING:
+    from medchat.api.schemas.requests import MessageSendBody
 
 MESSAGE = "m.room.message"
 TXN_PREFIX = "medchat."
@@ -66,8 +69,6 @@ class Messages:
 
     async def search(self, requester: Any, room_id: str, term: str, limit: int, cursor: str | None) -> JsonDict:
         """Ranked full-text search over this room only, on Synapse's search index."""
-        if not term.strip() or len(term) > 200:
-            raise errors.invalid_param("Invalid field q: 1 to 200 characters.")
         await self._rooms.require_member(room_id, requester.user.to_string())
         hits, count, next_cursor = await self._synapse_search.search_room(requester, room_id, term, cursor, limit)
         models = await self._models(requester, room_id, [event for _, event in hits])
@@ -118,13 +119,31 @@ class Messages:
 
     # --- send ---------------------------------------------------------------------------------
 
-    async def send(self, requester: Any, room_id: str, body: JsonDict, client_msg_id: str | None) -> JsonDict:
+    async def send(self, requester: Any, room_id: str, body: MessageSendBody, client_msg_id: str | None) -> JsonDict:
         """Text, or a media message pointing at an `mxc://` of this server. Idempotent per id."""
         await self._rooms.require_member(room_id, requester.user.to_string())
         content = self._content(body)
-        expires_ts = self._expiry.expires_at(body["expires_in"]) if "expires_in" in body else None
-        if body.get("reply_to"):
-            content = await self._as_reply(requester, room_id, body["reply_to"], content)
+        expires_ts = self._expiry.expires_at(body.expires_in) if body.expires_in is not None else None
+        return await self._send_new(requester, room_id, content, body.reply_to, expires_ts, client_msg_id)
+
+    async def reply(
+        self, requester: Any, room_id: str, event_id: str, text: str, client_msg_id: str | None
+    ) -> JsonDict:
+        await self._rooms.require_member(room_id, requester.user.to_string())
+        content = {"msgtype": "m.text", "body": text}
+        return await self._send_new(requester, room_id, content, event_id, None, client_msg_id)
+
+    async def _send_new(
+        self,
+        requester: Any,
+        room_id: str,
+        content: JsonDict,
+        reply_to: str | None,
+        expires_ts: int | None,
+        client_msg_id: str | None,
+    ) -> JsonDict:
+        if reply_to:
+            content = await self._as_reply(requester, room_id, reply_to, content)
         if expires_ts is not None:
             content[EXPIRES_AT] = expires_ts
         model = await self._send(requester, room_id, content, client_msg_id)
@@ -132,33 +151,21 @@ class Messages:
             await self._expiry.track(model["id"], room_id, requester.user.to_string(), expires_ts)
         return model
 
-    async def reply(
-        self, requester: Any, room_id: str, event_id: str, body: JsonDict, client_msg_id: str | None
-    ) -> JsonDict:
-        return await self.send(requester, room_id, {"content": body["content"], "reply_to": event_id}, client_msg_id)
-
-    def _content(self, body: JsonDict) -> JsonDict:
-        message_type = body.get("message_type", "text")
-        text = body.get("content")
+    def _content(self, body: MessageSendBody) -> JsonDict:
+        """The event content; MessageSendBody has checked the shape (text has text, media a
+        well-formed mxc:// URL), this adds what needs the server: the upload is this server's."""
+        message_type, text = body.message_type, body.content
         if message_type == "text":
-            if not text or not text.strip():
-                raise errors.missing_param("Missing field: content (a text message needs text).")
             return {"msgtype": "m.text", "body": text}
-        media_url = body.get("media_url")
-        if not media_url:
-            raise SynapseError(
-                400, f"Missing field: media_url (an {message_type} message needs an upload).", Codes.MISSING_PARAM
-            )
-        prefix = f"mxc://{self._api.server_name}/"
-        media_id = media_url[len(prefix) :] if media_url.startswith(prefix) else ""
-        if not media_id or not media_id.replace("-", "").replace("_", "").isalnum():
+        media_url = body.media_url or ""
+        if not media_url.startswith(f"mxc://{self._api.server_name}/"):
             raise SynapseError(
                 400,
                 f"Invalid field media_url: must be an mxc:// URL of {self._api.server_name}.",
                 Codes.INVALID_PARAM,
             )
         info = {
-            key: body[field]
+            key: getattr(body, field)
             for field, key in (
                 ("mime_type", "mimetype"),
                 ("file_size", "size"),
@@ -166,9 +173,9 @@ class Messages:
                 ("height", "h"),
                 ("duration", "duration"),
             )
-            if field in body
+            if getattr(body, field) is not None
         }
-        file_name = body.get("file_name") or message_type
+        file_name = body.file_name or message_type
         content: JsonDict = {
             "msgtype": MSGTYPE_FOR[message_type],
             "body": text or file_name,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
@@ -24,6 +24,9 @@ from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
 from medchat.synapse import SynapseEvents, SynapseProfiles, SynapseRooms, SynapseServer, SynapseStream
 from medchat.util import concurrently
+
+if TYPE_CHECKING:
+    from medchat.api.schemas.requests import ParticipantAddBody, RoomCreateBody, RoomUpdateBody
 
 T = TypeVar("T")
 
@@ -79,15 +82,13 @@ class Rooms:
 
     # --- create -------------------------------------------------------------------------------
 
-    async def create(self, requester: Any, body: JsonDict) -> tuple[bool, JsonDict]:
+    async def create(self, requester: Any, body: RoomCreateBody) -> tuple[bool, JsonDict]:
         """(created, room). A direct chat with someone reuses the DM the two already have."""
         caller = requester.user.to_string()
-        if "join_rule" in body and body["type"] != "study_group":
-            raise errors.invalid_param("Invalid field join_rule: only a study group has one.")
-        participants = [p for p in body.get("participants", []) if p != caller]
+        participants = [p for p in body.participants or () if p != caller]
         for user_id in participants:
             await self._require_user(user_id)
-        if body["type"] == "direct":
+        if body.type == "direct":
             if not participants:
                 raise SynapseError(
                     400, "Invalid field participants: a direct chat needs another user.", Codes.INVALID_PARAM
@@ -96,23 +97,23 @@ class Rooms:
         else:
             config: JsonDict = {
                 "preset": "private_chat",
-                "name": body["name"],
+                "name": body.name,
                 "invite": participants,
                 "power_level_content_override": GROUP_POWER_LEVELS,
             }
-            if body.get("topic"):
-                config["topic"] = body["topic"]
-            if body["type"] == "case":
+            if body.topic:
+                config["topic"] = body.topic
+            if body.type == "case":
                 # A case room is a Matrix room of MedChat's type, its history for members only.
                 config["creation_content"] = {"type": CASE_ROOM}
                 config["initial_state"] = [
                     {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}
                 ]
-            if body["type"] == "study_group":
-                space_id, study_group = await self._study_groups.room_config(caller, body.get("join_rule"))
+            if body.type == "study_group":
+                space_id, study_group = await self._study_groups.room_config(caller, body.join_rule)
                 config.update(study_group)
             room_id, created = await self._synapse_rooms.create_room(caller, config), True
-            if body["type"] == "study_group":
+            if body.type == "study_group":
                 await self._study_groups.attach(space_id, room_id)
         return created, await self.view(requester, room_id)
 
@@ -330,12 +331,12 @@ class Rooms:
 
     # --- change -------------------------------------------------------------------------------
 
-    async def update(self, requester: Any, room_id: str, body: JsonDict) -> JsonDict:
+    async def update(self, requester: Any, room_id: str, body: RoomUpdateBody) -> JsonDict:
         """Name, topic, avatar and a case room's guard mode are state events; the room's power
         levels (and for the guard, the case-room rules) say who may set them. The guard goes
         first: it is the change most likely to be refused, and nothing is half-written then."""
         await self.require_member(room_id, requester.user.to_string())
-        if "phi_guard" in body:
+        if body.phi_guard is not None:
             create = (await self._synapse_rooms.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
             if create.content.get("type") != CASE_ROOM:
                 raise SynapseError(
@@ -350,8 +351,13 @@ class Rooms:
             "avatar_url": ("m.room.avatar", lambda v: {"url": v} if v else {}),
         }
         for field, (event_type, content) in changes.items():
-            if field in body:
-                event = {"type": event_type, "state_key": "", "room_id": room_id, "content": content(body[field])}
+            if body.given(field):
+                event = {
+                    "type": event_type,
+                    "state_key": "",
+                    "room_id": room_id,
+                    "content": content(getattr(body, field)),
+                }
                 await self._synapse_events.send_event(requester, event)
         return await self.view(requester, room_id)
 
@@ -378,29 +384,29 @@ class Rooms:
         state = await self._synapse_rooms.room_state(room_id, [("m.room.member", None)])
         return {"participants": await self._participants(room_id, state)}
 
-    async def add_participant(self, requester: Any, room_id: str, body: JsonDict) -> tuple[int, JsonDict]:
+    async def add_participant(self, requester: Any, room_id: str, body: ParticipantAddBody) -> tuple[int, JsonDict]:
         """Invites a user (201), or sets an existing participant's role (200).
 
         Adding yourself accepts your pending invitation (a Matrix join).
         """
         caller = requester.user.to_string()
-        target = body["user_id"]
+        target = body.user_id
         if target == caller:
             membership = await self.require_member(room_id, caller, allow_invite=True)
-            if "role" in body:
-                await self._check_may_set_role(room_id, caller, target, body["role"])
+            if body.role is not None:
+                await self._check_may_set_role(room_id, caller, target, body.role)
             if membership == "invite":
                 invite = await self._synapse_rooms.pending_invite(caller, room_id)
                 await self._synapse_rooms.set_membership(caller, caller, room_id, "join")
                 if invite is not None and invite[1]:
                     await self._record_direct(caller, invite[0], room_id)  # the inviter's server could not
-            if "role" in body:
-                await self._set_role(requester, room_id, target, body["role"])
+            if body.role is not None:
+                await self._set_role(requester, room_id, target, body.role)
             return 200, await self._participant(requester, room_id, caller)
         await self.require_member(room_id, caller)
         await self._require_user(target)
-        if "role" in body:  # checked before the invitation, so a refused role leaves no invite behind
-            await self._check_may_set_role(room_id, caller, target, body["role"])
+        if body.role is not None:  # checked before the invitation, so a refused role leaves no invite behind
+            await self._check_may_set_role(room_id, caller, target, body.role)
         state = await self._synapse_rooms.room_state(room_id, _ROOM_STATE)
         current = state.get(("m.room.member", target))
         is_participant = current is not None and current.content.get("membership") in ("join", "invite")
@@ -412,8 +418,8 @@ class Rooms:
                 )
             await self._synapse_rooms.set_membership(caller, target, room_id, "invite")
             status = 201
-        if "role" in body:
-            await self._set_role(requester, room_id, target, body["role"])
+        if body.role is not None:
+            await self._set_role(requester, room_id, target, body.role)
         return status, await self._participant(requester, room_id, target)
 
     async def _check_may_set_role(self, room_id: str, caller: str, target: str, role: str) -> None:

@@ -10,6 +10,7 @@ is refreshed. `level_of` is the one function the rest of the module asks.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
@@ -18,7 +19,7 @@ from synapse.storage.database import LoggingTransaction
 from medchat import errors
 from medchat.config import MedChatConfig
 from medchat.handlers.mirror import ProfileMirror
-from medchat.levels import LEVELS, UNVERIFIED, check_level, is_verified, rank
+from medchat.levels import LEVELS, UNVERIFIED, is_verified, rank
 from medchat.models import JsonDict, iso
 from medchat.store import ProfileStore, VerificationStore
 from medchat.store.audit import AuditStore
@@ -28,7 +29,6 @@ from medchat.store.verification import (
     APPROVED,
     PENDING,
     REJECTED,
-    STATUSES,
     LogEntry,
     VerificationRequest,
     decide_txn,
@@ -37,6 +37,9 @@ from medchat.store.verification import (
     record_txn,
 )
 from medchat.synapse import SynapseServer
+
+if TYPE_CHECKING:
+    from medchat.api.schemas.requests import VerificationRequestBody
 
 NOTIFICATION_TYPE = "verification_decision"
 _LIST_LIMIT = 500
@@ -117,21 +120,21 @@ class Verification:
 
     # --- the user's side ------------------------------------------------------------------------
 
-    async def submit(self, user_id: str, body: JsonDict) -> JsonDict:
+    async def submit(self, user_id: str, body: VerificationRequestBody) -> JsonDict:
         profile = await self._profiles.get(user_id)
         if profile is None:
             raise errors.not_found("This account has no MedChat profile.")
         current = profile.verification_level
-        level = check_level(body.get("level") or LEVELS[min(rank(current) + 1, len(LEVELS) - 1)])
+        level = body.level or LEVELS[min(rank(current) + 1, len(LEVELS) - 1)]
         if rank(level) <= rank(current):
             raise errors.invalid_param(f"Already at {current}; ask for a higher level than that.")
         request = VerificationRequest(
             request_id=new_request_id(),
             user_id=user_id,
             level=level,
-            registration_body=body["registration_body"],
-            license_number=body["license_number"],
-            document_url=body.get("document"),
+            registration_body=body.registration_body,
+            license_number=body.license_number,
+            document_url=body.document,
             institution=profile.institution,
             status=PENDING,
             reason=None,
@@ -158,8 +161,6 @@ class Verification:
     # --- the verifier's side --------------------------------------------------------------------
 
     async def list_requests(self, viewer: str, status: str | None) -> JsonDict:
-        if status is not None and status not in STATUSES:
-            raise errors.invalid_param(f"Unknown status {status!r}; allowed: {', '.join(STATUSES)}")
         institutions = await self.institutions_verified_by(viewer)
         if institutions == []:
             raise errors.forbidden("Only verifiers may list verification requests.")
@@ -167,9 +168,8 @@ class Verification:
         return {"requests": [request_json(r) for r in requests]}
 
     async def decide(self, verifier: str, request_id: str, approve: bool, reason: str | None) -> JsonDict:
-        """Approves or rejects a pending request; 409 if it was already decided."""
-        if not approve and not reason:
-            raise errors.missing_param("Missing field: reason (a rejection must say why)")
+        """Approves or rejects a pending request (a rejection with its reason, which RejectionBody
+        requires); 409 if it was already decided."""
         now = self._synapse_server.now_ms()
         status = APPROVED if approve else REJECTED
 

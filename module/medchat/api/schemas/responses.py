@@ -2,7 +2,9 @@
 smaller replies. Routes name these in `route(..., responses=...)`; the OpenAPI document is made
 from the routes, and the schemathesis test checks every live answer against them.
 
-Request bodies are in models.py (read_json validates them); both end up in the same document.
+Kept as JSON Schema dicts rather than models: the answers are built by models.py's builders
+(chat_user, chat_message, ...) and only checked, never parsed. Request bodies and queries are the
+pydantic models of requests.py and queries.py beside this file; all end up in the same document.
 """
 
 from __future__ import annotations

@@ -1,0 +1,354 @@
+"""The JSON request bodies the API accepts, one pydantic model each (read_json parses with it).
+
+Each model is the one definition of its body: it validates the request, it is what the handler
+receives (typed attributes, not a dict), and its JSON Schema is the `requestBody` of the OpenAPI
+document. Checks that need the server (known roles, this server's media, room state) stay in the
+handlers; everything that can be said about the JSON alone is said here, once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from pydantic import ConfigDict, Field, JsonValue, model_validator
+
+from medchat.api.schemas.base import UNIQUE, Omittable, RequestBody, invalid_param, missing_param
+from medchat.levels import LEVELS
+from medchat.models import MESSAGE_TYPES, USER_ID_PATTERN
+from medchat.roomtypes import PHI_GUARD_MODES
+
+# --- shared field types ----------------------------------------------------------------------
+
+Text = Annotated[str, Field(max_length=200)]
+Bio = Annotated[str, Field(max_length=2000)]
+FullName = Annotated[str, Field(min_length=1, max_length=256)]
+Password = Annotated[str, Field(min_length=1, max_length=512)]
+Email = Annotated[str, Field(min_length=3, max_length=254)]
+DeviceName = Annotated[str, Field(max_length=100)]
+Level = Literal["unverified", "identity_verified", "license_verified"]
+assert get_args(Level) == LEVELS, "medchat.levels.LEVELS and Level name the same ladder"
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255)]
+# An upload of Synapse's media repository; 500 is room for a 255-character server name.
+MxcUrl = Annotated[str, Field(pattern=r"^mxc://[^/]+/[A-Za-z0-9_-]+$", max_length=500)]
+# The mailed password-reset link's parameters (the spec's `sid`/`client_secret` are at most 255).
+ResetToken = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _at_least_one_field(body: RequestBody) -> None:
+    if not body.model_fields_set:
+        raise invalid_param("The request body has no fields to change.")
+
+
+def _exactly_one(body: RequestBody, *names: str) -> None:
+    if sum(getattr(body, name) is not None for name in names) != 1:
+        raise missing_param(f"Give exactly one of: {' or '.join(sorted(names))}")
+
+
+# --- accounts (api/auth.py, api/gdpr.py, api/users.py) ------------------------------------------
+
+
+class RegisterBody(RequestBody):
+    username: Annotated[str, Field(min_length=1, max_length=200)]
+    password: Password
+    email: Email
+    full_name: FullName
+    role: Text
+    institution: Text | None = None
+    specialization: Text | None = None
+    bio: Bio | None = None
+    device_name: Omittable[DeviceName] = None
+
+
+class LoginBody(RequestBody):
+    """A username or an e-mail address, not both."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["username"]}, {"required": ["email"]}]})
+
+    username: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+    email: Omittable[Email] = None
+    password: Password
+    device_name: Omittable[DeviceName] = None
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> LoginBody:
+        _exactly_one(self, "username", "email")
+        return self
+
+
+class RefreshBody(RequestBody):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class ForgotPasswordBody(RequestBody):
+    email: Email
+
+
+class ResetPasswordBody(RequestBody):
+    sid: ResetToken
+    client_secret: ResetToken
+    token: ResetToken
+    new_password: Password
+
+
+class ProfileUpdateBody(RequestBody):
+    """The fields to change (at least one); `null` clears an optional one."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    full_name: Omittable[FullName] = None
+    role: Omittable[Text] = None
+    institution: Text | None = None
+    specialization: Text | None = None
+    bio: Bio | None = None
+    profile_image: MxcUrl | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ProfileUpdateBody:
+        _at_least_one_field(self)
+        return self
+
+    def changes(self) -> dict[str, object]:
+        """The fields sent, by name (what the profile store writes)."""
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class ChatUserUpdateBody(ProfileUpdateBody):
+    """As the own-profile update, plus `hidden` (out of the directory)."""
+
+    hidden: Omittable[bool] = None
+
+
+class EraseAccountBody(RequestBody):
+    password: Password
+
+
+# --- verification (api/verification.py, api/federation.py) ---------------------------------------
+
+
+class VerificationRequestBody(RequestBody):
+    """A request for a level (default: the next one up) with the credentials to check."""
+
+    level: Omittable[Level] = None
+    registration_body: Annotated[str, Field(min_length=1, max_length=200)]
+    license_number: Annotated[str, Field(min_length=1, max_length=100)]
+    document: Omittable[MxcUrl] = None
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class ApprovalBody(RequestBody):
+    reason: Omittable[Reason] = None
+
+
+class RejectionBody(RequestBody):
+    """A rejection must say why."""
+
+    reason: Reason
+
+
+# --- contacts (api/contacts.py) ---------------------------------------------------------------------
+
+Nickname = Annotated[str, Field(max_length=100)]
+
+
+class ContactAddBody(RequestBody):
+    """The user to add (`user_id`, or its older name `contact_id`), an optional nickname and a
+    message for the contact request."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["user_id"]}, {"required": ["contact_id"]}]})
+
+    user_id: Omittable[UserId] = None
+    contact_id: Omittable[UserId] = None
+    nickname: Nickname | None = None
+    message: Omittable[Annotated[str, Field(max_length=500)]] = None
+
+    @model_validator(mode="after")
+    def _one_user(self) -> ContactAddBody:
+        _exactly_one(self, "user_id", "contact_id")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.user_id or self.contact_id or ""
+
+
+class ContactUpdateBody(RequestBody):
+    nickname: Nickname | None
+
+
+class ContactAcceptBody(RequestBody):
+    nickname: Nickname | None = None
+
+
+_MAX_EXCEPTIONS = 1000
+ServerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+$", max_length=255)]
+Role = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ContactExceptions(RequestBody):
+    """Users, servers, roles and verification levels singled out by a permission setting."""
+
+    users: Omittable[Annotated[list[UserId], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+    servers: Omittable[Annotated[list[ServerName], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+    roles: Omittable[Annotated[list[Role], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+    levels: Omittable[Annotated[list[Level], Field(max_length=_MAX_EXCEPTIONS), UNIQUE]] = None
+
+
+class ContactPermissionsBody(RequestBody):
+    """Who may contact the caller: a default, and exceptions either way (a block wins)."""
+
+    default: Literal["allow_all", "block_all"]
+    allow_contacts: Omittable[bool] = None
+    allow: Omittable[ContactExceptions] = None
+    block: Omittable[ContactExceptions] = None
+
+    def setting(self) -> dict[str, object]:
+        """As JSON, the fields sent (what rules.contact stores)."""
+        return self.model_dump(exclude_unset=True)
+
+
+# --- rooms (api/rooms.py) ----------------------------------------------------------------------------
+
+RoomName = Annotated[str, Field(min_length=1, max_length=200)]
+Topic = Annotated[str, Field(max_length=1000)]
+PhiGuardMode = Literal["refuse", "warn"]
+assert get_args(PhiGuardMode) == PHI_GUARD_MODES, "roomtypes.PHI_GUARD_MODES and PhiGuardMode agree"
+
+_ROOM_RULES: list[JsonValue] = [
+    {
+        "if": {"properties": {"type": {"const": "direct"}}},
+        "then": {"required": ["participants"], "properties": {"participants": {"minItems": 1, "maxItems": 1}}},
+    },
+    {"if": {"properties": {"type": {"enum": ["group", "case", "study_group"]}}}, "then": {"required": ["name"]}},
+    {"if": {"properties": {"type": {"not": {"const": "study_group"}}}}, "then": {"not": {"required": ["join_rule"]}}},
+]
+
+
+class RoomCreateBody(RequestBody):
+    """A direct chat names its one other participant; a group, case room or study group its name.
+    Only a study group has a `join_rule`."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": _ROOM_RULES})
+
+    type: Literal["direct", "group", "case", "study_group"]
+    name: Omittable[RoomName] = None
+    topic: Omittable[Topic] = None
+    participants: Omittable[Annotated[list[UserId], Field(max_length=200), UNIQUE]] = None
+    join_rule: Omittable[Literal["knock", "open"]] = None
+
+    @model_validator(mode="after")
+    def _rules_of_the_type(self) -> RoomCreateBody:
+        if self.type == "direct":
+            if self.participants is None:
+                raise missing_param("Missing field: participants")
+            if len(self.participants) != 1:
+                raise invalid_param("Invalid field participants: a direct chat has exactly one other participant.")
+        elif self.name is None:
+            raise missing_param("Missing field: name")
+        if self.join_rule is not None and self.type != "study_group":
+            raise invalid_param("Invalid field join_rule: only a study group has one.")
+        return self
+
+
+class RoomJoinBody(RequestBody):
+    reason: Omittable[Annotated[str, Field(max_length=500)]] = None
+
+
+class RoomUpdateBody(RequestBody):
+    """The state to change (at least one field); `avatar_url: null` removes the avatar."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    name: Omittable[RoomName] = None
+    topic: Omittable[Topic] = None
+    avatar_url: MxcUrl | None = None
+    phi_guard: Omittable[PhiGuardMode] = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> RoomUpdateBody:
+        _at_least_one_field(self)
+        return self
+
+
+class ParticipantAddBody(RequestBody):
+    user_id: UserId
+    role: Omittable[Literal["admin", "member"]] = None
+
+
+# --- messages (api/messages.py, api/realtime.py) -----------------------------------------------------
+
+MessageType = Literal["text", "image", "file", "audio", "video"]
+assert get_args(MessageType) == MESSAGE_TYPES, "models.MESSAGE_TYPES and MessageType agree"
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=200)]
+# The text of a reply or an edit: not only blanks.
+MessageText = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"\S")]
+Size = Annotated[int, Field(ge=0)]
+
+
+class MessageSendBody(RequestBody):
+    """A text message (`content`) or a media message (`media_url` of an upload, `content` its
+    caption); `expires_in` seconds make it disappear."""
+
+    content: Omittable[Annotated[str, Field(max_length=65536)]] = None
+    message_type: MessageType = "text"
+    media_url: Omittable[MxcUrl] = None
+    file_name: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+    file_size: Omittable[Size] = None
+    mime_type: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+    width: Omittable[Size] = None
+    height: Omittable[Size] = None
+    duration: Omittable[Size] = None
+    reply_to: Omittable[Annotated[str, Field(pattern=r"^\$", max_length=255)]] = None
+    client_msg_id: Omittable[ClientMsgId] = None
+    expires_in: Omittable[int] = None
+
+    @model_validator(mode="after")
+    def _text_or_media(self) -> MessageSendBody:
+        if self.message_type == "text":
+            if not self.content or not self.content.strip():
+                raise missing_param("Missing field: content (a text message needs text).")
+        elif self.media_url is None:
+            raise missing_param(f"Missing field: media_url (an {self.message_type} message needs an upload).")
+        return self
+
+
+class MessageReplyBody(RequestBody):
+    content: MessageText
+    client_msg_id: Omittable[ClientMsgId] = None
+
+
+class MessageEditBody(RequestBody):
+    content: MessageText
+
+
+class ReactionBody(RequestBody):
+    key: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ForwardBody(RequestBody):
+    room_ids: Annotated[
+        list[Annotated[str, Field(pattern="^!", max_length=255)]], Field(min_length=1, max_length=20), UNIQUE
+    ]
+
+
+class AttestationClaim(RequestBody):
+    """A licence attestation as its server published it: whose it is, and whatever else it carries
+    (the signature and its fields are checked against the server's key, not here)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    user_id: UserId
+
+
+class AttestationCheckBody(RequestBody):
+    attestation: AttestationClaim
+
+
+class MessageStatusBody(RequestBody):
+    status: Literal["delivered", "read"]
+
+
+class PresenceBody(RequestBody):
+    status: Literal["online", "offline", "unavailable"]
+    status_msg: Text | None = None
