@@ -19,8 +19,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from harness import TEST_RATE_LIMITS, PostgresDatabase, SynapseServer, free_port  # noqa: E402
-from medchat.cluster import Cluster  # noqa: E402
-from medchat.devconfig import worker_names  # noqa: E402
+from medchat_dev.cluster import Cluster  # noqa: E402
+from medchat_dev.devconfig import worker_names  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Both targets run with the benchmarks' limits: no rate limiting, cheap password hashing for the

@@ -3,7 +3,7 @@
 hospital-a.test on 127.0.0.1 and hospital-b.test on 127.0.0.2, federation over TLS on port 8448
 of each address from a throw-away CA made under the data directory; each allows only the other.
 The server names (`hospital-a.test:8448`) resolve inside each Synapse process
-(medchat.devhosts), so nothing on the system changes. See tests/federation.py.
+(medchat_dev.devhosts), so nothing on the system changes. See tests/federation.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 comes from a throw-away CA that every server trusts.
 
 Server names carry their federation port (`hospital-a.test:8448`), so Synapse connects to that
-port directly (no `.well-known`, no SRV); the names resolve through `medchat.devhosts` (a host
+port directly (no `.well-known`, no SRV); the names resolve through `medchat_dev.devhosts` (a host
 table inside each Synapse process), and Synapse's IP blocklist is opened for the servers'
 loopback addresses only. Used by tests/test_federation.py and scripts/run-federation.
 """
@@ -138,7 +138,7 @@ class FederatedServer(SynapseServer):
             env={"MEDCHAT_SERVER_NAME": me.server_name},
             module_overrides={"federation_allow_list": allow, **(module_overrides or {})},
             extra_modules=[
-                {"module": "medchat.devhosts.StaticHosts", "config": {"hosts": {p.host: p.address for p in network}}}
+                {"module": "medchat_dev.devhosts.StaticHosts", "config": {"hosts": {p.host: p.address for p in network}}}
             ],
         )
         self.peer = me

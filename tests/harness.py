@@ -1,7 +1,7 @@
 """Starts real Synapse processes with the MedChat module for the tests, and talks HTTP to them.
 
 No mock of Synapse: each server is `python -m synapse.app.homeserver` rendered from the repo's
-synapse.yaml (medchat.devconfig), on a free loopback port, on SQLite or a fresh PostgreSQL database.
+synapse.yaml (medchat_dev.devconfig), on a free loopback port, on SQLite or a fresh PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import requests
 import yaml
 from nio import AsyncClient, LoginResponse
 
-from medchat.devconfig import prepare, synapse_command
+from medchat_dev.devconfig import prepare, synapse_command
 
 SERVER_NAME = "medchat.test"
 PASSWORD = "correct horse battery staple"

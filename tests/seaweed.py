@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import free_port
-from medchat.devconfig import MEDIA_S3_CONFIG, substitute
+from medchat_dev.devconfig import MEDIA_S3_CONFIG, substitute
 
 BUCKET = "medchat-media"
 ACCESS_KEY = "medchat-test"

@@ -1,6 +1,6 @@
 """The production topology of config/ on loopback: Synapse main, six workers, nginx, Redis, PostgreSQL.
 
-Started by medchat.cluster exactly as scripts/run-cluster starts it, on a fresh PostgreSQL database
+Started by medchat_dev.cluster exactly as scripts/run-cluster starts it, on a fresh PostgreSQL database
 and a server name of its own (Redis replication channels are named after it). Workers are
 PostgreSQL-only, so this file runs in the PostgreSQL pass; there, in CI, a missing PostgreSQL or
 Redis fails the run instead of skipping it.
@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from harness import Api, PostgresDatabase, expect_error, free_port, nio_login, postgres_admin_url, run
-from medchat.cluster import DEFAULT_REDIS_URL, Cluster, redis_answers
-from medchat.devconfig import worker_names
+from medchat_dev.cluster import DEFAULT_REDIS_URL, Cluster, redis_answers
+from medchat_dev.devconfig import worker_names
 from medchat.store.migrations import pending_files
 
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from medchat.devconfig import (
+from medchat_dev.devconfig import (
     CLUSTER_CONFIG,
     NGINX_TEMPLATE,
     ROOT,
@@ -40,7 +40,7 @@ def _synapse_services() -> dict[str, list[str]]:
     return {
         name: service["command"]
         for name, service in SERVICES.items()
-        if "medchat.devconfig" in service.get("command", []) and not {"--nginx", "--schema"} & set(service["command"])
+        if "medchat_dev.devconfig" in service.get("command", []) and not {"--nginx", "--schema"} & set(service["command"])
     }
 
 

@@ -1,4 +1,5 @@
-"""The module's configuration: validated against config/medchat.schema.json when Synapse starts."""
+"""The module's configuration: validated against the JSON Schema shipped beside this file
+(`medchat/config.schema.json`, package data) when Synapse starts, with an error naming the bad key."""
 
 from __future__ import annotations
 
@@ -6,21 +7,21 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import jsonschema
 
 from medchat.federation.allowlist import load_signed_allow_list
 
-# The schema is kept in the repository's config/ folder (the project is installed editable),
-# so operators read the same file that start-up enforces.
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "medchat.schema.json"
+# Package data, read through importlib.resources so that a wheel (non-editable) install finds it.
+SCHEMA_RESOURCE = "config.schema.json"
 
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    schema: dict[str, Any] = json.loads(resources.files("medchat").joinpath(SCHEMA_RESOURCE).read_text())
+    return schema
 
 
 def _defaults(schema: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@ traffic at all with other servers) and by the module's contact rules (`federatio
 no invite, DM or contact request naming a user elsewhere, with a 403 that names the rule).
 
 The two must list the same servers; the module refuses to start when they do not, so a server
-can never let in traffic that its rules refuse (or the reverse). `medchat.devconfig` derives
+can never let in traffic that its rules refuse (or the reverse). `medchat_dev.devconfig` derives
 Synapse's key from the module's when a config sets only the module's.
 
 More servers may come from a signed list file (`federation_allow_list_file`: a federation

@@ -64,7 +64,7 @@ class StaticHosts:
     def parse_config(config: dict[str, Any]) -> dict[str, str]:
         hosts = (config or {}).get("hosts") or {}
         if not isinstance(hosts, dict):
-            raise ValueError("medchat.devhosts.StaticHosts: `hosts` must map host names to IP addresses")
+            raise ValueError("medchat_dev.devhosts.StaticHosts: `hosts` must map host names to IP addresses")
         for address in hosts.values():
             ipaddress.ip_address(address)  # ValueError names the bad address
         return {str(name).lower(): str(address) for name, address in hosts.items()}

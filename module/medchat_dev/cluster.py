@@ -9,6 +9,7 @@ raced for and its advisory lock decides; nginx starts last.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from urllib.parse import urlparse, urlunparse
 
 import yaml
 
-from medchat.devconfig import (
+from medchat_dev.devconfig import (
     ROOT,
     nginx_command,
     prepare,
@@ -148,9 +149,8 @@ class Cluster:
             self._spawn(name, command)
         deadline = time.monotonic() + timeout
         for name in commands:
-            self._wait(
-                lambda n=name: self._answers(self.process_url(n) + "/api/health"), name, deadline - time.monotonic()
-            )
+            health = self.process_url(name) + "/api/health"
+            self._wait(functools.partial(self._answers, health), name, deadline - time.monotonic())
         self._spawn("nginx", [nginx_binary, *nginx_command(nginx_conf)[1:]])
         self._wait(lambda: self._answers(self.base_url + "/health"), "nginx", timeout=20)
 
