@@ -347,11 +347,12 @@ def main() -> None:
     servers: list[SynapseServer] = []
     try:
         if args.target:
-            server = Target(args.target)
+            server: SynapseServer | Target = Target(args.target)
         else:
-            server = SynapseServer(workdir / "medchat", database_url=database_url(), overrides=TEST_RATE_LIMITS)
-            servers.append(server)
-            server.start()
+            own = SynapseServer(workdir / "medchat", database_url=database_url(), overrides=TEST_RATE_LIMITS)
+            servers.append(own)
+            own.start()
+            server = own
         baseline: tuple[Result, Result] | None = None
         if not args.no_baseline and not args.target:
             # First, while both servers are fresh: what the module's callbacks cost native sends.
@@ -359,6 +360,7 @@ def main() -> None:
             bare = BareSynapse(workdir / "bare", database_url=database_url(), overrides=bare_overrides)
             servers.append(bare)
             bare.start()
+            assert isinstance(server, SynapseServer)  # no --target: the server started above
             baseline = module_cost((bare, server), args.concurrency, args.messages, max(args.rounds, 6))
             bare.stop()
         users, room = setup_module_server(server, args.concurrency)

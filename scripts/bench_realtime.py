@@ -149,9 +149,9 @@ async def latency_phase(
 async def idle_phase(server: SynapseServer, users: list[dict], count: int) -> tuple[int, int, float]:
     """Opens `count` sockets spread over the users; returns (opened, rss growth KiB, seconds to open)."""
     ws_url = server.base_url.replace("http", "ws", 1) + "/api/chat/ws"
-    before = rss_kib(server.process.pid)
+    before = rss_kib(server.pid)
     connector = aiohttp.TCPConnector(limit=0)
-    opened: list[aiohttp.ClientWebSocketResponse] = []
+    opened: list[aiohttp.ClientWebSocketResponse[bool]] = []
     start = time.monotonic()
     async with aiohttp.ClientSession(connector=connector) as session:
         semaphore = asyncio.Semaphore(200)
@@ -171,7 +171,7 @@ async def idle_phase(server: SynapseServer, users: list[dict], count: int) -> tu
             print(f"  {len(failures)} sockets failed to open, e.g. {failures[0]!r}")
         await asyncio.sleep(5)
         still_open = sum(1 for ws in opened if not ws.closed)
-        grown = rss_kib(server.process.pid) - before
+        grown = rss_kib(server.pid) - before
         for ws in opened:
             await ws.close()
     return still_open, grown, took

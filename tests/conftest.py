@@ -6,51 +6,14 @@ of SQLite. A failing test shows the tail of the server's log.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from harness import TEST_MODULE_CONFIG, TEST_RATE_LIMITS, Api, SynapseServer, free_port, fresh_database
-
-
-class MailSink:
-    """A real SMTP server on loopback that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.messages: list[tuple[list[str], Message]] = []
-        self._lock = threading.Lock()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-        with self._lock:
-            self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))  # type: ignore[attr-defined]
-        return "250 Message accepted"
-
-    def start(self) -> None:
-        self._controller.start()
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def sent_to(self, address: str) -> list[Message]:
-        with self._lock:
-            return [m for rcpts, m in self.messages if address in rcpts]
-
-    def wait_for(self, address: str, timeout: float = 15) -> Message:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.sent_to(address)
-            if found:
-                return found[-1]
-            time.sleep(0.1)
-        raise AssertionError(f"no mail reached {address} within {timeout}s")
+from harness import TEST_MODULE_CONFIG, TEST_RATE_LIMITS, Api, SynapseServer, fresh_database
+from mailsink import MailSink
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +52,7 @@ def api(server: SynapseServer) -> Api:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
+    outcome: Any = yield  # pluggy's result object
     report = outcome.get_result()
     hs = item.funcargs.get("server") if hasattr(item, "funcargs") else None
     if report.failed and isinstance(hs, SynapseServer):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import socket
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,10 @@ class ThrowawayCA:
         self.cert_path = directory / "ca.pem"
         key_path = directory / "ca.key"
         if self.cert_path.exists() and key_path.exists():
-            self._key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise RuntimeError(f"{key_path} is not the CA's EC key")
+            self._key = key
             self._cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
             return
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -138,7 +142,10 @@ class FederatedServer(SynapseServer):
             env={"MEDCHAT_SERVER_NAME": me.server_name},
             module_overrides={"federation_allow_list": allow, **(module_overrides or {})},
             extra_modules=[
-                {"module": "medchat_dev.devhosts.StaticHosts", "config": {"hosts": {p.host: p.address for p in network}}}
+                {
+                    "module": "medchat_dev.devhosts.StaticHosts",
+                    "config": {"hosts": {p.host: p.address for p in network}},
+                }
             ],
         )
         self.peer = me
@@ -186,7 +193,7 @@ def signed_get(origin: FederatedServer, destination: FederatedServer, path: str)
     return requests.get(destination.base_url + path, headers={"Authorization": header}, timeout=10)
 
 
-def start_all(servers: list[SynapseServer]) -> None:
+def start_all(servers: Sequence[SynapseServer]) -> None:
     """Starts the servers side by side (each start waits for its server to answer)."""
     with ThreadPoolExecutor(len(servers)) as pool:
         for future in [pool.submit(s.start) for s in servers]:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
 import requests
@@ -56,6 +56,15 @@ TEST_MODULE_CONFIG: dict[str, Any] = {
     "websocket": {"heartbeat_seconds": 2, "token_recheck_seconds": 1, "slow_consumer_seconds": 2},
     "case_rooms": {"allow_warn_mode": True},
 }
+
+
+T = TypeVar("T")
+
+
+def present(value: T | None) -> T:
+    """`value`, which the test expects to be there (a refusal, a row): fails the test if it is None."""
+    assert value is not None, "expected a value, got None"
+    return value
 
 
 def free_port() -> int:
@@ -129,6 +138,12 @@ class SynapseServer:
         self._module_overrides = module_overrides or {}
         self._extra_modules = extra_modules or []
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("the server has not been started")
+        return self.process.pid
 
     def start(self, timeout: float = 120) -> None:
         config_paths = prepare(
@@ -212,7 +227,13 @@ class Api:
         self.session = requests.Session()
 
     def call(
-        self, method: str, path: str, token: str | None = None, json: Any = None, data: bytes | None = None, **kw: Any
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        json: Any = None,
+        data: bytes | Iterator[bytes] | None = None,
+        **kw: Any,
     ) -> requests.Response:
         headers = kw.pop("headers", {})
         if token:

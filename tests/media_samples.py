@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -130,7 +131,7 @@ def upload(
     api: Api,
     user: dict[str, Any],
     kind: str,
-    data: bytes,
+    data: bytes | Iterator[bytes],  # an iterator is sent chunked, with no Content-Length
     content_type: str = "application/octet-stream",
     filename: str | None = None,
 ) -> requests.Response:

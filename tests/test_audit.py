@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from harness import Api, execute_db, expect_error, licence_verified, register_admin
+from harness import Api, SynapseServer, execute_db, expect_error, licence_verified, register_admin
 
 
 def audit(api: Api, admin: dict, query: str = "") -> dict:
@@ -13,7 +13,7 @@ def audit(api: Api, admin: dict, query: str = "") -> dict:
     return response.json()
 
 
-def test_actions_are_recorded_and_only_admins_read_them(api: Api, server) -> None:
+def test_actions_are_recorded_and_only_admins_read_them(api: Api, server: SynapseServer) -> None:
     admin = register_admin(server)
     doctor = licence_verified(api, server)  # an admin's approval: a verification decision
     user = api.register()
@@ -41,7 +41,7 @@ def test_actions_are_recorded_and_only_admins_read_them(api: Api, server) -> Non
     )
 
 
-def test_audit_query_values_are_typed(api: Api, server) -> None:
+def test_audit_query_values_are_typed(api: Api, server: SynapseServer) -> None:
     """Times and the cursor are whole milliseconds within a database integer: a larger one is a
     400 naming the parameter (it used to reach the database), and so is a negative one."""
     admin = register_admin(server)
@@ -52,7 +52,7 @@ def test_audit_query_values_are_typed(api: Api, server) -> None:
     assert audit(api, admin, f"?since=0&until={2**63 - 1}&limit=1")["next_cursor"] is not None
 
 
-def test_verify_catches_a_direct_database_edit(api: Api, server) -> None:
+def test_verify_catches_a_direct_database_edit(api: Api, server: SynapseServer) -> None:
     admin = register_admin(server)
     licence_verified(api, server)
     verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
@@ -69,7 +69,7 @@ def test_verify_catches_a_direct_database_edit(api: Api, server) -> None:
     assert api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()["ok"]
 
 
-def test_concurrent_entries_all_land_in_one_chain(api: Api, server) -> None:
+def test_concurrent_entries_all_land_in_one_chain(api: Api, server: SynapseServer) -> None:
     """Audited actions at the same moment (here admin profile edits) each get their own link."""
     from concurrent.futures import ThreadPoolExecutor
 

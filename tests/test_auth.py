@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from harness import PASSWORD, SERVER_NAME, Api, expect_error, nio_login, run
+from harness import PASSWORD, SERVER_NAME, Api, SynapseServer, expect_error, nio_login, run
 
 
 def whoami(api: Api, token: str) -> int:
@@ -45,7 +45,7 @@ def test_register_creates_matrix_user_with_profile(api: Api) -> None:
     assert reg["refresh_token"] and reg["expires_in_ms"] > 0
 
 
-def test_registered_user_logs_in_with_matrix_nio(api: Api, server) -> None:
+def test_registered_user_logs_in_with_matrix_nio(api: Api, server: SynapseServer) -> None:
     reg = api.register()
 
     async def scenario() -> str:
@@ -278,7 +278,7 @@ def test_unknown_api_path_is_json_404(api: Api) -> None:
     expect_error(api.call("DELETE", "/api/auth/login"), 405, "M_UNRECOGNIZED")
 
 
-def test_matrix_only_account_logs_in_and_gets_a_profile(api: Api, server) -> None:
+def test_matrix_only_account_logs_in_and_gets_a_profile(api: Api, server: SynapseServer) -> None:
     """An account made outside the app (Synapse's admin API) works on the app's API too."""
     username = f"m_{secrets.token_hex(4)}"
     user_id = server.register_matrix_user(username)["user_id"]

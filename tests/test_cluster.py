@@ -21,9 +21,9 @@ import pytest
 import requests
 
 from harness import Api, PostgresDatabase, expect_error, free_port, nio_login, postgres_admin_url, run
+from medchat.store.migrations import pending_files
 from medchat_dev.cluster import DEFAULT_REDIS_URL, Cluster, redis_answers
 from medchat_dev.devconfig import worker_names
-from medchat.store.migrations import pending_files
 
 pytestmark = pytest.mark.skipif(
     postgres_admin_url() is None,
@@ -126,7 +126,7 @@ def test_message_sent_through_a_client_reader_is_persisted_by_the_event_persiste
     assert sent.status_code == 200, sent.text
     event_id = sent.json()["event_id"]
 
-    async def bob_reads() -> list[str]:
+    async def bob_reads() -> list[str | None]:
         client = await nio_login(cluster.base_url, bob["user_id"], bob["password"])
         try:
             response = await client.sync(timeout=5000, full_state=True)

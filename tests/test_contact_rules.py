@@ -19,6 +19,7 @@ from harness import (
     fresh_database,
     licence_verified,
     nio_login,
+    present,
     run,
 )
 from medchat.rules.decisions import (
@@ -309,18 +310,18 @@ STUDENT_RULE = PolicyRule.parse(
 
 def test_policy_rule_needs_action_actor_and_target_to_match() -> None:
     U = Party("@u:home.example", "GP", "unverified")
-    assert policy_refusal([STUDENT_RULE], "dm", A, U).rule == "no-student-dm"
+    assert present(policy_refusal([STUDENT_RULE], "dm", A, U)).rule == "no-student-dm"
     assert policy_refusal([STUDENT_RULE], "invite", A, U) is None
     assert policy_refusal([STUDENT_RULE], "dm", A, B) is None  # target verified
     assert policy_refusal([STUDENT_RULE], "dm", B, U) is None  # actor not a student
     everyone = PolicyRule.parse({"name": "closed", "actions": ["contact_request"]})
-    assert policy_refusal([everyone], "contact_request", B, A).message == "Refused by server policy 'closed'."
+    assert present(policy_refusal([everyone], "contact_request", B, A)).message == "Refused by server policy 'closed'."
 
 
 def test_federation_allow_list() -> None:
     assert federation_refusal(None, "home.example", A.user_id, R.user_id) is None
     assert federation_refusal(["remote.example"], "home.example", A.user_id, R.user_id) is None
-    refused = federation_refusal(["partner.example"], "home.example", R.user_id, A.user_id)
+    refused = present(federation_refusal(["partner.example"], "home.example", R.user_id, A.user_id))
     assert refused.rule == "federation_allow_list" and "remote.example" in refused.message
     assert federation_refusal([], "home.example", A.user_id, B.user_id) is None  # the own server is always allowed
 
@@ -350,7 +351,7 @@ def test_a_block_and_a_closed_setting_read_the_same() -> None:
     closed = recipient_refusal(
         Permissions(default="block_all", allow_contacts=False), "dm", A, sender_is_contact=True, ignored=False
     )
-    assert ignored == closed and ignored.rule == "recipient_settings"
+    assert ignored == closed and present(ignored).rule == "recipient_settings"
     assert recipient_refusal(open_door, "dm", A, sender_is_contact=False, ignored=False) is None
 
 

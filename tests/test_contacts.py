@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from nio import RoomCreateResponse, TagEvent, UnknownAccountDataEvent
 
-from harness import SERVER_NAME, Api, expect_error, nio_login, run
+from harness import SERVER_NAME, Api, expect_error, nio_login, present, run
 
 C = "/api/chat/contacts"
 
@@ -217,12 +217,12 @@ def test_block_is_the_matrix_ignore_list(api: Api, server: Any) -> None:
     )
     assert put.status_code == 200
     api.call("POST", path(pest["user_id"], "/block"), token=token)
-    ignored = global_account_data(nio_sync(server, me), "m.ignored_user_list")
+    ignored = present(global_account_data(nio_sync(server, me), "m.ignored_user_list"))
     assert ignored is not None and set(ignored["ignored_users"]) == {element_ignored, pest["user_id"]}
 
     unblocked = api.call("DELETE", path(pest["user_id"], "/block"), token=token)
     assert unblocked.status_code == 200 and unblocked.json()["is_blocked"] is False
-    ignored = global_account_data(nio_sync(server, me), "m.ignored_user_list")
+    ignored = present(global_account_data(nio_sync(server, me), "m.ignored_user_list"))
     assert set(ignored["ignored_users"]) == {element_ignored}
 
     # Ignoring in a Matrix client is a block in the API.

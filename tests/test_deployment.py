@@ -40,7 +40,8 @@ def _synapse_services() -> dict[str, list[str]]:
     return {
         name: service["command"]
         for name, service in SERVICES.items()
-        if "medchat_dev.devconfig" in service.get("command", []) and not {"--nginx", "--schema"} & set(service["command"])
+        if "medchat_dev.devconfig" in service.get("command", [])
+        and not {"--nginx", "--schema"} & set(service["command"])
     }
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import requests
 
 from harness import TEST_RATE_LIMITS, Api, SynapseServer, expect_error, fresh_database
 
 
-def send(api: Api, user: dict, room: str, **body: object) -> object:
+def send(api: Api, user: dict, room: str, **body: object) -> requests.Response:
     return api.call("POST", f"/api/chat/rooms/{quote(room)}/messages", token=user["access_token"], json=body)
 
 
@@ -72,7 +73,7 @@ def test_expiry_survives_a_restart(tmp_path: Path) -> None:
             server.stop()
 
 
-def matrix(api: Api, user: dict, method: str, path: str, **body: object) -> object:
+def matrix(api: Api, user: dict, method: str, path: str, **body: object) -> requests.Response:
     return api.call(method, f"/_matrix/client/v3{path}", token=user["access_token"], json=body)
 
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import requests
 from nio import RoomCreateError, RoomInviteError, RoomKnockError
 
-from harness import Api, expect_error, licence_verified, nio_login, register_admin, run, send_text
+from harness import Api, expect_error, licence_verified, nio_login, present, register_admin, run, send_text
 from medchat.rules.decisions import (
     MembershipChange,
     Party,
@@ -445,7 +445,7 @@ def test_policy_rules_refuse_the_pair_whichever_side_acts() -> None:
     for action in ("dm", "invite", "contact_request"):
         for one, other in ((STUDENT, RESIDENT), (RESIDENT, STUDENT), (STUDENT, REMOTE), (REMOTE, STUDENT)):
             assert policy_refusal([SHIPPED], action, one, other) == policy_refusal([SHIPPED], action, other, one)
-            assert policy_refusal([SHIPPED], action, one, other).rule == POLICY
+            assert present(policy_refusal([SHIPPED], action, one, other)).rule == POLICY
     other_student = Party("@t:home.example", "MBBS Student", "unverified")
     for pair in ((STUDENT, other_student), (STUDENT, VERIFIED), (VERIFIED, STUDENT), (RESIDENT, REMOTE)):
         assert policy_refusal([SHIPPED], "dm", *pair) is None
@@ -495,20 +495,20 @@ def test_the_join_rule_a_create_request_gives() -> None:
     assert creation_join_rule({"visibility": "public", "preset": "private_chat"}) == "invite"
     assert creation_join_rule({"preset": "public_chat", "initial_state": [knock]}) == "knock"
     assert creation_join_rule({"initial_state": [knock, public]}) == "public"
-    assert case_room_join_rule_refusal("public").rule == JOIN_RULE
+    assert present(case_room_join_rule_refusal("public")).rule == JOIN_RULE
     assert case_room_join_rule_refusal("knock") is None and case_room_join_rule_refusal("restricted") is None
 
 
 def test_case_room_refusals_and_remote_initial_invites() -> None:
-    refused = case_room_refusal("@u:h", "identity_verified", "knock")
+    refused = present(case_room_refusal("@u:h", "identity_verified", "knock"))
     assert refused.rule == CASE_RULE and refused.errcode == CASE_REFUSED and "knock on a case room" in refused.message
     assert case_room_refusal("@u:h", "license_verified", "join") is None
     remote = {
         "initial_state": [{"type": "m.room.member", "state_key": "@x:far.example", "content": {"membership": "invite"}}]
     }
-    error = initial_state_refusal("@me:home.example", remote, "home.example").as_error()
+    error = present(initial_state_refusal("@me:home.example", remote, "home.example")).as_error()
     assert error.code == 400 and error.errcode == "M_INVALID_PARAM"
     assert initial_state_refusal("@me:far.example", remote, "far.example") is None
     forced = {"initial_state": [{"type": "m.room.member", "state_key": "@u:h", "content": {"membership": "join"}}]}
-    assert "cannot join for @u:h" in initial_state_refusal("@me:h", forced, "h").message
+    assert "cannot join for @u:h" in present(initial_state_refusal("@me:h", forced, "h")).message
     assert initial_state_refusal("@u:h", forced, "h") is None  # the creator's own (profile) join

@@ -6,7 +6,7 @@ import re
 
 import aiohttp
 
-from harness import Api, run
+from harness import Api, SynapseServer, run
 
 
 def metrics(api: Api) -> str:
@@ -16,13 +16,17 @@ def metrics(api: Api) -> str:
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one series; 0 when it has not appeared yet."""
-    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{name}{{{re.escape(selector)}}} (\S+)$" if labels else rf"^{name} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
+    """The value of the one series of `name` whose labels include `labels`; 0 when it has not
+    appeared yet. Every MedChat series carries the server's name, as Synapse's own do."""
+    for match in re.finditer(rf"^{name}{{([^}}]*)}} (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        assert "server_name" in found, f"{name} has no server_name label: {match.group(0)}"
+        if labels.items() <= found.items():
+            return float(match.group(2))
+    return 0.0
 
 
-def test_module_and_endpoint_metrics(api: Api, server) -> None:
+def test_module_and_endpoint_metrics(api: Api, server: SynapseServer) -> None:
     user = api.register()
     before = metrics(api)
     rejected_before = sample(before, "medchat_upload_rejections_total", kind="image", status="415")
@@ -58,4 +62,4 @@ def test_module_and_endpoint_metrics(api: Api, server) -> None:
         during,
         re.M,
     )
-    assert re.search(r"^medchat_verification_requests_pending \S+$", during, re.M)
+    assert re.search(r'^medchat_verification_requests_pending\{server_name="[^"]+"\} \S+$', during, re.M)

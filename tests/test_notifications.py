@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from nio import SyncResponse
 
-from harness import Api, expect_error, free_port, nio_login, register_admin, run, send_text, shared_room
+from harness import Api, SynapseServer, expect_error, free_port, nio_login, register_admin, run, send_text, shared_room
 
 
 def notifications(api: Api, token: str, query: str = "") -> list[dict]:
@@ -19,7 +19,7 @@ def notifications(api: Api, token: str, query: str = "") -> list[dict]:
     return response.json()["notifications"]
 
 
-def test_list_types_counts_and_read_state(api: Api, server) -> None:
+def test_list_types_counts_and_read_state(api: Api, server: SynapseServer) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
     bobs = send_text(api, bob["access_token"], room, "Can someone cover my shift?")
@@ -184,7 +184,7 @@ def test_offline_recipient_is_pushed_within_a_second(api: Api) -> None:
         gateway.stop()
 
 
-def test_contact_requests_and_verification_decisions_are_listed(api: Api, server) -> None:
+def test_contact_requests_and_verification_decisions_are_listed(api: Api, server: SynapseServer) -> None:
     alice, bob = api.register(), api.register()
     admin = register_admin(server)
     room = shared_room(api, alice, bob)

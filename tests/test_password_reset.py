@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from harness import PASSWORD, Api, expect_error
+from mailsink import MailSink
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -17,7 +18,9 @@ NEW_PASSWORD = "a brand new passphrase"
 def reset_params(message: Message) -> dict[str, str]:
     """sid, client_secret and token from the link in the mail's text part."""
     text = next(part for part in message.walk() if part.get_content_type() == "text/plain")
-    body = text.get_payload(decode=True).decode()
+    payload = text.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    body = payload.decode()
     link = re.search(r"https?://\S+submit_token\?\S+", body)
     assert link, body
     query = parse_qs(urlparse(link.group(0)).query)
@@ -28,7 +31,7 @@ def login(api: Api, username: str, password: str) -> int:
     return api.call("POST", "/api/auth/login", json={"username": username, "password": password}).status_code
 
 
-def test_reset_flow_changes_password_and_logs_everyone_out(api: Api, mail) -> None:
+def test_reset_flow_changes_password_and_logs_everyone_out(api: Api, mail: MailSink) -> None:
     reg = api.register()
     response = api.call("POST", "/api/auth/forgot-password", json={"email": reg["email"]})
     assert response.status_code == 202
@@ -46,7 +49,7 @@ def test_reset_flow_changes_password_and_logs_everyone_out(api: Api, mail) -> No
     assert login(api, reg["username"], NEW_PASSWORD) == 200
 
 
-def test_forgot_password_answers_the_same_for_unknown_addresses(api: Api, mail) -> None:
+def test_forgot_password_answers_the_same_for_unknown_addresses(api: Api, mail: MailSink) -> None:
     reg = api.register()
     known = api.call("POST", "/api/auth/forgot-password", json={"email": reg["email"]})
     unknown = api.call("POST", "/api/auth/forgot-password", json={"email": "nobody-at-all@example.org"})
@@ -56,7 +59,7 @@ def test_forgot_password_answers_the_same_for_unknown_addresses(api: Api, mail) 
     assert mail.sent_to("nobody-at-all@example.org") == []
 
 
-def test_wrong_token_or_secret_is_refused_and_keeps_the_link_usable(api: Api, mail) -> None:
+def test_wrong_token_or_secret_is_refused_and_keeps_the_link_usable(api: Api, mail: MailSink) -> None:
     reg = api.register()
     api.call("POST", "/api/auth/forgot-password", json={"email": reg["email"]})
     params = reset_params(mail.wait_for(reg["email"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,13 @@ from harness import TEST_RATE_LIMITS, Api, SynapseServer, expect_error, fresh_da
 
 
 @pytest.fixture
-def own_database_url():
+def own_database_url() -> Iterator[str | None]:
     """A database of the test's own, apart from the session server's."""
     with fresh_database() as url:
         yield url
 
 
-def test_health_reports_versions_and_engine(api, server) -> None:
+def test_health_reports_versions_and_engine(api: Api, server: SynapseServer) -> None:
     body = api.call("GET", "/api/health").json()
     assert body["status"] == "ok"
     assert body["synapse_version"].startswith("1.163.")
@@ -47,7 +48,7 @@ def test_bad_module_config_stops_startup_naming_the_key(tmp_path: Path, config: 
     assert "Error in configuration" in output or "ConfigError" in output, output[-2000:]
 
 
-def test_restart_keeps_accounts_and_runs_no_migration_twice(tmp_path: Path, own_database_url) -> None:
+def test_restart_keeps_accounts_and_runs_no_migration_twice(tmp_path: Path, own_database_url: str | None) -> None:
     """A second start on the same data reuses keys, secrets and rows (what scripts/run does)."""
     hs = SynapseServer(tmp_path, database_url=own_database_url, overrides=TEST_RATE_LIMITS)
     hs.start()

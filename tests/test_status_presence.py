@@ -9,7 +9,7 @@ from urllib.parse import quote
 import aiohttp
 from nio import ReceiptEvent, SyncResponse
 
-from harness import Api, expect_error, nio_login, run, send_text, shared_room
+from harness import Api, SynapseServer, expect_error, nio_login, run, send_text, shared_room
 
 
 def status_of(api: Api, token: str, message_id: str) -> dict:
@@ -28,7 +28,7 @@ def wait_for_status(api: Api, token: str, message_id: str, wanted: str, timeout:
         time.sleep(0.05)
 
 
-def test_sent_then_delivered_then_read(api: Api, server) -> None:
+def test_sent_then_delivered_then_read(api: Api, server: SynapseServer) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
 
@@ -75,7 +75,7 @@ def test_a_message_nobody_received_is_sent(api: Api) -> None:
     assert [m["status"] for m in history if m["id"] == message] == ["sent"]
 
 
-def test_a_matrix_client_sync_marks_delivered(api: Api, server) -> None:
+def test_a_matrix_client_sync_marks_delivered(api: Api, server: SynapseServer) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
     message = send_text(api, alice["access_token"], room, "Sent while bob uses Element")
@@ -94,7 +94,7 @@ def test_a_matrix_client_sync_marks_delivered(api: Api, server) -> None:
     assert wait_for_status(api, alice["access_token"], message, "delivered")["status"] == "delivered"
 
 
-def test_app_acknowledgements_and_mark_read_are_matrix_receipts(api: Api, server) -> None:
+def test_app_acknowledgements_and_mark_read_are_matrix_receipts(api: Api, server: SynapseServer) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
     first = send_text(api, alice["access_token"], room, "first")
@@ -172,7 +172,7 @@ def test_status_access_and_bad_input(api: Api) -> None:
     )
 
 
-def test_presence_through_the_api_and_matrix(api: Api, server) -> None:
+def test_presence_through_the_api_and_matrix(api: Api, server: SynapseServer) -> None:
     alice, bob, carol = api.register(), api.register(), api.register()
     shared_room(api, alice, bob)
     path = f"/api/chat/users/{quote(alice['user_id'])}/status"

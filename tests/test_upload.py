@@ -8,6 +8,7 @@ import io
 import json
 import secrets
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,12 +269,12 @@ def test_over_the_kind_limit_gets_413(api: Api, alice: dict[str, Any]) -> None:
     body = expect_error(upload(api, alice, "image", too_big, "image/jpeg"), 413, "M_TOO_LARGE")
     assert str(IMAGE_LIMIT) in body["error"]
 
-    def chunks():  # chunked transfer: no Content-Length, so the size is checked while reading
+    def chunks() -> Iterator[bytes]:  # chunked transfer: no Content-Length, so the size is checked while reading
         yield samples.jpeg_with_gps()
         for _ in range(21):
             yield b"\x00" * (1024 * 1024)
 
-    expect_error(upload(api, alice, "image", chunks(), "image/jpeg"), 413, "M_TOO_LARGE")  # type: ignore[arg-type]
+    expect_error(upload(api, alice, "image", chunks(), "image/jpeg"), 413, "M_TOO_LARGE")
 
 
 def _raw_post(server: SynapseServer, path: str, headers: dict[str, str], body: bytes = b"") -> socket.socket:

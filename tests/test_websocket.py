@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from harness import Api, nio_login, register_admin, run, send_text, shared_room
+from harness import Api, SynapseServer, nio_login, register_admin, run, send_text, shared_room
 
 Frame = dict[str, Any]
 
@@ -20,7 +20,7 @@ Frame = dict[str, Any]
 class Socket:
     """An app-side WebSocket: collects event frames and remembers the last position."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool]):
         self.ws = ws
         self.pos: str | None = None
         self.events: list[Frame] = []
@@ -52,12 +52,12 @@ class Socket:
 
 async def connect(
     session: aiohttp.ClientSession, base_url: str, token: str | None, since: str | None = None, **kw: Any
-) -> aiohttp.ClientWebSocketResponse:
+) -> aiohttp.ClientWebSocketResponse[bool]:
     query = {k: v for k, v in {"access_token": token, "since": since}.items() if v}
     return await session.ws_connect(base_url.replace("http", "ws", 1) + "/api/chat/ws", params=query, **kw)
 
 
-def test_matrix_client_activity_arrives_on_the_socket(api: Api, server) -> None:
+def test_matrix_client_activity_arrives_on_the_socket(api: Api, server: SynapseServer) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
 
@@ -135,7 +135,7 @@ def test_matrix_client_activity_arrives_on_the_socket(api: Api, server) -> None:
     run(scenario())
 
 
-def test_resume_delivers_everything_missed_in_order_once(api: Api, server) -> None:
+def test_resume_delivers_everything_missed_in_order_once(api: Api, server: SynapseServer) -> None:
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
 
@@ -161,7 +161,7 @@ def test_resume_delivers_everything_missed_in_order_once(api: Api, server) -> No
 
 
 @pytest.mark.parametrize("token", [None, "syt_not_a_real_token"])
-def test_missing_or_bad_token_closes_4001(api: Api, server, token: str | None) -> None:
+def test_missing_or_bad_token_closes_4001(api: Api, server: SynapseServer, token: str | None) -> None:
     async def scenario() -> int | None:
         async with aiohttp.ClientSession() as session:
             ws = await connect(session, server.base_url, token)
@@ -172,7 +172,7 @@ def test_missing_or_bad_token_closes_4001(api: Api, server, token: str | None) -
     assert run(scenario()) == 4001
 
 
-def test_bad_resume_position_closes_4400(api: Api, server) -> None:
+def test_bad_resume_position_closes_4400(api: Api, server: SynapseServer) -> None:
     bob = api.register()
 
     async def scenario() -> int | None:
@@ -184,7 +184,7 @@ def test_bad_resume_position_closes_4400(api: Api, server) -> None:
     assert run(scenario()) == 4400
 
 
-def test_logout_closes_an_open_socket(api: Api, server) -> None:
+def test_logout_closes_an_open_socket(api: Api, server: SynapseServer) -> None:
     bob = api.register()
 
     async def scenario() -> int | None:
@@ -202,7 +202,7 @@ def test_logout_closes_an_open_socket(api: Api, server) -> None:
     assert run(scenario()) == 4001
 
 
-def test_malformed_frames_get_errors_and_the_socket_stays(api: Api, server) -> None:
+def test_malformed_frames_get_errors_and_the_socket_stays(api: Api, server: SynapseServer) -> None:
     bob = api.register()
 
     async def scenario() -> None:
@@ -230,7 +230,7 @@ def test_malformed_frames_get_errors_and_the_socket_stays(api: Api, server) -> N
     run(scenario())
 
 
-def test_quiet_socket_gets_heartbeats(api: Api, server) -> None:
+def test_quiet_socket_gets_heartbeats(api: Api, server: SynapseServer) -> None:
     bob = api.register()
 
     async def scenario() -> Frame:
@@ -246,7 +246,7 @@ def test_quiet_socket_gets_heartbeats(api: Api, server) -> None:
     assert run(scenario())["pos"]
 
 
-def test_slow_consumer_is_closed_with_its_position(api: Api, server) -> None:
+def test_slow_consumer_is_closed_with_its_position(api: Api, server: SynapseServer) -> None:
     """A client that stops reading is not buffered for without bound: once the socket's send
     buffer stays full for slow_consumer_seconds (2 in the test config) it is closed with 4008."""
     alice, bob = api.register(), api.register()
@@ -281,7 +281,9 @@ def test_slow_consumer_is_closed_with_its_position(api: Api, server) -> None:
     assert last_pos
 
 
-def test_sender_sees_delivery_and_module_notifications_arrive_live_and_on_resume(api: Api, server) -> None:
+def test_sender_sees_delivery_and_module_notifications_arrive_live_and_on_resume(
+    api: Api, server: SynapseServer
+) -> None:
     alice, bob = api.register(), api.register()
     admin = register_admin(server)
     room = shared_room(api, alice, bob)
@@ -342,7 +344,7 @@ def test_sender_sees_delivery_and_module_notifications_arrive_live_and_on_resume
 
 
 @pytest.mark.parametrize("size", [64 * 1024 + 1, 200 * 1024, 10 * 1024 * 1024])
-def test_an_oversized_inbound_message_closes_1009(api: Api, server, size: int) -> None:
+def test_an_oversized_inbound_message_closes_1009(api: Api, server: SynapseServer, size: int) -> None:
     """Inbound messages are capped at 64 KiB: over it the server closes with 1009 (message too big)
     without buffering the rest; a message just under it is answered as usual."""
     bob = api.register()

@@ -40,7 +40,7 @@ from medchat.handlers.spaces import InstitutionSpaces
 from medchat.handlers.studygroups import StudyGroups
 from medchat.handlers.verification import Verification
 from medchat.media.uploads import MediaUploads
-from medchat.metrics import VERIFICATION_PENDING
+from medchat.metrics import EXPIRY_OVERDUE, VERIFICATION_PENDING
 from medchat.phi.detectors import Guard
 from medchat.realtime.notifications import Notifications
 from medchat.realtime.presence import Presence
@@ -64,8 +64,8 @@ from medchat.synapse import Synapse
 logger = logging.getLogger(__name__)
 
 
-async def _gauge_pending_verifications(store: VerificationStore) -> None:
-    VERIFICATION_PENDING.set(await store.count_pending())
+async def _gauge_pending_verifications(store: VerificationStore, server_name: str) -> None:
+    VERIFICATION_PENDING.labels(server_name=server_name).set(await store.count_pending())
 
 
 class MedChatModule:
@@ -113,7 +113,7 @@ class MedChatModule:
             verification,
             audit,
         )
-        directory_store = DirectoryStore(api, server.database_engine)
+        directory_store = DirectoryStore(api, server.engine)
         directory = Directory(config, api, synapse.accounts, synapse.stream, accounts, directory_store, verification)
         contact_store = ContactStore(api)
         rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
@@ -213,7 +213,9 @@ class MedChatModule:
                 ),
             ),
         ]
-        api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store)
+        for gauge in (VERIFICATION_PENDING, EXPIRY_OVERDUE):  # a labelled series exists from start-up, at 0
+            gauge.labels(server_name=api.server_name)
+        api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store, api.server_name)
         api.looping_background_call(expiry.reap, REAP_EVERY_MS)
         if server.runs_background_tasks:  # takes the service account's name before anyone else can
             api.delayed_background_call(0, spaces.owner, desc="medchat_service_account")

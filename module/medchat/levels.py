@@ -9,7 +9,7 @@ from __future__ import annotations
 from medchat import errors
 
 LEVELS: tuple[str, ...] = ("unverified", "identity_verified", "license_verified")
-UNVERIFIED, IDENTITY_VERIFIED, LICENSE_VERIFIED = LEVELS
+UNVERIFIED, LICENSE_VERIFIED = LEVELS[0], LEVELS[-1]
 
 
 def rank(level: str) -> int:

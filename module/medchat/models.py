@@ -7,6 +7,7 @@ may send is in medchat.api.schemas (requests.py, queries.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -139,7 +140,7 @@ USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": USER_ID_PATTERN, "maxLe
 MESSAGE_TYPES = ("text", "image", "file", "audio", "video")
 
 
-def chat_member(user_id: str, member: JsonDict) -> JsonDict:
+def chat_member(user_id: str, member: Mapping[str, Any]) -> JsonDict:
     """The plan's short user shape (`sender`, participant `user`) from an m.room.member content."""
     return {
         "id": user_id,

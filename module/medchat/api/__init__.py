@@ -39,11 +39,12 @@ class ApiRoot(Resource):
 def build_api_resource(synapse: Synapse, accounts: Accounts, websocket: Resource, *more: Servlets) -> Resource:
     """The /api resource; `more` are the feature servlets built in MedChatModule."""
     resource = synapse.http.json_resource()
-    for servlets in (
+    every: list[Servlets] = [
         HealthServlet(synapse.server.api, synapse.server),
         AuthServlets(synapse.server.api, accounts),
         *more,
         DocsServlets(routes_of(resource)),
-    ):
+    ]
+    for servlets in every:
         servlets.register_routes(resource)
     return ApiRoot(resource, websocket)

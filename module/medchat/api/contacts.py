@@ -100,7 +100,7 @@ class ContactServlets:
         filters = ContactFilters(
             favorite=query.favorite, blocked=query.blocked, role=query.role, institution=query.institution
         )
-        return 200, await self._contacts.list(me, filters, query.q, Page(query.limit, query.cursor))
+        return 200, await self._contacts.contacts_of(me, filters, query.q, Page(query.limit, query.cursor))
 
     async def add(self, request: Any) -> tuple[int, Any]:
         """Adds a contact: a request to accept (202) or, without requests, the contact at once (201).

@@ -29,7 +29,8 @@ B = TypeVar("B", bound=RequestBody)
 Q = TypeVar("Q", bound=QueryParams)
 
 # A handler answers (status, JSON body), or None once it has written the response itself (a download).
-Handler = Callable[..., Awaitable[tuple[int, Any] | None]]
+# A servlet method: answers (status, JSON), or None where it wrote the response itself (downloads).
+Handler = Callable[..., Awaitable[tuple[int, Any]] | Awaitable[None]]
 
 # The WebSocket (api/__init__.py routes it to its own resource, not through route()).
 WEBSOCKET_PATH = b"/api/chat/ws"
@@ -94,11 +95,11 @@ def route(
     if not declared.summary:
         raise ValueError(f"{handler.__qualname__}: a route's handler needs a docstring (the endpoint's summary)")
 
-    async def serve(request: Any, **kwargs: str) -> tuple[int, Any] | None:
+    def serve(request: Any, **kwargs: str) -> Awaitable[tuple[int, Any]] | Awaitable[None]:
         setattr(request, _REQUEST_ATTR, declared)
         if _has_nul(kwargs):
             raise errors.invalid_param("The path contains a NUL character (%00).")
-        return await handler(request, **kwargs)
+        return handler(request, **kwargs)
 
     pattern = re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", path) + "$")
     resource.register_paths(method, [pattern], serve, handler.__qualname__)

@@ -44,7 +44,7 @@ class UploadServlets:
         """The guard's size check while the body arrives; its refusals never reach `upload`."""
         error = self._uploads.oversize(kind, length)
         if error is not None:
-            UPLOAD_REJECTIONS.labels(kind, str(error.code)).inc()
+            UPLOAD_REJECTIONS.labels(kind=kind, status=str(error.code), server_name=self._api.server_name).inc()
         return error
 
     async def upload(self, request: Any, target: str) -> tuple[int, Any]:
@@ -56,7 +56,9 @@ class UploadServlets:
         try:
             return await self._upload(request, target)
         except SynapseError as e:
-            UPLOAD_REJECTIONS.labels(target if target in KINDS else "unknown", str(e.code)).inc()
+            UPLOAD_REJECTIONS.labels(
+                kind=target if target in KINDS else "unknown", status=str(e.code), server_name=self._api.server_name
+            ).inc()
             raise
 
     async def _upload(self, request: Any, target: str) -> tuple[int, Any]:

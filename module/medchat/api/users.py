@@ -62,7 +62,7 @@ class UserServlets:
 
     async def list(self, request: Any) -> tuple[int, Any]:
         """The practitioner directory in name order, filtered."""
-        return 200, await self._directory.list(await self._caller(request), read_query(request, DirectoryQuery))
+        return 200, await self._directory.browse(await self._caller(request), read_query(request, DirectoryQuery))
 
     async def search(self, request: Any) -> tuple[int, Any]:
         """Searches the directory, best match first (`rc_user_directory` applies)."""

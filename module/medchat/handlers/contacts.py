@@ -103,7 +103,7 @@ class Contacts:
     async def get(self, owner_id: str, contact_id: str) -> JsonDict:
         return (await self._render(owner_id, [await self._row(owner_id, contact_id)]))[0]
 
-    async def list(self, owner_id: str, filters: ContactFilters, q: str | None, page: Page) -> JsonDict:
+    async def contacts_of(self, owner_id: str, filters: ContactFilters, q: str | None, page: Page) -> JsonDict:
         """One page of contacts in user-id order; `q` matches name, username or nickname.
 
         `q` is matched here rather than in SQL because names live in Synapse's profiles; a
@@ -118,9 +118,9 @@ class Contacts:
                 list(await self._rules.ignored_users(owner_id)),
             )
         if q is None:
-            rows = await self._store.list(owner_id, filters, page.cursor, page.limit + 1)
+            rows = await self._store.contacts_of(owner_id, filters, page.cursor, page.limit + 1)
         else:
-            rows = await self._store.list(owner_id, filters, page.cursor, None)
+            rows = await self._store.contacts_of(owner_id, filters, page.cursor, None)
             names = await self._synapse_profiles.directory_profiles([r.contact_id for r in rows])
             needle = q.casefold()
             rows = [

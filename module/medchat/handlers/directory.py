@@ -60,13 +60,12 @@ class Directory:
 
     # --- endpoints --------------------------------------------------------------------------------
 
-    async def list(self, viewer: str, query: DirectoryQuery) -> JsonDict:
+    async def browse(self, viewer: str, query: DirectoryQuery) -> JsonDict:
         """GET /api/chat/users and /users/filter: name order, cursor pagination."""
         await self._check_may_search(viewer)
         filters = self._filters(query)
         limit = self._limit(query.limit)
-        after = _decode_cursor(query.cursor, "after")
-        profiles, next_after = await self._store.page(filters, tuple(after) if after else None, limit)
+        profiles, next_after = await self._store.page(filters, _decode_after(query.cursor), limit)
         return {
             "results": await self._render(viewer, profiles),
             "next_cursor": _encode_cursor("after", list(next_after)) if next_after else None,
@@ -84,7 +83,7 @@ class Directory:
             await self._check_may_search(viewer)
         filters = self._filters(query)
         limit = self._limit(query.limit)
-        offset = _decode_cursor(query.cursor, "offset") or 0
+        offset = _decode_offset(query.cursor)
         profiles = await self._store.search(query.q, filters, offset, limit + 1)
         more = len(profiles) > limit
         return {
@@ -167,19 +166,32 @@ def _encode_cursor(kind: str, position: object) -> str:
     return base64.urlsafe_b64encode(json.dumps({kind: position}).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None, kind: str) -> object:
+_BAD_CURSOR = "Invalid parameter cursor: pass next_cursor from a previous page unchanged"
+
+
+def _cursor_position(cursor: str, kind: str) -> object:
     """The position in an opaque cursor from this endpoint; 400 for anything else."""
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[kind]
+    except (ValueError, KeyError, TypeError):
+        raise errors.invalid_param(_BAD_CURSOR)
+
+
+def _decode_after(cursor: str | None) -> tuple[str, str] | None:
+    """The (sort key, user id) a listing page starts after."""
     if cursor is None:
         return None
-    try:
-        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[kind]
-    except (ValueError, KeyError, TypeError):
-        raise errors.invalid_param("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
-    valid = (
-        isinstance(position, int) and position >= 0
-        if kind == "offset"
-        else isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position)
-    )
-    if not valid:
-        raise errors.invalid_param("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
-    return position
+    position = _cursor_position(cursor, "after")
+    if isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position):
+        return position[0], position[1]
+    raise errors.invalid_param(_BAD_CURSOR)
+
+
+def _decode_offset(cursor: str | None) -> int:
+    """How many search results earlier pages showed."""
+    if cursor is None:
+        return 0
+    position = _cursor_position(cursor, "offset")
+    if isinstance(position, int) and not isinstance(position, bool) and position >= 0:
+        return position
+    raise errors.invalid_param(_BAD_CURSOR)

@@ -52,7 +52,9 @@ class Expiry:
         """Redacts every message whose time has come, as its sender would."""
         now = self._synapse_server.now_ms()
         await self._redact(await self._store.due(now, _BATCH), "expired")
-        EXPIRY_OVERDUE.set(await self._store.count_overdue(now - OVERDUE_AFTER_MS))
+        EXPIRY_OVERDUE.labels(server_name=self._synapse_server.server_name).set(
+            await self._store.count_overdue(now - OVERDUE_AFTER_MS)
+        )
 
     async def expire_all_of(self, sender: str) -> None:
         """Redacts the sender's pending disappearing messages now: at account erasure, while the

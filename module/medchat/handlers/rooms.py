@@ -429,7 +429,10 @@ class Rooms:
         levels, content = await self._synapse_rooms.power_levels(room_id, [caller, target])
         if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
             return
-        needed = (content.get("events") or {}).get("m.room.power_levels", content.get("state_default", 50))
+        events = content.get("events") or {}
+        needed = events.get("m.room.power_levels", content.get("state_default", 50))
+        if not isinstance(needed, int):  # Synapse validates levels as integers; never None here
+            needed = 50
         new_level = ADMIN_LEVEL if role == "admin" else (content.get("users_default") or 0)
         own = levels[caller]
         if own < needed or own < new_level or (target != caller and own <= levels[target]):

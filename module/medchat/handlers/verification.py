@@ -203,17 +203,17 @@ class Verification:
                 {"request_id": request_id, "level_before": before, "level_after": after, "reason": reason},
                 None,
             )
-            return get_request_txn(t, request_id)  # type: ignore[return-value]
+            return get_request_txn(t, request_id) or "missing"  # the row was just updated: never missing
 
         request = await self._store.get(request_id)
         if request is None:
             raise errors.not_found("No such verification request.")
         if not await self.may_verify(verifier, request.institution):
             raise errors.forbidden("You may not decide verification requests of this institution.")
-        outcome = await self._store.run("medchat_verification_decide", txn)
+        outcome = await self._store.run("verification_decide", txn)
         if outcome == "missing":
             raise errors.not_found("No such verification request.")
-        if outcome == "decided":
+        if isinstance(outcome, str):
             raise SynapseError(409, "This request has already been decided.", errors.CONFLICT)
         await self._mirror.sync(outcome.user_id)
         await self._notifications.announce(outcome.user_id)
@@ -232,4 +232,4 @@ class Verification:
                     t, LogEntry(user_id, None, "reset", actor, profile.verification_level, UNVERIFIED, reason, now)
                 )
 
-        await self._store.run("medchat_verification_reset", txn)
+        await self._store.run("verification_reset", txn)

@@ -11,12 +11,23 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 _CHUNK = 1024 * 1024
 _MAX_PART_HEADERS = 16 * 1024
 _MAX_BOUNDARY = 200  # RFC 2046 allows 70; some clients send longer ones
 MAX_PARTS = 64
+
+
+class ReadableFile(Protocol):
+    """What the sniffer, the metadata stripper and Synapse's media store read from: a seekable
+    binary file, whether a real one (BinaryIO), a window on one (FileRange) or a splice (Spliced)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
 
 
 class BodyError(ValueError):
@@ -26,7 +37,7 @@ class BodyError(ValueError):
 class FileRange:
     """A read-only, seekable window [start, end) of a seekable binary file."""
 
-    def __init__(self, f: BinaryIO, start: int, end: int):
+    def __init__(self, f: ReadableFile, start: int, end: int):
         self._f, self._start, self._end = f, start, end
         self._pos = 0
 
@@ -60,7 +71,7 @@ class Spliced:
     of the spooled upload, read from it as the store copies them, never gathered in memory.
     """
 
-    def __init__(self, f: BinaryIO, pieces: list[bytes | tuple[int, int]]):
+    def __init__(self, f: ReadableFile, pieces: list[bytes | tuple[int, int]]):
         self._f = f
         self._pieces = pieces
         self._starts: list[int] = []

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import struct
 import zipfile
-from typing import BinaryIO
+
+from medchat.media.body import ReadableFile
 
 OCTET_STREAM = "application/octet-stream"
 HEAD_SIZE = 64 * 1024
@@ -70,7 +71,7 @@ _XML = re.compile(rb"^\s*<\?xml", re.IGNORECASE)
 _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
 
 
-def sniff(f: BinaryIO) -> str:
+def sniff(f: ReadableFile) -> str:
     """The MIME type of the seekable file `f` (its position is left at 0); octet-stream if unknown."""
     f.seek(0)
     head = f.read(HEAD_SIZE)
@@ -80,7 +81,7 @@ def sniff(f: BinaryIO) -> str:
         f.seek(0)
 
 
-def _sniff(head: bytes, f: BinaryIO) -> str:
+def _sniff(head: bytes, f: ReadableFile) -> str:
     for offset, magic, mime in _SIMPLE:
         if head[offset : offset + len(magic)] == magic:
             return mime
@@ -111,7 +112,7 @@ def _sniff(head: bytes, f: BinaryIO) -> str:
     return _text_type(head)
 
 
-def _zip_type(f: BinaryIO) -> str:
+def _zip_type(f: ReadableFile) -> str:
     """OOXML documents are ZIPs with a [Content_Types].xml; anything else is an archive."""
     try:
         with zipfile.ZipFile(f) as archive:
@@ -145,7 +146,7 @@ def _ogg_type(head: bytes) -> str:
     return "video/ogg"
 
 
-def _isobmff_type(head: bytes, f: BinaryIO) -> str:
+def _isobmff_type(head: bytes, f: ReadableFile) -> str:
     size = struct.unpack(">I", head[:4])[0]
     brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)}
     if head[8:12] in _AVIF_BRANDS:
@@ -162,7 +163,7 @@ def _isobmff_type(head: bytes, f: BinaryIO) -> str:
     return "video/mp4"
 
 
-def _track_handlers(f: BinaryIO) -> set[bytes]:
+def _track_handlers(f: ReadableFile) -> set[bytes]:
     """The handler types (`vide`, `soun`, ...) of the tracks in the top-level `moov` box."""
     f.seek(0, 2)
     end = f.tell()

@@ -41,16 +41,15 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, cast
 
 import pillow_heif
 from PIL import Image, ImageOps
 
-from medchat.media.body import Spliced
+from medchat.media.body import ReadableFile, Spliced
 
 _PILLOW_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WEBP"}
 _HEIF_TYPES = frozenset({"image/heic", "image/heif"})
-STRIPPABLE = frozenset(_PILLOW_FORMAT) | _HEIF_TYPES
 
 _ORIENTATION_TAG = 0x0112
 _MAX_PIXELS = 100_000_000
@@ -59,20 +58,26 @@ _WINDOW = 1024 * 1024
 _HEIC_JPEG_QUALITY = 92
 
 
+def _pillow_file(f: ReadableFile) -> IO[bytes]:
+    """Pillow declares IO[bytes] but reads only through read/seek/tell, which every ReadableFile has
+    (a window on the upload or a splice of it, so nothing is copied into memory for Pillow)."""
+    return cast(IO[bytes], f)
+
+
 class ImageError(ValueError):
     """The image is truncated, corrupt or not what its header claims."""
 
 
 @dataclass(frozen=True)
 class CleanImage:
-    content: BinaryIO
+    content: ReadableFile
     size: int
     mime: str
     width: int
     height: int
 
 
-def clean_image(mime: str, source: BinaryIO) -> CleanImage:
+def clean_image(mime: str, source: ReadableFile) -> CleanImage:
     """The image in the seekable `source` without metadata, checked to decode; ImageError if unusable.
 
     `content` reads from `source` (kept ranges of it), so `source` must stay open while it is used.
@@ -83,7 +88,7 @@ def clean_image(mime: str, source: BinaryIO) -> CleanImage:
         raise ImageError(f"{mime} images cannot be stripped of metadata")
     if mime == "image/jpeg" and _needs_rotation(source):
         data = _reencode_upright(source)
-        content: BinaryIO = io.BytesIO(data)
+        content: ReadableFile = io.BytesIO(data)
         size = len(data)
     else:
         spliced = Spliced(source, _kept_pieces(mime, source))
@@ -93,7 +98,7 @@ def clean_image(mime: str, source: BinaryIO) -> CleanImage:
     return CleanImage(content, size, mime, width, height)
 
 
-def has_metadata(mime: str, source: BinaryIO) -> bool:
+def has_metadata(mime: str, source: ReadableFile) -> bool:
     """Whether the image carries anything `clean_image` would remove (EXIF, XMP, comments, text
     chunks, trailers); ImageError for a type this module cannot read or a broken image."""
     if mime in _HEIF_TYPES:
@@ -109,7 +114,7 @@ def has_metadata(mime: str, source: BinaryIO) -> bool:
     return len(Spliced(source, _kept_pieces(mime, source))) != size
 
 
-def _kept_pieces(mime: str, source: BinaryIO) -> list[bytes | tuple[int, int]]:
+def _kept_pieces(mime: str, source: ReadableFile) -> list[bytes | tuple[int, int]]:
     reader, out = _Reader(source), _Pieces()
     try:
         _STRIPPERS[mime](reader, out)
@@ -118,11 +123,11 @@ def _kept_pieces(mime: str, source: BinaryIO) -> list[bytes | tuple[int, int]]:
     return out.pieces
 
 
-def _decode_check(content: BinaryIO, pillow_format: str) -> tuple[int, int]:
+def _decode_check(content: ReadableFile, pillow_format: str) -> tuple[int, int]:
     """Width and height from the header; images the thumbnailer would decode are decoded too."""
     content.seek(0)
     try:
-        with Image.open(content, formats=[pillow_format]) as im:
+        with Image.open(_pillow_file(content), formats=[pillow_format]) as im:
             width, height = im.size
             if width * height > _MAX_PIXELS:
                 raise ImageError(f"The image is too large ({width}x{height} pixels).")
@@ -138,20 +143,20 @@ def _decode_check(content: BinaryIO, pillow_format: str) -> tuple[int, int]:
         raise ImageError(f"The image cannot be decoded: {e}") from e
 
 
-def _needs_rotation(source: BinaryIO) -> bool:
+def _needs_rotation(source: ReadableFile) -> bool:
     """Reads the EXIF orientation (Pillow parses the header segments only, not the scan)."""
     source.seek(0)
     try:
-        with Image.open(source, formats=["JPEG"]) as im:
+        with Image.open(_pillow_file(source), formats=["JPEG"]) as im:
             return im.getexif().get(_ORIENTATION_TAG, 1) not in (1, None)
     except Exception as e:
         raise ImageError(f"The image cannot be decoded: {e}") from e
 
 
-def _reencode_upright(source: BinaryIO) -> bytes:
+def _reencode_upright(source: ReadableFile) -> bytes:
     source.seek(0)
     try:
-        with Image.open(source, formats=["JPEG"]) as im:
+        with Image.open(_pillow_file(source), formats=["JPEG"]) as im:
             icc = im.info.get("icc_profile")
             upright = ImageOps.exif_transpose(im)
             upright.info.clear()  # Pillow would write a carried-over comment (COM) again
@@ -162,7 +167,7 @@ def _reencode_upright(source: BinaryIO) -> bytes:
         raise ImageError(f"The image cannot be decoded: {e}") from e
 
 
-def _heif_to_jpeg(source: BinaryIO) -> CleanImage:
+def _heif_to_jpeg(source: ReadableFile) -> CleanImage:
     source.seek(0)
     try:
         heif = pillow_heif.open_heif(source, convert_hdr_to_8bit=True)
@@ -189,7 +194,7 @@ def _heif_to_jpeg(source: BinaryIO) -> CleanImage:
 class _Reader:
     """Random access to a seekable file through one window of `_WINDOW` bytes."""
 
-    def __init__(self, f: BinaryIO):
+    def __init__(self, f: ReadableFile):
         f.seek(0, io.SEEK_END)
         self.size = f.tell()
         self._f, self._start, self._buf = f, 0, b""

@@ -14,8 +14,6 @@ from medchat.models import JsonDict, iso
 from medchat.store import ContactStore
 from medchat.synapse import SynapseRooms, SynapseStream
 
-PRESENCE_STATES = ("online", "offline", "unavailable")
-
 
 class Presence:
     def __init__(

@@ -102,7 +102,7 @@ class SocketHub:
         self.open: set[ChatSocket] = set()
         self._by_user: dict[str, set[ChatSocket]] = {}
         status.on_delivered(self._tell_senders)
-        WEBSOCKET_CONNECTIONS.set_function(lambda: len(self.open))
+        WEBSOCKET_CONNECTIONS.labels(server_name=api.server_name).set_function(lambda: len(self.open))
 
     def joined(self, sock: ChatSocket) -> None:
         self._by_user.setdefault(sock.user_id, set()).add(sock)
@@ -205,7 +205,7 @@ class ChatSocket:
             return
         self._send({"type": "pong", "pos": self.position})
 
-    def bytesMessageReceived(self, data: bytes) -> None:
+    def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         if not self._message_in(len(data)):
             return
         self._send({"type": "error", "errcode": Codes.NOT_JSON, "error": "Binary frames are not accepted."})
@@ -278,7 +278,7 @@ class ChatSocket:
             events, end = await hub.synapse_stream.events_after(
                 requester, position.stream, timeout_ms=config.heartbeat_seconds * 1000, limit=config.batch_limit
             )
-            if self._closed:
+            if not self._still_open():  # closed by the peer or the hub while this waited
                 return
             frames = await self._frames(user_id, events)
             notices = position.notices
@@ -332,6 +332,10 @@ class ChatSocket:
             waited += _DRAIN_POLL_SECONDS
         return True
 
+    def _still_open(self) -> bool:
+        """Read after an await: a method call, as the attribute's value may change while it waits."""
+        return not self._closed
+
     def _send(self, frame: dict[str, Any]) -> None:
         if self._transport is not None and not self._closed:
             self._transport.sendTextMessage(json.dumps(frame, separators=(",", ":")))
@@ -341,7 +345,7 @@ class ChatSocket:
         cut off after ABORT_AFTER_SECONDS so it cannot hold the connection."""
         if self._transport is not None and not self._closed:
             self._closed = True
-            WEBSOCKET_CLOSES.labels(str(code)).inc()
+            WEBSOCKET_CLOSES.labels(code=str(code), server_name=self._hub.api.server_name).inc()
             self._transport.loseConnection(code)
             tcp = self._request.channel.transport
             self._hub.api.delayed_background_call(

@@ -44,14 +44,8 @@ Verdict = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
 MEMBER, CREATE, JOIN_RULES, POWER_LEVELS = "m.room.member", "m.room.create", "m.room.join_rules", "m.room.power_levels"
 
 
-def _counted(refusal: Refusal | None) -> Refusal | None:
-    if refusal is not None:
-        RULE_REFUSALS.labels(refusal.rule).inc()
-    return refusal
-
-
 def _verdict(refusal: Refusal | None) -> Verdict:
-    if _counted(refusal) is None:
+    if refusal is None:
         return NOT_SPAM
     assert refusal is not None
     return Codes.FORBIDDEN, refusal.error_fields()
@@ -89,8 +83,15 @@ class MembershipCallbacks:
         self._rules = rules
         self._synapse_rooms = synapse_rooms
         self._case_rooms = case_rooms
+        self._server_name = ""
+
+    def _counted(self, refusal: Refusal | None) -> Refusal | None:
+        if refusal is not None:
+            RULE_REFUSALS.labels(rule=refusal.rule, server_name=self._server_name).inc()
+        return refusal
 
     def register(self, api: ModuleApi) -> None:
+        self._server_name = api.server_name
         api.register_spam_checker_callbacks(
             user_may_invite=self.user_may_invite,
             federated_user_may_invite=self.federated_user_may_invite,
@@ -105,7 +106,7 @@ class MembershipCallbacks:
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, dict | None]:
         if event.type == JOIN_RULES and event.get_state_key() == "":
             if _is_case_room_create(state_events.get((CREATE, ""))):
-                refusal = _counted(case_room_join_rule_refusal(event.content.get("join_rule")))
+                refusal = self._counted(case_room_join_rule_refusal(event.content.get("join_rule")))
                 if refusal is not None:
                     raise refusal.as_error()
             return True, None
@@ -113,7 +114,7 @@ class MembershipCallbacks:
             return True, None
         change = self.event_change(event, state_events, self._synapse_rooms.power_level)
         if change is not None:
-            refusal = _counted(await self._rules.decide(change))
+            refusal = self._counted(await self._rules.decide(change))
             if refusal is not None:
                 raise refusal.as_error()
         return True, None
@@ -146,7 +147,7 @@ class MembershipCallbacks:
     async def on_create_room(self, requester: Any, config: dict[str, Any], is_requester_admin: bool) -> None:
         """Refuses a room whose invites, creator or join rule the rules refuse, before it exists."""
         creator = requester.user.to_string()
-        refusal = _counted(await self._rules.decide_creation(creator, config, is_requester_admin))
+        refusal = self._counted(await self._rules.decide_creation(creator, config, is_requester_admin))
         if refusal is not None:
             raise refusal.as_error()
 
@@ -157,7 +158,7 @@ class MembershipCallbacks:
         rules decide a direct-chat invite.)"""
         case_room = await self._case_rooms.is_case_room(room_id)
         change = MembershipChange(INVITE, inviter, invitee, case_room=case_room)
-        return _verdict(await self._rules.decide(change, sender_is_admin=False))
+        return _verdict(self._counted(await self._rules.decide(change, sender_is_admin=False)))
 
     async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> Verdict:
         """A join of a local user, also into a room of another server (whose events this server
@@ -171,7 +172,7 @@ class MembershipCallbacks:
                 inviter, is_direct = event.sender, bool(event.content.get("is_direct"))
                 case_room = case_room or _stripped_case_room(stripped)
         change = MembershipChange(JOIN, user_id, user_id, is_direct, inviter, case_room)
-        return _verdict(await self._rules.decide(change, sender_is_admin=False))
+        return _verdict(self._counted(await self._rules.decide(change, sender_is_admin=False)))
 
     async def federated_user_may_invite(self, event: Any) -> Verdict:
         stripped = event.unsigned.get("invite_room_state") if isinstance(event.unsigned, Mapping) else None
@@ -182,4 +183,4 @@ class MembershipCallbacks:
             bool(event.content.get("is_direct")),
             case_room=_stripped_case_room(stripped if isinstance(stripped, list) else ()),
         )
-        return _verdict(await self._rules.decide(change, sender_is_admin=False))
+        return _verdict(self._counted(await self._rules.decide(change, sender_is_admin=False)))

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes
 
 from medchat import errors
 from medchat.federation.caserooms import CaseRoomGate
+from medchat.media.body import ReadableFile
 from medchat.media.sniff import sniff
 from medchat.media.strip import ImageError, has_metadata
 from medchat.metrics import RULE_REFUSALS
@@ -41,12 +42,13 @@ def media_urls(content: dict[str, Any]) -> list[str]:
     urls = []
     for part in (content, content.get("m.new_content")):
         if isinstance(part, Mapping):  # event content is Synapse's immutabledict
-            info = part.get("info") if isinstance(part.get("info"), Mapping) else {}
-            urls += [u for u in (part.get("url"), info.get("thumbnail_url")) if isinstance(u, str)]
+            info = part.get("info")
+            thumbnail = info.get("thumbnail_url") if isinstance(info, Mapping) else None
+            urls += [u for u in (part.get("url"), thumbnail) if isinstance(u, str)]
     return urls
 
 
-def inspect(f: BinaryIO) -> str:
+def inspect(f: ReadableFile) -> str:
     """CLEAN, or why the file may not be shown in a case room (run in a thread)."""
     mime = sniff(f)
     if not mime.startswith("image/"):
@@ -76,7 +78,7 @@ class CaseRoomMedia:
         for url in urls:
             problem = await self._verdict(url)
             if problem:
-                RULE_REFUSALS.labels(RULE).inc()
+                RULE_REFUSALS.labels(rule=RULE, server_name=self._api.server_name).inc()
                 message = f"Case rooms accept only metadata-free images: {url} cannot be shown here, as {problem}. Upload it through the app, which strips metadata."
                 return Codes.FORBIDDEN, {"errcode": errors.MEDIA_METADATA, "error": message, "org.medchat.rule": RULE}
         return NOT_SPAM

@@ -28,7 +28,6 @@ from medchat.levels import LEVELS, LICENSE_VERIFIED
 from medchat.models import USER_ID_SCHEMA
 from medchat.roomtypes import CASE_ROOM
 
-ACTIONS = ("dm", "invite", "contact_request")
 ALLOW_ALL, BLOCK_ALL = "allow_all", "block_all"
 
 RECIPIENT_RULE = "recipient_settings"

@@ -50,10 +50,9 @@ MESSAGE = "m.room.message"
 def message_texts(content: Mapping[str, Any]) -> list[str]:
     """What a reader sees of a message: its text or caption, file name and formatted body, and
     the new text of an edit (event content is Synapse's immutabledict, hence Mapping)."""
-    new = content.get("m.new_content") if isinstance(content.get("m.new_content"), Mapping) else {}
-    fields = [content.get(k) for k in ("body", "filename", "formatted_body")] + [
-        new.get(k) for k in ("body", "filename", "formatted_body")
-    ]
+    new = content.get("m.new_content")
+    parts = [content, new] if isinstance(new, Mapping) else [content]
+    fields = [part.get(k) for part in parts for k in ("body", "filename", "formatted_body")]
     return [f for f in fields if isinstance(f, str)]
 
 
@@ -103,7 +102,7 @@ class PhiGuard:
         if event.type not in (MESSAGE, ENCRYPTED) or not await self._case_rooms.is_case_room(event.room_id):
             return NOT_SPAM
         if event.type == ENCRYPTED:
-            RULE_REFUSALS.labels(RULE).inc()
+            RULE_REFUSALS.labels(rule=RULE, server_name=self._api.server_name).inc()
             return Codes.FORBIDDEN, {"errcode": errors.CASE_ROOM_ENCRYPTION_REFUSED, "error": _UNREADABLE}
         kinds = self._guard.kinds_in(message_texts(event.content))
         if not kinds:
@@ -112,7 +111,7 @@ class PhiGuard:
             state = await self._synapse_rooms.room_state(event.room_id, [(PHI_GUARD_STATE, "")])
             if self._mode(state.get((PHI_GUARD_STATE, ""))) == WARN:
                 return NOT_SPAM
-        RULE_REFUSALS.labels(RULE).inc()
+        RULE_REFUSALS.labels(rule=RULE, server_name=self._api.server_name).inc()
         message = f"This case room does not accept patient identifiers; found: {', '.join(kinds)}. Remove them and send again."
         return Codes.FORBIDDEN, {"errcode": errors.PHI_DETECTED, "error": message, "org.medchat.phi_kinds": kinds}
 
@@ -159,6 +158,6 @@ class PhiGuard:
         if problem is None:
             return True
         if self._api.is_mine(event.sender):
-            RULE_REFUSALS.labels(RULE).inc()
+            RULE_REFUSALS.labels(rule=RULE, server_name=self._api.server_name).inc()
             raise problem
         return False

@@ -20,6 +20,8 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
+from medchat.store._base import Store
+
 GENESIS = "0" * 64
 SCHEME = 2  # hashes over pseudonyms; 1 (migration 070) hashed the clear values
 PSEUDONYM_PREFIX = "pseudonym:"
@@ -113,9 +115,9 @@ def _contains(engine: str, column: str) -> str:
     return f"strpos({column}, ?) > 0" if engine == "postgresql" else f"instr({column}, ?) > 0"
 
 
-class AuditStore:
+class AuditStore(Store):
     def __init__(self, api: ModuleApi, engine: str, pseudonyms: Pseudonyms):
-        self._api = api
+        super().__init__(api)
         self.engine = engine
         self.pseudonyms = pseudonyms
 
@@ -157,7 +159,7 @@ class AuditStore:
             self.open_txn(t)
             return self.append_txn(t, ts, actor, action, target, details, origin)
 
-        return await self._api.run_db_interaction("medchat_audit_append", txn)
+        return await self.run("audit_append", txn)
 
     def pseudonymise_user_txn(self, t: LoggingTransaction, user_id: str) -> int:
         """Replaces `user_id` in every entry that mentions it by its pseudonym, in clear columns only.
@@ -226,7 +228,7 @@ class AuditStore:
             )
             return [_entry(row) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction("medchat_audit_page", txn)
+        return await self.run("audit_page", txn)
 
     async def chain(self, after: int, limit: int) -> list[AuditEntry]:
         """Entries in chain order, for verification in batches."""
@@ -237,7 +239,7 @@ class AuditStore:
             )
             return [_entry(row) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction("medchat_audit_chain", txn)
+        return await self.run("audit_chain", txn)
 
 
 def broken_link(

@@ -6,10 +6,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
+from medchat.store._base import Store
 from medchat.store.notifications import add_notification_txn
+from medchat.synapse.sql import in_list
 
 PENDING, DECLINED = "pending", "declined"
 
@@ -60,13 +61,6 @@ def _contact(row: tuple[Any, ...]) -> ContactRow:
     return ContactRow(row[0], row[1], bool(row[2]), *row[3:])
 
 
-def _in(column: str, values: Collection[str], negate: bool) -> tuple[str, list[str]]:
-    if not values:
-        return ("" if negate else " AND 1 = 0"), []
-    marks = ", ".join("?" for _ in values)
-    return f" AND {column} {'NOT IN' if negate else 'IN'} ({marks})", list(values)
-
-
 def _insert_contact(t: LoggingTransaction, owner_id: str, contact_id: str, nickname: str | None, now: int) -> bool:
     t.execute(
         "INSERT INTO medchat_contacts (owner_id, contact_id, nickname, is_favorite, created_ts, updated_ts)"
@@ -76,13 +70,7 @@ def _insert_contact(t: LoggingTransaction, owner_id: str, contact_id: str, nickn
     return t.rowcount == 1
 
 
-class ContactStore:
-    def __init__(self, api: ModuleApi):
-        self._api = api
-
-    async def _run(self, name: str, func: Any, *args: Any) -> Any:
-        return await self._api.run_db_interaction(f"medchat_{name}", func, *args)
-
+class ContactStore(Store):
     # --- contacts -----------------------------------------------------------------------------
 
     async def get(self, owner_id: str, contact_id: str) -> ContactRow | None:
@@ -91,11 +79,11 @@ class ContactStore:
             row = t.fetchone()
             return _contact(row) if row else None
 
-        return await self._run("get_contact", txn)
+        return await self.run("get_contact", txn)
 
     async def add(self, owner_id: str, contact_id: str, nickname: str | None, now: int) -> bool:
         """Adds the contact unless already there; True if this call added it."""
-        return await self._run("add_contact", _insert_contact, owner_id, contact_id, nickname, now)
+        return await self.run("add_contact", _insert_contact, owner_id, contact_id, nickname, now)
 
     async def update(self, owner_id: str, contact_id: str, changes: dict[str, Any], now: int) -> bool:
         """Sets `nickname` and/or `is_favorite`; False if there is no such contact."""
@@ -109,45 +97,48 @@ class ContactStore:
             )
             return t.rowcount == 1
 
-        return await self._run("update_contact", txn)
+        return await self.run("update_contact", txn)
 
     async def delete(self, owner_id: str, contact_id: str) -> bool:
         def txn(t: LoggingTransaction) -> bool:
             t.execute("DELETE FROM medchat_contacts WHERE owner_id = ? AND contact_id = ?", (owner_id, contact_id))
             return t.rowcount == 1
 
-        return await self._run("delete_contact", txn)
+        return await self.run("delete_contact", txn)
 
-    async def list(
+    async def contacts_of(
         self, owner_id: str, filters: ContactFilters, after: str | None, limit: int | None
     ) -> list[ContactRow]:
         """The owner's contacts in user-id order, after the cursor `after`; all of them if no limit."""
-        where, args = " WHERE c.owner_id = ?", [owner_id]
-        for column, value in (
-            ("c.is_favorite", filters.favorite),
-            ("p.role", filters.role),
-            ("p.institution", filters.institution),
-        ):
-            if value is not None:
-                where += f" AND {column} = ?"
-                args.append(value)
-        if filters.blocked is not None:
-            clause, ids = _in("c.contact_id", filters.blocked_ids, negate=not filters.blocked)
-            where += clause
-            args += ids
-        if after is not None:
-            where += " AND c.contact_id > ?"
-            args.append(after)
-        sql = f"{_CONTACT_SQL}{where} ORDER BY c.contact_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
 
         def txn(t: LoggingTransaction) -> list[ContactRow]:
+            where = " WHERE c.owner_id = ?"
+            args: list[object] = [owner_id]
+            for column, value in (
+                ("c.is_favorite", filters.favorite),
+                ("p.role", filters.role),
+                ("p.institution", filters.institution),
+            ):
+                if value is not None:
+                    where += f" AND {column} = ?"
+                    args.append(value)
+            if filters.blocked is not None:
+                clause, ids = in_list(
+                    t.database_engine, "c.contact_id", filters.blocked_ids, negative=not filters.blocked
+                )
+                where += f" AND {clause}"
+                args += ids
+            if after is not None:
+                where += " AND c.contact_id > ?"
+                args.append(after)
+            sql = f"{_CONTACT_SQL}{where} ORDER BY c.contact_id"
+            if limit is not None:
+                sql += " LIMIT ?"
+                args.append(limit)
             t.execute(sql, args)
             return [_contact(row) for row in t.fetchall()]
 
-        return await self._run("list_contacts", txn)
+        return await self.run("list_contacts", txn)
 
     async def favorites(self, owner_id: str) -> list[str]:
         def txn(t: LoggingTransaction) -> list[str]:
@@ -156,7 +147,7 @@ class ContactStore:
             )
             return [row[0] for row in t.fetchall()]
 
-        return await self._run("favorite_contacts", txn)
+        return await self.run("favorite_contacts", txn)
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -169,7 +160,7 @@ class ContactStore:
             row = t.fetchone()
             return ContactRequest(*row) if row else None
 
-        return await self._run("get_contact_request", txn)
+        return await self.run("get_contact_request", txn)
 
     async def put_request(
         self, requester_id: str, target_id: str, message: str | None, nickname: str | None, now: int
@@ -192,7 +183,7 @@ class ContactStore:
             )
             return True
 
-        return await self._run("put_contact_request", txn)
+        return await self.run("put_contact_request", txn)
 
     async def list_requests(self, user_id: str, incoming: bool, after: str | None, limit: int) -> list[ContactRequest]:
         """Pending requests to (incoming) or from the user, ordered by the other side's id."""
@@ -208,7 +199,7 @@ class ContactStore:
             t.execute(sql, (*args, limit))
             return [ContactRequest(*row) for row in t.fetchall()]
 
-        return await self._run("list_contact_requests", txn)
+        return await self.run("list_contact_requests", txn)
 
     async def accept_request(self, requester_id: str, target_id: str, nickname: str | None, now: int) -> bool:
         """Turns a pending request into a contact on both sides, in one transaction."""
@@ -229,7 +220,7 @@ class ContactStore:
             _insert_contact(t, target_id, requester_id, nickname, now)
             return True
 
-        return await self._run("accept_contact_request", txn)
+        return await self.run("accept_contact_request", txn)
 
     async def set_request_status(self, requester_id: str, target_id: str, status: str, now: int) -> bool:
         """Moves a pending request to `status`; False if none was pending."""
@@ -241,7 +232,7 @@ class ContactStore:
             )
             return t.rowcount == 1
 
-        return await self._run("decide_contact_request", txn)
+        return await self.run("decide_contact_request", txn)
 
     async def delete_request(self, requester_id: str, target_id: str) -> bool:
         def txn(t: LoggingTransaction) -> bool:
@@ -251,4 +242,4 @@ class ContactStore:
             )
             return t.rowcount == 1
 
-        return await self._run("delete_contact_request", txn)
+        return await self.run("delete_contact_request", txn)

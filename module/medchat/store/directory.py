@@ -14,9 +14,12 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
+from synapse.storage.engines import BaseDatabaseEngine
 
 from medchat.models import Profile
+from medchat.store._base import Store
 from medchat.store.profiles import COLUMNS_SQL, row_to_profile
+from medchat.synapse.sql import in_list, is_postgres
 
 _SORT_KEY = "lower(coalesce(p.display_name, p.user_id))"
 _WORD_RE = re.compile(r"[^\W_]+")
@@ -38,25 +41,21 @@ class Filters:
     only_users: Collection[str] | None = None
     except_users: Collection[str] | None = None
 
-    def where(self) -> tuple[str, list[Any]]:
-        clauses = ["p.hidden = ?", f"p.verification_level IN ({_marks(self.levels)})"]
-        args: list[Any] = [False, *self.levels]
+    def where(self, engine: BaseDatabaseEngine) -> tuple[str, list[Any]]:
+        levels, args = in_list(engine, "p.verification_level", self.levels)
+        clauses = ["p.hidden = ?", levels]
+        args = [False, *args]
         for column in ("role", "institution", "specialization"):
             value = getattr(self, column)
             if value is not None:
                 clauses.append(f"p.{column} = ?")
                 args.append(value)
-        if self.only_users is not None:
-            clauses.append(f"p.user_id IN ({_marks(self.only_users)})" if self.only_users else "1 = 0")
-            args.extend(self.only_users)
-        if self.except_users:
-            clauses.append(f"p.user_id NOT IN ({_marks(self.except_users)})")
-            args.extend(self.except_users)
+        for users, negative in ((self.only_users, False), (self.except_users, True)):
+            if users is not None:
+                clause, user_args = in_list(engine, "p.user_id", users, negative=negative)
+                clauses.append(clause)
+                args.extend(user_args)
         return " AND ".join(clauses), args
-
-
-def _marks(values: Collection[Any]) -> str:
-    return ", ".join("?" for _ in values)
 
 
 def query_words(q: str) -> list[str]:
@@ -64,9 +63,9 @@ def query_words(q: str) -> list[str]:
     return _WORD_RE.findall(q.lower())[:_MAX_WORDS]
 
 
-class DirectoryStore:
-    def __init__(self, api: ModuleApi, engine: str):
-        self._api = api
+class DirectoryStore(Store):
+    def __init__(self, api: ModuleApi, engine: BaseDatabaseEngine):
+        super().__init__(api)
         self._engine = engine
 
     async def page(
@@ -76,7 +75,7 @@ class DirectoryStore:
 
         Positions are (sort key, user id) pairs, so pages stay stable while users join or leave.
         """
-        where, args = filters.where()
+        where, args = filters.where(self._engine)
         if after is not None:
             where += f" AND ({_SORT_KEY}, p.user_id) > (?, ?)"
             args.extend(after)
@@ -89,7 +88,7 @@ class DirectoryStore:
             more = len(rows) > limit
             return profiles, (rows[limit - 1][-1], profiles[-1].user_id) if more else None
 
-        return await self._api.run_db_interaction("medchat_directory_page", txn)
+        return await self.run("directory_page", txn)
 
     async def search(self, q: str, filters: Filters, offset: int, limit: int) -> list[Profile]:
         """Profiles matching every word of `q` as a prefix, best first.
@@ -104,12 +103,12 @@ class DirectoryStore:
         if not words:
             return []
         phrase = q.strip().lower()
-        where, args = filters.where()
+        where, args = filters.where(self._engine)
         # One-letter words match a fifth of any directory; alone, they mean "names starting with".
         if all(len(w) == 1 for w in words):
             sql = f"SELECT {_COLUMNS} FROM medchat_profiles p WHERE substr({_SORT_KEY}, 1, ?) = ? AND {where} ORDER BY {_SORT_KEY}, p.user_id LIMIT ? OFFSET ?"
-            return await self._select("medchat_directory_search", sql, [len(phrase), phrase, *args, limit, offset])
-        if self._engine == "postgresql":
+            return await self._select("directory_search", sql, [len(phrase), phrase, *args, limit, offset])
+        if is_postgres(self._engine):
             all_words = " & ".join(f"'{w}':*" for w in words)
             upper = phrase[:-1] + chr(min(ord(phrase[-1]) + 1, 0x10FFFF))
             tiers = [
@@ -137,7 +136,7 @@ class DirectoryStore:
                     params += [*condition_args, *args, _TIER_CANDIDATES, offset + limit]
             sql = " UNION ALL ".join(parts) + " ORDER BY tier, sort_key, user_id LIMIT ? OFFSET ?"
             params += [limit, offset]
-            return await self._select("medchat_directory_search", sql, params, extra_columns=2)
+            return await self._select("directory_search", sql, params, extra_columns=2)
         match = " ".join(f'"{w}"*' for w in words)
         sql = (
             f"SELECT {_COLUMNS} FROM medchat_profiles_fts f JOIN medchat_profiles p ON p.rowid = f.rowid"
@@ -147,11 +146,11 @@ class DirectoryStore:
             f" ELSE 2 END, {_SORT_KEY}, p.user_id LIMIT ? OFFSET ?"
         )
         params = [match, *args, len(phrase), phrase, f"{{name username}} : ({match})", limit, offset]
-        return await self._select("medchat_directory_search", sql, params)
+        return await self._select("directory_search", sql, params)
 
     async def institutions(self, filters: Filters) -> list[tuple[str, int]]:
         """(institution, listed members), largest first."""
-        where, args = filters.where()
+        where, args = filters.where(self._engine)
         sql = (
             "SELECT p.institution, COUNT(*) FROM medchat_profiles p"
             f" WHERE p.institution IS NOT NULL AND {where}"
@@ -162,19 +161,17 @@ class DirectoryStore:
             t.execute(sql, args)
             return [(row[0], int(row[1])) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction("medchat_directory_institutions", txn)
+        return await self.run("directory_institutions", txn)
 
     async def visibility(self, user_ids: Collection[str]) -> dict[str, tuple[bool, str]]:
         """user id → (hidden, verification level), for users that have a MedChat profile."""
 
         def txn(t: LoggingTransaction) -> dict[str, tuple[bool, str]]:
-            t.execute(
-                f"SELECT user_id, hidden, verification_level FROM medchat_profiles WHERE user_id IN ({_marks(user_ids)})",
-                list(user_ids),
-            )
+            clause, args = in_list(t.database_engine, "user_id", user_ids)
+            t.execute(f"SELECT user_id, hidden, verification_level FROM medchat_profiles WHERE {clause}", args)
             return {row[0]: (bool(row[1]), row[2]) for row in t.fetchall()}
 
-        return await self._api.run_db_interaction("medchat_directory_visibility", txn)
+        return await self.run("directory_visibility", txn)
 
     async def _select(self, name: str, sql: str, args: list[Any], extra_columns: int = 0) -> list[Profile]:
         """Profiles from a SELECT of the profile columns (plus `extra_columns` after them)."""
@@ -183,4 +180,4 @@ class DirectoryStore:
             t.execute(sql, args)
             return [row_to_profile(row[: len(row) - extra_columns]) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction(name, txn)
+        return await self.run(name, txn)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
+
+from medchat.store._base import Store
 
 
 class Expiring(NamedTuple):
@@ -19,10 +20,7 @@ class Expiring(NamedTuple):
 _COLUMNS = "event_id, room_id, sender, expires_ts, attempts"
 
 
-class ExpiryStore:
-    def __init__(self, api: ModuleApi):
-        self._api = api
-
+class ExpiryStore(Store):
     async def add(self, message: Expiring) -> None:
         def txn(t: LoggingTransaction) -> None:
             t.execute(
@@ -31,7 +29,7 @@ class ExpiryStore:
                 (message.event_id, message.room_id, message.sender, message.expires_ts),
             )
 
-        await self._api.run_db_interaction("medchat_add_expiring_message", txn)
+        await self.run("add_expiring_message", txn)
 
     async def due(self, now_ms: int, limit: int) -> list[Expiring]:
         """Messages whose time has come and that are not waiting for a retry, oldest first."""
@@ -44,7 +42,7 @@ class ExpiryStore:
             )
             return [Expiring(*row) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction("medchat_due_expiring_messages", txn)
+        return await self.run("due_expiring_messages", txn)
 
     async def of_sender(self, sender: str) -> list[Expiring]:
         def txn(t: LoggingTransaction) -> list[Expiring]:
@@ -54,13 +52,13 @@ class ExpiryStore:
             )
             return [Expiring(*row) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction("medchat_expiring_messages_of_sender", txn)
+        return await self.run("expiring_messages_of_sender", txn)
 
     async def remove(self, event_id: str) -> None:
         def txn(t: LoggingTransaction) -> None:
             t.execute("DELETE FROM medchat_expiring_messages WHERE event_id = ?", (event_id,))
 
-        await self._api.run_db_interaction("medchat_remove_expiring_message", txn)
+        await self.run("remove_expiring_message", txn)
 
     async def retry_later(self, event_id: str, retry_ts: int) -> None:
         """A failed redaction: counted, and due again at `retry_ts`."""
@@ -71,7 +69,7 @@ class ExpiryStore:
                 (retry_ts, event_id),
             )
 
-        await self._api.run_db_interaction("medchat_retry_expiring_message", txn)
+        await self.run("retry_expiring_message", txn)
 
     async def count_overdue(self, before_ms: int) -> int:
         """How many messages should have gone before `before_ms` and are still waiting."""
@@ -81,4 +79,4 @@ class ExpiryStore:
             (count,) = t.fetchone() or (0,)
             return int(count)
 
-        return await self._api.run_db_interaction("medchat_overdue_expiring_messages", txn)
+        return await self.run("overdue_expiring_messages", txn)

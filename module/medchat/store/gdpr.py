@@ -60,7 +60,7 @@ def own_rows_txn(t: LoggingTransaction, user_id: str) -> dict[str, list[dict[str
     rows: dict[str, list[dict[str, Any]]] = {}
     for table, columns in OWN_ROWS.items():
         t.execute(f"SELECT * FROM {table} WHERE {_own_where(table)}", (user_id,) * len(columns))
-        names = [d[0] for d in t.description]
+        names = [d[0] for d in t.description or ()]
         rows[table] = [{k: v for k, v in zip(names, row) if k not in DERIVED_COLUMNS} for row in t.fetchall()]
     return rows
 

@@ -11,10 +11,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
 from medchat.models import JsonDict
+from medchat.store._base import Store, first_value
 
 
 def add_notification_txn(t: LoggingTransaction, user_id: str, kind: str, payload: JsonDict, now_ms: int) -> str:
@@ -40,14 +40,8 @@ class ModuleNotification:
 HINT_TYPE = "org.medchat.notifications"
 
 
-class NotificationStore:
+class NotificationStore(Store):
     """Reads and updates a user's module notifications (never another user's)."""
-
-    def __init__(self, api: ModuleApi):
-        self._api = api
-
-    async def _run(self, name: str, func: Any) -> Any:
-        return await self._api.run_db_interaction(f"medchat_{name}", func)
 
     async def announce(self, user_id: str) -> None:
         """Tells the user's clients that module notifications changed: global account data
@@ -68,7 +62,7 @@ class NotificationStore:
             )
             return [ModuleNotification(n, kind, json.loads(p), bool(r), ts) for n, kind, p, r, ts in t.fetchall()]
 
-        return await self._run("notifications_since", txn)
+        return await self.run("notifications_since", txn)
 
     async def page(
         self, user_id: str, before_ts: int | None, limit: int, unread_only: bool
@@ -88,7 +82,7 @@ class NotificationStore:
             t.execute(sql, (*args, limit))
             return [ModuleNotification(n, kind, json.loads(p), bool(r), ts) for n, kind, p, r, ts in t.fetchall()]
 
-        return await self._run("notifications_page", txn)
+        return await self.run("notifications_page", txn)
 
     async def mark_read(self, user_id: str, notification_id: str | None = None) -> int:
         """Marks one (or, with no id, every) notification of the user read; the count changed."""
@@ -101,7 +95,7 @@ class NotificationStore:
             t.execute(sql, args)
             return t.rowcount
 
-        return await self._run("notifications_mark_read", txn)
+        return await self.run("notifications_mark_read", txn)
 
     async def delete(self, user_id: str, notification_id: str) -> bool:
         def txn(t: LoggingTransaction) -> bool:
@@ -111,11 +105,11 @@ class NotificationStore:
             )
             return t.rowcount == 1
 
-        return await self._run("notifications_delete", txn)
+        return await self.run("notifications_delete", txn)
 
     async def unread_count(self, user_id: str) -> int:
         def txn(t: LoggingTransaction) -> int:
             t.execute("SELECT COUNT(*) FROM medchat_notifications WHERE user_id = ? AND is_read = ?", (user_id, False))
-            return t.fetchone()[0]
+            return first_value(t)
 
-        return await self._run("notifications_unread_count", txn)
+        return await self.run("notifications_unread_count", txn)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
 from medchat.models import Profile
+from medchat.store._base import Store
 
 _COLUMNS = (
     "user_id",
@@ -33,10 +33,7 @@ def row_to_profile(row: tuple[Any, ...]) -> Profile:
     return Profile(**profile)
 
 
-class ProfileStore:
-    def __init__(self, api: ModuleApi):
-        self._api = api
-
+class ProfileStore(Store):
     async def reserve(self, profile: Profile) -> bool:
         """Inserts the row unless one exists for the user; True if this call created it.
 
@@ -52,19 +49,19 @@ class ProfileStore:
             )
             return t.rowcount == 1
 
-        return await self._api.run_db_interaction("medchat_reserve_profile", txn)
+        return await self.run("reserve_profile", txn)
 
     async def delete(self, user_id: str) -> None:
         def txn(t: LoggingTransaction) -> None:
             t.execute("DELETE FROM medchat_profiles WHERE user_id = ?", (user_id,))
 
-        await self._api.run_db_interaction("medchat_delete_profile", txn)
+        await self.run("delete_profile", txn)
 
     async def get(self, user_id: str) -> Profile | None:
         def txn(t: LoggingTransaction) -> Profile | None:
             return get_profile_txn(t, user_id)
 
-        return await self._api.run_db_interaction("medchat_get_profile", txn)
+        return await self.run("get_profile", txn)
 
     async def update(self, user_id: str, changes: dict[str, Any], now_ms: int) -> None:
         """Writes the given editable fields and bumps updated_ts."""
@@ -77,7 +74,7 @@ class ProfileStore:
                 (*(changes[f] for f in fields), now_ms, user_id),
             )
 
-        await self._api.run_db_interaction("medchat_update_profile", txn)
+        await self.run("update_profile", txn)
 
     async def set_identity(self, user_id: str, display_name: str | None, avatar_url: str | None) -> bool:
         """Copies the Matrix display name and avatar into the row; True if the row exists."""
@@ -89,7 +86,7 @@ class ProfileStore:
             )
             return t.rowcount == 1
 
-        return await self._api.run_db_interaction("medchat_set_profile_identity", txn)
+        return await self.run("set_profile_identity", txn)
 
 
 def get_profile_txn(t: LoggingTransaction, user_id: str) -> Profile | None:

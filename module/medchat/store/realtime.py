@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
+from medchat.store._base import Store
+from medchat.synapse.sql import in_list
 
-class DeliveryStore:
-    def __init__(self, api: ModuleApi):
-        self._api = api
 
+class DeliveryStore(Store):
     async def advance(self, user_id: str, marks: dict[str, int], now_ms: int) -> None:
         """Moves the user's delivery mark in each room forward (never back)."""
 
@@ -21,20 +20,17 @@ class DeliveryStore:
                 [(user_id, room_id, ordering, now_ms) for room_id, ordering in marks.items()],
             )
 
-        await self._api.run_db_interaction("medchat_advance_delivery", txn)
+        await self.run("advance_delivery", txn)
 
     async def positions(self, room_id: str) -> dict[str, int]:
         def txn(t: LoggingTransaction) -> dict[str, int]:
             t.execute("SELECT user_id, stream_ordering FROM medchat_delivery WHERE room_id = ?", (room_id,))
             return dict(t.fetchall())
 
-        return await self._api.run_db_interaction("medchat_delivery_positions", txn)
+        return await self.run("delivery_positions", txn)
 
 
-class DismissedNotificationStore:
-    def __init__(self, api: ModuleApi):
-        self._api = api
-
+class DismissedNotificationStore(Store):
     async def dismiss(self, user_id: str, notification_id: str, now_ms: int) -> None:
         def txn(t: LoggingTransaction) -> None:
             t.execute(
@@ -43,18 +39,18 @@ class DismissedNotificationStore:
                 (user_id, notification_id, now_ms),
             )
 
-        await self._api.run_db_interaction("medchat_dismiss_notification", txn)
+        await self.run("dismiss_notification", txn)
 
     async def dismissed(self, user_id: str, notification_ids: list[str]) -> set[str]:
         if not notification_ids:
             return set()
-        marks = ", ".join("?" for _ in notification_ids)
 
         def txn(t: LoggingTransaction) -> set[str]:
+            clause, args = in_list(t.database_engine, "notification_id", notification_ids)
             t.execute(
-                f"SELECT notification_id FROM medchat_dismissed_notifications WHERE user_id = ? AND notification_id IN ({marks})",
-                (user_id, *notification_ids),
+                f"SELECT notification_id FROM medchat_dismissed_notifications WHERE user_id = ? AND {clause}",
+                (user_id, *args),
             )
             return {row[0] for row in t.fetchall()}
 
-        return await self._api.run_db_interaction("medchat_dismissed_notifications", txn)
+        return await self.run("dismissed_notifications", txn)

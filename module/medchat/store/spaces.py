@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
+from medchat.store._base import Store, first_value
 
-class SpaceStore:
-    def __init__(self, api: ModuleApi):
-        self._api = api
 
+class SpaceStore(Store):
     async def space_of(self, institution: str) -> str | None:
         def txn(t: LoggingTransaction) -> str | None:
             t.execute("SELECT space_id FROM medchat_institution_spaces WHERE institution = ?", (institution,))
             row = t.fetchone()
             return row[0] if row else None
 
-        return await self._api.run_db_interaction("medchat_space_of", txn)
+        return await self.run("space_of", txn)
 
     async def claim(self, institution: str, space_id: str, now_ms: int) -> str:
         """Records `space_id` as the institution's unless one is recorded already; returns the
@@ -29,9 +27,9 @@ class SpaceStore:
                 (institution, space_id, now_ms),
             )
             t.execute("SELECT space_id FROM medchat_institution_spaces WHERE institution = ?", (institution,))
-            return t.fetchone()[0]
+            return first_value(t)
 
-        return await self._api.run_db_interaction("medchat_claim_space", txn)
+        return await self.run("claim_space", txn)
 
     async def institution_known(self, institution: str) -> bool:
         """An institution exists once a profile names it or it has a space."""
@@ -44,4 +42,4 @@ class SpaceStore:
             )
             return t.fetchone() is not None
 
-        return await self._api.run_db_interaction("medchat_institution_known", txn)
+        return await self.run("institution_known", txn)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
+from medchat.store._base import Store, first_value
 from medchat.store.profiles import set_level_txn
+from medchat.synapse.sql import in_list
 
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 STATUSES = (PENDING, APPROVED, REJECTED)
@@ -92,20 +92,13 @@ def decide_txn(
     return t.rowcount == 1
 
 
-class VerificationStore:
-    def __init__(self, api: ModuleApi):
-        self._api = api
-
-    async def run(self, name: str, func: Any, *args: Any) -> Any:
-        """Runs a `*_txn` composition in one database transaction."""
-        return await self._api.run_db_interaction(name, func, *args)
-
+class VerificationStore(Store):
     async def count_pending(self) -> int:
         def txn(t: LoggingTransaction) -> int:
             t.execute("SELECT COUNT(*) FROM medchat_verification_requests WHERE status = ?", (PENDING,))
-            return t.fetchone()[0]
+            return first_value(t)
 
-        return await self.run("medchat_count_pending_verifications", txn)
+        return await self.run("count_pending_verifications", txn)
 
     async def create(self, request: VerificationRequest, level_before: str) -> bool:
         """Stores a new pending request and logs it; False if the user already has one pending."""
@@ -136,35 +129,37 @@ class VerificationStore:
             )
             return True
 
-        return await self._api.run_db_interaction("medchat_verification_create", txn)
+        return await self.run("verification_create", txn)
 
     async def get(self, request_id: str) -> VerificationRequest | None:
-        return await self._api.run_db_interaction("medchat_verification_get", get_request_txn, request_id)
+        return await self.run("verification_get", get_request_txn, request_id)
 
     async def requests(
         self, status: str | None, user_id: str | None, institutions: list[str] | None, limit: int
     ) -> list[VerificationRequest]:
         """Requests, oldest first; `institutions` None means every institution."""
-        clauses, args = [], []
-        if status is not None:
-            clauses.append("status = ?")
-            args.append(status)
-        if user_id is not None:
-            clauses.append("user_id = ?")
-            args.append(user_id)
-        if institutions is not None:
-            clauses.append(f"institution IN ({', '.join('?' for _ in institutions)})" if institutions else "1 = 0")
-            args.extend(institutions)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
 
         def txn(t: LoggingTransaction) -> list[VerificationRequest]:
+            clauses: list[str] = []
+            args: list[object] = []
+            if status is not None:
+                clauses.append("status = ?")
+                args.append(status)
+            if user_id is not None:
+                clauses.append("user_id = ?")
+                args.append(user_id)
+            if institutions is not None:
+                clause, institution_args = in_list(t.database_engine, "institution", institutions)
+                clauses.append(clause)
+                args.extend(institution_args)
+            where = " WHERE " + " AND ".join(clauses) if clauses else ""
             t.execute(
                 f"SELECT {_REQUEST_SQL} FROM medchat_verification_requests{where} ORDER BY created_ts, request_id LIMIT ?",
                 (*args, limit),
             )
             return [VerificationRequest(*row) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction("medchat_verification_requests", txn)
+        return await self.run("verification_requests", txn)
 
     async def history(self, user_id: str) -> list[LogEntry]:
         def txn(t: LoggingTransaction) -> list[LogEntry]:
@@ -174,7 +169,7 @@ class VerificationStore:
             )
             return [LogEntry(*row) for row in t.fetchall()]
 
-        return await self._api.run_db_interaction("medchat_verification_history", txn)
+        return await self.run("verification_history", txn)
 
 
 def new_request_id() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import IO, BinaryIO, TypeVar
+from typing import IO, TypeVar
 
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,6 +15,7 @@ from synapse.media._base import FileInfo
 from synapse.media.filepath import MediaFilePaths
 from synapse.types import UserID
 
+from medchat.media.body import ReadableFile
 from medchat.synapse._base import Family
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class SynapseMedia(Family):
                 await self.api.defer_to_thread(_delete_s3_media, backend, repository.filepaths, media_id)
         await repository.delete_local_media_ids([media_id])
 
-    async def inspect_local_media(self, media_id: str, inspect: Callable[[BinaryIO], T]) -> T | None:
+    async def inspect_local_media(self, media_id: str, inspect: Callable[[ReadableFile], T]) -> T | None:
         """`inspect(file)` run in a thread on a local media file's bytes, fetched back from the
         storage providers (S3) if the local copy was cleaned up or this process has none; None if
         there is no such media or its content has not been uploaded yet (MSC2246)."""
@@ -84,7 +85,7 @@ class SynapseMedia(Family):
         )
 
 
-def _inspect_file(path: str, inspect: Callable[[BinaryIO], T]) -> T:
+def _inspect_file(path: str, inspect: Callable[[ReadableFile], T]) -> T:
     with open(path, "rb") as f:
         return inspect(f)
 

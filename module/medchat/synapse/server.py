@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from synapse.storage.database import LoggingTransaction, make_conn
-from synapse.storage.engines import PostgresEngine
+from synapse.storage.engines import BaseDatabaseEngine, PostgresEngine
 from synapse.storage.engines._base import IsolationLevel
 from synapse.util.async_helpers import Linearizer
 
@@ -26,6 +26,12 @@ class SynapseServer(Family):
     @property
     def database_engine(self) -> str:
         return "postgresql" if isinstance(self._store.database_engine, PostgresEngine) else "sqlite"
+
+    @property
+    def engine(self) -> BaseDatabaseEngine:
+        """Synapse's database engine, for `synapse.sql.in_list` in statements built before their
+        transaction runs."""
+        return self._store.database_engine
 
     @property
     def worker_name(self) -> str:

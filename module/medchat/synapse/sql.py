@@ -8,16 +8,32 @@ deactivation leaves behind.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from synapse.api.constants import EventTypes, ReceiptTypes, RelationTypes
 from synapse.storage.database import LoggingTransaction, make_in_list_sql_clause
 from synapse.storage.databases.main.search import _parse_query_for_sqlite
-from synapse.storage.engines import PostgresEngine
+from synapse.storage.engines import BaseDatabaseEngine, PostgresEngine
 
 # Ids per statement: well under SQLite's bound-parameter limit.
 _BATCH = 500
+
+
+def in_list(
+    engine: BaseDatabaseEngine, column: str, values: Collection[Any], negative: bool = False
+) -> tuple[str, list[Any]]:
+    """Synapse's `make_in_list_sql_clause` (`= ANY(?)` on PostgreSQL, so one statement plan for
+    any number of values), for the module's own tables too; an empty list matches no row (every
+    row when negative)."""
+    if not values:
+        return ("1 = 1" if negative else "1 = 0"), []
+    clause, args = make_in_list_sql_clause(engine, column, list(values), negative=negative)
+    return clause, list(args)
+
+
+def is_postgres(engine: BaseDatabaseEngine) -> bool:
+    return isinstance(engine, PostgresEngine)
 
 
 def _batches(items: list[str]) -> Iterator[list[str]]:
