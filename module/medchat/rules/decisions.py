@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from synapse.module_api import UserID
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
@@ -40,7 +41,9 @@ _ACTION_WORDS = {"dm": "start a direct chat with", "invite": "invite", "contact_
 
 
 def server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
+    """The server of a user id as Synapse parses it (`UserID.domain`); "" for what is not a user id
+    (a client's `initial_state` or a remote server's answer may hold anything)."""
+    return UserID.from_string(user_id).domain if UserID.is_valid(user_id) else ""
 
 
 @dataclass(frozen=True)
