@@ -384,6 +384,18 @@ def test_case_rooms_gate_knocks_and_are_never_public(api: Api, server: Any) -> N
         refused = expect_error(raw_create(api, doctor, creation_content=CASE, **body), 403, CASE_REFUSED)
         assert refused["org.medchat.rule"] == JOIN_RULE, body
     assert joined_rooms(api, doctor) == before
+    # Never in the room directory: not at creation (with an invite-only join rule), nor later.
+    listed = {"visibility": "public", "preset": "private_chat"}
+    refused = expect_error(raw_create(api, doctor, creation_content=CASE, **listed), 403, CASE_REFUSED)
+    assert refused["org.medchat.rule"] == "case_room_directory"
+    assert joined_rooms(api, doctor) == before
+    publish = f"/_matrix/client/v3/directory/list/room/{quote(case)}"
+    token = doctor["access_token"]
+    # Synapse's own answer to a third-party rule's refusal: 403 with its generic errcode.
+    refused = expect_error(api.call("PUT", publish, token=token, json={"visibility": "public"}), 403, "M_UNKNOWN")
+    assert "publish" in refused["error"]
+    assert api.call("GET", publish).json()["visibility"] == "private"
+    assert api.call("PUT", publish, token=token, json={"visibility": "private"}).status_code == 200
     # (Plain rooms may be public.)
     assert raw_create(api, doctor, preset="public_chat").status_code == 200
 

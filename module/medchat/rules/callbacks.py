@@ -36,6 +36,7 @@ from medchat.rules.decisions import (
     MembershipChange,
     Refusal,
     case_room_join_rule_refusal,
+    case_room_publication_refusal,
 )
 from medchat.rules.membership import MembershipRules
 from medchat.synapse import SynapseRooms
@@ -98,7 +99,9 @@ class MembershipCallbacks:
             user_may_join_room=self.user_may_join_room,
         )
         api.register_third_party_rules_callbacks(
-            check_event_allowed=self.check_event_allowed, on_create_room=self.on_create_room
+            check_event_allowed=self.check_event_allowed,
+            on_create_room=self.on_create_room,
+            check_visibility_can_be_modified=self.check_visibility_can_be_modified,
         )
 
     # --- event rules: the one place every membership event passes ------------------------------
@@ -118,6 +121,14 @@ class MembershipCallbacks:
             if refusal is not None:
                 raise refusal.as_error()
         return True, None
+
+    async def check_visibility_can_be_modified(self, room_id: str, state_events: Any, visibility: str) -> bool:
+        """Publishing in the room directory (`PUT /directory/list/room/{id}`, from any client):
+        never a case room. Synapse answers 403 "Not allowed to publish room"; createRoom's
+        `visibility` is refused earlier, with the rule's name (`decide_creation`)."""
+        if _is_case_room_create(state_events.get((CREATE, ""))):
+            return self._counted(case_room_publication_refusal(visibility)) is None
+        return True
 
     @staticmethod
     def event_change(event: Any, state_events: Any, power_level: Callable[[str, Any], int]) -> MembershipChange | None:

@@ -35,6 +35,7 @@ RECIPIENT_RULE = "recipient_settings"
 FEDERATION_RULE = "federation_allow_list"
 CASE_ROOM_RULE = "case_room_verified_only"
 CASE_ROOM_JOIN_RULE = "case_room_join_rule"
+CASE_ROOM_DIRECTORY = "case_room_directory"
 INITIAL_STATE_RULE = "initial_state_membership"
 
 _ACTION_WORDS = {"dm": "start a direct chat with", "invite": "invite", "contact_request": "send a contact request to"}
@@ -284,6 +285,18 @@ def case_room_join_rule_refusal(join_rule: Any) -> Refusal | None:
         CASE_ROOM_JOIN_RULE,
         f"Refused by rule '{CASE_ROOM_JOIN_RULE}': a case room cannot have the join rule {join_rule!r}; "
         "use invite, knock or restricted.",
+        errors.CASE_ROOM_REFUSED,
+    )
+
+
+def case_room_publication_refusal(visibility: Any) -> Refusal | None:
+    """A case room is never in the public room directory, which shows its name, topic and avatar
+    to everyone who can browse it (and to other servers)."""
+    if visibility != "public":
+        return None
+    return Refusal(
+        CASE_ROOM_DIRECTORY,
+        f"Refused by rule '{CASE_ROOM_DIRECTORY}': a case room cannot be published in the room directory.",
         errors.CASE_ROOM_REFUSED,
     )
 

@@ -39,6 +39,7 @@ from medchat.rules.decisions import (
     MembershipChange,
     Refusal,
     case_room_join_rule_refusal,
+    case_room_publication_refusal,
     case_room_refusal,
     creation_changes,
     creation_join_rule,
@@ -116,7 +117,9 @@ class MembershipRules:
             return refusal
         changes = creation_changes(creator, config)
         if changes[0].case_room:
-            refusal = case_room_join_rule_refusal(creation_join_rule(config))
+            refusal = case_room_join_rule_refusal(creation_join_rule(config)) or case_room_publication_refusal(
+                config.get("visibility")
+            )
             if refusal is not None:
                 return refusal
         for change in changes:
