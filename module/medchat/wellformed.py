@@ -16,6 +16,7 @@ hide text or change its direction: `name_problem` is the one rule, used by the r
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 import urllib.parse
 from typing import Any
@@ -23,14 +24,16 @@ from typing import Any
 # No request body of the API comes close; deep enough for any `extra` a client may attach.
 MAX_JSON_DEPTH = 64
 
-# Unicode's explicit embeddings, overrides and isolates (LRE..RLO, LRI..PDI): they reorder the
-# text after them, so "Dr. A\u202egnik" shows as a different name. The bidi marks (LRM, RLM,
-# ALM) only nudge neutral characters and are needed in mixed-script names, so they stay allowed.
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# Line and paragraph separators break a name over lines as a newline would.
-_NAME_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
-# Prose (a topic, a bio) may have lines and tabs, no other control character.
-PROSE_ALLOWED_CONTROLS = frozenset("\t\n\r")
+# What a name may not contain, as a regular-expression class (Python's and JSON Schema's): the
+# control characters (category Cc), the line and paragraph separators, and Unicode's explicit
+# embeddings, overrides and isolates (LRE..RLO, LRI..PDI), which reorder the text after them so
+# "Dr. A\u202egnik" shows as another name. The bidi marks (LRM, RLM, ALM) only nudge neutral
+# characters and are needed in mixed-script names; joiners (ZWJ in emoji) stay allowed too.
+NAME_REFUSED = r"\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+# Prose (a topic, a bio) may also have tabs and line breaks.
+PROSE_REFUSED = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069"
+_REFUSED = {False: re.compile(f"[{NAME_REFUSED}]"), True: re.compile(f"[{PROSE_REFUSED}]")}
+_KINDS = {"Cc": "the control character", "Zl": "the line separator", "Zp": "the paragraph separator"}
 
 
 class NotJson(ValueError):
@@ -115,16 +118,14 @@ def bad_string(value: Any, parts: tuple[int | str, ...] = ()) -> tuple[str, str]
 
 
 def name_problem(text: str, *, prose: bool = False) -> str | None:
-    """Why `text` cannot be a name (a control character, a line break, a bidi override), or
-    None. `prose` (a topic, a bio) also allows tabs and line breaks."""
-    for char in text:
-        if prose and char in PROSE_ALLOWED_CONTROLS:
-            continue
-        if unicodedata.category(char) in _NAME_REFUSED_CATEGORIES:
-            return f"contains the control character U+{ord(char):04X}"
-        if char in BIDI_CONTROLS:
-            return f"contains the bidirectional override U+{ord(char):04X}"
-    return None
+    """Why `text` cannot be a name (NAME_REFUSED), or None; `prose` (PROSE_REFUSED) also allows
+    tabs and line breaks."""
+    found = _REFUSED[prose].search(text)
+    if found is None:
+        return None
+    char = found.group()
+    kind = _KINDS.get(unicodedata.category(char), "the bidirectional override")
+    return f"contains {kind} U+{ord(char):04X}"
 
 
 def path_problem(raw: bytes) -> str | None:
