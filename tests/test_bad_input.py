@@ -9,12 +9,13 @@ nested too deep is 400 M_NOT_JSON. The write tests then check that a refused upd
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from harness import Api, SynapseServer, expect_error
+from harness import TEST_RATE_LIMITS, Api, SynapseServer, expect_error, licence_verified
 
 SURROGATE_JSON = "\\ud800"  # the JSON escape of a lone high surrogate
 SURROGATE_URL = "%ED%A0%80"  # its bytes in CESU-8: no UTF-8 text
@@ -182,3 +183,81 @@ def test_a_refused_room_update_changes_nothing(api: Api) -> None:
     assert "topic" in expect_error(response, 400, "M_INVALID_PARAM")["error"]
     after = api.call("GET", path, token=token).json()
     assert (after["name"], after["topic"]) == (before["name"], before["topic"]) == ("Ward 7", None)
+
+
+def joined_group(api: Api, owner: dict[str, Any], *members: dict[str, Any]) -> str:
+    """A group of `owner` that `members` have joined; its API path."""
+    body = {"type": "group", "name": "Ward 7", "participants": [m["user_id"] for m in members]}
+    created = api.call("POST", "/api/chat/rooms", token=owner["access_token"], json=body)
+    assert created.status_code == 201, created.text
+    path = f"/api/chat/rooms/{quote(created.json()['id'], safe='')}"
+    for member in members:
+        joined = api.call("POST", f"{path}/join", token=member["access_token"], json={})
+        assert joined.status_code == 200, joined.text
+    return path
+
+
+def set_power_levels(api: Api, owner: dict[str, Any], room_path: str, users: dict[str, int], **events: int) -> None:
+    room_id = api.call("GET", room_path, token=owner["access_token"]).json()["id"]
+    state = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.power_levels/"
+    content = api.call("GET", state, token=owner["access_token"]).json()
+    content["users"] = {**content.get("users", {}), **users}
+    content["events"] = {**content.get("events", {}), **{k.replace("_", "."): v for k, v in events.items()}}
+    assert api.call("PUT", state, token=owner["access_token"], json=content).status_code == 200
+
+
+def test_a_room_update_the_power_levels_refuse_in_part_changes_nothing(api: Api) -> None:
+    """Bob may rename the room but not change its topic: asking for both does neither."""
+    owner, bob = api.register(), api.register()
+    path = joined_group(api, owner, bob)
+    set_power_levels(api, owner, path, {bob["user_id"]: 50}, m_room_topic=100)
+    refused = api.call("PUT", path, token=bob["access_token"], json={"name": "Ward 8", "topic": "Night shift"})
+    assert "topic" in expect_error(refused, 403, "M_FORBIDDEN")["error"]
+    room = api.call("GET", path, token=bob["access_token"]).json()
+    assert (room["name"], room["topic"]) == ("Ward 7", None)
+    renamed = api.call("PUT", path, token=bob["access_token"], json={"name": "Ward 8"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Ward 8", renamed.text
+
+
+def test_closing_a_group_with_another_admin_removes_no_one(api: Api) -> None:
+    """Bob (an admin) cannot remove the creator, so he cannot close the group: no one is removed."""
+    owner, bob, carol = api.register(), api.register(), api.register()
+    path = joined_group(api, owner, bob, carol)
+    made_admin = api.call(
+        "POST", f"{path}/participants", token=owner["access_token"], json={"user_id": bob["user_id"], "role": "admin"}
+    )
+    assert made_admin.status_code == 200, made_admin.text
+    refused = api.call("DELETE", f"{path}?close=true", token=bob["access_token"])
+    expect_error(refused, 403, "M_FORBIDDEN")
+    members = api.call("GET", f"{path}/participants", token=owner["access_token"]).json()["participants"]
+    assert {p["id"]: p["membership"] for p in members} == {
+        owner["user_id"]: "join",
+        bob["user_id"]: "join",
+        carol["user_id"]: "join",
+    }
+
+
+@pytest.fixture(scope="module")
+def avatar_limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
+    """A server that takes only small PNG avatars (Synapse's `max_avatar_size`, `allowed_avatar_mimetypes`)."""
+    limits = {"max_avatar_size": "100K", "allowed_avatar_mimetypes": ["image/png"]}
+    hs = SynapseServer(tmp_path_factory.mktemp("avatars"), overrides={**TEST_RATE_LIMITS, **limits})
+    hs.start()
+    yield hs
+    hs.stop()
+
+
+def test_a_profile_update_whose_avatar_synapse_refuses_changes_nothing(avatar_limited: SynapseServer) -> None:
+    """The avatar is refused after the checks of the other fields; the display name, the medical
+    fields and the verification level stay as they were."""
+    api = Api(avatar_limited.base_url)
+    user = licence_verified(api, avatar_limited)
+    token = user["access_token"]
+    before = api.call("GET", "/api/auth/profile", token=token).json()
+    assert before["verification_level"] == "license_verified"
+    body = {"full_name": "Dr. Renamed", "institution": "Elsewhere", "profile_image": "mxc://medchat.test/missing"}
+    expect_error(api.call("PUT", "/api/auth/profile", token=token, json=body), 403, "M_FORBIDDEN")
+    after = api.call("GET", "/api/auth/profile", token=token).json()
+    assert after == before
+    renamed = api.call("PUT", "/api/auth/profile", token=token, json={"full_name": "Dr. Renamed"})
+    assert renamed.status_code == 200 and renamed.json()["user"]["full_name"] == "Dr. Renamed", renamed.text
