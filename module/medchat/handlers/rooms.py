@@ -344,9 +344,9 @@ class Rooms:
 
     async def update(self, requester: Any, room_id: str, body: RoomUpdateBody) -> JsonDict:
         """Name, topic, avatar and a case room's guard mode are state events; the room's power
-        levels (and for the guard, the case-room rules) say who may set them. The caller's power
-        level is checked for every event before the first is sent, and the guard goes first (the
-        case-room rules may still refuse it), so a refused update changes nothing."""
+        levels (and for the guard, the case-room rules) say who may set them. The guard goes first
+        (the change most likely to be refused), and the caller's power level is checked for every
+        later event before the first is sent, so a refused update changes nothing."""
         caller = requester.user.to_string()
         await self.require_member(room_id, caller)
         if body.phi_guard is not None:
@@ -363,7 +363,7 @@ class Rooms:
             if body.given(field)
         ]
         levels, power_levels = await self._synapse_rooms.power_levels(room_id, [caller])
-        for field, event_type, _ in events:
+        for field, event_type, _ in events[1:]:  # the first one's refusal comes before any write
             needed = state_level(power_levels, event_type)
             if levels[caller] < needed:
                 raise errors.forbidden(f"Changing {field} in this room needs power level {needed}.")
