@@ -4,13 +4,15 @@ names, as pure functions.
 Bodies, query strings and paths all come down to strings, and some strings cannot go anywhere:
 a lone UTF-16 surrogate (the JSON escape `"\\ud800"`, or the bytes of one in CESU-8) cannot be
 encoded as UTF-8, so the database and the JSON encoder fail on it half-way through a write; U+0000
-cannot be stored in a PostgreSQL text column. Refusing them when the request is read (api/http.py)
-means no handler ever sees one, so no write is left half done. JSON nested deeper than any body
-needs is refused the same way, before recursion limits turn it into a 500.
+cannot be stored in a PostgreSQL text column. Refusing them when the request is read (api/http.py;
+synapse/http.py for paths) means no handler ever sees one, so no write is left half done. JSON
+nested deeper than any body needs is refused the same way, before recursion limits turn it into a
+500.
 
 Names (display names, room names, institutions, ...) are shown to other people, so they must not
 hide text or change its direction: `name_problem` is the one rule, used by the request models
-(api/schemas/base.py) and by the event rules on Matrix clients' room names (rules/names.py).
+(api/schemas/base.py) and by the event rules on Matrix clients' room names and topics
+(rules/room_text.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import re
 import unicodedata
 import urllib.parse
-from typing import Any
+from typing import Any, NoReturn
 
 # No request body of the API comes close; deep enough for any `extra` a client may attach.
 MAX_JSON_DEPTH = 64
@@ -40,7 +42,7 @@ class NotJson(ValueError):
     """The bytes are not a JSON document the API accepts (the message says why)."""
 
 
-def _refuse_constant(name: str) -> float:
+def _refuse_constant(name: str) -> NoReturn:
     raise NotJson(f"{name} is not a JSON number")
 
 
