@@ -8,6 +8,7 @@ nested too deep is 400 M_NOT_JSON. The write tests then check that a refused upd
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -151,6 +152,33 @@ def test_raw_bytes_in_the_request_line_are_a_bad_request(server: SynapseServer, 
         while chunk := conn.recv(65536):
             answer += chunk
     assert answer.split(b"\r\n", 1)[0].split()[1] == b"400", answer
+
+
+def encoded(cursor: str) -> str:
+    """A directory cursor as the server makes them (URL-safe base64 of JSON, unpadded)."""
+    return base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        ("/api/chat/users/search?q=dr&cursor=", encoded('{"offset": 100000000000000000000000000000}')),
+        ("/api/chat/users/search?q=dr&cursor=", encoded('{"offset": 9223372036854775808}')),
+        ("/api/chat/users?cursor=", encoded(f'{{"after": ["{SURROGATE_JSON}", "x"]}}')),
+        ("/api/chat/users?cursor=", encoded('{"after": ["a\\u0000", "x"]}')),
+        ("/api/chat/users?cursor=", encoded("[" * 300 + "]" * 300)),
+        ("/api/chat/rooms/{room}/messages?cursor=", "s99999999999999999999_1"),
+    ],
+)
+def test_a_forged_cursor_is_refused_naming_it(api: Api, user: dict[str, Any], path: str, cursor: str) -> None:
+    """Cursors are opaque, but a client can send anything: positions no database column holds and
+    text that cannot be stored are a 400, not the database's error."""
+    if "{room}" in path:
+        body = {"type": "group", "name": "Cursors"}
+        room = api.call("POST", "/api/chat/rooms", token=user["access_token"], json=body).json()["id"]
+        path = path.replace("{room}", quote(room, safe=""))
+    response = api.call("GET", path + cursor, token=user["access_token"])
+    assert "cursor" in expect_error(response, 400, "M_INVALID_PARAM")["error"]
 
 
 # --- nothing half-written ------------------------------------------------------------------------

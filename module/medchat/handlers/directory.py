@@ -24,6 +24,7 @@ from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user
 from medchat.store import DirectoryStore
 from medchat.store.directory import Filters, query_words
 from medchat.synapse import SynapseAccounts, SynapseStream
+from medchat.wellformed import bad_string, load_json
 
 if TYPE_CHECKING:
     from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
@@ -163,6 +164,10 @@ class Directory:
         return models
 
 
+# The largest offset the database takes (a signed 64-bit integer).
+_MAX_OFFSET = 2**63 - 1
+
+
 def _encode_cursor(kind: str, position: object) -> str:
     return base64.urlsafe_b64encode(json.dumps({kind: position}).encode()).decode().rstrip("=")
 
@@ -172,13 +177,16 @@ def _decode_cursor(cursor: str | None, kind: str) -> object:
     if cursor is None:
         return None
     try:
-        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[kind]
-    except (ValueError, KeyError, TypeError):
+        position = load_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[kind]
+    except (ValueError, KeyError, TypeError):  # NotJson and binascii.Error are ValueErrors
         raise errors.invalid_param("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
     valid = (
-        isinstance(position, int) and position >= 0
+        isinstance(position, int) and 0 <= position <= _MAX_OFFSET
         if kind == "offset"
-        else isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position)
+        else isinstance(position, list)
+        and len(position) == 2
+        and all(isinstance(p, str) for p in position)
+        and bad_string(position) is None
     )
     if not valid:
         raise errors.invalid_param("Invalid parameter cursor: pass next_cursor from a previous page unchanged")
