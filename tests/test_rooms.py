@@ -339,6 +339,6 @@ def test_room_fields_have_one_definition_each(api: Api) -> None:
     spaced = api.call(
         "POST", "/api/chat/rooms", token=token, json={"type": "group", "name": "x", "participants": ["@a b:c"]}
     )
-    assert "participants.0" in expect_error(spaced, 400, "M_INVALID_PARAM")["error"]
+    assert "participants[0]" in expect_error(spaced, 400, "M_INVALID_PARAM")["error"]
     flag = api.call("DELETE", room_path(group["id"]) + "?close=maybe", token=token)
     assert "close" in expect_error(flag, 400, "M_INVALID_PARAM")["error"]

@@ -53,6 +53,7 @@ from medchat.rules.contact import ContactRules
 from medchat.rules.directory import DirectoryRules
 from medchat.rules.membership import MembershipRules
 from medchat.rules.phi_guard import PhiGuard
+from medchat.rules.room_text import RoomTextRules
 from medchat.store import ContactStore, DirectoryStore, ProfileStore, VerificationStore, apply_migrations
 from medchat.store.audit import AuditStore, Pseudonyms, reseal_legacy_txn
 from medchat.store.expiry import ExpiryStore
@@ -162,6 +163,7 @@ class MedChatModule:
         case_rooms = CaseRoomGate(synapse.rooms)
         MembershipCallbacks(MembershipRules(api, rules, verification.level_of), synapse.rooms, case_rooms).register(api)
         study_groups.register(api)
+        RoomTextRules(api).register(api)
         phi = config.case_rooms
         check_retention(phi.retention_max_lifetime_ms, server.retention_limits)
         # Last of the check_event_allowed callbacks: Synapse stops at the first one that returns a

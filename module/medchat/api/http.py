@@ -10,7 +10,6 @@ the code.
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from synapse.module_api.errors import SynapseError
 from medchat import errors
 from medchat.api.schemas.base import QueryParams, RequestBody
 from medchat.models import JsonDict
+from medchat.wellformed import NotJson, bad_string, json_path, load_json, string_problem
 
 B = TypeVar("B", bound=RequestBody)
 Q = TypeVar("Q", bound=QueryParams)
@@ -84,7 +84,8 @@ def route(
     query: type[QueryParams] | None = None,
     public: bool = False,
 ) -> None:
-    """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs.
+    """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs (the
+    router has refused a path that is not UTF-8 text, synapse/http.py).
 
     `responses` maps each success status to its schema (errors are the common 4xx `{errcode,
     error}`); `body` is the model `read_json` parses the body with; `query` the model `read_query`
@@ -97,8 +98,6 @@ def route(
 
     def serve(request: Any, **kwargs: str) -> Awaitable[tuple[int, Any]] | Awaitable[None]:
         setattr(request, _REQUEST_ATTR, declared)
-        if _has_nul(kwargs):
-            raise errors.invalid_param("The path contains a NUL character (%00).")
         return handler(request, **kwargs)
 
     pattern = re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", path) + "$")
@@ -121,9 +120,11 @@ def _declared(request: Any) -> Route:
 def read_json(request: Any, model: type[B], *, optional: bool = False) -> B:
     """The request body parsed with `model`, which must be the one its route declared (`body=`).
 
-    Errors are 400s that name the offending field: M_NOT_JSON for a body that is not a JSON object,
-    M_MISSING_PARAM for an absent required field, M_INVALID_PARAM for anything else. `optional`:
-    no body at all is the model with every field left out.
+    Errors are 400s that name the offending field: M_NOT_JSON for a body that is not a JSON object
+    (or nests deeper than medchat.wellformed.MAX_JSON_DEPTH), M_MISSING_PARAM for an absent
+    required field, M_INVALID_PARAM for anything else, a string that is not valid Unicode or holds
+    U+0000 included (checked before the model, so no handler ever sees one). `optional`: no body
+    at all is the model with every field left out.
     """
     if _declared(request).body is not model:
         raise RuntimeError(f"{request.path!r}: read_json with a model its route does not declare")
@@ -135,15 +136,18 @@ def read_json(request: Any, model: type[B], *, optional: bool = False) -> B:
 
 
 def _json_object(request: Any) -> JsonDict:
+    """The body as a JSON object whose every string (and key) is text the module can store."""
     raw = request.content.read() if request.content else b""
     try:
-        body = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SynapseError(400, "The request body is not valid JSON.", Codes.NOT_JSON)
+        body = load_json(raw or b"null")
+    except NotJson as e:
+        raise SynapseError(400, f"The request body is not valid JSON: {e}.", Codes.NOT_JSON)
     if not isinstance(body, dict):
         raise SynapseError(400, "The request body must be a JSON object.", Codes.NOT_JSON)
-    if _has_nul(body):
-        raise errors.invalid_param("The request body contains a NUL character (\\u0000).")
+    found = bad_string(body)
+    if found is not None:
+        what, problem = found
+        raise errors.invalid_param(f"Invalid {what}: {problem}")
     return body
 
 
@@ -158,10 +162,6 @@ def _has_body(request: Any) -> bool:
     return present
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
 def body_error(error: ValidationError) -> SynapseError:
     """The 400 for a body the model refused: its shallowest problem, naming the field.
 
@@ -171,10 +171,10 @@ def body_error(error: ValidationError) -> SynapseError:
     """
     problems = error.errors(include_url=False)
     first = min(problems, key=lambda p: (len(p["loc"]), p["type"] != "extra_forbidden"))
-    kind, field = first["type"], _dotted(first["loc"])
+    kind, field = first["type"], json_path(first["loc"])
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]
-        extra = sorted(_dotted(p["loc"]) for p in problems if p["type"] == kind and p["loc"][:-1] == parent)
+        extra = sorted(json_path(p["loc"]) for p in problems if p["type"] == kind and p["loc"][:-1] == parent)
         return errors.invalid_param(f"Unknown field: {', '.join(extra)}")
     if kind == "missing":
         return errors.missing_param(f"Missing field: {field}")
@@ -185,17 +185,6 @@ def body_error(error: ValidationError) -> SynapseError:
     return errors.invalid_param(f"Invalid field {field}: {first['msg']}" if field else first["msg"])
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether any string (or key) holds U+0000, which PostgreSQL cannot store in text."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 # --- query parameters --------------------------------------------------------------------------
 
 
@@ -204,7 +193,7 @@ def read_query(request: Any, model: type[Q]) -> Q:
 
     Only the model's parameters are read (the first value of each); 400 M_MISSING_PARAM for a
     required one left out, M_INVALID_PARAM naming the parameter for a value the model refuses
-    (bytes that are not UTF-8 and NUL characters included).
+    (bytes that are not UTF-8 and NUL characters included, medchat.wellformed).
     """
     if _declared(request).query is not model:
         raise RuntimeError(f"{request.path!r}: read_query with a model its route does not declare")
@@ -219,8 +208,9 @@ def read_query(request: Any, model: type[Q]) -> Q:
             value = values[0].decode("utf-8")
         except UnicodeDecodeError:
             raise errors.invalid_param(f"Invalid parameter {name}: not UTF-8")
-        if "\x00" in value:
-            raise errors.invalid_param(f"Invalid parameter {name}: contains a NUL character")
+        problem = string_problem(value)
+        if problem is not None:
+            raise errors.invalid_param(f"Invalid parameter {name}: {problem}")
         given[name] = value
     try:
         return model.model_validate(given)

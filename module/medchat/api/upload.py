@@ -64,9 +64,9 @@ class UploadServlets:
     async def _upload(self, request: Any, target: str) -> tuple[int, Any]:
         requester = await self._api.get_user_by_req(request)
         rules = self._uploads.rules(target)
+        file_name = read_query(request, UploadQuery).filename
         self._uploads.check_size(rules, _content_length(request))
         content_type = self._content_type(request)
-        file_name = read_query(request, UploadQuery).filename
         if content_type and content_type.lower().lstrip().startswith("multipart/form-data"):
             try:
                 part = multipart_field(request.content, content_type, "file")

@@ -181,7 +181,8 @@ class Accounts:
 
         Only the user or a server admin may edit. Once verified, a change of role, institution or
         specialization drops the user back to unverified unless a verifier for the user's
-        institution (or an admin) makes it.
+        institution (or an admin) makes it. Everything that can be refused is checked before the
+        first write, so a refused update changes nothing.
         """
         if editor != user_id and not await self._api.is_user_admin(editor):
             raise errors.forbidden("You may only edit your own profile.")
@@ -189,13 +190,15 @@ class Accounts:
         if body.role is not None:
             self.check_role(body.role)
         profile = await self._profiles.get(user_id)
+        reservation: Profile | None = None
+        reset_reason: str | None = None
         if profile is None:
             if await self._api.check_user_exists(user_id) is None:
                 raise errors.not_found("No such user.")
             if body.role is None:
                 raise errors.missing_param("This account has no profile yet: give its role.")
             now = self._synapse_server.now_ms()
-            await self._profiles.reserve(Profile(user_id, body.role, None, None, None, now, now))
+            reservation = Profile(user_id, body.role, None, None, None, now, now)
         else:
             changed = [f for f in VERIFIED_FIELDS if f in changes and changes[f] != getattr(profile, f)]
             if (
@@ -203,11 +206,18 @@ class Accounts:
                 and profile.verification_level != UNVERIFIED
                 and not await self._verification.may_verify(editor, profile.institution)
             ):
-                await self._verification.reset(user_id, editor, f"profile changed: {', '.join(changed)}")
+                reset_reason = f"profile changed: {', '.join(changed)}"
+        avatar = (body.profile_image or "") if body.given("profile_image") else None
+        await self._synapse_profiles.check_profile_change(user_id, body.full_name, avatar)
+        # Nothing is refused from here on.
+        if reservation is not None:
+            await self._profiles.reserve(reservation)
+        if reset_reason is not None:
+            await self._verification.reset(user_id, editor, reset_reason)
         if body.full_name is not None:
             await self._synapse_profiles.set_display_name(user_id, body.full_name)
-        if body.given("profile_image"):
-            await self._synapse_profiles.set_avatar(user_id, body.profile_image or "")
+        if avatar is not None:
+            await self._synapse_profiles.set_avatar(user_id, avatar)
         await self._profiles.update(user_id, changes, self._synapse_server.now_ms())
         await self._mirror.sync(user_id)
         if editor != user_id:

@@ -24,6 +24,7 @@ from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user
 from medchat.store import DirectoryStore
 from medchat.store.directory import Filters, query_words
 from medchat.synapse import SynapseAccounts, SynapseStream
+from medchat.wellformed import bad_string, load_json
 
 if TYPE_CHECKING:
     from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
@@ -162,6 +163,10 @@ class Directory:
         return models
 
 
+# The largest offset the database takes (a signed 64-bit integer).
+_MAX_OFFSET = 2**63 - 1
+
+
 def _encode_cursor(kind: str, position: object) -> str:
     return base64.urlsafe_b64encode(json.dumps({kind: position}).encode()).decode().rstrip("=")
 
@@ -172,8 +177,8 @@ _BAD_CURSOR = "Invalid parameter cursor: pass next_cursor from a previous page u
 def _cursor_position(cursor: str, kind: str) -> object:
     """The position in an opaque cursor from this endpoint; 400 for anything else."""
     try:
-        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[kind]
-    except (ValueError, KeyError, TypeError):
+        return load_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[kind]
+    except (ValueError, KeyError, TypeError):  # NotJson and binascii.Error are ValueErrors
         raise errors.invalid_param(_BAD_CURSOR)
 
 
@@ -182,16 +187,21 @@ def _decode_after(cursor: str | None) -> tuple[str, str] | None:
     if cursor is None:
         return None
     position = _cursor_position(cursor, "after")
-    if isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position):
+    if (
+        isinstance(position, list)
+        and len(position) == 2
+        and all(isinstance(p, str) for p in position)
+        and bad_string(position) is None
+    ):
         return position[0], position[1]
     raise errors.invalid_param(_BAD_CURSOR)
 
 
 def _decode_offset(cursor: str | None) -> int:
-    """How many search results earlier pages showed."""
+    """How many search results earlier pages showed (at most what the database can count)."""
     if cursor is None:
         return 0
     position = _cursor_position(cursor, "offset")
-    if isinstance(position, int) and not isinstance(position, bool) and position >= 0:
+    if isinstance(position, int) and not isinstance(position, bool) and 0 <= position <= _MAX_OFFSET:
         return position
     raise errors.invalid_param(_BAD_CURSOR)

@@ -45,6 +45,21 @@ _ROOM_STATE = [
 ]
 # Memberships that make someone a participant (a knock is a pending request to join).
 _PARTICIPATING = ("join", "invite", "knock")
+# The fields of a room update, in the order they are sent (the guard first: the likeliest refusal),
+# each with its state event and content.
+_ROOM_FIELDS: dict[str, tuple[str, Callable[[Any], JsonDict]]] = {
+    "phi_guard": (PHI_GUARD_STATE, lambda v: {"mode": v}),
+    "name": ("m.room.name", lambda v: {"name": v}),
+    "topic": ("m.room.topic", lambda v: {"topic": v}),
+    "avatar_url": ("m.room.avatar", lambda v: {"url": v} if v else {}),
+}
+
+
+def state_level(power_levels: JsonDict, event_type: str) -> int:
+    """The power level a state event of `event_type` needs (Matrix: `events`, else `state_default`,
+    50 when the room has no power levels content saying otherwise)."""
+    needed = (power_levels.get("events") or {}).get(event_type, power_levels.get("state_default", 50))
+    return needed if isinstance(needed, int) else 50
 
 
 class Rooms:
@@ -325,17 +340,15 @@ class Rooms:
         found = {key: chat_member(key, event.content) for (_, key), event in state.items()}
         return {u: found.get(u) or chat_member(u, {}) for u in user_ids}
 
-    async def is_admin(self, room_id: str, user_id: str) -> bool:
-        levels, _ = await self._synapse_rooms.power_levels(room_id, [user_id])
-        return levels[user_id] >= ADMIN_LEVEL
-
     # --- change -------------------------------------------------------------------------------
 
     async def update(self, requester: Any, room_id: str, body: RoomUpdateBody) -> JsonDict:
         """Name, topic, avatar and a case room's guard mode are state events; the room's power
-        levels (and for the guard, the case-room rules) say who may set them. The guard goes
-        first: it is the change most likely to be refused, and nothing is half-written then."""
-        await self.require_member(room_id, requester.user.to_string())
+        levels (and for the guard, the case-room rules) say who may set them. The guard goes first
+        (the change most likely to be refused), and the caller's power level is checked for every
+        later event before the first is sent, so a refused update changes nothing."""
+        caller = requester.user.to_string()
+        await self.require_member(room_id, caller)
         if body.phi_guard is not None:
             create = (await self._synapse_rooms.room_state(room_id, [("m.room.create", "")]))[("m.room.create", "")]
             if create.content.get("type") != CASE_ROOM:
@@ -344,25 +357,24 @@ class Rooms:
                     "Invalid field phi_guard: only case rooms have a patient-identifier guard.",
                     Codes.INVALID_PARAM,
                 )
-        changes = {
-            "phi_guard": (PHI_GUARD_STATE, lambda v: {"mode": v}),
-            "name": ("m.room.name", lambda v: {"name": v}),
-            "topic": ("m.room.topic", lambda v: {"topic": v}),
-            "avatar_url": ("m.room.avatar", lambda v: {"url": v} if v else {}),
-        }
-        for field, (event_type, content) in changes.items():
-            if body.given(field):
-                event = {
-                    "type": event_type,
-                    "state_key": "",
-                    "room_id": room_id,
-                    "content": content(getattr(body, field)),
-                }
-                await self._synapse_events.send_event(requester, event)
+        events = [
+            (field, event_type, content(getattr(body, field)))
+            for field, (event_type, content) in _ROOM_FIELDS.items()
+            if body.given(field)
+        ]
+        levels, power_levels = await self._synapse_rooms.power_levels(room_id, [caller])
+        for field, event_type, _ in events[1:]:  # the first one's refusal comes before any write
+            needed = state_level(power_levels, event_type)
+            if levels[caller] < needed:
+                raise errors.forbidden(f"Changing {field} in this room needs power level {needed}.")
+        for _, event_type, content in events:
+            event = {"type": event_type, "state_key": "", "room_id": room_id, "content": content}
+            await self._synapse_events.send_event(requester, event)
         return await self.view(requester, room_id)
 
     async def leave(self, requester: Any, room_id: str, close: bool) -> JsonDict:
-        """Leaves (or declines an invite). `close` (group admins only) first removes everyone else."""
+        """Leaves (or declines an invite). `close` (group admins only) first removes everyone else,
+        once it is known that the caller may remove each of them (another admin cannot be)."""
         caller = requester.user.to_string()
         await self.require_member(room_id, caller, allow_invite=not close)
         removed = []
@@ -370,12 +382,21 @@ class Rooms:
             state = await self._synapse_rooms.room_state(room_id, _ROOM_STATE)
             if await self._is_direct(caller, room_id, state):
                 raise errors.invalid_param("A direct chat cannot be closed; leave it instead.")
-            if not await self.is_admin(room_id, caller):
+            others = [
+                user_id
+                for user_id, membership in (await self._members(room_id)).items()
+                if user_id != caller and membership in ("join", "invite")
+            ]
+            levels, power_levels = await self._synapse_rooms.power_levels(room_id, [caller, *others])
+            own = levels[caller]
+            if own < ADMIN_LEVEL:
                 raise errors.forbidden("Only a group admin may close the group.")
-            for user_id, membership in (await self._members(room_id)).items():
-                if user_id != caller and membership in ("join", "invite"):
-                    await self._synapse_rooms.set_membership(caller, user_id, room_id, "leave")
-                    removed.append(user_id)
+            kick = power_levels.get("kick", 50)
+            if (isinstance(kick, int) and own < kick) or any(levels[u] >= own for u in others):
+                raise errors.forbidden("Another admin is in the group: they must leave or be made a member first.")
+            for user_id in others:
+                await self._synapse_rooms.set_membership(caller, user_id, room_id, "leave")
+                removed.append(user_id)
         await self._synapse_rooms.set_membership(caller, caller, room_id, "leave")
         return {"room_id": room_id, "left": True, "closed": close, "removed": removed}
 
@@ -425,25 +446,23 @@ class Rooms:
     async def _check_may_set_role(self, room_id: str, caller: str, target: str, role: str) -> None:
         """403 unless `caller` may give `target` this role, by Matrix's power-level rules: the
         power to change power levels, no higher a level than their own, and (for someone else)
-        a level above the target's current one. Asking for the role someone already has is fine."""
+        a level above the target's current one; 400 for demoting a room creator, who is always an
+        admin. Asking for the role someone already has is fine. Checked before any write."""
         levels, content = await self._synapse_rooms.power_levels(room_id, [caller, target])
         if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
             return
-        events = content.get("events") or {}
-        needed = events.get("m.room.power_levels", content.get("state_default", 50))
-        if not isinstance(needed, int):  # Synapse validates levels as integers; never None here
-            needed = 50
+        needed = state_level(content, "m.room.power_levels")
         new_level = ADMIN_LEVEL if role == "admin" else (content.get("users_default") or 0)
         own = levels[caller]
         if own < needed or own < new_level or (target != caller and own <= levels[target]):
             raise errors.forbidden("Only a room admin may change roles, and no one may raise their own.")
+        if levels[target] > ADMIN_LEVEL:
+            raise errors.invalid_param("A room creator is always an admin.")
 
     async def _set_role(self, requester: Any, room_id: str, target: str, role: str) -> None:
         levels, content = await self._synapse_rooms.power_levels(room_id, [target])
         if (levels[target] >= ADMIN_LEVEL) == (role == "admin"):
             return
-        if levels[target] > ADMIN_LEVEL:
-            raise errors.invalid_param("A room creator is always an admin.")
         users = dict(content.get("users", {}))
         if role == "admin":
             users[target] = ADMIN_LEVEL

@@ -42,6 +42,7 @@ from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
 from medchat.store.notifications import HINT_TYPE, NotificationStore
 from medchat.synapse import SynapseHttp, SynapseServer, SynapseStream
+from medchat.wellformed import NotJson, load_json
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +191,8 @@ class ChatSocket:
         if not self._message_in(len(message.encode("utf-8", "surrogatepass"))):
             return
         try:
-            frame = json.loads(message)
-        except ValueError:
+            frame = load_json(message.encode("utf-8", "surrogatepass"))
+        except NotJson:
             self._send({"type": "error", "errcode": Codes.NOT_JSON, "error": "Frames must be JSON objects."})
             return
         if not isinstance(frame, dict) or frame.get("type") != "ping":

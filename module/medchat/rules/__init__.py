@@ -5,4 +5,5 @@ Who may contact whom and who may be in a room: `decisions` holds the pure decisi
 (profiles, account data, contact lists), `membership` is the one decision on every membership
 change (invite, join, knock) and `callbacks` adapts it to Synapse's event-rules and spam-checker
 callbacks. `directory` keeps hidden and unlisted users out of Matrix's user-directory search.
+`room_text` holds room names and topics set by Matrix clients to the API's rule for names.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import NamedTuple
 
 from synapse.api.constants import Direction, EventTypes
@@ -17,6 +18,9 @@ from medchat.synapse import sql
 from medchat.synapse._base import Family
 
 logger = logging.getLogger(__name__)
+
+# The largest stream position the database holds (a signed 64-bit integer).
+_MAX_POSITION = 2**63 - 1
 
 
 class EventPosition(NamedTuple):
@@ -64,10 +68,14 @@ class SynapseEvents(Family):
         Visibility rules and bundled edits (`unsigned.m.relations.m.replace`) come from Synapse.
         Raises 400 M_INVALID_PARAM for a malformed token.
         """
+        invalid = SynapseError(400, "Invalid field cursor: not a pagination token of this room.", Codes.INVALID_PARAM)
+        # Synapse parses positions of any size, which the database then cannot compare (a 500).
+        if from_token and any(int(n) > _MAX_POSITION for n in re.findall(r"\d+", from_token)):
+            raise invalid
         try:
             token = await StreamToken.from_string(self._store, from_token) if from_token else None
         except SynapseError:
-            raise SynapseError(400, "Invalid field cursor: not a pagination token of this room.", Codes.INVALID_PARAM)
+            raise invalid
         config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
         event_filter = Filter(self._hs, {"types": types})
         pagination = self._hs.get_pagination_handler()

@@ -58,6 +58,24 @@ class SynapseProfiles(Family):
             raise
         return True
 
+    async def check_profile_change(self, user_id: str, display_name: str | None, avatar_url: str | None) -> None:
+        """Raises what set_display_name / set_avatar would refuse (with Synapse's own errors), so a
+        profile update can be refused before its first write: a change this server's
+        `enable_set_displayname` / `enable_set_avatar_url` forbid, or an avatar outside
+        `max_avatar_size` / `allowed_avatar_mimetypes` (an upload it cannot find included)."""
+        if display_name is None and avatar_url is None:
+            return
+        registration = self._hs.config.registration
+        current = await self._store.get_profileinfo(UserID.from_string(user_id))
+        if display_name is not None and not registration.enable_set_displayname and current.display_name:
+            raise SynapseError(403, "Changing display name is disabled on this server", Codes.FORBIDDEN)
+        if avatar_url is None:
+            return
+        if not registration.enable_set_avatar_url and current.avatar_url:
+            raise SynapseError(403, "Changing avatar is disabled on this server", Codes.FORBIDDEN)
+        if not await self._hs.get_profile_handler().check_avatar_size_and_mime_type(avatar_url):
+            raise SynapseError(403, "This avatar is not allowed", Codes.FORBIDDEN)
+
     async def set_display_name(self, user_id: str, display_name: str) -> None:
         await self.api.set_displayname(UserID.from_string(user_id), display_name)
 

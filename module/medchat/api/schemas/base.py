@@ -1,8 +1,8 @@
 """The base classes and field types of the request models (requests.py, queries.py).
 
 Kept apart from the models so that both files share one notion of "may be left out but not null",
-"items unique", a query boolean and one JSON Schema generator (no per-field titles, which the
-OpenAPI document would otherwise turn into components of their own).
+"items unique", a query boolean, what a name may contain, and one JSON Schema generator (no
+per-field titles, which the OpenAPI document would otherwise turn into components of their own).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
+
+from medchat.wellformed import NAME_REFUSED, PROSE_REFUSED, name_problem
 
 T = TypeVar("T")
 
@@ -91,6 +93,36 @@ def _check_unique(items: list[Any]) -> list[Any]:
 
 
 UNIQUE = _Unique()
+
+
+class _Text:
+    """Metadata for text shown to other people (medchat.wellformed.name_problem): a name refuses
+    control characters, line breaks and bidi overrides; `prose` (a topic, a bio) allows tabs
+    and line breaks. The JSON Schema says the same as a `pattern`."""
+
+    def __init__(self, prose: bool = False):
+        self._prose = prose
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def _check(self, value: str) -> str:
+        problem = name_problem(value, prose=self._prose)
+        if problem is not None:
+            raise PydanticCustomError("text_characters", problem)
+        return value
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        refused = PROSE_REFUSED if self._prose else NAME_REFUSED
+        return {**handler.resolve_ref_schema(handler(schema)), "pattern": f"^[^{refused}]*$"}
+
+
+# Last in a string field's metadata (after its length): `Annotated[str, Field(max_length=200), NAME]`.
+# NAME: a display name, room name, institution, ...; PROSE: a topic or bio, lines allowed.
+NAME = _Text()
+PROSE = _Text(prose=True)
 
 
 class _QueryBool:

@@ -12,19 +12,21 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, JsonValue, model_validator
 
-from medchat.api.schemas.base import UNIQUE, Omittable, RequestBody, invalid_param, missing_param
+from medchat.api.schemas.base import NAME, PROSE, UNIQUE, Omittable, RequestBody, invalid_param, missing_param
 from medchat.levels import LEVELS
 from medchat.models import MESSAGE_TYPES, USER_ID_PATTERN
 from medchat.roomtypes import PHI_GUARD_MODES
 
 # --- shared field types ----------------------------------------------------------------------
 
-Text = Annotated[str, Field(max_length=200)]
-Bio = Annotated[str, Field(max_length=2000)]
-FullName = Annotated[str, Field(min_length=1, max_length=256)]
+# Names others see (a display name, role, institution, room name, ...) are NAME, topics and bios
+# PROSE (api/schemas/base.py): no control characters or bidi overrides.
+Text = Annotated[str, Field(max_length=200), NAME]
+Bio = Annotated[str, Field(max_length=2000), PROSE]
+FullName = Annotated[str, Field(min_length=1, max_length=256), NAME]
 Password = Annotated[str, Field(min_length=1, max_length=512)]
 Email = Annotated[str, Field(min_length=3, max_length=254)]
-DeviceName = Annotated[str, Field(max_length=100)]
+DeviceName = Annotated[str, Field(max_length=100), NAME]
 Level = Literal["unverified", "identity_verified", "license_verified"]
 assert get_args(Level) == LEVELS, "medchat.levels.LEVELS and Level name the same ladder"
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255)]
@@ -129,7 +131,7 @@ class VerificationRequestBody(RequestBody):
     """A request for a level (default: the next one up) with the credentials to check."""
 
     level: Omittable[Level] = None
-    registration_body: Annotated[str, Field(min_length=1, max_length=200)]
+    registration_body: Annotated[str, Field(min_length=1, max_length=200), NAME]
     license_number: Annotated[str, Field(min_length=1, max_length=100)]
     document: Omittable[MxcUrl] = None
 
@@ -149,7 +151,7 @@ class RejectionBody(RequestBody):
 
 # --- contacts (api/contacts.py) ---------------------------------------------------------------------
 
-Nickname = Annotated[str, Field(max_length=100)]
+Nickname = Annotated[str, Field(max_length=100), NAME]
 
 
 class ContactAddBody(RequestBody):
@@ -210,8 +212,8 @@ class ContactPermissionsBody(RequestBody):
 
 # --- rooms (api/rooms.py) ----------------------------------------------------------------------------
 
-RoomName = Annotated[str, Field(min_length=1, max_length=200)]
-Topic = Annotated[str, Field(max_length=1000)]
+RoomName = Annotated[str, Field(min_length=1, max_length=200), NAME]
+Topic = Annotated[str, Field(max_length=1000), PROSE]
 PhiGuardMode = Literal["refuse", "warn"]
 assert get_args(PhiGuardMode) == PHI_GUARD_MODES, "roomtypes.PHI_GUARD_MODES and PhiGuardMode agree"
 
