@@ -153,9 +153,9 @@ def test_permission_setting_with_exceptions(api: Api, server: Any) -> None:
     [
         ({"default": "maybe"}, "default"),
         ({}, "default"),
-        ({"default": "allow_all", "allow": {"users": ["not-a-user"]}}, "allow.users.0"),
-        ({"default": "allow_all", "block": {"levels": ["famous"]}}, "block.levels.0"),
-        ({"default": "allow_all", "block": {"roles": ["Wizard"]}}, "block.roles.0"),
+        ({"default": "allow_all", "allow": {"users": ["not-a-user"]}}, "allow.users[0]"),
+        ({"default": "allow_all", "block": {"levels": ["famous"]}}, "block.levels[0]"),
+        ({"default": "allow_all", "block": {"roles": ["Wizard"]}}, "block.roles[0]"),
         ({"default": "allow_all", "block": {"teams": []}}, "teams"),
         ({"default": "allow_all", "allow_contacts": "yes"}, "allow_contacts"),
     ],

@@ -152,7 +152,7 @@ class ContactRules:
                 if role not in self._config.roles:
                     raise SynapseError(
                         400,
-                        f"Invalid field {side}.roles.{i}: unknown role {role!r}; allowed: {', '.join(self._config.roles)}",
+                        f"Invalid field {side}.roles[{i}]: unknown role {role!r}; allowed: {', '.join(self._config.roles)}",
                         Codes.INVALID_PARAM,
                     )
         permissions = Permissions.parse(body)
