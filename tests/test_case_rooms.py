@@ -22,7 +22,12 @@ GUARD = Guard.from_config(
 
 
 def _lines(name: str) -> list[str]:
-    return [line for line in (DATA / name).read_text().splitlines() if line and not line.startswith("#")]
+    """A corpus's lines, with their `\\uXXXX` escapes made the characters they stand for."""
+    return [
+        line.encode("ascii", "backslashreplace").decode("unicode_escape")
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
 
 
 # --- detectors, no server ---------------------------------------------------------------------

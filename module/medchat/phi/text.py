@@ -1,0 +1,89 @@
+"""Text as a reader sees it, for the patient-identifier detectors.
+
+An identifier is what a person reads, not the code points a client sent: `943.476.5919`,
+`９４３ ４７６ ５９１９`, `943\\u200b476\\u200b5919` and `9 4 3 4 7 6 5 9 1 9` are one NHS number, and
+`jo＠example.org` is an e-mail address. So the detectors never read raw text; they read `views`
+of it, in which every such trick has been undone:
+
+- Unicode NFKC (full-width and mathematical forms, ligatures, superscripts, circled digits);
+  invisible characters removed (format characters, category Cf: zero-width space, joiner and
+  non-joiner, word joiner, soft hyphen, BOM, bidi marks; combining marks; Hangul fillers); every
+  decimal digit of any script made ASCII; Cyrillic and Greek letters that look Latin made Latin;
+  every kind of space one space, every dash a hyphen.
+- Between two digits, any run of up to three spaces, punctuation marks or symbols (dot, slash,
+  hyphen, underscore, apostrophe, ...) is one space, as is a lone comma: `943 476 5919`. A comma or
+  semicolon next to a space is a list and stays. A letter O or I/l between digits is the digit.
+- Three views: that text; the same tokenised as a file name is (`_ . - / \\` are spaces, and spaced
+  single letters joined: `M R N`, `D O B`); and the tokenised text with the spaces between digits
+  removed, so a spread number is one run (`MRN 1234 5678` is `MRN 12345678`).
+
+HTML (`formatted_body`) is read as its rendered text by `html_text`.
+
+Only the detectors read these views: the event is never changed, and no view is stored or logged.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from typing import NamedTuple
+
+# Cyrillic and Greek letters drawn like Latin ones (the letters identifier labels are made of).
+_HOMOGLYPHS = str.maketrans(
+    "АВЕЅІЈКМНОРСТХУаеіјорсѕхуԁԛԝѵΑΒΕΖΗΙΚΜΝΟΡΤΥΧοιν",
+    "ABESIJKMHOPCTXYaeijopcsxydqwvABEZHIKMNOPTYXoiv",
+)
+_INVISIBLE_CATEGORIES = {"Cf", "Mn", "Me"}
+_INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}  # Hangul fillers: letters drawn as nothing
+_SPACES = re.compile(r"\s+")
+_DIGIT_GAP = re.compile(r"(?<=\d)(?:(?:[^\w,;]|_){1,3}|[,;])(?=\d)")
+_DIGIT_LOOKALIKES = (re.compile(r"(?<=\d)[Oo](?=\d)"), "0"), (re.compile(r"(?<=\d)[Il|](?=\d)"), "1")
+_NAME_SEPARATORS = re.compile(r"[_./\\-]+")
+_LETTER_GAP = re.compile(r"(?<=\b[A-Za-z]) (?=[A-Za-z]\b)")
+_DIGITS_SPACE = re.compile(r"(?<=\d) (?=\d)")
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:br|p|div|li|ul|ol|tr|td|th|table|h[1-6]|blockquote|pre|hr|dt|dd)\b[^>]*>", re.IGNORECASE
+)
+_TAG_OR_COMMENT = re.compile(r"<!--.*?-->|<[^>]*>", re.DOTALL)
+
+
+def _visible(char: str) -> str:
+    """One character as the detectors read it: nothing if it is drawn as nothing, ASCII if a digit."""
+    category = unicodedata.category(char)
+    if category in _INVISIBLE_CATEGORIES or char in _INVISIBLE_LETTERS:
+        return ""
+    if category == "Nd":
+        return str(unicodedata.decimal(char))
+    if category == "Pd" or char == "\u2212":  # every dash, and the minus sign
+        return "-"
+    return char
+
+
+def normalise(text: str) -> str:
+    """The text with invisible characters, look-alikes and digit separators undone."""
+    text = "".join(_visible(c) for c in unicodedata.normalize("NFKC", text)).translate(_HOMOGLYPHS)
+    text = _SPACES.sub(" ", text)
+    text = _DIGIT_GAP.sub(" ", text)
+    for pattern, digit in _DIGIT_LOOKALIKES:
+        text = pattern.sub(digit, text)
+    return _DIGIT_GAP.sub(" ", text)
+
+
+class Views(NamedTuple):
+    """The forms of one text the detectors read (see the module docstring)."""
+
+    plain: str
+    tokens: str
+    joined: str
+
+
+def views(text: str) -> Views:
+    plain = normalise(text)
+    tokens = _LETTER_GAP.sub("", _SPACES.sub(" ", _NAME_SEPARATORS.sub(" ", plain)))
+    return Views(plain, tokens, _DIGITS_SPACE.sub("", tokens))
+
+
+def html_text(markup: str) -> str:
+    """HTML as it is rendered: block tags are breaks, other tags nothing, entities their characters."""
+    return html.unescape(_TAG_OR_COMMENT.sub("", _BLOCK_TAG.sub(" ", markup)))
