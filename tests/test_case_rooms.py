@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 from nio import RoomSendResponse
+from requests import Response
 
 from harness import SERVER_NAME, Api, expect_error, licence_verified, nio_login, run
 from medchat.phi.detectors import KINDS, Guard, nhs_number_valid
@@ -21,7 +22,7 @@ GUARD = Guard.from_config(
 )
 
 
-def _lines(name: str) -> list[str]:
+def corpus(name: str) -> list[str]:
     """A corpus's lines, with their `\\uXXXX` escapes made the characters they stand for."""
     return [
         line.encode("ascii", "backslashreplace").decode("unicode_escape")
@@ -33,12 +34,12 @@ def _lines(name: str) -> list[str]:
 # --- detectors, no server ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", _lines("clinical_negative.txt"))
+@pytest.mark.parametrize("text", corpus("clinical_negative.txt"))
 def test_ordinary_clinical_text_passes(text: str) -> None:
     assert GUARD.kinds_in([text]) == []
 
 
-@pytest.mark.parametrize(("kind", "text"), [line.split("\t") for line in _lines("clinical_positive.txt")])
+@pytest.mark.parametrize(("kind", "text"), [line.split("\t") for line in corpus("clinical_positive.txt")])
 def test_identifiers_are_caught(kind: str, text: str) -> None:
     assert kind in GUARD.kinds_in([text])
 
@@ -280,11 +281,11 @@ def test_warn_mode_marks_messages_instead_of_refusing_them(api: Api, server) -> 
 # --- images must be metadata-free -------------------------------------------------------------
 
 
-def native_upload(api: Api, user: dict, data: bytes, content_type: str) -> str:
+def native_upload(api: Api, user: dict, data: bytes, content_type: str, filename: str = "photo") -> str:
     """An upload through Synapse's own endpoint, as Element does it: nothing is stripped."""
     response = api.call(
         "POST",
-        "/_matrix/media/v3/upload?filename=photo",
+        f"/_matrix/media/v3/upload?filename={quote(filename)}",
         token=user["access_token"],
         data=data,
         headers={"Content-Type": content_type},
@@ -293,11 +294,12 @@ def native_upload(api: Api, user: dict, data: bytes, content_type: str) -> str:
     return response.json()["content_uri"]
 
 
-def native_send(api: Api, user: dict, room: str, content: dict) -> object:
+def native_send(api: Api, user: dict, room: str, content: dict, event_type: str = "m.room.message") -> Response:
+    """An event sent with the native Matrix API (`PUT /send/{type}/{txn}`)."""
     txn = f"m{time.monotonic_ns()}"
     return api.call(
         "PUT",
-        f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/{txn}",
+        f"/_matrix/client/v3/rooms/{quote(room)}/send/{quote(event_type)}/{txn}",
         token=user["access_token"],
         json=content,
     )
