@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from medchat.phi.text import Views, views
+from medchat.phi.text import Views, readings, views
 
 NHS_NUMBER, MRN, PHONE, EMAIL, DATE_OF_BIRTH = (
     "nhs_number",
@@ -39,11 +39,15 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za
 _BRACKETED = re.compile(r"\s*[\[({<]\s*(at|dot)\s*[\])}>]\s*", re.IGNORECASE)
 _SPELLED = re.compile(r"\s+(at|dot)\s+", re.IGNORECASE)
 _DOT_WORD = re.compile(r"\bdot\b", re.IGNORECASE)
+_AT_DOMAIN = re.compile(
+    r"\s+at\s+(?=[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|org|net|edu|gov|uk|nhs|ie|io|de|fr|nl|es|it|eu|au|ca|us|info|me)\b)",
+    re.IGNORECASE,
+)
 _MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _FULL_DATE = (
     rf"(?:\d{{1,2}}[ /.-]\d{{1,2}}[ /.-](?:\d{{4}}|\d{{2}})(?!\d)|\d{{4}}[ /.-]\d{{1,2}}[ /.-]\d{{1,2}}(?!\d)"
-    rf"|\d{{8}}(?!\d)|\d{{6}}(?!\d)|{_DAY}(?:\s+of)?\s+(?:{_MONTHS})\.?,?\s+\d{{2,4}}"
+    rf"|\d{{8}}(?!\d)|\d{{6}}(?!\d)|{_DAY}(?:\s+of)?\s+(?:{_MONTHS})\.?,?\s+'?\d{{2,4}}"
     rf"|(?:{_MONTHS})\.?\s+(?:{_DAY},?\s+)?\d{{4}})"
 )
 _BIRTH_LABEL = r"(?:d\.?\s?o\.?\s?b\b\.?|date\s*of\s*birth|birth\s*date|birthday|born(?:\s+on)?)"
@@ -65,8 +69,9 @@ def has_nhs_number(text: str) -> bool:
 
 
 def has_email(text: str) -> bool:
-    """An address, also one with `at` and `dot` written out (in brackets, or as words when `dot` is)."""
-    spelled = _BRACKETED.sub(_symbol, text)
+    """An address, also one with `at` and `dot` written out: in brackets, or as words where `dot` is
+    one too or `at` comes before a domain name (`jo at example.org`)."""
+    spelled = _AT_DOMAIN.sub("@", _BRACKETED.sub(_symbol, text))
     if _DOT_WORD.search(spelled):
         spelled = _SPELLED.sub(_symbol, spelled)
     return _EMAIL.search(text) is not None or _EMAIL.search(spelled) is not None
@@ -113,7 +118,7 @@ class Guard:
 
     def kinds_in(self, texts: Iterable[str]) -> list[str]:
         """The identifier kinds found in any of the texts (read through their views), in a stable order."""
-        read = [views(t) for t in dict.fromkeys(texts) if t]
+        read = [views(r) for t in dict.fromkeys(texts) if t for r in readings(t)]
         return [kind for kind, found in self.detectors.items() if any(found(v) for v in _read_by(kind, read))]
 
 

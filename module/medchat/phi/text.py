@@ -8,14 +8,17 @@ of it, in which every such trick has been undone:
 - Unicode NFKC (full-width and mathematical forms, ligatures, superscripts, circled digits);
   invisible characters removed (format characters, category Cf: zero-width space, joiner and
   non-joiner, word joiner, soft hyphen, BOM, bidi marks; combining marks; Hangul fillers); every
-  decimal digit of any script made ASCII; Cyrillic and Greek letters that look Latin made Latin;
-  every kind of space one space, every dash a hyphen.
+  decimal digit of any script made ASCII, and the CJK numerals; Cyrillic and Greek letters that
+  look Latin made Latin; every kind of space one space, every dash a hyphen.
 - Between two digits, any run of up to three spaces, punctuation marks or symbols (dot, slash,
   hyphen, underscore, apostrophe, ...) is one space, as is a lone comma: `943 476 5919`. A comma or
   semicolon next to a space is a list and stays. A letter O or I/l between digits is the digit.
-- Three views: that text; the same tokenised as a file name is (`_ . - / \\` are spaces, and spaced
-  single letters joined: `M R N`, `D O B`); and the tokenised text with the spaces between digits
-  removed, so a spread number is one run (`MRN 1234 5678` is `MRN 12345678`).
+- Three views: that text; the same tokenised as a file name is (`_ . - / \\` are spaces, spaced
+  single letters joined: `M R N`, `D O B`, and digits written as words made digits: `oh seven
+  nine`); and the tokenised text with the spaces between digits removed, so a spread number is one
+  run (`MRN 1234 5678` is `MRN 12345678`).
+- A text with a right-to-left override (U+202E) is shown with the overridden run reversed, so it is
+  also read reversed (`readings`).
 
 HTML (`formatted_body`) is read as its rendered text by `html_text`.
 
@@ -34,6 +37,12 @@ _HOMOGLYPHS = str.maketrans(
     "АВЕЅІЈКМНОРСТХУаеіјорсѕхуԁԛԝѵΑΒΕΖΗΙΚΜΝΟΡΤΥΧοιν",
     "ABESIJKMHOPCTXYaeijopcsxydqwvABEZHIKMNOPTYXoiv",
 )
+_CJK_DIGITS = {c: str(d) for d, c in enumerate("〇一二三四五六七八九")} | {"零": "0"}
+_DIGIT_WORDS = re.compile(r"\b(zero|oh|nought|one|two|three|four|five|six|seven|eight|nine)\b", re.IGNORECASE)
+_DIGIT_OF_WORD = {"oh": "0", "nought": "0"} | {
+    w: str(d) for d, w in enumerate("zero one two three four five six seven eight nine".split())
+}
+_RIGHT_TO_LEFT_OVERRIDE = "\u202e"
 _INVISIBLE_CATEGORIES = {"Cf", "Mn", "Me"}
 _INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}  # Hangul fillers: letters drawn as nothing
 _SPACES = re.compile(r"\s+")
@@ -55,6 +64,8 @@ def _visible(char: str) -> str:
         return ""
     if category == "Nd":
         return str(unicodedata.decimal(char))
+    if char in _CJK_DIGITS:
+        return _CJK_DIGITS[char]
     if category == "Pd" or char == "\u2212":  # every dash, and the minus sign
         return "-"
     return char
@@ -81,7 +92,13 @@ class Views(NamedTuple):
 def views(text: str) -> Views:
     plain = normalise(text)
     tokens = _LETTER_GAP.sub("", _SPACES.sub(" ", _NAME_SEPARATORS.sub(" ", plain)))
+    tokens = _DIGIT_GAP.sub(" ", _DIGIT_WORDS.sub(lambda w: _DIGIT_OF_WORD[w.group(1).lower()], tokens))
     return Views(plain, tokens, _DIGITS_SPACE.sub("", tokens))
+
+
+def readings(text: str) -> tuple[str, ...]:
+    """The text as stored, and reversed if a right-to-left override makes readers see it so."""
+    return (text, text[::-1]) if _RIGHT_TO_LEFT_OVERRIDE in text else (text,)
 
 
 def html_text(markup: str) -> str:

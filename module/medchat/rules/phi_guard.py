@@ -117,13 +117,14 @@ class PhiGuard:
         return mode if self._allow_warn else REFUSE
 
     async def _kinds(self, event: Any) -> list[str]:
-        """The identifier kinds in every text of the event and in its local media's file names."""
+        """The identifier kinds in every text of the event and in its local media's file names
+        (in a thread: a large event full of digits takes libphonenumber most of a second)."""
         texts = event_texts(event.get_state_key(), event.content)
         prefix = f"mxc://{self._api.server_name}/"
         for url in media_urls(event.content):
             if url.startswith(prefix):
                 texts.append(await self._synapse_media.local_upload_name(url.removeprefix(prefix)) or "")
-        return self._guard.kinds_in(texts)
+        return await self._api.defer_to_thread(self._guard.kinds_in, texts)
 
     async def check_event_for_spam(self, event: Any) -> Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]:
         """Timeline events (state events are the event rules' below)."""
