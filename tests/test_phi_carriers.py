@@ -243,10 +243,12 @@ def test_state_events_are_read(case: Case, event_type: str, state_key: str, cont
     expect_error(case.put_state(event_type, state_key, content), 403, PHI)
 
 
-def test_rest_room_names_and_topics(case: Case) -> None:
+def test_room_names_topics_and_initial_state(case: Case) -> None:
     expect_error(case.rest("PUT", "", {"name": "Bay 4 NHS 9434765919"}), 403, PHI)
     expect_error(case.rest("PUT", "", {"topic": "Ring 07911.123.456"}), 403, PHI)
+    joined = case.api.call("GET", "/_matrix/client/v3/joined_rooms", token=case.doctor["access_token"]).json()
     expect_error(create_case(case.api, case.doctor, name=f"NHS 943{SHY}476{SHY}5919"), 403, PHI)
+    expect_error(create_case(case.api, case.doctor, topic="DOB 12.03.1985"), 403, PHI)
     raw = case.api.call(
         "POST",
         "/_matrix/client/v3/createRoom",
@@ -257,6 +259,8 @@ def test_rest_room_names_and_topics(case: Case) -> None:
         },
     )
     expect_error(raw, 403, PHI)
+    # Refused before anything of the room was made.
+    assert case.api.call("GET", "/_matrix/client/v3/joined_rooms", token=case.doctor["access_token"]).json() == joined
 
 
 def test_member_display_names_in_case_rooms(case: Case) -> None:

@@ -57,6 +57,9 @@ _UNREADABLE = (
     "Case rooms are not end-to-end encrypted: the patient-identifier guard must be able to read their messages."
 )
 RULE = "case_room_phi_guard"
+# What of a createRoom request ends up shown in the room (`invite` and `invite_3pid` are
+# membership, which the event rules read as the member events are made).
+_SHOWN_AT_CREATION = ("name", "topic", "room_alias_name", "creation_content", "initial_state")
 
 
 def _refusal(kinds: list[str]) -> SynapseError:
@@ -104,12 +107,19 @@ class PhiGuard:
         )
 
     async def on_create_room(self, requester: Any, config: dict[str, Any], is_requester_admin: bool) -> None:
-        """Refuses an encrypted case room up front, before anything of it is created."""
+        """Refuses an encrypted case room, or one whose name, topic, alias or initial state
+        carries identifiers, up front, before anything of it is created (the event rules would
+        refuse its state events one by one, after the create event)."""
         initial_state = case_room_initial_state(config)
-        if initial_state is not None and any(
-            isinstance(e, dict) and e.get("type") == ENCRYPTION_STATE for e in initial_state
-        ):
+        if initial_state is None:
+            return
+        if any(isinstance(e, dict) and e.get("type") == ENCRYPTION_STATE for e in initial_state):
             raise SynapseError(400, _UNREADABLE, errors.CASE_ROOM_ENCRYPTION_REFUSED)
+        shown = {key: config[key] for key in _SHOWN_AT_CREATION if key in config}
+        kinds = await self._api.defer_to_thread(self._guard.kinds_in, event_texts(None, shown))
+        if kinds:
+            RULE_REFUSALS.labels(RULE).inc()
+            raise _refusal(kinds)
 
     def _mode(self, state_event: Any | None) -> str:
         """The room's effective mode: warn only while the config allows it."""
