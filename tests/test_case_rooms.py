@@ -4,6 +4,7 @@ from a Matrix client alike. The detectors are also checked alone, on the corpora
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -17,9 +18,9 @@ from medchat.phi.detectors import KINDS, Guard, nhs_number_valid
 from media_samples import jpeg_with_gps, pdf, png_with_metadata, upload
 
 DATA = Path(__file__).parent / "data"
-GUARD = Guard.from_config(
-    KINDS, [r"\bMRN[:\s#]*\d{6,10}\b", r"\bhospital\s+(?:no|number)[.:\s#]*[A-Z]?\d{6,10}\b"], "GB"
-)
+# The guard as the module's defaults configure it.
+_DEFAULTS = json.loads((Path(__file__).parents[1] / "config" / "medchat.schema.json").read_text())
+GUARD = Guard.from_config(KINDS, _DEFAULTS["properties"]["case_rooms"]["properties"]["mrn_patterns"]["default"], "GB")
 
 
 def corpus(name: str) -> list[str]:

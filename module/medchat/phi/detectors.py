@@ -39,6 +39,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za
 _BRACKETED = re.compile(r"\s*[\[({<]\s*(at|dot)\s*[\])}>]\s*", re.IGNORECASE)
 _SPELLED = re.compile(r"\s+(at|dot)\s+", re.IGNORECASE)
 _DOT_WORD = re.compile(r"\bdot\b", re.IGNORECASE)
+_SPACED_AT = re.compile(r"\s*@\s*")
 _AT_DOMAIN = re.compile(
     r"\s+at\s+(?=[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|org|net|edu|gov|uk|nhs|ie|io|de|fr|nl|es|it|eu|au|ca|us|info|me)\b)",
     re.IGNORECASE,
@@ -50,7 +51,7 @@ _FULL_DATE = (
     rf"|\d{{8}}(?!\d)|\d{{6}}(?!\d)|{_DAY}(?:\s+of)?\s+(?:{_MONTHS})\.?,?\s+'?\d{{2,4}}"
     rf"|(?:{_MONTHS})\.?\s+(?:{_DAY},?\s+)?\d{{4}})"
 )
-_BIRTH_LABEL = r"(?:d\.?\s?o\.?\s?b\b\.?|date\s*of\s*birth|birth\s*date|birthday|born(?:\s+on)?)"
+_BIRTH_LABEL = r"(?:d\.?\s?o\.?\s?b\.?|date\s*of\s*birth|birth\s*date|birthday|born(?:\s+on)?)"
 _DATE_OF_BIRTH = re.compile(rf"\b{_BIRTH_LABEL}[\s:=#-]*(?:(?:is|was|on|of)\s+)?[\s:=-]*{_FULL_DATE}", re.IGNORECASE)
 
 
@@ -71,7 +72,7 @@ def has_nhs_number(text: str) -> bool:
 def has_email(text: str) -> bool:
     """An address, also one with `at` and `dot` written out: in brackets, or as words where `dot` is
     one too or `at` comes before a domain name (`jo at example.org`)."""
-    spelled = _AT_DOMAIN.sub("@", _BRACKETED.sub(_symbol, text))
+    spelled = _AT_DOMAIN.sub("@", _SPACED_AT.sub("@", _BRACKETED.sub(_symbol, text)))
     if _DOT_WORD.search(spelled):
         spelled = _SPELLED.sub(_symbol, spelled)
     return _EMAIL.search(text) is not None or _EMAIL.search(spelled) is not None

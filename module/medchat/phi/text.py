@@ -12,13 +12,15 @@ of it, in which every such trick has been undone:
   look Latin made Latin; every kind of space one space, every dash a hyphen.
 - Between two digits, any run of up to three spaces, punctuation marks or symbols (dot, slash,
   hyphen, underscore, apostrophe, ...) is one space, as is a lone comma: `943 476 5919`. A comma or
-  semicolon next to a space is a list and stays. A letter O or I/l between digits is the digit.
+  semicolon next to a space is a list and stays. A letter O or I/l between digits is the digit, as
+  is an O at either end of a number that no other letter touches (`O7911`).
 - Three views: that text; the same tokenised as a file name is (`_ . - / \\` are spaces, spaced
   single letters joined: `M R N`, `D O B`, and digits written as words made digits: `oh seven
   nine`); and the tokenised text with the spaces between digits removed, so a spread number is one
   run (`MRN 1234 5678` is `MRN 12345678`).
 - A text with a right-to-left override (U+202E) is shown with the overridden run reversed, so it is
-  also read reversed (`readings`).
+  also read reversed, and one with percent-escapes (`nhs%209434765919.pdf`) also decoded
+  (`readings`).
 
 HTML (`formatted_body`) is read as its rendered text by `html_text`.
 
@@ -31,6 +33,7 @@ import html
 import re
 import unicodedata
 from typing import NamedTuple
+from urllib.parse import unquote
 
 # Cyrillic and Greek letters drawn like Latin ones (the letters identifier labels are made of).
 _HOMOGLYPHS = str.maketrans(
@@ -43,11 +46,16 @@ _DIGIT_OF_WORD = {"oh": "0", "nought": "0"} | {
     w: str(d) for d, w in enumerate("zero one two three four five six seven eight nine".split())
 }
 _RIGHT_TO_LEFT_OVERRIDE = "\u202e"
+_FULL_STOPS = {"\u3002", "\uff61", "\ufe12"}
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _INVISIBLE_CATEGORIES = {"Cf", "Mn", "Me"}
 _INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}  # Hangul fillers: letters drawn as nothing
 _SPACES = re.compile(r"\s+")
 _DIGIT_GAP = re.compile(r"(?<=\d)(?:(?:[^\w,;]|_){1,3}|[,;])(?=\d)")
-_DIGIT_LOOKALIKES = (re.compile(r"(?<=\d)[Oo](?=\d)"), "0"), (re.compile(r"(?<=\d)[Il|](?=\d)"), "1")
+_DIGIT_LOOKALIKES = (
+    (re.compile(r"(?<=\d)[Oo](?=\d)|(?<![A-Za-z])[Oo](?=\d)|(?<=\d)[Oo](?![A-Za-z])"), "0"),
+    (re.compile(r"(?<=\d)[Il|](?=\d)"), "1"),
+)
 _NAME_SEPARATORS = re.compile(r"[_./\\-]+")
 _LETTER_GAP = re.compile(r"(?<=\b[A-Za-z]) (?=[A-Za-z]\b)")
 _DIGITS_SPACE = re.compile(r"(?<=\d) (?=\d)")
@@ -66,6 +74,8 @@ def _visible(char: str) -> str:
         return str(unicodedata.decimal(char))
     if char in _CJK_DIGITS:
         return _CJK_DIGITS[char]
+    if char in _FULL_STOPS:
+        return "."
     if category == "Pd" or char == "\u2212":  # every dash, and the minus sign
         return "-"
     return char
@@ -96,9 +106,15 @@ def views(text: str) -> Views:
     return Views(plain, tokens, _DIGITS_SPACE.sub("", tokens))
 
 
-def readings(text: str) -> tuple[str, ...]:
-    """The text as stored, and reversed if a right-to-left override makes readers see it so."""
-    return (text, text[::-1]) if _RIGHT_TO_LEFT_OVERRIDE in text else (text,)
+def readings(text: str) -> list[str]:
+    """The text as stored; reversed if a right-to-left override makes readers see it so; decoded if
+    it holds percent-escapes, as a link or file name shows them."""
+    found = [text]
+    if _RIGHT_TO_LEFT_OVERRIDE in text:
+        found.append(text[::-1])
+    if _PERCENT_ESCAPE.search(text):
+        found.append(unquote(text))
+    return found
 
 
 def html_text(markup: str) -> str:

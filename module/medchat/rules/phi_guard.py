@@ -127,9 +127,9 @@ class PhiGuard:
         return mode if self._allow_warn else REFUSE
 
     async def _kinds(self, event: Any) -> list[str]:
-        """The identifier kinds in every text of the event and in its local media's file names
-        (in a thread: a large event full of digits takes libphonenumber most of a second)."""
-        texts = event_texts(event.get_state_key(), event.content)
+        """The identifier kinds in every text of the event (its type too) and in its local media's
+        file names (in a thread: a large event full of digits takes libphonenumber most of a second)."""
+        texts = [event.type, *event_texts(event.get_state_key(), event.content)]
         prefix = f"mxc://{self._api.server_name}/"
         for url in media_urls(event.content):
             if url.startswith(prefix):
