@@ -9,10 +9,12 @@ of it, in which every such trick has been undone:
   invisible characters removed (format characters, category Cf: zero-width space, joiner and
   non-joiner, word joiner, soft hyphen, BOM, bidi marks; combining marks; Hangul fillers); every
   decimal digit of any script made ASCII, and the CJK numerals; Cyrillic and Greek letters that
-  look Latin made Latin; every kind of space one space, every dash a hyphen.
+  look Latin made Latin; every kind of space one space, every dash a hyphen, every full stop (`。`)
+  a dot.
 - Between two digits, any run of up to three spaces, punctuation marks or symbols (dot, slash,
   hyphen, underscore, apostrophe, ...) is one space, as is a lone comma: `943 476 5919`. A comma or
-  semicolon next to a space is a list and stays. A letter O or I/l between digits is the digit, as
+  semicolon next to a space is a list and stays, and a colon is a time (`08:30 14:45` read as
+  digits would make phone numbers). A letter O or I/l between digits is the digit, as
   is an O at either end of a number that no other letter touches (`O7911`).
 - Three views: that text; the same tokenised as a file name is (`_ . - / \\` are spaces, spaced
   single letters joined: `M R N`, `D O B`, and digits written as words made digits: `oh seven
@@ -51,7 +53,7 @@ _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _INVISIBLE_CATEGORIES = {"Cf", "Mn", "Me"}
 _INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}  # Hangul fillers: letters drawn as nothing
 _SPACES = re.compile(r"\s+")
-_DIGIT_GAP = re.compile(r"(?<=\d)(?:(?:[^\w,;]|_){1,3}|[,;])(?=\d)")
+_DIGIT_GAP = re.compile(r"(?<=\d)(?:(?:[^\w,;:]|_){1,3}|[,;])(?=\d)")
 _DIGIT_LOOKALIKES = (
     (re.compile(r"(?<=\d)[Oo](?=\d)|(?<![A-Za-z])[Oo](?=\d)|(?<=\d)[Oo](?![A-Za-z])"), "0"),
     (re.compile(r"(?<=\d)[Il|](?=\d)"), "1"),
@@ -100,6 +102,7 @@ class Views(NamedTuple):
 
 
 def views(text: str) -> Views:
+    """The three views of one reading of a text."""
     plain = normalise(text)
     tokens = _LETTER_GAP.sub("", _SPACES.sub(" ", _NAME_SEPARATORS.sub(" ", plain)))
     tokens = _DIGIT_GAP.sub(" ", _DIGIT_WORDS.sub(lambda w: _DIGIT_OF_WORD[w.group(1).lower()], tokens))

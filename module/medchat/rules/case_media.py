@@ -68,7 +68,7 @@ def inspect(f: BinaryIO) -> str:
 
 
 class CaseRoomMedia:
-    def __init__(self, api: ModuleApi, synapse_media: SynapseMedia, case_rooms: CaseRoomGate):
+    def __init__(self, api: ModuleApi, synapse_media: SynapseMedia, case_rooms: CaseRoomGate) -> None:
         self._api = api
         self._synapse_media = synapse_media
         self._case_rooms = case_rooms

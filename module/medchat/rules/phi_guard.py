@@ -92,7 +92,7 @@ class PhiGuard:
         synapse_rooms: SynapseRooms,
         synapse_media: SynapseMedia,
         allow_warn: bool,
-    ):
+    ) -> None:
         self._guard = guard
         self._case_rooms = case_rooms
         self._api = api
