@@ -35,7 +35,7 @@ from medchat.federation.caserooms import CaseRoomGate
 from medchat.media.sniff import sniff
 from medchat.media.strip import ImageError, has_metadata
 from medchat.metrics import RULE_REFUSALS
-from medchat.roomtypes import CASE_ROOM
+from medchat.roomtypes import is_case_room_create
 from medchat.synapse import SynapseMedia
 
 RULE = "case_room_media_metadata"
@@ -93,8 +93,7 @@ class CaseRoomMedia:
         """Room and member avatars of local users in case rooms (remote ones: their server's)."""
         if event.type not in (AVATAR, MEMBER) or not self._api.is_mine(event.sender):
             return True, None
-        create = state_events.get(("m.room.create", ""))
-        if create is None or create.content.get("type") != CASE_ROOM:
+        if not is_case_room_create(state_events.get(("m.room.create", ""))):
             return True, None
         problem = await self._problem(media_urls(event.content))
         if problem is not None:

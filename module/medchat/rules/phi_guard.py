@@ -41,12 +41,12 @@ from medchat.models import PHI_WARNING
 from medchat.phi.carriers import event_texts
 from medchat.phi.detectors import Guard
 from medchat.roomtypes import (
-    CASE_ROOM,
     PHI_GUARD_MODES,
     PHI_GUARD_STATE,
     REFUSE,
     WARN,
     case_room_initial_state,
+    is_case_room_create,
     phi_guard_mode,
 )
 from medchat.rules.case_media import media_urls
@@ -157,8 +157,7 @@ class PhiGuard:
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, dict | None]:
         """Case rooms only: who may set the guard's mode, identifiers in state, and the warning
         on timeline events."""
-        create = event if event.type == CREATE else state_events.get((CREATE, ""))
-        if create is None or create.content.get("type") != CASE_ROOM:
+        if not is_case_room_create(event if event.type == CREATE else state_events.get((CREATE, ""))):
             return True, None
         if event.type == PHI_GUARD_STATE and event.get_state_key() == "":
             return self._refuse(event, self._mode_change_problem(event, state_events)), None
