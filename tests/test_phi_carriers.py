@@ -8,7 +8,6 @@ one server) serves the whole module; the pure pieces are checked without a serve
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +19,7 @@ from harness import Api, SynapseServer, expect_error, licence_verified, send_tex
 from medchat.phi.carriers import event_texts
 from medchat.phi.text import html_text, normalise, views
 from media_samples import jpeg_with_gps, pdf, upload
-from test_case_rooms import GUARD, corpus, create_case, joined_case_room, native_send, native_upload
+from test_case_rooms import corpus, create_case, joined_case_room, native_event, native_send, native_upload
 
 PHI, METADATA = "ORG_MEDCHAT_PHI_DETECTED", "ORG_MEDCHAT_MEDIA_METADATA"
 NHS = "9434765919"  # valid check digit
@@ -117,14 +116,14 @@ class Case:
 
 
 @pytest.fixture(scope="module")
-def case(server: SynapseServer) -> Iterator[Case]:
+def case(server: SynapseServer) -> Case:
     api = Api(server.base_url)
     doctor, colleague = licence_verified(api, server), licence_verified(api, server)
     room = joined_case_room(api, server, doctor, colleague)
     uploaded = upload(api, doctor, "file", pdf(), "application/pdf", filename="echo.pdf")
     assert uploaded.status_code == 201, uploaded.text
     anchor = send_text(api, doctor["access_token"], room, "Troponin repeat at 17:30.")
-    yield Case(api, doctor, colleague, room, uploaded.json()["media_url"], anchor)
+    return Case(api, doctor, colleague, room, uploaded.json()["media_url"], anchor)
 
 
 TEXTS_WITH_IDENTIFIERS = [
@@ -327,11 +326,7 @@ def test_warn_mode_marks_timeline_events_but_still_refuses_state(server: Synapse
     reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": anchor, "key": "07911 123456"}}
     sent = native_send(case.api, case.doctor, room, reaction, "m.reaction")
     assert sent.status_code == 200, sent.text
-    event = case.api.call(
-        "GET",
-        f"/_matrix/client/v3/rooms/{quote(room)}/event/{quote(sent.json()['event_id'])}",
-        token=case.doctor["access_token"],
-    ).json()
+    event = native_event(case.api, case.doctor, room, sent.json()["event_id"])
     assert event["content"]["org.medchat.phi_warning"] == {"kinds": ["phone_number"]}
     name = f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.name/"
     expect_error(
@@ -349,6 +344,5 @@ def test_corpus_identifiers_are_refused_by_the_server(case: Case, line: str) -> 
 
 @pytest.mark.parametrize("text", corpus("clinical_negative.txt"))
 def test_corpus_ordinary_text_is_accepted_by_the_server(case: Case, text: str) -> None:
-    assert GUARD.kinds_in([text]) == []
     sent = case.send("m.room.message", {"msgtype": "m.text", "body": text})
     assert sent.status_code == 200, sent.text
