@@ -34,7 +34,8 @@ _LABELLED = frozenset({MRN, DATE_OF_BIRTH})  # the kinds that also read `Views.j
 
 # Ten digits: in one run, grouped 3-3-4, or spread one by one (the views make every separator a space).
 _NHS_CANDIDATE = re.compile(r"(?=(?<!\d)(\d{3} ?\d{3} ?\d{4}|(?:\d ){9}\d)(?!\d))")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# Internationalised addresses too (`\w` is any script's letters and digits).
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b")
 # `jo [at] example [dot] org`, `jo(at)example(dot)org`, and `jo at example dot org`.
 _BRACKETED = re.compile(r"\s*[\[({<]\s*(at|dot)\s*[\])}>]\s*", re.IGNORECASE)
 _SPELLED = re.compile(r"\s+(at|dot)\s+", re.IGNORECASE)

@@ -13,13 +13,13 @@ of it, in which every such trick has been undone:
   a dot.
 - Between two digits, any run of up to three spaces, punctuation marks or symbols (dot, slash,
   hyphen, underscore, apostrophe, ...) is one space, as is a lone comma: `943 476 5919`. A comma or
-  semicolon next to a space is a list and stays, and a colon is a time (`08:30 14:45` read as
-  digits would make phone numbers). A letter O or I/l between digits is the digit, as
-  is an O at either end of a number that no other letter touches (`O7911`).
-- Three views: that text; the same tokenised as a file name is (`_ . - / \\` are spaces, spaced
-  single letters joined: `M R N`, `D O B`, and digits written as words made digits: `oh seven
-  nine`); and the tokenised text with the spaces between digits removed, so a spread number is one
-  run (`MRN 1234 5678` is `MRN 12345678`).
+  semicolon next to a space is a list and stays, and a colon is a time (`08:30 14:45` read as digits
+  would make phone numbers). A letter O or I/l between digits is the digit, as is an O at either end
+  of a number that no other letter touches (`O7911`).
+- Three views: that text; the same tokenised as a file name is (`_ . - / \\`, brackets, quotes, `=`,
+  `|`, `~`, `*` are spaces, spaced single letters joined: `M R N`, `D O B`, and digits written as
+  words made digits: `oh seven nine`); and the tokenised text with the spaces between digits
+  removed, so a spread number is one run (`MRN 1234 5678` is `MRN 12345678`).
 - A text with a right-to-left override (U+202E) is shown with the overridden run reversed, so it is
   also read reversed, and one with percent-escapes (`nhs%209434765919.pdf`) also decoded
   (`readings`).
@@ -58,7 +58,7 @@ _DIGIT_LOOKALIKES = (
     (re.compile(r"(?<=\d)[Oo](?=\d)|(?<![A-Za-z])[Oo](?=\d)|(?<=\d)[Oo](?![A-Za-z])"), "0"),
     (re.compile(r"(?<=\d)[Il|](?=\d)"), "1"),
 )
-_NAME_SEPARATORS = re.compile(r"[_./\\-]+")
+_NAME_SEPARATORS = re.compile(r"[_./\\\-=()\[\]{}|~*'\"<>]+")
 _LETTER_GAP = re.compile(r"(?<=\b[A-Za-z]) (?=[A-Za-z]\b)")
 _DIGITS_SPACE = re.compile(r"(?<=\d) (?=\d)")
 _BLOCK_TAG = re.compile(
