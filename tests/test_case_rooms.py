@@ -9,31 +9,40 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import requests
 from nio import RoomSendResponse
+from requests import Response
 
-from harness import SERVER_NAME, Api, expect_error, licence_verified, nio_login, run
+from harness import SERVER_NAME, Api, SynapseServer, expect_error, licence_verified, nio_login, run
+from medchat.config import load_schema
 from medchat.phi.detectors import KINDS, Guard, nhs_number_valid
 from media_samples import jpeg_with_gps, pdf, png_with_metadata, upload
 
 DATA = Path(__file__).parent / "data"
+# The guard as the module's defaults configure it.
 GUARD = Guard.from_config(
-    KINDS, [r"\bMRN[:\s#]*\d{6,10}\b", r"\bhospital\s+(?:no|number)[.:\s#]*[A-Z]?\d{6,10}\b"], "GB"
+    KINDS, load_schema()["properties"]["case_rooms"]["properties"]["mrn_patterns"]["default"], "GB"
 )
 
 
-def _lines(name: str) -> list[str]:
-    return [line for line in (DATA / name).read_text().splitlines() if line and not line.startswith("#")]
+def corpus(name: str) -> list[str]:
+    """A corpus's lines, with their `\\uXXXX` escapes made the characters they stand for."""
+    return [
+        line.encode("ascii", "backslashreplace").decode("unicode_escape")
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
 
 
 # --- detectors, no server ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", _lines("clinical_negative.txt"))
+@pytest.mark.parametrize("text", corpus("clinical_negative.txt"))
 def test_ordinary_clinical_text_passes(text: str) -> None:
     assert GUARD.kinds_in([text]) == []
 
 
-@pytest.mark.parametrize(("kind", "text"), [line.split("\t") for line in _lines("clinical_positive.txt")])
+@pytest.mark.parametrize(("kind", "text"), [line.split("\t", 1) for line in corpus("clinical_positive.txt")])
 def test_identifiers_are_caught(kind: str, text: str) -> None:
     assert kind in GUARD.kinds_in([text])
 
@@ -47,7 +56,7 @@ def test_nhs_check_digit() -> None:
 # --- through a real server --------------------------------------------------------------------
 
 
-def create_case(api: Api, user: dict, **body: object) -> object:
+def create_case(api: Api, user: dict, **body: object) -> requests.Response:
     return api.call(
         "POST",
         "/api/chat/rooms",
@@ -56,7 +65,7 @@ def create_case(api: Api, user: dict, **body: object) -> object:
     )
 
 
-def test_only_licence_verified_practitioners_create_join_or_are_invited(api: Api, server) -> None:
+def test_only_licence_verified_practitioners_create_join_or_are_invited(api: Api, server: SynapseServer) -> None:
     doctor, colleague = licence_verified(api, server), licence_verified(api, server)
     student = api.register(role="MBBS Student")
 
@@ -102,7 +111,7 @@ def test_only_licence_verified_practitioners_create_join_or_are_invited(api: Api
     expect_error(raw, 403, "ORG_MEDCHAT_CASE_ROOM_REFUSED")
 
 
-def test_patient_identifiers_are_refused_in_case_rooms_only(api: Api, server) -> None:
+def test_patient_identifiers_are_refused_in_case_rooms_only(api: Api, server: SynapseServer) -> None:
     doctor, colleague = licence_verified(api, server), licence_verified(api, server)
     room = create_case(api, doctor, participants=[colleague["user_id"]]).json()["id"]
     path = f"/api/chat/rooms/{quote(room)}/messages"
@@ -155,7 +164,7 @@ def test_patient_identifiers_are_refused_in_case_rooms_only(api: Api, server) ->
 # --- warn mode ----------------------------------------------------------------------------------
 
 
-def joined_case_room(api: Api, server, doctor: dict, colleague: dict) -> str:
+def joined_case_room(api: Api, server: SynapseServer, doctor: dict, colleague: dict) -> str:
     """A case room made through the API, the colleague invited and joined (a Matrix join)."""
     room = create_case(api, doctor, participants=[colleague["user_id"]]).json()["id"]
     joined = api.call("POST", f"/_matrix/client/v3/join/{quote(room)}", token=colleague["access_token"], json={})
@@ -171,7 +180,7 @@ def native_event(api: Api, user: dict, room: str, event_id: str) -> dict:
     return response.json()
 
 
-def test_warn_mode_marks_messages_instead_of_refusing_them(api: Api, server) -> None:
+def test_warn_mode_marks_messages_instead_of_refusing_them(api: Api, server: SynapseServer) -> None:
     doctor, colleague = licence_verified(api, server), licence_verified(api, server)
     room = joined_case_room(api, server, doctor, colleague)
     path = f"/api/chat/rooms/{quote(room)}"
@@ -275,11 +284,11 @@ def test_warn_mode_marks_messages_instead_of_refusing_them(api: Api, server) -> 
 # --- images must be metadata-free -------------------------------------------------------------
 
 
-def native_upload(api: Api, user: dict, data: bytes, content_type: str) -> str:
+def native_upload(api: Api, user: dict, data: bytes, content_type: str, filename: str = "photo") -> str:
     """An upload through Synapse's own endpoint, as Element does it: nothing is stripped."""
     response = api.call(
         "POST",
-        "/_matrix/media/v3/upload?filename=photo",
+        f"/_matrix/media/v3/upload?filename={quote(filename)}",
         token=user["access_token"],
         data=data,
         headers={"Content-Type": content_type},
@@ -288,17 +297,18 @@ def native_upload(api: Api, user: dict, data: bytes, content_type: str) -> str:
     return response.json()["content_uri"]
 
 
-def native_send(api: Api, user: dict, room: str, content: dict) -> object:
+def native_send(api: Api, user: dict, room: str, content: dict, event_type: str = "m.room.message") -> Response:
+    """An event sent with the native Matrix API (`PUT /send/{type}/{txn}`)."""
     txn = f"m{time.monotonic_ns()}"
     return api.call(
         "PUT",
-        f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/{txn}",
+        f"/_matrix/client/v3/rooms/{quote(room)}/send/{quote(event_type)}/{txn}",
         token=user["access_token"],
         json=content,
     )
 
 
-def test_images_in_case_rooms_must_be_metadata_free(api: Api, server) -> None:
+def test_images_in_case_rooms_must_be_metadata_free(api: Api, server: SynapseServer) -> None:
     doctor, colleague = licence_verified(api, server), licence_verified(api, server)
     room = joined_case_room(api, server, doctor, colleague)
     gps_photo = jpeg_with_gps()
@@ -395,7 +405,7 @@ def test_images_in_case_rooms_must_be_metadata_free(api: Api, server) -> None:
     assert native_send(api, doctor, group, {"msgtype": "m.image", "body": "cat.jpg", "url": raw}).status_code == 200
 
 
-def test_case_rooms_stay_readable_by_the_guard(api: Api, server) -> None:
+def test_case_rooms_stay_readable_by_the_guard(api: Api, server: SynapseServer) -> None:
     """No end-to-end encryption in case rooms: the guard could not read a thing."""
     doctor = licence_verified(api, server)
     room = create_case(api, doctor).json()["id"]

@@ -166,13 +166,15 @@ class MedChatModule:
         RoomTextRules(api).register(api)
         phi = config.case_rooms
         check_retention(phi.retention_max_lifetime_ms, server.retention_limits)
-        # Last of the check_event_allowed callbacks: Synapse stops at the first one that returns a
-        # replacement event, which the guard does to mark warn-mode messages.
+        # Synapse stops at the first check_event_allowed callback that returns a replacement event,
+        # which the guard does to mark warn-mode timeline events; the media rule's after it looks at
+        # state events (avatars) only, which the guard never replaces.
         PhiGuard(
             Guard.from_config(phi.phi_detectors, phi.mrn_patterns, phi.phone_region),
             case_rooms,
             api,
             synapse.rooms,
+            synapse.media,
             phi.allow_warn_mode,
         ).register(api)
         CaseRoomMedia(api, synapse.media, case_rooms).register(api)

@@ -4,6 +4,7 @@ state MedChat defines for them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 CASE_ROOM = "org.medchat.case"
@@ -21,6 +22,12 @@ KIND_OF_TYPE = {CASE_ROOM: "case", STUDY_GROUP: "study_group", SPACE: "space"}
 PHI_GUARD_STATE = "org.medchat.phi_guard"
 REFUSE, WARN = "refuse", "warn"
 PHI_GUARD_MODES = (REFUSE, WARN)
+
+
+def is_case_room_create(create: Any | None) -> bool:
+    """Whether an `m.room.create` event (or None, when the state has none) makes a case room."""
+    content = getattr(create, "content", None) if create is not None else None
+    return isinstance(content, Mapping) and content.get("type") == CASE_ROOM
 
 
 def case_room_initial_state(create_config: Any) -> list[Any] | None:

@@ -27,7 +27,7 @@ from synapse.module_api.errors import Codes
 
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.metrics import RULE_REFUSALS
-from medchat.roomtypes import CASE_ROOM
+from medchat.roomtypes import CASE_ROOM, is_case_room_create
 from medchat.rules.decisions import (
     CHECKED_MEMBERSHIPS,
     INVITE,
@@ -50,11 +50,6 @@ def _verdict(refusal: Refusal | None) -> Verdict:
         return NOT_SPAM
     assert refusal is not None
     return Codes.FORBIDDEN, refusal.error_fields()
-
-
-def _is_case_room_create(create: Any) -> bool:
-    content = getattr(create, "content", None) if create is not None else None
-    return isinstance(content, Mapping) and content.get("type") == CASE_ROOM
 
 
 def _stripped_case_room(stripped: Iterable[Any]) -> bool:
@@ -108,7 +103,7 @@ class MembershipCallbacks:
 
     async def check_event_allowed(self, event: Any, state_events: Any) -> tuple[bool, dict | None]:
         if event.type == JOIN_RULES and event.get_state_key() == "":
-            if _is_case_room_create(state_events.get((CREATE, ""))):
+            if is_case_room_create(state_events.get((CREATE, ""))):
                 refusal = self._counted(case_room_join_rule_refusal(event.content.get("join_rule")))
                 if refusal is not None:
                     raise refusal.as_error()
@@ -126,7 +121,7 @@ class MembershipCallbacks:
         """Publishing in the room directory (`PUT /directory/list/room/{id}`, from any client):
         never a case room. Synapse answers 403 "Not allowed to publish room"; createRoom's
         `visibility` is refused earlier, with the rule's name (`decide_creation`)."""
-        if _is_case_room_create(state_events.get((CREATE, ""))):
+        if is_case_room_create(state_events.get((CREATE, ""))):
             return self._counted(case_room_publication_refusal(visibility)) is None
         return True
 
@@ -150,7 +145,7 @@ class MembershipCallbacks:
             target,
             is_direct=membership != KNOCK and bool(flagged.content.get("is_direct")),
             inviter=accepts.sender if accepts is not None else None,
-            case_room=_is_case_room_create(create),
+            case_room=is_case_room_create(create),
             creator=membership == JOIN and before is None and create is not None and create.sender == target,
             approvers=_approvers(state_events, power_level) if membership == KNOCK else (),
         )

@@ -49,6 +49,11 @@ class SynapseMedia(Family):
         media = await self._store.get_local_media(media_id)
         return (media is not None, media.user_id if media else None)
 
+    async def local_upload_name(self, media_id: str) -> str | None:
+        """The file name a local media id was uploaded with (`?filename=`), which downloads carry."""
+        media = await self._store.get_local_media(media_id)
+        return media.upload_name if media is not None else None
+
     async def delete_local_media(self, media_id: str) -> None:
         """Deletes a local file from the object stores, then the local store and database.
 
