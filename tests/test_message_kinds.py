@@ -93,7 +93,7 @@ def test_rest_kinds_as_matrix_clients_read_them(
         alice,
         path,
         message_type="audio",
-        media_url=f"mxc://medchat.test/voice_2",
+        media_url="mxc://medchat.test/voice_2",
         mime_type="audio/ogg",
         duration=4200,
         voice=True,
@@ -171,12 +171,12 @@ def test_send_validation_refuses_before_sending(
         ({"message_type": "location", "geo_uri": "geo:91,0"}, "M_INVALID_PARAM"),
         ({"message_type": "location", "geo_uri": "http://maps"}, "M_INVALID_PARAM"),
         ({"content": "x", "geo_uri": "geo:1,2"}, "M_INVALID_PARAM"),
-        ({"message_type": "image", "media_url": f"mxc://medchat.test/a", "voice": True}, "M_INVALID_PARAM"),
+        ({"message_type": "image", "media_url": "mxc://medchat.test/a", "voice": True}, "M_INVALID_PARAM"),
         (
-            {"message_type": "audio", "media_url": f"mxc://medchat.test/a", "waveform": [2000]},
+            {"message_type": "audio", "media_url": "mxc://medchat.test/a", "waveform": [2000]},
             "M_INVALID_PARAM",
         ),
-        ({"message_type": "sticker", "media_url": f"mxc://medchat.test/a"}, "M_INVALID_PARAM"),
+        ({"message_type": "sticker", "media_url": "mxc://medchat.test/a"}, "M_INVALID_PARAM"),
         ({"message_type": "emote"}, "M_MISSING_PARAM"),
         ({"content": "x", "thread_id": "$nope"}, "M_NOT_FOUND"),
     ]
@@ -228,7 +228,7 @@ def test_matrix_kinds_read_through_rest_and_the_socket(
     mapi: Api, server: SynapseServer, users: dict[str, User], room: str
 ) -> None:
     alice, bob = users["alice"], users["bob"]
-    mxc = f"mxc://medchat.test/sticker1"
+    mxc = "mxc://medchat.test/sticker1"
     sent: dict[str, str] = {}
 
     async def scenario() -> list[dict[str, Any]]:
@@ -237,7 +237,7 @@ def test_matrix_kinds_read_through_rest_and_the_socket(
             async with aiohttp.ClientSession() as session:
                 sock = Socket(await connect(session, server.base_url, alice["access_token"]))
                 await sock.hello()
-                plain = {
+                plain: dict[str, dict[str, Any]] = {
                     "notice": {"msgtype": "m.notice", "body": "Bot: lab results ready"},
                     "emote": {"msgtype": "m.emote", "body": "is on call"},
                     "html": {
@@ -256,7 +256,7 @@ def test_matrix_kinds_read_through_rest_and_the_socket(
                     "voice": {
                         "msgtype": "m.audio",
                         "body": "Voice message",
-                        "url": f"mxc://medchat.test/voice9",
+                        "url": "mxc://medchat.test/voice9",
                         "info": {"mimetype": "audio/ogg", "duration": 2500, "size": 999},
                         "org.matrix.msc1767.audio": {"duration": 2500, "waveform": [1, 2, 3]},
                         "org.matrix.msc3245.voice": {},
