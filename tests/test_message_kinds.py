@@ -486,11 +486,22 @@ def test_undisclosed_stable_poll_hides_votes_until_it_ends(
     alice, bob = users["alice"], users["bob"]
     poll_id = send_raw(mapi, alice, room, "m.poll.start", _STABLE_POLL)
     votes = room_path(room, f"/polls/{quote(poll_id)}/votes")
-    voted = post(mapi, bob, votes, 200, answers=["7", "9"])
+
+    async def on_the_socket() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        async with aiohttp.ClientSession() as session:
+            sock = Socket(await connect(session, server.base_url, alice["access_token"]))
+            await sock.hello()
+            voted = post(mapi, bob, votes, 200, answers=["7", "9"])
+            await sock.until(lambda e: e["type"] == "poll.voted" and e["message_id"] == poll_id)
+            ended = post(mapi, alice, room_path(room, f"/polls/{quote(poll_id)}/end"), 200)
+            await sock.until(lambda e: e["type"] == "poll.ended" and e["message_id"] == poll_id)
+            return voted, ended, sock.events
+
+    voted, ended, frames = run(on_the_socket())
+    assert not [f for f in frames if f["type"] == "message.new"]  # a vote or an end is not a message
     assert voted["poll"]["my_selections"] == ["7", "9"] and voted["poll"]["total_votes"] is None
     assert all(a["votes"] is None for a in voted["poll"]["answers"])
     assert raw_type(mapi, bob, room, voted) == "m.poll.response"  # the form of its poll
-    ended = post(mapi, alice, room_path(room, f"/polls/{quote(poll_id)}/end"), 200)
     assert [a["votes"] for a in ended["poll"]["answers"]] == [1, 0, 1] and ended["poll"]["total_votes"] == 1
     assert raw_type(mapi, alice, room, ended) == "m.poll.end"
     expect_error(
