@@ -17,6 +17,7 @@ from medchat.api.contacts import ContactServlets
 from medchat.api.federation import AttestationServlets, FederationServlets
 from medchat.api.gdpr import GdprServlets
 from medchat.api.messages import MessageServlets
+from medchat.api.polls import PollServlets
 from medchat.api.realtime import RealtimeServlets
 from medchat.api.rooms import RoomServlets
 from medchat.api.upload import UploadServlets
@@ -35,6 +36,7 @@ from medchat.handlers.expiry import REAP_EVERY_MS, Expiry
 from medchat.handlers.gdpr import Gdpr
 from medchat.handlers.messages import Messages
 from medchat.handlers.mirror import ProfileMirror
+from medchat.handlers.polls import Polls
 from medchat.handlers.rooms import Rooms
 from medchat.handlers.spaces import InstitutionSpaces
 from medchat.handlers.studygroups import StudyGroups
@@ -202,6 +204,7 @@ class MedChatModule:
             ContactServlets(api, contacts, rules),
             RoomServlets(api, rooms, study_groups),
             MessageServlets(api, messages),
+            PollServlets(api, Polls(messages, synapse.events)),
             UploadServlets(api, MediaUploads(api, synapse.media, config.uploads, audit)),
             RealtimeServlets(
                 api,

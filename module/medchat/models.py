@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from medchat import messagekinds as kinds
 from medchat.levels import UNVERIFIED, is_verified
+from medchat.polls import poll_start, tally
 
 JsonDict = dict[str, Any]
 
@@ -137,8 +139,6 @@ USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": USER_ID_PATTERN, "maxLe
 
 # --- rooms and messages ------------------------------------------------------------------------
 
-MESSAGE_TYPES = ("text", "image", "file", "audio", "video")
-
 
 def chat_member(user_id: str, member: Mapping[str, Any]) -> JsonDict:
     """The plan's short user shape (`sender`, participant `user`) from an m.room.member content."""
@@ -148,10 +148,6 @@ def chat_member(user_id: str, member: Mapping[str, Any]) -> JsonDict:
         "full_name": member.get("displayname") or localpart(user_id),
         "profile_image": member.get("avatar_url"),
     }
-
-
-_MSGTYPES = {"m.image": "image", "m.file": "file", "m.audio": "audio", "m.video": "video"}
-MSGTYPE_FOR = {"text": "m.text", **{v: k for k, v in _MSGTYPES.items()}}
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -177,25 +173,35 @@ def _phi_warning(content: JsonDict) -> JsonDict | None:
     return {"kinds": [k for k in kinds if isinstance(k, str)]} if isinstance(kinds, list) else None
 
 
-def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, str, str]], viewer: str) -> JsonDict:
-    """The plan's Message model from a client-serialised `m.room.message` event.
+def chat_message(
+    event: JsonDict,
+    sender: JsonDict,
+    reactions: list[tuple[str, str, str]],
+    viewer: str,
+    poll_related: list[JsonDict] | None = None,
+) -> JsonDict:
+    """The plan's Message model from a client-serialised event of any kind (messagekinds.py).
 
     The latest edit (bundled by Synapse) supplies the shown content; a redacted event is shown as
-    deleted with no content. `reactions` are (key, sender, reaction event id) annotations.
+    deleted with no content. `reactions` are (key, sender, reaction event id) annotations;
+    `poll_related` the `m.reference` relations of a poll (its responses and ends).
     """
+    event_type = event.get("type", kinds.MESSAGE)
     unsigned = event.get("unsigned", {})
     deleted = "redacted_because" in unsigned
     original = event.get("content", {})
     edit = unsigned.get("m.relations", {}).get("m.replace")
     shown = edit["content"].get("m.new_content", original) if edit and not deleted else original
-    reply_to = original.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+    thread_id, falling_back = kinds.thread_of(original)
+    reply_to = None if falling_back else original.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
     body = shown.get("body") if isinstance(shown.get("body"), str) else None
     if body is not None and reply_to:
         body = strip_reply_fallback(body)
-    message_type = _MSGTYPES.get(shown.get("msgtype", ""), "text")
+    message_type = kinds.message_type(event_type, shown)
+    is_media = message_type in kinds.MEDIA_TYPES
     info = shown.get("info") if isinstance(shown.get("info"), dict) else {}
-    file_name = shown.get("filename") or body if message_type != "text" else None
-    if message_type != "text" and body == file_name:
+    file_name = shown.get("filename") or body if is_media and message_type != "sticker" else None
+    if is_media and body == file_name:
         body = None  # no caption: the body only repeats the file name
     counts: dict[str, JsonDict] = {}
     for key, reactor, _ in reactions:
@@ -203,17 +209,24 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         entry["count"] += 1
         entry["reacted_by_me"] |= reactor == viewer
     edited_at = iso(edit["origin_server_ts"]) if edit and not deleted else None
+    text_format, formatted = (None, None) if deleted else kinds.formatting(shown, reply_to is not None)
     return {
         "id": event["event_id"],
         "room_id": event["room_id"],
         "sender": sender,
-        "content": None if deleted else body,
+        "content": None if deleted else kinds.shown_text(message_type, shown, body),
         "message_type": message_type,
-        "media_url": shown.get("url") if message_type != "text" else None,
+        "event_type": event_type,
+        "format": text_format,
+        "formatted_content": formatted,
+        "media_url": shown.get("url") if is_media and isinstance(shown.get("url"), str) else None,
         "file_name": file_name,
         "file_size": info.get("size"),
         "mime_type": info.get("mimetype"),
         "reply_to": reply_to,
+        "thread_id": thread_id,
+        **kinds.kind_fields(event_type, message_type, shown, info, deleted),
+        "poll": _poll(event, shown, poll_related or [], viewer) if message_type == "poll" and not deleted else None,
         "is_edited": edited_at is not None,
         "edited_at": edited_at,
         "is_deleted": deleted,
@@ -224,3 +237,12 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         "created_at": iso(event["origin_server_ts"]),
         "updated_at": edited_at or iso(event["origin_server_ts"]),
     }
+
+
+def _poll(event: JsonDict, shown: JsonDict, related: list[JsonDict], viewer: str) -> JsonDict | None:
+    start = poll_start(shown)
+    if start is None:
+        return None
+    poll = tally(start, event.get("sender", ""), related, viewer)
+    poll["ended_at"] = iso(poll.pop("ended_at_ms"))
+    return poll

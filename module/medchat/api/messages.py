@@ -1,4 +1,5 @@
-"""/api/chat/rooms/{room_id}/messages/*: history, send, edit, delete, reply, search, reactions."""
+"""/api/chat/rooms/{room_id}/messages/*: history, send, edit, delete, reply, search, reactions;
+/api/chat/rooms/{room_id}/threads/{root_id}/messages: a thread."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from medchat.api.schemas.requests import (
     MessageSendBody,
     ReactionBody,
 )
-from medchat.api.schemas.responses import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES
+from medchat.api.schemas.responses import MESSAGE, MESSAGE_PAGE, MESSAGE_SEARCH, MESSAGES, THREAD_PAGE
 from medchat.handlers.messages import Messages
 
 _BASE = "/api/chat/rooms/{room_id}/messages"
@@ -58,12 +59,23 @@ class MessageServlets:
             resource, "POST", one + "/reactions", self.react, body=ReactionBody, responses={200: MESSAGE, 201: MESSAGE}
         )
         route(resource, "DELETE", one + "/reactions/{key}", self.unreact, responses=message)
+        thread = "/api/chat/rooms/{room_id}/threads/{root_id}/messages"
+        route(resource, "GET", thread, self.thread, query=MessageHistoryQuery, responses={200: THREAD_PAGE})
 
     async def history(self, request: Any, room_id: str) -> tuple[int, Any]:
         """The room's messages, newest first (`next_cursor` is Matrix's pagination token); edits folded in."""
         requester = await self._api.get_user_by_req(request)
         query = read_query(request, MessageHistoryQuery)
         return 200, await self._messages.history(requester, room_id, query.limit, query.cursor)
+
+    async def thread(self, request: Any, room_id: str, root_id: str) -> tuple[int, Any]:
+        """A thread: its `root` and its messages (`m.thread` relations), newest first.
+
+        Send into it with `thread_id` on `POST …/messages` (or on a poll).
+        """
+        requester = await self._api.get_user_by_req(request)
+        query = read_query(request, MessageHistoryQuery)
+        return 200, await self._messages.thread(requester, room_id, root_id, query.limit, query.cursor)
 
     async def search(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Synapse's ranked server-side search, in this room only."""
@@ -72,7 +84,9 @@ class MessageServlets:
         return 200, await self._messages.search(requester, room_id, query.q, query.limit, query.cursor)
 
     async def send(self, request: Any, room_id: str) -> tuple[int, Any]:
-        """Sends a text or media message; `client_msg_id` (or `Idempotency-Key`) makes a retry return the same message.
+        """Sends a message of any kind but polls: text, notice, emote (`format: html` with
+        `formatted_content` formats it), media, voice (`voice`, `duration`, `waveform`), location
+        (`geo_uri`); `client_msg_id` (or `Idempotency-Key`) makes a retry return the same message.
 
         `expires_in` (seconds) makes it a disappearing message. In case rooms, patient identifiers are
         refused (403 `ORG_MEDCHAT_PHI_DETECTED`).

@@ -1,34 +1,42 @@
-"""Messages: the plan's Message model as `m.room.message` events, read back from Synapse.
+"""Messages: the plan's Message model as Matrix timeline events, read back from Synapse.
 
-Edits are `m.replace` relations, replies `m.in_reply_to` (with the quoted fallback older
-clients show), deletions redactions, reactions `m.reaction` annotations. Nothing is stored by the
-module: history, search and aggregation all come from Synapse, so a message sent from Element
-reads the same here as one sent through the API.
+Every kind of event a Matrix client shows is a message (messagekinds.py): `m.room.message`
+msgtypes, stickers, polls, encrypted and unknown events. Edits are `m.replace` relations, replies
+`m.in_reply_to` (with the quoted fallback older clients show), threads `m.thread` relations,
+deletions redactions, reactions `m.reaction` annotations, votes `m.reference` relations of a poll.
+Nothing is stored by the module: history, search and aggregation all come from Synapse, so a
+message sent from Element reads the same here as one sent through the API.
 """
 
 from __future__ import annotations
 
 import html
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from medchat import errors
+from medchat import errors, messagekinds as kinds
+from medchat.handlers.compose import message_content
 from medchat.handlers.expiry import Expiry
 from medchat.handlers.rooms import Rooms
-from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
+from medchat.handlers.timeline import shown_page
+from medchat.models import EXPIRES_AT, JsonDict, chat_message, strip_reply_fallback
+from medchat.polls import poll_start
 from medchat.realtime.status import MessageStatus
 from medchat.synapse import SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
+from medchat.synapse._base import requester_for
 from medchat.util import concurrently
 
 if TYPE_CHECKING:
     from medchat.api.schemas.requests import MessageSendBody
 
-MESSAGE = "m.room.message"
+MESSAGE = kinds.MESSAGE
 TXN_PREFIX = "medchat."
 _DEFAULT_REDACT_LEVEL = 50
+_POLL_PAGE = 500  # votes and ends of one poll read per Synapse page
+_MAX_POLL_RELATIONS = 5000  # ... and in all: a poll with more is tallied on its first 5000
 
 
 class Messages:
@@ -57,11 +65,26 @@ class Messages:
     # --- read ---------------------------------------------------------------------------------
 
     async def history(self, requester: Any, room_id: str, limit: int, cursor: str | None) -> JsonDict:
-        """Newest first; `next_cursor` is Synapse's own pagination token (None at the start)."""
+        """Newest first, up to `limit` messages whatever is hidden between them (timeline.py);
+        `next_cursor` is Synapse's own pagination token, None once the room's start is reached."""
         await self._rooms.require_member(room_id, requester.user.to_string())
-        page = await self._synapse_events.messages_page(requester, room_id, cursor, limit, [MESSAGE])
-        events = [e for e in page["chunk"] if not is_edit(e)]
-        return {"messages": await self._models(requester, room_id, events), "next_cursor": page.get("end")}
+
+        async def read(token: str | None, size: int) -> JsonDict:
+            return await self._synapse_events.messages_page(
+                requester, room_id, token, size, not_types=list(kinds.HIDDEN_TYPES)
+            )
+
+        events, next_cursor = await shown_page(read, cursor, limit)
+        return {"messages": await self._models(requester, room_id, events), "next_cursor": next_cursor}
+
+    async def thread(self, requester: Any, room_id: str, root_id: str, limit: int, cursor: str | None) -> JsonDict:
+        """A thread's root and its messages (Synapse's `m.thread` relations), newest first."""
+        await self._rooms.require_member(room_id, requester.user.to_string())
+        root = await self._event(requester, room_id, root_id, "No such thread root in this room.")
+        page = await self._synapse_events.relations(requester, room_id, root_id, "m.thread", limit, cursor)
+        events = [e for e in page["chunk"] if kinds.is_shown(e)]
+        models = await self._models(requester, room_id, [root, *events])
+        return {"root": models[0], "messages": models[1:], "next_cursor": page.get("next_batch")}
 
     async def get(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
         await self._rooms.require_member(room_id, requester.user.to_string())
@@ -76,11 +99,19 @@ class Messages:
             model["rank"] = rank
         return {"messages": models, "count": count, "next_cursor": next_cursor}
 
-    async def _event(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
-        """A visible `m.room.message` of this room that is not itself an edit; 404 otherwise."""
+    async def require_member(self, requester: Any, room_id: str) -> None:
+        await self._rooms.require_member(room_id, requester.user.to_string())
+
+    async def event(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
+        """A visible message of this room (not an edit, reaction, vote or state); 404 otherwise."""
+        return await self._event(requester, room_id, event_id)
+
+    async def _event(
+        self, requester: Any, room_id: str, event_id: str, missing: str = "No such message in this room."
+    ) -> JsonDict:
         event = await self._synapse_events.event_json(requester, room_id, event_id)
-        if event is None or event.get("type") != MESSAGE or event.get("room_id") != room_id or is_edit(event):
-            raise errors.not_found("No such message in this room.")
+        if event is None or event.get("room_id") != room_id or not kinds.is_shown(event):
+            raise errors.not_found(missing)
         return event
 
     async def stream_models(self, viewer: str, events: list[JsonDict]) -> dict[str, JsonDict]:
@@ -93,6 +124,10 @@ class Messages:
             m["id"]: m for room_id, group in by_room.items() for m in await self._models_for(viewer, room_id, group)
         }
 
+    async def model(self, requester: Any, room_id: str, event: JsonDict) -> JsonDict:
+        """The Message model of one event, read afresh (reactions, votes, status)."""
+        return await self._model(requester, room_id, event)
+
     async def _model(self, requester: Any, room_id: str, event: JsonDict) -> JsonDict:
         return (await self._models(requester, room_id, [event]))[0]
 
@@ -101,14 +136,19 @@ class Messages:
 
     async def _models_for(self, viewer: str, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
         own = [e["event_id"] for e in events if e["sender"] == viewer]
-        senders, reactions, statuses = await concurrently(
+        polls = [e["event_id"] for e in events if e.get("type") in kinds.POLL_START]
+        senders, reactions, statuses, votes = await concurrently(
             lambda: self._rooms.senders(room_id, {e["sender"] for e in events}),
             lambda: self._synapse_events.annotations([e["event_id"] for e in events]),
             lambda: self._status.aggregates(viewer, room_id, own),
+            lambda: self.poll_relations(viewer, room_id, polls),
         )
         models = []
         for event in events:
-            model = chat_message(event, senders[event["sender"]], reactions.get(event["event_id"], []), viewer)
+            event_id = event["event_id"]
+            model = chat_message(
+                event, senders[event["sender"]], reactions.get(event_id, []), viewer, votes.get(event_id)
+            )
             txn_id = event.get("unsigned", {}).get("transaction_id", "")
             if txn_id.startswith(TXN_PREFIX):  # only the sending device sees its transaction id
                 model["client_msg_id"] = txn_id[len(TXN_PREFIX) :]
@@ -117,14 +157,52 @@ class Messages:
             models.append(model)
         return models
 
+    async def poll_relations(self, viewer: str, room_id: str, poll_ids: list[str]) -> dict[str, list[JsonDict]]:
+        """Each poll's `m.reference` relations (votes and ends) that the viewer may see, oldest
+        first, at most _MAX_POLL_RELATIONS of them."""
+        requester = requester_for(viewer)
+
+        async def one(poll_id: str) -> list[JsonDict]:
+            related: list[JsonDict] = []
+            token: str | None = None
+            while len(related) < _MAX_POLL_RELATIONS:
+                page = await self._synapse_events.relations(
+                    requester, room_id, poll_id, "m.reference", _POLL_PAGE, token, forwards=True
+                )
+                related += page["chunk"]
+                token = page.get("next_batch")
+                if token is None:
+                    break
+            return related
+
+        found = await concurrently(*[partial(one, poll_id) for poll_id in poll_ids])
+        return dict(zip(poll_ids, found))
+
     # --- send ---------------------------------------------------------------------------------
 
     async def send(self, requester: Any, room_id: str, body: MessageSendBody, client_msg_id: str | None) -> JsonDict:
         """Text, or a media message pointing at an `mxc://` of this server. Idempotent per id."""
         await self._rooms.require_member(room_id, requester.user.to_string())
-        content = self._content(body)
+        content = message_content(body, self._api.server_name)
         expires_ts = self._expiry.expires_at(body.expires_in) if body.expires_in is not None else None
-        return await self._send_new(requester, room_id, content, body.reply_to, expires_ts, client_msg_id)
+        return await self._send_new(
+            requester, room_id, content, body.reply_to, expires_ts, client_msg_id, body.thread_id
+        )
+
+    async def send_event(
+        self,
+        requester: Any,
+        room_id: str,
+        event_type: str,
+        content: JsonDict,
+        client_msg_id: str | None,
+        thread_id: str | None,
+    ) -> JsonDict:
+        """A message of another event type (a poll), optionally into a thread; idempotent per id."""
+        await self._rooms.require_member(room_id, requester.user.to_string())
+        if thread_id:
+            content = await self._in_thread(requester, room_id, thread_id, None, content)
+        return await self._send(requester, room_id, content, client_msg_id, event_type)
 
     async def reply(
         self, requester: Any, room_id: str, event_id: str, text: str, client_msg_id: str | None
@@ -141,8 +219,11 @@ class Messages:
         reply_to: str | None,
         expires_ts: int | None,
         client_msg_id: str | None,
+        thread_id: str | None = None,
     ) -> JsonDict:
-        if reply_to:
+        if thread_id:
+            content = await self._in_thread(requester, room_id, thread_id, reply_to, content)
+        elif reply_to:
             content = await self._as_reply(requester, room_id, reply_to, content)
         if expires_ts is not None:
             content[EXPIRES_AT] = expires_ts
@@ -151,39 +232,31 @@ class Messages:
             await self._expiry.track(model["id"], room_id, requester.user.to_string(), expires_ts)
         return model
 
-    def _content(self, body: MessageSendBody) -> JsonDict:
-        """The event content; MessageSendBody has checked the shape (text has text, media a
-        well-formed mxc:// URL), this adds what needs the server: the upload is this server's."""
-        message_type, text = body.message_type, body.content
-        if message_type == "text":
-            return {"msgtype": "m.text", "body": text}
-        media_url = body.media_url or ""
-        if not media_url.startswith(f"mxc://{self._api.server_name}/"):
-            raise SynapseError(
-                400,
-                f"Invalid field media_url: must be an mxc:// URL of {self._api.server_name}.",
-                Codes.INVALID_PARAM,
-            )
-        info = {
-            key: getattr(body, field)
-            for field, key in (
-                ("mime_type", "mimetype"),
-                ("file_size", "size"),
-                ("width", "w"),
-                ("height", "h"),
-                ("duration", "duration"),
-            )
-            if getattr(body, field) is not None
+    async def _in_thread(
+        self, requester: Any, room_id: str, root_id: str, reply_to: str | None, content: JsonDict
+    ) -> JsonDict:
+        """Puts `content` into the thread of `root_id`: as Element does, a plain thread message
+        carries `m.in_reply_to` of the thread's latest message as a fallback (`is_falling_back`)
+        for clients without threads; a reply in the thread carries its real parent."""
+        try:
+            root = await self._event(requester, room_id, root_id)
+        except SynapseError:
+            raise errors.not_found("Invalid field thread_id: no such message in this room.")
+        if kinds.thread_of(root.get("content", {}))[0] is not None:
+            raise errors.invalid_param("Invalid field thread_id: that message is in a thread; give the thread's root.")
+        if reply_to:
+            content = await self._as_reply(requester, room_id, reply_to, content)
+            parent, falling_back = reply_to, False
+        else:
+            latest = root.get("unsigned", {}).get("m.relations", {}).get("m.thread", {}).get("latest_event", {})
+            parent, falling_back = latest.get("event_id") or root_id, True
+        relation = {
+            "rel_type": "m.thread",
+            "event_id": root_id,
+            "is_falling_back": falling_back,
+            "m.in_reply_to": {"event_id": parent},
         }
-        file_name = body.file_name or message_type
-        content: JsonDict = {
-            "msgtype": MSGTYPE_FOR[message_type],
-            "body": text or file_name,
-            "url": media_url,
-            "info": info,
-        }
-        content["filename"] = file_name  # with a differing body, the body is a caption (Matrix 1.10)
-        return content
+        return {**content, "m.relates_to": relation}
 
     async def _as_reply(self, requester: Any, room_id: str, event_id: str, content: JsonDict) -> JsonDict:
         """Adds `m.in_reply_to` and the quoted fallback (plain and HTML) to `content`."""
@@ -192,8 +265,11 @@ class Messages:
         except SynapseError:
             raise errors.not_found("Invalid field reply_to: no such message in this room.")
         quoted_body = target["content"].get("body", "")
-        if target["content"].get("msgtype") != "m.text":
+        if target["content"].get("msgtype") in ("m.image", "m.file", "m.audio", "m.video"):
             quoted_body = "sent a file."
+        elif target.get("type") in kinds.POLL_START:
+            start = poll_start(target["content"])
+            quoted_body = start.question if start else ""
         quoted = strip_reply_fallback(quoted_body) if isinstance(quoted_body, str) else ""
         sender = target["sender"]
         lines = quoted.split("\n")
@@ -204,7 +280,11 @@ class Messages:
             f'<a href="https://matrix.to/#/{sender}">{html.escape(sender)}</a><br>'
             f"{html.escape(quoted).replace(chr(10), '<br>')}</blockquote></mx-reply>"
         )
-        own_html = html.escape(content["body"]).replace("\n", "<br>")
+        own_html = (
+            content["formatted_body"]
+            if content.get("format") == kinds.HTML_FORMAT
+            else html.escape(content["body"]).replace("\n", "<br>")
+        )
         return {
             **content,
             "body": f"{fallback}\n{content['body']}",
@@ -213,8 +293,10 @@ class Messages:
             "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
         }
 
-    async def _send(self, requester: Any, room_id: str, content: JsonDict, client_msg_id: str | None) -> JsonDict:
-        event = {"type": MESSAGE, "room_id": room_id, "content": content}
+    async def _send(
+        self, requester: Any, room_id: str, content: JsonDict, client_msg_id: str | None, event_type: str = MESSAGE
+    ) -> JsonDict:
+        event = {"type": event_type, "room_id": room_id, "content": content}
         if client_msg_id is None:
             sent = await self._synapse_events.send_event(requester, event)
         else:
@@ -226,6 +308,8 @@ class Messages:
         sender = (await self._rooms.senders(room_id, {sent.sender}))[sent.sender]
         wire = {
             "event_id": sent.event_id,
+            "type": event_type,
+            "sender": sent.sender,
             "room_id": room_id,
             "content": sent.content,
             "origin_server_ts": sent.origin_server_ts,
@@ -247,6 +331,8 @@ class Messages:
         if "redacted_because" in original.get("unsigned", {}):
             raise errors.invalid_param("A deleted message cannot be edited.")
         current = chat_message(original, {}, [], caller)
+        if original.get("type") != MESSAGE:
+            raise errors.invalid_param(f"A {current['message_type']} message cannot be edited here.")
         if current["message_type"] == "text":
             new_content: JsonDict = {"msgtype": "m.text", "body": text}
         else:  # the caption of a media message
@@ -323,6 +409,8 @@ class Messages:
         original = await self._event(requester, room_id, event_id)
         if "redacted_because" in original.get("unsigned", {}):
             raise errors.invalid_param("A deleted message cannot be forwarded.")
+        if original.get("type") != MESSAGE:
+            raise errors.invalid_param("Only text, media and location messages can be forwarded.")
         for target in room_ids:
             await self._rooms.require_member(target, caller)
         edit = original.get("unsigned", {}).get("m.relations", {}).get("m.replace")

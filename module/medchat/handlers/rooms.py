@@ -18,9 +18,9 @@ from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
-from medchat import errors
+from medchat import errors, messagekinds as kinds
 from medchat.handlers.studygroups import StudyGroups
-from medchat.models import JsonDict, chat_member, chat_message, is_edit, iso
+from medchat.models import JsonDict, chat_member, chat_message, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
 from medchat.synapse import SynapseEvents, SynapseProfiles, SynapseRooms, SynapseServer, SynapseStream
 from medchat.util import concurrently
@@ -320,9 +320,9 @@ class Rooms:
         return result
 
     async def _last_message(self, requester: Any, room_id: str) -> JsonDict | None:
-        page = await self._synapse_events.messages_page(requester, room_id, None, 5, ["m.room.message"])
+        page = await self._synapse_events.messages_page(requester, room_id, None, 5, list(kinds.SHOWN_TYPES))
         for event in page["chunk"]:
-            if not is_edit(event):
+            if kinds.is_shown(event):
                 message = chat_message(event, {"id": event["sender"]}, [], "")
                 return {
                     "id": message["id"],

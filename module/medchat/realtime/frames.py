@@ -1,19 +1,22 @@
 """Turns Synapse's client-format stream events into the app's WebSocket frames.
 
-One Matrix event becomes at most a few small frames named for what the app shows: a new message,
-an edit, a deletion, a reaction, a read receipt, typing, presence or a membership change.
+One Matrix event becomes at most a few small frames named for what the app shows: a new message
+(of any kind, messagekinds.py), an edit, a deletion, a reaction, a vote or end of a poll, a read
+receipt, typing, presence or a membership change.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from medchat.messagekinds import POLL_END, POLL_RESPONSE, is_shown, relation
 from medchat.models import JsonDict, is_edit, iso
 from medchat.realtime.notifications import notification_type
 
 
 def is_new_message(event: JsonDict) -> bool:
-    return event.get("type") == "m.room.message" and not is_edit(event)
+    """A timeline event the app shows as a message (not state, not an act on another event)."""
+    return "room_id" in event and is_shown(event)
 
 
 def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]:
@@ -21,21 +24,31 @@ def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]
     kind = event.get("type")
     content: dict[str, Any] = event.get("content") or {}
     room_id = event.get("room_id")
-    if kind == "m.room.message":
-        relation = content.get("m.relates_to") or {}
-        if relation.get("rel_type") == "m.replace":
-            new = content.get("m.new_content") or {}
-            return [
-                {
-                    "type": "message.edited",
-                    "room_id": room_id,
-                    "message_id": relation.get("event_id"),
-                    "edit_id": event["event_id"],
-                    "content": new.get("body"),
-                    "edited_at": iso(event.get("origin_server_ts")),
-                }
-            ]
+    if kind == "m.room.message" and is_edit(event):
+        new = content.get("m.new_content") or {}
+        return [
+            {
+                "type": "message.edited",
+                "room_id": room_id,
+                "message_id": relation(content).get("event_id"),
+                "edit_id": event["event_id"],
+                "content": new.get("body"),
+                "edited_at": iso(event.get("origin_server_ts")),
+            }
+        ]
+    if event.get("event_id") in messages:
         return [{"type": "message.new", "room_id": room_id, "message": messages[event["event_id"]]}]
+    if kind in (*POLL_RESPONSE, *POLL_END):
+        # The poll's model (GET …/messages/{id}) holds the new tally; votes themselves are not shown.
+        return [
+            {
+                "type": "poll.ended" if kind in POLL_END else "poll.voted",
+                "room_id": room_id,
+                "message_id": relation(content).get("event_id"),
+                "event_id": event["event_id"],
+                "user_id": event.get("sender"),
+            }
+        ]
     if kind == "m.room.redaction":
         return [
             {
@@ -46,14 +59,14 @@ def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]
             }
         ]
     if kind == "m.reaction":
-        relation = content.get("m.relates_to") or {}
+        annotation = relation(content)
         return [
             {
                 "type": "reaction.added",
                 "room_id": room_id,
-                "message_id": relation.get("event_id"),
+                "message_id": annotation.get("event_id"),
                 "reaction_id": event["event_id"],
-                "key": relation.get("key"),
+                "key": annotation.get("key"),
                 "user_id": event.get("sender"),
             }
         ]

@@ -60,24 +60,38 @@ class SynapseEvents(Family):
             event["redacts"] = event_id
         return await self.send_event(requester, event, ratelimit=ratelimit)
 
-    async def messages_page(
-        self, requester: Requester, room_id: str, from_token: str | None, limit: int, types: list[str]
-    ) -> JsonDict:
-        """One page of /rooms/{id}/messages (newest first), as Synapse serialises it for clients.
-
-        Visibility rules and bundled edits (`unsigned.m.relations.m.replace`) come from Synapse.
-        Raises 400 M_INVALID_PARAM for a malformed token.
-        """
+    async def _token(self, from_token: str | None) -> StreamToken | None:
+        """A client's pagination token; 400 M_INVALID_PARAM if it is not one."""
         invalid = SynapseError(400, "Invalid field cursor: not a pagination token of this room.", Codes.INVALID_PARAM)
         # Synapse parses positions of any size, which the database then cannot compare (a 500).
         if from_token and any(int(n) > _MAX_POSITION for n in re.findall(r"\d+", from_token)):
             raise invalid
         try:
-            token = await StreamToken.from_string(self._store, from_token) if from_token else None
+            return await StreamToken.from_string(self._store, from_token) if from_token else None
         except SynapseError:
             raise invalid
+
+    async def messages_page(
+        self,
+        requester: Requester,
+        room_id: str,
+        from_token: str | None,
+        limit: int,
+        types: list[str] | None = None,
+        not_types: list[str] | None = None,
+    ) -> JsonDict:
+        """One page of /rooms/{id}/messages (newest first), as Synapse serialises it for clients:
+        of `types` if given, without `not_types`.
+
+        Visibility rules and bundled edits (`unsigned.m.relations.m.replace`) come from Synapse.
+        Raises 400 M_INVALID_PARAM for a malformed token.
+        """
+        token = await self._token(from_token)
         config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
-        event_filter = Filter(self._hs, {"types": types})
+        filter_json: JsonDict = {"not_types": not_types or []}
+        if types is not None:
+            filter_json["types"] = types
+        event_filter = Filter(self._hs, filter_json)
         pagination = self._hs.get_pagination_handler()
         try:
             result = await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
@@ -90,6 +104,35 @@ class SynapseEvents(Family):
             get_messages_result=result,
             serialize_options=await serializer.create_config(requester=requester),
             serialize_deps=SerializeMessagesDeps(clock=self._clock, event_serializer=serializer, store=self._store),
+        )
+
+    async def relations(
+        self,
+        requester: Requester,
+        room_id: str,
+        event_id: str,
+        relation_type: str,
+        limit: int,
+        from_token: str | None = None,
+        forwards: bool = False,
+    ) -> JsonDict:
+        """One page of /relations/{event_id}/{relation_type} (`chunk`, `next_batch`), as Synapse
+        serves it to clients (visibility and bundled edits included); newest first unless
+        `forwards`. The caller has checked that the event is one of the room's, visible to them."""
+        config = PaginationConfig(
+            from_token=await self._token(from_token),
+            to_token=None,
+            direction=Direction.FORWARDS if forwards else Direction.BACKWARDS,
+            limit=limit,
+        )
+        return await self._hs.get_relations_handler().get_relations(
+            requester,
+            event_id,
+            room_id,
+            config,
+            recurse=False,
+            include_original_event=False,
+            relation_type=relation_type,
         )
 
     async def event_json(self, requester: Requester, room_id: str, event_id: str) -> JsonDict | None:

@@ -14,7 +14,9 @@ from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from medchat.api.schemas.base import NAME, PROSE, UNIQUE, Omittable, RequestBody, invalid_param, missing_param
 from medchat.levels import LEVELS
-from medchat.models import MESSAGE_TYPES, USER_ID_PATTERN
+from medchat.messagekinds import SENDABLE_TYPES
+from medchat.models import USER_ID_PATTERN
+from medchat.polls import KINDS
 from medchat.roomtypes import PHI_GUARD_MODES
 
 # --- shared field types ----------------------------------------------------------------------
@@ -280,20 +282,32 @@ class ParticipantAddBody(RequestBody):
 
 # --- messages (api/messages.py, api/realtime.py) -----------------------------------------------------
 
-MessageType = Literal["text", "image", "file", "audio", "video"]
-assert get_args(MessageType) == MESSAGE_TYPES, "models.MESSAGE_TYPES and MessageType agree"
+MessageType = Literal["text", "notice", "emote", "image", "file", "audio", "video", "location"]
+assert get_args(MessageType) == SENDABLE_TYPES, "messagekinds.SENDABLE_TYPES and MessageType agree"
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=200)]
 # The text of a reply or an edit: not only blanks.
 MessageText = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"\S")]
 Size = Annotated[int, Field(ge=0)]
+EventId = Annotated[str, Field(pattern=r"^\$", max_length=255)]
+# RFC 5870: `geo:lat,lon[,alt][;params]`, as Matrix locations carry it.
+GeoUri = Annotated[
+    str, Field(pattern=r"^geo:-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?(,-?\d+(\.\d+)?)?(;[^\s]*)?$", max_length=255)
+]
+# MSC3246 waveform samples, 0 to 1024; Element sends about 100 of them.
+Waveform = Annotated[list[Annotated[int, Field(ge=0, le=1024)]], Field(max_length=1000)]
+_TEXT_KINDS = ("text", "notice", "emote")
 
 
 class MessageSendBody(RequestBody):
-    """A text message (`content`) or a media message (`media_url` of an upload, `content` its
-    caption); `expires_in` seconds make it disappear."""
+    """A text, notice or emote (`content`, or `format: html` with `formatted_content`), a media
+    message (`media_url` of an upload, `content` its caption; `voice` with `duration` and
+    `waveform` for a voice message), or a location (`geo_uri`, `content` its description).
+    `reply_to` replies, `thread_id` sends into a thread; `expires_in` seconds make it disappear."""
 
     content: Omittable[Annotated[str, Field(max_length=65536)]] = None
     message_type: MessageType = "text"
+    format: Omittable[Literal["html"]] = None
+    formatted_content: Omittable[Annotated[str, Field(min_length=1, max_length=65536)]] = None
     media_url: Omittable[MxcUrl] = None
     file_name: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
     file_size: Omittable[Size] = None
@@ -301,18 +315,69 @@ class MessageSendBody(RequestBody):
     width: Omittable[Size] = None
     height: Omittable[Size] = None
     duration: Omittable[Size] = None
-    reply_to: Omittable[Annotated[str, Field(pattern=r"^\$", max_length=255)]] = None
+    voice: Omittable[bool] = None
+    waveform: Omittable[Waveform] = None
+    geo_uri: Omittable[GeoUri] = None
+    reply_to: Omittable[EventId] = None
+    thread_id: Omittable[EventId] = None
     client_msg_id: Omittable[ClientMsgId] = None
     expires_in: Omittable[int] = None
 
     @model_validator(mode="after")
-    def _text_or_media(self) -> MessageSendBody:
-        if self.message_type == "text":
-            if not self.content or not self.content.strip():
-                raise missing_param("Missing field: content (a text message needs text).")
+    def _fields_of_the_kind(self) -> MessageSendBody:
+        kind = self.message_type
+        if (self.format is None) != (self.formatted_content is None):
+            raise missing_param("Missing field: format and formatted_content go together.")
+        if self.format is not None and kind not in _TEXT_KINDS:
+            raise invalid_param("Invalid field format: only a text, notice or emote is formatted.")
+        if (self.voice or self.waveform is not None) and kind != "audio":
+            raise invalid_param("Invalid field voice: a voice message is an audio message.")
+        if self.geo_uri is not None and kind != "location":
+            raise invalid_param("Invalid field geo_uri: only a location has one.")
+        if kind in _TEXT_KINDS:
+            if self.format is None and (not self.content or not self.content.strip()):
+                raise missing_param(f"Missing field: content (a {kind} message needs text).")
+        elif kind == "location":
+            if self.geo_uri is None:
+                raise missing_param("Missing field: geo_uri (a location needs one).")
+            latitude, longitude = (float(n) for n in self.geo_uri[4:].split(";")[0].split(",")[:2])
+            if abs(latitude) > 90 or abs(longitude) > 180:
+                raise invalid_param("Invalid field geo_uri: latitude within ±90, longitude within ±180.")
         elif self.media_url is None:
-            raise missing_param(f"Missing field: media_url (an {self.message_type} message needs an upload).")
+            raise missing_param(f"Missing field: media_url (an {kind} message needs an upload).")
         return self
+
+
+PollAnswer = Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S"), PROSE]
+
+
+class PollCreateBody(RequestBody):
+    """A poll (MSC3381): 2 to 20 answers; `undisclosed` hides the votes until it ends."""
+
+    question: Annotated[str, Field(min_length=1, max_length=1000, pattern=r"\S"), PROSE]
+    answers: Annotated[list[PollAnswer], Field(min_length=2, max_length=20), UNIQUE]
+    kind: Literal["disclosed", "undisclosed"] = "disclosed"
+    max_selections: Annotated[int, Field(ge=1, le=20)] = 1
+    thread_id: Omittable[EventId] = None
+    client_msg_id: Omittable[ClientMsgId] = None
+
+    @model_validator(mode="after")
+    def _selections_fit(self) -> PollCreateBody:
+        if self.max_selections > len(self.answers):
+            raise invalid_param("Invalid field max_selections: at most the number of answers.")
+        return self
+
+
+assert get_args(PollCreateBody.model_fields["kind"].annotation) == KINDS, "polls.KINDS and the poll kinds agree"
+
+
+class PollVoteBody(RequestBody):
+    """The `id`s of the chosen answers (at most the poll's `max_selections`); a new vote replaces
+    the voter's earlier one."""
+
+    answers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=255)]], Field(min_length=1, max_length=20), UNIQUE
+    ]
 
 
 class MessageReplyBody(RequestBody):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medchat.models import MESSAGE_TYPES, JsonDict
+from medchat.messagekinds import MESSAGE_TYPES
+from medchat.models import JsonDict
 
 _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -328,6 +329,21 @@ INSTITUTION_ROOM = obj(
 )
 INSTITUTION_ROOMS = page("rooms", INSTITUTION_ROOM, institution=_STRING, space_id=_NULLABLE_STRING)
 
+_NULLABLE_INTEGER = {"type": ["integer", "null"]}
+POLL = obj(
+    {
+        "question": _STRING,
+        "kind": {"enum": ["disclosed", "undisclosed"]},
+        "max_selections": _INTEGER,
+        "answers": array(obj({"id": _STRING, "text": _STRING, "votes": _NULLABLE_INTEGER})),
+        "total_votes": _NULLABLE_INTEGER,
+        "my_selections": array(_STRING),
+        "ended": _BOOLEAN,
+        "ended_at": _NULLABLE_TIMESTAMP,
+    },
+    title="Poll",
+)
+
 MESSAGE = obj(
     {
         "id": _STRING,
@@ -335,11 +351,20 @@ MESSAGE = obj(
         "sender": MEMBER,
         "content": _NULLABLE_STRING,
         "message_type": _MESSAGE_TYPE,
+        "event_type": _STRING,
+        "format": {"enum": ["html", None]},
+        "formatted_content": _NULLABLE_STRING,
         "media_url": _NULLABLE_STRING,
         "file_name": _NULLABLE_STRING,
-        "file_size": {"type": ["integer", "null"]},
+        "file_size": _NULLABLE_INTEGER,
         "mime_type": _NULLABLE_STRING,
         "reply_to": _NULLABLE_STRING,
+        "thread_id": _NULLABLE_STRING,
+        "duration": _NULLABLE_INTEGER,
+        "waveform": {"oneOf": [{"type": "null"}, array(_INTEGER)]},
+        "is_voice": _BOOLEAN,
+        "geo_uri": _NULLABLE_STRING,
+        "poll": {"oneOf": [{"type": "null"}, POLL]},
         "is_edited": _BOOLEAN,
         "edited_at": _NULLABLE_TIMESTAMP,
         "is_deleted": _BOOLEAN,
@@ -357,11 +382,20 @@ MESSAGE = obj(
         "sender",
         "content",
         "message_type",
+        "event_type",
+        "format",
+        "formatted_content",
         "media_url",
         "file_name",
         "file_size",
         "mime_type",
         "reply_to",
+        "thread_id",
+        "duration",
+        "waveform",
+        "is_voice",
+        "geo_uri",
+        "poll",
         "is_edited",
         "edited_at",
         "is_deleted",
@@ -378,6 +412,7 @@ MESSAGE = obj(
 MESSAGE_PAGE = page("messages", MESSAGE)
 MESSAGE_SEARCH = page("messages", MESSAGE, count={"type": ["integer", "null"]})
 MESSAGES = obj({"messages": array(MESSAGE)})
+THREAD_PAGE = page("messages", MESSAGE, root=MESSAGE)
 
 # --- real time ---------------------------------------------------------------------------------
 
