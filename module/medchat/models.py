@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from medchat.encrypted import encrypted_payload, is_encrypted_event
 from medchat.levels import UNVERIFIED, is_verified
 
 JsonDict = dict[str, Any]
@@ -137,7 +138,7 @@ USER_ID_SCHEMA: JsonDict = {"type": "string", "pattern": USER_ID_PATTERN, "maxLe
 
 # --- rooms and messages ------------------------------------------------------------------------
 
-MESSAGE_TYPES = ("text", "image", "file", "audio", "video")
+MESSAGE_TYPES = ("text", "image", "file", "audio", "video", "encrypted")
 
 
 def chat_member(user_id: str, member: Mapping[str, Any]) -> JsonDict:
@@ -178,21 +179,24 @@ def _phi_warning(content: JsonDict) -> JsonDict | None:
 
 
 def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, str, str]], viewer: str) -> JsonDict:
-    """The plan's Message model from a client-serialised `m.room.message` event.
+    """The plan's Message model from a client-serialised `m.room.message` (or `m.room.encrypted`) event.
 
     The latest edit (bundled by Synapse) supplies the shown content; a redacted event is shown as
-    deleted with no content. `reactions` are (key, sender, reaction event id) annotations.
+    deleted with no content. `reactions` are (key, sender, reaction event id) annotations. An
+    encrypted event has no content the server can read: `encrypted` carries its ciphertext.
     """
     unsigned = event.get("unsigned", {})
     deleted = "redacted_because" in unsigned
     original = event.get("content", {})
     edit = unsigned.get("m.relations", {}).get("m.replace")
     shown = edit["content"].get("m.new_content", original) if edit and not deleted else original
+    if is_encrypted_event(event):
+        shown = {}  # all it says is in the ciphertext (`encrypted`); nothing in the clear is shown
     reply_to = original.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
     body = shown.get("body") if isinstance(shown.get("body"), str) else None
     if body is not None and reply_to:
         body = strip_reply_fallback(body)
-    message_type = _MSGTYPES.get(shown.get("msgtype", ""), "text")
+    message_type = "encrypted" if is_encrypted_event(event) else _MSGTYPES.get(shown.get("msgtype", ""), "text")
     info = shown.get("info") if isinstance(shown.get("info"), dict) else {}
     file_name = shown.get("filename") or body if message_type != "text" else None
     if message_type != "text" and body == file_name:
@@ -220,6 +224,7 @@ def chat_message(event: JsonDict, sender: JsonDict, reactions: list[tuple[str, s
         "expires_at": iso(original[EXPIRES_AT]) if isinstance(original.get(EXPIRES_AT), int) else None,
         "phi_warning": _phi_warning(shown),
         "reactions": list(counts.values()),
+        "encrypted": None if deleted else encrypted_payload(event),
         "status": "sent",
         "created_at": iso(event["origin_server_ts"]),
         "updated_at": edited_at or iso(event["origin_server_ts"]),

@@ -16,6 +16,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
+from medchat.encrypted import ENCRYPTED, encrypted_content
 from medchat.handlers.expiry import Expiry
 from medchat.handlers.rooms import Rooms
 from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
@@ -24,9 +25,11 @@ from medchat.synapse import SynapseEvents, SynapseRooms, SynapseSearch, SynapseS
 from medchat.util import concurrently
 
 if TYPE_CHECKING:
-    from medchat.api.schemas.requests import MessageSendBody
+    from medchat.api.schemas.requests import EncryptedPayload, MessageSendBody
 
 MESSAGE = "m.room.message"
+# The events the REST API shows as messages (edits of either are folded into their original).
+MESSAGE_EVENTS = (MESSAGE, ENCRYPTED)
 TXN_PREFIX = "medchat."
 _DEFAULT_REDACT_LEVEL = 50
 
@@ -59,7 +62,7 @@ class Messages:
     async def history(self, requester: Any, room_id: str, limit: int, cursor: str | None) -> JsonDict:
         """Newest first; `next_cursor` is Synapse's own pagination token (None at the start)."""
         await self._rooms.require_member(room_id, requester.user.to_string())
-        page = await self._synapse_events.messages_page(requester, room_id, cursor, limit, [MESSAGE])
+        page = await self._synapse_events.messages_page(requester, room_id, cursor, limit, list(MESSAGE_EVENTS))
         events = [e for e in page["chunk"] if not is_edit(e)]
         return {"messages": await self._models(requester, room_id, events), "next_cursor": page.get("end")}
 
@@ -77,9 +80,14 @@ class Messages:
         return {"messages": models, "count": count, "next_cursor": next_cursor}
 
     async def _event(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
-        """A visible `m.room.message` of this room that is not itself an edit; 404 otherwise."""
+        """A visible message (plain or encrypted) of this room that is not itself an edit; 404 otherwise."""
         event = await self._synapse_events.event_json(requester, room_id, event_id)
-        if event is None or event.get("type") != MESSAGE or event.get("room_id") != room_id or is_edit(event):
+        if (
+            event is None
+            or event.get("type") not in MESSAGE_EVENTS
+            or event.get("room_id") != room_id
+            or is_edit(event)
+        ):
             raise errors.not_found("No such message in this room.")
         return event
 
@@ -120,16 +128,73 @@ class Messages:
     # --- send ---------------------------------------------------------------------------------
 
     async def send(self, requester: Any, room_id: str, body: MessageSendBody, client_msg_id: str | None) -> JsonDict:
-        """Text, or a media message pointing at an `mxc://` of this server. Idempotent per id."""
+        """Text, or a media message pointing at an `mxc://` of this server; in an end-to-end
+        encrypted room, the app's ciphertext (and only that). Idempotent per id."""
         await self._rooms.require_member(room_id, requester.user.to_string())
-        content = self._content(body)
         expires_ts = self._expiry.expires_at(body.expires_in) if body.expires_in is not None else None
+        if body.encrypted is not None:
+            return await self._send_encrypted(requester, room_id, body.encrypted, body, expires_ts, client_msg_id)
+        content = self._content(body)
+        await self._require_plaintext_room(room_id)
         return await self._send_new(requester, room_id, content, body.reply_to, expires_ts, client_msg_id)
+
+    async def _require_plaintext_room(self, room_id: str) -> None:
+        """Plaintext has no place in an end-to-end encrypted room: the app must encrypt."""
+        if await self._rooms.is_encrypted(room_id):
+            raise SynapseError(
+                400,
+                "This room is end-to-end encrypted: encrypt the message on the device and send the ciphertext"
+                " (field encrypted).",
+                errors.ENCRYPTION_REQUIRED,
+            )
+
+    async def _send_encrypted(
+        self,
+        requester: Any,
+        room_id: str,
+        payload: EncryptedPayload,
+        body: MessageSendBody,
+        expires_ts: int | None,
+        client_msg_id: str | None,
+    ) -> JsonDict:
+        """An `m.room.encrypted` event with the app's Megolm ciphertext, its relation in the clear.
+
+        Checked before sending: the room is encrypted, and the related messages are this room's
+        (an edit the caller's own encrypted message, as Synapse bundles only those)."""
+        if not await self._rooms.is_encrypted(room_id):
+            raise errors.invalid_param("Invalid field encrypted: this room is not end-to-end encrypted.")
+        relates_to: JsonDict = {}
+        if body.relates_to is not None:
+            target = await self._related(requester, room_id, body.relates_to.event_id, "relates_to")
+            if body.relates_to.rel_type == "m.replace" and (
+                target["sender"] != requester.user.to_string() or target.get("type") != ENCRYPTED
+            ):
+                raise errors.forbidden("Only the sender may edit a message, with an encrypted edit.")
+            relates_to = {"rel_type": body.relates_to.rel_type, "event_id": body.relates_to.event_id}
+            if body.relates_to.rel_type == "m.thread":
+                relates_to["is_falling_back"] = body.reply_to is None
+        if body.reply_to is not None:
+            await self._related(requester, room_id, body.reply_to, "reply_to")
+            relates_to["m.in_reply_to"] = {"event_id": body.reply_to}
+        content = encrypted_content(payload.model_dump(exclude_none=True), relates_to or None)
+        if expires_ts is not None:
+            content[EXPIRES_AT] = expires_ts  # in the clear: the server redacts it when it expires
+        model = await self._send(requester, room_id, content, client_msg_id, ENCRYPTED)
+        if expires_ts is not None:
+            await self._expiry.track(model["id"], room_id, requester.user.to_string(), expires_ts)
+        return model
+
+    async def _related(self, requester: Any, room_id: str, event_id: str, field: str) -> JsonDict:
+        try:
+            return await self._event(requester, room_id, event_id)
+        except SynapseError:
+            raise errors.not_found(f"Invalid field {field}: no such message in this room.")
 
     async def reply(
         self, requester: Any, room_id: str, event_id: str, text: str, client_msg_id: str | None
     ) -> JsonDict:
         await self._rooms.require_member(room_id, requester.user.to_string())
+        await self._require_plaintext_room(room_id)
         content = {"msgtype": "m.text", "body": text}
         return await self._send_new(requester, room_id, content, event_id, None, client_msg_id)
 
@@ -213,8 +278,10 @@ class Messages:
             "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
         }
 
-    async def _send(self, requester: Any, room_id: str, content: JsonDict, client_msg_id: str | None) -> JsonDict:
-        event = {"type": MESSAGE, "room_id": room_id, "content": content}
+    async def _send(
+        self, requester: Any, room_id: str, content: JsonDict, client_msg_id: str | None, event_type: str = MESSAGE
+    ) -> JsonDict:
+        event = {"type": event_type, "room_id": room_id, "content": content}
         if client_msg_id is None:
             sent = await self._synapse_events.send_event(requester, event)
         else:
@@ -225,6 +292,7 @@ class Messages:
         # Built from the event just sent (no edits or reactions yet) rather than read back.
         sender = (await self._rooms.senders(room_id, {sent.sender}))[sent.sender]
         wire = {
+            "type": sent.type,
             "event_id": sent.event_id,
             "room_id": room_id,
             "content": sent.content,
@@ -246,6 +314,9 @@ class Messages:
             raise errors.forbidden("Only the sender may edit a message.")
         if "redacted_because" in original.get("unsigned", {}):
             raise errors.invalid_param("A deleted message cannot be edited.")
+        await self._require_plaintext_room(room_id)
+        if original.get("type") == ENCRYPTED:
+            raise errors.invalid_param("An encrypted message is edited with an encrypted edit (POST with relates_to).")
         current = chat_message(original, {}, [], caller)
         if current["message_type"] == "text":
             new_content: JsonDict = {"msgtype": "m.text", "body": text}
@@ -323,8 +394,11 @@ class Messages:
         original = await self._event(requester, room_id, event_id)
         if "redacted_because" in original.get("unsigned", {}):
             raise errors.invalid_param("A deleted message cannot be forwarded.")
+        if original.get("type") == ENCRYPTED:
+            raise errors.invalid_param("An encrypted message cannot be forwarded: decrypt it and send it anew.")
         for target in room_ids:
             await self._rooms.require_member(target, caller)
+            await self._require_plaintext_room(target)
         edit = original.get("unsigned", {}).get("m.relations", {}).get("m.replace")
         shown = edit["content"].get("m.new_content", original["content"]) if edit else original["content"]
         content = {

@@ -224,12 +224,14 @@ _ROOM_RULES: list[JsonValue] = [
     },
     {"if": {"properties": {"type": {"enum": ["group", "case", "study_group"]}}}, "then": {"required": ["name"]}},
     {"if": {"properties": {"type": {"not": {"const": "study_group"}}}}, "then": {"not": {"required": ["join_rule"]}}},
+    {"if": {"properties": {"type": {"enum": ["case", "study_group"]}}}, "then": {"properties": {"encrypted": False}}},
 ]
 
 
 class RoomCreateBody(RequestBody):
     """A direct chat names its one other participant; a group, case room or study group its name.
-    Only a study group has a `join_rule`."""
+    Only a study group has a `join_rule`. `encrypted: true` (direct and group only) makes the room
+    end-to-end encrypted (`m.room.encryption`, Megolm): the app then sends ciphertext only."""
 
     model_config = ConfigDict(json_schema_extra={"allOf": _ROOM_RULES})
 
@@ -238,6 +240,7 @@ class RoomCreateBody(RequestBody):
     topic: Omittable[Topic] = None
     participants: Omittable[Annotated[list[UserId], Field(max_length=200), UNIQUE]] = None
     join_rule: Omittable[Literal["knock", "open"]] = None
+    encrypted: bool = False
 
     @model_validator(mode="after")
     def _rules_of_the_type(self) -> RoomCreateBody:
@@ -250,6 +253,13 @@ class RoomCreateBody(RequestBody):
             raise missing_param("Missing field: name")
         if self.join_rule is not None and self.type != "study_group":
             raise invalid_param("Invalid field join_rule: only a study group has one.")
+        if self.encrypted and self.type == "case":
+            raise invalid_param(
+                "Invalid field encrypted: case rooms are not end-to-end encrypted (the patient-identifier"
+                " guard must read them)."
+            )
+        if self.encrypted and self.type == "study_group":
+            raise invalid_param("Invalid field encrypted: only direct chats and groups can be end-to-end encrypted.")
         return self
 
 
@@ -280,17 +290,45 @@ class ParticipantAddBody(RequestBody):
 
 # --- messages (api/messages.py, api/realtime.py) -----------------------------------------------------
 
-MessageType = Literal["text", "image", "file", "audio", "video"]
+MessageType = Literal["text", "image", "file", "audio", "video", "encrypted"]
 assert get_args(MessageType) == MESSAGE_TYPES, "models.MESSAGE_TYPES and MessageType agree"
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=200)]
 # The text of a reply or an edit: not only blanks.
 MessageText = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"\S")]
 Size = Annotated[int, Field(ge=0)]
+EventId = Annotated[str, Field(pattern=r"^\$", max_length=255)]
+# Megolm's unpadded base64 (keys, session ids, ciphertext); a ciphertext is bounded by the event size.
+Base64 = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9+/=_-]+$")]
+Ciphertext = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"^[A-Za-z0-9+/=_-]+$")]
+
+
+class EncryptedPayload(RequestBody):
+    """A Megolm `m.room.encrypted` content the app's crypto library produced (matrix-sdk-crypto's,
+    vodozemac's or libolm's `encrypt`): sent as it is, so other members' clients decrypt it."""
+
+    algorithm: Literal["m.megolm.v1.aes-sha2"]
+    ciphertext: Ciphertext
+    session_id: Base64
+    sender_key: Omittable[Base64] = None
+    device_id: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+
+
+class EncryptedRelation(RequestBody):
+    """What an encrypted message relates to, in the clear as Matrix keeps it: an edit
+    (`m.replace`) of one's own encrypted message, or a message in a thread (`m.thread`, its root)."""
+
+    rel_type: Literal["m.replace", "m.thread"]
+    event_id: EventId
+
+
+_PLAINTEXT_FIELDS = ("content", "media_url", "file_name", "file_size", "mime_type", "width", "height", "duration")
 
 
 class MessageSendBody(RequestBody):
     """A text message (`content`) or a media message (`media_url` of an upload, `content` its
-    caption); `expires_in` seconds make it disappear."""
+    caption); `expires_in` seconds make it disappear. In an end-to-end encrypted room, only
+    `encrypted` (the ciphertext; `message_type` left out or `encrypted`), with `reply_to` or
+    `relates_to` for the relation kept in the clear."""
 
     content: Omittable[Annotated[str, Field(max_length=65536)]] = None
     message_type: MessageType = "text"
@@ -301,13 +339,28 @@ class MessageSendBody(RequestBody):
     width: Omittable[Size] = None
     height: Omittable[Size] = None
     duration: Omittable[Size] = None
-    reply_to: Omittable[Annotated[str, Field(pattern=r"^\$", max_length=255)]] = None
+    reply_to: Omittable[EventId] = None
     client_msg_id: Omittable[ClientMsgId] = None
     expires_in: Omittable[int] = None
+    encrypted: Omittable[EncryptedPayload] = None
+    relates_to: Omittable[EncryptedRelation] = None
 
     @model_validator(mode="after")
     def _text_or_media(self) -> MessageSendBody:
-        if self.message_type == "text":
+        if self.encrypted is not None or self.message_type == "encrypted":
+            if self.encrypted is None:
+                raise missing_param("Missing field: encrypted (an encrypted message needs its ciphertext).")
+            plain = [name for name in _PLAINTEXT_FIELDS if getattr(self, name) is not None]
+            if plain or self.given("message_type") and self.message_type != "encrypted":
+                fields = ", ".join(plain or ["message_type"])
+                raise invalid_param(
+                    f"Invalid field {fields}: an encrypted message carries everything in its ciphertext."
+                )
+            if self.reply_to is not None and self.relates_to is not None and self.relates_to.rel_type == "m.replace":
+                raise invalid_param("Invalid field reply_to: an edit is not a reply.")
+        elif self.relates_to is not None:
+            raise invalid_param("Invalid field relates_to: only an encrypted message gives its relation this way.")
+        elif self.message_type == "text":
             if not self.content or not self.content.strip():
                 raise missing_param("Missing field: content (a text message needs text).")
         elif self.media_url is None:

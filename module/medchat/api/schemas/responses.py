@@ -265,6 +265,7 @@ ROOM = obj(
         "topic": _NULLABLE_STRING,
         "avatar_url": _NULLABLE_STRING,
         "phi_guard": {"enum": ["refuse", "warn", None]},
+        "encrypted": _BOOLEAN,
         "institution": _NULLABLE_STRING,
         "join_rule": _STRING,
         "created_by": _STRING,
@@ -296,6 +297,7 @@ ROOM = obj(
         "topic",
         "avatar_url",
         "phi_guard",
+        "encrypted",
         "created_by",
         "membership",
         "participants",
@@ -328,6 +330,30 @@ INSTITUTION_ROOM = obj(
 )
 INSTITUTION_ROOMS = page("rooms", INSTITUTION_ROOM, institution=_STRING, space_id=_NULLABLE_STRING)
 
+# The ciphertext of an `m.room.encrypted` event (medchat.encrypted), as the app's crypto library
+# decrypts it; `edit` is the latest edit's, which decrypts to the replacement (`m.new_content`).
+_CIPHERTEXT = {
+    "algorithm": _STRING,
+    "ciphertext": _STRING,
+    "sender_key": _NULLABLE_STRING,
+    "session_id": _NULLABLE_STRING,
+    "device_id": _NULLABLE_STRING,
+}
+_CIPHERTEXT_REQUIRED = ("algorithm", "ciphertext", "sender_key", "session_id", "device_id")
+ENCRYPTED_PAYLOAD = obj(
+    {
+        **_CIPHERTEXT,
+        "edit": {
+            "oneOf": [
+                {"type": "null"},
+                obj({"id": _STRING, **_CIPHERTEXT}, required=("id", *_CIPHERTEXT_REQUIRED)),
+            ]
+        },
+    },
+    required=(*_CIPHERTEXT_REQUIRED, "edit"),
+    title="EncryptedMessagePayload",
+)
+
 MESSAGE = obj(
     {
         "id": _STRING,
@@ -346,6 +372,7 @@ MESSAGE = obj(
         "expires_at": _NULLABLE_TIMESTAMP,
         "reactions": array(obj({"key": _STRING, "count": _INTEGER, "reacted_by_me": _BOOLEAN})),
         "phi_warning": {"oneOf": [{"type": "null"}, obj({"kinds": array(_STRING)})]},
+        "encrypted": {"oneOf": [{"type": "null"}, ENCRYPTED_PAYLOAD]},
         "status": {"enum": ["sent", "delivered", "read"]},
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
@@ -368,6 +395,7 @@ MESSAGE = obj(
         "expires_at",
         "reactions",
         "phi_warning",
+        "encrypted",
         "status",
         "created_at",
         "updated_at",
