@@ -358,6 +358,34 @@ def query_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> lis
         conn.close()
 
 
+def all_tables(server: SynapseServer) -> list[str]:
+    """Every table in the database, Synapse's and the module's (so a table added later is checked too)."""
+    if server.database_url:
+        names = query_db(
+            server, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    else:
+        names = query_db(server, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    return sorted(name for (name,) in names)
+
+
+def row_text(row: tuple[Any, ...]) -> str:
+    """A database row as one string (binary columns decoded), to look for a value in any column."""
+    return " ".join(bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, memoryview)) else str(v) for v in row)
+
+
+def found_in_tables(
+    server: SynapseServer, needles: list[str], tables: list[str] | None = None
+) -> list[tuple[str, str]]:
+    """(table, needle) for each needle found in any column of any row of `tables` (default: all)."""
+    found = []
+    for table in all_tables(server) if tables is None else tables:
+        for row in query_db(server, f"SELECT * FROM {table}"):
+            text = row_text(row)
+            found += [(table, needle) for needle in needles if needle in text]
+    return found
+
+
 def execute_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> None:
     """Writes straight into the server's database, as an attacker with database access would."""
     conn, postgres = _connect_db(server)

@@ -17,12 +17,15 @@ from harness import (
     TEST_RATE_LIMITS,
     Api,
     SynapseServer,
+    all_tables,
     execute_db,
     expect_error,
+    found_in_tables,
     fresh_database,
     licence_verified,
     query_db,
     register_admin,
+    row_text,
     send_text,
     shared_room,
 )
@@ -36,13 +39,7 @@ C = "/api/chat/contacts"
 
 def medchat_tables(server: SynapseServer) -> list[str]:
     """Every table of the module in the database (so a table added later is checked too)."""
-    if server.database_url:
-        names = query_db(
-            server, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        )
-    else:
-        names = query_db(server, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    return sorted(name for (name,) in names if name.startswith("medchat_"))
+    return [name for name in all_tables(server) if name.startswith("medchat_")]
 
 
 def mentions(server: SynapseServer, user_id: str) -> list[tuple[str, tuple[Any, ...]]]:
@@ -50,10 +47,7 @@ def mentions(server: SynapseServer, user_id: str) -> list[tuple[str, tuple[Any, 
     found = []
     for table in medchat_tables(server):
         for row in query_db(server, f"SELECT * FROM {table}"):
-            text = " ".join(
-                bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, memoryview)) else str(v) for v in row
-            )
-            if user_id in text:
+            if user_id in row_text(row):
                 found.append((table, row))
     return found
 
@@ -353,17 +347,6 @@ def test_migration_080_reseals_an_existing_trail(api: Api, tmp_path_factory: Any
             hs.stop()
 
 
-def all_tables(server: SynapseServer) -> list[str]:
-    """Every table in the database, Synapse's and the module's."""
-    if server.database_url:
-        names = query_db(
-            server, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        )
-    else:
-        names = query_db(server, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    return sorted(name for (name,) in names)
-
-
 # The room history other members saw: their copies of the person's past events stay (Synapse's
 # erasure hides them from later joiners); everything else must forget the person.
 ROOM_HISTORY = {"events", "event_json", "room_memberships", "state_events", "current_state_events", "event_search"}
@@ -393,13 +376,5 @@ def test_erasure_leaves_no_email_name_or_bio_in_any_table(
         )
     assert erased.status_code == 200, erased.text
     needles = [user["email"], f"Zelda Quux{tag}", f"Loves rare case {tag}"]
-    leftovers = []
-    for table in all_tables(server):
-        if table in ROOM_HISTORY:
-            continue
-        for row in query_db(server, f"SELECT * FROM {table}"):
-            text = " ".join(
-                bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, memoryview)) else str(v) for v in row
-            )
-            leftovers += [(table, needle) for needle in needles if needle in text]
+    leftovers = found_in_tables(server, needles, [t for t in all_tables(server) if t not in ROOM_HISTORY])
     assert leftovers == [], leftovers

@@ -48,8 +48,9 @@ MESSAGE_TYPES = (
     "encrypted",
     "unsupported",
 )
-# What `POST …/messages` sends (polls have their own endpoints; stickers come from sticker packs).
-SENDABLE_TYPES = MESSAGE_TYPES[:8]
+# What `POST …/messages` sends (polls have their own endpoints; stickers come from sticker packs;
+# `encrypted` is the ciphertext the app's own crypto library made, medchat.encrypted).
+SENDABLE_TYPES = (*MESSAGE_TYPES[:8], "encrypted")
 MEDIA_TYPES = ("image", "file", "audio", "video", "sticker")
 _MSGTYPES = {
     "m.text": "text",
@@ -99,12 +100,6 @@ def thread_of(original: JsonDict) -> tuple[str | None, bool]:
     if rel.get("rel_type") != "m.thread" or not isinstance(rel.get("event_id"), str):
         return None, False
     return rel["event_id"], rel.get("is_falling_back") is True
-
-
-def _encrypted_fields(content: JsonDict) -> JsonDict:
-    """What an `m.room.encrypted` event adds to the model: nothing yet. Its content is never
-    shown (`content: null`); the E2EE work puts the ciphertext payload fields here."""
-    return {}
 
 
 def formatting(shown: JsonDict, is_reply: bool) -> tuple[str | None, str | None]:
@@ -160,8 +155,6 @@ def kind_fields(event_type: str, kind: str, shown: JsonDict, info: JsonDict, del
         fields["waveform"] = _waveform(shown)
     if kind == "location":
         fields["geo_uri"] = geo_uri(shown)
-    if kind == "encrypted":
-        fields.update(_encrypted_fields(shown))
     return fields
 
 

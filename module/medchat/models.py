@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from medchat import messagekinds as kinds
+from medchat.encrypted import encrypted_payload, is_encrypted_event
 from medchat.levels import UNVERIFIED, is_verified
 from medchat.polls import poll_start, tally
 
@@ -184,7 +185,8 @@ def chat_message(
 
     The latest edit (bundled by Synapse) supplies the shown content; a redacted event is shown as
     deleted with no content. `reactions` are (key, sender, reaction event id) annotations;
-    `poll_related` the `m.reference` relations of a poll (its responses and ends).
+    `poll_related` the `m.reference` relations of a poll (its responses and ends). An encrypted
+    event has no content the server can read: `encrypted` carries its ciphertext.
     """
     event_type = event.get("type", kinds.MESSAGE)
     unsigned = event.get("unsigned", {})
@@ -192,6 +194,8 @@ def chat_message(
     original = event.get("content", {})
     edit = unsigned.get("m.relations", {}).get("m.replace")
     shown = edit["content"].get("m.new_content", original) if edit and not deleted else original
+    if is_encrypted_event(event):
+        shown = {}  # all it says is in the ciphertext (`encrypted`); nothing in the clear is shown
     thread_id, falling_back = kinds.thread_of(original)
     reply_to = None if falling_back else original.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
     body = shown.get("body") if isinstance(shown.get("body"), str) else None
@@ -233,6 +237,7 @@ def chat_message(
         "expires_at": iso(original[EXPIRES_AT]) if isinstance(original.get(EXPIRES_AT), int) else None,
         "phi_warning": _phi_warning(shown),
         "reactions": list(counts.values()),
+        "encrypted": None if deleted else encrypted_payload(event),
         "status": "sent",
         "created_at": iso(event["origin_server_ts"]),
         "updated_at": edited_at or iso(event["origin_server_ts"]),

@@ -18,6 +18,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors, messagekinds as kinds
+from medchat.encrypted import ENCRYPTED, encrypted_content
 from medchat.handlers.compose import message_content
 from medchat.handlers.expiry import Expiry
 from medchat.handlers.rooms import Rooms
@@ -30,7 +31,7 @@ from medchat.synapse._base import requester_for
 from medchat.util import concurrently
 
 if TYPE_CHECKING:
-    from medchat.api.schemas.requests import MessageSendBody
+    from medchat.api.schemas.requests import EncryptedPayload, MessageSendBody
 
 MESSAGE = kinds.MESSAGE
 TXN_PREFIX = "medchat."
@@ -181,10 +182,14 @@ class Messages:
     # --- send ---------------------------------------------------------------------------------
 
     async def send(self, requester: Any, room_id: str, body: MessageSendBody, client_msg_id: str | None) -> JsonDict:
-        """Text, or a media message pointing at an `mxc://` of this server. Idempotent per id."""
+        """Text, or a media message pointing at an `mxc://` of this server; in an end-to-end
+        encrypted room, the app's ciphertext (and only that). Idempotent per id."""
         await self._rooms.require_member(room_id, requester.user.to_string())
-        content = message_content(body, self._api.server_name)
         expires_ts = self._expiry.expires_at(body.expires_in) if body.expires_in is not None else None
+        if body.encrypted is not None:
+            return await self._send_encrypted(requester, room_id, body.encrypted, body, expires_ts, client_msg_id)
+        content = message_content(body, self._api.server_name)
+        await self._require_plaintext_room(room_id)
         return await self._send_new(
             requester, room_id, content, body.reply_to, expires_ts, client_msg_id, body.thread_id
         )
@@ -198,16 +203,71 @@ class Messages:
         client_msg_id: str | None,
         thread_id: str | None,
     ) -> JsonDict:
-        """A message of another event type (a poll), optionally into a thread; idempotent per id."""
+        """A message of another event type (a poll), optionally into a thread; idempotent per id.
+        Never into an end-to-end encrypted room, where the app encrypts what it sends."""
         await self._rooms.require_member(room_id, requester.user.to_string())
+        await self._require_plaintext_room(room_id)
         if thread_id:
             content = await self._in_thread(requester, room_id, thread_id, None, content)
         return await self._send(requester, room_id, content, client_msg_id, event_type)
+
+    async def _require_plaintext_room(self, room_id: str) -> None:
+        """Plaintext has no place in an end-to-end encrypted room: the app must encrypt."""
+        if await self._rooms.is_encrypted(room_id):
+            raise SynapseError(
+                400,
+                "This room is end-to-end encrypted: encrypt the message on the device and send the ciphertext"
+                " (field encrypted).",
+                errors.ENCRYPTION_REQUIRED,
+            )
+
+    async def _send_encrypted(
+        self,
+        requester: Any,
+        room_id: str,
+        payload: EncryptedPayload,
+        body: MessageSendBody,
+        expires_ts: int | None,
+        client_msg_id: str | None,
+    ) -> JsonDict:
+        """An `m.room.encrypted` event with the app's Megolm ciphertext, its relation in the clear.
+
+        Checked before sending: the room is encrypted, and the related messages are this room's
+        (an edit the caller's own encrypted message, as Synapse bundles only those)."""
+        if not await self._rooms.is_encrypted(room_id):
+            raise errors.invalid_param("Invalid field encrypted: this room is not end-to-end encrypted.")
+        relates_to: JsonDict = {}
+        if body.relates_to is not None:
+            target = await self._related(requester, room_id, body.relates_to.event_id, "relates_to")
+            if body.relates_to.rel_type == "m.replace" and (
+                target["sender"] != requester.user.to_string() or target.get("type") != ENCRYPTED
+            ):
+                raise errors.forbidden("Only the sender may edit a message, with an encrypted edit.")
+            relates_to = {"rel_type": body.relates_to.rel_type, "event_id": body.relates_to.event_id}
+            if body.relates_to.rel_type == "m.thread":
+                relates_to["is_falling_back"] = body.reply_to is None
+        if body.reply_to is not None:
+            await self._related(requester, room_id, body.reply_to, "reply_to")
+            relates_to["m.in_reply_to"] = {"event_id": body.reply_to}
+        content = encrypted_content(payload.model_dump(exclude_none=True), relates_to or None)
+        if expires_ts is not None:
+            content[EXPIRES_AT] = expires_ts  # in the clear: the server redacts it when it expires
+        model = await self._send(requester, room_id, content, client_msg_id, ENCRYPTED)
+        if expires_ts is not None:
+            await self._expiry.track(model["id"], room_id, requester.user.to_string(), expires_ts)
+        return model
+
+    async def _related(self, requester: Any, room_id: str, event_id: str, field: str) -> JsonDict:
+        try:
+            return await self._event(requester, room_id, event_id)
+        except SynapseError:
+            raise errors.not_found(f"Invalid field {field}: no such message in this room.")
 
     async def reply(
         self, requester: Any, room_id: str, event_id: str, text: str, client_msg_id: str | None
     ) -> JsonDict:
         await self._rooms.require_member(room_id, requester.user.to_string())
+        await self._require_plaintext_room(room_id)
         content = {"msgtype": "m.text", "body": text}
         return await self._send_new(requester, room_id, content, event_id, None, client_msg_id)
 
@@ -307,8 +367,8 @@ class Messages:
         # Built from the event just sent (no edits or reactions yet) rather than read back.
         sender = (await self._rooms.senders(room_id, {sent.sender}))[sent.sender]
         wire = {
+            "type": sent.type,
             "event_id": sent.event_id,
-            "type": event_type,
             "sender": sent.sender,
             "room_id": room_id,
             "content": sent.content,
@@ -330,6 +390,9 @@ class Messages:
             raise errors.forbidden("Only the sender may edit a message.")
         if "redacted_because" in original.get("unsigned", {}):
             raise errors.invalid_param("A deleted message cannot be edited.")
+        await self._require_plaintext_room(room_id)
+        if original.get("type") == ENCRYPTED:
+            raise errors.invalid_param("An encrypted message is edited with an encrypted edit (POST with relates_to).")
         current = chat_message(original, {}, [], caller)
         if original.get("type") != MESSAGE:
             raise errors.invalid_param(f"A {current['message_type']} message cannot be edited here.")
@@ -409,10 +472,13 @@ class Messages:
         original = await self._event(requester, room_id, event_id)
         if "redacted_because" in original.get("unsigned", {}):
             raise errors.invalid_param("A deleted message cannot be forwarded.")
+        if original.get("type") == ENCRYPTED:
+            raise errors.invalid_param("An encrypted message cannot be forwarded: decrypt it and send it anew.")
         if original.get("type") != MESSAGE:
             raise errors.invalid_param("Only text, media and location messages can be forwarded.")
         for target in room_ids:
             await self._rooms.require_member(target, caller)
+            await self._require_plaintext_room(target)
         edit = original.get("unsigned", {}).get("m.relations", {}).get("m.replace")
         shown = edit["content"].get("m.new_content", original["content"]) if edit else original["content"]
         content = {

@@ -19,6 +19,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors, messagekinds as kinds
+from medchat.encrypted import ENCRYPTION, ENCRYPTION_CONTENT, is_encryption_state
 from medchat.handlers.studygroups import StudyGroups
 from medchat.models import JsonDict, chat_member, chat_message, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
@@ -41,6 +42,7 @@ _ROOM_STATE = [
     ("m.room.avatar", ""),
     ("m.room.join_rules", ""),
     (PHI_GUARD_STATE, ""),
+    (ENCRYPTION, ""),
     ("m.room.member", None),
 ]
 # Memberships that make someone a participant (a knock is a pending request to join).
@@ -95,6 +97,10 @@ class Rooms:
             return membership
         raise errors.not_found()
 
+    async def is_encrypted(self, room_id: str) -> bool:
+        """Whether the room is end-to-end encrypted (by the API or a Matrix client; it cannot be undone)."""
+        return is_encryption_state(await self._synapse_rooms.room_state(room_id, [(ENCRYPTION, "")]))
+
     # --- create -------------------------------------------------------------------------------
 
     async def create(self, requester: Any, body: RoomCreateBody) -> tuple[bool, JsonDict]:
@@ -108,7 +114,7 @@ class Rooms:
                 raise SynapseError(
                     400, "Invalid field participants: a direct chat needs another user.", Codes.INVALID_PARAM
                 )
-            created, room_id = await self._direct(caller, participants[0])
+            created, room_id = await self._direct(requester, participants[0], body.encrypted)
         else:
             config: JsonDict = {
                 "preset": "private_chat",
@@ -118,6 +124,8 @@ class Rooms:
             }
             if body.topic:
                 config["topic"] = body.topic
+            if body.encrypted:
+                config["initial_state"] = [_encryption_state()]
             if body.type == "case":
                 # A case room is a Matrix room of MedChat's type, its history for members only.
                 config["creation_content"] = {"type": CASE_ROOM}
@@ -137,17 +145,23 @@ class Rooms:
         if not await self._synapse_profiles.user_exists(user_id):
             raise errors.not_found(f"No such user: {user_id}")
 
-    async def _direct(self, caller: str, other: str) -> tuple[bool, str]:
+    async def _direct(self, requester: Any, other: str, encrypted: bool) -> tuple[bool, str]:
+        """The DM the two already have (encrypted now if asked: encryption is never turned off,
+        so an encrypted DM stays so), else a new one."""
+        caller = requester.user.to_string()
         async with self._direct_lock.queue(tuple(sorted((caller, other)))):
             existing = await self._find_direct(caller, other)
             if existing is not None:
                 if await self._synapse_rooms.membership(existing, caller) == "invite":
                     await self._synapse_rooms.set_membership(caller, caller, existing, "join")
                 await self._record_direct(caller, other, existing)
+                if encrypted and not await self.is_encrypted(existing):
+                    await self._synapse_events.send_event(requester, {**_encryption_state(), "room_id": existing})
                 return False, existing
-            room_id = await self._synapse_rooms.create_room(
-                caller, {"preset": "trusted_private_chat", "is_direct": True, "invite": [other]}
-            )
+            config: JsonDict = {"preset": "trusted_private_chat", "is_direct": True, "invite": [other]}
+            if encrypted:
+                config["initial_state"] = [_encryption_state()]
+            room_id = await self._synapse_rooms.create_room(caller, config)
             await self._record_direct(caller, other, room_id)
             if self._api.is_mine(other):
                 await self._record_direct(other, caller, room_id)
@@ -231,6 +245,7 @@ class Rooms:
             "topic": topic.content.get("topic") if topic else None,
             "avatar_url": avatar.content.get("url") if avatar else None,
             "phi_guard": phi_guard_mode(state.get((PHI_GUARD_STATE, ""))) if is_case else None,
+            "encrypted": is_encryption_state(state),
             "created_by": create.sender,
             "membership": membership,
             "participants": participants,
@@ -274,6 +289,7 @@ class Rooms:
             "type": "direct" if invite.content.get("is_direct") else "group",
             "topic": state.get(("m.room.topic", ""), {}).get("content", {}).get("topic"),
             "avatar_url": state.get(("m.room.avatar", ""), {}).get("content", {}).get("url"),
+            "encrypted": is_encryption_state(state),
             "created_by": create.get("sender", invite.sender),
             "membership": "invite",
             "participants": participants,
@@ -490,6 +506,11 @@ class Rooms:
             raise errors.not_found(f"{target} is not a participant of this room.")
         await self._synapse_rooms.set_membership(caller, target, room_id, "leave")
         return {"room_id": room_id, "user_id": target, "removed": True}
+
+
+def _encryption_state() -> JsonDict:
+    """The `m.room.encryption` state event that makes a room end-to-end encrypted (Megolm)."""
+    return {"type": ENCRYPTION, "state_key": "", "content": dict(ENCRYPTION_CONTENT)}
 
 
 async def _value(value: T) -> T:

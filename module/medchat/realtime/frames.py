@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from medchat.encrypted import ENCRYPTED, encrypted_payload
 from medchat.messagekinds import POLL_END, POLL_RESPONSE, is_shown, relation
 from medchat.models import JsonDict, is_edit, iso
-from medchat.realtime.notifications import notification_type
+from medchat.realtime.notifications import notification_preview, notification_type
 
 
 def is_new_message(event: JsonDict) -> bool:
@@ -24,18 +25,19 @@ def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]
     kind = event.get("type")
     content: dict[str, Any] = event.get("content") or {}
     room_id = event.get("room_id")
-    if kind == "m.room.message" and is_edit(event):
+    if kind in ("m.room.message", ENCRYPTED) and is_edit(event):
         new = content.get("m.new_content") or {}
-        return [
-            {
-                "type": "message.edited",
-                "room_id": room_id,
-                "message_id": relation(content).get("event_id"),
-                "edit_id": event["event_id"],
-                "content": new.get("body"),
-                "edited_at": iso(event.get("origin_server_ts")),
-            }
-        ]
+        edited = {
+            "type": "message.edited",
+            "room_id": room_id,
+            "message_id": relation(content).get("event_id"),
+            "edit_id": event["event_id"],
+            "content": new.get("body") if kind != ENCRYPTED else None,
+            "edited_at": iso(event.get("origin_server_ts")),
+        }
+        if kind == ENCRYPTED:  # the replacement is in the edit's ciphertext
+            edited["encrypted"] = encrypted_payload({**event, "unsigned": {}})
+        return [edited]
     if event.get("event_id") in messages:
         return [{"type": "message.new", "room_id": room_id, "message": messages[event["event_id"]]}]
     if kind in (*POLL_RESPONSE, *POLL_END):
@@ -121,7 +123,7 @@ def notification_frame(event: JsonDict, user_id: str) -> JsonDict:
             "room_id": event.get("room_id"),
             "message_id": None if kind == "group_invite" else event["event_id"],
             "sender": event.get("sender"),
-            "content": content.get("body") if isinstance(content.get("body"), str) else None,
+            "content": notification_preview(event.get("type", ""), content),
             "is_read": False,
             "created_at": iso(event.get("origin_server_ts")),
         },

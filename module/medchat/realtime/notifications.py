@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medchat import errors
+from medchat.encrypted import ENCRYPTED
 from medchat.models import JsonDict, iso
 from medchat.store.notifications import ModuleNotification, NotificationStore
 from medchat.store.realtime import DismissedNotificationStore
@@ -22,6 +23,13 @@ def notification_type(event_type: str, state_key: str | None, content: JsonDict,
     if ((content.get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id"):
         return "message_reply"
     return "new_message"
+
+
+def notification_preview(event_type: str, content: JsonDict) -> str | None:
+    """The text a notification shows: the event's body. An encrypted event's clear content is
+    never shown (the server cannot read the message; anything readable there is no preview)."""
+    body = content.get("body")
+    return body if event_type != ENCRYPTED and isinstance(body, str) else None
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,7 @@ class Notifications:
             "room_id": event.room_id,
             "message_id": None if kind == "group_invite" else event.event_id,
             "sender": event.sender,
-            "content": event.content.get("body") if isinstance(event.content.get("body"), str) else None,
+            "content": notification_preview(event.type, event.content),
             "is_highlight": bool(action.highlight),
             "is_read": is_read,
             "created_at": iso(action.received_ts),

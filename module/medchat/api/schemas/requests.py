@@ -226,12 +226,14 @@ _ROOM_RULES: list[JsonValue] = [
     },
     {"if": {"properties": {"type": {"enum": ["group", "case", "study_group"]}}}, "then": {"required": ["name"]}},
     {"if": {"properties": {"type": {"not": {"const": "study_group"}}}}, "then": {"not": {"required": ["join_rule"]}}},
+    {"if": {"properties": {"type": {"enum": ["case", "study_group"]}}}, "then": {"properties": {"encrypted": False}}},
 ]
 
 
 class RoomCreateBody(RequestBody):
     """A direct chat names its one other participant; a group, case room or study group its name.
-    Only a study group has a `join_rule`."""
+    Only a study group has a `join_rule`. `encrypted: true` (direct and group only) makes the room
+    end-to-end encrypted (`m.room.encryption`, Megolm): the app then sends ciphertext only."""
 
     model_config = ConfigDict(json_schema_extra={"allOf": _ROOM_RULES})
 
@@ -240,6 +242,7 @@ class RoomCreateBody(RequestBody):
     topic: Omittable[Topic] = None
     participants: Omittable[Annotated[list[UserId], Field(max_length=200), UNIQUE]] = None
     join_rule: Omittable[Literal["knock", "open"]] = None
+    encrypted: bool = False
 
     @model_validator(mode="after")
     def _rules_of_the_type(self) -> RoomCreateBody:
@@ -252,6 +255,13 @@ class RoomCreateBody(RequestBody):
             raise missing_param("Missing field: name")
         if self.join_rule is not None and self.type != "study_group":
             raise invalid_param("Invalid field join_rule: only a study group has one.")
+        if self.encrypted and self.type == "case":
+            raise invalid_param(
+                "Invalid field encrypted: case rooms are not end-to-end encrypted (the patient-identifier"
+                " guard must read them)."
+            )
+        if self.encrypted and self.type == "study_group":
+            raise invalid_param("Invalid field encrypted: only direct chats and groups can be end-to-end encrypted.")
         return self
 
 
@@ -282,7 +292,7 @@ class ParticipantAddBody(RequestBody):
 
 # --- messages (api/messages.py, api/realtime.py) -----------------------------------------------------
 
-MessageType = Literal["text", "notice", "emote", "image", "file", "audio", "video", "location"]
+MessageType = Literal["text", "notice", "emote", "image", "file", "audio", "video", "location", "encrypted"]
 assert get_args(MessageType) == SENDABLE_TYPES, "messagekinds.SENDABLE_TYPES and MessageType agree"
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=200)]
 # The text of a reply or an edit: not only blanks.
@@ -298,11 +308,56 @@ Waveform = Annotated[list[Annotated[int, Field(ge=0, le=1024)]], Field(max_lengt
 _TEXT_KINDS = ("text", "notice", "emote")
 
 
+# Megolm's unpadded base64 (keys, session ids, ciphertext); a ciphertext is bounded by the event size.
+Base64 = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9+/=_-]+$")]
+Ciphertext = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"^[A-Za-z0-9+/=_-]+$")]
+
+
+class EncryptedPayload(RequestBody):
+    """A Megolm `m.room.encrypted` content the app's crypto library produced (matrix-sdk-crypto's,
+    vodozemac's or libolm's `encrypt`): sent as it is, so other members' clients decrypt it."""
+
+    algorithm: Literal["m.megolm.v1.aes-sha2"]
+    ciphertext: Ciphertext
+    session_id: Base64
+    sender_key: Omittable[Base64] = None
+    device_id: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
+
+
+class EncryptedRelation(RequestBody):
+    """What an encrypted message relates to, in the clear as Matrix keeps it: an edit
+    (`m.replace`) of one's own encrypted message, or a message in a thread (`m.thread`, its root)."""
+
+    rel_type: Literal["m.replace", "m.thread"]
+    event_id: EventId
+
+
+# Fields an encrypted message cannot have next to its ciphertext (they would be sent in the clear).
+_PLAINTEXT_FIELDS = (
+    "content",
+    "format",
+    "formatted_content",
+    "media_url",
+    "file_name",
+    "file_size",
+    "mime_type",
+    "width",
+    "height",
+    "duration",
+    "voice",
+    "waveform",
+    "geo_uri",
+    "thread_id",
+)
+
+
 class MessageSendBody(RequestBody):
     """A text, notice or emote (`content`, or `format: html` with `formatted_content`), a media
     message (`media_url` of an upload, `content` its caption; `voice` with `duration` and
     `waveform` for a voice message), or a location (`geo_uri`, `content` its description).
-    `reply_to` replies, `thread_id` sends into a thread; `expires_in` seconds make it disappear."""
+    `reply_to` replies, `thread_id` sends into a thread; `expires_in` seconds make it disappear.
+    In an end-to-end encrypted room, only `encrypted` (the ciphertext; `message_type` left out or
+    `encrypted`), with `reply_to` or `relates_to` for the relation kept in the clear."""
 
     content: Omittable[Annotated[str, Field(max_length=65536)]] = None
     message_type: MessageType = "text"
@@ -322,10 +377,26 @@ class MessageSendBody(RequestBody):
     thread_id: Omittable[EventId] = None
     client_msg_id: Omittable[ClientMsgId] = None
     expires_in: Omittable[int] = None
+    encrypted: Omittable[EncryptedPayload] = None
+    relates_to: Omittable[EncryptedRelation] = None
 
     @model_validator(mode="after")
     def _fields_of_the_kind(self) -> MessageSendBody:
         kind = self.message_type
+        if self.encrypted is not None or kind == "encrypted":
+            if self.encrypted is None:
+                raise missing_param("Missing field: encrypted (an encrypted message needs its ciphertext).")
+            plain = [name for name in _PLAINTEXT_FIELDS if getattr(self, name) is not None]
+            if plain or self.given("message_type") and kind != "encrypted":
+                fields = ", ".join(plain or ["message_type"])
+                raise invalid_param(
+                    f"Invalid field {fields}: an encrypted message carries everything in its ciphertext."
+                )
+            if self.reply_to is not None and self.relates_to is not None and self.relates_to.rel_type == "m.replace":
+                raise invalid_param("Invalid field reply_to: an edit is not a reply.")
+            return self
+        if self.relates_to is not None:
+            raise invalid_param("Invalid field relates_to: only an encrypted message gives its relation this way.")
         if (self.format is None) != (self.formatted_content is None):
             raise missing_param("Missing field: format and formatted_content go together.")
         if self.format is not None and kind not in _TEXT_KINDS:

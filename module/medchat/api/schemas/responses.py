@@ -266,6 +266,7 @@ ROOM = obj(
         "topic": _NULLABLE_STRING,
         "avatar_url": _NULLABLE_STRING,
         "phi_guard": {"enum": ["refuse", "warn", None]},
+        "encrypted": _BOOLEAN,
         "institution": _NULLABLE_STRING,
         "join_rule": _STRING,
         "created_by": _STRING,
@@ -297,6 +298,7 @@ ROOM = obj(
         "topic",
         "avatar_url",
         "phi_guard",
+        "encrypted",
         "created_by",
         "membership",
         "participants",
@@ -343,6 +345,29 @@ POLL = obj(
     },
     title="Poll",
 )
+# The ciphertext of an `m.room.encrypted` event (medchat.encrypted), as the app's crypto library
+# decrypts it; `edit` is the latest edit's, which decrypts to the replacement (`m.new_content`).
+_CIPHERTEXT = {
+    "algorithm": _STRING,
+    "ciphertext": _STRING,
+    "sender_key": _NULLABLE_STRING,
+    "session_id": _NULLABLE_STRING,
+    "device_id": _NULLABLE_STRING,
+}
+_CIPHERTEXT_REQUIRED = ("algorithm", "ciphertext", "sender_key", "session_id", "device_id")
+ENCRYPTED_PAYLOAD = obj(
+    {
+        **_CIPHERTEXT,
+        "edit": {
+            "oneOf": [
+                {"type": "null"},
+                obj({"id": _STRING, **_CIPHERTEXT}, required=("id", *_CIPHERTEXT_REQUIRED)),
+            ]
+        },
+    },
+    required=(*_CIPHERTEXT_REQUIRED, "edit"),
+    title="EncryptedMessagePayload",
+)
 
 MESSAGE = obj(
     {
@@ -371,6 +396,7 @@ MESSAGE = obj(
         "expires_at": _NULLABLE_TIMESTAMP,
         "reactions": array(obj({"key": _STRING, "count": _INTEGER, "reacted_by_me": _BOOLEAN})),
         "phi_warning": {"oneOf": [{"type": "null"}, obj({"kinds": array(_STRING)})]},
+        "encrypted": {"oneOf": [{"type": "null"}, ENCRYPTED_PAYLOAD]},
         "status": {"enum": ["sent", "delivered", "read"]},
         "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP,
@@ -402,6 +428,7 @@ MESSAGE = obj(
         "expires_at",
         "reactions",
         "phi_warning",
+        "encrypted",
         "status",
         "created_at",
         "updated_at",
