@@ -70,9 +70,7 @@ def _client_major(tool: str) -> int:
 
 
 def _server_major(env: dict[str, str]) -> int:
-    import psycopg2
-
-    conn = psycopg2.connect("", connect_timeout=10, **_libpq_kwargs(env))
+    conn = _connect(env)
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW server_version_num")
@@ -81,9 +79,13 @@ def _server_major(env: dict[str, str]) -> int:
         conn.close()
 
 
-def _libpq_kwargs(env: dict[str, str]) -> dict[str, str]:
+def _connect(env: dict[str, str]) -> Any:
+    """A psycopg2 connection to the database the libpq environment `env` names."""
+    import psycopg2
+
     names = {"PGHOST": "host", "PGPORT": "port", "PGUSER": "user", "PGDATABASE": "dbname", "PGPASSWORD": "password"}
-    return {kw: env[var] for var, kw in names.items() if var in env}
+    params: dict[str, Any] = {kw: env[var] for var, kw in names.items() if var in env}
+    return psycopg2.connect(connect_timeout=10, **params)
 
 
 def backup(data_dir: Path, dest: Path) -> dict[str, Any]:
@@ -123,7 +125,10 @@ def backup(data_dir: Path, dest: Path) -> dict[str, Any]:
         for provider in config.get("media_storage_providers") or []
         if "s3" in provider.get("module", "").lower()
     ]
-    for name, source_path in (("signing.key", Path(config["signing_key_path"])), ("secrets.yaml", data_dir / "secrets.yaml")):
+    for name, source_path in (
+        ("signing.key", Path(config["signing_key_path"])),
+        ("secrets.yaml", data_dir / "secrets.yaml"),
+    ):
         shutil.copy2(source_path, dest / name)
         (dest / name).chmod(0o600)
     manifest["files"] = {
@@ -189,9 +194,7 @@ def restore(src: Path, data_dir: Path, database_url: str | None, force: bool = F
 
 def _require_empty(env: dict[str, str]) -> None:
     """Refuses a database that already has tables: a restore goes into a fresh one."""
-    import psycopg2
-
-    conn = psycopg2.connect("", connect_timeout=10, **_libpq_kwargs(env))
+    conn = _connect(env)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
@@ -222,7 +225,9 @@ def main() -> None:
         if url is not None and urlparse(url).scheme not in ("postgres", "postgresql"):
             raise SystemExit("DATABASE_URL must be a postgresql:// URL")
         manifest = restore(args.src, args.data_dir.resolve(), url, force=args.force)
-        print(f"medchat: restored {manifest['server_name']} ({manifest['created']}) into {args.data_dir}", file=sys.stderr)
+        print(
+            f"medchat: restored {manifest['server_name']} ({manifest['created']}) into {args.data_dir}", file=sys.stderr
+        )
 
 
 if __name__ == "__main__":

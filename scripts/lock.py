@@ -26,7 +26,8 @@ def _applies(requirement: Requirement, extras: set[str]) -> bool:
     """Whether a requirement's marker holds here for the given extras (none: the base install)."""
     if requirement.marker is None:
         return True
-    return any(requirement.marker.evaluate({**default_environment(), "extra": extra}) for extra in extras or {""})
+    environment = {key: str(value) for key, value in default_environment().items()}
+    return any(requirement.marker.evaluate({**environment, "extra": extra}) for extra in extras or {""})
 
 
 def runtime_closure(project: str = PROJECT) -> dict[str, str]:

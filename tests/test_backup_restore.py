@@ -62,8 +62,12 @@ def _state(api: Api, users: dict[str, Any], room: str, upload: dict[str, Any], a
 def test_a_backup_restores_into_a_fresh_database_and_data_dir(tmp_path: Path) -> None:
     admin_url = postgres_admin_url() or ""
     original_db, restored_db = PostgresDatabase(admin_url), PostgresDatabase(admin_url)
-    config = {"overrides": TEST_RATE_LIMITS, "module_overrides": TEST_MODULE_CONFIG}
-    original = SynapseServer(tmp_path / "original", database_url=original_db.url, **config)
+    original = SynapseServer(
+        tmp_path / "original",
+        database_url=original_db.url,
+        overrides=TEST_RATE_LIMITS,
+        module_overrides=TEST_MODULE_CONFIG,
+    )
     restored: SynapseServer | None = None
     try:
         original.start()
@@ -72,7 +76,9 @@ def test_a_backup_restores_into_a_fresh_database_and_data_dir(tmp_path: Path) ->
         befriend(api, alice, bob)
         doctor = licence_verified(api, original)
         room = create_room(api, alice["access_token"], type="group", name="Ward round", participants=[bob["user_id"]])
-        api.call("POST", room_path(room["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]})
+        api.call(
+            "POST", room_path(room["id"], "/participants"), token=bob["access_token"], json={"user_id": bob["user_id"]}
+        )
         for i in range(4):
             send(api, alice if i % 2 == 0 else bob, room["id"], content=f"before the backup {i}")
         upload = media_samples.upload(api, alice, "file", media_samples.pdf(), "application/pdf", filename="notes.pdf")
@@ -102,7 +108,9 @@ def test_a_backup_restores_into_a_fresh_database_and_data_dir(tmp_path: Path) ->
         assert again.returncode != 0 and "not empty" in again.stderr, "a restore never lands on a used database"
         assert (fresh_dir / "signing.key").read_bytes() == (original.workdir / "signing.key").read_bytes()
 
-        restored = SynapseServer(fresh_dir, database_url=restored_db.url, **config)
+        restored = SynapseServer(
+            fresh_dir, database_url=restored_db.url, overrides=TEST_RATE_LIMITS, module_overrides=TEST_MODULE_CONFIG
+        )
         restored.start()
         after = _state(Api(restored.base_url), users, room["id"], upload.json(), admin)
         assert after == before

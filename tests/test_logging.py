@@ -63,7 +63,9 @@ def test_every_line_is_json_and_requests_carry_their_id(json_server: SynapseServ
     Api(json_server.base_url).register()
     records = _records(json_server)
     assert all({"log", "namespace", "level", "time"} <= record.keys() for record in records)
-    access = [r for r in records if r["namespace"].startswith("synapse.access.http") and "/api/auth/register" in r["log"]]
+    access = [
+        r for r in records if r["namespace"].startswith("synapse.access.http") and "/api/auth/register" in r["log"]
+    ]
     assert access, "Synapse's access line for the registration"
     assert access[0]["request"].startswith("POST-"), access[0]
 

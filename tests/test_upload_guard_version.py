@@ -18,7 +18,9 @@ from medchat.synapse import upload_guard
 def test_guard_refuses_an_unreviewed_synapse_release(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(synapse, "__version__", "1.999.0")
     before = SynapseRequest.gotLength
-    with pytest.raises(RuntimeError, match=r"written for Synapse 1\.162\.x, 1\.163\.x, not 1\.999\.0.*upload_guard\.py"):
+    with pytest.raises(
+        RuntimeError, match=r"written for Synapse 1\.162\.x, 1\.163\.x, not 1\.999\.0.*upload_guard\.py"
+    ):
         upload_guard.guard_uploads(b"/api/upload/", lambda kind, length: None)
     assert SynapseRequest.gotLength is before  # nothing was patched
 

@@ -42,8 +42,8 @@ from zope.interface import implementer
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
-from twisted.web.http import Request
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from medchat.config import WebSocketConfig
