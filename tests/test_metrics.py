@@ -65,3 +65,16 @@ def test_module_and_endpoint_metrics(api: Api, server: SynapseServer) -> None:
         re.M,
     )
     assert re.search(r'^medchat_verification_requests_pending\{server_name="[^"]+"\} \S+$', during, re.M)
+
+
+def test_api_refusals_are_counted_by_rule(api: Api, server: SynapseServer) -> None:
+    """A contact request the shipped policy refuses (a student, an unverified clinician) counts as
+    the Matrix-side refusals do."""
+    rule = "students-no-unverified-clinicians"
+    before = sample(metrics(server), "medchat_rule_refusals_total", rule=rule)
+    student, clinician = api.register(role="MBBS Student"), api.register(role="Consultant")
+    refused = api.call(
+        "POST", "/api/chat/contacts", token=student["access_token"], json={"user_id": clinician["user_id"]}
+    )
+    assert refused.status_code == 403, refused.text
+    assert sample(metrics(server), "medchat_rule_refusals_total", rule=rule) == before + 1
