@@ -197,7 +197,7 @@ def test_every_compose_image_is_pinned_to_an_exact_version() -> None:
         assert repository and tag, f"{name}: {image} has no tag"
         assert tag != "latest", f"{name}: {image}"
         # An exact release: major.minor.patch, PostgreSQL's major.minor, or MinIO's RELEASE stamp.
-        exact = r"\d+\.\d+\.\d+(-[a-z0-9]+)?|RELEASE\.[0-9T-]+Z"
+        exact = r"v?\d+\.\d+\.\d+(-[a-z0-9]+)?|RELEASE\.[0-9T-]+Z"
         assert re.fullmatch(exact, tag) or (repository == "postgres" and re.fullmatch(r"\d+\.\d+(-\w+)?", tag)), (
             f"{name}: {image} is not an exact version"
         )
