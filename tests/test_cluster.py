@@ -238,11 +238,11 @@ def test_nginx_terminates_tls_for_clients_and_federation(cluster: Cluster) -> No
 def test_nginx_access_log_is_json_without_query_strings(cluster: Cluster) -> None:
     marker = secrets.token_hex(6)
     assert _https(cluster, "MEDCHAT_NGINX_TLS_PORT", f"/api/health?access_token={marker}").status_code == 200
-    deadline, lines = time.monotonic() + 10, []
+    deadline, lines, text = time.monotonic() + 10, list[dict[str, str]](), ""
     while time.monotonic() < deadline and not lines:
         text = (cluster.logs / "nginx.log").read_text(errors="replace")
-        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-        lines = [line for line in lines if line["uri"] == "/api/health" and line["tls"]]
+        records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        lines = [record for record in records if record["uri"] == "/api/health" and record["tls"]]
         time.sleep(0.2)
     assert lines, "an access-log line for the TLS request"
     line = lines[-1]
