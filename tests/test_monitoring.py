@@ -115,3 +115,80 @@ def test_the_alerts_cover_what_operators_must_hear_about() -> None:
     for what, needle in needed.items():
         assert any(needle in expr for expr in expressions.values()), f"no alert on {what}"
     assert all(rule["labels"]["severity"] in ("warning", "critical") for rule in alert_rules())
+
+
+def _alert_test(
+    rule_file: str, series: dict[str, str], alert: str, at: str, labels: dict[str, str], summary: str
+) -> dict[str, Any]:
+    """One `promtool test rules` file: the input series, and `alert` expected firing at `at` with
+    these labels and summary (none expected when `labels` is empty)."""
+    expected = [{"exp_labels": labels, "exp_annotations": {"summary": summary}}] if labels else []
+    return {
+        "rule_files": [rule_file],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": name, "values": values} for name, values in series.items()],
+                "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("alert", "series", "at", "labels", "summary"),
+    [
+        (
+            "MedChatDisappearingMessagesOverdue",
+            {'medchat_expiring_messages_overdue{server_name="s",process="background1"}': "3x30"},
+            "20m",
+            {"severity": "critical"},
+            "3 disappearing messages are overdue for deletion",
+        ),
+        (
+            "MedChatDisappearingMessagesOverdue",
+            {'medchat_expiring_messages_overdue{server_name="s",process="background1"}': "0x30"},
+            "20m",
+            {},
+            "",
+        ),
+        (
+            "MedChatAuditChainBroken",
+            {'medchat_audit_verify_failures_total{server_name="s",process="main"}': "0 0 1 1 1"},
+            "4m",
+            {"severity": "critical"},
+            "The audit chain failed verification",
+        ),
+        (
+            "MedChatWebSocketInternalErrors",
+            {'medchat_websocket_closes_total{code="1011",server_name="s",process="sync1"}': "0 0 2 2"},
+            "3m",
+            {"severity": "critical", "process": "sync1"},
+            "sync1 closed 2 WebSockets with 1011 (internal error) in 10 minutes",
+        ),
+        (
+            "MedChatProcessDown",
+            {'up{job="medchat",process="media1",instance="media1:9105"}': "0x10"},
+            "5m",
+            {"severity": "critical", "job": "medchat", "process": "media1", "instance": "media1:9105"},
+            "MedChat process media1 is not answering its metrics scrape",
+        ),
+        (
+            "MedChatVerificationQueueStale",
+            {'medchat_verification_oldest_pending_age_seconds{server_name="s",process="main"}': "200000x60"},
+            "45m",
+            {"severity": "warning"},
+            "The oldest verification request has waited 2d 7h 33m 20s",
+        ),
+    ],
+)
+def test_alerts_fire_on_the_series_they_watch_and_only_then(
+    promtool: str, tmp_path: Any, alert: str, series: dict[str, str], at: str, labels: dict[str, str], summary: str
+) -> None:
+    """`promtool test rules`: the alert fires (with these labels) on the bad series, not on a calm one."""
+    [rules] = [path for path in rule_files() if alert in path.read_text()]
+    test_file = tmp_path / "alert.test.yml"
+    test_file.write_text(yaml.safe_dump(_alert_test(str(rules), series, alert, at, labels, summary)))
+    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
