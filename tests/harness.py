@@ -124,11 +124,13 @@ class SynapseServer:
         self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{free_port()}/_synapse/metrics"  # its own loopback listener
         self.database_url = database_url
         self.log_path = workdir / "homeserver.log"
         self._env = {
             "MEDCHAT_SERVER_NAME": SERVER_NAME,
             "MEDCHAT_PORT": str(self.port),
+            "MEDCHAT_METRICS_PORT": self.metrics_url.split(":")[2].split("/")[0],
             "MEDCHAT_PUBLIC_BASEURL": self.base_url + "/",
             **(env or {}),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from harness import Api, SynapseServer, execute_db, expect_error, licence_verified, register_admin
+from test_metrics import metrics, sample
 
 
 def audit(api: Api, admin: dict, query: str = "") -> dict:
@@ -59,14 +60,17 @@ def test_verify_catches_a_direct_database_edit(api: Api, server: SynapseServer) 
     assert verdict["ok"] and verdict["first_broken_seq"] is None and verdict["entries_checked"] >= 1
 
     newest = audit(api, admin, "?limit=1")["entries"][0]
+    failures_before = sample(metrics(server), "medchat_audit_verify_failures_total")
     execute_db(
         server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", ("@someone_else:medchat.test", newest["seq"])
     )
     verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
     assert (verdict["ok"], verdict["first_broken_seq"]) == (False, newest["seq"])
+    assert sample(metrics(server), "medchat_audit_verify_failures_total") == failures_before + 1  # alerted on
     # Put it back: the suite shares one server, and later tests verify the chain too.
     execute_db(server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", (newest["actor"], newest["seq"]))
     assert api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()["ok"]
+    assert sample(metrics(server), "medchat_audit_verify_failures_total") == failures_before + 1
 
 
 def test_concurrent_entries_all_land_in_one_chain(api: Api, server: SynapseServer) -> None:

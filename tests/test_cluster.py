@@ -1,5 +1,8 @@
 """The production topology of config/ on loopback: Synapse main, six workers, nginx, Redis, PostgreSQL.
 
+nginx terminates TLS with a self-signed pair the fixture makes (given as MEDCHAT_TLS_CERT/KEY, as
+an operator gives theirs), and the real Prometheus (config/monitoring/) scrapes every process.
+
 Started by medchat_dev.cluster exactly as scripts/run-cluster starts it, on a fresh PostgreSQL database
 and a server name of its own (Redis replication channels are named after it). Workers are
 PostgreSQL-only, so this file runs in the PostgreSQL pass; there, in CI, a missing PostgreSQL or
@@ -8,22 +11,30 @@ Redis fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import requests
 
+import media_samples
 from harness import Api, PostgresDatabase, expect_error, free_port, nio_login, postgres_admin_url, run
 from medchat.store.migrations import pending_files
 from medchat_dev.cluster import DEFAULT_REDIS_URL, Cluster, redis_answers
 from medchat_dev.devconfig import worker_names
+from medchat_dev.monitoring import ensure_prometheus, render_scrape_config
+from medchat_dev.tls import self_signed_pair
+from test_monitoring import alert_rules, dashboard_expressions, medchat_series
 
 pytestmark = pytest.mark.skipif(
     postgres_admin_url() is None,
@@ -48,6 +59,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         database = PostgresDatabase(postgres_admin_url() or "")
     except RuntimeError as e:
         _unavailable(str(e))
+    certificate, key = self_signed_pair(tmp_path_factory.mktemp("tls"))
     env = {
         **os.environ,
         "DATABASE_URL": database.url,
@@ -56,6 +68,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "MEDCHAT_PORT": str(free_port()),
         "MEDCHAT_MAIN_REPLICATION_PORT": str(free_port()),
         "MEDCHAT_NGINX_PORT": str(free_port()),
+        "MEDCHAT_NGINX_TLS_PORT": str(free_port()),
+        "MEDCHAT_FEDERATION_PORT": str(free_port()),
+        "MEDCHAT_TLS_CERT": str(certificate),
+        "MEDCHAT_TLS_KEY": str(key),
         **{f"MEDCHAT_{name.upper()}_PORT": str(free_port()) for name in worker_names()},
         **{f"MEDCHAT_{name.upper()}_METRICS_PORT": str(free_port()) for name in ["main", *worker_names()]},
     }
@@ -198,3 +214,128 @@ def test_data_dir_holds_one_rendered_config_per_process(cluster: Cluster) -> Non
     assert rendered == set(worker_names())
     assert "${" not in (cluster.data_dir / "nginx" / "nginx.conf").read_text()
     assert Path(cluster.data_dir / "secrets.yaml").stat().st_mode & 0o077 == 0
+
+
+# --- TLS and nginx's access log -----------------------------------------------------------------
+
+
+def _https(cluster: Cluster, port_variable: str, path: str) -> requests.Response:
+    """A request over TLS to one of nginx's TLS listeners, trusting only the fixture's certificate."""
+    url = f"https://127.0.0.1:{cluster.env[port_variable]}{path}"
+    return requests.get(url, verify=cluster.env["MEDCHAT_TLS_CERT"], timeout=10)
+
+
+def test_nginx_terminates_tls_for_clients_and_federation(cluster: Cluster) -> None:
+    health = _https(cluster, "MEDCHAT_NGINX_TLS_PORT", "/api/health")
+    assert health.status_code == 200 and health.json()["worker"] in CLIENT_READERS
+    assert health.headers["Strict-Transport-Security"].startswith("max-age=")
+    version = _https(cluster, "MEDCHAT_FEDERATION_PORT", "/_matrix/federation/v1/version")
+    assert version.status_code == 200 and version.json()["server"]["name"] == "Synapse"
+    with pytest.raises(requests.exceptions.SSLError):  # the certificate really is the one checked
+        requests.get(f"https://127.0.0.1:{cluster.env['MEDCHAT_NGINX_TLS_PORT']}/health", verify=True, timeout=10)
+
+
+def test_nginx_access_log_is_json_without_query_strings(cluster: Cluster) -> None:
+    marker = secrets.token_hex(6)
+    assert _https(cluster, "MEDCHAT_NGINX_TLS_PORT", f"/api/health?access_token={marker}").status_code == 200
+    deadline, lines, text = time.monotonic() + 10, list[dict[str, str]](), ""
+    while time.monotonic() < deadline and not lines:
+        text = (cluster.logs / "nginx.log").read_text(errors="replace")
+        records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        lines = [record for record in records if record["uri"] == "/api/health" and record["tls"]]
+        time.sleep(0.2)
+    assert lines, "an access-log line for the TLS request"
+    line = lines[-1]
+    assert line["status"] == "200" and line["method"] == "GET" and line["tls"].startswith("TLSv1.")
+    assert line["request_id"] and line["upstream"]
+    assert marker not in text, "query strings (tokens) stay out of the access log"
+
+
+# --- Prometheus against the cluster ---------------------------------------------------------
+
+
+def _prometheus_get(base: str, path: str, **params: str) -> Any:
+    response = requests.get(base + path, params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def _make_every_medchat_series_appear(cluster: Cluster, api: Api) -> None:
+    """Labelled counters appear once counted: a WebSocket closed with 4001, an upload refused and a
+    contact request the shipped contact policy refuses (a student and an unverified clinician)."""
+    ws = requests.get(cluster.base_url + "/api/chat/ws", timeout=10)  # through nginx, no upgrade
+    assert ws.status_code == 400
+
+    async def bad_token() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            url = cluster.base_url.replace("http", "ws", 1) + "/api/chat/ws"
+            async with session.ws_connect(url, params={"access_token": "nope"}) as socket:
+                await socket.receive(timeout=10)
+
+    run(bad_token())
+    user = api.register()
+    refused = media_samples.upload(api, user, "image", media_samples.pdf(), "image/png")
+    assert refused.status_code == 415, refused.text
+    student, clinician = api.register(role="MBBS Student"), api.register(role="Consultant")
+    request = api.call(
+        "POST", "/api/chat/contacts", token=student["access_token"], json={"user_id": clinician["user_id"]}
+    )
+    assert request.status_code == 403, request.text
+
+
+def test_prometheus_scrapes_every_process_and_every_medchat_series(
+    cluster: Cluster, api: Api, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    prometheus, _ = ensure_prometheus()
+    _make_every_medchat_series_appear(cluster, api)
+    processes = ["main", *worker_names()]
+    targets = {name: f"127.0.0.1:{cluster.env[f'MEDCHAT_{name.upper()}_METRICS_PORT']}" for name in processes}
+    workdir = tmp_path_factory.mktemp("prometheus")
+    config = render_scrape_config(workdir, targets, interval="1s")
+    base = f"http://127.0.0.1:{free_port()}"
+    command = [
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address={base.removeprefix('http://')}",
+    ]
+    with (workdir / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wanted = medchat_series()
+            deadline, health, seen = time.monotonic() + 90, {}, set()
+            while time.monotonic() < deadline:
+                assert process.poll() is None, (workdir / "prometheus.log").read_text()[-3000:]
+                try:
+                    active = _prometheus_get(base, "/api/v1/targets")["activeTargets"]
+                    health = {t["labels"]["process"]: t["health"] for t in active}
+                    found = _prometheus_get(
+                        base, "/api/v1/query", query='count by (__name__) ({__name__=~"medchat_.*"})'
+                    )
+                    seen = {series["metric"]["__name__"] for series in found["result"]}
+                except requests.ConnectionError:
+                    pass
+                if health == dict.fromkeys(processes, "up") and wanted <= seen:
+                    break
+                time.sleep(0.5)
+            assert health == dict.fromkeys(processes, "up"), health
+            assert wanted <= seen, f"not scraped: {sorted(wanted - seen)}"
+            connections = _prometheus_get(base, "/api/v1/query", query="medchat_websocket_connections")
+            assert {s["metric"]["process"] for s in connections["result"]} == set(processes), "every process exports it"
+
+            # Every chart and every alert is a query this Prometheus accepts.
+            for expr in [*dashboard_expressions(), *(rule["expr"] for rule in alert_rules())]:
+                _prometheus_get(base, "/api/v1/query", query=expr)
+            for expr in dashboard_expressions():
+                if "medchat_" in expr and "increase(" not in expr and "rate(" not in expr:
+                    assert _prometheus_get(base, "/api/v1/query", query=expr)["result"], f"no data for {expr}"
+            groups = _prometheus_get(base, "/api/v1/rules")["groups"]
+            rules = [rule for group in groups for rule in group["rules"]]
+            assert len(rules) == len(alert_rules()) and all(rule["health"] != "err" for rule in rules), rules
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

@@ -21,6 +21,7 @@ from medchat_dev.devconfig import (
     ROOT,
     WORKERS_DIR,
     prepare,
+    prepare_nginx,
     redis_config,
     substitute,
     worker_names,
@@ -148,3 +149,75 @@ def test_redis_url_must_be_redis() -> None:
     assert redis_config(None) == {"enabled": True, "host": "127.0.0.1", "port": 6379}
     with pytest.raises(ValueError, match="redis://"):
         redis_config("http://cache:6379")
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _metrics_exposures(listeners: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(listener type, bind addresses) of every listener that serves metrics."""
+    return [
+        (listener["type"], listener.get("bind_addresses", ["0.0.0.0"]))
+        for listener in listeners
+        if listener["type"] == "metrics"
+        or any("metrics" in resource.get("names", []) for resource in listener.get("resources", []))
+    ]
+
+
+def test_metrics_never_ride_on_a_public_listener_in_any_shipped_config(tmp_path: Path) -> None:
+    """Binding the client listeners to every interface (MEDCHAT_BIND_ADDRESS=0.0.0.0, as compose
+    does) leaves the metrics on loopback, on listeners of their own."""
+    public = {"MEDCHAT_BIND_ADDRESS": "0.0.0.0", "MEDCHAT_DATA_DIR": str(tmp_path)}
+    dev = yaml.safe_load(prepare(tmp_path / "dev", env=public)[0].read_text())["listeners"]
+    cluster = yaml.safe_load(substitute(CLUSTER_CONFIG.read_text(), public))["listeners"]
+    workers = [
+        yaml.safe_load(substitute((WORKERS_DIR / f"{w}.yaml").read_text(), public))["worker_listeners"]
+        for w in worker_names()
+    ]
+    for listeners in [dev, cluster, *workers]:
+        exposures = _metrics_exposures(listeners)
+        assert exposures, "every process serves metrics somewhere"
+        for kind, binds in exposures:
+            assert kind == "metrics", "metrics are a listener of their own, never a resource of an HTTP one"
+            assert set(binds) <= LOOPBACK, binds
+    assert any(set(listener.get("bind_addresses", [])) == {"0.0.0.0"} for listener in dev), "the check saw 0.0.0.0"
+
+
+def test_compose_publishes_only_nginx_and_never_a_metrics_port() -> None:
+    published = {name for name, service in SERVICES.items() if service.get("ports")}
+    assert published <= {"nginx", "prometheus"}
+    ports = [str(port) for port in SERVICES["nginx"]["ports"]]
+    assert any(port.endswith(":8443") for port in ports) and any(port.endswith(":8448") for port in ports)
+    assert not any(port.endswith(":8080") for port in ports), "plain HTTP stays inside the container"
+    for port in SERVICES.get("prometheus", {}).get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), "Prometheus's UI on the host's loopback only"
+
+
+def test_nginx_terminates_tls_with_certificates_from_the_environment(tmp_path: Path) -> None:
+    env = {"MEDCHAT_TLS_CERT": "/etc/tls/fullchain.pem", "MEDCHAT_TLS_KEY": "/etc/tls/privkey.pem"}
+    rendered = prepare_nginx(tmp_path, env=env).read_text()
+    assert "ssl_certificate /etc/tls/fullchain.pem;" in rendered
+    assert "ssl_certificate_key /etc/tls/privkey.pem;" in rendered
+    listens = re.findall(r"^\s*listen\s+([^;]+);", rendered, re.M)
+    assert "127.0.0.1:8443 ssl" in listens and "127.0.0.1:8448 ssl" in listens
+    assert "127.0.0.1:8080" in listens, "plain HTTP on loopback, for health checks"
+    assert re.search(r"log_format\s+medchat_json\s+escape=json", rendered)
+    assert re.search(r"^\s*access_log\s+\S+\s+medchat_json;", rendered, re.M)
+    directives = "\n".join(line.split("#", 1)[0] for line in rendered.splitlines())
+    assert "access_log off" not in directives and "$request_uri" not in directives and "$args" not in directives
+    assert not (tmp_path / "nginx" / "tls").exists(), "no self-signed pair when one is configured"
+
+
+def test_nginx_without_a_certificate_gets_a_self_signed_one(tmp_path: Path) -> None:
+    rendered = prepare_nginx(tmp_path, env={}).read_text()
+    cert = re.search(r"ssl_certificate (\S+);", rendered).group(1)  # type: ignore[union-attr]
+    assert Path(cert).is_file() and Path(cert).parent == tmp_path / "nginx" / "tls"
+    assert (tmp_path / "nginx" / "tls" / "selfsigned.key").stat().st_mode & 0o077 == 0
+
+
+def test_secrets_may_come_from_mounted_files(tmp_path: Path) -> None:
+    secret = tmp_path / "database_url"
+    secret.write_text("postgresql://synapse:from-a-file@db:5432/synapse\n")
+    config = yaml.safe_load(prepare(tmp_path / "data", env={"DATABASE_URL_FILE": str(secret)})[0].read_text())
+    assert config["database"]["args"]["password"] == "from-a-file"
+    assert prepare(tmp_path / "other", env={"HOME_FILE": "/nonexistent"}), "other *_FILE variables are left alone"

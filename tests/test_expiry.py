@@ -122,7 +122,7 @@ def test_a_failed_redaction_is_retried_until_it_lands(tmp_path: Path) -> None:
             )
             assert matrix(api, member, "POST", f"/join/{quote(room)}").status_code == 200
             assert wait_deleted(api, owner, room, message, timeout=30)["is_deleted"]
-            metrics = api.call("GET", "/_synapse/metrics").text
+            metrics = requests.get(server.metrics_url, timeout=10).text
             assert "medchat_expiring_messages_overdue" in metrics
         finally:
             server.stop()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 
 import aiohttp
+import requests
 
 from harness import Api, SynapseServer, run
 
 
-def metrics(api: Api) -> str:
-    response = api.call("GET", "/_synapse/metrics")
+def metrics(server: SynapseServer) -> str:
+    """The server's Prometheus page, from its own metrics listener (not the client one)."""
+    response = requests.get(server.metrics_url, timeout=10)
     assert response.status_code == 200
     return response.text
 
@@ -28,7 +30,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 def test_module_and_endpoint_metrics(api: Api, server: SynapseServer) -> None:
     user = api.register()
-    before = metrics(api)
+    before = metrics(server)
     rejected_before = sample(before, "medchat_upload_rejections_total", kind="image", status="415")
     assert (
         api.call(
@@ -46,7 +48,7 @@ def test_module_and_endpoint_metrics(api: Api, server: SynapseServer) -> None:
             url = server.base_url.replace("http", "ws", 1) + "/api/chat/ws"
             async with session.ws_connect(url, params={"access_token": user["access_token"]}) as ws:
                 await ws.receive_json(timeout=10)
-                return metrics(api)
+                return metrics(server)
 
     during = run(with_open_socket())
     assert sample(during, "medchat_websocket_connections") >= 1
@@ -63,3 +65,16 @@ def test_module_and_endpoint_metrics(api: Api, server: SynapseServer) -> None:
         re.M,
     )
     assert re.search(r'^medchat_verification_requests_pending\{server_name="[^"]+"\} \S+$', during, re.M)
+
+
+def test_api_refusals_are_counted_by_rule(api: Api, server: SynapseServer) -> None:
+    """A contact request the shipped policy refuses (a student, an unverified clinician) counts as
+    the Matrix-side refusals do."""
+    rule = "students-no-unverified-clinicians"
+    before = sample(metrics(server), "medchat_rule_refusals_total", rule=rule)
+    student, clinician = api.register(role="MBBS Student"), api.register(role="Consultant")
+    refused = api.call(
+        "POST", "/api/chat/contacts", token=student["access_token"], json={"user_id": clinician["user_id"]}
+    )
+    assert refused.status_code == 403, refused.text
+    assert sample(metrics(server), "medchat_rule_refusals_total", rule=rule) == before + 1

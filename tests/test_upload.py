@@ -311,9 +311,7 @@ def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[
     claimed 2 GB and still gets the 413, the connection is closed, and the server does not grow."""
     assert server.process is not None
     rss_before = _vm_rss_kib(server.process.pid)
-    refused_before = sample(
-        metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413"
-    )
+    refused_before = sample(metrics(server), "medchat_upload_rejections_total", kind="image", status="413")
     auth = {"Authorization": f"Bearer {alice['access_token']}"}
     for path, ctype in (
         ("/api/chat/upload/image", "image/jpeg"),
@@ -345,10 +343,7 @@ def test_413_arrives_before_the_body_is_sent(server: SynapseServer, alice: dict[
         assert 20 <= sent < 40
         assert _read_response(sock)[0] == 413
     assert _vm_rss_kib(server.process.pid) - rss_before < 20 * 1024  # nothing like 2 GB or 20 MiB was held
-    assert (
-        sample(metrics(Api(server.base_url)), "medchat_upload_rejections_total", kind="image", status="413")
-        == refused_before + 2
-    )
+    assert sample(metrics(server), "medchat_upload_rejections_total", kind="image", status="413") == refused_before + 2
 
 
 # --- deletion ---------------------------------------------------------------------------------

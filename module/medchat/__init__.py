@@ -7,6 +7,7 @@ app's REST API (/api/...), mapped onto Matrix so every Matrix client sees the sa
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from synapse.module_api import ModuleApi
@@ -42,7 +43,7 @@ from medchat.handlers.spaces import InstitutionSpaces
 from medchat.handlers.studygroups import StudyGroups
 from medchat.handlers.verification import Verification
 from medchat.media.uploads import MediaUploads
-from medchat.metrics import EXPIRY_OVERDUE, VERIFICATION_PENDING
+from medchat.metrics import AUDIT_VERIFY_FAILURES, EXPIRY_OVERDUE, VERIFICATION_OLDEST_PENDING_AGE, VERIFICATION_PENDING
 from medchat.phi.detectors import Guard
 from medchat.realtime.notifications import Notifications
 from medchat.realtime.presence import Presence
@@ -67,8 +68,13 @@ from medchat.synapse import Synapse
 logger = logging.getLogger(__name__)
 
 
-async def _gauge_pending_verifications(store: VerificationStore, server_name: str) -> None:
+async def _gauge_pending_verifications(store: VerificationStore, server_name: str, now_ms: Callable[[], int]) -> None:
+    """The verification queue's length and the wait of its oldest request (an alert's input:
+    config/monitoring/medchat-rules.yml)."""
     VERIFICATION_PENDING.labels(server_name=server_name).set(await store.count_pending())
+    oldest = await store.oldest_pending_ts()
+    age = 0.0 if oldest is None else max(0.0, (now_ms() - oldest) / 1000)
+    VERIFICATION_OLDEST_PENDING_AGE.labels(server_name=server_name).set(age)
 
 
 class MedChatModule:
@@ -220,9 +226,12 @@ class MedChatModule:
                 ),
             ),
         ]
-        for gauge in (VERIFICATION_PENDING, EXPIRY_OVERDUE):  # a labelled series exists from start-up, at 0
-            gauge.labels(server_name=api.server_name)
-        api.looping_background_call(_gauge_pending_verifications, 15_000, verification_store, api.server_name)
+        # A labelled series of each exists from start-up, at 0 (so dashboards and alerts see it).
+        for metric in (VERIFICATION_PENDING, VERIFICATION_OLDEST_PENDING_AGE, EXPIRY_OVERDUE, AUDIT_VERIFY_FAILURES):
+            metric.labels(server_name=api.server_name)
+        api.looping_background_call(
+            _gauge_pending_verifications, 15_000, verification_store, api.server_name, server.now_ms
+        )
         api.looping_background_call(expiry.reap, REAP_EVERY_MS)
         if server.runs_background_tasks:  # takes the service account's name before anyone else can
             api.delayed_background_call(0, spaces.owner, desc="medchat_service_account")

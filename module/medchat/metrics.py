@@ -33,6 +33,16 @@ UPLOAD_REJECTIONS = Counter(
 VERIFICATION_PENDING = Gauge(
     "medchat_verification_requests_pending", "Verification requests waiting for a verifier", [SERVER_NAME_LABEL]
 )
+VERIFICATION_OLDEST_PENDING_AGE = Gauge(
+    "medchat_verification_oldest_pending_age_seconds",
+    "Age of the oldest verification request still waiting for a verifier (0 when none waits)",
+    [SERVER_NAME_LABEL],
+)
+AUDIT_VERIFY_FAILURES = Counter(
+    "medchat_audit_verify_failures_total",
+    "Runs of /api/admin/audit/verify that found the audit chain broken",
+    [SERVER_NAME_LABEL],
+)
 EXPIRY_OVERDUE = Gauge(
     "medchat_expiring_messages_overdue",
     "Disappearing messages more than a minute past their expiry and not yet redacted (retrying)",

@@ -29,6 +29,7 @@ CLUSTER_CONFIG = ROOT / "config" / "homeserver.yaml"
 WORKERS_DIR = ROOT / "config" / "workers"
 NGINX_TEMPLATE = ROOT / "config" / "nginx.conf"
 MEDIA_S3_CONFIG = ROOT / "config" / "media-s3.yaml"
+LOG_JSON_CONFIG = ROOT / "config" / "log-json.yaml"
 _SECRETS = ("registration_shared_secret", "macaroon_secret_key", "form_secret", "worker_replication_secret")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
@@ -145,6 +146,10 @@ def prepare(
         config["redis"] = redis_config(env.get("REDIS_URL"))
     if env.get("S3_BUCKET"):
         config = deep_merge(config, yaml.safe_load(substitute(MEDIA_S3_CONFIG.read_text(), env)))
+    if env.get("MEDCHAT_LOG_FORMAT", "text") not in ("text", "json"):
+        raise ValueError("MEDCHAT_LOG_FORMAT is text (Synapse's default) or json (config/log-json.yaml)")
+    if env.get("MEDCHAT_LOG_FORMAT") == "json":
+        config["log_config"] = str(LOG_JSON_CONFIG)
     config = deep_merge(config, overrides or {})
     for module in config.get("modules", []):
         if module.get("module") == "medchat.MedChatModule":
@@ -162,8 +167,20 @@ def prepare(
     return [config_path, secrets_path]
 
 
+# Variables that may instead name a file holding their value (NAME_FILE=/run/secrets/...), as
+# mounted secrets are: the configs' own variables, never arbitrary *_FILE ones of the environment.
+_FILE_SECRET_PREFIXES = ("MEDCHAT_", "S3_", "DATABASE_URL", "REDIS_URL")
+
+
 def _render_env(data_dir: Path, env: Mapping[str, str] | None) -> dict[str, str]:
-    return {**(os.environ if env is None else env), "MEDCHAT_DATA_DIR": str(data_dir.resolve())}
+    """The environment the templates are filled from: NAME_FILE read into NAME where NAME is unset
+    (secrets mounted as files, e.g. compose or Kubernetes secrets), plus MEDCHAT_DATA_DIR."""
+    rendered = dict(os.environ if env is None else env)
+    for name, path in list(rendered.items()):
+        plain = name.removesuffix("_FILE")
+        if name.endswith("_FILE") and plain.startswith(_FILE_SECRET_PREFIXES) and plain not in rendered:
+            rendered[plain] = Path(path).read_text().strip()
+    return {**rendered, "MEDCHAT_DATA_DIR": str(data_dir.resolve())}
 
 
 def worker_names() -> list[str]:
@@ -185,13 +202,23 @@ def prepare_worker(data_dir: Path, name: str, env: Mapping[str, str] | None = No
 
 
 def prepare_nginx(data_dir: Path, env: Mapping[str, str] | None = None) -> Path:
-    """Renders config/nginx.conf into data_dir/nginx/, with the scratch folders nginx writes to."""
+    """Renders config/nginx.conf into data_dir/nginx/, with the scratch folders nginx writes to.
+
+    TLS: the certificate and key are MEDCHAT_TLS_CERT / MEDCHAT_TLS_KEY (compose requires both);
+    without them a self-signed pair for localhost is made in data_dir/nginx/tls/ (native cluster)."""
     nginx_dir = data_dir.resolve() / "nginx"
     for scratch in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (nginx_dir / scratch).mkdir(parents=True, exist_ok=True)
         (nginx_dir / scratch).chmod(0o1777)  # nginx's worker processes drop root
+    rendered = _render_env(data_dir, env)
+    if not (rendered.get("MEDCHAT_TLS_CERT") and rendered.get("MEDCHAT_TLS_KEY")):
+        from medchat_dev.tls import self_signed_pair
+
+        cert, key = self_signed_pair(nginx_dir / "tls")
+        print(f"medchat: no MEDCHAT_TLS_CERT/MEDCHAT_TLS_KEY; nginx uses the self-signed {cert}", file=sys.stderr)
+        rendered.update(MEDCHAT_TLS_CERT=str(cert), MEDCHAT_TLS_KEY=str(key))
     path = nginx_dir / "nginx.conf"
-    _write(path, substitute(NGINX_TEMPLATE.read_text(), _render_env(data_dir, env)))
+    _write(path, substitute(NGINX_TEMPLATE.read_text(), rendered))
     return path
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 
 from medchat import errors
+from medchat.metrics import AUDIT_VERIFY_FAILURES
 from medchat.models import JsonDict, iso
 from medchat.roomtypes import CASE_ROOM
 from medchat.store.audit import GENESIS, AuditEntry, AuditStore, broken_link
@@ -75,6 +76,7 @@ class Audit:
             batch = await self.store.chain(seq - 1, _VERIFY_BATCH)
             broken, prev, seq = broken_link(self.store.pseudonyms, batch, prev, seq)
             if broken is not None:
+                AUDIT_VERIFY_FAILURES.labels(server_name=self._api.server_name).inc()
                 return {"ok": False, "entries_checked": broken - 1, "first_broken_seq": broken}
             checked += len(batch)
             if len(batch) < _VERIFY_BATCH:

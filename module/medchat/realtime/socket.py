@@ -14,24 +14,36 @@ Protocol (all frames are JSON text):
 - the client may send `{"type": "ping"}` (→ `pong`); anything malformed gets an error frame and
   the connection stays open. An inbound message over `MAX_INBOUND_BYTES` (64 KiB) closes the
   socket with 1009 as soon as that many bytes are in, so a huge message is never buffered whole.
+
+Each session ends with one access-log line on the `medchat.access.websocket` logger (user,
+duration, close code, frames in and out), as Synapse's `synapse.access.http` logs a request; a
+plain GET without the WebSocket upgrade is answered 400 and logged at INFO (a client's mistake,
+not the server's).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from synapse.api.errors import Codes
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
+from wsproto import ConnectionType
+from wsproto.events import CloseConnection, Event
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
 from zope.interface import implementer
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from medchat.config import WebSocketConfig
@@ -45,6 +57,7 @@ from medchat.synapse import SynapseHttp, SynapseServer, SynapseStream
 from medchat.wellformed import NotJson, load_json
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("medchat.access.websocket")
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_BAD_POSITION = 4400
@@ -133,7 +146,24 @@ class SocketHub:
         return ChatSocket(self, request)
 
     def resource(self) -> Resource:
-        return WebSocketResource(self)
+        return _ChatSocketResource(self)
+
+
+class _ChatSocketResource(WebSocketResource):
+    """Twisted's WebSocket resource, but a request that is no WebSocket handshake (a plain GET,
+    a missing key) gets a Matrix-style 400 logged at INFO; Twisted logs those at ERROR."""
+
+    def render_GET(self, request: Request) -> bytes | int:
+        headers = [(name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values]
+        try:
+            H11Handshake(ConnectionType.SERVER).initiate_upgrade_connection(headers, request.path)
+        except RemoteProtocolError as e:
+            logger.info("MedChat WebSocket: not a WebSocket handshake, answered 400: %s", e)
+            request.setResponseCode(400)
+            request.setHeader(b"Content-Type", b"application/json")
+            error = "This is a WebSocket endpoint: connect with an Upgrade: websocket handshake."
+            return json.dumps({"errcode": Codes.UNRECOGNIZED, "error": error}).encode()
+        return super().render_GET(request)
 
 
 @implementer(IPushProducer)
@@ -149,6 +179,11 @@ class ChatSocket:
         self.user_id = ""
         # Bytes received since the last whole message was delivered (frame headers included).
         self._inbound = 0
+        # For the session's access-log line.
+        self._started = time.monotonic()
+        self._frames_in = 0
+        self._frames_out = 0
+        self._close_code: int | None = None  # ours, or the client's from its close frame
 
     # --- WebSocketProtocol --------------------------------------------------------------------
 
@@ -169,6 +204,18 @@ class ChatSocket:
             receive(data)
 
         transport.dataReceived = counted  # type: ignore[attr-defined]
+        # The client's close code, for the access log: Twisted answers the close frame itself.
+        connection = getattr(transport, "_wsconn", None)
+        if connection is not None:
+            events = connection.events
+
+            def observed() -> Iterator[Event]:
+                for event in events():
+                    if isinstance(event, CloseConnection) and self._close_code is None:
+                        self._close_code = event.code
+                    yield event
+
+            connection.events = observed
 
     def negotiationFinished(self) -> None:
         # The upgraded connection no longer carries HTTP: the HTTP channel stops being the TCP
@@ -182,6 +229,7 @@ class ChatSocket:
     def _message_in(self, size: int) -> bool:
         """A whole message arrived: False (and the socket closing) if it is over the limit."""
         self._inbound = 0
+        self._frames_in += 1
         if size > MAX_INBOUND_BYTES:
             self._close(CLOSE_TOO_BIG, f"inbound message over {MAX_INBOUND_BYTES} bytes")
             return False
@@ -219,6 +267,22 @@ class ChatSocket:
         self._hub.left(self)
         if self._loop is not None:
             self._loop.cancel()
+        # 1006: closed without a close frame (RFC 6455 7.1.5), e.g. the network went away.
+        access_logger.info(
+            "MedChat WebSocket session: user=%s duration=%.3fs close_code=%s frames_in=%d frames_out=%d",
+            self.user_id or "-",
+            time.monotonic() - self._started,
+            self._close_code if self._close_code is not None else 1006,
+            self._frames_in,
+            self._frames_out,
+            extra={
+                "user_id": self.user_id or None,
+                "duration_seconds": round(time.monotonic() - self._started, 3),
+                "close_code": self._close_code if self._close_code is not None else 1006,
+                "frames_in": self._frames_in,
+                "frames_out": self._frames_out,
+            },
+        )
 
     # --- IPushProducer: the socket's send buffer tells us when to stop fetching -----------------
 
@@ -236,6 +300,10 @@ class ChatSocket:
     async def _run(self) -> None:
         try:
             await self._stream()
+        except CancelledError:
+            if self._closed:  # connectionLost cancels the loop: the session ended, nothing failed
+                return
+            raise
         except Exception:
             if not self._closed:
                 logger.exception("MedChat WebSocket stream failed")
@@ -340,12 +408,14 @@ class ChatSocket:
     def _send(self, frame: dict[str, Any]) -> None:
         if self._transport is not None and not self._closed:
             self._transport.sendTextMessage(json.dumps(frame, separators=(",", ":")))
+            self._frames_out += 1
 
     def _close(self, code: int, reason: str) -> None:
         """Sends the close frame after whatever is buffered; a client that never reads again is
         cut off after ABORT_AFTER_SECONDS so it cannot hold the connection."""
         if self._transport is not None and not self._closed:
             self._closed = True
+            self._close_code = code
             WEBSOCKET_CLOSES.labels(code=str(code), server_name=self._hub.api.server_name).inc()
             self._transport.loseConnection(code)
             tcp = self._request.channel.transport

@@ -17,6 +17,7 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
 from medchat.config import MedChatConfig
+from medchat.metrics import RULE_REFUSALS
 from medchat.rules.decisions import (
     PERMISSIONS_SCHEMA,
     Party,
@@ -110,9 +111,11 @@ class ContactRules:
         return recipient_refusal(permissions, action, actor, is_contact, ignored)
 
     async def refuse(self, actor_id: str, target_id: str, action: str) -> None:
-        """`check` as an API error: 403 with MedChat's errcode and the rule's message."""
+        """`check` as an API error: 403 with MedChat's errcode and the rule's message, counted in
+        medchat_rule_refusals_total as the Matrix-side refusals are (rules/callbacks.py)."""
         refusal = await self.check(actor_id, target_id, action)
         if refusal is not None:
+            RULE_REFUSALS.labels(rule=refusal.rule, server_name=self._api.server_name).inc()
             raise refusal.as_error()
 
     # --- account data -------------------------------------------------------------------------

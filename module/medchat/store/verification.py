@@ -100,6 +100,15 @@ class VerificationStore(Store):
 
         return await self.run("count_pending_verifications", txn)
 
+    async def oldest_pending_ts(self) -> int | None:
+        """When the longest-waiting pending request was made (ms), None when none waits."""
+
+        def txn(t: LoggingTransaction) -> int | None:
+            t.execute("SELECT MIN(created_ts) FROM medchat_verification_requests WHERE status = ?", (PENDING,))
+            return first_value(t)
+
+        return await self.run("oldest_pending_verification", txn)
+
     async def create(self, request: VerificationRequest, level_before: str) -> bool:
         """Stores a new pending request and logs it; False if the user already has one pending."""
 

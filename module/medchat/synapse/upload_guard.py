@@ -1,9 +1,10 @@
 """The upload guard: patches of SynapseRequest's body reading, so an oversized upload is refused
 from its headers and a multipart upload reaches the module unparsed.
 
-These replace three methods of Synapse's request class. They were written for the Synapse minor
-release in `WRITTEN_FOR`; `guard_uploads` refuses to patch any other, so an upgrade reviews this
-file (and widens the pin in pyproject.toml) before the server starts.
+These replace three methods of Synapse's request class. They were written for, and tested on, the
+Synapse minor releases in `WRITTEN_FOR` (the range pyproject.toml declares; docs/upgrade.md);
+`guard_uploads` refuses to patch any other, so an upgrade reviews this file (and widens the pin)
+before the server starts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from synapse.http.site import SynapseRequest
 
 logger = logging.getLogger(__name__)
 
-WRITTEN_FOR = "1.163."
+# The minor releases whose SynapseRequest (synapse/http/site.py) this was checked against: the same
+# gotLength / handleContentChunk / requestReceived, and each passes `scripts/test-synapse`.
+WRITTEN_FOR: tuple[str, ...] = ("1.162.", "1.163.")
 
 
 def guard_uploads(
@@ -45,8 +48,9 @@ def guard_uploads(
     """
     global _upload_guard
     if not synapse.__version__.startswith(WRITTEN_FOR):
+        releases = ", ".join(f"{minor}x" for minor in WRITTEN_FOR)
         raise RuntimeError(
-            f"MedChat's upload guard was written for Synapse {WRITTEN_FOR}x, not {synapse.__version__}:"
+            f"MedChat's upload guard was written for Synapse {releases}, not {synapse.__version__}:"
             " review module/medchat/synapse/upload_guard.py, then widen the pin in pyproject.toml"
         )
     _upload_guard = _UploadGuard(path_prefix, oversize)
