@@ -170,6 +170,20 @@ def is_edit(event: JsonDict) -> bool:
     return event.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"
 
 
+# The event types the message endpoints show as messages (GET …/messages/{id}); a kind the
+# Message model learns to show is added here, and notifications (realtime/notifications.py)
+# follow, so a `new_message` notification always opens.
+SHOWN_MESSAGE_TYPES = frozenset({"m.room.message"})
+
+
+def is_shown_message(event_type: str, content: Mapping[str, Any]) -> bool:
+    """Whether the message endpoints show this event as a message of its own: one of the
+    SHOWN_MESSAGE_TYPES and no edit (an edit is shown folded into its original)."""
+    relation = content.get("m.relates_to")
+    edit = isinstance(relation, Mapping) and relation.get("rel_type") == "m.replace"
+    return event_type in SHOWN_MESSAGE_TYPES and not edit
+
+
 def _phi_warning(content: JsonDict) -> JsonDict | None:
     """The guard's warning on a message shown in a warn-mode case room: `{kinds}`, or None."""
     warning = content.get(PHI_WARNING)

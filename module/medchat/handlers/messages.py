@@ -18,7 +18,15 @@ from synapse.module_api.errors import SynapseError
 from medchat import errors
 from medchat.handlers.expiry import Expiry
 from medchat.handlers.rooms import Rooms
-from medchat.models import EXPIRES_AT, MSGTYPE_FOR, JsonDict, chat_message, is_edit, strip_reply_fallback
+from medchat.models import (
+    EXPIRES_AT,
+    MSGTYPE_FOR,
+    JsonDict,
+    chat_message,
+    is_edit,
+    is_shown_message,
+    strip_reply_fallback,
+)
 from medchat.realtime.status import MessageStatus
 from medchat.synapse import SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
 from medchat.util import concurrently
@@ -79,7 +87,11 @@ class Messages:
     async def _event(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
         """A visible `m.room.message` of this room that is not itself an edit; 404 otherwise."""
         event = await self._synapse_events.event_json(requester, room_id, event_id)
-        if event is None or event.get("type") != MESSAGE or event.get("room_id") != room_id or is_edit(event):
+        if (
+            event is None
+            or event.get("room_id") != room_id
+            or not is_shown_message(event.get("type", ""), event.get("content", {}))
+        ):
             raise errors.not_found("No such message in this room.")
         return event
 
