@@ -131,6 +131,31 @@ def test_a_bad_query_parameter_is_refused_naming_it(api: Api, user: dict[str, An
     assert checked > 30
 
 
+def test_an_unknown_query_parameter_is_refused_naming_it(api: Api, user: dict[str, Any]) -> None:
+    """Every operation, with query parameters of its own or none: a parameter it does not take is
+    a 400 naming it (issue 17), before anything else is looked at (so no 401 for the public ones)."""
+    checked = 0
+    for method, path, operation in operations(api):
+        declared = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+        response = api.call(method, with_params(path) + "?foo=1&zz%20top=2", token=user["access_token"])
+        error = expect_error(response, 400, "M_INVALID_PARAM")["error"]
+        assert error == "Unknown parameter: foo, zz top", (method, path, error)
+        if declared:  # the declared ones beside it change nothing
+            response = api.call(method, with_params(path) + f"?{declared[0]}=x&foo=1", token=user["access_token"])
+            assert "Unknown parameter: foo" in expect_error(response, 400, "M_INVALID_PARAM")["error"]
+        checked += 1
+    assert checked > 60
+
+
+def test_the_access_token_may_come_in_the_query(api: Api, user: dict[str, Any]) -> None:
+    """Matrix clients may send the token as `?access_token=` (Synapse takes it): no route refuses it."""
+    token = quote(user["access_token"])
+    for path in ("/api/chat/rooms", "/api/chat/contacts?limit=5", "/api/chat/notifications/unread-count"):
+        joiner = "&" if "?" in path else "?"
+        response = api.call("GET", f"{path}{joiner}access_token={token}")
+        assert response.status_code == 200, (path, response.text)
+
+
 @pytest.mark.parametrize("value", [SURROGATE_URL, "%00", "ok%C3"])
 def test_a_bad_path_segment_is_refused_naming_the_path(api: Api, user: dict[str, Any], value: str) -> None:
     templated = [(method, path) for method, path, _ in operations(api) if "{" in path]

@@ -166,9 +166,9 @@ def test_bad_input(api: Api) -> None:
 
 def test_filters_search_and_pagination(api: Api) -> None:
     me = api.register()
-    gp = api.register(role="GP", institution="Mercy General", full_name="Dr. Zed Quill")
-    nurse = api.register(role="Nurse", institution="Mercy General")
-    blocked = api.register()
+    gp = api.register(role="GP", institution="Mercy General", full_name="Dr. Zed Quill", specialization="Cardiology")
+    nurse = api.register(role="Nurse", institution="Mercy General", specialization="Oncology")
+    blocked = api.register(specialization="Neurology")
     for other in (gp, nurse, blocked):
         befriend(api, me, other)
     token = me["access_token"]
@@ -183,6 +183,9 @@ def test_filters_search_and_pagination(api: Api) -> None:
     assert contact_ids(api, me, "?blocked=false") == sorted([gp["user_id"], nurse["user_id"]])
     assert contact_ids(api, me, "?role=Nurse") == [nurse["user_id"]]
     assert contact_ids(api, me, "?institution=Mercy%20General&favorite=false") == [nurse["user_id"]]
+    # As the directory filters (issue 17): only the cardiologist, not the oncologist.
+    assert contact_ids(api, me, "?specialization=Cardiology") == [gp["user_id"]]
+    assert contact_ids(api, me, "?specialization=Oncology&role=GP") == []
     assert contact_ids(api, me, "?q=zed%20q") == [gp["user_id"]]  # display name
     assert contact_ids(api, me, "?q=NIGHT") == [nurse["user_id"]]  # nickname
     assert contact_ids(api, me, f"?q={blocked['username']}") == [blocked["user_id"]]  # username

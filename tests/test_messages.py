@@ -3,13 +3,15 @@ forwarding and idempotent sends, checked against the Matrix events Synapse store
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from harness import Api, expect_error
+from harness import Api, SynapseServer, _connect_db, expect_error
+from medchat.synapse import sql
 from test_rooms import create_room, room_path
 
 
@@ -160,8 +162,8 @@ def test_reply_search_reactions_forward(api: Api, chat: dict[str, Any]) -> None:
 
     found = api.call("GET", room_path(room, "/messages/search?q=troponin"), token=bob["access_token"])
     assert found.status_code == 200, found.text
-    # Synapse indexes the whole body, so the reply's quoted fallback matches too.
-    assert {m["id"] for m in found.json()["messages"]} == {question["id"], reply.json()["id"]}
+    # Synapse indexes the whole body, the reply's quoted fallback too: only the question matches.
+    assert [m["id"] for m in found.json()["messages"]] == [question["id"]]
     assert not api.call("GET", room_path(room, "/messages/search?q=appendix"), token=bob["access_token"]).json()[
         "messages"
     ]
@@ -322,6 +324,107 @@ def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[st
         404,
         "M_NOT_FOUND",
     )
+
+
+def search_ids(api: Api, user: dict[str, Any], room: str, q: str) -> list[str]:
+    response = api.call("GET", room_path(room, f"/messages/search?q={quote(q)}"), token=user["access_token"])
+    assert response.status_code == 200, response.text
+    return [m["id"] for m in response.json()["messages"]]
+
+
+def test_search_matches_what_a_message_says_now(api: Api, chat: dict[str, Any]) -> None:
+    """Issue 17: an edit is found by its current text and no longer by the text it replaced (nor
+    by an earlier edit's), a reply by its own words and never by the parent quoted in its
+    fallback, and deleted or expired messages never."""
+    alice, bob, room = chat["alice"], chat["bob"], chat["room"]
+    parent = send(api, alice, room, content="Patient stable, ECG normal")
+    reply = api.call(
+        "POST", msg_path(room, parent["id"], "/reply"), token=bob["access_token"], json={"content": "Check lead II"}
+    ).json()
+    assert search_ids(api, bob, room, "ecg") == [parent["id"]]
+    assert search_ids(api, bob, room, "lead") == [reply["id"]]
+
+    drip = send(api, alice, room, content="Start heparin drip")
+    for text in ("Start dalteparin", "Start enoxaparin instead"):
+        edited = api.call("PUT", msg_path(room, drip["id"]), token=alice["access_token"], json={"content": text})
+        assert edited.status_code == 200, edited.text
+    found = api.call("GET", room_path(room, "/messages/search?q=enoxaparin"), token=bob["access_token"]).json()
+    assert [(m["id"], m["content"]) for m in found["messages"]] == [(drip["id"], "Start enoxaparin instead")]
+    assert search_ids(api, bob, room, "heparin") == []  # the replaced text
+    assert search_ids(api, bob, room, "dalteparin") == []  # an earlier edit
+    assert search_ids(api, bob, room, "start") == [drip["id"]]  # once, though three events match
+
+    # An edited reply: its new words, still never the parent's.
+    assert (
+        api.call(
+            "PUT", msg_path(room, reply["id"]), token=bob["access_token"], json={"content": "Check lead V1 again"}
+        ).status_code
+        == 200
+    )
+    assert search_ids(api, bob, room, "v1") == [reply["id"]]
+    assert search_ids(api, bob, room, "ecg") == [parent["id"]] and search_ids(api, bob, room, "lead") == [reply["id"]]
+
+    # A Matrix client's edit (Element's `* ` fallback body, m.new_content) and reply fallback.
+    element = api.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/edit-{drip['id'][1:9]}",
+        token=alice["access_token"],
+        json={
+            "msgtype": "m.text",
+            "body": " * Start tinzaparin",
+            "m.new_content": {"msgtype": "m.text", "body": "Start tinzaparin"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": drip["id"]},
+        },
+    )
+    assert element.status_code == 200, element.text
+    assert search_ids(api, bob, room, "tinzaparin") == [drip["id"]]
+    assert search_ids(api, bob, room, "enoxaparin") == []
+
+    # Deleted, and expired (redacted at expiry), messages never appear, nor do their edits.
+    gone = send(api, alice, room, content="Warfarin dose note")
+    api.call("PUT", msg_path(room, gone["id"]), token=alice["access_token"], json={"content": "Warfarin 5 mg"})
+    assert search_ids(api, bob, room, "warfarin") == [gone["id"]]
+    assert api.call("DELETE", msg_path(room, gone["id"]), token=alice["access_token"]).status_code == 200
+    assert search_ids(api, bob, room, "warfarin") == []
+    expiring = send(api, alice, room, content="Digoxin level pending", expires_in=1)
+    assert search_ids(api, bob, room, "digoxin") == [expiring["id"]]
+    deadline = time.monotonic() + 15
+    while not api.call("GET", msg_path(room, expiring["id"]), token=bob["access_token"]).json()["is_deleted"]:
+        assert time.monotonic() < deadline, "the message did not expire"
+        time.sleep(0.2)
+    assert search_ids(api, bob, room, "digoxin") == []
+
+
+def test_search_plan_is_index_lookups(server: SynapseServer, api: Api, chat: dict[str, Any]) -> None:
+    """The search statement (as search_txn runs it) reads Synapse's tables by index only: no
+    sequential scan on PostgreSQL with its settings, no full scan of a table on SQLite."""
+    alice, room = chat["alice"], chat["room"]
+    first = send(api, alice, room, content="plan check sepsis")
+    api.call("PUT", msg_path(room, first["id"]), token=alice["access_token"], json={"content": "plan sepsis now"})
+    conn, postgres = _connect_db(server)
+    try:
+        cur = conn.cursor()
+        statement = f"SELECT * FROM ({sql._search_sql(postgres)}) AS hits ORDER BY rank DESC LIMIT 5"
+        args = ("sepsis" if postgres else "sepsis*", room, *sql._SEARCH_RELATIONS)
+        if postgres:
+            cur.execute("BEGIN")
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("EXPLAIN " + statement.replace("?", "%s"), args)
+        else:
+            conn.create_function("rank", 1, lambda _: 0.0)  # Synapse's own, on its connections
+            cur.execute("EXPLAIN QUERY PLAN " + statement, args)
+        plan = "\n".join(str(row[-1]) for row in cur.fetchall())
+    finally:
+        conn.close()
+    if postgres:
+        assert "Seq Scan" not in plan, plan
+        assert "event_relations" in plan and "Index" in plan, plan
+    else:  # the FTS table answers by its own index, every other table by event id or target
+        for line in (line.strip() for line in plan.splitlines()):
+            if line.startswith("SCAN"):
+                assert line.startswith(("SCAN event_search VIRTUAL TABLE", "SCAN m", "SCAN hits", "SCAN (")), plan
+            elif line.startswith("SEARCH"):
+                assert any(key in line for key in ("(event_id=?)", "(relates_to_id=?", "(redacts=?)")), plan
 
 
 def test_search_reads_past_hits_the_caller_may_not_see(api: Api, chat: dict[str, Any]) -> None:

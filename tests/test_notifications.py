@@ -10,7 +10,18 @@ from urllib.parse import quote
 
 from nio import SyncResponse
 
-from harness import Api, SynapseServer, expect_error, free_port, nio_login, register_admin, run, send_text, shared_room
+from harness import (
+    Api,
+    SynapseServer,
+    expect_error,
+    free_port,
+    nio_login,
+    query_db,
+    register_admin,
+    run,
+    send_text,
+    shared_room,
+)
 
 
 def notifications(api: Api, token: str, query: str = "") -> list[dict]:
@@ -59,6 +70,10 @@ def test_list_types_counts_and_read_state(api: Api, server: SynapseServer) -> No
             await nio.close()
 
     assert count["rooms"][room] == run(matrix_counts()) == 2
+    # The pending invitation is counted as the list shows it (issue 17), in the total too.
+    unread = notifications(api, bob["access_token"], "?unread=true&limit=100")
+    assert count["invites"] == len([n for n in unread if n["type"] == "group_invite"]) == 1
+    assert count["count"] == len(unread) == 3
 
     assert api.call("PUT", f"/api/chat/notifications/{quote(plain)}/read", token=bob["access_token"]).status_code == 200
     state = {n["id"]: n["is_read"] for n in notifications(api, bob["access_token"])}
@@ -257,3 +272,134 @@ def test_notification_query_refusals_name_the_parameter(api: Api) -> None:
         body = expect_error(api.call("GET", "/api/chat/notifications" + query, token=token), 400, "M_INVALID_PARAM")
         assert name in body["error"], body
     assert api.call("GET", "/api/chat/notifications?unread=false&limit=100", token=token).status_code == 200
+
+
+def send_event(api: Api, token: str, room: str, event_type: str, content: dict) -> str:
+    """Any event with the native Matrix API, as another client would send it; its event id."""
+    txn = f"t{time.monotonic_ns()}"
+    response = api.call(
+        "PUT", f"/_matrix/client/v3/rooms/{quote(room)}/send/{event_type}/{txn}", token=token, json=content
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["event_id"]
+
+
+def test_every_notification_opens_and_only_notifications_answer(api: Api, server: SynapseServer) -> None:
+    """Issue 17: with a push rule that notifies on every event (Synapse then notifies reactions,
+    edits, calls, custom events and state), the list shows only what the API can open, each
+    `new_message`/`message_reply` opens with GET …/messages/{id}, the count is the list's unread
+    items, and read/dismiss answer 404 for any id that is not one of the caller's notifications."""
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    rule = api.call(
+        "PUT",
+        "/_matrix/client/v3/pushrules/global/override/everything",
+        token=bob["access_token"],
+        json={"conditions": [], "actions": ["notify"]},
+    )
+    assert rule.status_code == 200, rule.text
+    token = alice["access_token"]
+    text = send_text(api, token, room, "Ward round at 9")
+    reply = send_text(
+        api, token, room, "> <@x:y> q\n\nAnd at 5", **{"m.relates_to": {"m.in_reply_to": {"event_id": text}}}
+    )
+    others = {
+        "reaction": send_event(
+            api,
+            token,
+            room,
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": text, "key": "👍"}},
+        ),
+        "edit": send_event(
+            api,
+            token,
+            room,
+            "m.room.message",
+            {
+                "msgtype": "m.text",
+                "body": " * Ward round at 10",
+                "m.new_content": {"msgtype": "m.text", "body": "Ward round at 10"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": text},
+            },
+        ),
+        "custom": send_event(api, token, room, "org.example.whiteboard", {"strokes": []}),
+        "call": send_event(
+            api,
+            token,
+            room,
+            "m.call.invite",
+            {"call_id": "c1", "version": "1", "lifetime": 60000, "offer": {"type": "offer", "sdp": "v=0"}},
+        ),
+    }
+    kinds = {
+        "encrypted": send_event(
+            api,
+            token,
+            room,
+            "m.room.encrypted",
+            {
+                "algorithm": "m.megolm.v1.aes-sha2",
+                "ciphertext": "AwgA",
+                "sender_key": "k",
+                "session_id": "s",
+                "device_id": "D",
+            },
+        ),
+        "poll": send_event(
+            api,
+            token,
+            room,
+            "m.poll.start",
+            {
+                "m.poll": {
+                    "kind": "m.disclosed",
+                    "max_selections": 1,
+                    "question": {"m.text": [{"body": "Lunch?"}]},
+                    "answers": [{"m.id": "a", "m.text": [{"body": "Yes"}]}],
+                },
+                "m.text": [{"body": "Lunch?"}],
+            },
+        ),
+    }
+    own = send_text(api, bob["access_token"], room, "My own message")
+
+    # Synapse did notify bob of each (so leaving them out is the list's doing).
+    notified = query_db(
+        server,
+        "SELECT event_id FROM event_push_actions WHERE user_id = ? AND notif = 1",
+        (bob["user_id"],),
+    )
+    assert set(others.values()) <= {row[0] for row in notified}
+
+    listed = notifications(api, bob["access_token"], "?limit=100")
+    ids = [n["id"] for n in listed if n["room_id"] == room]
+    assert ids[-2:] == [reply, text] or {reply, text} <= set(ids)
+    assert not set(others.values()) & set(ids) and own not in ids
+    for item in listed:
+        if item["type"] in ("new_message", "message_reply"):
+            opened = api.call(
+                "GET",
+                f"/api/chat/rooms/{quote(item['room_id'])}/messages/{quote(item['message_id'])}",
+                token=bob["access_token"],
+            )
+            assert opened.status_code == 200, (item, opened.text)
+    for event_id in kinds.values():  # listed exactly when the message endpoints can show the kind
+        shows = api.call(
+            "GET", f"/api/chat/rooms/{quote(room)}/messages/{quote(event_id)}", token=bob["access_token"]
+        ).status_code
+        assert (event_id in ids) == (shows == 200), (event_id, shows)
+
+    count = api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()
+    unread = notifications(api, bob["access_token"], "?unread=true&limit=100")
+    assert count["count"] == len(unread) and count["rooms"][room] == len([n for n in unread if n["room_id"] == room])
+
+    for event_id in [*others.values(), own, "$nothing"]:
+        for method, path in (("PUT", f"/{quote(event_id)}/read"), ("DELETE", f"/{quote(event_id)}")):
+            expect_error(
+                api.call(method, f"/api/chat/notifications{path}", token=bob["access_token"]), 404, "M_NOT_FOUND"
+            )
+    assert api.call("PUT", f"/api/chat/notifications/{quote(text)}/read", token=bob["access_token"]).status_code == 200
+    assert api.call("DELETE", f"/api/chat/notifications/{quote(reply)}", token=bob["access_token"]).status_code == 200
+    after = api.call("GET", "/api/chat/notifications/unread-count", token=bob["access_token"]).json()
+    assert after["count"] == len(notifications(api, bob["access_token"], "?unread=true&limit=100"))

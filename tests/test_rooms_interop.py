@@ -3,6 +3,7 @@ and messages, in both directions."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -196,3 +197,79 @@ def test_dm_made_in_a_matrix_client_is_reused(api: Api, server: SynapseServer) -
         json={"type": "direct", "participants": [alice["user_id"]]},
     )
     assert from_bob.status_code == 200 and from_bob.json()["id"] == room_id
+
+
+def nio_dm(server: SynapseServer, api: Api, creator: dict[str, Any], invitee: dict[str, Any]) -> str:
+    """A DM as a Matrix client makes it: createRoom `is_direct` with the invite, and the
+    creator's `m.direct`. The room's id."""
+
+    async def scenario() -> str:
+        client = await nio_login(server.base_url, creator["user_id"], creator["password"])
+        try:
+            created = await client.room_create(
+                is_direct=True, invite=[invitee["user_id"]], preset=RoomPreset.trusted_private_chat
+            )
+            path = f"/_matrix/client/v3/user/{quote(creator['user_id'])}/account_data/m.direct"
+            put = api.call("PUT", path, token=client.access_token, json={invitee["user_id"]: [created.room_id]})
+            assert put.status_code == 200, put.text
+            return created.room_id
+        finally:
+            await client.close()
+
+    return run(scenario())
+
+
+def listed_type(api: Api, user: dict[str, Any], room_id: str) -> str:
+    rooms = api.call("GET", "/api/chat/rooms?limit=100", token=user["access_token"]).json()["rooms"]
+    return next(r["type"] for r in rooms if r["id"] == room_id)
+
+
+def test_a_client_made_dm_stays_direct_when_joined_through_the_api(api: Api, server: SynapseServer) -> None:
+    """Issue 17: the invitee sees `direct` before the join, and after `POST …/join` too; the
+    join adds the room to the invitee's `m.direct` under the inviter, keeping what was there."""
+    alice, bob, carol = api.register(), api.register(), api.register()
+    earlier = create_room(api, bob["access_token"], type="direct", participants=[carol["user_id"]])["id"]
+    room_id = nio_dm(server, api, alice, bob)
+    assert listed_type(api, bob, room_id) == "direct"
+    joined = api.call("POST", room_path(room_id, "/join"), token=bob["access_token"], json={})
+    assert joined.status_code == 200, joined.text
+    assert joined.json()["room"]["type"] == "direct"
+    assert listed_type(api, bob, room_id) == "direct"
+    assert m_direct(api, bob) == {carol["user_id"]: [earlier], alice["user_id"]: [room_id]}
+    # Reused as the DM of the two from the API, by either side.
+    again = api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=bob["access_token"],
+        json={"type": "direct", "participants": [alice["user_id"]]},
+    )
+    assert again.status_code == 200 and again.json()["id"] == room_id
+
+
+def test_a_client_made_dm_stays_direct_when_joined_in_a_matrix_client(api: Api, server: SynapseServer) -> None:
+    """The same join made by a Matrix client that does not update `m.direct` (the module does),
+    and by one that does, as Element (the module's merge then changes nothing)."""
+    alice, bob, carol = api.register(), api.register(), api.register()
+    plain = nio_dm(server, api, alice, bob)
+    element = nio_dm(server, api, carol, bob)
+
+    async def scenario() -> None:
+        client = await nio_login(server.base_url, bob["user_id"], bob["password"])
+        try:
+            await synced(client)
+            await client.join(plain)
+            path = f"/_matrix/client/v3/user/{quote(bob['user_id'])}/account_data/m.direct"
+            await client.join(element)
+            current = api.call("GET", path, token=client.access_token).json()
+            current[carol["user_id"]] = [element]
+            assert api.call("PUT", path, token=client.access_token, json=current).status_code == 200
+        finally:
+            await client.close()
+
+    run(scenario())
+    deadline = time.monotonic() + 10
+    while alice["user_id"] not in m_direct(api, bob) or carol["user_id"] not in m_direct(api, bob):
+        assert time.monotonic() < deadline, m_direct(api, bob)
+        time.sleep(0.1)
+    assert m_direct(api, bob) == {alice["user_id"]: [plain], carol["user_id"]: [element]}
+    assert listed_type(api, bob, plain) == listed_type(api, bob, element) == "direct"

@@ -200,6 +200,7 @@ class MedChatModule:
             on_user_deactivation_status_changed=gdpr.on_user_deactivation_status_changed,
         )
         api.register_account_data_callbacks(on_account_data_updated=contacts.on_account_data_updated)
+        api.register_third_party_rules_callbacks(on_new_event=rooms.on_new_event)
 
         features: list[Servlets] = [
             AdminServlets(api, audit),

@@ -14,6 +14,7 @@ Element reads and sends (handlers/polls.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from medchat.htmlsafe import sanitise_html
@@ -76,9 +77,19 @@ def relation(content: JsonDict) -> JsonDict:
 
 def is_shown(event: JsonDict) -> bool:
     """Whether a timeline event is a message of the app (see the module docstring)."""
-    if "state_key" in event or not event.get("event_id") or event.get("type") in HIDDEN_TYPES:
+    if "state_key" in event or not event.get("event_id"):
         return False
-    return relation(event.get("content") or {}).get("rel_type") not in _ACTING_RELATIONS
+    return is_shown_kind(event.get("type", ""), event.get("content") or {})
+
+
+def is_shown_kind(event_type: str, content: Mapping[str, Any]) -> bool:
+    """`is_shown` for a timeline (non-state) event given by its type and content, as Synapse's
+    events (whose content is an immutabledict) give them: the one rule of what the message
+    endpoints show, which notifications follow so that every notification opens with GET."""
+    if event_type in HIDDEN_TYPES:
+        return False
+    relates_to = content.get("m.relates_to")
+    return not (isinstance(relates_to, Mapping) and relates_to.get("rel_type") in _ACTING_RELATIONS)
 
 
 def message_type(event_type: str, shown: JsonDict) -> str:

@@ -98,7 +98,11 @@ class ContactServlets:
         me = await self._me(request)
         query = read_query(request, ContactListQuery)
         filters = ContactFilters(
-            favorite=query.favorite, blocked=query.blocked, role=query.role, institution=query.institution
+            favorite=query.favorite,
+            blocked=query.blocked,
+            role=query.role,
+            institution=query.institution,
+            specialization=query.specialization,
         )
         return 200, await self._contacts.contacts_of(me, filters, query.q, Page(query.limit, query.cursor))
 

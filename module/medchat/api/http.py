@@ -21,7 +21,7 @@ from synapse.http.server import JsonResource
 from synapse.module_api.errors import SynapseError
 
 from medchat import errors
-from medchat.api.schemas.base import QueryParams, RequestBody
+from medchat.api.schemas.base import IMPLICIT_QUERY_PARAMS, QueryParams, RequestBody
 from medchat.models import JsonDict
 from medchat.wellformed import NotJson, bad_string, json_path, load_json, string_problem
 
@@ -98,6 +98,7 @@ def route(
 
     def serve(request: Any, **kwargs: str) -> Awaitable[tuple[int, Any]] | Awaitable[None]:
         setattr(request, _REQUEST_ATTR, declared)
+        refuse_unknown_params(request, query or QueryParams)  # before the handler does anything
         return handler(request, **kwargs)
 
     pattern = re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", path) + "$")
@@ -188,12 +189,30 @@ def body_error(error: ValidationError) -> SynapseError:
 # --- query parameters --------------------------------------------------------------------------
 
 
+def _param_names(model: type[QueryParams]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def refuse_unknown_params(request: Any, model: type[QueryParams]) -> None:
+    """400 M_INVALID_PARAM naming the query parameters `model` does not declare (route() checks
+    every request with its route's model, or with none for a route without parameters), except
+    those any route takes (IMPLICIT_QUERY_PARAMS). The model's `extra="forbid"` says the same
+    for a query parsed without a request."""
+    known = _param_names(model) | IMPLICIT_QUERY_PARAMS
+    unknown = sorted(
+        name.decode("utf-8", "backslashreplace") for name in (request.args or {}) if name.decode("latin-1") not in known
+    )
+    if unknown:
+        raise errors.invalid_param(f"Unknown parameter: {', '.join(unknown)}")
+
+
 def read_query(request: Any, model: type[Q]) -> Q:
     """The query string parsed with `model`, which must be the one its route declared (`query=`).
 
-    Only the model's parameters are read (the first value of each); 400 M_MISSING_PARAM for a
-    required one left out, M_INVALID_PARAM naming the parameter for a value the model refuses
-    (bytes that are not UTF-8 and NUL characters included, medchat.wellformed).
+    The model's parameters are read (the first value of each), others were refused by route();
+    400 M_MISSING_PARAM for a required one left out, M_INVALID_PARAM naming the parameter for a
+    value the model refuses (bytes that are not UTF-8 and NUL characters included,
+    medchat.wellformed).
     """
     if _declared(request).query is not model:
         raise RuntimeError(f"{request.path!r}: read_query with a model its route does not declare")
@@ -220,7 +239,11 @@ def read_query(request: Any, model: type[Q]) -> Q:
 
 def query_error(error: ValidationError, model: type[BaseModel]) -> SynapseError:
     """The 400 for a query the model refused, naming the parameter and what it accepts."""
-    problem = error.errors(include_url=False)[0]
+    problems = error.errors(include_url=False)
+    unknown = sorted(str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden" and p["loc"])
+    if unknown:
+        return errors.invalid_param(f"Unknown parameter: {', '.join(unknown)}")
+    problem = problems[0]
     name = str(problem["loc"][0]) if problem["loc"] else ""
     if problem["type"] == "missing":
         return errors.missing_param(f"Missing parameter: {name}")

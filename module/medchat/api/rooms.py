@@ -108,7 +108,7 @@ class RoomServlets:
         200 with the room once joined; 202 while a request to join (a knock) waits for an admin."""
         requester = await self._api.get_user_by_req(request)
         reason = read_json(request, RoomJoinBody).reason
-        membership = await self._study_groups.join(requester.user.to_string(), room_id, reason)
+        membership = await self._rooms.join(requester.user.to_string(), room_id, reason)
         if membership == "knock":
             return 202, {"room_id": room_id, "membership": "knock", "room": None}
         return 200, {"room_id": room_id, "membership": "join", "room": await self._rooms.view(requester, room_id)}

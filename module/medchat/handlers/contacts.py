@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from synapse.module_api import ModuleApi
@@ -110,13 +110,7 @@ class Contacts:
         contact list is one person's address book, so it is read whole for a search.
         """
         if filters.blocked is not None:
-            filters = ContactFilters(
-                filters.favorite,
-                filters.role,
-                filters.institution,
-                filters.blocked,
-                list(await self._rules.ignored_users(owner_id)),
-            )
+            filters = replace(filters, blocked_ids=list(await self._rules.ignored_users(owner_id)))
         if q is None:
             rows = await self._store.contacts_of(owner_id, filters, page.cursor, page.limit + 1)
         else:

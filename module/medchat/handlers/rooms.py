@@ -85,6 +85,7 @@ class Rooms:
         self._synapse_stream = synapse_stream
         self._study_groups = study_groups
         self._require_federated = require_federated
+        self._synapse_server = synapse_server
         self._direct_lock = synapse_server.linearizer("medchat_direct_rooms")
         self._account_data_lock = synapse_server.linearizer("medchat_m_direct")
 
@@ -190,6 +191,34 @@ class Rooms:
                 return
             direct[other] = [*direct.get(other, []), room_id]
             await self._api.account_data_manager.put_global(user_id, M_DIRECT, direct)
+
+    async def join(self, caller: str, room_id: str, reason: str | None) -> str:
+        """POST …/join (medchat.handlers.studygroups.join): the caller's membership now. An
+        invitation offered as a DM (`is_direct`) stays a DM: the room goes into the caller's
+        `m.direct` under the inviter before the answer, so the room it returns reads `direct`."""
+        invite = await self._synapse_rooms.pending_invite(caller, room_id)
+        membership = await self._study_groups.join(caller, room_id, reason)
+        if membership == "join" and invite is not None and invite[1]:
+            await self._record_direct(caller, invite[0], room_id)
+        return membership
+
+    async def on_new_event(self, event: Any, state_events: Any) -> None:
+        """A local user's join of a room they were invited to as a DM, from any client, adds it
+        to their `m.direct` under the inviter, as Element does itself (the merge is idempotent,
+        so Element's own update changes nothing). One process acts: Synapse calls this on each."""
+        if (
+            event.type != "m.room.member"
+            or event.content.get("membership") != "join"
+            or event.sender != event.state_key
+            or not self._api.is_mine(event.state_key)
+            or not self._synapse_server.runs_background_tasks
+        ):
+            return
+        replaced = event.unsigned.get("replaces_state")
+        previous = (await self._synapse_events.events([replaced])).get(replaced) if isinstance(replaced, str) else None
+        if previous is None or previous.content.get("membership") != "invite" or not previous.content.get("is_direct"):
+            return
+        await self._record_direct(event.state_key, previous.sender, event.room_id)
 
     # --- read ---------------------------------------------------------------------------------
 

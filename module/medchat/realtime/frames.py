@@ -111,10 +111,13 @@ def frames_for(event: JsonDict, messages: dict[str, JsonDict]) -> list[JsonDict]
     return []
 
 
-def notification_frame(event: JsonDict, user_id: str) -> JsonDict:
-    """A notification Synapse's push rules raised for the user (the list's item, live)."""
+def notification_frame(event: JsonDict, user_id: str) -> JsonDict | None:
+    """A notification Synapse's push rules raised for the user (the list's item, live), or None
+    for an event the list leaves out (notification_type)."""
     content = event.get("content") or {}
     kind = notification_type(event.get("type", ""), event.get("state_key"), content, user_id)
+    if kind is None:
+        return None
     return {
         "type": "notification.new",
         "notification": {

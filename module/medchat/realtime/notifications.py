@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from medchat import errors
+from medchat import errors, messagekinds as kinds
 from medchat.encrypted import ENCRYPTED
 from medchat.models import JsonDict, iso
 from medchat.store.notifications import ModuleNotification, NotificationStore
@@ -16,13 +16,28 @@ from medchat.synapse import SynapseEvents, SynapseRooms, SynapseServer, SynapseS
 _SCAN_ROUNDS = 5  # pages of push actions scanned to fill one filtered page
 
 
-def notification_type(event_type: str, state_key: str | None, content: JsonDict, user_id: str) -> str:
-    """The plan's notification types, from what the notified event is."""
-    if event_type == "m.room.member" and state_key == user_id and content.get("membership") == "invite":
-        return "group_invite"
+# Unread Matrix notifications unread-count counts at most (the list would take 5 pages of 500 to show them).
+_COUNT_MAX = 500
+
+
+def notification_type(event_type: str, state_key: str | None, content: JsonDict, user_id: str) -> str | None:
+    """The plan's notification type of a notified event, or None for an event the API cannot
+    open (a call, a tombstone, a reaction or custom event a push rule matched, an edit): those
+    are not notifications of the app, so the list, the count and the WebSocket leave them out,
+    and a `new_message` or `message_reply` always opens with GET …/messages/{id}."""
+    if event_type == "m.room.member":
+        return "group_invite" if state_key == user_id and content.get("membership") == "invite" else None
+    # Messages of the app's kinds only (a call or a custom event a push rule matched shows in the
+    # history as `unsupported`, but is no new message to tell the user about).
+    if event_type not in kinds.SHOWN_TYPES or not kinds.is_shown_kind(event_type, content):
+        return None
     if ((content.get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id"):
         return "message_reply"
     return "new_message"
+
+
+def _kind_of(event: Any, user_id: str) -> str | None:
+    return notification_type(event.type, event.state_key if event.is_state() else None, event.content, user_id)
 
 
 def notification_preview(event_type: str, content: JsonDict) -> str | None:
@@ -69,6 +84,11 @@ def module_item(notification: ModuleNotification) -> JsonDict:
         "is_read": notification.is_read,
         "created_at": iso(notification.created_ts),
     }
+
+
+def _read(action: Any, read_by_room: dict[str, int]) -> bool:
+    """Whether the user's read receipt in the action's room is at or past it."""
+    return read_by_room.get(action.room_id, -1) >= action.stream_ordering
 
 
 def _is_matrix_id(notification_id: str) -> bool:
@@ -135,14 +155,18 @@ class Notifications:
                 break
             before = actions[-1].stream_ordering
             hidden = await self._dismissed.dismissed(user_id, [a.event_id for a in actions])
-            events = await self._synapse_events.events([a.event_id for a in actions if a.event_id not in hidden])
+            wanted = [
+                a.event_id
+                for a in actions
+                if a.event_id not in hidden
+                and not (unread_only and _read(a, read_by_room) and a.room_id not in invited_to)
+            ]
+            events = await self._synapse_events.events(wanted)
             for action in actions:
                 event = events.get(action.event_id)
-                if event is None:
+                if event is None or _kind_of(event, user_id) is None:
                     continue
-                item = self._matrix_item(
-                    event, action, user_id, read_by_room.get(action.room_id, -1) >= action.stream_ordering
-                )
+                item = self._matrix_item(event, action, user_id, _read(action, read_by_room))
                 if item["type"] == "group_invite":
                     item["is_read"] = action.room_id not in invited_to  # answered invites are done with
                 if unread_only and item["is_read"]:
@@ -156,7 +180,7 @@ class Notifications:
 
     @staticmethod
     def _matrix_item(event: Any, action: Any, user_id: str, is_read: bool) -> JsonDict:
-        kind = notification_type(event.type, event.state_key if event.is_state() else None, event.content, user_id)
+        kind = _kind_of(event, user_id)
         return {
             "id": event.event_id,
             "type": kind,
@@ -172,8 +196,15 @@ class Notifications:
         }
 
     async def _matrix_event(self, user_id: str, notification_id: str) -> Any:
+        """The notified event, if it is one of the caller's notifications: an event Synapse's
+        push rules notified them about, that they may see and the list shows; 404 otherwise
+        (any other event of their rooms included)."""
         event = await self._synapse_events.visible_event(user_id, notification_id)
-        if event is None:
+        if (
+            event is None
+            or _kind_of(event, user_id) is None
+            or notification_id not in await self._synapse_stream.notified_events(user_id, [notification_id])
+        ):
             raise errors.not_found("No such notification.")
         return event
 
@@ -202,9 +233,15 @@ class Notifications:
             raise errors.not_found("No such notification.")
 
     async def unread_count(self, user_id: str) -> JsonDict:
-        """`rooms` are Matrix's per-room `unread_notifications` counts; `other` the module's kinds."""
-        by_room = {
-            room: count for room, count in (await self._synapse_stream.unread_counts_by_room(user_id)).items() if count
-        }
+        """The unread items of the list (`?unread=true`), counted by the list's own rules: `rooms`
+        per room of the Matrix ones (read through receipts, as Matrix's `unread_notifications`),
+        `invites` the pending invitations, `other` the module's kinds; `count` all of them."""
+        by_room: dict[str, int] = {}
+        invites = 0
+        for item in await self._matrix_items(user_id, None, _COUNT_MAX, unread_only=True):
+            if item["type"] == "group_invite":
+                invites += 1
+            else:
+                by_room[item["room_id"]] = by_room.get(item["room_id"], 0) + 1
         other = await self._own.unread_count(user_id)
-        return {"count": sum(by_room.values()) + other, "rooms": by_room, "other": other}
+        return {"count": sum(by_room.values()) + invites + other, "rooms": by_room, "invites": invites, "other": other}

@@ -369,7 +369,8 @@ class ChatSocket:
         frames = [frame for event in events for frame in frames_for(event, messages)]
         from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
         notified = await self._hub.synapse_stream.notified_events(user_id, from_others)
-        return frames + [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
+        notices = [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
+        return frames + [notice for notice in notices if notice is not None]
 
     def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
         """Records the delivery in a background process of its own: a client that disconnects

@@ -34,6 +34,7 @@ class ContactFilters:
     favorite: bool | None = None
     role: str | None = None
     institution: str | None = None
+    specialization: str | None = None
     # Blocking lives in account data; the caller passes the blocked ids and whether to keep them.
     blocked: bool | None = None
     blocked_ids: Collection[str] = ()
@@ -118,6 +119,7 @@ class ContactStore(Store):
                 ("c.is_favorite", filters.favorite),
                 ("p.role", filters.role),
                 ("p.institution", filters.institution),
+                ("p.specialization", filters.specialization),
             ):
                 if value is not None:
                     where += f" AND {column} = ?"

@@ -101,13 +101,77 @@ def notified_events_txn(txn: LoggingTransaction, user_id: str, event_ids: list[s
     return found
 
 
+def _search_sql(postgres: bool) -> str:
+    """The ranked hits of a room search as a message reads now, with their total:
+    (rank, event_id, stream_ordering, hit_id, total), `hit_id` being the indexed event that matched.
+
+    Synapse indexes each event's own `content.body`: an original's first text (with a reply's
+    quoted fallback) and an edit's `* new text`. So a hit on an original counts only while no
+    edit has replaced it, and a hit on an edit counts for its original (by the original's stream
+    ordering, so each message appears once) only if it is the edit Synapse applies (the latest of
+    the sender's, relations.get_applicable_edits). Deletions Synapse has confirmed are left out,
+    of the hit and of the original; one still to be rechecked is left to the visibility filter.
+    Every step is an index lookup by event id (`event_relations` by event and by target).
+    """
+    if postgres:
+        matches = """
+            SELECT ts_rank_cd(vector, q)::float8 AS rank, event_id, stream_ordering
+            FROM event_search, websearch_to_tsquery('english', ?) q
+            WHERE vector @@ q AND room_id = ? AND key = 'content.body'
+        """
+    else:
+        # matchinfo() must stay in a plain query over the FTS table: no join, no window.
+        matches = """
+            SELECT m.rank, m.event_id, e.stream_ordering FROM (
+                SELECT rank(matchinfo(event_search)) AS rank, event_id FROM event_search
+                WHERE value MATCH ? AND room_id = ? AND key = 'content.body'
+            ) AS m JOIN events e ON e.event_id = m.event_id
+        """
+    confirmed_deletion = "SELECT 1 FROM redactions d WHERE d.redacts = {} AND NOT d.recheck"
+    # CROSS JOIN: SQLite then reads the relations first (by target), never the room's events;
+    # PostgreSQL plans it as the inner join it is.
+    applied_edit = """SELECT 1 FROM event_relations a CROSS JOIN events ae
+        WHERE ae.event_id = a.event_id AND a.relates_to_id = {original}.event_id AND a.relation_type = ?
+        AND ae.sender = {original}.sender AND ae.type = {original}.type AND ae.room_id = {original}.room_id"""
+    originals = f"""
+        SELECT m.rank, m.event_id, m.stream_ordering, m.event_id AS hit_id
+        FROM matches m JOIN events o ON o.event_id = m.event_id
+        WHERE NOT EXISTS (SELECT 1 FROM event_relations r WHERE r.event_id = m.event_id AND r.relation_type = ?)
+        AND NOT EXISTS ({applied_edit.format(original="o")})
+        AND NOT EXISTS ({confirmed_deletion.format("m.event_id")})
+    """
+    edits = f"""
+        SELECT m.rank, o.event_id, o.stream_ordering, m.event_id AS hit_id
+        FROM matches m
+        JOIN event_relations r ON r.event_id = m.event_id AND r.relation_type = ?
+        JOIN events e ON e.event_id = m.event_id
+        JOIN events o ON o.event_id = r.relates_to_id AND o.sender = e.sender AND o.type = e.type
+            AND o.room_id = e.room_id
+        WHERE NOT EXISTS ({applied_edit.format(original="o")} AND (ae.origin_server_ts > e.origin_server_ts
+            OR (ae.origin_server_ts = e.origin_server_ts AND ae.event_id > e.event_id)))
+        AND NOT EXISTS (SELECT 1 FROM event_relations oe WHERE oe.event_id = o.event_id AND oe.relation_type = ?)
+        AND NOT EXISTS ({confirmed_deletion.format("m.event_id")})
+        AND NOT EXISTS ({confirmed_deletion.format("o.event_id")})
+    """
+    return f"""
+        WITH matches AS ({matches})
+        SELECT rank, event_id, stream_ordering, hit_id, count(*) OVER () AS total
+        FROM ({originals} UNION ALL {edits}) AS hits
+    """
+
+
+# The bound values of _search_sql after the query and the room: the relation type of each `?`.
+_SEARCH_RELATIONS = (RelationTypes.REPLACE,) * 5
+
+
 def search_txn(
     txn: LoggingTransaction, room_id: str, term: str, after: tuple[float, int] | None, limit: int
-) -> tuple[list[tuple[float, str, int]], int]:
-    """One page of ranked matches in a room, after the `after` (rank, stream ordering) keyset
-    position: [(rank, event_id, stream_ordering)] and the total number of matches. Edits are left
-    out (their originals carry them), and so are deletions Synapse has confirmed."""
-    if isinstance(txn.database_engine, PostgresEngine):
+) -> tuple[list[tuple[float, str, int, str]], int]:
+    """One page of ranked matches in a room (_search_sql: by what each message says now), after
+    the `after` (rank, stream ordering) keyset position: [(rank, event_id, stream_ordering,
+    hit_id)] and the total number of matches."""
+    postgres = isinstance(txn.database_engine, PostgresEngine)
+    if postgres:
         # Until autoanalyze has run on them, PostgreSQL takes event_search and event_relations
         # for near-empty, and plans the anti-joins below as nested loops that seq-scan
         # event_relations once per match: 6.8M comparisons, 3 s, for 17k matches under
@@ -117,43 +181,40 @@ def search_txn(
         txn.execute("SET LOCAL enable_seqscan = off")
         txn.execute("SET LOCAL jit = off")
         query = term
-        matches = """
-            SELECT ts_rank_cd(vector, q)::float8 AS rank, event_id, stream_ordering
-            FROM event_search, websearch_to_tsquery('english', ?) q
-            WHERE vector @@ q AND room_id = ? AND key = 'content.body'
-        """
     else:
         query = _parse_query_for_sqlite(term)[0]
         if not query:
             return [], 0
-        # matchinfo() must stay in a plain query over the FTS table: no join, no window.
-        matches = """
-            SELECT m.rank, m.event_id, e.stream_ordering FROM (
-                SELECT rank(matchinfo(event_search)) AS rank, event_id FROM event_search
-                WHERE value MATCH ? AND room_id = ? AND key = 'content.body'
-            ) AS m JOIN events e ON e.event_id = m.event_id
-        """
-    # Edits are left out (their originals carry them), and so are deletions Synapse has
-    # confirmed; a redaction still to be rechecked is left to the visibility filter.
-    hits = f"""
-        SELECT rank, event_id, stream_ordering, count(*) OVER () AS total FROM ({matches}) AS matches
-        WHERE NOT EXISTS (SELECT 1 FROM event_relations r WHERE r.event_id = matches.event_id AND r.relation_type = ?)
-        AND NOT EXISTS (SELECT 1 FROM redactions d WHERE d.redacts = matches.event_id AND NOT d.recheck)
-    """
-    sql = f"SELECT rank, event_id, stream_ordering, total FROM ({hits}) AS hits"
-    args: list[Any] = [query, room_id, RelationTypes.REPLACE]
+    hits = _search_sql(postgres)
+    base_args = (query, room_id, *_SEARCH_RELATIONS)
+    sql = f"SELECT rank, event_id, stream_ordering, hit_id, total FROM ({hits}) AS hits"
+    args: list[Any] = list(base_args)
     if after is not None:
         sql += " WHERE rank < ? OR (rank = ? AND stream_ordering < ?)"
         args += [after[0], after[0], after[1]]
     txn.execute(sql + " ORDER BY rank DESC, stream_ordering DESC LIMIT ?", (*args, limit))
     rows = txn.fetchall()
     if rows:
-        return [(float(r[0]), r[1], int(r[2])) for r in rows], int(rows[0][3])
+        return [(float(r[0]), r[1], int(r[2]), r[3]) for r in rows], int(rows[0][4])
     if after is None:
         return [], 0
-    txn.execute(f"SELECT count(*) FROM ({hits}) AS hits", (query, room_id, RelationTypes.REPLACE))
+    txn.execute(f"SELECT count(*) FROM ({hits}) AS hits", base_args)
     (total,) = txn.fetchone() or (0,)
     return [], int(total)
+
+
+def texts_matching_txn(txn: LoggingTransaction, term: str, texts: list[str]) -> set[int]:
+    """Which of `texts` (by index) PostgreSQL's search would match with `term`, as it matches
+    `event_search` (the English configuration, websearch syntax): for the text a message shows
+    where it differs from the text Synapse indexed (search.py). Reads no table."""
+    if not texts:
+        return set()
+    txn.execute(
+        "SELECT t.i - 1 FROM unnest(?::text[]) WITH ORDINALITY AS t(body, i), websearch_to_tsquery('english', ?) q"
+        " WHERE to_tsvector('english', t.body) @@ q",
+        (texts, term),
+    )
+    return {int(row[0]) for row in txn.fetchall()}
 
 
 def forget_erased_user_txn(txn: LoggingTransaction, user_id: str, addresses: list[str]) -> None:

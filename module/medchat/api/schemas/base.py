@@ -28,11 +28,17 @@ class RequestBody(BaseModel):
         return name in self.model_fields_set
 
 
-class QueryParams(BaseModel):
-    """The query parameters a route reads. Values arrive as strings (so `limit=20` is parsed);
-    parameters the route does not declare (`access_token`, cache busters) are ignored."""
+# Query parameters any route takes without declaring them: Synapse reads the access token from
+# the query string as well as from the Authorization header (Matrix clients send it either way).
+IMPLICIT_QUERY_PARAMS = frozenset({"access_token"})
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+
+class QueryParams(BaseModel):
+    """The query parameters a route reads. Values arrive as strings (so `limit=20` is parsed); a
+    parameter the route does not declare is refused (400 `Unknown parameter: …`), as unknown body
+    fields are, so a filter the route does not support is never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def missing_param(message: str) -> PydanticCustomError:

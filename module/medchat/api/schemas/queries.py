@@ -83,6 +83,7 @@ class _ContactFilters(QueryParams):
     blocked: Omittable[QueryBool] = Field(None, description="only blocked contacts (or only the others)")
     role: Omittable[QueryText] = Field(None, description="only this role")
     institution: Omittable[QueryText] = Field(None, description="only this institution")
+    specialization: Omittable[QueryText] = Field(None, description="only this specialization")
     q: Omittable[QueryText] = Field(None, description="matches names, nicknames and usernames")
 
 

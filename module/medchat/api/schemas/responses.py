@@ -487,7 +487,12 @@ NOTIFICATION = obj(
 
 NOTIFICATION_PAGE = page("notifications", NOTIFICATION)
 UNREAD_COUNT = obj(
-    {"count": _INTEGER, "rooms": {"type": "object", "additionalProperties": _INTEGER}, "other": _INTEGER}
+    {
+        "count": _INTEGER,
+        "rooms": {"type": "object", "additionalProperties": _INTEGER},
+        "invites": _INTEGER,
+        "other": _INTEGER,
+    }
 )
 READ_ALL = obj({"rooms_marked_read": _INTEGER})
 
