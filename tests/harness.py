@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import random
 import secrets
 import signal
 import socket
@@ -67,10 +68,31 @@ def present(value: T | None) -> T:
     return value
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port *below* the kernel's ephemeral range. A port the kernel hands out for
+    `bind(0)` is an ephemeral one, which any outgoing connection of the servers started meanwhile
+    (Synapse to Redis or PostgreSQL, weed to itself) may take before the server meant for it binds:
+    the clusters and the S3 server died of that. Ports below the range are never given to outgoing
+    connections, so a port found free here stays free until a test's own server takes it."""
+    low, _ = _ephemeral_range()
+    start = max(1024, low - 12000)
+    for _ in range(200):
+        port = random.randrange(start, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {start} and {low}")
 
 
 class PostgresDatabase:

@@ -6,6 +6,7 @@ starts, so no room is left that one of them can never join; two new students can
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -189,6 +190,13 @@ def test_the_policy_refuses_the_pair_on_every_route_from_both_sides(api: Api, se
     verified = licence_verified(api, server, role="Resident")
     room = new_room(api, verified, invite=[student["user_id"]], is_direct=True, preset="trusted_private_chat")
     assert join(api, student, room).status_code == 200
+    # A Matrix client's join reaches m.direct through the module's on_new_event callback, just after
+    # the join returns (as Element's own m.direct update would): wait for it, at most 10 s.
+    direct = f"/_matrix/client/v3/user/{quote(student['user_id'])}/account_data/m.direct"
+    deadline = time.monotonic() + 10
+    while room not in api.call("GET", direct, token=student["access_token"]).json().get(verified["user_id"], []):
+        assert time.monotonic() < deadline, "the join did not reach the student's m.direct"
+        time.sleep(0.2)
     back = api.call(
         "POST",
         "/api/chat/rooms",
