@@ -244,13 +244,13 @@ class Cluster:
             self._quick_exits.pop(name, None)
         self._quick_exits[name] = self._quick_exits.get(name, 0) + 1
         if name == "main" and self._quick_exits[name] >= MAIN_GIVE_UP:
-            raise RuntimeError(
-                f"main exited {MAIN_GIVE_UP} times in a row without staying up:\n{self.log_tail(name)}"
-            )
+            raise RuntimeError(f"main exited {MAIN_GIVE_UP} times in a row without staying up:\n{self.log_tail(name)}")
         delay = self._backoff.get(name, FIRST_BACKOFF_S)
         self._backoff[name] = min(delay * 2, MAX_BACKOFF_S)
         self._restart_at[name] = now + delay
-        _say(f"{name} exited with {returncode} after {uptime:.1f}s; restarting in {delay:.1f}s (log: {self.logs / (name + '.log')})")
+        _say(
+            f"{name} exited with {returncode} after {uptime:.1f}s; restarting in {delay:.1f}s (log: {self.logs / (name + '.log')})"
+        )
 
     def supervise(self, interval: float = 0.25) -> None:
         """Keeps the cluster up until `stop()` (from another thread) or a RuntimeError of
