@@ -122,6 +122,7 @@ class Cluster:
         self._quick_exits: dict[str, int] = {}
         self._lock = threading.Lock()  # supervise() and stop() never act on a process at once
         self._stopping = threading.Event()
+        self._started = False  # every process answered once: exits are restarted from then on
 
     @property
     def base_url(self) -> str:
@@ -175,6 +176,7 @@ class Cluster:
             self._wait(functools.partial(self._answers, health), name, deadline - time.monotonic())
         self._spawn("nginx", [nginx_binary, *nginx_command(nginx_conf)[1:]])
         self._wait(lambda: self._answers(self.base_url + "/health"), "nginx", timeout=20)
+        self._started = True
 
     def _spawn(self, name: str, command: list[str]) -> None:
         old_log = self._log_files.pop(name, None)
@@ -208,8 +210,12 @@ class Cluster:
         raise RuntimeError(f"{name} did not answer within {timeout:.0f}s:\n{self.log_tail(name)}")
 
     def check_alive(self) -> None:
-        """Raises, with the log's tail, if any process has exited: for start-up only, where an
-        exit is a broken config. A running cluster is kept up by `supervise()` instead."""
+        """During start-up, raises with the log's tail if any process has exited (a broken config,
+        nothing to retry). Once started, restarts what exited instead (`supervise_once`): a dead
+        worker never makes it raise, only a main process that will not stay up."""
+        if self._started:
+            self.supervise_once()
+            return
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")

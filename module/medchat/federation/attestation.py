@@ -6,12 +6,12 @@ issued_ts, expires_ts}` with its Matrix signing key and publishes it as the exte
 field ATTESTATION_FIELD (served over federation profile queries) and with its directory answers.
 Another server believes it only if the signature verifies with the origin's published key
 (Synapse's keyring), the origin is the user's own server, it names the user and it has not
-expired; anything else — forged, altered, expired, missing — reads as unverified.
+expired; anything else — forged, altered, expired, missing — reads as unverified. Fetching a
+remote user's profile to check (and its cache) is medchat.federation.profiles.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from synapse.module_api import ModuleApi, ProfileInfo
@@ -21,8 +21,6 @@ from medchat.models import JsonDict
 from medchat.rules.decisions import server_of
 from medchat.store import ProfileStore, VerificationStore
 from medchat.synapse import SynapseFederation, SynapseProfiles, SynapseServer
-
-logger = logging.getLogger(__name__)
 
 ATTESTATION_FIELD = "org.medchat.attestation"
 ATTESTATION_KEY = ATTESTATION_FIELD  # the same object, beside a federated search result
