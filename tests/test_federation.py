@@ -805,12 +805,22 @@ def test_a_remote_users_profile_comes_from_their_server_with_its_checked_attesta
     from_c = c.api.call("GET", user_path(alice["user_id"]), token=outsider["access_token"])
     assert from_c.status_code == 403 and from_c.json()["org.medchat.rule"] == "federation_allow_list", from_c.text
     # A server that does not answer (C allows every server): 502 with the module's errcode.
+    # (B's host name, which the servers resolve to B's address, on a port nothing listens on.)
     with socket.socket() as closed:
-        closed.bind((c.server.peer.address, 0))
-        nowhere = f"{c.server.peer.address}:{closed.getsockname()[1]}"
+        closed.bind((b.server.peer.address, 0))
+        nowhere = f"{b.server.peer.host}:{closed.getsockname()[1]}"
     unreachable = c.api.call("GET", user_path(f"@ghost:{nowhere}"), token=outsider["access_token"])
     assert unreachable.status_code == 502, unreachable.text
     assert unreachable.json()["errcode"] == "ORG_MEDCHAT_SERVER_UNREACHABLE" and nowhere in unreachable.json()["error"]
+    # One that accepts the connection and never answers (frozen): 504 after the lookup's 5 s.
+    with socket.socket() as silent:
+        silent.bind((b.server.peer.address, 0))
+        silent.listen(4)
+        frozen = f"{b.server.peer.host}:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        stuck = c.api.call("GET", user_path(f"@ghost:{frozen}"), token=outsider["access_token"])
+        assert time.monotonic() - started < 15
+    assert stuck.status_code == 504 and stuck.json()["errcode"] == "ORG_MEDCHAT_SERVER_UNREACHABLE", stuck.text
 
 
 @pytest.mark.parametrize("field", ["org.medchat.attestation", "org.medchat.profile", "org.medchat.anything"])

@@ -36,7 +36,9 @@ from medchat.wellformed import remote_text
 logger = logging.getLogger(__name__)
 
 CACHE_MS = 60 * 1000
-FAILURE_CACHE_MS = 10 * 1000
+FAILURE_CACHE_MS = 30 * 1000
+# How long a lookup waits for the user's server (a card in a list waits as long, once).
+TIMEOUT_S = 5.0
 CACHE_SIZE = 2000
 
 
@@ -87,7 +89,8 @@ class RemoteProfiles:
         - 403 ORG_MEDCHAT_CONTACT_REFUSED (`federation_allow_list`): their server is not one this
           server federates with (nothing is asked of it);
         - 404 M_NOT_FOUND: not a user id of another server, or their server has no such user;
-        - 502 ORG_MEDCHAT_SERVER_UNREACHABLE: their server did not answer;
+        - 502 ORG_MEDCHAT_SERVER_UNREACHABLE: their server could not be reached; 504 with the same
+          errcode: it did not answer within TIMEOUT_S;
         - their server's own refusal, as it gave it (e.g. its allow-list's, naming the rule).
         """
         if not UserID.is_valid(user_id) or not server_of(user_id) or self._synapse_server.api.is_mine(user_id):
@@ -131,7 +134,15 @@ class RemoteProfiles:
     async def _fetch(self, user_id: str, now: int) -> tuple[int, RemoteProfile | SynapseError]:
         server = server_of(user_id)
         try:
-            raw = await self._federation.remote_profile(user_id)
+            raw = await self._federation.remote_profile(user_id, TIMEOUT_S)
+        except TimeoutError as e:
+            logger.info("MedChat: no profile of %s: %s", user_id, e)
+            error = SynapseError(
+                504,
+                f"{user_id}'s server {server} did not answer within {TIMEOUT_S:g}s; try again later.",
+                errors.SERVER_UNREACHABLE,
+            )
+            return now + FAILURE_CACHE_MS, error
         except SynapseError as e:
             if e.code == 404:
                 error = errors.not_found(f"No such user: {server} has no user {user_id}.")
