@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from functools import partial
 
 from synapse.module_api.errors import SynapseError
-from synapse.types import UserID
 
 from medchat import errors
 from medchat.federation.attestation import ATTESTATION_FIELD, Attestations
@@ -93,7 +92,7 @@ class RemoteProfiles:
           errcode: it did not answer within TIMEOUT_S;
         - their server's own refusal, as it gave it (e.g. its allow-list's, naming the rule).
         """
-        if not UserID.is_valid(user_id) or not server_of(user_id) or self._synapse_server.api.is_mine(user_id):
+        if not server_of(user_id) or self._synapse_server.api.is_mine(user_id):  # not a user id, or ours
             raise errors.not_found("No such user.")
         refusal = federation_refusal(self._allow_list, self._synapse_server.server_name, user_id)
         if refusal is not None:
