@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -28,7 +29,7 @@ import pytest
 import requests
 
 import media_samples
-from harness import Api, PostgresDatabase, expect_error, free_port, nio_login, postgres_admin_url, run
+from harness import TEST_RATE_LIMITS, Api, PostgresDatabase, expect_error, free_port, nio_login, postgres_admin_url, run
 from medchat.store.migrations import pending_files
 from medchat_dev.cluster import DEFAULT_REDIS_URL, Cluster, redis_answers
 from medchat_dev.devconfig import worker_names
@@ -76,9 +77,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         **{f"MEDCHAT_{name.upper()}_METRICS_PORT": str(free_port()) for name in ["main", *worker_names()]},
     }
     env["MEDCHAT_PUBLIC_BASEURL"] = f"http://127.0.0.1:{env['MEDCHAT_NGINX_PORT']}/"
-    running = Cluster(tmp_path_factory.mktemp("cluster"), env)
+    # The tests' rate limits: the send loop below sends faster than Synapse's default rc_message.
+    running = Cluster(tmp_path_factory.mktemp("cluster"), env, overrides=TEST_RATE_LIMITS)
     try:
         running.start()
+        running.supervise_in_background()  # as scripts/run-cluster supervises it
         yield running
     finally:
         running.stop()
@@ -339,3 +342,60 @@ def test_prometheus_scrapes_every_process_and_every_medchat_series(
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def _send_with_one_retry(api: Api, token: str, room_id: str, text: str) -> requests.Response:
+    """One message PUT through nginx; a request cut off in flight (the worker died under it) is
+    sent once more with the same transaction id, as a client would, so it is sent at most once."""
+    path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{secrets.token_hex(8)}"
+    body = {"msgtype": "m.text", "body": text}
+    try:
+        response = api.call("PUT", path, token=token, json=body)
+        if response.status_code < 500:
+            return response
+    except requests.ConnectionError:
+        pass
+    return api.call("PUT", path, token=token, json=body)
+
+
+def test_a_killed_client_reader_is_restarted_while_the_other_serves(cluster: Cluster, api: Api) -> None:
+    """Last in this module: it kills a worker. The issue's case: SIGKILL of client_reader1 in a
+    send loop used to stop the whole cluster (28 of 30 sends failed)."""
+    token = api.register()["access_token"]
+    room = api.call("POST", "/_matrix/client/v3/createRoom", token=token, json={})
+    assert room.status_code == 200, room.text
+    room_id = room.json()["room_id"]
+    victim = cluster.processes["client_reader1"]
+    sent: list[int] = []
+    killed_at = None
+    for i in range(30):
+        if i == 5:
+            victim.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+        sent.append(_send_with_one_retry(api, token, room_id, f"message {i}").status_code)
+        cluster.check_alive()  # a dead worker no longer makes it raise (it restarts the worker)
+        time.sleep(0.1)
+    assert sent == [200] * 30, sent
+    assert killed_at is not None
+    health = cluster.process_url("client_reader1") + "/api/health"
+    while time.monotonic() - killed_at < 10:
+        try:
+            if requests.get(health, timeout=2).json().get("worker") == "client_reader1":
+                break
+        except (requests.ConnectionError, requests.Timeout, ValueError):
+            pass
+        time.sleep(0.25)
+    else:
+        raise AssertionError(f"client_reader1 did not answer within 10 s:\n{cluster.log_tail('client_reader1')}")
+    assert cluster.restarts.get("client_reader1") == 1, cluster.restarts
+    assert cluster.processes["client_reader1"] is not victim
+    others = ["main", *(n for n in worker_names() if n != "client_reader1")]
+    assert all(cluster.processes[n].poll() is None for n in others), "the others kept running"
+    assert cluster.restarts.keys() == {"client_reader1"}
+    # nginx sends to both readers again, once its `fail_timeout` (10 s) for the dead one is over.
+    answered: set[str] = set()
+    deadline = time.monotonic() + 20
+    while answered != CLIENT_READERS and time.monotonic() < deadline:
+        answered.add(api.call("GET", "/api/health").json()["worker"])
+        time.sleep(0.2)
+    assert answered == CLIENT_READERS

@@ -216,8 +216,8 @@ def test_profile_fields_visible_to_matrix_clients(api: Api, server: SynapseServe
         "verification_level": "unverified",
         "is_verified": False,
     }
-    # A Matrix client may write the field, but the module restores the truth straight after.
-    assert tamper_status == 200
+    # A Matrix client may not write the module's field (ORG_MEDCHAT_MODULE_FIELD); it is unchanged.
+    assert tamper_status == 403
     assert after[PROFILE_FIELD] == before[PROFILE_FIELD]
 
 

@@ -241,14 +241,15 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
     a, c = federation.a, federation.c
     alice, mallory = a.api.register(), c.api.register()
 
-    # From C: a DM (the API) and a plain invite (Matrix) to A's user are refused by A's Synapse.
+    # From C: a DM (the API) and a plain invite (Matrix) to A's user are refused by A's Synapse,
+    # naming the module's rule (its refusal of C, passed on by C).
     dm = c.api.call(
         "POST",
         "/api/chat/rooms",
         token=mallory["access_token"],
         json={"type": "direct", "participants": [alice["user_id"]]},
     )
-    assert 400 <= dm.status_code < 500 and dm.json()["errcode"].startswith("M_"), dm.text
+    assert dm.status_code == 403 and dm.json()["org.medchat.rule"] == "federation_allow_list", dm.text
     room = c.api.call("POST", "/_matrix/client/v3/createRoom", token=mallory["access_token"], json={}).json()["room_id"]
     invite = c.api.call(
         "POST",
@@ -256,7 +257,7 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
         token=mallory["access_token"],
         json={"user_id": alice["user_id"]},
     )
-    assert 400 <= invite.status_code < 500, invite.text
+    assert invite.status_code == 403 and invite.json()["org.medchat.rule"] == "federation_allow_list", invite.text
     assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
 
     # From C: joining A's public room is refused.
@@ -269,7 +270,7 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
         token=mallory["access_token"],
         json={},
     )
-    assert 400 <= join.status_code < 500, join.text
+    assert join.status_code == 403 and join.json()["org.medchat.rule"] == "federation_allow_list", join.text
     members = a.api.call(
         "GET", f"/_matrix/client/v3/rooms/{quote(public)}/joined_members", token=alice["access_token"]
     ).json()["joined"]
@@ -734,6 +735,147 @@ def test_the_peer_directory_is_rate_limited_per_origin(federation: Federation) -
     )
     # A lists only B (its signed file): C's signed request is refused by A's Synapse.
     assert signed_get(c.server, a.server, f"{path}burst").status_code == 403
+
+
+# --- remote profiles and the module's own fields ------------------------------------------------
+
+
+def user_path(user_id: str) -> str:
+    return f"/api/chat/users/{quote(user_id)}"
+
+
+def test_a_remote_users_profile_comes_from_their_server_with_its_checked_attestation(federation: Federation) -> None:
+    a, b, c = federation.a, federation.b, federation.c
+    doctor = licence_verified(
+        b, full_name="Dr. Remote Adeyemi", role="Consultant", institution="Hospital B", specialization="Neurology"
+    )
+    plain = b.api.register(full_name="Dr. Plain Okafor", role="Resident", institution="Hospital B")
+    alice = a.api.register()
+
+    found = a.api.call("GET", user_path(doctor["user_id"]), token=alice["access_token"])
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert {
+        k: body[k] for k in ("id", "role", "institution", "specialization", "is_verified", "verification_level")
+    } == {
+        "id": doctor["user_id"],
+        "role": "Consultant",
+        "institution": "Hospital B",
+        "specialization": "Neurology",
+        "is_verified": True,
+        "verification_level": "license_verified",
+    }
+    assert body["user"] == {
+        "id": doctor["user_id"],
+        "username": doctor["username"],
+        "email": None,
+        "full_name": "Dr. Remote Adeyemi",
+    }
+    assert body["home_server"] == b.name
+    unverified = a.api.call("GET", user_path(plain["user_id"]), token=alice["access_token"]).json()
+    assert unverified["is_verified"] is False and unverified["verification_level"] == "unverified", unverified
+    assert unverified["institution"] == "Hospital B" and unverified["user"]["full_name"] == "Dr. Plain Okafor"
+
+    # A remote contact's card shows the same, from the same (cached) lookup.
+    added = a.api.call("POST", "/api/chat/contacts", token=alice["access_token"], json={"user_id": doctor["user_id"]})
+    assert added.status_code == 201, added.text
+    card = added.json()["contact"]
+    assert {k: card[k] for k in ("full_name", "role", "institution", "specialization")} == {
+        "full_name": "Dr. Remote Adeyemi",
+        "role": "Consultant",
+        "institution": "Hospital B",
+        "specialization": "Neurology",
+    }
+    listed = a.api.call("GET", "/api/chat/contacts", token=alice["access_token"]).json()
+    assert [c["contact"]["institution"] for c in listed["results"]] == ["Hospital B"], listed
+
+    # No such user on B; a server outside A's allow-list (nothing is asked of it).
+    missing = a.api.call("GET", user_path(f"@nobody_here:{b.name}"), token=alice["access_token"])
+    assert missing.status_code == 404 and missing.json()["errcode"] == "M_NOT_FOUND", missing.text
+    assert b.name in missing.json()["error"]
+    outsider = c.api.register()
+    refused = a.api.call("GET", user_path(outsider["user_id"]), token=alice["access_token"])
+    assert refused.status_code == 403, refused.text
+    assert refused.json() == {
+        "errcode": "ORG_MEDCHAT_CONTACT_REFUSED",
+        "error": f"Refused by rule 'federation_allow_list': {c.name} is not a server this one federates with.",
+        "org.medchat.rule": "federation_allow_list",
+    }
+    # ... and the other way: C asks A, whose Synapse refuses C, naming the rule.
+    from_c = c.api.call("GET", user_path(alice["user_id"]), token=outsider["access_token"])
+    assert from_c.status_code == 403 and from_c.json()["org.medchat.rule"] == "federation_allow_list", from_c.text
+    # A server that does not answer (C allows every server): 502 with the module's errcode.
+    # (B's host name, which the servers resolve to B's address, on a port nothing listens on.)
+    with socket.socket() as closed:
+        closed.bind((b.server.peer.address, 0))
+        nowhere = f"{b.server.peer.host}:{closed.getsockname()[1]}"
+    unreachable = c.api.call("GET", user_path(f"@ghost:{nowhere}"), token=outsider["access_token"])
+    assert unreachable.status_code == 502, unreachable.text
+    assert unreachable.json()["errcode"] == "ORG_MEDCHAT_SERVER_UNREACHABLE" and nowhere in unreachable.json()["error"]
+    # One that accepts the connection and never answers (frozen): 504 after the lookup's 5 s.
+    with socket.socket() as silent:
+        silent.bind((b.server.peer.address, 0))
+        silent.listen(4)
+        frozen = f"{b.server.peer.host}:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        stuck = c.api.call("GET", user_path(f"@ghost:{frozen}"), token=outsider["access_token"])
+        assert time.monotonic() - started < 15
+    assert stuck.status_code == 504 and stuck.json()["errcode"] == "ORG_MEDCHAT_SERVER_UNREACHABLE", stuck.text
+
+
+@pytest.mark.parametrize("field", ["org.medchat.attestation", "org.medchat.profile", "org.medchat.anything"])
+def test_clients_cannot_write_the_modules_profile_fields(federation: Federation, field: str) -> None:
+    a, b = federation.a, federation.b
+    doctor = licence_verified(b)
+    path = f"/_matrix/client/v3/profile/{quote(doctor['user_id'])}"
+    before = b.api.call("GET", path, token=doctor["access_token"]).json()
+    forged = {"user_id": doctor["user_id"], "level": "license_verified", "role": "Chief of Medicine"}
+    for method, body in (("PUT", {field: forged}), ("DELETE", None)):
+        refused = b.api.call(method, f"{path}/{field}", token=doctor["access_token"], json=body)
+        assert refused.status_code == 403, (method, refused.text)
+        assert refused.json()["errcode"] == "ORG_MEDCHAT_MODULE_FIELD" and field in refused.json()["error"]
+    assert b.api.call("GET", path, token=doctor["access_token"]).json() == before
+    # What A reads over federation is still what B's module wrote.
+    alice = a.api.register()
+    served = a.api.call("GET", path, token=alice["access_token"]).json()
+    assert served.get("org.medchat.profile") == before.get("org.medchat.profile")
+    assert served.get("org.medchat.attestation") == before.get("org.medchat.attestation")
+    # Other custom fields stay the user's.
+    own = b.api.call(
+        "PUT", f"{path}/com.example.pronouns", token=doctor["access_token"], json={"com.example.pronouns": "she"}
+    )
+    assert own.status_code == 200, own.text
+
+
+def test_allow_list_refusals_name_the_rule_on_both_servers(federation: Federation) -> None:
+    """C (open) lets its user reach for A's; A (which does not list C) refuses in Synapse's
+    federation layer, with the module's errcode and rule, and C passes that on to its client."""
+    a, c = federation.a, federation.c
+    alice, mallory = a.api.register(), c.api.register()
+    expected = {
+        "errcode": "ORG_MEDCHAT_CONTACT_REFUSED",
+        "error": f"Refused by rule 'federation_allow_list': {c.name} is not a server this one federates with.",
+        "org.medchat.rule": "federation_allow_list",
+    }
+    dm = c.api.call(
+        "POST",
+        "/api/chat/rooms",
+        token=mallory["access_token"],
+        json={"type": "direct", "participants": [alice["user_id"]]},
+    )
+    assert dm.status_code == 403 and dm.json() == expected, dm.text
+    room = raw(c, mallory, "POST", "/createRoom", {}).json()["room_id"]
+    invite = raw(c, mallory, "POST", f"/rooms/{quote(room)}/invite", {"user_id": alice["user_id"]})
+    assert invite.status_code == 403 and invite.json() == expected, invite.text
+    native_dm = raw(c, mallory, "POST", "/createRoom", {"invite": [alice["user_id"]], "is_direct": True})
+    assert native_dm.status_code == 403 and native_dm.json() == expected, native_dm.text
+    # C's request signed and sent straight to A: A's own answer.
+    straight = signed_get(c.server, a.server, "/_medchat/federation/v1/users/search?q=x")
+    assert straight.status_code == 403 and straight.json() == expected, straight.text
+    # A's side, for its own user: the module's rules refuse before anything reaches C.
+    outbound = raw(a, alice, "POST", "/createRoom", {"invite": [mallory["user_id"]], "is_direct": True})
+    assert outbound.status_code == 403, outbound.text
+    assert outbound.json() == expected
 
 
 def test_a_peer_going_down_is_reported_and_does_not_fail_the_search(federation: Federation) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
+from medchat import errors
 from medchat.api import Servlets, build_api_resource
 from medchat.api.admin import AdminServlets
 from medchat.api.contacts import ContactServlets
@@ -29,6 +30,7 @@ from medchat.federation.allowlist import check_agreement
 from medchat.federation.attestation import Attestations
 from medchat.federation.caserooms import CaseRoomGate
 from medchat.federation.directory import FederatedDirectory
+from medchat.federation.profiles import RemoteProfiles
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.audit import Audit
 from medchat.handlers.contacts import Contacts
@@ -53,6 +55,7 @@ from medchat.rules.callbacks import MembershipCallbacks
 from medchat.rules.case_media import CaseRoomMedia
 from medchat.rules.case_retention import CaseRoomRetention, check_retention
 from medchat.rules.contact import ContactRules
+from medchat.rules.decisions import server_refusal
 from medchat.rules.directory import DirectoryRules
 from medchat.rules.membership import MembershipRules
 from medchat.rules.phi_guard import PhiGuard
@@ -64,6 +67,7 @@ from medchat.store.notifications import NotificationStore
 from medchat.store.realtime import DeliveryStore, DismissedNotificationStore
 from medchat.store.spaces import SpaceStore
 from medchat.synapse import Synapse
+from medchat.synapse.profile_guard import guard_profile_fields
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +89,10 @@ class MedChatModule:
         server = synapse.server
         server.extend_federation_domain_whitelist(config.signed_allow_list)
         check_agreement(config.federation_allow_list, server.federation_domain_whitelist, api.server_name)
+        # Synapse's own refusals of a server outside the allow-list name the module's rule, and
+        # only the module writes its profile fields (both before Synapse serves a request).
+        server.name_federation_denials(lambda other: server_refusal(other).as_error())
+        guard_profile_fields(errors.MODULE_FIELD_PREFIX, errors.module_field)
         pseudonyms = Pseudonyms(server.audit_pseudonym_key)
         data_steps = {80: lambda txn: reseal_legacy_txn(txn, pseudonyms)}
         applied = server.run_startup_transaction(
@@ -99,6 +107,7 @@ class MedChatModule:
         federation = synapse.federation
         verification_store = VerificationStore(api)
         attestations = Attestations(api, server, synapse.profiles, federation, profiles, verification_store)
+        remote_profiles = RemoteProfiles(server, federation, attestations, config.federation_allow_list)
         verification = Verification(
             config,
             api,
@@ -108,7 +117,7 @@ class MedChatModule:
             mirror,
             module_notifications,
             audit.store,
-            remote_level=attestations.remote_level,
+            remote_level=remote_profiles.level,
         )
         accounts = Accounts(
             config,
@@ -123,7 +132,9 @@ class MedChatModule:
             audit,
         )
         directory_store = DirectoryStore(api, server.engine)
-        directory = Directory(config, api, synapse.accounts, synapse.stream, accounts, directory_store, verification)
+        directory = Directory(
+            config, api, synapse.accounts, synapse.stream, accounts, directory_store, verification, remote_profiles
+        )
         contact_store = ContactStore(api)
         rules = ContactRules(config, api, profiles, contact_store, verification.level_of)
         contacts = Contacts(
@@ -137,6 +148,7 @@ class MedChatModule:
             profiles,
             rules,
             module_notifications,
+            remote_profiles,
         )
         spaces = InstitutionSpaces(
             api,

@@ -26,6 +26,13 @@ PHI_GUARD_MODE_REFUSED = "ORG_MEDCHAT_PHI_GUARD_MODE_REFUSED"
 MEDIA_METADATA = "ORG_MEDCHAT_MEDIA_METADATA"
 NO_INSTITUTION = "ORG_MEDCHAT_NO_INSTITUTION"
 INSTITUTION_ONLY = "ORG_MEDCHAT_INSTITUTION_ONLY"
+# A client's write of a profile field under MODULE_FIELD_PREFIX, which only the module writes.
+MODULE_FIELD = "ORG_MEDCHAT_MODULE_FIELD"
+# Another server did not answer a query the module made of it (e.g. a remote user's profile).
+SERVER_UNREACHABLE = "ORG_MEDCHAT_SERVER_UNREACHABLE"
+
+# The namespace of the extended profile fields the module publishes (mirror, attestation).
+MODULE_FIELD_PREFIX = "org.medchat."
 
 
 def invalid_param(message: str) -> SynapseError:
@@ -49,3 +56,13 @@ def not_found(message: str = "No such room, or you are not in it.") -> SynapseEr
 
 def conflict(message: str, errcode: str = CONFLICT) -> SynapseError:
     return SynapseError(409, message, errcode)
+
+
+def module_field(field: str) -> SynapseError:
+    """403 MODULE_FIELD: a Matrix client may not write or delete one of the module's profile fields."""
+    return SynapseError(
+        403,
+        f"The profile field {field} belongs to MedChat: it is written by the server, not by clients "
+        "(change the medical profile through /api/auth/profile).",
+        MODULE_FIELD,
+    )

@@ -138,3 +138,12 @@ def path_problem(raw: bytes) -> str | None:
     except UnicodeDecodeError:
         return "is not UTF-8 once percent-decoded"
     return string_problem(text)
+
+
+REMOTE_TEXT_LIMIT = 500
+
+
+def remote_text(value: Any) -> str | None:
+    """A text field another server sent (a directory answer, a profile), cut to
+    REMOTE_TEXT_LIMIT characters; anything but a string is None."""
+    return value[:REMOTE_TEXT_LIMIT] if isinstance(value, str) else None

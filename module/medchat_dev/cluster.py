@@ -4,6 +4,11 @@ scripts/run-cluster and tests/test_cluster.py both start it from here, with the 
 docker-compose uses. Order: Synapse's schema is prepared first (workers refuse an unprepared
 database), then the main process and all workers start together, so the module's migrations are
 raced for and its advisory lock decides; nginx starts last.
+
+Once up, `supervise()` keeps it up: a process that exits is started again with back-off (0.5 s,
+doubling to 30 s, back to 0.5 s once it has stayed up a minute), logged, while the others go on
+serving. Only Ctrl-C / SIGTERM stops everything, or the main process failing `MAIN_GIVE_UP` times
+in a row without staying up (its workers cannot serve without it, so the cluster is down anyway).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -39,6 +45,14 @@ from medchat_dev.devconfig import (
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/medchat_cluster"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
+
+# Restart back-off: the first restart after FIRST_BACKOFF_S, doubling to MAX_BACKOFF_S; a process
+# that stayed up STABLE_AFTER_S counts as healthy again (its next exit restarts after FIRST_BACKOFF_S).
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+STABLE_AFTER_S = 60.0
+# Consecutive quick exits of the main process after which supervision gives up.
+MAIN_GIVE_UP = 5
 
 
 def redis_answers(url: str) -> bool:
@@ -99,7 +113,16 @@ class Cluster:
         self.logs = self.data_dir / "logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
-        self._log_files: list[IO[bytes]] = []
+        self.restarts: dict[str, int] = {}  # name -> how many times supervision restarted it
+        self._commands: dict[str, list[str]] = {}
+        self._log_files: dict[str, IO[bytes]] = {}
+        self._started_at: dict[str, float] = {}
+        self._backoff: dict[str, float] = {}
+        self._restart_at: dict[str, float] = {}
+        self._quick_exits: dict[str, int] = {}
+        self._lock = threading.Lock()  # supervise() and stop() never act on a process at once
+        self._stopping = threading.Event()
+        self._started = False  # every process answered once: exits are restarted from then on
 
     @property
     def base_url(self) -> str:
@@ -153,10 +176,16 @@ class Cluster:
             self._wait(functools.partial(self._answers, health), name, deadline - time.monotonic())
         self._spawn("nginx", [nginx_binary, *nginx_command(nginx_conf)[1:]])
         self._wait(lambda: self._answers(self.base_url + "/health"), "nginx", timeout=20)
+        self._started = True
 
     def _spawn(self, name: str, command: list[str]) -> None:
+        old_log = self._log_files.pop(name, None)
+        if old_log is not None:
+            old_log.close()
         log = (self.logs / f"{name}.log").open("ab")
-        self._log_files.append(log)
+        self._log_files[name] = log
+        self._commands[name] = command
+        self._started_at[name] = time.monotonic()
         # Own process group: Ctrl-C in scripts/run-cluster reaches the supervisor, which stops
         # the children in order rather than all at once.
         self.processes[name] = subprocess.Popen(
@@ -181,17 +210,86 @@ class Cluster:
         raise RuntimeError(f"{name} did not answer within {timeout:.0f}s:\n{self.log_tail(name)}")
 
     def check_alive(self) -> None:
-        """Raises, with the log's tail, if any process has exited."""
+        """During start-up, raises with the log's tail if any process has exited (a broken config,
+        nothing to retry). Once started, restarts what exited instead (`supervise_once`): a dead
+        worker never makes it raise, only a main process that will not stay up."""
+        if self._started:
+            self.supervise_once()
+            return
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
+
+    def supervise_once(self) -> None:
+        """Restarts every process that has exited and whose back-off has passed; logs each exit.
+
+        Raises RuntimeError only when the main process has failed `MAIN_GIVE_UP` times in a row.
+        """
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            now = time.monotonic()
+            for name, process in list(self.processes.items()):
+                if process.poll() is None:
+                    if now - self._started_at.get(name, now) >= STABLE_AFTER_S:
+                        self._backoff.pop(name, None)
+                        self._quick_exits.pop(name, None)
+                    continue
+                if name not in self._restart_at:
+                    self._note_exit(name, process.returncode, now)
+                if now >= self._restart_at[name]:
+                    del self._restart_at[name]
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    _say(f"restarting {name} (restart {self.restarts[name]})")
+                    self._spawn(name, self._commands[name])
+
+    def _note_exit(self, name: str, returncode: int, now: float) -> None:
+        uptime = now - self._started_at.get(name, now)
+        if uptime >= STABLE_AFTER_S:
+            self._backoff.pop(name, None)
+            self._quick_exits.pop(name, None)
+        self._quick_exits[name] = self._quick_exits.get(name, 0) + 1
+        if name == "main" and self._quick_exits[name] >= MAIN_GIVE_UP:
+            raise RuntimeError(f"main exited {MAIN_GIVE_UP} times in a row without staying up:\n{self.log_tail(name)}")
+        delay = self._backoff.get(name, FIRST_BACKOFF_S)
+        self._backoff[name] = min(delay * 2, MAX_BACKOFF_S)
+        self._restart_at[name] = now + delay
+        _say(
+            f"{name} exited with {returncode} after {uptime:.1f}s; restarting in {delay:.1f}s (log: {self.logs / (name + '.log')})"
+        )
+
+    def supervise(self, interval: float = 0.25) -> None:
+        """Keeps the cluster up until `stop()` (from another thread) or a RuntimeError of
+        `supervise_once`."""
+        while not self._stopping.wait(interval):
+            self.supervise_once()
+
+    def supervise_in_background(self) -> threading.Thread:
+        """`supervise()` in a daemon thread (the tests' way; scripts/run-cluster supervises in
+        its main thread). An error there is logged; `stop()` ends the thread."""
+
+        def run() -> None:
+            try:
+                self.supervise()
+            except RuntimeError as e:
+                _say(f"supervision stopped: {e}")
+
+        thread = threading.Thread(target=run, name="medchat-cluster-supervisor", daemon=True)
+        thread.start()
+        return thread
 
     def log_tail(self, name: str, lines: int = 60) -> str:
         path = self.logs / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
     def stop(self) -> None:
-        """nginx first, then the workers and main (SIGTERM, then SIGKILL after 30 s), Redis last."""
+        """nginx first, then the workers and main (SIGTERM, then SIGKILL after 30 s), Redis last.
+        Supervision stops first, so nothing stopped here is started again."""
+        self._stopping.set()
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
         order = ["nginx", *[n for n in self.processes if n not in ("nginx", "main", "redis")], "main", "redis"]
         running = [self.processes[n] for n in order if n in self.processes and self.processes[n].poll() is None]
         for process in running:
@@ -202,9 +300,14 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for log in self._log_files:
+        for log in self._log_files.values():
             log.close()
         self._log_files.clear()
+
+
+def _say(message: str) -> None:
+    """A supervision line on the runner's stderr (each process's own output is in its log)."""
+    print(f"medchat cluster: {message}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -223,12 +326,13 @@ def main() -> None:
         print(f"medchat cluster: {cluster.base_url} (nginx); processes:", file=sys.stderr)
         for name, port in cluster.ports.items():
             print(f"  {name:<18} 127.0.0.1:{port}  log: {cluster.logs / (name + '.log')}", file=sys.stderr)
-        print("Ctrl-C stops everything.", file=sys.stderr)
-        while True:
-            cluster.check_alive()
-            time.sleep(1)
+        print("A process that exits is restarted; Ctrl-C stops everything.", file=sys.stderr)
+        cluster.supervise()
     except KeyboardInterrupt:
         pass
+    except RuntimeError as e:  # the main process would not stay up
+        print(f"medchat cluster: giving up: {e}", file=sys.stderr)
+        sys.exit(1)
     finally:
         cluster.stop()
 

@@ -6,16 +6,15 @@ issued_ts, expires_ts}` with its Matrix signing key and publishes it as the exte
 field ATTESTATION_FIELD (served over federation profile queries) and with its directory answers.
 Another server believes it only if the signature verifies with the origin's published key
 (Synapse's keyring), the origin is the user's own server, it names the user and it has not
-expired; anything else — forged, altered, expired, missing — reads as unverified.
+expired; anything else — forged, altered, expired, missing — reads as unverified. Fetching a
+remote user's profile to check (and its cache) is medchat.federation.profiles.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from synapse.module_api import ModuleApi, ProfileInfo
-from synapse.module_api.errors import SynapseError
 
 from medchat.levels import LEVELS, LICENSE_VERIFIED, UNVERIFIED
 from medchat.models import JsonDict
@@ -23,13 +22,10 @@ from medchat.rules.decisions import server_of
 from medchat.store import ProfileStore, VerificationStore
 from medchat.synapse import SynapseFederation, SynapseProfiles, SynapseServer
 
-logger = logging.getLogger(__name__)
-
 ATTESTATION_FIELD = "org.medchat.attestation"
 ATTESTATION_KEY = ATTESTATION_FIELD  # the same object, beside a federated search result
 VALIDITY_MS = 7 * 24 * 3600 * 1000
 RENEW_BEFORE_MS = VALIDITY_MS // 2
-REMOTE_CACHE_MS = 60 * 1000
 _CLOCK_SKEW_MS = 5 * 60 * 1000
 _FIELDS = ("user_id", "level", "registration_body", "issued_ts", "expires_ts")
 
@@ -58,7 +54,6 @@ class Attestations:
         self._server = server
         self._profiles = profiles
         self._verification_store = verification_store
-        self._remote: dict[str, tuple[int, str]] = {}
 
     # --- the user's own server ----------------------------------------------------------------------
 
@@ -123,18 +118,3 @@ class Attestations:
         if not await self._server.verify_server_signature(server_of(user_id), signed, now):
             return UNVERIFIED
         return attestation["level"]
-
-    async def remote_level(self, user_id: str) -> str:
-        """A remote user's level from the attestation on their profile (cached for a minute)."""
-        now = self._synapse_server.now_ms()
-        cached = self._remote.get(user_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            attestation = (await self._server.remote_profile(user_id)).get(ATTESTATION_FIELD)
-        except SynapseError as e:  # an unreachable server or a missing profile proves nothing
-            logger.info("MedChat: no profile of %s: %s", user_id, e)
-            attestation = None
-        level = await self.level_from(user_id, attestation)
-        self._remote[user_id] = (now + REMOTE_CACHE_MS, level)
-        return level

@@ -25,6 +25,7 @@ from medchat.levels import is_verified
 from medchat.models import JsonDict, localpart
 from medchat.rules.decisions import server_of
 from medchat.synapse import SynapseFederation
+from medchat.wellformed import remote_text
 
 PEER_PATH = "/_medchat/federation/v1/users/search"
 # What a peer's search may narrow by (the rest of the filters are this server's own vocabulary).
@@ -155,10 +156,10 @@ class FederatedDirectory:
                         "id": user_id,
                         "username": localpart(user_id),
                         "email": None,
-                        "full_name": _text(user.get("full_name")) or localpart(user_id),
+                        "full_name": remote_text(user.get("full_name")) or localpart(user_id),
                     },
                     "is_online": raw.get("is_online") is True,
-                    **{field: _text(raw.get(field)) for field in _TEXT_FIELDS},
+                    **{field: remote_text(raw.get(field)) for field in _TEXT_FIELDS},
                     "is_verified": is_verified(level),
                     "verification_level": level,
                     "home_server": server,
@@ -181,7 +182,3 @@ class FederatedDirectory:
             if result["id"] in attestations:
                 result[ATTESTATION_KEY] = attestations[result["id"]]
         return {"results": found["results"]}
-
-
-def _text(value: Any) -> str | None:
-    return value[:500] if isinstance(value, str) else None

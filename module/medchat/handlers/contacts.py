@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
@@ -25,6 +26,10 @@ from medchat.store import ContactStore, ProfileStore
 from medchat.store.contacts import DECLINED, ContactFilters, ContactRequest, ContactRow
 from medchat.store.notifications import NotificationStore
 from medchat.synapse import SynapseProfiles, SynapseRooms, SynapseServer, SynapseStream
+from medchat.util import concurrently
+
+if TYPE_CHECKING:
+    from medchat.federation.profiles import RemoteProfiles
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ class Contacts:
         profiles: ProfileStore,
         rules: ContactRules,
         notifications: NotificationStore,
+        remote_profiles: RemoteProfiles,
     ):
         self._config = config
         self._synapse_server = synapse_server
@@ -67,18 +73,28 @@ class Contacts:
         self._profiles = profiles
         self._rules = rules
         self._notifications = notifications
+        self._remote_profiles = remote_profiles
 
     # --- reading --------------------------------------------------------------------------------
 
     async def _cards(self, people: Iterable[tuple[str, str | None, str | None, str | None]]) -> dict[str, JsonDict]:
-        """Contact cards for (user id, role, institution, specialization), with live presence."""
+        """Contact cards for (user id, role, institution, specialization), with live presence.
+        A user of another server is shown as their server's profile says (cached, one query per
+        user at once; medchat.federation.profiles), or as this server knows them if it cannot."""
         people = list(people)
         ids = [p[0] for p in people]
-        names = await self._synapse_profiles.directory_profiles(ids)
-        presence = await self._synapse_stream.presence_of(ids)
+        names, presence, remote = await concurrently(
+            partial(self._synapse_profiles.directory_profiles, ids),
+            partial(self._synapse_stream.presence_of, ids),
+            partial(self._remote_profiles.many, [u for u in ids if not self._api.is_mine(u)]),
+        )
         cards = {}
         for user_id, role, institution, specialization in people:
             display_name, avatar = names.get(user_id, (None, None))
+            if user_id in remote:
+                found = remote[user_id]
+                display_name, avatar = found.display_name or display_name, found.avatar_url or avatar
+                role, institution, specialization = found.role, found.institution, found.specialization
             is_online, last_active = presence.get(user_id, (False, None))
             identity = MatrixIdentity(display_name, avatar, None, is_online, last_active)
             cards[user_id] = contact_card(user_id, role, institution, specialization, identity)

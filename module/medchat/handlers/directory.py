@@ -28,6 +28,7 @@ from medchat.wellformed import bad_string, load_json
 
 if TYPE_CHECKING:
     from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
+    from medchat.federation.profiles import RemoteProfiles
 
 
 class Directory:
@@ -40,6 +41,7 @@ class Directory:
         accounts: Accounts,
         store: DirectoryStore,
         verification: Verification,
+        remote_profiles: RemoteProfiles,
     ):
         self._config = config
         self._api = api
@@ -48,6 +50,7 @@ class Directory:
         self._accounts = accounts
         self._store = store
         self._verification = verification
+        self._remote_profiles = remote_profiles
 
     def is_listed(self, hidden: bool, level: str) -> bool:
         return not hidden and at_least(level, self._config.directory_listing_level)
@@ -98,7 +101,10 @@ class Directory:
         return {"institutions": [{"name": name, "member_count": count} for name, count in counts]}
 
     async def get(self, viewer: str, user_id: str) -> JsonDict:
-        """One profile. Users outside the directory are 404 to everyone but themselves and admins."""
+        """One profile. Users outside the directory are 404 to everyone but themselves and admins.
+        A user of another server is asked of their server (medchat.federation.profiles)."""
+        if not self._api.is_mine(user_id):
+            return (await self._remote_profiles.get(user_id)).chat_user()
         privileged = viewer == user_id or await self._api.is_user_admin(viewer)
         if not privileged:
             visibility = (await self._store.visibility([user_id])).get(user_id)

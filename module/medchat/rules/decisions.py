@@ -164,6 +164,14 @@ def policy_refusal(rules: Iterable[PolicyRule], action: str, actor: Party, targe
     return None
 
 
+def server_refusal(server: str) -> Refusal:
+    """The allow-list's refusal of `server`: what the module's rules answer, and what Synapse's own
+    whitelist refusals answer too (medchat.synapse.server.name_federation_denials)."""
+    return Refusal(
+        FEDERATION_RULE, f"Refused by rule '{FEDERATION_RULE}': {server} is not a server this one federates with."
+    )
+
+
 def federation_refusal(allow_list: Iterable[str] | None, own_server: str, *user_ids: str) -> Refusal | None:
     """Refuses contact with a user of a server outside the allow-list (None allows all)."""
     if allow_list is None:
@@ -171,10 +179,7 @@ def federation_refusal(allow_list: Iterable[str] | None, own_server: str, *user_
     allowed = {own_server, *allow_list}
     for server in map(server_of, user_ids):
         if server not in allowed:
-            return Refusal(
-                FEDERATION_RULE,
-                f"Refused by rule '{FEDERATION_RULE}': {server} is not a server this one federates with.",
-            )
+            return server_refusal(server)
     return None
 
 

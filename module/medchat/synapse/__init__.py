@@ -8,8 +8,9 @@ clients see them) is reached through the homeserver object, reusing Synapse's ow
 than re-implementing them.
 
 The adapter is split by family, one class each; a feature is handed only the families it uses.
-`sql.py` holds every statement on Synapse's own tables and `upload_guard.py` the request patches,
-so a Synapse upgrade is reviewed there first (the tested range is pinned in pyproject.toml).
+`sql.py` holds every statement on Synapse's own tables, `upload_guard.py` and `profile_guard.py` the
+request patches (and `server.py` the one of Synapse's allow-list refusal), so a Synapse upgrade is
+reviewed there first (the tested range is pinned in pyproject.toml).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from signedjson.sign import sign_json
-from synapse.api.errors import RequestSendFailed
+from synapse.api.errors import RequestSendFailed, SynapseError
 from synapse.api.ratelimiting import Ratelimiter
 from synapse.config.ratelimiting import RatelimitSettings
 from synapse.federation.transport.server._base import Authenticator
@@ -60,9 +60,23 @@ class SynapseFederation:
             return False
         return True
 
-    async def remote_profile(self, user_id: str) -> JsonDict:
-        """A remote user's whole profile (extended fields included), asked of their server."""
-        return await self._hs.get_profile_handler().get_profile(user_id)
+    async def remote_profile(self, user_id: str, timeout_s: float) -> JsonDict:
+        """A remote user's whole profile (extended fields included), asked of their server.
+
+        Synapse's errors as they are (404 no such user, 502 unreachable, the remote's refusal);
+        TimeoutError if it has not answered within `timeout_s` (Synapse itself would wait a
+        minute on a server that accepts the connection but never answers).
+        """
+        query = run_in_background(self._hs.get_profile_handler().get_profile, user_id)
+        try:
+            return await make_deferred_yieldable(timeout_deferred(deferred=query, timeout=timeout_s, clock=self._clock))
+        except defer.TimeoutError as e:
+            raise TimeoutError(f"{user_id}'s server did not answer within {timeout_s}s") from e
+        except SynapseError as e:
+            # The profile handler reports our cancelled request as a failed send (its 502).
+            if isinstance(e.__cause__, RequestSendFailed) and _timed_out(e.__cause__):
+                raise TimeoutError(f"{user_id}'s server did not answer within {timeout_s}s") from e
+            raise
 
     async def get_json_from_servers(
         self, destinations: list[str], path: str, args: dict[str, str], timeout_s: float
@@ -91,12 +105,7 @@ class SynapseFederation:
             except defer.TimeoutError:
                 return TimeoutError(f"{destination} did not answer within {timeout_s}s")
             except RequestSendFailed as e:
-                # Our time-out cancels the request, which the client reports as a failed send.
-                timed_out = isinstance(
-                    e.inner_exception,
-                    (defer.CancelledError, defer.TimeoutError, TimeoutError, twisted_error.TimeoutError),
-                )
-                return TimeoutError(str(e)) if timed_out else e
+                return TimeoutError(str(e)) if _timed_out(e) else e
             except Exception as e:  # noqa: BLE001 - each peer's failure is reported, not raised
                 return e
 
@@ -104,3 +113,11 @@ class SynapseFederation:
             defer.gatherResults([run_in_background(one, d) for d in destinations], consumeErrors=True)
         )
         return dict(zip(destinations, answers))
+
+
+def _timed_out(failure: RequestSendFailed) -> bool:
+    """Whether a failed send is our own time-out: it cancels the request, which Synapse's
+    federation client reports as a failed send."""
+    return isinstance(
+        failure.inner_exception, (defer.CancelledError, defer.TimeoutError, TimeoutError, twisted_error.TimeoutError)
+    )

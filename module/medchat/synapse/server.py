@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+from synapse.api.errors import FederationDeniedError, SynapseError
 from synapse.storage.database import LoggingTransaction, make_conn
 from synapse.storage.engines import BaseDatabaseEngine, PostgresEngine
 from synapse.storage.engines._base import IsolationLevel
@@ -58,6 +59,31 @@ class SynapseServer(Family):
         allowed = self._hs.config.federation.federation_domain_whitelist
         if allowed is not None:
             allowed.update(dict.fromkeys(servers, True))
+
+    @staticmethod
+    def name_federation_denials(refusal_of: Callable[[str], SynapseError]) -> None:
+        """Makes Synapse's own whitelist refusals answer as `refusal_of(server)` does.
+
+        Synapse refuses a server outside `federation_domain_whitelist` itself, before the module
+        sees anything: an inbound request from it (the federation authenticator) and an outbound
+        one to it (the federation client), with a plain 403 M_FORBIDDEN "Federation denied with
+        …". Every such refusal is a `FederationDeniedError`, so its constructor is wrapped to give
+        the module's errcode, message and `org.medchat.rule` instead. A refused peer's Synapse
+        passes that answer on to its client (e.g. a remote invite, a profile query), so both sides
+        name the rule. The class, status and `destination` stay Synapse's, for its own handling.
+        """
+        if getattr(FederationDeniedError, "_medchat_named", False):
+            return
+        original = FederationDeniedError.__init__
+
+        def named_init(self: FederationDeniedError, destination: str | None) -> None:
+            original(self, destination)
+            fields = refusal_of(destination or "").error_dict(None)
+            self.msg, self.errcode = fields.pop("error"), fields.pop("errcode")
+            self._additional_fields = fields
+
+        FederationDeniedError.__init__ = named_init  # type: ignore[method-assign]
+        FederationDeniedError._medchat_named = True  # type: ignore[attr-defined]  # the patched-once mark
 
     @property
     def audit_pseudonym_key(self) -> bytes:
