@@ -12,7 +12,16 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, JsonValue, model_validator
 
-from medchat.api.schemas.base import NAME, PROSE, UNIQUE, Omittable, RequestBody, invalid_param, missing_param
+from medchat.api.schemas.base import (
+    NAME,
+    PROSE,
+    UNIQUE,
+    Omittable,
+    RequestBody,
+    invalid_param,
+    missing_param,
+    one_of,
+)
 from medchat.levels import LEVELS
 from medchat.messagekinds import SENDABLE_TYPES
 from medchat.models import USER_ID_PATTERN
@@ -66,7 +75,7 @@ class RegisterBody(RequestBody):
 class LoginBody(RequestBody):
     """A username or an e-mail address, not both."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["username"]}, {"required": ["email"]}]})
+    model_config = ConfigDict(json_schema_extra=one_of(LoginWithUsername="username", LoginWithEmail="email"))
 
     username: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
     email: Omittable[Email] = None
@@ -160,7 +169,9 @@ class ContactAddBody(RequestBody):
     """The user to add (`user_id`, or its older name `contact_id`), an optional nickname and a
     message for the contact request."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["user_id"]}, {"required": ["contact_id"]}]})
+    model_config = ConfigDict(
+        json_schema_extra=one_of(ContactAddByUserId="user_id", ContactAddByContactId="contact_id")
+    )
 
     user_id: Omittable[UserId] = None
     contact_id: Omittable[UserId] = None
