@@ -25,10 +25,11 @@ from synapse.module_api import respond_with_html
 
 import medchat.api
 from medchat import errors
+from medchat.api.examples import example_of
 from medchat.api.http import BINARY, WEBSOCKET_PATH, Content, Route, route, routes_of
 from medchat.api.schemas.base import QueryParams, RequestBody, json_schema_of
 from medchat.api.schemas.enums import ENUM_NAMES
-from medchat.api.schemas.responses import ERROR
+from medchat.api.schemas.responses import ERROR, obj
 from medchat.models import JsonDict
 from medchat.version import VERSION
 
@@ -48,6 +49,19 @@ _SERVERS = [
     {"url": "/", "description": "the server that serves this document"},
     {"url": "http://127.0.0.1:8008", "description": "a local development server (scripts/run)"},
 ]
+
+# The main refusals every operation may answer (docs/api.md has the full errcode table).
+_ERROR_EXAMPLES: JsonDict = {
+    f"{status} {errcode}": {"summary": summary, "value": {"errcode": errcode, "error": error, **more}}
+    for status, errcode, summary, error, more in (
+        (400, "M_MISSING_PARAM", "a required field left out", "Missing field: password", {}),
+        (400, "M_INVALID_PARAM", "a field the model refuses", "Unknown field: passwrd", {}),
+        (401, "M_UNKNOWN_TOKEN", "a bad or expired access token", "Invalid access token passed.", {}),
+        (403, "M_FORBIDDEN", "not allowed", "You are not a member of this room.", {}),
+        (404, "M_NOT_FOUND", "no such thing", "Room not found.", {}),
+        (429, "M_LIMIT_EXCEEDED", "rate limited: retry after", "Too Many Requests", {"retry_after_ms": 2000}),
+    )
+}
 
 # The WebSocket is not a JSON route (api/__init__.py hands it to its own resource), so it is
 # described here; see docs/api.md, "Real time", for the frames.
@@ -85,6 +99,9 @@ def build_spec(routes: list[Route]) -> JsonDict:
     paths = _named_enums(paths, schemas)
     for name, schema in list(schemas.items()):
         schemas[name] = _named_enums(schema, schemas)
+    for operations in paths.values():
+        for operation in operations.values():
+            _add_examples(operation, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "MedChat API", "version": VERSION, "description": _DESCRIPTION},
@@ -98,6 +115,7 @@ def build_spec(routes: list[Route]) -> JsonDict:
                 "Error": _json_response(
                     "A refusal: `errcode` (`M_…` or `ORG_MEDCHAT_…`) and a clear `error`.",
                     {"$ref": "#/components/schemas/Error"},
+                    _ERROR_EXAMPLES,
                 )
             },
             "securitySchemes": {
@@ -183,8 +201,26 @@ def _content(body: JsonDict | Content, schemas: dict[str, JsonDict]) -> JsonDict
     return {media_type: {"schema": _named(schema, schemas)} for media_type, schema in media.items()}
 
 
-def _json_response(description: str, schema: JsonDict) -> JsonDict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json_response(description: str, schema: JsonDict, examples: JsonDict | None = None) -> JsonDict:
+    media: JsonDict = {"schema": schema}
+    if examples:
+        media["examples"] = examples
+    return {"description": description, "content": {"application/json": media}}
+
+
+def _add_examples(operation: JsonDict, schemas: dict[str, JsonDict]) -> None:
+    """An example (api/examples.py) on each query parameter, on a JSON request body (the smallest
+    accepted one) and on each JSON answer (every field)."""
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "query":
+            parameter["example"] = example_of(parameter["schema"], schemas, parameter["name"])
+    request = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if request is not None:
+        request["example"] = example_of(request["schema"], schemas, full=False)
+    for response in operation["responses"].values():
+        answer = response.get("content", {}).get("application/json")
+        if answer is not None:
+            answer["example"] = example_of(answer["schema"], schemas)
 
 
 def _named(schema: Any, schemas: dict[str, JsonDict], top: bool = False) -> Any:
@@ -266,7 +302,9 @@ class DocsServlets:
             SPEC_PATH,
             self.spec,
             public=True,
-            responses={200: {"type": "object", "required": ["openapi", "paths"]}},
+            responses={
+                200: obj({"openapi": {"const": "3.1.0"}, "info": {"type": "object"}, "paths": {"type": "object"}})
+            },
         )
         route(
             resource,
