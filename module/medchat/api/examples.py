@@ -43,7 +43,7 @@ _BY_NAME: dict[str, str] = {
     "name": "Cardiology team",
     "institution": "St Example Hospital",
     "specialization": "Cardiology",
-    "role": "doctor",
+    "role": "Consultant",
     "bio": "Cardiologist.",
     "content": "Hello, the results are in.",
     "file_name": "scan.png",
