@@ -1,99 +1,105 @@
-"""The Postman collection (v2.1) of an OpenAPI document: one folder per tag, one request per
-operation, path parameters as `:name` variables, query parameters listed (disabled unless
-required), a JSON example body made from the request schema, bearer auth from the collection
-variable `access_token` (none on public operations). Started by scripts/postman.
+"""The Postman collection (v2.1) of the MedChat API: a user's journey (scripts/postman_journey.py)
+made into requests from the OpenAPI document, each with a test script that checks the status and
+the answer's required fields and saves the ids later steps use. Started by scripts/postman:
+
+    scripts/postman --base-url URL --out DIR   writes DIR/medchat.postman_collection.json,
+                                               DIR/medchat.postman_environment.json and the
+                                               small photo the upload steps send
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import re
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from urllib.request import urlopen
 
+from postman_journey import JOURNEY, Step
+
 SCHEMA_URL = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
+# The real small files the upload steps send (written beside the collection): a 1×1 PNG, a note.
+SAMPLES = {
+    "sample.png": base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
+    ),
+    "notes.txt": b"Handover notes: nothing to report.\n",
+}
 _PARAM = re.compile(r"\{(\w+)\}")
 
 
-def example(schema: dict[str, Any], spec: dict[str, Any], depth: int = 0) -> Any:
-    """A small valid-looking value for `schema`: required fields only, first enum value."""
+def _operations(spec: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    return {op["operationId"]: (method, path, op) for path, ops in spec["paths"].items() for method, op in ops.items()}
+
+
+def _required(schema: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     if "$ref" in schema:
         schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    kind = next((k for k in kind if k != "null"), None) if isinstance(kind, list) else kind
-    if kind == "object" or "properties" in schema:
-        properties = schema.get("properties", {})
-        required = list(schema.get("required", []))
-        for option in schema.get("oneOf", [])[:1]:
-            required += [r for r in option.get("required", []) if r not in required]
-        return {name: example(properties.get(name, {}), spec, depth + 1) for name in required} if depth < 5 else {}
-    if kind == "array":
-        return [example(schema.get("items", {}), spec, depth + 1)]
-    if kind == "integer":
-        return schema.get("minimum", 0)
-    if kind == "boolean":
-        return False
-    if kind == "string":
-        return schema.get("default", "")
-    return None
+    return list(schema.get("required", []))
 
 
-def request_item(path: str, method: str, op: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    segments = [_PARAM.sub(r":\1", s) for s in path.strip("/").split("/")]
-    parameters = op.get("parameters", [])
-    query = [
-        {
-            "key": p["name"],
-            "value": "",
-            "description": p.get("description", ""),
-            "disabled": not p.get("required", False),
-        }
-        for p in parameters
-        if p["in"] == "query"
-    ]
+def _fill(value: str) -> str:
+    """A path segment: `{{var}}` stays a variable (URL-encoded at run time), text is encoded."""
+    return value if value.startswith("{{") else quote(value, safe="")
+
+
+def _tests(step: Step, status: int, fields: list[str]) -> list[str]:
+    lines = [f'pm.test("status is {status}", function () {{ pm.response.to.have.status({status}); }});']
+    if fields:
+        lines += [
+            "const body = pm.response.json();",
+            f'pm.test("the answer has its model\'s fields", function () {{ {json.dumps(fields)}.forEach('
+            "function (f) { pm.expect(body).to.have.property(f); }); });",
+        ]
+    for variable, dotted in step.save.items():
+        lines.append(
+            f"pm.environment.set({json.dumps(variable)}, {json.dumps(dotted.split('.'))}"
+            ".reduce(function (v, k) { return v == null ? v : v[k]; }, body));"
+        )
+    return lines
+
+
+def request_item(step: Step, spec: dict[str, Any]) -> dict[str, Any]:
+    method, path, op = _operations(spec)[step.operation]
+    successes = sorted(int(s) for s in op["responses"] if s.startswith("2"))
+    status = step.status or successes[0]
+    answer = op["responses"].get(str(status), {}).get("content", {}).get("application/json")
+    fields = _required(answer["schema"], spec) if answer else []
+    segments = [_PARAM.sub(lambda m: _fill(step.path[m.group(1)]), s) for s in path.strip("/").split("/")]
     url: dict[str, Any] = {
         "raw": "{{baseUrl}}/" + "/".join(segments),
         "host": ["{{baseUrl}}"],
         "path": segments,
-        "variable": [
-            {"key": p["name"], "value": "", "description": "URL-encoded Matrix id"}
-            for p in parameters
-            if p["in"] == "path"
-        ],
     }
-    if query:
-        url["query"] = query
-    request: dict[str, Any] = {
-        "method": method.upper(),
-        "header": [],
-        "url": url,
-        "description": op.get("description", op["summary"]),
-    }
+    declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+    if set(step.query) - declared:
+        raise ValueError(f"{step.name}: {step.operation} takes no {sorted(set(step.query) - declared)}")
+    if step.query:
+        url["query"] = [{"key": k, "value": v} for k, v in step.query.items()]
+        url["raw"] += "?" + "&".join(f"{k}={v}" for k, v in step.query.items())
+    request: dict[str, Any] = {"method": method.upper(), "header": [], "url": url, "description": op["summary"]}
     content = op.get("requestBody", {}).get("content", {})
-    if "application/json" in content:
+    if step.upload:
+        request["body"] = {"mode": "formdata", "formdata": [{"key": "file", "type": "file", "src": step.upload}]}
+    elif "application/json" in content:
+        body = step.body if step.body is not None else content["application/json"].get("example", {})
         request["header"].append({"key": "Content-Type", "value": "application/json"})
-        body = example(content["application/json"]["schema"], spec)
-        request["body"] = {"mode": "raw", "raw": json.dumps(body, indent=2), "options": {"raw": {"language": "json"}}}
-    elif content:
-        request["body"] = {"mode": "file", "file": {}}
-    if op.get("security") == []:
+        request["body"] = {"mode": "raw", "raw": json.dumps(body, indent=2, ensure_ascii=False)}
+    if step.as_ is None:
         request["auth"] = {"type": "noauth"}
-    return {"name": op["summary"].rstrip("."), "request": request, "response": []}
+    else:
+        request["auth"] = {"type": "bearer", "bearer": [{"key": "token", "value": f"{{{{token_{step.as_}}}}}"}]}
+    events = [{"listen": "test", "script": {"type": "text/javascript", "exec": _tests(step, status, fields)}}]
+    return {"name": step.name, "request": request, "response": [], "event": events}
 
 
-def collection(spec: dict[str, Any], base_url: str) -> dict[str, Any]:
-    folders: dict[str, list[dict[str, Any]]] = {}
-    for path, operations in spec["paths"].items():
-        for method, op in operations.items():
-            folders.setdefault(op.get("tags", ["API"])[0], []).append(request_item(path, method, op, spec))
+def collection(spec: dict[str, Any]) -> dict[str, Any]:
+    """The journey as one ordered list of requests (Postman runs them in this order)."""
     return {
         "info": {
             "_postman_id": str(uuid.uuid5(uuid.NAMESPACE_URL, spec["info"]["title"])),
@@ -102,30 +108,54 @@ def collection(spec: dict[str, Any], base_url: str) -> dict[str, Any]:
             "version": spec["info"]["version"],
             "schema": SCHEMA_URL,
         },
-        "item": [{"name": name, "item": items} for name, items in sorted(folders.items())],
-        "auth": {"type": "bearer", "bearer": [{"key": "token", "value": "{{access_token}}", "type": "string"}]},
-        "variable": [{"key": "baseUrl", "value": base_url}, {"key": "access_token", "value": ""}],
+        "item": [request_item(step, spec) for step in JOURNEY],
+        "event": [
+            {
+                "listen": "prerequest",
+                "script": {
+                    "type": "text/javascript",
+                    "exec": [
+                        "if (!pm.environment.get('username_a')) {",
+                        "  const run = Date.now().toString(36);",
+                        "  pm.environment.set('username_a', 'alice_' + run);",
+                        "  pm.environment.set('username_b', 'bob_' + run);",
+                        "}",
+                    ],
+                },
+            }
+        ],
+    }
+
+
+def environment(base_url: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, base_url)),
+        "name": "MedChat",
+        "values": [{"key": "baseUrl", "value": base_url.rstrip("/"), "enabled": True}],
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--spec", default="docs/openapi.json", help="an OpenAPI file or http(s) URL (default docs/openapi.json)"
-    )
-    parser.add_argument("--base-url", default="http://127.0.0.1:8008", help="the collection's baseUrl variable")
-    parser.add_argument("-o", "--output", help="write here instead of stdout")
+    parser.add_argument("--spec", help="an OpenAPI file or http(s) URL (default: BASE_URL/api/openapi.json)")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8008", help="the server the collection calls")
+    parser.add_argument("--out", required=True, help="the folder to write the collection and environment to")
     args = parser.parse_args()
-    if args.spec.startswith(("http://", "https://")):
-        with urlopen(args.spec, timeout=30) as response:
+    source = args.spec or args.base_url.rstrip("/") + "/api/openapi.json"
+    if source.startswith(("http://", "https://")):
+        with urlopen(source, timeout=30) as response:
             spec = json.load(response)
     else:
-        spec = json.loads(Path(args.spec).read_text())
-    text = json.dumps(collection(spec, args.base_url), indent=2) + "\n"
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
-        sys.stdout.write(text)
+        spec = json.loads(Path(source).read_text())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "medchat.postman_collection.json").write_text(
+        json.dumps(collection(spec), indent=2, ensure_ascii=False) + "\n"
+    )
+    (out / "medchat.postman_environment.json").write_text(json.dumps(environment(args.base_url), indent=2) + "\n")
+    for name, data in SAMPLES.items():
+        (out / name).write_bytes(data)
+    print(f"wrote {out}/medchat.postman_collection.json ({len(JOURNEY)} requests)")
     return 0
 
 

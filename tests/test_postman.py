@@ -1,4 +1,5 @@
-"""scripts/postman: a Postman v2.1 collection with every operation of the served document."""
+"""scripts/postman: the user's-journey collection runs green in newman against the live server,
+every request with at least one assertion, and each step is an operation of the document."""
 
 from __future__ import annotations
 
@@ -7,94 +8,65 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
+import pytest
 
+import devkit
 from harness import SynapseServer
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# The parts of Postman's collection v2.1 schema the export uses (the full schema is online only).
-_URL = {
-    "type": "object",
-    "required": ["raw", "host", "path"],
-    "properties": {
-        "raw": {"type": "string"},
-        "host": {"type": "array", "items": {"type": "string"}},
-        "path": {"type": "array", "items": {"type": "string"}},
-        "variable": {"type": "array", "items": {"type": "object", "required": ["key"]}},
-        "query": {
-            "type": "array",
-            "items": {"type": "object", "required": ["key"], "properties": {"disabled": {"type": "boolean"}}},
-        },
-    },
-}
-_REQUEST_ITEM = {
-    "type": "object",
-    "required": ["name", "request"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "request": {
-            "type": "object",
-            "required": ["method", "url"],
-            "properties": {
-                "method": {"enum": ["GET", "PUT", "POST", "PATCH", "DELETE"]},
-                "url": _URL,
-                "header": {"type": "array", "items": {"type": "object", "required": ["key", "value"]}},
-                "body": {
-                    "type": "object",
-                    "required": ["mode"],
-                    "properties": {"mode": {"enum": ["raw", "file", "formdata", "urlencoded"]}},
-                },
-                "auth": {"type": "object", "required": ["type"]},
-            },
-        },
-    },
-}
-POSTMAN_V21 = {
-    "type": "object",
-    "required": ["info", "item"],
-    "properties": {
-        "info": {
-            "type": "object",
-            "required": ["name", "schema"],
-            "properties": {"schema": {"const": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"}},
-        },
-        "item": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "item"],
-                "properties": {"item": {"type": "array", "items": _REQUEST_ITEM}},
-            },
-        },
-        "auth": {"type": "object", "required": ["type"]},
-        "variable": {"type": "array", "items": {"type": "object", "required": ["key"]}},
-    },
-}
+ROOT = devkit.ROOT
 
 
-def test_the_collection_has_every_operation(server: SynapseServer, tmp_path: Path) -> None:
-    out = tmp_path / "medchat.postman.json"
-    spec_url = server.base_url + "/api/openapi.json"
+@pytest.fixture(scope="module")
+def exported(server: SynapseServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    devkit.install()
+    out = tmp_path_factory.mktemp("postman")
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "postman.py"), "--spec", spec_url, "-o", str(out)],
+        [sys.executable, str(ROOT / "scripts" / "postman.py"), "--base-url", server.base_url, "--out", str(out)],
         check=True,
         cwd=ROOT,
         timeout=60,
     )
-    exported = json.loads(out.read_text())
-    jsonschema.validate(exported, POSTMAN_V21)
+    return out
 
-    spec = json.loads((ROOT / "docs" / "openapi.json").read_text())
-    wanted = sorted((m.upper(), p) for p, ops in spec["paths"].items() for m in ops)
-    requests = [item["request"] for folder in exported["item"] for item in folder["item"]]
-    found = sorted(
-        (r["method"], "/" + "/".join("{" + s[1:] + "}" if s.startswith(":") else s for s in r["url"]["path"]))
-        for r in requests
+
+def test_the_collection_is_the_journey(exported: Path) -> None:
+    collection = json.loads((exported / "medchat.postman_collection.json").read_text())
+    items = collection["item"]
+    assert len(items) >= 70
+    names = [item["name"] for item in items]
+    assert names[1:3] == ["Register a", "Register b"] and names[-1] == "Log out"
+    assert all(":" + "id" not in item["request"]["url"]["raw"] for item in items), "no empty path variables"
+    upload = next(item for item in items if item["name"] == "Upload a photo")
+    assert upload["request"]["body"]["formdata"][0]["src"] == "sample.png"
+    assert (exported / "sample.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_newman_runs_it_green(exported: Path) -> None:
+    report = exported / "report.json"
+    run = subprocess.run(
+        [
+            str(devkit.NODE_BIN / "newman"),
+            "run",
+            "medchat.postman_collection.json",
+            "-e",
+            "medchat.postman_environment.json",
+            "--working-dir",
+            str(exported),
+            "--reporters",
+            "cli,json",
+            "--reporter-json-export",
+            str(report),
+            "--bail",
+            "failure",
+        ],
+        cwd=exported,
+        capture_output=True,
+        text=True,
+        env=devkit.tool_env(),
+        timeout=300,
     )
-    assert found == wanted
-
-    register = next(r for r in requests if r["url"]["raw"] == "{{baseUrl}}/api/auth/register")
-    assert register["auth"] == {"type": "noauth"}
-    assert set(json.loads(register["body"]["raw"])) == {"username", "password", "email", "full_name", "role"}
-    assert exported["auth"]["type"] == "bearer"
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    stats = json.loads(report.read_text())["run"]["stats"]
+    assert stats["requests"]["total"] >= 70 and stats["requests"]["failed"] == 0
+    assert stats["assertions"]["failed"] == 0
+    assert stats["assertions"]["total"] >= stats["requests"]["total"]

@@ -62,6 +62,7 @@ class Route:
     body_required: bool = True
     query: type[QueryParams] | None = None
     public: bool = False
+    name: str | None = None
 
     @property
     def summary(self) -> str:
@@ -83,16 +84,18 @@ def route(
     body_required: bool = True,
     query: type[QueryParams] | None = None,
     public: bool = False,
+    name: str | None = None,
 ) -> None:
     """Registers `handler` for `method path`; `{name}` segments arrive URL-decoded as kwargs (the
     router has refused a path that is not UTF-8 text, synapse/http.py).
 
     `responses` maps each success status to its schema (errors are the common 4xx `{errcode,
     error}`); `body` is the model `read_json` parses the body with; `query` the model `read_query`
-    parses the query string with; `public` routes need no access token. The handler's docstring is
-    the endpoint's summary (first paragraph) and description (the rest).
+    parses the query string with; `public` routes need no access token; `name` the operation's
+    (its operationId's end, api/openapi.py) where two routes share a handler. The handler's
+    docstring is the endpoint's summary (first paragraph) and description (the rest).
     """
-    declared = Route(method, path, handler, responses, body, body_required, query, public)
+    declared = Route(method, path, handler, responses, body, body_required, query, public, name)
     if not declared.summary:
         raise ValueError(f"{handler.__qualname__}: a route's handler needs a docstring (the endpoint's summary)")
 

@@ -25,9 +25,11 @@ from synapse.module_api import respond_with_html
 
 import medchat.api
 from medchat import errors
+from medchat.api.examples import example_of
 from medchat.api.http import BINARY, WEBSOCKET_PATH, Content, Route, route, routes_of
 from medchat.api.schemas.base import QueryParams, RequestBody, json_schema_of
-from medchat.api.schemas.responses import ERROR
+from medchat.api.schemas.enums import ENUM_NAMES
+from medchat.api.schemas.responses import ERROR, obj
 from medchat.models import JsonDict
 from medchat.version import VERSION
 
@@ -41,10 +43,30 @@ event, receipt or upload, and one access token (`Authorization: Bearer …`, fro
 works here and on `/_matrix/client/*`. Ids are Matrix ids (`@user:server`, `!room:server`,
 `$event`), URL-encoded in paths. Errors are `{errcode, error}` with a 4xx status."""
 
+# Where the API is: the server that serves this document (Swagger UI's "Try it out"), or the one
+# `scripts/run` starts; a generated client takes its base URL as an argument anyway.
+_SERVERS = [
+    {"url": "/", "description": "the server that serves this document"},
+    {"url": "http://127.0.0.1:8008", "description": "a local development server (scripts/run)"},
+]
+
+# The main refusals every operation may answer (docs/api.md has the full errcode table).
+_ERROR_EXAMPLES: JsonDict = {
+    f"{status} {errcode}": {"summary": summary, "value": {"errcode": errcode, "error": error, **more}}
+    for status, errcode, summary, error, more in (
+        (400, "M_MISSING_PARAM", "a required field left out", "Missing field: password", {}),
+        (400, "M_INVALID_PARAM", "a field the model refuses", "Unknown field: passwrd", {}),
+        (401, "M_UNKNOWN_TOKEN", "a bad or expired access token", "Invalid access token passed.", {}),
+        (403, "M_FORBIDDEN", "not allowed", "You are not a member of this room.", {}),
+        (404, "M_NOT_FOUND", "no such thing", "Room not found.", {}),
+        (429, "M_LIMIT_EXCEEDED", "rate limited: retry after", "Too Many Requests", {"retry_after_ms": 2000}),
+    )
+}
+
 # The WebSocket is not a JSON route (api/__init__.py hands it to its own resource), so it is
 # described here; see docs/api.md, "Real time", for the frames.
 _WEBSOCKET_OPERATION: JsonDict = {
-    "operationId": "get_api_chat_ws",
+    "operationId": "realtime_websocket",
     "tags": ["Realtime"],
     "summary": "The WebSocket: a push form of Synapse's event stream (upgrade with `Connection: Upgrade`).",
     "description": (
@@ -74,9 +96,16 @@ def build_spec(routes: list[Route]) -> JsonDict:
     for declared in routes:
         paths.setdefault(declared.path, {})[declared.method.lower()] = _operation(declared, schemas)
     paths[WEBSOCKET_PATH.decode()] = {"get": _WEBSOCKET_OPERATION}
+    paths = _named_enums(paths, schemas)
+    for name, schema in list(schemas.items()):
+        schemas[name] = _named_enums(schema, schemas)
+    for operations in paths.values():
+        for operation in operations.values():
+            _add_examples(operation, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "MedChat API", "version": VERSION, "description": _DESCRIPTION},
+        "servers": _SERVERS,
         "paths": {
             p: dict(sorted(ops.items(), key=lambda kv: _METHODS.index(kv[0]))) for p, ops in sorted(paths.items())
         },
@@ -86,6 +115,7 @@ def build_spec(routes: list[Route]) -> JsonDict:
                 "Error": _json_response(
                     "A refusal: `errcode` (`M_…` or `ORG_MEDCHAT_…`) and a clear `error`.",
                     {"$ref": "#/components/schemas/Error"},
+                    _ERROR_EXAMPLES,
                 )
             },
             "securitySchemes": {
@@ -97,9 +127,10 @@ def build_spec(routes: list[Route]) -> JsonDict:
 
 
 def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
+    tag = re.sub(r"Servlets?$", "", declared.handler.__qualname__.split(".")[0])
     operation: JsonDict = {
-        "operationId": declared.method.lower() + re.sub(r"\W+", "_", declared.path).rstrip("_"),
-        "tags": [re.sub(r"Servlets?$", "", declared.handler.__qualname__.split(".")[0])],
+        "operationId": operation_id(declared),
+        "tags": [tag],
         "summary": declared.summary,
     }
     if declared.description:
@@ -127,6 +158,14 @@ def _operation(declared: Route, schemas: dict[str, JsonDict]) -> JsonDict:
     return operation
 
 
+def operation_id(declared: Route) -> str:
+    """`{servlet}_{handler}` in snake case (`room_create`, `message_send`): readable, and stable as
+    long as the handler keeps its name; a route that shares a handler names itself (`name=`)."""
+    servlet = re.sub(r"Servlets?$", "", declared.handler.__qualname__.split(".")[0])
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", servlet).lower()
+    return f"{snake}_{declared.name or declared.handler.__name__}"
+
+
 def _query_model(model: type[QueryParams], schemas: dict[str, JsonDict]) -> list[JsonDict]:
     """One `in: query` parameter per field of the model, in field order."""
     schema, components = json_schema_of(model)
@@ -144,9 +183,10 @@ def _query_model(model: type[QueryParams], schemas: dict[str, JsonDict]) -> list
 
 
 def _model(model: type[RequestBody], schemas: dict[str, JsonDict]) -> JsonDict:
-    """A $ref to the model's component; the model and the models it nests go to components."""
+    """A $ref to the model's component; the model, the models it nests and its titled
+    alternatives (`oneOf` branches, LoginBody) go to components."""
     schema, components = json_schema_of(model)
-    _add_components({**components, model.__name__: schema}, schemas)
+    _add_components({**components, model.__name__: _named(schema, schemas, top=True)}, schemas)
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -161,23 +201,64 @@ def _content(body: JsonDict | Content, schemas: dict[str, JsonDict]) -> JsonDict
     return {media_type: {"schema": _named(schema, schemas)} for media_type, schema in media.items()}
 
 
-def _json_response(description: str, schema: JsonDict) -> JsonDict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json_response(description: str, schema: JsonDict, examples: JsonDict | None = None) -> JsonDict:
+    media: JsonDict = {"schema": schema}
+    if examples:
+        media["examples"] = examples
+    return {"description": description, "content": {"application/json": media}}
 
 
-def _named(schema: Any, schemas: dict[str, JsonDict]) -> Any:
-    """A copy of `schema` in which every sub-schema with a `title` is a $ref to components."""
+def _add_examples(operation: JsonDict, schemas: dict[str, JsonDict]) -> None:
+    """An example (api/examples.py) on each query parameter, on a JSON request body (the smallest
+    accepted one) and on each JSON answer (every field)."""
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "query":
+            parameter["example"] = example_of(parameter["schema"], schemas, parameter["name"])
+    request = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if request is not None:
+        request["example"] = example_of(request["schema"], schemas, full=False)
+    for response in operation["responses"].values():
+        answer = response.get("content", {}).get("application/json")
+        if answer is not None:
+            answer["example"] = example_of(answer["schema"], schemas)
+
+
+def _named(schema: Any, schemas: dict[str, JsonDict], top: bool = False) -> Any:
+    """A copy of `schema` in which every sub-schema with a `title` is a $ref to components
+    (`top`: except the schema itself, a model's own)."""
     if isinstance(schema, list):
         return [_named(item, schemas) for item in schema]
     if not isinstance(schema, dict):
         return schema
     resolved = {key: _named(value, schemas) for key, value in schema.items()}
     title = schema.get("title")
-    if title is None or not isinstance(title, str) or "type" not in schema:
+    if top or title is None or not isinstance(title, str) or "type" not in schema:
         return resolved
     if schemas.setdefault(title, resolved) != resolved:
         raise ValueError(f"two different schemas are both titled {title!r}")
     return {"$ref": f"#/components/schemas/{title}"}
+
+
+def _named_enums(schema: Any, schemas: dict[str, JsonDict]) -> Any:
+    """A copy of `schema` in which every enum is a $ref to its component (named in
+    api/schemas/enums.py), or that or null where it lists null. Conditions (`if`) stay as written."""
+    if isinstance(schema, list):
+        return [_named_enums(item, schemas) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    resolved = {key: value if key == "if" else _named_enums(value, schemas) for key, value in schema.items()}
+    if "enum" not in schema or schema.get("title") in ENUM_NAMES.values():
+        return resolved
+    values = tuple(value for value in schema["enum"] if value is not None)
+    name = ENUM_NAMES.get(values)
+    if name is None:
+        raise ValueError(f"the enum {list(values)} has no name: add it to api/schemas/enums.py")
+    _add_components({name: {"title": name, "type": "string", "enum": list(values)}}, schemas)
+    ref: JsonDict = {"$ref": f"#/components/schemas/{name}"}
+    rest = {key: value for key, value in resolved.items() if key not in ("enum", "type")}
+    if None in schema["enum"]:
+        return {"anyOf": [ref, {"type": "null"}], **rest}
+    return {**ref, **rest}
 
 
 # --- serving it --------------------------------------------------------------------------------
@@ -221,7 +302,9 @@ class DocsServlets:
             SPEC_PATH,
             self.spec,
             public=True,
-            responses={200: {"type": "object", "required": ["openapi", "paths"]}},
+            responses={
+                200: obj({"openapi": {"const": "3.1.0"}, "info": {"type": "object"}, "paths": {"type": "object"}})
+            },
         )
         route(
             resource,

@@ -45,7 +45,15 @@ class UserServlets:
             query=DirectorySearchQuery,
             responses={200: USER_PAGE},
         )
-        route(resource, "GET", "/api/chat/users/filter", self.list, query=DirectoryQuery, responses={200: USER_PAGE})
+        route(
+            resource,
+            "GET",
+            "/api/chat/users/filter",
+            self.list,
+            query=DirectoryQuery,
+            responses={200: USER_PAGE},
+            name="filter",
+        )
         route(resource, "GET", "/api/chat/users/{user_id}", self.get, responses={200: CHAT_USER})
         route(
             resource,

@@ -12,7 +12,16 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, JsonValue, model_validator
 
-from medchat.api.schemas.base import NAME, PROSE, UNIQUE, Omittable, RequestBody, invalid_param, missing_param
+from medchat.api.schemas.base import (
+    NAME,
+    PROSE,
+    UNIQUE,
+    Omittable,
+    RequestBody,
+    invalid_param,
+    missing_param,
+    one_of,
+)
 from medchat.levels import LEVELS
 from medchat.messagekinds import SENDABLE_TYPES
 from medchat.models import USER_ID_PATTERN
@@ -31,9 +40,11 @@ Email = Annotated[str, Field(min_length=3, max_length=254)]
 DeviceName = Annotated[str, Field(max_length=100), NAME]
 Level = Literal["unverified", "identity_verified", "license_verified"]
 assert get_args(Level) == LEVELS, "medchat.levels.LEVELS and Level name the same ladder"
-UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255)]
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255, examples=["@bob:medchat.example"])]
 # An upload of Synapse's media repository; 500 is room for a 255-character server name.
-MxcUrl = Annotated[str, Field(pattern=r"^mxc://[^/]+/[A-Za-z0-9_-]+$", max_length=500)]
+MxcUrl = Annotated[
+    str, Field(pattern=r"^mxc://[^/]+/[A-Za-z0-9_-]+$", max_length=500, examples=["mxc://medchat.example/AbCdEf0123"])
+]
 # The mailed password-reset link's parameters (the spec's `sid`/`client_secret` are at most 255).
 ResetToken = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -66,7 +77,7 @@ class RegisterBody(RequestBody):
 class LoginBody(RequestBody):
     """A username or an e-mail address, not both."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["username"]}, {"required": ["email"]}]})
+    model_config = ConfigDict(json_schema_extra=one_of(LoginWithUsername="username", LoginWithEmail="email"))
 
     username: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = None
     email: Omittable[Email] = None
@@ -160,7 +171,9 @@ class ContactAddBody(RequestBody):
     """The user to add (`user_id`, or its older name `contact_id`), an optional nickname and a
     message for the contact request."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["user_id"]}, {"required": ["contact_id"]}]})
+    model_config = ConfigDict(
+        json_schema_extra=one_of(ContactAddByUserId="user_id", ContactAddByContactId="contact_id")
+    )
 
     user_id: Omittable[UserId] = None
     contact_id: Omittable[UserId] = None
@@ -186,7 +199,7 @@ class ContactAcceptBody(RequestBody):
 
 
 _MAX_EXCEPTIONS = 1000
-ServerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+$", max_length=255)]
+ServerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+$", max_length=255, examples=["medchat.example"])]
 Role = Annotated[str, Field(min_length=1, max_length=100)]
 
 
@@ -235,7 +248,12 @@ class RoomCreateBody(RequestBody):
     Only a study group has a `join_rule`. `encrypted: true` (direct and group only) makes the room
     end-to-end encrypted (`m.room.encryption`, Megolm): the app then sends ciphertext only."""
 
-    model_config = ConfigDict(json_schema_extra={"allOf": _ROOM_RULES})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": _ROOM_RULES,
+            "examples": [{"type": "group", "name": "Cardiology team", "topic": "Handover at 8"}],
+        }
+    )
 
     type: Literal["direct", "group", "case", "study_group"]
     name: Omittable[RoomName] = None
@@ -298,10 +316,15 @@ ClientMsgId = Annotated[str, Field(min_length=1, max_length=200)]
 # The text of a reply or an edit: not only blanks.
 MessageText = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"\S")]
 Size = Annotated[int, Field(ge=0)]
-EventId = Annotated[str, Field(pattern=r"^\$", max_length=255)]
+EventId = Annotated[str, Field(pattern=r"^\$", max_length=255, examples=["$Mq3dK9v0e1aB2c3D"])]
 # RFC 5870: `geo:lat,lon[,alt][;params]`, as Matrix locations carry it.
 GeoUri = Annotated[
-    str, Field(pattern=r"^geo:-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?(,-?\d+(\.\d+)?)?(;[^\s]*)?$", max_length=255)
+    str,
+    Field(
+        pattern=r"^geo:-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?(,-?\d+(\.\d+)?)?(;[^\s]*)?$",
+        max_length=255,
+        examples=["geo:51.5074,-0.1278"],
+    ),
 ]
 # MSC3246 waveform samples, 0 to 1024; Element sends about 100 of them.
 Waveform = Annotated[list[Annotated[int, Field(ge=0, le=1024)]], Field(max_length=1000)]
@@ -309,8 +332,10 @@ _TEXT_KINDS = ("text", "notice", "emote")
 
 
 # Megolm's unpadded base64 (keys, session ids, ciphertext); a ciphertext is bounded by the event size.
-Base64 = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9+/=_-]+$")]
-Ciphertext = Annotated[str, Field(min_length=1, max_length=65536, pattern=r"^[A-Za-z0-9+/=_-]+$")]
+Base64 = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9+/=_-]+$", examples=["c2Vzc2lvbg"])]
+Ciphertext = Annotated[
+    str, Field(min_length=1, max_length=65536, pattern=r"^[A-Za-z0-9+/=_-]+$", examples=["AwgAEnACgAkLmt"])
+]
 
 
 class EncryptedPayload(RequestBody):
@@ -358,6 +383,8 @@ class MessageSendBody(RequestBody):
     `reply_to` replies, `thread_id` sends into a thread; `expires_in` seconds make it disappear.
     In an end-to-end encrypted room, only `encrypted` (the ciphertext; `message_type` left out or
     `encrypted`), with `reply_to` or `relates_to` for the relation kept in the clear."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"content": "Hello, the results are in."}]})
 
     content: Omittable[Annotated[str, Field(max_length=65536)]] = None
     message_type: MessageType = "text"
@@ -466,7 +493,9 @@ class ReactionBody(RequestBody):
 
 class ForwardBody(RequestBody):
     room_ids: Annotated[
-        list[Annotated[str, Field(pattern="^!", max_length=255)]], Field(min_length=1, max_length=20), UNIQUE
+        list[Annotated[str, Field(pattern="^!", max_length=255, examples=["!kXaQeWcLpHtUfYoNzR:medchat.example"])]],
+        Field(min_length=1, max_length=20),
+        UNIQUE,
     ]
 
 

@@ -40,9 +40,10 @@ def array(items: JsonDict) -> JsonDict:
     return {"type": "array", "items": items}
 
 
-def page(key: str, items: JsonDict, **more: Any) -> JsonDict:
-    """A page of `items` under `key`, with the opaque cursor of the next page (null at the end)."""
-    return obj({key: array(items), "next_cursor": _NULLABLE_STRING, **more}, required=(key, "next_cursor"))
+def page(key: str, items: JsonDict, title: str | None = None, **more: Any) -> JsonDict:
+    """A page of `items` under `key`, with the opaque cursor of the next page (null at the end);
+    a `title` names it (a component) where several operations answer it."""
+    return obj({key: array(items), "next_cursor": _NULLABLE_STRING, **more}, required=(key, "next_cursor"), title=title)
 
 
 EMPTY = obj({}, title="Empty")
@@ -119,7 +120,8 @@ REFRESHED = obj(_TOKENS, required=("access_token",), title="RefreshedTokens")
 USER_PAGE = page(
     "results",
     CHAT_USER,
-    peers=array(obj({"server": _STRING, "status": {"enum": ["ok", "timeout", "error"]}})),
+    title="UserPage",
+    peers=array(obj({"server": _STRING, "status": {"enum": ["ok", "timeout", "error"]}}, title="PeerResult")),
 )
 
 INSTITUTIONS = obj({"institutions": array(obj({"name": _STRING, "member_count": _INTEGER}))}, title="Institutions")
@@ -220,7 +222,8 @@ CONTACT_REQUEST_PAGE = page("results", CONTACT_REQUEST)
 CONTACT_PENDING = obj({"status": {"const": "pending"}, "request": CONTACT_REQUEST}, title="ContactRequestSent")
 
 _EXCEPTIONS = obj(
-    {"users": array(_STRING), "servers": array(_STRING), "roles": array(_STRING), "levels": array(_STRING)}
+    {"users": array(_STRING), "servers": array(_STRING), "roles": array(_STRING), "levels": array(_STRING)},
+    title="ContactPermissionLists",
 )
 CONTACT_PERMISSIONS = obj(
     {
