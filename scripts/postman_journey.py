@@ -161,7 +161,7 @@ JOURNEY: list[Step] = [
         body={"status": "online", "status_msg": "On call"},
     ),
     Step("realtime_get_presence", "B's view of my status", as_="b", path={"user_id": "{{user_a}}"}),
-    Step("realtime_list_notifications", "B's notifications", as_="b", save={"notification_id": "notifications.0.id"}),
+    Step("realtime_list_notifications", "B's notifications", as_="b", save={"notification_id": "results.0.id"}),
     Step("realtime_unread_count", "B's unread count", as_="b"),
     Step("realtime_read_one", "B reads a notification", as_="b", path={"notification_id": "{{notification_id}}"}),
     Step("realtime_read_all", "B reads them all", as_="b"),

@@ -23,16 +23,16 @@ def test_actions_are_recorded_and_only_admins_read_them(api: Api, server: Synaps
     )
     assert edited.status_code == 200, edited.text
 
-    decisions = audit(api, admin, f"?action=verification.approved&target={quote(doctor['user_id'])}")["entries"]
+    decisions = audit(api, admin, f"?action=verification.approved&target={quote(doctor['user_id'])}")["results"]
     assert len(decisions) == 1 and decisions[0]["details"]["level_after"] == "license_verified"
-    edits = audit(api, admin, f"?action=profile.admin_edit&target={quote(user['user_id'])}")["entries"]
+    edits = audit(api, admin, f"?action=profile.admin_edit&target={quote(user['user_id'])}")["results"]
     assert [(e["actor"], e["details"]["fields"]) for e in edits] == [(admin["user_id"], ["bio"])]
 
     # Case-room membership is recorded whichever client made it.
     room = api.call(
         "POST", "/api/chat/rooms", token=doctor["access_token"], json={"type": "case", "name": "Audit case"}
     ).json()["id"]
-    joins = audit(api, admin, f"?action=case_room.membership&actor={quote(doctor['user_id'])}")["entries"]
+    joins = audit(api, admin, f"?action=case_room.membership&actor={quote(doctor['user_id'])}")["results"]
     assert any(e["details"]["room_id"] == room for e in joins)
 
     expect_error(api.call("GET", "/api/admin/audit", token=user["access_token"]), 403, "M_FORBIDDEN")
@@ -59,7 +59,7 @@ def test_verify_catches_a_direct_database_edit(api: Api, server: SynapseServer) 
     verdict = api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()
     assert verdict["ok"] and verdict["first_broken_seq"] is None and verdict["entries_checked"] >= 1
 
-    newest = audit(api, admin, "?limit=1")["entries"][0]
+    newest = audit(api, admin, "?limit=1")["results"][0]
     failures_before = sample(metrics(server), "medchat_audit_verify_failures_total")
     execute_db(
         server, "UPDATE medchat_audit SET actor = ? WHERE seq = ?", ("@someone_else:medchat.test", newest["seq"])
@@ -94,7 +94,7 @@ def test_concurrent_entries_all_land_in_one_chain(api: Api, server: SynapseServe
 
     with ThreadPoolExecutor(len(users)) as pool:
         assert list(pool.map(edit, users)) == [200] * len(users)
-    assert len(audit(api, admin, f"?action=profile.admin_edit&actor={quote(admin['user_id'])}")["entries"]) == len(
+    assert len(audit(api, admin, f"?action=profile.admin_edit&actor={quote(admin['user_id'])}")["results"]) == len(
         users
     )
     assert api.call("GET", "/api/admin/audit/verify", token=admin["access_token"]).json()["ok"]

@@ -43,7 +43,7 @@ def _script(name: str, *args: str, env: dict[str, str] | None = None) -> subproc
 def _state(api: Api, users: dict[str, Any], room: str, upload: dict[str, Any], admin: dict[str, Any]) -> dict[str, Any]:
     """Everything the restore must keep, as the API shows it."""
     alice, bob, doctor = users["alice"], users["bob"], users["doctor"]
-    messages = api.call("GET", room_path(room, "/messages?limit=50"), token=bob["access_token"]).json()["messages"]
+    messages = api.call("GET", room_path(room, "/messages?limit=50"), token=bob["access_token"]).json()["results"]
     verification = api.call("GET", "/api/chat/verification/me", token=doctor["access_token"]).json()
     download = media_samples.download(api, alice, upload["media_url"])
     audit = api.call("GET", "/api/admin/audit", token=admin["access_token"]).json()
@@ -54,7 +54,7 @@ def _state(api: Api, users: dict[str, Any], room: str, upload: dict[str, Any], a
         "contacts": contact_ids(api, alice),
         "verification": (verification["verification_level"], len(verification["history"])),
         "upload": (download.status_code, download.content),
-        "audit": [(entry["seq"], entry["action"], entry["hash"]) for entry in audit["entries"]],
+        "audit": [(entry["seq"], entry["action"], entry["hash"]) for entry in audit["results"]],
         "audit_verify": verify.json(),
     }
 

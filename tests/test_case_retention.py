@@ -104,7 +104,7 @@ def test_expired_case_room_messages_are_hidden_then_purged(strict: SynapseServer
     time.sleep(LIFETIME_MS / 1000 + 1)
     fresh = api.call("POST", path, token=doctor["access_token"], json={"content": "Still current"}).json()["id"]
 
-    shown = [m["id"] for m in api.call("GET", path, token=doctor["access_token"]).json()["messages"]]
+    shown = [m["id"] for m in api.call("GET", path, token=doctor["access_token"]).json()["results"]]
     assert fresh in shown and not set(old) & set(shown), shown
     for _ in range(3):
         native = api.call(

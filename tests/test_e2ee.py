@@ -163,7 +163,7 @@ def test_ciphertext_both_ways_through_rest_and_websocket_and_no_plaintext_in_the
             live = frame["message"]
             assert (live["message_type"], live["content"], live["reply_to"]) == ("encrypted", None, message["id"])
             assert app.decrypt_event(megolm_event(live)).body == to_alice
-            history = api.call("GET", messages(room), token=alice["access_token"]).json()["messages"]
+            history = api.call("GET", messages(room), token=alice["access_token"]).json()["results"]
             by_id = {m["id"]: m for m in history}
             assert edit.json()["id"] not in by_id  # edits are folded in, as for plain messages
             assert app.decrypt_event(megolm_event(by_id[answer.event_id])).body == to_alice
@@ -185,9 +185,9 @@ def test_ciphertext_both_ways_through_rest_and_websocket_and_no_plaintext_in_the
     run(scenario())
 
     # Notifications carry no content; reactions, status and deletion work as for plain messages.
-    listed = api.call("GET", "/api/chat/notifications", token=bob["access_token"]).json()["notifications"]
+    listed = api.call("GET", "/api/chat/notifications", token=bob["access_token"]).json()["results"]
     assert listed and all(n["content"] is None for n in listed if n["room_id"] == room)
-    first = api.call("GET", messages(room), token=bob["access_token"]).json()["messages"][-1]
+    first = api.call("GET", messages(room), token=bob["access_token"]).json()["results"][-1]
     one = f"{messages(room)}/{quote(first['id'])}"
     reacted = api.call("POST", f"{one}/reactions", token=bob["access_token"], json={"key": "👍"})
     assert reacted.status_code == 201 and reacted.json()["reactions"][0]["count"] == 1, reacted.text
@@ -283,10 +283,10 @@ def test_an_encrypted_event_sent_natively_is_a_message_of_the_rest_api(api: Api,
     one = api.call("GET", f"{messages(room)}/{quote(event_id)}", token=alice["access_token"])
     assert one.status_code == 200, one.text
     assert one.json()["encrypted"] == {**content, "edit": None}
-    assert [m["id"] for m in api.call("GET", messages(room), token=alice["access_token"]).json()["messages"]] == [
+    assert [m["id"] for m in api.call("GET", messages(room), token=alice["access_token"]).json()["results"]] == [
         event_id
     ]
-    listed = api.call("GET", "/api/chat/notifications", token=alice["access_token"]).json()["notifications"]
+    listed = api.call("GET", "/api/chat/notifications", token=alice["access_token"]).json()["results"]
     assert [(n["message_id"], n["content"]) for n in listed if n["room_id"] == room] == [(event_id, None)]
     assert (
         api.call("GET", f"{ROOMS}/{quote(room)}", token=alice["access_token"]).json()["last_message"]["message_type"]

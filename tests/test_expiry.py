@@ -38,7 +38,7 @@ def test_bad_expiry_is_400_and_sends_nothing(api: Api, expires_in: object) -> No
     user = api.register()
     room = group(api, user)
     expect_error(send(api, user, room, content="gone soon", expires_in=expires_in), 400, "M_INVALID_PARAM")
-    history = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages", token=user["access_token"]).json()["messages"]
+    history = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages", token=user["access_token"]).json()["results"]
     assert [m for m in history if m["content"] == "gone soon"] == []
 
 

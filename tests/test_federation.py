@@ -103,7 +103,7 @@ def eventually(check: Callable[[], Any], timeout: float = 20, what: str = "condi
 
 def history(side: Institution, user: dict[str, Any], room_id: str) -> dict[str, dict[str, Any]]:
     response = side.api.call("GET", room_path(room_id, "/messages"), token=user["access_token"])
-    return {m["id"]: m for m in response.json()["messages"]} if response.status_code == 200 else {}
+    return {m["id"]: m for m in response.json()["results"]} if response.status_code == 200 else {}
 
 
 def join_direct(side: Institution, user: dict[str, Any], room_id: str) -> None:

@@ -83,7 +83,7 @@ def content_seen_by(api: Api, member: dict[str, Any], room: str, event_id: str) 
 def audit(api: Api, admin: dict[str, Any], query: str) -> list[dict[str, Any]]:
     response = api.call("GET", "/api/admin/audit" + query, token=admin["access_token"])
     assert response.status_code == 200, response.text
-    return response.json()["entries"]
+    return response.json()["results"]
 
 
 def verify(api: Api, admin: dict[str, Any]) -> dict[str, Any]:

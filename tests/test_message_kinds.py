@@ -65,7 +65,7 @@ async def nio_send(client: AsyncClient, room: str, event_type: str, content: dic
 
 def history(api: Api, user: User, room: str, limit: int = 100) -> dict[str, dict[str, Any]]:
     page = get(api, user, room_path(room, f"/messages?limit={limit}"))
-    return {m["id"]: m for m in page["messages"]}
+    return {m["id"]: m for m in page["results"]}
 
 
 # --- REST -> Matrix -----------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_send_validation_refuses_before_sending(
     mapi: Api, server: SynapseServer, users: dict[str, User], room: str
 ) -> None:
     alice, path = users["alice"], room_path(room, "/messages")
-    before = get(mapi, alice, room_path(room, "/messages?limit=1"))["messages"]
+    before = get(mapi, alice, room_path(room, "/messages?limit=1"))["results"]
     cases: list[tuple[dict[str, Any], str]] = [
         ({"format": "html"}, "M_MISSING_PARAM"),
         ({"content": "x", "format": "markdown", "formatted_content": "*x*"}, "M_INVALID_PARAM"),
@@ -195,7 +195,7 @@ def test_send_validation_refuses_before_sending(
         {"question": "Q?", "answers": ["a", "b"], "kind": "open"},
     ):
         expect_error(mapi.call("POST", polls, token=alice["access_token"], json=body), 400, "M_INVALID_PARAM")
-    assert get(mapi, alice, room_path(room, "/messages?limit=1"))["messages"] == before
+    assert get(mapi, alice, room_path(room, "/messages?limit=1"))["results"] == before
 
 
 # --- Matrix -> REST (history, GET, WebSocket) ------------------------------------------------------
@@ -569,9 +569,9 @@ def test_threads_send_and_list(mapi: Api, server: SynapseServer, users: dict[str
     assert run(matrix_third(server, bob, room, third["id"]))["m.in_reply_to"] == {"event_id": second["id"]}
     listed = get(mapi, alice, room_path(room, f"/threads/{quote(root['id'])}/messages"))
     assert listed["root"]["id"] == root["id"] and listed["next_cursor"] is None
-    assert [m["content"] for m in listed["messages"]] == ["Done", "Agreed", "Start IV fluids"]
+    assert [m["content"] for m in listed["results"]] == ["Done", "Agreed", "Start IV fluids"]
     page = get(mapi, alice, room_path(room, f"/threads/{quote(root['id'])}/messages?limit=2"))
-    assert len(page["messages"]) == 2 and page["next_cursor"]
+    assert len(page["results"]) == 2 and page["next_cursor"]
     expect_error(
         mapi.call("POST", path, token=alice["access_token"], json={"content": "x", "thread_id": first["id"]}),
         400,
@@ -627,9 +627,9 @@ def test_a_page_is_never_empty_while_older_messages_exist(
     alice = users["alice"]
     room, ids = edited_room
     first = get(mapi, alice, room_path(room, "/messages?limit=50"))
-    assert [m["id"] for m in first["messages"]] == ids[::-1][:50] and first["next_cursor"]
-    assert first["messages"][0]["content"].startswith("obs 59 v") and first["messages"][0]["is_edited"]
+    assert [m["id"] for m in first["results"]] == ids[::-1][:50] and first["next_cursor"]
+    assert first["results"][0]["content"].startswith("obs 59 v") and first["results"][0]["is_edited"]
     rest = get(mapi, alice, room_path(room, f"/messages?limit=50&cursor={quote(first['next_cursor'])}"))
-    assert [m["id"] for m in rest["messages"]] == ids[::-1][50:] and rest["next_cursor"] is None
+    assert [m["id"] for m in rest["results"]] == ids[::-1][50:] and rest["next_cursor"] is None
     one = get(mapi, alice, room_path(room, "/messages?limit=1"))
-    assert [m["id"] for m in one["messages"]] == [ids[-1]] and one["next_cursor"]
+    assert [m["id"] for m in one["results"]] == [ids[-1]] and one["next_cursor"]

@@ -56,11 +56,11 @@ def test_text_history_and_pagination(api: Api, chat: dict[str, Any]) -> None:
     assert raw_event(api, bob, room, first["id"])["content"] == {"msgtype": "m.text", "body": "message 0"}
 
     page = api.call("GET", room_path(room, "/messages?limit=3"), token=bob["access_token"]).json()
-    assert [m["content"] for m in page["messages"]] == ["message 4", "message 3", "message 2"]
+    assert [m["content"] for m in page["results"]] == ["message 4", "message 3", "message 2"]
     rest = api.call(
         "GET", room_path(room, f"/messages?limit=3&cursor={quote(page['next_cursor'])}"), token=bob["access_token"]
     ).json()
-    assert [m["content"] for m in rest["messages"]] == ["message 1", "message 0"]
+    assert [m["content"] for m in rest["results"]] == ["message 1", "message 0"]
 
     one = api.call("GET", msg_path(room, sent[3]["id"]), token=alice["access_token"])
     assert (
@@ -119,7 +119,7 @@ def test_edit_delete_and_their_rules(api: Api, chat: dict[str, Any]) -> None:
     assert edited.json()["content"] == "BP 130/85" and edited.json()["is_edited"] is True and edited.json()["edited_at"]
     # The answer is built from the edit just sent: it must read as Synapse's bundled edit does.
     assert edited.json() == api.call("GET", msg_path(room, original["id"]), token=bob["access_token"]).json()
-    history = api.call("GET", room_path(room, "/messages"), token=alice["access_token"]).json()["messages"]
+    history = api.call("GET", room_path(room, "/messages"), token=alice["access_token"]).json()["results"]
     assert [m["id"] for m in history] == [original["id"]] and history[0]["content"] == "BP 130/85"
     expect_error(
         api.call("PUT", msg_path(room, original["id"]), token=alice["access_token"], json={"content": "hijack"}),
@@ -163,9 +163,9 @@ def test_reply_search_reactions_forward(api: Api, chat: dict[str, Any]) -> None:
     found = api.call("GET", room_path(room, "/messages/search?q=troponin"), token=bob["access_token"])
     assert found.status_code == 200, found.text
     # Synapse indexes the whole body, the reply's quoted fallback too: only the question matches.
-    assert [m["id"] for m in found.json()["messages"]] == [question["id"]]
+    assert [m["id"] for m in found.json()["results"]] == [question["id"]]
     assert not api.call("GET", room_path(room, "/messages/search?q=appendix"), token=bob["access_token"]).json()[
-        "messages"
+        "results"
     ]
 
     for user, key in ((alice, "👍"), (bob, "👍"), (bob, "❤️")):
@@ -233,7 +233,7 @@ def test_idempotent_send(api: Api, chat: dict[str, Any]) -> None:
     with ThreadPoolExecutor(4) as pool:
         ids = set(pool.map(post, range(4)))
     assert len(ids) == 1
-    history = api.call("GET", path, token=alice["access_token"]).json()["messages"]
+    history = api.call("GET", path, token=alice["access_token"]).json()["results"]
     assert [m["content"] for m in history].count("Retried") == 1 and [m["content"] for m in history].count(
         "Once only"
     ) == 1
@@ -302,8 +302,8 @@ def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[st
         query = "/messages/search?q=sepsis&limit=3" + (f"&cursor={quote(cursor)}" if cursor else "")
         page = api.call("GET", room_path(room, query), token=bob["access_token"])
         assert page.status_code == 200, page.text
-        assert len(page.json()["messages"]) <= 3
-        seen += page.json()["messages"]
+        assert len(page.json()["results"]) <= 3
+        seen += page.json()["results"]
         assert page.json()["count"] == 6  # neither the edit event nor the deleted message
         cursor = page.json()["next_cursor"]
         if cursor is None:
@@ -329,7 +329,7 @@ def test_search_pages_by_rank_without_edits_or_deletions(api: Api, chat: dict[st
 def search_ids(api: Api, user: dict[str, Any], room: str, q: str) -> list[str]:
     response = api.call("GET", room_path(room, f"/messages/search?q={quote(q)}"), token=user["access_token"])
     assert response.status_code == 200, response.text
-    return [m["id"] for m in response.json()["messages"]]
+    return [m["id"] for m in response.json()["results"]]
 
 
 def test_search_matches_what_a_message_says_now(api: Api, chat: dict[str, Any]) -> None:
@@ -349,7 +349,7 @@ def test_search_matches_what_a_message_says_now(api: Api, chat: dict[str, Any]) 
         edited = api.call("PUT", msg_path(room, drip["id"]), token=alice["access_token"], json={"content": text})
         assert edited.status_code == 200, edited.text
     found = api.call("GET", room_path(room, "/messages/search?q=enoxaparin"), token=bob["access_token"]).json()
-    assert [(m["id"], m["content"]) for m in found["messages"]] == [(drip["id"], "Start enoxaparin instead")]
+    assert [(m["id"], m["content"]) for m in found["results"]] == [(drip["id"], "Start enoxaparin instead")]
     assert search_ids(api, bob, room, "heparin") == []  # the replaced text
     assert search_ids(api, bob, room, "dalteparin") == []  # an earlier edit
     assert search_ids(api, bob, room, "start") == [drip["id"]]  # once, though three events match
@@ -456,12 +456,12 @@ def test_search_reads_past_hits_the_caller_may_not_see(api: Api, chat: dict[str,
         room_path(room, f"/messages/search?q=sepsis&limit=1&cursor={quote(first['next_cursor'])}"),
         token=carol["access_token"],
     ).json()
-    assert sorted(m["id"] for m in first["messages"] + second["messages"]) == sorted(after)
+    assert sorted(m["id"] for m in first["results"] + second["results"]) == sorted(after)
     assert second["next_cursor"] is None
     everything = api.call(
         "GET", room_path(room, "/messages/search?q=sepsis&limit=50"), token=alice["access_token"]
     ).json()
-    assert len(everything["messages"]) == 32 and everything["messages"][0]["content"].startswith("sepsis sepsis")
+    assert len(everything["results"]) == 32 and everything["results"][0]["content"].startswith("sepsis sepsis")
 
 
 def test_message_queries_and_bodies_name_what_they_refuse(api: Api, chat: dict[str, Any]) -> None:

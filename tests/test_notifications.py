@@ -27,7 +27,7 @@ from harness import (
 def notifications(api: Api, token: str, query: str = "") -> list[dict]:
     response = api.call("GET", "/api/chat/notifications" + query, token=token)
     assert response.status_code == 200, response.text
-    return response.json()["notifications"]
+    return response.json()["results"]
 
 
 def test_list_types_counts_and_read_state(api: Api, server: SynapseServer) -> None:
@@ -111,9 +111,9 @@ def test_pagination_and_bad_input(api: Api) -> None:
     sent = [send_text(api, alice["access_token"], room, f"msg {i}") for i in range(5)]
     first = api.call("GET", "/api/chat/notifications?limit=2", token=bob["access_token"]).json()
     second = api.call(
-        "GET", f"/api/chat/notifications?limit=2&from={first['next_cursor']}", token=bob["access_token"]
+        "GET", f"/api/chat/notifications?limit=2&cursor={first['next_cursor']}", token=bob["access_token"]
     ).json()
-    assert [n["id"] for n in first["notifications"] + second["notifications"]] == sent[::-1][:4]
+    assert [n["id"] for n in first["results"] + second["results"]] == sent[::-1][:4]
 
     expect_error(api.call("GET", "/api/chat/notifications?limit=0", token=bob["access_token"]), 400, "M_INVALID_PARAM")
     expect_error(
@@ -239,9 +239,9 @@ def test_contact_requests_and_verification_decisions_are_listed(api: Api, server
     # One page at a time across both sources: nothing twice, nothing lost.
     first = api.call("GET", "/api/chat/notifications?limit=2", token=bob["access_token"]).json()
     rest = api.call(
-        "GET", f"/api/chat/notifications?limit=50&from={first['next_cursor']}", token=bob["access_token"]
+        "GET", f"/api/chat/notifications?limit=50&cursor={first['next_cursor']}", token=bob["access_token"]
     ).json()
-    assert [n["id"] for n in first["notifications"] + rest["notifications"]] == [n["id"] for n in listed]
+    assert [n["id"] for n in first["results"] + rest["results"]] == [n["id"] for n in listed]
     assert rest["next_cursor"] is None
 
     assert (
@@ -262,13 +262,13 @@ def test_contact_requests_and_verification_decisions_are_listed(api: Api, server
         api.call("DELETE", f"/api/chat/notifications/{contact['id']}", token=alice["access_token"]), 404, "M_NOT_FOUND"
     )
     expect_error(
-        api.call("GET", "/api/chat/notifications?from=yesterday", token=bob["access_token"]), 400, "M_INVALID_PARAM"
+        api.call("GET", "/api/chat/notifications?cursor=yesterday", token=bob["access_token"]), 400, "M_INVALID_PARAM"
     )
 
 
 def test_notification_query_refusals_name_the_parameter(api: Api) -> None:
     token = api.register()["access_token"]
-    for query, name in (("?unread=maybe", "unread"), ("?from=" + "x" * 65, "from"), ("?limit=101", "limit")):
+    for query, name in (("?unread=maybe", "unread"), ("?cursor=" + "x" * 1001, "cursor"), ("?limit=101", "limit")):
         body = expect_error(api.call("GET", "/api/chat/notifications" + query, token=token), 400, "M_INVALID_PARAM")
         assert name in body["error"], body
     assert api.call("GET", "/api/chat/notifications?unread=false&limit=100", token=token).status_code == 200

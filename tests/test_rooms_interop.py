@@ -143,7 +143,7 @@ def test_matrix_client_messages_show_in_the_api(api: Api, server: SynapseServer)
             await client.close()
 
     run(scenario())
-    messages = api.call("GET", room_path(room, "/messages"), token=alice["access_token"]).json()["messages"]
+    messages = api.call("GET", room_path(room, "/messages"), token=alice["access_token"]).json()["results"]
     assert [m["id"] for m in messages] == [ids["deleted"], ids["reply"], ids["text"]]  # the edit is folded in
     deleted, reply, text = messages
     assert deleted["is_deleted"] is True and deleted["content"] is None

@@ -71,7 +71,7 @@ def test_a_message_nobody_received_is_sent(api: Api) -> None:
     message = send_text(api, alice["access_token"], room, "Anyone?")
     status = status_of(api, alice["access_token"], message)
     assert (status["status"], status["participants"]) == ("sent", [{"user_id": bob["user_id"], "status": "sent"}])
-    history = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages", token=alice["access_token"]).json()["messages"]
+    history = api.call("GET", f"/api/chat/rooms/{quote(room)}/messages", token=alice["access_token"]).json()["results"]
     assert [m["status"] for m in history if m["id"] == message] == ["sent"]
 
 

@@ -76,7 +76,7 @@ def test_a_study_group_is_a_child_of_its_institution_space(api: Api, server: Syn
     assert listed.status_code == 200, listed.text
     body = listed.json()
     assert body["space_id"] == space_id and body["next_cursor"] is None
-    assert body["rooms"] == [
+    assert body["results"] == [
         {
             "id": room["id"],
             "name": "Renal physiology",
@@ -100,7 +100,7 @@ def test_only_the_institution_and_admins_may_list(api: Api, server: SynapseServe
     refused = expect_error(listing(api, outsider, name), 403, "ORG_MEDCHAT_INSTITUTION_ONLY")
     assert name in refused["error"]
     admin = register_admin(server)
-    assert [r["name"] for r in listing(api, admin, name).json()["rooms"]] == ["Renal physiology"]
+    assert [r["name"] for r in listing(api, admin, name).json()["results"]] == ["Renal physiology"]
     expect_error(listing(api, member, "No Such Institution"), 404, "M_NOT_FOUND")
     # An institution without rooms yet lists nothing (no space is made for a listing).
     fresh = institution()
@@ -108,7 +108,7 @@ def test_only_the_institution_and_admins_may_list(api: Api, server: SynapseServe
     assert listing(api, newcomer, fresh).json() == {
         "institution": fresh,
         "space_id": None,
-        "rooms": [],
+        "results": [],
         "next_cursor": None,
     }
     assert space_rows(server, fresh) == []
@@ -129,7 +129,7 @@ def test_open_groups_admit_the_institution_at_once(api: Api, server: SynapseServ
     assert joined.status_code == 200, joined.text
     assert joined.json()["membership"] == "join" and joined.json()["room"]["type"] == "study_group"
     assert join(api, colleague, room).status_code == 200  # again: still joined
-    assert listing(api, colleague, name).json()["rooms"][0]["member_count"] == 2
+    assert listing(api, colleague, name).json()["results"][0]["member_count"] == 2
     # Another institution's group does not exist for an outsider, through the API or Matrix.
     expect_error(join(api, outsider, room), 404, "M_NOT_FOUND")
     native = api.call("POST", f"/_matrix/client/v3/join/{quote(room)}", token=outsider["access_token"], json={})
@@ -148,7 +148,7 @@ def test_knock_and_approval(api: Api, server: SynapseServer) -> None:
     assert asked.status_code == 202, asked.text
     assert asked.json() == {"room_id": room_id, "membership": "knock", "room": None}
     assert join(api, asker, room_id).status_code == 202  # asking again: still waiting
-    assert listing(api, asker, name).json()["rooms"][0]["membership"] == "knock"
+    assert listing(api, asker, name).json()["results"][0]["membership"] == "knock"
 
     async def knocks() -> tuple[Any, Any]:
         ours, theirs = (
@@ -193,7 +193,7 @@ def test_knock_and_approval(api: Api, server: SynapseServer) -> None:
         token=creator["access_token"],
     )
     assert declined.status_code == 200, declined.text
-    assert listing(api, creator, name).json()["rooms"][0]["member_count"] == 2
+    assert listing(api, creator, name).json()["results"][0]["member_count"] == 2
 
 
 def test_a_matrix_client_sees_the_space_hierarchy(api: Api, server: SynapseServer) -> None:
@@ -230,10 +230,10 @@ def test_concurrent_first_use_makes_one_space(api: Api, server: SynapseServer) -
     for user, response in zip(users, responses):
         assert state(api, user, response.json()["id"], "m.space.parent", space_id).status_code == 200
     listed = listing(api, users[0], name, limit=2)
-    found = [r["id"] for r in listed.json()["rooms"]]
+    found = [r["id"] for r in listed.json()["results"]]
     while listed.json()["next_cursor"]:
         listed = listing(api, users[0], name, limit=2, cursor=listed.json()["next_cursor"])
-        found += [r["id"] for r in listed.json()["rooms"]]
+        found += [r["id"] for r in listed.json()["results"]]
     assert sorted(found) == sorted(r.json()["id"] for r in responses)
 
 

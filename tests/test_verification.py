@@ -68,7 +68,7 @@ def test_the_whole_ladder(api: Api, server: SynapseServer, verifier: dict[str, A
     expect_error(decide(api, bystander, first["id"], "approve"), 403, "M_FORBIDDEN")
     expect_error(decide(api, doctor, first["id"], "approve"), 403, "M_FORBIDDEN")
 
-    pending = api.call("GET", f"{REQUESTS}?status=pending", token=verifier["access_token"]).json()["requests"]
+    pending = api.call("GET", f"{REQUESTS}?status=pending", token=verifier["access_token"]).json()["results"]
     assert first["id"] in [r["id"] for r in pending]
     approved = decide(api, verifier, first["id"], "approve")
     assert approved.status_code == 200, approved.text
@@ -138,9 +138,9 @@ def test_institution_verifiers_only_decide_their_institution(
     elsewhere = api.register(institution="Some Other Infirmary")
     request = submit(api, elsewhere)
     expect_error(decide(api, verifier, request["id"], "approve"), 403, "M_FORBIDDEN")
-    listed = api.call("GET", REQUESTS, token=verifier["access_token"]).json()["requests"]
+    listed = api.call("GET", REQUESTS, token=verifier["access_token"]).json()["results"]
     assert request["id"] not in [r["id"] for r in listed]
-    assert request["id"] in [r["id"] for r in api.call("GET", REQUESTS, token=admin["access_token"]).json()["requests"]]
+    assert request["id"] in [r["id"] for r in api.call("GET", REQUESTS, token=admin["access_token"]).json()["results"]]
 
 
 def test_editing_verified_fields_resets_unless_a_verifier_does_it(

@@ -19,6 +19,14 @@ from medchat.polls import poll_start, tally
 
 JsonDict = dict[str, Any]
 
+
+def positional_page(items: list[Any], offset: int, limit: int) -> JsonDict:
+    """The list envelope (api/schemas/responses.page) of a list paged by position: the page, the
+    offset of the next one as its cursor, and the count of the whole list."""
+    end = offset + limit
+    return {"results": items[offset:end], "next_cursor": str(end) if end < len(items) else None, "count": len(items)}
+
+
 # Disappearing messages carry their expiry (ms) in the event content, for every client to see.
 EXPIRES_AT = "org.medchat.expires_at"
 # A message a case room's guard let through in warn mode: `{"kinds": [...]}` (never the values).

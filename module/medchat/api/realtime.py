@@ -112,7 +112,7 @@ class RealtimeServlets:
         """Notifications newest first: Synapse's push-rule results and the module's own kinds."""
         me = await self._me(request)
         query = read_query(request, NotificationsQuery)
-        cursor = Cursor.parse(query.from_)
+        cursor = Cursor.parse(query.cursor)
         return 200, await self._notifications.page(me, cursor, query.limit, query.unread)
 
     async def unread_count(self, request: Any) -> tuple[int, Any]:

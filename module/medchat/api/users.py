@@ -8,7 +8,7 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
 from medchat.api.http import read_json, read_query, route
-from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery
+from medchat.api.schemas.queries import DirectoryQuery, DirectorySearchQuery, PageQuery
 from medchat.api.schemas.requests import ChatUserUpdateBody
 from medchat.api.schemas.responses import CHAT_USER, INSTITUTIONS, USER_PAGE
 from medchat.federation.directory import FederatedDirectory
@@ -63,7 +63,9 @@ class UserServlets:
             body=ChatUserUpdateBody,
             responses={200: CHAT_USER},
         )
-        route(resource, "GET", "/api/chat/institutions", self.institutions, responses={200: INSTITUTIONS})
+        route(
+            resource, "GET", "/api/chat/institutions", self.institutions, query=PageQuery, responses={200: INSTITUTIONS}
+        )
 
     async def _caller(self, request: Any) -> str:
         return (await self._api.get_user_by_req(request)).user.to_string()
@@ -97,4 +99,5 @@ class UserServlets:
 
     async def institutions(self, request: Any) -> tuple[int, Any]:
         """The institutions of listed users, with member counts."""
-        return 200, await self._directory.institutions(await self._caller(request))
+        query = read_query(request, PageQuery)
+        return 200, await self._directory.institutions(await self._caller(request), query.offset(), query.limit)

@@ -74,7 +74,8 @@ class VerificationServlets:
     async def list(self, request: Any) -> tuple[int, Any]:
         """The requests the caller may decide (admins: all; institution verifiers: theirs)."""
         caller = await self._caller(request)
-        return 200, await self._verification.list_requests(caller, read_query(request, VerificationListQuery).status)
+        query = read_query(request, VerificationListQuery)
+        return 200, await self._verification.list_requests(caller, query.status, query.offset(), query.limit)
 
     async def approve(self, request: Any, request_id: str) -> tuple[int, Any]:
         """Approves a request (verifiers only; 409 if already decided)."""

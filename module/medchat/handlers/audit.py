@@ -64,7 +64,7 @@ class Audit:
         await self._require_admin(caller)
         entries = await self.store.page(filters, before, limit)
         return {
-            "entries": [entry_json(e) for e in entries],
+            "results": [entry_json(e) for e in entries],
             "next_cursor": str(entries[-1].seq) if len(entries) == limit else None,
         }
 

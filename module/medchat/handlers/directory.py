@@ -20,7 +20,7 @@ from medchat.config import MedChatConfig
 from medchat.handlers.accounts import Accounts
 from medchat.handlers.verification import Verification
 from medchat.levels import LICENSE_VERIFIED, UNVERIFIED, at_least, levels_from
-from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user
+from medchat.models import JsonDict, MatrixIdentity, Profile, chat_user, positional_page
 from medchat.store import DirectoryStore
 from medchat.store.directory import Filters, query_words
 from medchat.synapse import SynapseAccounts, SynapseStream
@@ -95,10 +95,10 @@ class Directory:
             "next_cursor": _encode_cursor("offset", offset + limit) if more else None,
         }
 
-    async def institutions(self, viewer: str) -> JsonDict:
+    async def institutions(self, viewer: str, offset: int, limit: int) -> JsonDict:
         await self._check_may_search(viewer)
         counts = await self._store.institutions(Filters(levels=levels_from(self._config.directory_listing_level)))
-        return {"institutions": [{"name": name, "member_count": count} for name, count in counts]}
+        return positional_page([{"name": name, "member_count": count} for name, count in counts], offset, limit)
 
     async def get(self, viewer: str, user_id: str) -> JsonDict:
         """One profile. Users outside the directory are 404 to everyone but themselves and admins.

@@ -76,7 +76,7 @@ class Messages:
             )
 
         events, next_cursor = await shown_page(read, cursor, limit)
-        return {"messages": await self._models(requester, room_id, events), "next_cursor": next_cursor}
+        return {"results": await self._models(requester, room_id, events), "next_cursor": next_cursor}
 
     async def thread(self, requester: Any, room_id: str, root_id: str, limit: int, cursor: str | None) -> JsonDict:
         """A thread's root and its messages (Synapse's `m.thread` relations), newest first."""
@@ -85,7 +85,7 @@ class Messages:
         page = await self._synapse_events.relations(requester, room_id, root_id, "m.thread", limit, cursor)
         events = [e for e in page["chunk"] if kinds.is_shown(e)]
         models = await self._models(requester, room_id, [root, *events])
-        return {"root": models[0], "messages": models[1:], "next_cursor": page.get("next_batch")}
+        return {"root": models[0], "results": models[1:], "next_cursor": page.get("next_batch")}
 
     async def get(self, requester: Any, room_id: str, event_id: str) -> JsonDict:
         await self._rooms.require_member(room_id, requester.user.to_string())
@@ -98,7 +98,7 @@ class Messages:
         models = await self._models(requester, room_id, [event for _, event in hits])
         for model, (rank, _) in zip(models, hits):
             model["rank"] = rank
-        return {"messages": models, "count": count, "next_cursor": next_cursor}
+        return {"results": models, "count": count, "next_cursor": next_cursor}
 
     async def require_member(self, requester: Any, room_id: str) -> None:
         await self._rooms.require_member(room_id, requester.user.to_string())

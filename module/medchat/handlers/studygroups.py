@@ -147,7 +147,7 @@ class StudyGroups:
             raise SynapseError(403, f"Only members of {institution} may list its rooms.", errors.INSTITUTION_ONLY)
         space_id = await self._spaces.space_of(institution)
         if space_id is None:
-            return {"institution": institution, "space_id": None, "rooms": [], "next_cursor": None}
+            return {"institution": institution, "space_id": None, "results": [], "next_cursor": None}
         children, next_cursor = await self._spaces.children(space_id, limit, cursor)
         memberships = await self._synapse_rooms.rooms_for_user(caller, ("join", "invite", "knock"))
         rooms = [
@@ -163,4 +163,4 @@ class StudyGroups:
             }
             for child in children
         ]
-        return {"institution": institution, "space_id": space_id, "rooms": rooms, "next_cursor": next_cursor}
+        return {"institution": institution, "space_id": space_id, "results": rooms, "next_cursor": next_cursor}

@@ -160,12 +160,17 @@ class Verification:
 
     # --- the verifier's side --------------------------------------------------------------------
 
-    async def list_requests(self, viewer: str, status: str | None) -> JsonDict:
+    async def list_requests(self, viewer: str, status: str | None, offset: int, limit: int) -> JsonDict:
+        """A page of the requests the viewer may decide, oldest first, paged by position."""
         institutions = await self.institutions_verified_by(viewer)
         if institutions == []:
             raise errors.forbidden("Only verifiers may list verification requests.")
-        requests = await self._store.requests(status, None, institutions, _LIST_LIMIT)
-        return {"requests": [request_json(r) for r in requests]}
+        requests = await self._store.requests(status, None, institutions, limit + 1, offset)
+        more = len(requests) > limit
+        return {
+            "results": [request_json(r) for r in requests[:limit]],
+            "next_cursor": str(offset + limit) if more else None,
+        }
 
     async def decide(self, verifier: str, request_id: str, approve: bool, reason: str | None) -> JsonDict:
         """Approves or rejects a pending request (a rejection with its reason, which RejectionBody

@@ -62,7 +62,7 @@ class Cursor:
         try:
             matrix, module = (int(part) if part else None for part in raw.split("_"))
         except ValueError:
-            raise errors.invalid_param("Invalid parameter from: not a cursor from this API")
+            raise errors.invalid_param("Invalid field cursor: not a cursor from this API")
         return cls(matrix, module)
 
     def __str__(self) -> str:
@@ -140,7 +140,7 @@ class Notifications:
         for item in merged:
             del item["_ts"], item["_key"]
         return {
-            "notifications": merged,
+            "results": merged,
             "next_cursor": None if (next_cursor.matrix, next_cursor.module) == (0, 0) else str(next_cursor),
         }
 

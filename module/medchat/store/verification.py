@@ -144,9 +144,9 @@ class VerificationStore(Store):
         return await self.run("verification_get", get_request_txn, request_id)
 
     async def requests(
-        self, status: str | None, user_id: str | None, institutions: list[str] | None, limit: int
+        self, status: str | None, user_id: str | None, institutions: list[str] | None, limit: int, offset: int = 0
     ) -> list[VerificationRequest]:
-        """Requests, oldest first; `institutions` None means every institution."""
+        """Requests, oldest first, from the `offset`-th; `institutions` None means every institution."""
 
         def txn(t: LoggingTransaction) -> list[VerificationRequest]:
             clauses: list[str] = []
@@ -163,8 +163,8 @@ class VerificationStore(Store):
                 args.extend(institution_args)
             where = " WHERE " + " AND ".join(clauses) if clauses else ""
             t.execute(
-                f"SELECT {_REQUEST_SQL} FROM medchat_verification_requests{where} ORDER BY created_ts, request_id LIMIT ?",
-                (*args, limit),
+                f"SELECT {_REQUEST_SQL} FROM medchat_verification_requests{where} ORDER BY created_ts, request_id LIMIT ? OFFSET ?",
+                (*args, limit, offset),
             )
             return [VerificationRequest(*row) for row in t.fetchall()]
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
+from medchat import errors
 from medchat.api.schemas.base import LenientQueryBool, Omittable, QueryBool, QueryParams
 from medchat.api.schemas.requests import Level
 from medchat.store.verification import STATUSES
@@ -25,6 +26,23 @@ Cursor = Annotated[str, Field(min_length=1, max_length=CURSOR_MAX)]
 # A search term: 1 to 200 characters, not only blanks.
 SearchTerm = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 _NEXT = "the `next_cursor` of the previous page"
+
+
+class PageQuery(QueryParams):
+    """The paging parameters every list takes, with the same names and meaning everywhere (a list
+    may change the default page size): it answers the envelope of responses.page()."""
+
+    limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
+    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
+
+    def offset(self) -> int:
+        """Where the page starts, for a list paged by position (models.positional_page)."""
+        if self.cursor is None:
+            return 0
+        if not self.cursor.isdigit():
+            raise errors.invalid_param("Invalid field cursor.")
+        return int(self.cursor)
+
 
 # --- the practitioner directory (api/users.py, api/federation.py) --------------------------------
 
@@ -71,8 +89,9 @@ VerificationStatus = Literal["pending", "approved", "rejected"]
 assert get_args(VerificationStatus) == STATUSES, "store.verification.STATUSES and VerificationStatus agree"
 
 
-class VerificationListQuery(QueryParams):
+class VerificationListQuery(PageQuery):
     status: VerificationStatus = Field("pending", description="which requests")
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
 
 
 # --- contacts (api/contacts.py) ---------------------------------------------------------------------
@@ -87,9 +106,8 @@ class _ContactFilters(QueryParams):
     q: Omittable[QueryText] = Field(None, description="matches names, nicknames and usernames")
 
 
-class _ContactPage(QueryParams):
+class _ContactPage(PageQuery):
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
-    cursor: Omittable[Annotated[str, Field(min_length=1, max_length=255)]] = Field(None, description=_NEXT)
 
 
 class ContactListQuery(_ContactPage, _ContactFilters):
@@ -107,11 +125,8 @@ class ContactRequestsQuery(_ContactPage, _Direction):
 # --- rooms (api/rooms.py) ----------------------------------------------------------------------------
 
 
-class RoomPageQuery(QueryParams):
+class RoomPageQuery(PageQuery):
     """A page of rooms: GET /api/chat/rooms and /api/chat/institutions/{name}/rooms."""
-
-    limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
-    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
 
 
 class LeaveQuery(QueryParams):
@@ -121,15 +136,12 @@ class LeaveQuery(QueryParams):
 # --- messages (api/messages.py) ----------------------------------------------------------------------
 
 
-class MessageHistoryQuery(QueryParams):
+class MessageHistoryQuery(PageQuery):
     limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
-    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
 
 
-class MessageSearchQuery(QueryParams):
+class MessageSearchQuery(PageQuery):
     q: SearchTerm = Field(description="the words to find")
-    limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
-    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
 
 
 # --- uploads (api/upload.py) -------------------------------------------------------------------------
@@ -144,9 +156,7 @@ class UploadQuery(QueryParams):
 # --- notifications (api/realtime.py) ---------------------------------------------------------------
 
 
-class NotificationsQuery(QueryParams):
-    limit: int = Field(20, ge=1, le=MAX_PAGE, description="page size")
-    from_: Omittable[Annotated[str, Field(min_length=1, max_length=64)]] = Field(None, alias="from", description=_NEXT)
+class NotificationsQuery(PageQuery):
     unread: QueryBool = Field(False, description="only unread ones")
 
 

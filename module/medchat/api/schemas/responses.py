@@ -40,9 +40,11 @@ def array(items: JsonDict) -> JsonDict:
     return {"type": "array", "items": items}
 
 
-def page(key: str, items: JsonDict, title: str | None = None, **more: Any) -> JsonDict:
-    """A page of `items` under `key`, with the opaque cursor of the next page (null at the end);
-    a `title` names it (a component) where several operations answer it."""
+def page(items: JsonDict, title: str | None = None, key: str = "results", **more: Any) -> JsonDict:
+    """The one list envelope: `results`, the opaque cursor of the next page (null at the end) that
+    the list's `cursor` parameter takes, and `count` (every match, not just this page) where it is
+    known cheaply; `more` adds a list's own fields. A `title` names it (a component) where several
+    operations answer it."""
     return obj({key: array(items), "next_cursor": _NULLABLE_STRING, **more}, required=(key, "next_cursor"), title=title)
 
 
@@ -118,13 +120,14 @@ SESSION = obj(
 REFRESHED = obj(_TOKENS, required=("access_token",), title="RefreshedTokens")
 
 USER_PAGE = page(
-    "results",
     CHAT_USER,
     title="UserPage",
     peers=array(obj({"server": _STRING, "status": {"enum": ["ok", "timeout", "error"]}}, title="PeerResult")),
 )
 
-INSTITUTIONS = obj({"institutions": array(obj({"name": _STRING, "member_count": _INTEGER}))}, title="Institutions")
+INSTITUTIONS = page(
+    obj({"name": _STRING, "member_count": _INTEGER}, title="Institution"), title="InstitutionPage", count=_INTEGER
+)
 
 # --- verification ------------------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ VERIFICATION_REQUEST = obj(
     title="VerificationRequest",
 )
 
-VERIFICATION_REQUESTS = obj({"requests": array(VERIFICATION_REQUEST)})
+VERIFICATION_REQUESTS = page(VERIFICATION_REQUEST, title="VerificationRequestPage")
 
 VERIFICATION_STATUS = obj(
     {
@@ -217,8 +220,8 @@ CONTACT_REQUEST = obj(
     title="ContactRequest",
 )
 
-CONTACT_PAGE = page("results", CONTACT)
-CONTACT_REQUEST_PAGE = page("results", CONTACT_REQUEST)
+CONTACT_PAGE = page(CONTACT)
+CONTACT_REQUEST_PAGE = page(CONTACT_REQUEST)
 CONTACT_PENDING = obj({"status": {"const": "pending"}, "request": CONTACT_REQUEST}, title="ContactRequestSent")
 
 _EXCEPTIONS = obj(
@@ -313,7 +316,7 @@ ROOM = obj(
     title="Room",
 )
 
-ROOM_PAGE = page("rooms", ROOM, total=_INTEGER)
+ROOM_PAGE = page(ROOM, key="rooms", total=_INTEGER)
 PARTICIPANTS = obj({"participants": array(PARTICIPANT)})
 ROOM_LEFT = obj({"room_id": _STRING, "left": _BOOLEAN, "closed": _BOOLEAN, "removed": array(_STRING)})
 PARTICIPANT_REMOVED = obj({"room_id": _STRING, "user_id": _STRING, "removed": _BOOLEAN})
@@ -332,7 +335,7 @@ INSTITUTION_ROOM = obj(
     },
     title="InstitutionRoom",
 )
-INSTITUTION_ROOMS = page("rooms", INSTITUTION_ROOM, institution=_STRING, space_id=_NULLABLE_STRING)
+INSTITUTION_ROOMS = page(INSTITUTION_ROOM, institution=_STRING, space_id=_NULLABLE_STRING)
 
 _NULLABLE_INTEGER = {"type": ["integer", "null"]}
 POLL = obj(
@@ -439,10 +442,10 @@ MESSAGE = obj(
     title="Message",
 )
 
-MESSAGE_PAGE = page("messages", MESSAGE)
-MESSAGE_SEARCH = page("messages", MESSAGE, count={"type": ["integer", "null"]})
+MESSAGE_PAGE = page(MESSAGE)
+MESSAGE_SEARCH = page(MESSAGE, count={"type": ["integer", "null"]})
 MESSAGES = obj({"messages": array(MESSAGE)})
-THREAD_PAGE = page("messages", MESSAGE, root=MESSAGE)
+THREAD_PAGE = page(MESSAGE, root=MESSAGE)
 
 # --- real time ---------------------------------------------------------------------------------
 
@@ -488,7 +491,7 @@ NOTIFICATION = obj(
     title="Notification",
 )
 
-NOTIFICATION_PAGE = page("notifications", NOTIFICATION)
+NOTIFICATION_PAGE = page(NOTIFICATION)
 UNREAD_COUNT = obj(
     {
         "count": _INTEGER,
@@ -517,7 +520,6 @@ UPLOADED = obj(
 )
 
 AUDIT_PAGE = page(
-    "entries",
     obj(
         {
             "seq": _INTEGER,
