@@ -26,7 +26,7 @@ from medchat.handlers.timeline import shown_page
 from medchat.models import EXPIRES_AT, JsonDict, chat_message, strip_reply_fallback
 from medchat.polls import poll_start
 from medchat.realtime.status import MessageStatus
-from medchat.synapse import SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
+from medchat.synapse import Span, SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
 from medchat.synapse._base import requester_for
 from medchat.util import concurrently
 
@@ -70,9 +70,16 @@ class Messages:
         `next_cursor` is Synapse's own pagination token, None once the room's start is reached."""
         await self._rooms.require_member(room_id, requester.user.to_string())
 
-        async def read(token: str | None, size: int) -> JsonDict:
-            return await self._synapse_events.messages_page(
-                requester, room_id, token, size, not_types=list(kinds.HIDDEN_TYPES)
+        async def read(token: str | None, size: int, wanted: int) -> Span:
+            return await self._synapse_events.history_span(
+                requester,
+                room_id,
+                token,
+                size,
+                wanted,
+                kinds.is_shown,
+                not_types=list(kinds.HIDDEN_TYPES),
+                not_rel_types=list(kinds.ACTING_RELATIONS),
             )
 
         events, next_cursor = await shown_page(read, cursor, limit)
