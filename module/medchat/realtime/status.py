@@ -112,32 +112,29 @@ class MessageStatus:
         page (with one pass over the members), not to page × members (_Marks)."""
         if not event_ids:
             return {}
-        positions, marks = await concurrently(
-            lambda: self._synapse_events.stream_orderings(event_ids),
-            lambda: self._marks(room_id, sender),
-        )
+        positions, marks = await self._page(room_id, sender, event_ids)
         return {event_id: marks.aggregate(position) for event_id, position in positions.items()}
 
     async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
         """For each message, each other member's state (_Marks.state)."""
-        positions, marks = await concurrently(
-            lambda: self._synapse_events.stream_orderings(event_ids),
-            lambda: self._marks(room_id, sender),
-        )
+        positions, marks = await self._page(room_id, sender, event_ids)
         return {
             event_id: {m: marks.state(m, position) for m in marks.members} for event_id, position in positions.items()
         }
 
-    async def _marks(self, room_id: str, sender: str) -> _Marks:
-        """The room's read receipts, the module's delivery marks and its members' last syncs, read
-        once for a page: one query each for the room, whatever the page."""
-        joined, reads, deliveries = await concurrently(
-            lambda: self._synapse_rooms.joined_members(room_id),
-            lambda: self._synapse_stream.read_positions(room_id),
+    async def _page(self, room_id: str, sender: str, event_ids: list[str]) -> tuple[dict[str, EventPosition], _Marks]:
+        """Where the messages sit, and the room's read receipts, the module's delivery marks and
+        the members' last syncs: one query each for the room (positions and receipts together),
+        whatever the page; none when nobody else is in the room."""
+        members = [m for m in await self._synapse_rooms.joined_members(room_id) if m != sender]
+        if not members:
+            return await self._synapse_events.stream_orderings(event_ids), _Marks([], {}, {}, {})
+        (positions, reads), deliveries, synced = await concurrently(
+            lambda: self._synapse_stream.positions_and_reads(room_id, event_ids),
             lambda: self._deliveries.positions(room_id),
+            lambda: self._synapse_stream.last_sync_ts(members),
         )
-        members = [m for m in joined if m != sender]
-        return _Marks(members, reads, deliveries, await self._synapse_stream.last_sync_ts(members))
+        return positions, _Marks(members, reads, deliveries, synced)
 
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:
         """The app says this device has the message (`delivered`) or the user saw it (`read`)."""
