@@ -7,6 +7,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 from itertools import accumulate
+from typing import NamedTuple
 
 from medchat import errors
 from medchat.models import JsonDict
@@ -25,6 +26,14 @@ def aggregate(states: list[str]) -> str:
 
 
 DeliveryListener = Callable[[str, list[tuple[str, str, str]]], None]
+
+
+class RoomMarks(NamedTuple):
+    """A room's other members, the module's delivery marks in it and the members' last syncs."""
+
+    members: list[str]
+    deliveries: dict[str, int]
+    synced: dict[str, int]
 
 
 class _Marks:
@@ -106,35 +115,37 @@ class MessageStatus:
             "participants": participants,
         }
 
-    async def aggregates(self, sender: str, room_id: str, event_ids: list[str]) -> dict[str, str]:
-        """The status of each of `sender`'s messages as the sender sees it (the Message model's
-        `status`), for a whole page in the reads of one message, and in time proportional to the
-        page (with one pass over the members), not to page × members (_Marks)."""
-        if not event_ids:
-            return {}
-        positions, marks = await self._page(room_id, sender, event_ids)
-        return {event_id: marks.aggregate(position) for event_id, position in positions.items()}
-
-    async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
-        """For each message, each other member's state (_Marks.state)."""
-        positions, marks = await self._page(room_id, sender, event_ids)
-        return {
-            event_id: {m: marks.state(m, position) for m in marks.members} for event_id, position in positions.items()
-        }
-
-    async def _page(self, room_id: str, sender: str, event_ids: list[str]) -> tuple[dict[str, EventPosition], _Marks]:
-        """Where the messages sit, and the room's read receipts, the module's delivery marks and
-        the members' last syncs: one query each for the room (positions and receipts together),
-        whatever the page; none when nobody else is in the room."""
+    async def room_marks(self, room_id: str, sender: str) -> RoomMarks:
+        """The module's delivery marks and the other members' last syncs: with the room's read
+        receipts, all a page of `sender`'s messages needs (`aggregates`); nothing is read when
+        nobody else is in the room."""
         members = [m for m in await self._synapse_rooms.joined_members(room_id) if m != sender]
         if not members:
-            return await self._synapse_events.stream_orderings(event_ids), _Marks([], {}, {}, {})
-        (positions, reads), deliveries, synced = await concurrently(
-            lambda: self._synapse_stream.positions_and_reads(room_id, event_ids),
+            return RoomMarks([], {}, {})
+        deliveries, synced = await concurrently(
             lambda: self._deliveries.positions(room_id),
             lambda: self._synapse_stream.last_sync_ts(members),
         )
-        return positions, _Marks(members, reads, deliveries, synced)
+        return RoomMarks(members, deliveries, synced)
+
+    @staticmethod
+    def aggregates(marks: RoomMarks, positions: dict[str, EventPosition], receipts: dict[str, int]) -> dict[str, str]:
+        """The status of each of the sender's messages (at `positions`) as the sender sees it (the
+        Message model's `status`), in time proportional to the page (with one pass over the
+        members), not to page × members (_Marks)."""
+        summary = _Marks(marks.members, receipts, marks.deliveries, marks.synced)
+        return {event_id: summary.aggregate(position) for event_id, position in positions.items()}
+
+    async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
+        """For each message, each other member's state (_Marks.state)."""
+        (positions, receipts), marks = await concurrently(
+            lambda: self._synapse_stream.positions_and_reads(room_id, event_ids),
+            lambda: self.room_marks(room_id, sender),
+        )
+        summary = _Marks(marks.members, receipts, marks.deliveries, marks.synced)
+        return {
+            event_id: {m: summary.state(m, position) for m in marks.members} for event_id, position in positions.items()
+        }
 
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:
         """The app says this device has the message (`delivered`) or the user saw it (`read`)."""

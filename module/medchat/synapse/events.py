@@ -32,6 +32,14 @@ class EventPosition(NamedTuple):
     received_ts: int
 
 
+class PageReads(NamedTuple):
+    """What a history page adds to its events (SynapseEvents.page_reads)."""
+
+    annotations: dict[str, list[tuple[str, str, str]]]  # as SynapseEvents.annotations
+    positions: dict[str, EventPosition]  # of the viewer's own messages
+    receipts: dict[str, int]  # the room's read receipts (SynapseStream.positions_and_reads), if any own
+
+
 class Span(NamedTuple):
     """What one Synapse page gave a history page (SynapseEvents.history_span)."""
 
@@ -230,6 +238,16 @@ class SynapseEvents(Family):
         if not event_ids:
             return {}
         return await self.api.run_db_interaction("medchat_annotations", sql.annotations_txn, event_ids)
+
+    async def page_reads(self, room_id: str, event_ids: list[str], own_ids: list[str]) -> PageReads:
+        """The annotations of a page's events and, for the viewer's own among them, their
+        positions and the room's read receipts: one transaction for the page."""
+        if not event_ids:
+            return PageReads({}, {}, {})
+        annotations, rows, receipts = await self.api.run_db_interaction(
+            "medchat_page_reads", sql.page_reads_txn, room_id, event_ids, own_ids
+        )
+        return PageReads(annotations, {e: EventPosition(*row) for e, row in rows.items()}, receipts)
 
     async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
         """The event if it exists and `user_id` may see it, by the rules of

@@ -239,3 +239,13 @@ def page_positions_and_reads_txn(
     """`stream_orderings_txn` of a page's events and `read_positions_txn` of their room, in one
     transaction: what the statuses of a sender's history page are computed from."""
     return stream_orderings_txn(txn, event_ids), read_positions_txn(txn, room_id)
+
+
+def page_reads_txn(
+    txn: LoggingTransaction, room_id: str, event_ids: list[str], own_ids: list[str]
+) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, tuple[str, int, int]], dict[str, int]]:
+    """What a history page adds to its events, in one transaction: `annotations_txn` of all of
+    them and, when the viewer sent some, `page_positions_and_reads_txn` of those (their statuses)."""
+    if not own_ids:
+        return annotations_txn(txn, event_ids), {}, {}
+    return annotations_txn(txn, event_ids), *page_positions_and_reads_txn(txn, room_id, own_ids)
