@@ -41,6 +41,10 @@ class SynapseStream(Family):
         )
         return result["chunk"], result["end"]
 
+    async def read_positions(self, room_id: str) -> dict[str, int]:
+        """Each member's public read receipt in the room, as the stream ordering it points at."""
+        return await self.api.run_db_interaction("medchat_read_positions", sql.read_positions_txn, room_id)
+
     async def positions_and_reads(
         self, room_id: str, event_ids: list[str]
     ) -> tuple[dict[str, EventPosition], dict[str, int]]:
