@@ -31,7 +31,7 @@ POLL_END = ("org.matrix.msc3381.poll.end", "m.poll.end")
 # Types that only act on another event (aggregated into it or applied to it): never a message.
 HIDDEN_TYPES = ("m.reaction", "m.room.redaction", *POLL_RESPONSE, *POLL_END)
 # Relations that make any event an act on another one; `m.thread` messages are messages.
-_ACTING_RELATIONS = ("m.replace", "m.annotation", "m.reference")
+ACTING_RELATIONS = ("m.replace", "m.annotation", "m.reference")
 # The types a room's `last_message` is looked for in (a short, type-filtered read).
 SHOWN_TYPES = (MESSAGE, STICKER, ENCRYPTED, *POLL_START)
 
@@ -89,7 +89,7 @@ def is_shown_kind(event_type: str, content: Mapping[str, Any]) -> bool:
     if event_type in HIDDEN_TYPES:
         return False
     relates_to = content.get("m.relates_to")
-    return not (isinstance(relates_to, Mapping) and relates_to.get("rel_type") in _ACTING_RELATIONS)
+    return not (isinstance(relates_to, Mapping) and relates_to.get("rel_type") in ACTING_RELATIONS)
 
 
 def message_type(event_type: str, shown: JsonDict) -> str:

@@ -25,8 +25,8 @@ from medchat.handlers.rooms import Rooms
 from medchat.handlers.timeline import shown_page
 from medchat.models import EXPIRES_AT, JsonDict, chat_message, strip_reply_fallback
 from medchat.polls import poll_start
-from medchat.realtime.status import MessageStatus
-from medchat.synapse import SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
+from medchat.realtime.status import MessageStatus, RoomMarks
+from medchat.synapse import Span, SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
 from medchat.synapse._base import requester_for
 from medchat.util import concurrently
 
@@ -38,6 +38,10 @@ TXN_PREFIX = "medchat."
 _DEFAULT_REDACT_LEVEL = 50
 _POLL_PAGE = 500  # votes and ends of one poll read per Synapse page
 _MAX_POLL_RELATIONS = 5000  # ... and in all: a poll with more is tallied on its first 5000
+
+
+async def _no_marks() -> RoomMarks:
+    return RoomMarks([], {}, {})
 
 
 class Messages:
@@ -70,9 +74,16 @@ class Messages:
         `next_cursor` is Synapse's own pagination token, None once the room's start is reached."""
         await self._rooms.require_member(room_id, requester.user.to_string())
 
-        async def read(token: str | None, size: int) -> JsonDict:
-            return await self._synapse_events.messages_page(
-                requester, room_id, token, size, not_types=list(kinds.HIDDEN_TYPES)
+        async def read(token: str | None, size: int, wanted: int) -> Span:
+            return await self._synapse_events.history_span(
+                requester,
+                room_id,
+                token,
+                size,
+                wanted,
+                kinds.is_shown,
+                not_types=list(kinds.HIDDEN_TYPES),
+                not_rel_types=list(kinds.ACTING_RELATIONS),
             )
 
         events, next_cursor = await shown_page(read, cursor, limit)
@@ -136,19 +147,24 @@ class Messages:
         return await self._models_for(requester.user.to_string(), room_id, events)
 
     async def _models_for(self, viewer: str, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
+        """The models of a page's events, with what they add read for the whole page: sender
+        cards (one state read), reactions and, for the viewer's own messages, statuses (one
+        transaction, with the room's delivery marks); edits and threads Synapse has bundled."""
+        event_ids = [e["event_id"] for e in events]
         own = [e["event_id"] for e in events if e["sender"] == viewer]
         polls = [e["event_id"] for e in events if e.get("type") in kinds.POLL_START]
-        senders, reactions, statuses, votes = await concurrently(
+        senders, reads, marks, votes = await concurrently(
             lambda: self._rooms.senders(room_id, {e["sender"] for e in events}),
-            lambda: self._synapse_events.annotations([e["event_id"] for e in events]),
-            lambda: self._status.aggregates(viewer, room_id, own),
+            lambda: self._synapse_events.page_reads(room_id, event_ids, own),
+            lambda: self._status.room_marks(room_id, viewer) if own else _no_marks(),
             lambda: self.poll_relations(viewer, room_id, polls),
         )
+        statuses = MessageStatus.aggregates(marks, reads.positions, reads.receipts)
         models = []
         for event in events:
             event_id = event["event_id"]
             model = chat_message(
-                event, senders[event["sender"]], reactions.get(event_id, []), viewer, votes.get(event_id)
+                event, senders[event["sender"]], reads.annotations.get(event_id, []), viewer, votes.get(event_id)
             )
             txn_id = event.get("unsigned", {}).get("transaction_id", "")
             if txn_id.startswith(TXN_PREFIX):  # only the sending device sees its transaction id

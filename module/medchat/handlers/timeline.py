@@ -1,56 +1,50 @@
 """Filling a history page: up to `limit` messages, however many hidden events lie between them.
 
-Synapse pages count events, and many events of a timeline are not messages: state, edits (which
-are `m.room.message` events, so no type filter removes them), encrypted edits. Reactions, votes,
-ends and redactions are filtered out by type in Synapse's own query; the rest are skipped here. A
-page of Synapse's alone could thus be all hidden events, and the app would get empty pages with a
-cursor. Instead this keeps reading, with growing Synapse pages, until it holds one message more
-than the page (so it knows there is more), Synapse reaches the room's start, or the bound is met.
-
-The page must end exactly after its last message, so that the next page starts with the one after:
-Synapse's token is per event, so the final span is read again, cut after that message, for its token.
+Synapse pages count events, and many events of a timeline are not messages. Reactions, votes,
+ends and redactions are left out by type, and edits, reactions and poll responses (whatever their
+type: an encrypted edit is an `m.room.encrypted` event) by their relation, both in Synapse's own
+pagination query: so 200 trailing edits cost the page nothing. What that query cannot leave out
+(state events, a relation too malformed for Synapse to index) is skipped here, and the page keeps
+reading, with growing Synapse pages, until it holds its messages and knows whether one more exists,
+Synapse reaches the room's start, or the bound is met. A page is therefore never empty while an
+older message exists, and one Synapse page is read per request in the usual case: the cursor of a
+page cut after its last message is made from that message's position, not by reading again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from medchat.messagekinds import is_shown
 from medchat.models import JsonDict
+from medchat.synapse import Span
 
 # Bounds per request: Synapse pages read, events read in all, events per Synapse page.
 MAX_ROUNDS = 8
 MAX_EVENTS = 2000
 MAX_BATCH = 500
 
-Reader = Callable[[str | None, int], Awaitable[JsonDict]]
+# read(token, size, wanted): one Synapse page of `size` events back from `token`, of which up to
+# `wanted` shown events (SynapseEvents.history_span).
+Reader = Callable[[str | None, int, int], Awaitable[Span]]
 
 
 async def shown_page(read: Reader, cursor: str | None, limit: int) -> tuple[list[JsonDict], str | None]:
     """Up to `limit` shown events from `cursor` back, and the cursor of the next page (None when
-    the room has no older message). `read(token, size)` is one Synapse page, newest first.
+    the room has no older message).
 
     Only when the bounds are met before `limit` messages are found is the page short (even empty),
     and then with a cursor, since Synapse has more."""
     shown: list[JsonDict] = []
     token = cursor
-    size = limit + 1
+    size = limit + 1  # one more than the page, to know whether an older message exists
     events_read = 0
     for _ in range(MAX_ROUNDS):
         needed = limit - len(shown)
-        page = await read(token, min(MAX_BATCH, max(size, needed + 1)))
-        chunk = page.get("chunk") or []
-        events_read += len(chunk)
-        fresh = [event for event in chunk if is_shown(event)]
-        if len(fresh) > needed:  # a message beyond this page exists
-            if needed == 0:
-                return shown, token
-            cut = chunk.index(fresh[needed - 1]) + 1
-            again = await read(token, cut)
-            return shown + [e for e in again.get("chunk") or [] if is_shown(e)], again.get("end")
-        shown += fresh
-        token = page.get("end")
-        if token is None or events_read >= MAX_EVENTS:
+        span = await read(token, min(MAX_BATCH, max(size, needed + 1)), needed)
+        shown += span.kept
+        token = span.token
+        events_read += span.read
+        if span.more or token is None or events_read >= MAX_EVENTS:
             break
         size *= 2
     return shown, token

@@ -4,7 +4,10 @@ compact per-user-per-room mark."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
+from itertools import accumulate
+from typing import NamedTuple
 
 from medchat import errors
 from medchat.models import JsonDict
@@ -14,6 +17,7 @@ from medchat.util import concurrently
 
 STATUSES = ("sent", "delivered", "read")
 ACKABLE = ("delivered", "read")
+_NEVER = 2**63  # the earliest last sync of no member: later than any message arrived
 
 
 def aggregate(states: list[str]) -> str:
@@ -22,6 +26,54 @@ def aggregate(states: list[str]) -> str:
 
 
 DeliveryListener = Callable[[str, list[tuple[str, str, str]]], None]
+
+
+class RoomMarks(NamedTuple):
+    """A room's other members, the module's delivery marks in it and the members' last syncs."""
+
+    members: list[str]
+    deliveries: dict[str, int]
+    synced: dict[str, int]
+
+
+class _Marks:
+    """What the other members of a room have of the sender's messages: read by receipt; delivered
+    by the module's mark (WebSocket or acknowledgement) or by a /sync that ended after the message
+    arrived.
+
+    `aggregate` answers `aggregate(state(m) for every member m)` without visiting the members: a
+    message is read when the least advanced receipt reaches it, and delivered when every member
+    whose receipt and mark fall short of it (a prefix of the members sorted by the further of the
+    two) has synced since it arrived, which the earliest last sync of that prefix says."""
+
+    def __init__(self, members: list[str], reads: dict[str, int], deliveries: dict[str, int], synced: dict[str, int]):
+        self.members = members
+        self._reads = reads
+        self._deliveries = deliveries
+        self._synced = synced
+        self._least_read = min((reads.get(m, -1) for m in members), default=None)
+        by_mark = sorted((max(reads.get(m, -1), deliveries.get(m, -1)), synced.get(m, 0)) for m in members)
+        self._marks = [mark for mark, _ in by_mark]
+        # _earliest_sync[k]: the earliest last sync among the k members with the lowest marks.
+        self._earliest_sync = list(accumulate((ts for _, ts in by_mark), min, initial=_NEVER))
+
+    def state(self, member: str, position: EventPosition) -> str:
+        if self._reads.get(member, -1) >= position.stream_ordering:
+            return "read"
+        if (
+            self._deliveries.get(member, -1) >= position.stream_ordering
+            or self._synced.get(member, 0) > position.received_ts
+        ):
+            return "delivered"
+        return "sent"
+
+    def aggregate(self, position: EventPosition) -> str:
+        if self._least_read is None:  # nobody else in the room
+            return "sent"
+        if self._least_read >= position.stream_ordering:
+            return "read"
+        short = bisect_left(self._marks, position.stream_ordering)  # members with mark < the message
+        return "delivered" if self._earliest_sync[short] > position.received_ts else "sent"
 
 
 class MessageStatus:
@@ -63,34 +115,37 @@ class MessageStatus:
             "participants": participants,
         }
 
-    async def aggregates(self, sender: str, room_id: str, event_ids: list[str]) -> dict[str, str]:
-        """The status of each of `sender`'s messages as the sender sees it (the Message model's
-        `status`), in a few queries for a whole page."""
-        if not event_ids:
-            return {}
-        states = await self._states(room_id, sender, event_ids)
-        return {event_id: aggregate(list(by_member.values())) for event_id, by_member in states.items()}
+    async def room_marks(self, room_id: str, sender: str) -> RoomMarks:
+        """The module's delivery marks and the other members' last syncs: with the room's read
+        receipts, all a page of `sender`'s messages needs (`aggregates`); nothing is read when
+        nobody else is in the room."""
+        members = [m for m in await self._synapse_rooms.joined_members(room_id) if m != sender]
+        if not members:
+            return RoomMarks([], {}, {})
+        deliveries, synced = await concurrently(
+            lambda: self._deliveries.positions(room_id),
+            lambda: self._synapse_stream.last_sync_ts(members),
+        )
+        return RoomMarks(members, deliveries, synced)
+
+    @staticmethod
+    def aggregates(marks: RoomMarks, positions: dict[str, EventPosition], receipts: dict[str, int]) -> dict[str, str]:
+        """The status of each of the sender's messages (at `positions`) as the sender sees it (the
+        Message model's `status`), in time proportional to the page (with one pass over the
+        members), not to page × members (_Marks)."""
+        summary = _Marks(marks.members, receipts, marks.deliveries, marks.synced)
+        return {event_id: summary.aggregate(position) for event_id, position in positions.items()}
 
     async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
-        """For each message, each other member's state: read by receipt; delivered by the
-        module's mark (WebSocket or acknowledgement) or by a /sync that ended after it arrived."""
-        positions, joined, reads, deliveries = await concurrently(
-            lambda: self._synapse_events.stream_orderings(event_ids),
-            lambda: self._synapse_rooms.joined_members(room_id),
-            lambda: self._synapse_stream.read_positions(room_id),
-            lambda: self._deliveries.positions(room_id),
+        """For each message, each other member's state (_Marks.state)."""
+        (positions, receipts), marks = await concurrently(
+            lambda: self._synapse_stream.positions_and_reads(room_id, event_ids),
+            lambda: self.room_marks(room_id, sender),
         )
-        members = [m for m in joined if m != sender]
-        synced = await self._synapse_stream.last_sync_ts(members)
-
-        def state(member: str, position: EventPosition) -> str:
-            if reads.get(member, -1) >= position.stream_ordering:
-                return "read"
-            if deliveries.get(member, -1) >= position.stream_ordering or synced.get(member, 0) > position.received_ts:
-                return "delivered"
-            return "sent"
-
-        return {event_id: {m: state(m, position) for m in members} for event_id, position in positions.items()}
+        summary = _Marks(marks.members, receipts, marks.deliveries, marks.synced)
+        return {
+            event_id: {m: summary.state(m, position) for m in marks.members} for event_id, position in positions.items()
+        }
 
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:
         """The app says this device has the message (`delivered`) or the user saw it (`read`)."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from synapse.api.constants import Direction, EventTypes
 from synapse.api.errors import AuthError, Codes, NotFoundError, SynapseError
 from synapse.api.filtering import Filter
 from synapse.events import EventBase
+from synapse.events.utils import SerializeEventConfig
+from synapse.handlers.pagination import GetMessagesResult
 from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
 from synapse.streams.config import PaginationConfig
-from synapse.types import JsonDict, Requester, StreamToken, UserID
+from synapse.types import JsonDict, Requester, RoomStreamToken, StreamKeyType, StreamToken, UserID
 
 from medchat.synapse import sql
 from medchat.synapse._base import Family
@@ -27,6 +30,23 @@ class EventPosition(NamedTuple):
     room_id: str
     stream_ordering: int
     received_ts: int
+
+
+class PageReads(NamedTuple):
+    """What a history page adds to its events (SynapseEvents.page_reads)."""
+
+    annotations: dict[str, list[tuple[str, str, str]]]  # as SynapseEvents.annotations
+    positions: dict[str, EventPosition]  # of the viewer's own messages
+    receipts: dict[str, int]  # the room's read receipts (SynapseStream.positions_and_reads), if any own
+
+
+class Span(NamedTuple):
+    """What one Synapse page gave a history page (SynapseEvents.history_span)."""
+
+    kept: list[JsonDict]  # the page's kept events, newest first, at most the number wanted
+    token: str | None  # where the next read starts: after the last kept event if `more`, else the page's end
+    more: bool  # the page held a kept event beyond those wanted
+    read: int  # events the page held
 
 
 class SynapseEvents(Family):
@@ -86,25 +106,81 @@ class SynapseEvents(Family):
         Visibility rules and bundled edits (`unsigned.m.relations.m.replace`) come from Synapse.
         Raises 400 M_INVALID_PARAM for a malformed token.
         """
-        token = await self._token(from_token)
-        config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
         filter_json: JsonDict = {"not_types": not_types or []}
         if types is not None:
             filter_json["types"] = types
-        event_filter = Filter(self._hs, filter_json)
+        result = await self._get_messages(requester, room_id, from_token, limit, Filter(self._hs, filter_json))
+        return await encode_messages_response(
+            get_messages_result=result,
+            serialize_options=await self._serializer_config(requester),
+            serialize_deps=SerializeMessagesDeps(
+                clock=self._clock, event_serializer=self._hs.get_event_client_serializer(), store=self._store
+            ),
+        )
+
+    async def history_span(
+        self,
+        requester: Requester,
+        room_id: str,
+        from_token: str | None,
+        size: int,
+        wanted: int,
+        keep: Callable[[JsonDict], bool],
+        not_types: list[str],
+        not_rel_types: list[str],
+    ) -> Span:
+        """One Synapse /messages page of `size` events back from `from_token`, without `not_types`
+        and without events whose relation is one of `not_rel_types` (both in Synapse's own query,
+        so edits and reactions cost no page), serialised for clients; of it, up to `wanted` events
+        that `keep` accepts.
+
+        When the page holds more kept events than wanted, the token returned resumes right after
+        the last one kept: Synapse's backwards token after an event is its (topological, stream
+        - 1) position (storage.databases.main.stream.generate_next_token), made here from the
+        event Synapse returned rather than by reading the span again. Raises 400 M_INVALID_PARAM
+        for a malformed token.
+        """
+        event_filter = Filter(self._hs, {"not_types": not_types})
+        # MSC3874's relation filter, which Synapse's pagination query and its event check both
+        # apply; its filter JSON is honoured only with `msc3874_enabled`, so it is set directly.
+        event_filter.not_rel_types = not_rel_types
+        result = await self._get_messages(requester, room_id, from_token, size, event_filter)
+        serializer = self._hs.get_event_client_serializer()
+        chunk = await serializer.serialize_events(
+            result.messages_chunk,
+            self._clock.time_msec(),
+            config=await self._serializer_config(requester),
+            bundle_aggregations=result.bundled_aggregations,
+        )
+        end = await result.end_token.to_string(self._store) if result.end_token is not None else None
+        kept = [i for i, event in enumerate(chunk) if keep(event)]
+        if len(kept) <= wanted:
+            return Span([chunk[i] for i in kept], end, False, len(chunk))
+        if wanted == 0:
+            return Span([], from_token, True, len(chunk))
+        last: Any = result.messages_chunk[kept[wanted - 1]]
+        event: EventBase = getattr(last, "event", last)  # Synapse 1.162 lists the events themselves
+        ordering = event.internal_metadata.stream_ordering
+        assert ordering is not None  # a persisted event's
+        after = RoomStreamToken(topological=event.depth, stream=ordering - 1)
+        token = result.start_token.copy_and_replace(StreamKeyType.ROOM, after)
+        return Span([chunk[i] for i in kept[:wanted]], await token.to_string(self._store), True, len(chunk))
+
+    async def _get_messages(
+        self, requester: Requester, room_id: str, from_token: str | None, limit: int, event_filter: Filter
+    ) -> GetMessagesResult:
+        token = await self._token(from_token)
+        config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
         pagination = self._hs.get_pagination_handler()
         try:
-            result = await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
+            return await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
         except KeyError:
             # A retention purge removed the page's events (and their state) while Synapse read
             # them; read again, without them (Synapse's own /messages answers 500 here).
-            result = await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
-        serializer = self._hs.get_event_client_serializer()
-        return await encode_messages_response(
-            get_messages_result=result,
-            serialize_options=await serializer.create_config(requester=requester),
-            serialize_deps=SerializeMessagesDeps(clock=self._clock, event_serializer=serializer, store=self._store),
-        )
+            return await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
+
+    async def _serializer_config(self, requester: Requester) -> SerializeEventConfig:
+        return await self._hs.get_event_client_serializer().create_config(requester=requester)
 
     async def relations(
         self,
@@ -162,6 +238,16 @@ class SynapseEvents(Family):
         if not event_ids:
             return {}
         return await self.api.run_db_interaction("medchat_annotations", sql.annotations_txn, event_ids)
+
+    async def page_reads(self, room_id: str, event_ids: list[str], own_ids: list[str]) -> PageReads:
+        """The annotations of a page's events and, for the viewer's own among them, their
+        positions and the room's read receipts: one transaction for the page."""
+        if not event_ids:
+            return PageReads({}, {}, {})
+        annotations, rows, receipts = await self.api.run_db_interaction(
+            "medchat_page_reads", sql.page_reads_txn, room_id, event_ids, own_ids
+        )
+        return PageReads(annotations, {e: EventPosition(*row) for e, row in rows.items()}, receipts)
 
     async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
         """The event if it exists and `user_id` may see it, by the rules of

@@ -231,3 +231,21 @@ def forget_erased_user_txn(txn: LoggingTransaction, user_id: str, addresses: lis
         sessions = f"SELECT session_id FROM threepid_validation_session WHERE medium = 'email' AND {clause}"
         txn.execute(f"DELETE FROM threepid_validation_token WHERE session_id IN ({sessions})", args)
         txn.execute(f"DELETE FROM threepid_validation_session WHERE medium = 'email' AND {clause}", args)
+
+
+def page_positions_and_reads_txn(
+    txn: LoggingTransaction, room_id: str, event_ids: list[str]
+) -> tuple[dict[str, tuple[str, int, int]], dict[str, int]]:
+    """`stream_orderings_txn` of a page's events and `read_positions_txn` of their room, in one
+    transaction: what the statuses of a sender's history page are computed from."""
+    return stream_orderings_txn(txn, event_ids), read_positions_txn(txn, room_id)
+
+
+def page_reads_txn(
+    txn: LoggingTransaction, room_id: str, event_ids: list[str], own_ids: list[str]
+) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, tuple[str, int, int]], dict[str, int]]:
+    """What a history page adds to its events, in one transaction: `annotations_txn` of all of
+    them and, when the viewer sent some, `page_positions_and_reads_txn` of those (their statuses)."""
+    if not own_ids:
+        return annotations_txn(txn, event_ids), {}, {}
+    return annotations_txn(txn, event_ids), *page_positions_and_reads_txn(txn, room_id, own_ids)

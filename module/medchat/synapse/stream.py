@@ -11,6 +11,7 @@ from synapse.types import Requester, StreamToken, UserID
 
 from medchat.synapse import sql
 from medchat.synapse._base import Family
+from medchat.synapse.events import EventPosition
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,16 @@ class SynapseStream(Family):
     async def read_positions(self, room_id: str) -> dict[str, int]:
         """Each member's public read receipt in the room, as the stream ordering it points at."""
         return await self.api.run_db_interaction("medchat_read_positions", sql.read_positions_txn, room_id)
+
+    async def positions_and_reads(
+        self, room_id: str, event_ids: list[str]
+    ) -> tuple[dict[str, EventPosition], dict[str, int]]:
+        """Where these events of the room sit (SynapseEvents.stream_orderings) and
+        `read_positions` of the room, in one transaction."""
+        rows, reads = await self.api.run_db_interaction(
+            "medchat_positions_and_reads", sql.page_positions_and_reads_txn, room_id, event_ids
+        )
+        return {event_id: EventPosition(*row) for event_id, row in rows.items()}, reads
 
     async def send_read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
         """A real `m.read` receipt, exactly as a Matrix client sends it (Element shows it)."""

@@ -1,0 +1,224 @@
+"""History pages at the cost of one Synapse `/messages` page (issue 18 item 2): hidden events
+(edits, reactions, redactions, poll responses, state) cost no page and never empty one, and a
+sender's own page takes its statuses from the room's receipts and delivery marks in bulk."""
+
+from __future__ import annotations
+
+import re
+import time
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from harness import Api, SynapseServer, send_text, shared_room
+
+User = dict[str, Any]
+
+# Synapse's pagination query, one transaction per `/messages` page it reads.
+PAGINATE = "paginate_room_events_by_topological_ordering"
+# Synapse's periodic transactions, which run whatever a request does.
+BACKGROUND = re.compile(r"delayed_events|_stream_pos|background_update|expiring|update_presence|lock|simple_")
+
+
+def listed(page: dict[str, Any]) -> list[dict[str, Any]]:
+    """The page's items, whatever the list's key (the list envelope renames it)."""
+    return next(value for value in page.values() if isinstance(value, list))
+
+
+def history(api: Api, user: User, room: str, limit: int, cursor: str | None = None) -> dict[str, Any]:
+    path = f"/api/chat/rooms/{quote(room, safe='')}/messages?limit={limit}"
+    if cursor is not None:
+        path += f"&cursor={quote(cursor, safe='')}"
+    response = api.call("GET", path, token=user["access_token"])
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def walk(api: Api, user: User, room: str, limit: int) -> list[dict[str, Any]]:
+    """Every page from the newest on: each full but maybe the last, none empty."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = history(api, user, room, limit, cursor)
+        items, cursor = listed(page), page["next_cursor"]
+        assert items, f"an empty page after {len(found)} messages"
+        assert len(items) == limit or cursor is None, "a short page before the room's start"
+        found += items
+        if cursor is None:
+            return found
+
+
+def send(api: Api, user: User, room: str, event_type: str, content: dict[str, Any]) -> str:
+    txn = f"h{time.monotonic_ns()}"
+    path = f"/_matrix/client/v3/rooms/{quote(room)}/send/{event_type}/{txn}"
+    response = api.call("PUT", path, token=user["access_token"], json=content)
+    assert response.status_code == 200, response.text
+    return str(response.json()["event_id"])
+
+
+def edit(api: Api, user: User, room: str, event_id: str, text: str) -> str:
+    content = {
+        "msgtype": "m.text",
+        "body": f"* {text}",
+        "m.new_content": {"msgtype": "m.text", "body": text},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }
+    return send(api, user, room, "m.room.message", content)
+
+
+def react(api: Api, user: User, room: str, event_id: str, key: str) -> str:
+    relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
+    return send(api, user, room, "m.reaction", {"m.relates_to": relation})
+
+
+def redact(api: Api, user: User, room: str, event_id: str) -> None:
+    path = f"/_matrix/client/v3/rooms/{quote(room)}/redact/{quote(event_id)}/r{time.monotonic_ns()}"
+    response = api.call("PUT", path, token=user["access_token"], json={})
+    assert response.status_code == 200, response.text
+
+
+def transactions(server: SynapseServer) -> dict[str, float]:
+    """Synapse's database transactions so far, by name."""
+    text = requests.get(server.metrics_url, timeout=10).text
+    pattern = r'^synapse_storage_transaction_time_count(?:_total)?\{desc="([^"]*)"[^}]*\} (\S+)$'
+    return {desc: float(value) for desc, value in re.findall(pattern, text, re.M)}
+
+
+def transactions_of(server: SynapseServer, call: Any) -> dict[str, float]:
+    before = transactions(server)
+    call()
+    after = transactions(server)
+    return {d: n - before.get(d, 0) for d, n in after.items() if n > before.get(d, 0) and not BACKGROUND.search(d)}
+
+
+@pytest.fixture(scope="module")
+def edited(server: SynapseServer) -> tuple[User, str, list[str]]:
+    """30 messages, then 60 edits of the newest: the room's newest 60 events are all edits."""
+    api = Api(server.base_url)
+    alice = api.register()
+    room = shared_room(api, alice)
+    ids = [send_text(api, alice["access_token"], room, f"obs {i}") for i in range(30)]
+    for n in range(60):
+        edit(api, alice, room, ids[-1], f"obs 29 v{n}")
+    return alice, room, ids
+
+
+def test_trailing_edits_cost_one_synapse_page(
+    api: Api, server: SynapseServer, edited: tuple[User, str, list[str]]
+) -> None:
+    alice, room, ids = edited
+    pages: list[dict[str, Any]] = []
+    used = transactions_of(server, lambda: pages.append(history(api, alice, room, 20)))
+    assert used.get(PAGINATE) == 1, used  # one Synapse page, not one per 20 edits
+    first = pages[0]
+    assert [m["id"] for m in listed(first)] == ids[::-1][:20] and first["next_cursor"]
+    assert listed(first)[0]["content"] == "obs 29 v59" and listed(first)[0]["is_edited"]
+    used = transactions_of(server, lambda: pages.append(history(api, alice, room, 20, first["next_cursor"])))
+    # The last page: its Synapse page, and the empty one that says the room starts there (as a
+    # Matrix client's last /messages call).
+    assert used.get(PAGINATE) == 2, used
+    assert [m["id"] for m in listed(pages[1])] == ids[::-1][20:] and pages[1]["next_cursor"] is None
+
+
+def test_walking_past_trailing_edits_gives_every_message_once(api: Api, edited: tuple[User, str, list[str]]) -> None:
+    alice, room, ids = edited
+    for limit in (1, 7, 30, 31):
+        assert [m["id"] for m in walk(api, alice, room, limit)] == ids[::-1], limit
+
+
+def test_hidden_events_between_messages_never_empty_a_page(api: Api) -> None:
+    """Reactions, a redacted reaction, edits, a poll's responses, state changes and redactions
+    between messages: every page is full, and every message comes once, with its reactions."""
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    expected: list[str] = []
+    reactions: dict[str, list[dict[str, Any]]] = {}
+    for i in range(12):
+        message = send_text(api, alice["access_token"], room, f"round {i}")
+        expected.append(message)
+        react(api, bob, room, message, "👍")
+        gone = react(api, alice, room, message, "❤️")
+        redact(api, alice, room, gone)
+        edit(api, alice, room, message, f"round {i} edited")
+        relation = {"rel_type": "m.reference", "event_id": message}
+        send(api, bob, room, "org.matrix.msc3381.poll.response", {"m.relates_to": relation})
+        topic = api.call(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.topic",
+            token=alice["access_token"],
+            json={"topic": f"topic {i}"},
+        )
+        assert topic.status_code == 200, topic.text
+        reactions[message] = [{"key": "👍", "count": 1, "reacted_by_me": False}]
+    deleted = send_text(api, bob["access_token"], room, "to be deleted")
+    redact(api, bob, room, deleted)
+    expected.append(deleted)
+    for limit in (1, 4, 5, 13, 50):
+        found = walk(api, alice, room, limit)
+        assert [m["id"] for m in found] == expected[::-1], limit
+    found = walk(api, alice, room, 5)
+    assert found[0]["is_deleted"] and found[0]["content"] is None
+    for model in found[1:]:
+        assert model["reactions"] == reactions[model["id"]], model
+        assert model["content"].endswith("edited") and model["is_edited"]
+
+
+def read_receipt(api: Api, user: User, room: str, event_id: str) -> None:
+    path = f"/_matrix/client/v3/rooms/{quote(room)}/receipt/m.read/{quote(event_id)}"
+    response = api.call("POST", path, token=user["access_token"], json={})
+    assert response.status_code == 200, response.text
+
+
+def acknowledge(api: Api, user: User, event_id: str) -> None:
+    path = f"/api/chat/messages/{quote(event_id)}/status"
+    response = api.call("PUT", path, token=user["access_token"], json={"status": "delivered"})
+    assert response.status_code == 200, response.text
+
+
+def status_of(api: Api, user: User, event_id: str) -> str:
+    response = api.call("GET", f"/api/chat/messages/{quote(event_id)}/status", token=user["access_token"])
+    assert response.status_code == 200, response.text
+    return str(response.json()["status"])
+
+
+def test_a_senders_page_has_each_messages_own_status(api: Api) -> None:
+    """Five other members, mixed read receipts and delivery marks: each message's status on the
+    sender's page is what its own status endpoint says, all three statuses appearing."""
+    alice = api.register()
+    others = [api.register() for _ in range(5)]
+    room = shared_room(api, alice, *others)
+    ids = [send_text(api, alice["access_token"], room, f"m {i}") for i in range(12)]
+    # Read: three members up to ids[7], one up to ids[3], one up to ids[1]; delivery marks: the
+    # last two up to ids[9] and ids[7]. So ids[:2] are read, ids[2:8] delivered, the rest sent.
+    for member in others[:3]:
+        read_receipt(api, member, room, ids[7])
+    read_receipt(api, others[3], room, ids[3])
+    acknowledge(api, others[3], ids[9])
+    read_receipt(api, others[4], room, ids[1])
+    acknowledge(api, others[4], ids[7])
+    page = {m["id"]: m["status"] for m in walk(api, alice, room, 5)}
+    assert page == {event_id: status_of(api, alice, event_id) for event_id in ids}
+    assert [page[i] for i in ids] == ["read"] * 2 + ["delivered"] * 6 + ["sent"] * 4, page
+    # Another member's page shows the model's default for messages not theirs.
+    assert {m["status"] for m in walk(api, others[0], room, 12)} == {"sent"}
+
+
+def test_a_senders_page_reads_no_more_with_more_members(api: Api, server: SynapseServer) -> None:
+    """The statuses of a page come from one read of the room's receipts and delivery marks:
+    a room of 9 costs the transactions of a room of 2."""
+    used: list[float] = []
+    for size in (1, 8):
+        alice = api.register()
+        others = [api.register() for _ in range(size)]
+        room = shared_room(api, alice, *others)
+        ids = [send_text(api, alice["access_token"], room, f"m {i}") for i in range(10)]
+        for n, member in enumerate(others):
+            read_receipt(api, member, room, ids[n % 10])
+        history(api, alice, room, 10)  # warm Synapse's caches of the room
+        page = partial(history, api, alice, room, 10)
+        runs = [sum(transactions_of(server, page).values()) for _ in range(3)]
+        used.append(min(runs))
+    assert used[1] <= used[0], used
