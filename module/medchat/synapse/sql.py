@@ -231,3 +231,10 @@ def forget_erased_user_txn(txn: LoggingTransaction, user_id: str, addresses: lis
         sessions = f"SELECT session_id FROM threepid_validation_session WHERE medium = 'email' AND {clause}"
         txn.execute(f"DELETE FROM threepid_validation_token WHERE session_id IN ({sessions})", args)
         txn.execute(f"DELETE FROM threepid_validation_session WHERE medium = 'email' AND {clause}", args)
+
+
+def directory_name_join(user_id_column: str) -> tuple[str, str]:
+    """A LEFT JOIN of Synapse's `user_directory` (by its unique index on user_id) onto a module
+    query's user id column, and the display-name column it adds: the names `directory_profiles_txn`
+    reads, filtered in the query that pages a module table (contacts `?q=`)."""
+    return f" LEFT JOIN user_directory ud ON ud.user_id = {user_id_column}", "ud.display_name"
