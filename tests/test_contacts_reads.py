@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -98,16 +99,18 @@ def _statements(server: SynapseServer) -> tuple[float, float]:
     return txns, selects
 
 
-def _cost(api: Api, server: SynapseServer, user: dict[str, Any], query: str) -> tuple[float, float]:
-    """The fewest (transactions, SELECTs) of three identical requests: background work only adds."""
-    costs = []
-    for _ in range(3):
-        before = _statements(server)
-        response = api.call("GET", f"{C}{query}", token=user["access_token"])
-        assert response.status_code == 200, response.text
-        after = _statements(server)
-        costs.append((after[0] - before[0], after[1] - before[1]))
-    return min(costs)
+def _costs(api: Api, server: SynapseServer, users: list[dict[str, Any]], query: str) -> list[tuple[float, float]]:
+    """Per user, the fewest (transactions, SELECTs) of five identical requests, taken in turns:
+    the server's background work (its user directory, presence) only ever adds."""
+    costs: list[list[tuple[float, float]]] = [[] for _ in users]
+    for _ in range(5):
+        for user, seen in zip(users, costs):
+            before = _statements(server)
+            response = api.call("GET", f"{C}{query}", token=user["access_token"])
+            assert response.status_code == 200, response.text
+            after = _statements(server)
+            seen.append((after[0] - before[0], after[1] - before[1]))
+    return [min(seen) for seen in costs]
 
 
 def test_a_search_reads_the_page_not_the_whole_list(api: Api, server: SynapseServer) -> None:
@@ -129,7 +132,9 @@ def test_a_search_reads_the_page_not_the_whole_list(api: Api, server: SynapseSer
     )
     query = f"?q=findme_{tag}&limit=2"
     assert walk(api, large, f"&q=findme_{tag}", 2) == sorted(f["user_id"] for f in friends)
-    assert _cost(api, server, large, query) == _cost(api, server, small, query)
+    time.sleep(2)  # the user directory takes in the new accounts in the background
+    large_cost, small_cost = _costs(api, server, [large, small], query)
+    assert large_cost == small_cost
     # Non-ASCII texts are confirmed in Python; a list full of them still pages right.
     execute_db(
         server,

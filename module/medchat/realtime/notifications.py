@@ -152,7 +152,8 @@ class Notifications:
         }
 
     async def _matrix_items(self, user_id: str, before: int | None, limit: int, unread_only: bool) -> list[JsonDict]:
-        """Up to `limit` push-action notifications older than `before`, dismissed ones skipped.
+        """Up to `limit` push-action notifications older than `before`, dismissed ones skipped (by
+        the query that reads them).
         The first page of push actions is read with the read receipts and invites, at once (as
         Synapse's /notifications reads the first two, one after the other)."""
         read_by_room, invited_to, actions = await concurrently(
@@ -167,12 +168,10 @@ class Notifications:
             if not actions:
                 break
             before = actions[-1].stream_ordering
-            hidden = await self._dismissed.dismissed(user_id, [a.event_id for a in actions])
             wanted = [
                 a.event_id
                 for a in actions
-                if a.event_id not in hidden
-                and not (unread_only and _read(a, read_by_room) and a.room_id not in invited_to)
+                if not (unread_only and _read(a, read_by_room) and a.room_id not in invited_to)
             ]
             events = await self._synapse_events.events(wanted)
             for action in actions:
