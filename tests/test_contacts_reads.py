@@ -138,8 +138,8 @@ def test_a_search_reads_the_page_not_the_whole_list(api: Api, server: SynapseSer
     # Non-ASCII texts are confirmed in Python; a list full of them still pages right.
     execute_db(
         server,
-        "UPDATE medchat_contacts SET nickname = 'Nächt ' || contact_id WHERE owner_id = ? AND contact_id LIKE '@ghost%'",
-        (large["user_id"],),
+        "UPDATE medchat_contacts SET nickname = 'Nächt ' || contact_id WHERE owner_id = ? AND contact_id LIKE ?",
+        (large["user_id"], "@ghost%"),
     )
     assert walk(api, large, f"&q=findme_{tag}", 2) == sorted(f["user_id"] for f in friends)
     assert len(walk(api, large, "&q=N%C3%84CHT", 100)) == 1200
