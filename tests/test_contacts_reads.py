@@ -88,20 +88,20 @@ def test_q_matches_names_nicknames_and_usernames_across_pages(api: Api) -> None:
 
 
 def _statements(server: SynapseServer) -> tuple[float, float]:
-    """(transactions, SELECT statements) the server has run so far, from its own metrics."""
+    """(the module's transactions, all SELECT statements) the server has run so far, from its own
+    metrics (transactions by name: `medchat_*` are the module's, so Synapse's background work does
+    not count; statements have no name, so they do)."""
     text = metrics(server)
-    txns = sum(
-        float(v) for v in re.findall(r"^synapse_storage_transaction_time_count(?:_total)?\{.*\} (\S+)$", text, re.M)
+    txns = re.findall(
+        r'^synapse_storage_transaction_time_count(?:_total)?\{.*desc="medchat_[^"]*".*\} (\S+)$', text, re.M
     )
-    selects = sum(
-        float(v) for v in re.findall(r'^synapse_storage_query_time_count\{.*verb="SELECT".*\} (\S+)$', text, re.M)
-    )
-    return txns, selects
+    selects = re.findall(r'^synapse_storage_query_time_count\{.*verb="SELECT".*\} (\S+)$', text, re.M)
+    return sum(map(float, txns)), sum(map(float, selects))
 
 
 def _costs(api: Api, server: SynapseServer, users: list[dict[str, Any]], query: str) -> list[tuple[float, float]]:
-    """Per user, the fewest (transactions, SELECTs) of five identical requests, taken in turns:
-    the server's background work (its user directory, presence) only ever adds."""
+    """Per user, the fewest (module transactions, SELECTs) of five identical requests, taken in
+    turns: the server's background work (its user directory, presence, client IPs) only adds."""
     costs: list[list[tuple[float, float]]] = [[] for _ in users]
     for _ in range(5):
         for user, seen in zip(users, costs):
@@ -114,18 +114,19 @@ def _costs(api: Api, server: SynapseServer, users: list[dict[str, Any]], query: 
 
 
 def test_a_search_reads_the_page_not_the_whole_list(api: Api, server: SynapseServer) -> None:
-    """A `?q=` page costs the same database work with 3 contacts as with 1,200 (the names of the
-    whole list were read in batches of 500 before; now only the page's)."""
+    """A `?q=` page costs the same database work with 3 contacts as with 2,500: the same module
+    transactions, and SELECTs within the noise of Synapse's background work (the names of the
+    whole list were read in batches of 500 before, 5 more statements here; now only the page's)."""
     tag = secrets.token_hex(3)
     small, large = api.register(), api.register()
     friends = [api.register(username=f"findme_{tag}_{i}") for i in range(3)]
     for owner in (small, large):
         for friend in friends:
             befriend(api, owner, friend)
-    # The module's own table only: 1,200 more contacts of `large` (ids no account has).
+    # The module's own table only: 2,500 more contacts of `large` (ids no account has).
     execute_db(
         server,
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200)"
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)"
         " INSERT INTO medchat_contacts (owner_id, contact_id, nickname, is_favorite, created_ts, updated_ts)"
         " SELECT ?, '@ghost' || i || ':' || ?, 'Nick ' || i, ?, 0, 0 FROM n",
         (large["user_id"], SERVER_NAME, False),
@@ -133,8 +134,9 @@ def test_a_search_reads_the_page_not_the_whole_list(api: Api, server: SynapseSer
     query = f"?q=findme_{tag}&limit=2"
     assert walk(api, large, f"&q=findme_{tag}", 2) == sorted(f["user_id"] for f in friends)
     time.sleep(2)  # the user directory takes in the new accounts in the background
-    large_cost, small_cost = _costs(api, server, [large, small], query)
-    assert large_cost == small_cost
+    (large_txns, large_selects), (small_txns, small_selects) = _costs(api, server, [large, small], query)
+    assert large_txns == small_txns
+    assert large_selects - small_selects <= 2, (large_selects, small_selects)
     # Non-ASCII texts are confirmed in Python; a list full of them still pages right.
     execute_db(
         server,
@@ -142,7 +144,7 @@ def test_a_search_reads_the_page_not_the_whole_list(api: Api, server: SynapseSer
         (large["user_id"], "@ghost%"),
     )
     assert walk(api, large, f"&q=findme_{tag}", 2) == sorted(f["user_id"] for f in friends)
-    assert len(walk(api, large, "&q=N%C3%84CHT", 100)) == 1200
+    assert len(walk(api, large, "&q=N%C3%84CHT", 100)) == 2500
 
 
 # --- notifications -----------------------------------------------------------------------------
