@@ -170,9 +170,7 @@ def test_hidden_users_leave_both_directories(api: Api, server: SynapseServer) ->
     assert shy["user_id"] not in ids(api.call("GET", users(f"/search?q={tok}"), token=t))
     assert shy["user_id"] not in ids(api.call("GET", users(f"?institution={quote(inst)}"), token=t))
     assert shy["user_id"] not in ids(api.call("GET", users(f"/filter?institution={quote(inst)}"), token=t))
-    assert {"name": inst, "member_count": 1} in api.call("GET", "/api/chat/institutions", token=t).json()[
-        "results"
-    ]
+    assert {"name": inst, "member_count": 1} in api.call("GET", "/api/chat/institutions", token=t).json()["results"]
     expect_error(api.call("GET", shy_path, token=t), 404, "M_NOT_FOUND")
     assert api.call("GET", shy_path, token=shy["access_token"]).status_code == 200  # still there for themselves
     assert shy["user_id"] not in matrix_directory(server, seeker, tok)

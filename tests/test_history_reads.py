@@ -23,11 +23,6 @@ PAGINATE = "paginate_room_events_by_topological_ordering"
 BACKGROUND = re.compile(r"delayed_events|_stream_pos|background_update|expiring|update_presence|lock|simple_")
 
 
-def listed(page: dict[str, Any]) -> list[dict[str, Any]]:
-    """The page's items, whatever the list's key (the list envelope renames it)."""
-    return next(value for value in page.values() if isinstance(value, list))
-
-
 def history(api: Api, user: User, room: str, limit: int, cursor: str | None = None) -> dict[str, Any]:
     path = f"/api/chat/rooms/{quote(room, safe='')}/messages?limit={limit}"
     if cursor is not None:
@@ -43,7 +38,7 @@ def walk(api: Api, user: User, room: str, limit: int) -> list[dict[str, Any]]:
     cursor: str | None = None
     while True:
         page = history(api, user, room, limit, cursor)
-        items, cursor = listed(page), page["next_cursor"]
+        items, cursor = page["results"], page["next_cursor"]
         assert items, f"an empty page after {len(found)} messages"
         assert len(items) == limit or cursor is None, "a short page before the room's start"
         found += items
@@ -114,13 +109,13 @@ def test_trailing_edits_cost_one_synapse_page(
     used = transactions_of(server, lambda: pages.append(history(api, alice, room, 20)))
     assert used.get(PAGINATE) == 1, used  # one Synapse page, not one per 20 edits
     first = pages[0]
-    assert [m["id"] for m in listed(first)] == ids[::-1][:20] and first["next_cursor"]
-    assert listed(first)[0]["content"] == "obs 29 v59" and listed(first)[0]["is_edited"]
+    assert [m["id"] for m in first["results"]] == ids[::-1][:20] and first["next_cursor"]
+    assert first["results"][0]["content"] == "obs 29 v59" and first["results"][0]["is_edited"]
     used = transactions_of(server, lambda: pages.append(history(api, alice, room, 20, first["next_cursor"])))
     # The last page: its Synapse page, and the empty one that says the room starts there (as a
     # Matrix client's last /messages call).
     assert used.get(PAGINATE) == 2, used
-    assert [m["id"] for m in listed(pages[1])] == ids[::-1][20:] and pages[1]["next_cursor"] is None
+    assert [m["id"] for m in pages[1]["results"]] == ids[::-1][20:] and pages[1]["next_cursor"] is None
 
 
 def test_walking_past_trailing_edits_gives_every_message_once(api: Api, edited: tuple[User, str, list[str]]) -> None:

@@ -20,7 +20,7 @@ from synapse.module_api.errors import SynapseError
 
 from medchat import errors
 from medchat.config import MedChatConfig
-from medchat.models import JsonDict, MatrixIdentity, contact_card, contact_model, iso, localpart
+from medchat.models import JsonDict, MatrixIdentity, contact_card, contact_model, iso
 from medchat.rules.contact import IGNORED_TYPE, ContactRules, thaw
 from medchat.store import ContactStore, ProfileStore
 from medchat.store.contacts import DECLINED, ContactFilters, ContactRequest, ContactRow
@@ -122,25 +122,15 @@ class Contacts:
     async def contacts_of(self, owner_id: str, filters: ContactFilters, q: str | None, page: Page) -> JsonDict:
         """One page of contacts in user-id order; `q` matches name, username or nickname.
 
-        `q` is matched here rather than in SQL because names live in Synapse's profiles; a
-        contact list is one person's address book, so it is read whole for a search.
+        `q` is matched in the query that reads the page (store.contacts.ContactStore.matching),
+        so only the page's contacts are read and get cards, however long the list.
         """
         if filters.blocked is not None:
             filters = replace(filters, blocked_ids=list(await self._rules.ignored_users(owner_id)))
         if q is None:
             rows = await self._store.contacts_of(owner_id, filters, page.cursor, page.limit + 1)
         else:
-            rows = await self._store.contacts_of(owner_id, filters, page.cursor, None)
-            names = await self._synapse_profiles.directory_profiles([r.contact_id for r in rows])
-            needle = q.casefold()
-            rows = [
-                r
-                for r in rows
-                if any(
-                    needle in (text or "").casefold()
-                    for text in (r.nickname, names.get(r.contact_id, (None,))[0], localpart(r.contact_id))
-                )
-            ][: page.limit + 1]
+            rows = await self._store.matching(owner_id, filters, q, page.cursor, page.limit + 1)
         rows, cursor = _page(rows, page.limit, lambda r: r.contact_id)
         return {"results": await self._render(owner_id, rows), "next_cursor": cursor}
 

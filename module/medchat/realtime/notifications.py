@@ -4,6 +4,7 @@ Element apply), read state from Matrix receipts, and only the dismissals kept by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from medchat import errors, messagekinds as kinds
@@ -12,6 +13,7 @@ from medchat.models import JsonDict, iso
 from medchat.store.notifications import ModuleNotification, NotificationStore
 from medchat.store.realtime import DismissedNotificationStore
 from medchat.synapse import SynapseEvents, SynapseRooms, SynapseServer, SynapseStream
+from medchat.util import concurrently
 
 _SCAN_ROUNDS = 5  # pages of push actions scanned to fill one filtered page
 
@@ -116,16 +118,21 @@ class Notifications:
         self._own = own
 
     async def page(self, user_id: str, cursor: Cursor, limit: int, unread_only: bool) -> JsonDict:
-        """Newest first; `next_cursor` continues the list (None at its end)."""
-        matrix = [] if cursor.matrix == 0 else await self._matrix_items(user_id, cursor.matrix, limit, unread_only)
-        own = (
-            []
-            if cursor.module == 0
-            else [
+        """Newest first; `next_cursor` continues the list (None at its end). The two sources are
+        read at once, so a page waits for the slower one, not for both in turn."""
+
+        async def matrix_items() -> list[JsonDict]:
+            return [] if cursor.matrix == 0 else await self._matrix_items(user_id, cursor.matrix, limit, unread_only)
+
+        async def own_items() -> list[JsonDict]:
+            if cursor.module == 0:
+                return []
+            return [
                 {**module_item(n), "_ts": n.created_ts, "_key": n.created_ts}
                 for n in await self._own.page(user_id, cursor.module, limit, unread_only)
             ]
-        )
+
+        matrix, own = await concurrently(matrix_items, own_items)
         merged = sorted(matrix + own, key=lambda item: item["_ts"], reverse=True)[:limit]
         taken_matrix = [i["_key"] for i in merged if _is_matrix_id(i["id"])]
         taken_own = [i["_ts"] for i in merged if not _is_matrix_id(i["id"])]
@@ -145,21 +152,26 @@ class Notifications:
         }
 
     async def _matrix_items(self, user_id: str, before: int | None, limit: int, unread_only: bool) -> list[JsonDict]:
-        """Up to `limit` push-action notifications older than `before`, dismissed ones skipped."""
-        read_by_room = await self._synapse_stream.read_orderings_by_room(user_id)
-        invited_to = await self._synapse_rooms.pending_invites(user_id)
+        """Up to `limit` push-action notifications older than `before`, dismissed ones skipped (by
+        the query that reads them).
+        The first page of push actions is read with the read receipts and invites, at once (as
+        Synapse's /notifications reads the first two, one after the other)."""
+        read_by_room, invited_to, actions = await concurrently(
+            partial(self._synapse_stream.read_orderings_by_room, user_id),
+            partial(self._synapse_rooms.pending_invites, user_id),
+            partial(self._synapse_stream.push_actions, user_id, before=before, limit=limit),
+        )
         items: list[JsonDict] = []
-        for _ in range(_SCAN_ROUNDS):
-            actions = await self._synapse_stream.push_actions(user_id, before=before, limit=limit)
+        for round_ in range(_SCAN_ROUNDS):
+            if round_:
+                actions = await self._synapse_stream.push_actions(user_id, before=before, limit=limit)
             if not actions:
                 break
             before = actions[-1].stream_ordering
-            hidden = await self._dismissed.dismissed(user_id, [a.event_id for a in actions])
             wanted = [
                 a.event_id
                 for a in actions
-                if a.event_id not in hidden
-                and not (unread_only and _read(a, read_by_room) and a.room_id not in invited_to)
+                if not (unread_only and _read(a, read_by_room) and a.room_id not in invited_to)
             ]
             events = await self._synapse_events.events(wanted)
             for action in actions:

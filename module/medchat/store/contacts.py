@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from synapse.storage.database import LoggingTransaction
+from synapse.storage.engines import BaseDatabaseEngine
 
+from medchat.models import localpart
 from medchat.store._base import Store
 from medchat.store.notifications import add_notification_txn
-from medchat.synapse.sql import in_list
+from medchat.synapse.sql import directory_name_join, in_list, is_postgres
 
 PENDING, DECLINED = "pending", "declined"
 
@@ -51,11 +53,38 @@ class ContactRequest:
     updated_ts: int
 
 
-_CONTACT_SQL = (
-    "SELECT c.contact_id, c.nickname, c.is_favorite, c.created_ts, c.updated_ts, p.role, p.institution, p.specialization"
-    " FROM medchat_contacts c LEFT JOIN medchat_profiles p ON p.user_id = c.contact_id"
+_CONTACT_COLUMNS = (
+    "c.contact_id, c.nickname, c.is_favorite, c.created_ts, c.updated_ts, p.role, p.institution, p.specialization"
 )
+_CONTACT_FROM = " FROM medchat_contacts c LEFT JOIN medchat_profiles p ON p.user_id = c.contact_id"
+_CONTACT_SQL = f"SELECT {_CONTACT_COLUMNS}{_CONTACT_FROM}"
 _REQUEST_COLUMNS = ("requester_id", "target_id", "status", "message", "nickname", "created_ts", "updated_ts")
+
+
+def _contains_sql(engine: BaseDatabaseEngine, text: str) -> str:
+    """`text`, lower-cased as both engines do (ASCII letters only, Synapse's C locale), contains `?`."""
+    return f"strpos(lower({text}), ?) > 0" if is_postgres(engine) else f"instr(lower({text}), ?) > 0"
+
+
+def _non_ascii_sql(engine: BaseDatabaseEngine, text: str) -> str:
+    """`text` has a character outside ASCII (more bytes than characters)."""
+    return (
+        f"octet_length({text}) <> char_length({text})"
+        if is_postgres(engine)
+        else f"length(CAST({text} AS BLOB)) <> length({text})"
+    )
+
+
+def _localpart_sql(engine: BaseDatabaseEngine, user_id: str) -> str:
+    """models.localpart in SQL."""
+    if is_postgres(engine):
+        return f"split_part(substr({user_id}, 2), ':', 1)"
+    return f"substr({user_id}, 2, instr({user_id}, ':') - 2)"
+
+
+def matches(needle: str, texts: Iterable[str | None]) -> bool:
+    """The `?q=` rule: the case-folded needle is part of one of the texts, case-folded."""
+    return any(needle in (text or "").casefold() for text in texts)
 
 
 def _contact(row: tuple[Any, ...]) -> ContactRow:
@@ -69,6 +98,31 @@ def _insert_contact(t: LoggingTransaction, owner_id: str, contact_id: str, nickn
         (owner_id, contact_id, nickname, False, now, now),
     )
     return t.rowcount == 1
+
+
+def _filter_sql(
+    engine: BaseDatabaseEngine, owner_id: str, filters: ContactFilters, after: str | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its arguments) of the owner's contacts the filters keep, after `after`."""
+    where = " WHERE c.owner_id = ?"
+    args: list[Any] = [owner_id]
+    for column, value in (
+        ("c.is_favorite", filters.favorite),
+        ("p.role", filters.role),
+        ("p.institution", filters.institution),
+        ("p.specialization", filters.specialization),
+    ):
+        if value is not None:
+            where += f" AND {column} = ?"
+            args.append(value)
+    if filters.blocked is not None:
+        clause, ids = in_list(engine, "c.contact_id", filters.blocked_ids, negative=not filters.blocked)
+        where += f" AND {clause}"
+        args += ids
+    if after is not None:
+        where += " AND c.contact_id > ?"
+        args.append(after)
+    return where, args
 
 
 class ContactStore(Store):
@@ -108,39 +162,57 @@ class ContactStore(Store):
         return await self.run("delete_contact", txn)
 
     async def contacts_of(
-        self, owner_id: str, filters: ContactFilters, after: str | None, limit: int | None
+        self, owner_id: str, filters: ContactFilters, after: str | None, limit: int
     ) -> list[ContactRow]:
-        """The owner's contacts in user-id order, after the cursor `after`; all of them if no limit."""
+        """Up to `limit` of the owner's contacts in user-id order, after the cursor `after`."""
 
         def txn(t: LoggingTransaction) -> list[ContactRow]:
-            where = " WHERE c.owner_id = ?"
-            args: list[object] = [owner_id]
-            for column, value in (
-                ("c.is_favorite", filters.favorite),
-                ("p.role", filters.role),
-                ("p.institution", filters.institution),
-                ("p.specialization", filters.specialization),
-            ):
-                if value is not None:
-                    where += f" AND {column} = ?"
-                    args.append(value)
-            if filters.blocked is not None:
-                clause, ids = in_list(
-                    t.database_engine, "c.contact_id", filters.blocked_ids, negative=not filters.blocked
-                )
-                where += f" AND {clause}"
-                args += ids
-            if after is not None:
-                where += " AND c.contact_id > ?"
-                args.append(after)
-            sql = f"{_CONTACT_SQL}{where} ORDER BY c.contact_id"
-            if limit is not None:
-                sql += " LIMIT ?"
-                args.append(limit)
-            t.execute(sql, args)
+            where, args = _filter_sql(t.database_engine, owner_id, filters, after)
+            t.execute(f"{_CONTACT_SQL}{where} ORDER BY c.contact_id LIMIT ?", (*args, limit))
             return [_contact(row) for row in t.fetchall()]
 
         return await self.run("list_contacts", txn)
+
+    async def matching(
+        self, owner_id: str, filters: ContactFilters, q: str, after: str | None, limit: int
+    ) -> list[ContactRow]:
+        """Up to `limit` of the owner's contacts whose nickname, display name (Synapse's user
+        directory) or username contains `q` case-insensitively (`matches`), in user-id order after
+        `after`.
+
+        One query walks the owner's rows by the primary key (owner_id, contact_id), which also gives
+        the order, and looks each name up by user_directory's unique index. Both engines lower-case
+        ASCII only (Synapse's databases use the C locale), so SQL decides for ASCII texts and passes
+        on every text with other characters; Python's case folding then has the last word on those,
+        and a batch it thins is followed by the next one.
+        """
+        needle = q.casefold()
+
+        def txn(t: LoggingTransaction, after: str | None, want: int) -> list[tuple[ContactRow, str | None]]:
+            engine = t.database_engine
+            join, name = directory_name_join("c.contact_id")
+            where, args = _filter_sql(engine, owner_id, filters, after)
+            texts = ("c.nickname", name, _localpart_sql(engine, "c.contact_id"))
+            tests = []
+            for text in texts:
+                if needle.isascii():
+                    tests.append(f"{_contains_sql(engine, text)} OR {_non_ascii_sql(engine, text)}")
+                    args.append(needle)
+                else:  # an ASCII text never folds to a non-ASCII needle
+                    tests.append(_non_ascii_sql(engine, text))
+            t.execute(
+                f"SELECT {_CONTACT_COLUMNS}, {name}{_CONTACT_FROM}{join}{where} AND ({' OR '.join(tests)}) ORDER BY c.contact_id LIMIT ?",
+                (*args, want),
+            )
+            return [(_contact(row[:-1]), row[-1]) for row in t.fetchall()]
+
+        found: list[ContactRow] = []
+        while True:
+            batch = await self.run("match_contacts", txn, after, limit)
+            found += [r for r, name in batch if matches(needle, (r.nickname, name, localpart(r.contact_id)))]
+            if len(batch) < limit or len(found) >= limit:
+                return found[:limit]
+            after = batch[-1][0].contact_id
 
     async def favorites(self, owner_id: str) -> list[str]:
         def txn(t: LoggingTransaction) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from synapse.storage.database import LoggingTransaction
 
 from medchat.store._base import Store
-from medchat.synapse.sql import in_list
 
 
 class DeliveryStore(Store):
@@ -40,17 +39,3 @@ class DismissedNotificationStore(Store):
             )
 
         await self.run("dismiss_notification", txn)
-
-    async def dismissed(self, user_id: str, notification_ids: list[str]) -> set[str]:
-        if not notification_ids:
-            return set()
-
-        def txn(t: LoggingTransaction) -> set[str]:
-            clause, args = in_list(t.database_engine, "notification_id", notification_ids)
-            t.execute(
-                f"SELECT notification_id FROM medchat_dismissed_notifications WHERE user_id = ? AND {clause}",
-                (user_id, *args),
-            )
-            return {row[0] for row in t.fetchall()}
-
-        return await self.run("dismissed_notifications", txn)

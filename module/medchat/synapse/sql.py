@@ -249,3 +249,37 @@ def page_reads_txn(
     if not own_ids:
         return annotations_txn(txn, event_ids), {}, {}
     return annotations_txn(txn, event_ids), *page_positions_and_reads_txn(txn, room_id, own_ids)
+
+
+def directory_name_join(user_id_column: str) -> tuple[str, str]:
+    """A LEFT JOIN of Synapse's `user_directory` (by its unique index on user_id) onto a module
+    query's user id column, and the display-name column it adds: the names `directory_profiles_txn`
+    reads, filtered in the query that pages a module table (contacts `?q=`)."""
+    return f" LEFT JOIN user_directory ud ON ud.user_id = {user_id_column}", "ud.display_name"
+
+
+def undismissed_push_actions_txn(
+    txn: LoggingTransaction, user_id: str, before: int | None, limit: int
+) -> list[tuple[str, str, int, bool, int]]:
+    """Synapse's `get_push_actions_for_user` (what its push rules notified the user about, newest
+    first, older than the stream ordering `before`) less the ones the user dismissed in the module
+    (`medchat_dismissed_notifications`), in one statement: (event_id, room_id, stream_ordering,
+    highlight, received_ts). Each dismissal is looked up by its primary key."""
+    sql = (
+        "SELECT epa.event_id, epa.room_id, epa.stream_ordering, epa.highlight, e.received_ts"
+        " FROM event_push_actions epa JOIN events e ON e.event_id = epa.event_id"
+        " WHERE epa.user_id = ? AND epa.notif = 1"
+    )
+    args: list[Any] = [user_id]
+    if before is not None:
+        sql += " AND epa.stream_ordering < ?"
+        args.append(before)
+    sql += (
+        " AND NOT EXISTS (SELECT 1 FROM medchat_dismissed_notifications d"
+        " WHERE d.user_id = epa.user_id AND d.notification_id = epa.event_id)"
+        " ORDER BY epa.stream_ordering DESC LIMIT ?"
+    )
+    txn.execute(sql, (*args, limit))
+    return [
+        (event_id, room, ordering, bool(highlight), ts) for event_id, room, ordering, highlight, ts in txn.fetchall()
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from synapse.api.constants import Direction, ReceiptTypes
@@ -14,6 +15,17 @@ from medchat.synapse._base import Family
 from medchat.synapse.events import EventPosition
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushAction:
+    """A notification Synapse's push rules decided on (the fields of its UserPushAction the list uses)."""
+
+    event_id: str
+    room_id: str
+    stream_ordering: int
+    highlight: bool
+    received_ts: int
 
 
 class SynapseStream(Family):
@@ -76,9 +88,13 @@ class SynapseStream(Family):
             for room_id in await self._store.get_rooms_for_user(user_id)
         }
 
-    async def push_actions(self, user_id: str, before: int | None, limit: int) -> list[Any]:
-        """What Synapse's push rules decided to notify the user about, newest first."""
-        return await self._store.get_push_actions_for_user(user_id, before=before, limit=limit)
+    async def push_actions(self, user_id: str, before: int | None, limit: int) -> list[PushAction]:
+        """What Synapse's push rules decided to notify the user about, newest first, less what the
+        user dismissed (one query: sql.undismissed_push_actions_txn)."""
+        rows = await self.api.run_db_interaction(
+            "medchat_push_actions", sql.undismissed_push_actions_txn, user_id, before, limit
+        )
+        return [PushAction(*row) for row in rows]
 
     async def read_orderings_by_room(self, user_id: str) -> dict[str, int]:
         receipts = await self._store.get_receipts_for_user_with_orderings(
