@@ -47,13 +47,14 @@ from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from medchat.config import WebSocketConfig
-from medchat.handlers.messages import Messages
 from medchat.metrics import WEBSOCKET_CLOSES, WEBSOCKET_CONNECTIONS
+from medchat.realtime.fanout import DeliveryBatch, FanOut
 from medchat.realtime.frames import frames_for, is_new_message, notification_frame
 from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
 from medchat.store.notifications import HINT_TYPE, NotificationStore
 from medchat.synapse import SynapseHttp, SynapseServer, SynapseStream
+from medchat.util import concurrently
 from medchat.wellformed import NotJson, load_json
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class SocketHub:
         synapse_stream: SynapseStream,
         config: WebSocketConfig,
         status: MessageStatus,
-        messages: Messages,
+        fanout: FanOut,
         notices: NotificationStore,
     ):
         self.api = api
@@ -110,11 +111,13 @@ class SocketHub:
         self.synapse_http = synapse_http
         self.synapse_stream = synapse_stream
         self.config = config
-        self.status = status
-        self.messages = messages
+        self.fanout = fanout
+        self.deliveries = DeliveryBatch(api, status)
         self.notices = notices
         self.open: set[ChatSocket] = set()
         self._by_user: dict[str, set[ChatSocket]] = {}
+        # Delivery marks for senders, sent as one frame per sender socket per batch of deliveries.
+        self._marks: dict[ChatSocket, list[dict[str, Any]]] = {}
         status.on_delivered(self._tell_senders)
         WEBSOCKET_CONNECTIONS.labels(server_name=api.server_name).set_function(lambda: len(self.open))
 
@@ -130,7 +133,10 @@ class SocketHub:
 
     def _tell_senders(self, recipient: str, messages: list[tuple[str, str, str]]) -> None:
         """Delivery marks for the senders' sockets on this process (behind nginx every socket
-        terminates on the sync worker, where socket deliveries are recorded)."""
+        terminates on the sync worker, where socket deliveries are recorded). The marks of one
+        batch of deliveries (a message reaching a room) go out as one frame per sender socket."""
+        if not self._marks:
+            self.api.delayed_background_call(0, self._send_marks, desc="medchat_ws_delivery_marks")
         for message_id, room_id, sender in messages:
             frame = {
                 "type": "message.status",
@@ -140,7 +146,12 @@ class SocketHub:
                 "status": "delivered",
             }
             for sock in self._by_user.get(sender, ()):
-                sock.push_live([frame])
+                self._marks.setdefault(sock, []).append(frame)
+
+    def _send_marks(self) -> None:
+        marks, self._marks = self._marks, {}
+        for sock, frames in marks.items():
+            sock.push_live(frames)
 
     def buildProtocol(self, request: Any) -> ChatSocket:
         return ChatSocket(self, request)
@@ -365,24 +376,22 @@ class ChatSocket:
 
     async def _frames(self, user_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The app's frames for one batch of Synapse stream events, notifications included."""
-        messages = await self._hub.messages.stream_models(user_id, [e for e in events if is_new_message(e)])
+        fanout = self._hub.fanout
+        messages, notified = await concurrently(
+            lambda: fanout.message_models(user_id, [e for e in events if is_new_message(e)]),
+            lambda: fanout.notified(user_id, events),
+        )
         frames = [frame for event in events for frame in frames_for(event, messages)]
-        from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
-        notified = await self._hub.synapse_stream.notified_events(user_id, from_others)
         notices = [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
         return frames + [notice for notice in notices if notice is not None]
 
     def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
-        """Records the delivery in a background process of its own: a client that disconnects
-        right after the frame cancels this socket's loop, but must not undo the delivery."""
+        """Records the delivery of the messages from others (with the other sockets' deliveries)."""
         received = [
             f["message"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id
         ]
         if received:
-            items = [(m["id"], m["room_id"], m["sender"]["id"]) for m in received]
-            self._hub.api.run_as_background_process(
-                "medchat_record_delivery", self._hub.status.delivered, user_id, items
-            )
+            self._hub.deliveries.add(user_id, [(m["id"], m["room_id"], m["sender"]["id"]) for m in received])
 
     def push_live(self, frames: list[dict[str, Any]]) -> None:
         """Frames that are not in Synapse's stream (delivery marks): sent at once, with no `pos`,
