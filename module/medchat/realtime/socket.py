@@ -179,9 +179,29 @@ class _ChatSocketResource(WebSocketResource):
 
 @implementer(IPushProducer)
 class ChatSocket:
+    # Thousands are open at once: no per-instance dict.
+    __slots__ = (
+        "_close_code",
+        "_closed",
+        "_frames_in",
+        "_frames_out",
+        "_hub",
+        "_inbound",
+        "_loop",
+        "_paused",
+        "_request",
+        "_started",
+        "_tcp",
+        "_transport",
+        "position",
+        "user_id",
+    )
+
     def __init__(self, hub: SocketHub, request: Any):
         self._hub = hub
-        self._request = request
+        # The upgrade request, until the socket has authenticated (then released: _release_request).
+        self._request: Any = request
+        self._tcp: Any = None
         self._transport: WebSocketTransport | None = None
         self._closed = False
         self._paused = False
@@ -231,7 +251,8 @@ class ChatSocket:
     def negotiationFinished(self) -> None:
         # The upgraded connection no longer carries HTTP: the HTTP channel stops being the TCP
         # transport's producer, and this socket takes its place to learn when the buffer is full.
-        self._request.channel.transport.unregisterProducer()
+        self._tcp = self._request.channel.transport
+        self._tcp.unregisterProducer()
         assert self._transport is not None
         self._transport.attachProducer(self)
         self._hub.open.add(self)
@@ -276,6 +297,7 @@ class ChatSocket:
     def connectionLost(self, reason: Failure) -> None:
         self._closed = True
         self._hub.left(self)
+        self._release_request()
         if self._loop is not None:
             self._loop.cancel()
         # 1006: closed without a close frame (RFC 6455 7.1.5), e.g. the network went away.
@@ -323,12 +345,15 @@ class ChatSocket:
 
     async def _stream(self) -> None:
         hub, config = self._hub, self._hub.config
+        request = self._request
+        since = request.args.get(b"since", [b""])[0].decode("utf-8", "replace")
         try:
-            requester, access_token = await hub.synapse_http.authenticate(self._request)
+            requester, access_token = await hub.synapse_http.authenticate(request)
         except SynapseError as e:  # missing, unknown or expired token
             self._close(CLOSE_UNAUTHORIZED, f"unauthorized: {e.msg}")
             return
-        since = self._request.args.get(b"since", [b""])[0].decode("utf-8", "replace")
+        finally:
+            self._release_request()
         try:
             position = (
                 Position.parse(since)
@@ -411,6 +436,12 @@ class ChatSocket:
             waited += _DRAIN_POLL_SECONDS
         return True
 
+    def _release_request(self) -> None:
+        """The socket needs nothing more of its upgrade request: Synapse finishes it."""
+        if self._request is not None:
+            request, self._request = self._request, None
+            self._hub.synapse_http.release_upgraded(request)
+
     def _still_open(self) -> bool:
         """Read after an await: a method call, as the attribute's value may change while it waits."""
         return not self._closed
@@ -428,7 +459,7 @@ class ChatSocket:
             self._close_code = code
             WEBSOCKET_CLOSES.labels(code=str(code), server_name=self._hub.api.server_name).inc()
             self._transport.loseConnection(code)
-            tcp = self._request.channel.transport
+            tcp = self._tcp
             self._hub.api.delayed_background_call(
                 ABORT_AFTER_SECONDS * 1000, lambda: tcp.connected and tcp.abortConnection(), desc="medchat_ws_abort"
             )
