@@ -232,6 +232,12 @@ def main() -> None:
         "--target",
         help="use the server (or cluster) already running at this URL; no idle phase (it reads the process's memory)",
     )
+    parser.add_argument(
+        "--presence",
+        action="store_true",
+        help="keep Synapse's presence on in the server this starts: each of N listeners coming online then"
+        " wakes all N streams, for minutes at N=500, and the fan-out is measured inside that storm",
+    )
     parser.add_argument("--json", help="also write one row per listener count here (for scripts/bench)")
     args = parser.parse_args()
     if args.target:
@@ -246,7 +252,12 @@ def main() -> None:
         server = SynapseServer(
             Path(workdir),
             database_url=database_url,
-            overrides={**TEST_RATE_LIMITS, **JOIN_LIMITS, "bcrypt_rounds": 4},
+            overrides={
+                **TEST_RATE_LIMITS,
+                **JOIN_LIMITS,
+                "bcrypt_rounds": 4,
+                **({} if args.presence else {"presence": {"enabled": False}}),
+            },
             module_overrides={"websocket": {"heartbeat_seconds": 60}},
         )
         server.start()
