@@ -1,4 +1,11 @@
-"""The body of scripts/bench-realtime (see there). Starts its own Synapse + MedChat."""
+"""The body of scripts/bench-realtime (see there). Starts its own Synapse + MedChat, or uses --target.
+
+For each listener count N it makes two rooms of N listeners plus one sender: in one every listener
+holds an `/api/chat/ws` WebSocket, in the other every listener long-polls `/sync`. Messages go to the
+two rooms in turn, one at a time (the next only once the previous one reached every listener or
+timed out), so both transports are measured in the same run under the same conditions. Latency is
+send → arrival per listener; "all" is send → the last listener's arrival.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,23 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness import TEST_RATE_LIMITS, Api, SynapseServer, fresh_database  # noqa: E402
 
-ROOM_SIZE = 10
+# Lazy-loaded members and a one-event timeline: a listener's first /sync stays small in a big room.
+SYNC_FILTER = json.dumps({"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}})
+DELIVERY_TIMEOUT_SECONDS = 20
+# Hundreds of listeners join one room in seconds.
+JOIN_LIMITS = {"rc_joins_per_room": {"per_second": 10000, "burst_count": 10000}}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -33,47 +44,61 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def setup_users(api: Api, count: int) -> list[dict]:
+def setup_users(api: Api, prefix: str, count: int) -> list[dict]:
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda i: api.register(f"bench_{i}_{os.getpid()}"), range(count)))
+        return list(pool.map(lambda i: api.register(f"bench_{prefix}_{i}_{os.getpid()}"), range(count)))
 
 
-def setup_rooms(api: Api, users: list[dict]) -> list[tuple[str, list[dict]]]:
-    groups = [users[i : i + ROOM_SIZE] for i in range(0, len(users), ROOM_SIZE)]
+def setup_room(api: Api, owner: dict, members: list[dict]) -> str:
+    room = api.call(
+        "POST", "/_matrix/client/v3/createRoom", token=owner["access_token"], json={"preset": "public_chat"}
+    ).json()["room_id"]
 
-    def make(group: list[dict]) -> tuple[str, list[dict]]:
-        owner, members = group[0], group[1:]
-        room = api.call(
-            "POST",
-            "/_matrix/client/v3/createRoom",
-            token=owner["access_token"],
-            json={"invite": [m["user_id"] for m in members]},
-        ).json()["room_id"]
-        for member in members:
-            api.call("POST", f"/_matrix/client/v3/join/{room}", token=member["access_token"], json={})
-        return room, group
+    def join(member: dict) -> None:
+        while True:  # a target's per-room join limit (rc_joins_per_room) is waited out
+            r = api.call("POST", f"/_matrix/client/v3/join/{room}", token=member["access_token"], json={})
+            if r.status_code != 429:
+                break
+            time.sleep(r.json().get("retry_after_ms", 1000) / 1000)
+        assert r.status_code == 200, r.text
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(make, groups))
+        list(pool.map(join, members))
+    return room
 
 
 class Clock:
-    """Send times by message body, receive latencies by transport."""
+    """Send times by message body; per transport, each arrival's latency and each message's last."""
 
-    def __init__(self) -> None:
+    def __init__(self, listeners: int) -> None:
+        self.listeners = listeners
         self.sent: dict[str, float] = {}
+        self.arrived: dict[str, int] = {}
+        self.done: dict[str, asyncio.Event] = {}
         self.latency: dict[str, list[float]] = {"websocket": [], "sync": []}
+        self.last: dict[str, list[float]] = {"websocket": [], "sync": []}
+
+    def start(self, body: str) -> asyncio.Event:
+        self.sent[body], self.arrived[body], self.done[body] = time.monotonic(), 0, asyncio.Event()
+        return self.done[body]
 
     def received(self, transport: str, body: str | None) -> None:
-        if body in self.sent:
-            self.latency[transport].append((time.monotonic() - self.sent[body]) * 1000)
+        if body not in self.sent:
+            return
+        took = (time.monotonic() - self.sent[body]) * 1000
+        self.latency[transport].append(took)
+        self.arrived[body] += 1
+        if self.arrived[body] == self.listeners:
+            self.last[transport].append(took)
+            self.done[body].set()
 
 
 async def websocket_reader(
-    session: aiohttp.ClientSession, ws_url: str, token: str, clock: Clock, stop: asyncio.Event
+    session: aiohttp.ClientSession, ws_url: str, token: str, clock: Clock, ready: list[int], stop: asyncio.Event
 ) -> None:
     async with session.ws_connect(ws_url, params={"access_token": token}, heartbeat=None, max_msg_size=0) as ws:
-        await ws.receive_json()
+        await ws.receive_json(timeout=120)
+        ready[0] += 1
         while not stop.is_set():
             try:
                 frame = await ws.receive_json(timeout=1)
@@ -85,15 +110,16 @@ async def websocket_reader(
 
 
 async def sync_reader(
-    session: aiohttp.ClientSession, base_url: str, token: str, clock: Clock, stop: asyncio.Event
+    session: aiohttp.ClientSession, base_url: str, token: str, clock: Clock, ready: list[int], stop: asyncio.Event
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    async with session.get(f"{base_url}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=headers) as r:
+    url = f"{base_url}/_matrix/client/v3/sync"
+    async with session.get(url, params={"timeout": "0", "filter": SYNC_FILTER}, headers=headers) as r:
         since = (await r.json())["next_batch"]
+    ready[0] += 1
     while not stop.is_set():
-        async with session.get(
-            f"{base_url}/_matrix/client/v3/sync", params={"timeout": "5000", "since": since}, headers=headers
-        ) as r:
+        params = {"timeout": "5000", "since": since, "filter": SYNC_FILTER}
+        async with session.get(url, params=params, headers=headers) as r:
             body = await r.json()
         since = body["next_batch"]
         for room in body.get("rooms", {}).get("join", {}).values():
@@ -102,59 +128,68 @@ async def sync_reader(
                     clock.received("sync", event["content"].get("body"))
 
 
-async def sender(base_url: str, rooms: list[tuple[str, list[dict]]], rate: float, seconds: float, clock: Clock) -> int:
-    sent = 0
-    async with aiohttp.ClientSession() as session:
-        start = time.monotonic()
-        while time.monotonic() - start < seconds:
-            room, group = random.choice(rooms)
-            body = f"bench {sent} {random.random()}"
-            clock.sent[body] = time.monotonic()
-            url = f"{base_url}/_matrix/client/v3/rooms/{room}/send/m.room.message/b{sent}"
-            async with session.put(
-                url,
-                json={"msgtype": "m.text", "body": body},
-                headers={"Authorization": f"Bearer {group[0]['access_token']}"},
-            ) as r:
-                assert r.status == 200, await r.text()
+async def send(session: aiohttp.ClientSession, base_url: str, room: str, token: str, body: str, txn: str) -> None:
+    url = f"{base_url}/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"
+    async with session.put(
+        url, json={"msgtype": "m.text", "body": body}, headers={"Authorization": f"Bearer {token}"}
+    ) as r:
+        assert r.status == 200, await r.text()
+
+
+async def fanout_phase(
+    base_url: str, sender: dict, ws_room: tuple[str, list[dict]], sync_room: tuple[str, list[dict]], args: Any
+) -> Clock:
+    listeners = len(ws_room[1])
+    clock, stop = Clock(listeners), asyncio.Event()
+    ws_url = base_url.replace("http", "ws", 1) + "/api/chat/ws"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        ws_ready, sync_ready = [0], [0]
+        tasks = [
+            asyncio.create_task(websocket_reader(session, ws_url, m["access_token"], clock, ws_ready, stop))
+            for m in ws_room[1]
+        ]
+        tasks += [
+            asyncio.create_task(sync_reader(session, base_url, m["access_token"], clock, sync_ready, stop))
+            for m in sync_room[1]
+        ]
+        deadline = time.monotonic() + 120 + listeners / 5
+        while (ws_ready[0] < listeners or sync_ready[0] < listeners) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # the first long-polls are waiting
+        start, sent = time.monotonic(), 0
+        while time.monotonic() - start < args.seconds or sent < 4:
+            room = ws_room if sent % 2 == 0 else sync_room
+            body = f"bench {listeners} {sent} {time.time()}"
+            done = clock.start(body)
+            await send(session, base_url, room[0], sender["access_token"], body, f"b{listeners}-{sent}-{os.getpid()}")
+            try:
+                await asyncio.wait_for(done.wait(), DELIVERY_TIMEOUT_SECONDS)
+            except asyncio.TimeoutError:
+                print(f"  message {sent}: {clock.arrived[body]}/{listeners} arrived in {DELIVERY_TIMEOUT_SECONDS}s")
             sent += 1
-            await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
-    return sent
-
-
-async def latency_phase(
-    server: SynapseServer | Target, rooms: list[tuple[str, list[dict]]], rate: float, seconds: float
-) -> tuple[Clock, int, int, int]:
-    clock, stop = Clock(), asyncio.Event()
-    ws_url = server.base_url.replace("http", "ws", 1) + "/api/chat/ws"
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        readers = []
-        for (
-            _,
-            group,
-        ) in rooms:  # in each room the last member long-polls /sync, the others (not the sender) hold a socket
-            readers += [websocket_reader(session, ws_url, m["access_token"], clock, stop) for m in group[1:-1]]
-            readers.append(sync_reader(session, server.base_url, group[-1]["access_token"], clock, stop))
-        tasks = [asyncio.create_task(r) for r in readers]
-        await asyncio.sleep(3 + len(tasks) / 200)  # let the sockets connect
-        sent = await sender(server.base_url, rooms, rate, seconds, clock)
-        await asyncio.sleep(3)
+            await asyncio.sleep(max(0.2, start + sent / args.rate - time.monotonic()))
         stop.set()
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    sockets = sum(len(g) - 2 for _, g in rooms)
-    return clock, sent, sockets, len(rooms)
+    return clock
+
+
+def ratio(a: list[float], b: list[float], p: float) -> float | None:
+    return percentile(a, p) / percentile(b, p) if a and b else None
+
+
+def fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 async def idle_phase(server: SynapseServer, users: list[dict], count: int) -> tuple[int, int, float]:
     """Opens `count` sockets spread over the users; returns (opened, rss growth KiB, seconds to open)."""
     ws_url = server.base_url.replace("http", "ws", 1) + "/api/chat/ws"
-    before = rss_kib(server.pid)
     connector = aiohttp.TCPConnector(limit=0)
     opened: list[aiohttp.ClientWebSocketResponse[bool]] = []
-    start = time.monotonic()
     async with aiohttp.ClientSession(connector=connector) as session:
-        semaphore = asyncio.Semaphore(200)
+        semaphore = asyncio.Semaphore(100)
 
         async def open_one(i: int) -> None:
             async with semaphore:
@@ -164,6 +199,15 @@ async def idle_phase(server: SynapseServer, users: list[dict], count: int) -> tu
                 await ws.receive_json(timeout=60)
                 opened.append(ws)
 
+        # A first round opened and closed warms the server's allocator, so the measured round
+        # counts the sockets and not the first use of code paths and caches.
+        await asyncio.gather(*(open_one(i) for i in range(min(count, 200))), return_exceptions=True)
+        for ws in opened:
+            await ws.close()
+        opened.clear()
+        await asyncio.sleep(3)
+        before = rss_kib(server.pid)
+        start = time.monotonic()
         results = await asyncio.gather(*(open_one(i) for i in range(count)), return_exceptions=True)
         took = time.monotonic() - start
         failures = [r for r in results if isinstance(r, Exception)]
@@ -179,16 +223,22 @@ async def idle_phase(server: SynapseServer, users: list[dict], count: int) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sockets", type=int, default=1000, help="users on WebSockets in the latency phase")
-    parser.add_argument("--rate", type=float, default=20, help="messages per second")
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--idle", type=int, default=10000, help="idle sockets to hold (0 skips)")
+    parser.add_argument("--sockets", default="50,500,1000", help="listener counts, comma-separated")
+    parser.add_argument("--rate", type=float, default=2, help="messages per second at most (each waits for the last)")
+    parser.add_argument("--seconds", type=float, default=20, help="sending time per listener count")
+    parser.add_argument("--idle", type=int, default=2000, help="idle sockets to hold for the memory figure (0 skips)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument(
         "--target",
         help="use the server (or cluster) already running at this URL; no idle phase (it reads the process's memory)",
     )
-    parser.add_argument("--json", help="also write the latency row here (for scripts/bench)")
+    parser.add_argument(
+        "--presence",
+        action="store_true",
+        help="keep Synapse's presence on in the server this starts: each of N listeners coming online then"
+        " wakes all N streams, for minutes at N=500, and the fan-out is measured inside that storm",
+    )
+    parser.add_argument("--json", help="also write one row per listener count here (for scripts/bench)")
     args = parser.parse_args()
     if args.target:
         run(Target(args.target), args)
@@ -202,7 +252,12 @@ def main() -> None:
         server = SynapseServer(
             Path(workdir),
             database_url=database_url,
-            overrides={**TEST_RATE_LIMITS, "bcrypt_rounds": 4},
+            overrides={
+                **TEST_RATE_LIMITS,
+                **JOIN_LIMITS,
+                "bcrypt_rounds": 4,
+                **({} if args.presence else {"presence": {"enabled": False}}),
+            },
             module_overrides={"websocket": {"heartbeat_seconds": 60}},
         )
         server.start()
@@ -220,41 +275,57 @@ class Target:
 
 
 def run(server: SynapseServer | Target, args: argparse.Namespace) -> None:
-    users_needed = args.sockets + 2 * (args.sockets // (ROOM_SIZE - 2) + 1)
     api = Api(server.base_url)
-    print(f"setting up {users_needed} users in rooms of {ROOM_SIZE} ...")
-    users = setup_users(api, users_needed)
-    rooms = setup_rooms(api, users)
-    clock, sent, sockets, pollers = asyncio.run(latency_phase(server, rooms, args.rate, args.seconds))
-    ws, sync = clock.latency["websocket"], clock.latency["sync"]
-    print(
-        f"\nlatency: {sent} messages at {args.rate}/s over {args.seconds}s; {sockets} WebSockets, {pollers} /sync long-polls"
-    )
-    print(f"{'transport':<12}{'deliveries':>12}{'p50 ms':>10}{'p99 ms':>10}")
-    for name, values in (("websocket", ws), ("/sync", sync)):
-        print(f"{name:<12}{len(values):>12}{percentile(values, 50):>10.1f}{percentile(values, 99):>10.1f}")
-    if ws and sync:
-        print(
-            f"ratio websocket/sync: p50 {percentile(ws, 50) / percentile(sync, 50):.2f}, p99 {percentile(ws, 99) / percentile(sync, 99):.2f}"
+    counts = [int(n) for n in str(args.sockets).split(",") if n]
+    rows: list[dict[str, Any]] = []
+    lines = []
+    sender = setup_users(api, "sender", 1)[0]
+    all_users: list[dict] = []
+    for n in counts:
+        print(f"setting up two rooms of {n} listeners ...", flush=True)
+        ws_users, sync_users = setup_users(api, f"ws{n}", n), setup_users(api, f"sync{n}", n)
+        all_users += ws_users
+        ws_room = (setup_room(api, sender, ws_users), ws_users)
+        sync_room = (setup_room(api, sender, sync_users), sync_users)
+        clock = asyncio.run(fanout_phase(server.base_url, sender, ws_room, sync_room, args))
+        ws, sync = clock.latency["websocket"], clock.latency["sync"]
+        ws_last, sync_last = clock.last["websocket"], clock.last["sync"]
+        messages = len(clock.sent)
+        lines.append(
+            f"{n:>9} {messages:>5} "
+            f"{percentile(ws, 50):>8.0f} {percentile(ws, 99):>8.0f} {percentile(ws_last, 50):>8.0f} "
+            f"{percentile(sync, 50):>8.0f} {percentile(sync, 99):>8.0f} {percentile(sync_last, 50):>8.0f} "
+            f"{fmt(ratio(ws, sync, 50)):>7} {fmt(ratio(ws, sync, 99)):>7}"
         )
-    if args.json:
-        row = {
-            "benchmark": f"real time: delivery to {sockets} WebSockets vs /sync",
-            "throughput": len(ws) / args.seconds,
-            "unit": "deliveries/s",
-            "p50_ms": percentile(ws, 50),
-            "p99_ms": percentile(ws, 99),
-            "ratio_throughput": None,
-            "ratio_p50": percentile(ws, 50) / percentile(sync, 50),
-            "ratio_p99": percentile(ws, 99) / percentile(sync, 99),
-        }
-        Path(args.json).write_text(json.dumps([row]))
+        rows.append(
+            {
+                "benchmark": f"real time: delivery to {n} WebSockets vs /sync",
+                "throughput": len(ws) / max(args.seconds, 1) if ws else None,
+                "unit": "deliveries/s",
+                "p50_ms": percentile(ws, 50),
+                "p99_ms": percentile(ws, 99),
+                "ratio_throughput": None,
+                "ratio_p50": ratio(ws, sync, 50),
+                "ratio_p99": ratio(ws, sync, 99),
+            }
+        )
+    print("\nsend → arrival, ms (WebSocket room and /sync room in turn, one message at a time)")
+    print(
+        f"{'listeners':>9} {'msgs':>5} {'ws p50':>8} {'ws p99':>8} {'ws all':>8} "
+        f"{'sync p50':>8} {'sync p99':>8} {'sync all':>8} {'p50 ×':>7} {'p99 ×':>7}"
+    )
+    print("\n".join(lines))
     if args.idle and isinstance(server, SynapseServer):
-        held, grown_kib, took = asyncio.run(idle_phase(server, users, args.idle))
+        idle_users = all_users or setup_users(api, "idle", 100)
+        held, grown_kib, took = asyncio.run(idle_phase(server, idle_users, args.idle))
+        per_socket = grown_kib / max(held, 1)
         print(
             f"\nidle: {held}/{args.idle} sockets held (opened in {took:.1f}s); server RSS grew {grown_kib / 1024:.1f} MiB,"
-            f" {grown_kib / max(held, 1):.1f} KiB per connection"
+            f" {per_socket:.1f} KiB per connection"
         )
+        rows.append({"benchmark": f"real time: server memory per idle WebSocket ({per_socket:.1f} KiB, {held} held)"})
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -370,3 +370,99 @@ def test_an_oversized_inbound_message_closes_1009(api: Api, server: SynapseServe
             assert time.monotonic() - started < 15
 
     run(scenario())
+
+
+def test_sockets_of_one_room_each_get_their_own_viewer_fields(api: Api, server: SynapseServer) -> None:
+    """The fan-out builds a message once for all its recipients: each still sees its own
+    `reacted_by_me`, and only the sender's socket carries the sender's `client_msg_id`."""
+    alice, bob, carol, dave = (api.register() for _ in range(4))
+    room = shared_room(api, alice, bob, carol, dave)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as session:
+            starts = {}
+            for user in (alice, bob, carol, dave):
+                first = Socket(await connect(session, server.base_url, user["access_token"]))
+                await first.hello()
+                starts[user["user_id"]] = first.pos
+                await first.ws.close()
+            # While everyone is away: alice posts, carol reacts. Resuming delivers the message with
+            # its reactions, as each viewer sees them.
+            sent = await loop.run_in_executor(
+                None,
+                lambda: api.call(
+                    "POST",
+                    f"/api/chat/rooms/{quote(room)}/messages",
+                    token=alice["access_token"],
+                    json={"content": "Bed 4 needs review", "client_msg_id": "fanout-1"},
+                ),
+            )
+            assert sent.status_code == 201, sent.text
+            message_id = sent.json()["id"]
+            reacted = await loop.run_in_executor(
+                None,
+                lambda: api.call(
+                    "POST",
+                    f"/api/chat/rooms/{quote(room)}/messages/{quote(message_id)}/reactions",
+                    token=carol["access_token"],
+                    json={"key": "👍"},
+                ),
+            )
+            assert reacted.status_code in (200, 201), reacted.text
+            sockets = {}
+            for user in (bob, carol, dave, alice):
+                sock = Socket(
+                    await connect(session, server.base_url, user["access_token"], since=starts[user["user_id"]])
+                )
+                await sock.hello()
+                sockets[user["user_id"]] = sock
+            models = {
+                user_id: (await sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == message_id))[
+                    "message"
+                ]
+                for user_id, sock in sockets.items()
+            }
+            for user_id, model in models.items():
+                assert model["reactions"] == [
+                    {"key": "👍", "count": 1, "reacted_by_me": user_id == carol["user_id"]}
+                ], user_id
+                assert model["content"] == "Bed 4 needs review"
+                assert model.get("client_msg_id") == ("fanout-1" if user_id == alice["user_id"] else None), user_id
+            for sock in sockets.values():
+                await sock.ws.close()
+
+    run(scenario())
+
+
+def test_a_socket_of_a_member_who_left_stops_receiving_the_room(api: Api, server: SynapseServer) -> None:
+    alice, bob, carol = api.register(), api.register(), api.register()
+    room = shared_room(api, alice, bob, carol)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as session:
+            bob_sock = Socket(await connect(session, server.base_url, bob["access_token"]))
+            carol_sock = Socket(await connect(session, server.base_url, carol["access_token"]))
+            await bob_sock.hello()
+            await carol_sock.hello()
+            before = await loop.run_in_executor(None, send_text, api, alice["access_token"], room, "Before")
+            for sock in (bob_sock, carol_sock):
+                await sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == before)
+            left = await loop.run_in_executor(
+                None,
+                lambda: api.call(
+                    "POST", f"/_matrix/client/v3/rooms/{room}/leave", token=carol["access_token"], json={}
+                ),
+            )
+            assert left.status_code == 200, left.text
+            await carol_sock.until(lambda e: e["type"] == "membership" and e["membership"] == "leave")
+            after = await loop.run_in_executor(None, send_text, api, alice["access_token"], room, "After")
+            await bob_sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == after)
+            with pytest.raises((AssertionError, TimeoutError)):  # nothing of the room any more
+                await carol_sock.until(lambda e: e["type"] in ("message.new", "notification.new"), timeout=3)
+            assert not [e for e in carol_sock.events if after in json.dumps(e)]
+            await bob_sock.ws.close()
+            await carol_sock.ws.close()
+
+    run(scenario())

@@ -47,6 +47,7 @@ from medchat.handlers.verification import Verification
 from medchat.media.uploads import MediaUploads
 from medchat.metrics import AUDIT_VERIFY_FAILURES, EXPIRY_OVERDUE, VERIFICATION_OLDEST_PENDING_AGE, VERIFICATION_PENDING
 from medchat.phi.detectors import Guard
+from medchat.realtime.fanout import FanOut
 from medchat.realtime.notifications import Notifications
 from medchat.realtime.presence import Presence
 from medchat.realtime.socket import SocketHub
@@ -174,8 +175,9 @@ class MedChatModule:
         expiry = Expiry(server, synapse.events, ExpiryStore(api), config.max_expires_in_seconds)
         messages = Messages(api, server, synapse.rooms, synapse.events, synapse.search, rooms, status, expiry)
         gdpr = Gdpr(api, server, synapse.http, synapse.accounts, accounts, rules, expiry, audit)
+        fanout = FanOut(server, synapse.events, synapse.stream, rooms, messages)
         sockets = SocketHub(
-            api, server, synapse.http, synapse.stream, config.websocket, status, messages, module_notifications
+            api, server, synapse.http, synapse.stream, config.websocket, status, fanout, module_notifications
         )
 
         # Every invite, join and knock, whatever its route, gets the one membership decision; its

@@ -126,16 +126,6 @@ class Messages:
             raise errors.not_found(missing)
         return event
 
-    async def stream_models(self, viewer: str, events: list[JsonDict]) -> dict[str, JsonDict]:
-        """Message models (by event id) for new messages arriving on the WebSocket: the same
-        model the REST API returns."""
-        by_room: dict[str, list[JsonDict]] = {}
-        for event in events:
-            by_room.setdefault(event["room_id"], []).append(event)
-        return {
-            m["id"]: m for room_id, group in by_room.items() for m in await self._models_for(viewer, room_id, group)
-        }
-
     async def model(self, requester: Any, room_id: str, event: JsonDict) -> JsonDict:
         """The Message model of one event, read afresh (reactions, votes, status)."""
         return await self._model(requester, room_id, event)

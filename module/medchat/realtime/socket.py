@@ -47,13 +47,14 @@ from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
 from medchat.config import WebSocketConfig
-from medchat.handlers.messages import Messages
 from medchat.metrics import WEBSOCKET_CLOSES, WEBSOCKET_CONNECTIONS
+from medchat.realtime.fanout import DeliveryBatch, FanOut
 from medchat.realtime.frames import frames_for, is_new_message, notification_frame
 from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
 from medchat.store.notifications import HINT_TYPE, NotificationStore
 from medchat.synapse import SynapseHttp, SynapseServer, SynapseStream
+from medchat.util import concurrently
 from medchat.wellformed import NotJson, load_json
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class SocketHub:
         synapse_stream: SynapseStream,
         config: WebSocketConfig,
         status: MessageStatus,
-        messages: Messages,
+        fanout: FanOut,
         notices: NotificationStore,
     ):
         self.api = api
@@ -110,11 +111,13 @@ class SocketHub:
         self.synapse_http = synapse_http
         self.synapse_stream = synapse_stream
         self.config = config
-        self.status = status
-        self.messages = messages
+        self.fanout = fanout
+        self.deliveries = DeliveryBatch(api, status)
         self.notices = notices
         self.open: set[ChatSocket] = set()
         self._by_user: dict[str, set[ChatSocket]] = {}
+        # Delivery marks for senders, sent as one frame per sender socket per batch of deliveries.
+        self._marks: dict[ChatSocket, list[dict[str, Any]]] = {}
         status.on_delivered(self._tell_senders)
         WEBSOCKET_CONNECTIONS.labels(server_name=api.server_name).set_function(lambda: len(self.open))
 
@@ -130,7 +133,10 @@ class SocketHub:
 
     def _tell_senders(self, recipient: str, messages: list[tuple[str, str, str]]) -> None:
         """Delivery marks for the senders' sockets on this process (behind nginx every socket
-        terminates on the sync worker, where socket deliveries are recorded)."""
+        terminates on the sync worker, where socket deliveries are recorded). The marks of one
+        batch of deliveries (a message reaching a room) go out as one frame per sender socket."""
+        if not self._marks:
+            self.api.delayed_background_call(0, self._send_marks, desc="medchat_ws_delivery_marks")
         for message_id, room_id, sender in messages:
             frame = {
                 "type": "message.status",
@@ -140,7 +146,12 @@ class SocketHub:
                 "status": "delivered",
             }
             for sock in self._by_user.get(sender, ()):
-                sock.push_live([frame])
+                self._marks.setdefault(sock, []).append(frame)
+
+    def _send_marks(self) -> None:
+        marks, self._marks = self._marks, {}
+        for sock, frames in marks.items():
+            sock.push_live(frames)
 
     def buildProtocol(self, request: Any) -> ChatSocket:
         return ChatSocket(self, request)
@@ -168,9 +179,29 @@ class _ChatSocketResource(WebSocketResource):
 
 @implementer(IPushProducer)
 class ChatSocket:
+    # Thousands are open at once: no per-instance dict.
+    __slots__ = (
+        "_close_code",
+        "_closed",
+        "_frames_in",
+        "_frames_out",
+        "_hub",
+        "_inbound",
+        "_loop",
+        "_paused",
+        "_request",
+        "_started",
+        "_tcp",
+        "_transport",
+        "position",
+        "user_id",
+    )
+
     def __init__(self, hub: SocketHub, request: Any):
         self._hub = hub
-        self._request = request
+        # The upgrade request, until the socket has authenticated (then released: _release_request).
+        self._request: Any = request
+        self._tcp: Any = None
         self._transport: WebSocketTransport | None = None
         self._closed = False
         self._paused = False
@@ -220,7 +251,8 @@ class ChatSocket:
     def negotiationFinished(self) -> None:
         # The upgraded connection no longer carries HTTP: the HTTP channel stops being the TCP
         # transport's producer, and this socket takes its place to learn when the buffer is full.
-        self._request.channel.transport.unregisterProducer()
+        self._tcp = self._request.channel.transport
+        self._tcp.unregisterProducer()
         assert self._transport is not None
         self._transport.attachProducer(self)
         self._hub.open.add(self)
@@ -265,6 +297,7 @@ class ChatSocket:
     def connectionLost(self, reason: Failure) -> None:
         self._closed = True
         self._hub.left(self)
+        self._release_request()
         if self._loop is not None:
             self._loop.cancel()
         # 1006: closed without a close frame (RFC 6455 7.1.5), e.g. the network went away.
@@ -312,12 +345,15 @@ class ChatSocket:
 
     async def _stream(self) -> None:
         hub, config = self._hub, self._hub.config
+        request = self._request
+        since = request.args.get(b"since", [b""])[0].decode("utf-8", "replace")
         try:
-            requester, access_token = await hub.synapse_http.authenticate(self._request)
+            requester, access_token = await hub.synapse_http.authenticate(request)
         except SynapseError as e:  # missing, unknown or expired token
             self._close(CLOSE_UNAUTHORIZED, f"unauthorized: {e.msg}")
             return
-        since = self._request.args.get(b"since", [b""])[0].decode("utf-8", "replace")
+        finally:
+            self._release_request()
         try:
             position = (
                 Position.parse(since)
@@ -365,24 +401,22 @@ class ChatSocket:
 
     async def _frames(self, user_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The app's frames for one batch of Synapse stream events, notifications included."""
-        messages = await self._hub.messages.stream_models(user_id, [e for e in events if is_new_message(e)])
+        fanout = self._hub.fanout
+        messages, notified = await concurrently(
+            lambda: fanout.message_models(user_id, [e for e in events if is_new_message(e)]),
+            lambda: fanout.notified(user_id, events),
+        )
         frames = [frame for event in events for frame in frames_for(event, messages)]
-        from_others = [e["event_id"] for e in events if "event_id" in e and e.get("sender") != user_id]
-        notified = await self._hub.synapse_stream.notified_events(user_id, from_others)
         notices = [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
         return frames + [notice for notice in notices if notice is not None]
 
     def _record_delivery(self, user_id: str, frames: list[dict[str, Any]]) -> None:
-        """Records the delivery in a background process of its own: a client that disconnects
-        right after the frame cancels this socket's loop, but must not undo the delivery."""
+        """Records the delivery of the messages from others (with the other sockets' deliveries)."""
         received = [
             f["message"] for f in frames if f["type"] == "message.new" and f["message"]["sender"]["id"] != user_id
         ]
         if received:
-            items = [(m["id"], m["room_id"], m["sender"]["id"]) for m in received]
-            self._hub.api.run_as_background_process(
-                "medchat_record_delivery", self._hub.status.delivered, user_id, items
-            )
+            self._hub.deliveries.add(user_id, [(m["id"], m["room_id"], m["sender"]["id"]) for m in received])
 
     def push_live(self, frames: list[dict[str, Any]]) -> None:
         """Frames that are not in Synapse's stream (delivery marks): sent at once, with no `pos`,
@@ -402,6 +436,12 @@ class ChatSocket:
             waited += _DRAIN_POLL_SECONDS
         return True
 
+    def _release_request(self) -> None:
+        """The socket needs nothing more of its upgrade request: Synapse finishes it."""
+        if self._request is not None:
+            request, self._request = self._request, None
+            self._hub.synapse_http.release_upgraded(request)
+
     def _still_open(self) -> bool:
         """Read after an await: a method call, as the attribute's value may change while it waits."""
         return not self._closed
@@ -419,7 +459,7 @@ class ChatSocket:
             self._close_code = code
             WEBSOCKET_CLOSES.labels(code=str(code), server_name=self._hub.api.server_name).inc()
             self._transport.loseConnection(code)
-            tcp = self._request.channel.transport
+            tcp = self._tcp
             self._hub.api.delayed_background_call(
                 ABORT_AFTER_SECONDS * 1000, lambda: tcp.connected and tcp.abortConnection(), desc="medchat_ws_abort"
             )

@@ -169,10 +169,19 @@ class MessageStatus:
 
     async def delivered(self, user_id: str, messages: list[tuple[str, str, str]]) -> None:
         """Records that a device of `user_id` has these (message_id, room_id, sender) messages."""
-        marks: dict[str, int] = {}
-        for room_id, ordering, _ in (await self._synapse_events.stream_orderings([m[0] for m in messages])).values():
-            marks[room_id] = max(ordering, marks.get(room_id, ordering))
+        await self.delivered_many([(user_id, messages)])
+
+    async def delivered_many(self, deliveries: list[tuple[str, list[tuple[str, str, str]]]]) -> None:
+        """`delivered` for many recipients in two queries (the WebSocket fan-out's batch)."""
+        positions = await self._synapse_events.stream_orderings(list({m[0] for _, ms in deliveries for m in ms}))
+        marks: dict[tuple[str, str], int] = {}
+        for user_id, messages in deliveries:
+            for message_id, _, _ in messages:
+                if message_id in positions:
+                    room_id, ordering, _ = positions[message_id]
+                    marks[(user_id, room_id)] = max(ordering, marks.get((user_id, room_id), ordering))
         if marks:
-            await self._deliveries.advance(user_id, marks, self._synapse_server.now_ms())
-        for listener in self._listeners:
-            listener(user_id, messages)
+            await self._deliveries.advance_many(marks, self._synapse_server.now_ms())
+        for user_id, messages in deliveries:
+            for listener in self._listeners:
+                listener(user_id, messages)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from synapse.api.auth.base import BaseAuth
 from synapse.api.errors import SynapseError
 from synapse.http.server import JsonResource
 from synapse.http.site import SynapseRequest
+from synapse.logging.context import PreserveLoggingContext
 from synapse.media._base import respond_with_file
 from synapse.types import Requester
 
@@ -42,6 +44,22 @@ class SynapseHttp(Family):
         """The requester behind the request's access token (header or `access_token` query), and
         the token itself, for re-checking on a long-lived connection."""
         return await self.api.get_user_by_req(request), BaseAuth.get_access_token_from_request(request)
+
+    def release_upgraded(self, request: SynapseRequest) -> None:
+        """Ends Synapse's bookkeeping of a request that became a WebSocket, once the socket has
+        read what it needs from it (token, query): the access-log line (101) is written and the
+        in-flight request metrics stop, and the HTTP channel, which now only carries the socket,
+        forgets the request. Twisted's upgrade never tells the request that the connection ended,
+        so otherwise the request, its headers and log context are held as long as the socket is
+        open, and its metrics entry for good."""
+        if request.logcontext is not None:  # set when Synapse started rendering it: always, here
+            request.code = 101
+            request.finish_time = time.time()
+            with PreserveLoggingContext(request.logcontext):
+                request._finished_processing()
+        pending = getattr(request.channel, "requests", None)
+        if pending is not None and request in pending:
+            pending.remove(request)
 
     async def token_still_valid(self, access_token: str) -> bool:
         """Whether a token checked earlier still works (logout, expiry, deactivation end it)."""

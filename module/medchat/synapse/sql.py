@@ -101,6 +101,16 @@ def notified_events_txn(txn: LoggingTransaction, user_id: str, event_ids: list[s
     return found
 
 
+def notified_users_txn(txn: LoggingTransaction, room_id: str, event_id: str) -> set[str]:
+    """Whom Synapse's push rules notified about this event, by the push actions' unique index
+    (room, event, user); they are written in the event's own persist transaction, so they are
+    there once the event is in the stream."""
+    txn.execute(
+        "SELECT user_id FROM event_push_actions WHERE room_id = ? AND event_id = ? AND notif = 1", (room_id, event_id)
+    )
+    return {row[0] for row in txn.fetchall()}
+
+
 def _search_sql(postgres: bool) -> str:
     """The ranked hits of a room search as a message reads now, with their total:
     (rank, event_id, stream_ordering, hit_id, total), `hit_id` being the indexed event that matched.

@@ -108,6 +108,10 @@ class SynapseStream(Family):
             return set()
         return await self.api.run_db_interaction("medchat_notified_events", sql.notified_events_txn, user_id, event_ids)
 
+    async def notified_users(self, room_id: str, event_id: str) -> set[str]:
+        """Whom Synapse's push rules notified about this event: one read for all its recipients."""
+        return await self.api.run_db_interaction("medchat_notified_users", sql.notified_users_txn, room_id, event_id)
+
     async def presence(self, user_id: str) -> tuple[bool, int | None]:
         """(is_online, last_active_ts_ms) from Synapse's presence."""
         state = await self._hs.get_presence_handler().get_state(UserID.from_string(user_id))
