@@ -275,6 +275,7 @@ ROOM = obj(
         "created_by": _STRING,
         "membership": _STRING,
         "participants": array(PARTICIPANT),
+        "participant_count": _INTEGER,
         "last_message": {
             "oneOf": [
                 {"type": "null"},
@@ -305,6 +306,7 @@ ROOM = obj(
         "created_by",
         "membership",
         "participants",
+        "participant_count",
         "last_message",
         "unread_count",
         "created_at",
@@ -313,8 +315,8 @@ ROOM = obj(
     title="Room",
 )
 
-ROOM_PAGE = page("rooms", ROOM, total=_INTEGER)
-PARTICIPANTS = obj({"participants": array(PARTICIPANT)})
+ROOM_PAGE = page("results", ROOM, count=_INTEGER)
+PARTICIPANTS = page("results", PARTICIPANT, count=_INTEGER)
 ROOM_LEFT = obj({"room_id": _STRING, "left": _BOOLEAN, "closed": _BOOLEAN, "removed": array(_STRING)})
 PARTICIPANT_REMOVED = obj({"room_id": _STRING, "user_id": _STRING, "removed": _BOOLEAN})
 ROOM_JOINED = obj({"room_id": _STRING, "membership": {"const": "join"}, "room": ROOM})
