@@ -282,7 +282,7 @@ def test_closing_a_group_with_another_admin_removes_no_one(api: Api) -> None:
     assert made_admin.status_code == 200, made_admin.text
     refused = api.call("DELETE", f"{path}?close=true", token=bob["access_token"])
     expect_error(refused, 403, "M_FORBIDDEN")
-    members = api.call("GET", f"{path}/participants", token=owner["access_token"]).json()["participants"]
+    members = api.call("GET", f"{path}/participants", token=owner["access_token"]).json()["results"]
     assert {p["id"]: p["membership"] for p in members} == {
         owner["user_id"]: "join",
         bob["user_id"]: "join",

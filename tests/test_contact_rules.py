@@ -216,7 +216,7 @@ def test_no_invite_is_left_that_the_invitee_may_not_accept(api: Api, server: Any
     join was refused. Now the invite is refused up front, so nothing reaches the student."""
     student, resident = api.register(role="MBBS Student"), api.register()
     refusal(create_room(api, resident, [student["user_id"]], is_direct=True), POLICY)
-    rooms = api.call("GET", "/api/chat/rooms", token=student["access_token"]).json()["rooms"]
+    rooms = api.call("GET", "/api/chat/rooms", token=student["access_token"]).json()["results"]
     assert rooms == []
 
     async def nio_invites(inviter: dict[str, Any]) -> Any:

@@ -258,7 +258,7 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
         json={"user_id": alice["user_id"]},
     )
     assert invite.status_code == 403 and invite.json()["org.medchat.rule"] == "federation_allow_list", invite.text
-    assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
+    assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["results"] == []
 
     # From C: joining A's public room is refused.
     public = a.api.call(
@@ -299,7 +299,7 @@ def test_a_server_outside_the_allow_list_cannot_invite_join_or_dm(federation: Fe
         and added.json()["errcode"] == "ORG_MEDCHAT_CONTACT_REFUSED"
         and c.name in added.json()["error"]
     ), added.text
-    assert {r["id"] for r in a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"]} == {
+    assert {r["id"] for r in a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["results"]} == {
         public,
         group,
     }  # nothing half-made
@@ -440,7 +440,7 @@ def test_attestation_is_published_signed_and_checked(federation: Federation) -> 
 
 def participants_on(side: Institution, user: dict[str, Any], room_id: str) -> dict[str, str]:
     response = side.api.call("GET", room_path(room_id, "/participants"), token=user["access_token"])
-    return {p["id"]: p["membership"] for p in response.json()["participants"]} if response.ok else {}
+    return {p["id"]: p["membership"] for p in response.json()["results"]} if response.ok else {}
 
 
 def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_attestation(
@@ -458,7 +458,7 @@ def test_case_room_admits_a_verified_remote_practitioner_and_refuses_a_forged_at
     )
     assert refused.status_code == 403 and refused.json()["errcode"] == "ORG_MEDCHAT_CASE_ROOM_REFUSED", refused.text
     assert nobody["user_id"] in refused.json()["error"]
-    assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["rooms"] == []
+    assert a.api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()["results"] == []
 
     # With B's licence-verified doctor: made, invited over federation, joined from B's API.
     case = create_room(a.api, alice["access_token"], type="case", name="Case 12", participants=[doctor["user_id"]])[
@@ -582,7 +582,7 @@ def test_the_policy_and_initial_state_invites_across_servers(federation: Federat
     from_b_state = raw(b, resident, "POST", "/createRoom", {"initial_state": [member_invite(student["user_id"])]})
     assert from_b_state.status_code == 400, from_b_state.text
     time.sleep(1)
-    assert a.api.call("GET", "/api/chat/rooms", token=student["access_token"]).json()["rooms"] == []
+    assert a.api.call("GET", "/api/chat/rooms", token=student["access_token"]).json()["results"] == []
 
     # A pair the policy allows: the same invite through `invite` reaches B's user, who accepts it.
     peer, colleague = a.api.register(role="MBBS Student"), b.api.register(role="Resident")

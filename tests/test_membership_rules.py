@@ -72,7 +72,7 @@ def api_rooms(api: Api, user: dict[str, Any]) -> dict[str, str]:
     """The user's rooms and invitations as the app lists them (room id -> membership)."""
     response = api.call("GET", "/api/chat/rooms?limit=100", token=user["access_token"])
     assert response.status_code == 200, response.text
-    return {r["id"]: r.get("membership", "join") for r in response.json()["rooms"]}
+    return {r["id"]: r.get("membership", "join") for r in response.json()["results"]}
 
 
 def membership_of(api: Api, viewer: dict[str, Any], room: str, user_id: str) -> str | None:

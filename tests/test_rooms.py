@@ -78,11 +78,11 @@ def test_group_room_list_order_and_details(api: Api) -> None:
     direct = create_room(api, alice["access_token"], type="direct", participants=[bob["user_id"]])
 
     listed = api.call("GET", "/api/chat/rooms?limit=1", token=alice["access_token"]).json()
-    assert [r["id"] for r in listed["rooms"]] == [direct["id"]] and listed["next_cursor"] == "1"
+    assert [r["id"] for r in listed["results"]] == [direct["id"]] and listed["next_cursor"] == "1"
     second = api.call(
         "GET", f"/api/chat/rooms?limit=1&cursor={listed['next_cursor']}", token=alice["access_token"]
     ).json()
-    assert [r["id"] for r in second["rooms"]] == [group["id"]] and second["next_cursor"] is None
+    assert [r["id"] for r in second["results"]] == [group["id"]] and second["next_cursor"] is None
 
     # Activity reorders: a message in the group puts it first.
     sent = api.call(
@@ -93,12 +93,13 @@ def test_group_room_list_order_and_details(api: Api) -> None:
     )
     assert sent.status_code == 200
     listed = api.call("GET", "/api/chat/rooms", token=alice["access_token"]).json()
-    assert [r["id"] for r in listed["rooms"]] == [group["id"], direct["id"]]
-    assert listed["rooms"][0]["last_message"]["content"] == "Agenda attached"
+    assert [r["id"] for r in listed["results"]] == [group["id"], direct["id"]]
+    assert listed["results"][0]["last_message"]["content"] == "Agenda attached"
 
     # Bob sees both as invitations until he joins the group by adding himself.
     bob_rooms = {
-        r["id"]: r["membership"] for r in api.call("GET", "/api/chat/rooms", token=bob["access_token"]).json()["rooms"]
+        r["id"]: r["membership"]
+        for r in api.call("GET", "/api/chat/rooms", token=bob["access_token"]).json()["results"]
     }
     assert bob_rooms == {group["id"]: "invite", direct["id"]: "invite"}
     joined = api.call(
@@ -179,9 +180,7 @@ def test_update_room_and_participants(api: Api) -> None:
     expect_error(api.call("DELETE", carol_path, token=bob["access_token"]), 403, "M_FORBIDDEN")
     kicked = api.call("DELETE", carol_path, token=alice["access_token"])
     assert kicked.status_code == 200, kicked.text
-    listed = api.call("GET", room_path(group["id"], "/participants"), token=alice["access_token"]).json()[
-        "participants"
-    ]
+    listed = api.call("GET", room_path(group["id"], "/participants"), token=alice["access_token"]).json()["results"]
     assert sorted(p["id"] for p in listed) == sorted([alice["user_id"], bob["user_id"]])
     expect_error(
         api.call(
@@ -210,7 +209,7 @@ def test_leave_and_close(api: Api) -> None:
     for user in (alice, bob, carol):
         expect_error(api.call("GET", room_path(group["id"]), token=user["access_token"]), 404, "M_NOT_FOUND")
         assert group["id"] not in [
-            r["id"] for r in api.call("GET", "/api/chat/rooms", token=user["access_token"]).json()["rooms"]
+            r["id"] for r in api.call("GET", "/api/chat/rooms", token=user["access_token"]).json()["results"]
         ]
 
     direct = create_room(api, alice["access_token"], type="direct", participants=[bob["user_id"]])

@@ -220,7 +220,7 @@ def nio_dm(server: SynapseServer, api: Api, creator: dict[str, Any], invitee: di
 
 
 def listed_type(api: Api, user: dict[str, Any], room_id: str) -> str:
-    rooms = api.call("GET", "/api/chat/rooms?limit=100", token=user["access_token"]).json()["rooms"]
+    rooms = api.call("GET", "/api/chat/rooms?limit=100", token=user["access_token"]).json()["results"]
     return next(r["type"] for r in rooms if r["id"] == room_id)
 
 

@@ -89,7 +89,7 @@ def test_a_study_group_is_a_child_of_its_institution_space(api: Api, server: Syn
         }
     ]
     # The space is not a chat: the room list leaves it out.
-    mine = api.call("GET", "/api/chat/rooms", token=creator["access_token"]).json()["rooms"]
+    mine = api.call("GET", "/api/chat/rooms", token=creator["access_token"]).json()["results"]
     assert [r["id"] for r in mine] == [room["id"]]
 
 
@@ -167,7 +167,7 @@ def test_knock_and_approval(api: Api, server: SynapseServer) -> None:
 
     participants = api.call(
         "GET", f"/api/chat/rooms/{quote(room_id)}/participants", token=creator["access_token"]
-    ).json()["participants"]
+    ).json()["results"]
     assert {p["id"]: p["membership"] for p in participants} == {
         creator["user_id"]: "join",
         asker["user_id"]: "knock",

@@ -8,7 +8,7 @@ from synapse.http.server import JsonResource
 from synapse.module_api import ModuleApi
 
 from medchat.api.http import read_json, read_query, route
-from medchat.api.schemas.queries import LeaveQuery, RoomPageQuery
+from medchat.api.schemas.queries import LeaveQuery, ParticipantsQuery, RoomPageQuery
 from medchat.api.schemas.requests import ParticipantAddBody, RoomCreateBody, RoomJoinBody, RoomUpdateBody
 from medchat.api.schemas.responses import (
     INSTITUTION_ROOMS,
@@ -54,7 +54,14 @@ class RoomServlets:
             query=RoomPageQuery,
             responses={200: INSTITUTION_ROOMS},
         )
-        route(resource, "GET", f"{room}/participants", self.participants, responses={200: PARTICIPANTS})
+        route(
+            resource,
+            "GET",
+            f"{room}/participants",
+            self.participants,
+            query=ParticipantsQuery,
+            responses={200: PARTICIPANTS},
+        )
         route(
             resource,
             "POST",
@@ -72,7 +79,8 @@ class RoomServlets:
         )
 
     async def list_rooms(self, request: Any) -> tuple[int, Any]:
-        """The caller's joined rooms and pending invitations, newest activity first."""
+        """The caller's joined rooms and pending invitations, newest activity first; each room's
+        `participants` is a summary (up to 5, the caller last), `participant_count` all of them."""
         requester = await self._api.get_user_by_req(request)
         query = read_query(request, RoomPageQuery)
         return 200, await self._rooms.list_rooms(requester, query.limit, query.cursor)
@@ -121,9 +129,11 @@ class RoomServlets:
         return 200, await self._study_groups.institution_rooms(caller, name, query.limit, query.cursor)
 
     async def participants(self, request: Any, room_id: str) -> tuple[int, Any]:
-        """The room's joined and invited members, with their role."""
+        """One page of the room's joined, invited and knocking members by user id, with their role
+        and presence; `count` is all of them."""
         requester = await self._api.get_user_by_req(request)
-        return 200, await self._rooms.participants(requester, room_id)
+        query = read_query(request, ParticipantsQuery)
+        return 200, await self._rooms.participants(requester, room_id, query.limit, query.cursor)
 
     async def add_participant(self, request: Any, room_id: str) -> tuple[int, Any]:
         """Invites a user (201) or changes a participant's role (200)."""

@@ -24,6 +24,7 @@ from medchat.handlers.studygroups import StudyGroups
 from medchat.models import JsonDict, chat_member, chat_message, iso
 from medchat.roomtypes import CASE_ROOM, KIND_OF_TYPE, PHI_GUARD_STATE, SPACE, STUDY_GROUP, phi_guard_mode
 from medchat.synapse import SynapseEvents, SynapseProfiles, SynapseRooms, SynapseServer, SynapseStream
+from medchat.synapse.rooms import Member
 from medchat.util import concurrently
 
 if TYPE_CHECKING:
@@ -43,8 +44,15 @@ _ROOM_STATE = [
     ("m.room.join_rules", ""),
     (PHI_GUARD_STATE, ""),
     (ENCRYPTION, ""),
+    ("m.room.power_levels", ""),
     ("m.room.member", None),
 ]
+# The state a role is read from (room v12 creators are admins by their create event).
+_POWER_STATE: list[tuple[str, str | None]] = [("m.room.create", ""), ("m.room.power_levels", "")]
+# The room's own state events (no members), for describing many rooms from Synapse's caches.
+_NAMED_STATE = [(kind, key) for kind, key in _ROOM_STATE if key is not None]
+# Participants a room carries in the room list: sliding sync's heroes.
+_HEROES = 5
 # Memberships that make someone a participant (a knock is a pending request to join).
 _PARTICIPATING = ("join", "invite", "knock")
 # The fields of a room update, in the order they are sent (the guard first: the likeliest refusal),
@@ -223,40 +231,99 @@ class Rooms:
     # --- read ---------------------------------------------------------------------------------
 
     async def list_rooms(self, requester: Any, limit: int, cursor: str | None) -> JsonDict:
-        """The caller's joined rooms and pending invites, newest activity first."""
+        """The caller's joined rooms and pending invites, newest activity first (sliding sync's
+        order). The page's rooms are described together: their state from Synapse's caches, the
+        participant summaries, last messages and unread counts each in one look-up for the page."""
         caller = requester.user.to_string()
-        offset = int(cursor) if cursor and cursor.isdigit() else 0
-        if cursor and not cursor.isdigit():
-            raise errors.invalid_param("Invalid field cursor.")
-        rooms = await self._synapse_rooms.rooms_for_user(caller, ("join", "invite"))
-        kinds = await self._synapse_rooms.room_types(list(rooms))
-        rooms = {room_id: m for room_id, m in rooms.items() if kinds.get(room_id) != SPACE}
-        activity = await self._synapse_rooms.last_activity(list(rooms))
-        ordered = sorted(rooms, key=lambda r: (activity.get(r, 0), r), reverse=True)
-        page = ordered[offset : offset + limit]
+        offset = _offset(cursor)
+        ordered = await self._synapse_rooms.rooms_by_activity(caller, SPACE)
+        page = dict(ordered[offset : offset + limit])
+        room_ids = list(page)
+        joined = [room_id for room_id in room_ids if page[room_id] == "join"]
+        states, summaries, latest, unread, direct = await concurrently(
+            lambda: self._synapse_rooms.rooms_state(room_ids, [*_NAMED_STATE, ("m.room.member", caller)]),
+            lambda: self._synapse_rooms.member_summaries(room_ids, caller, _HEROES),
+            lambda: self._latest(requester, room_ids, joined),
+            lambda: self._synapse_stream.unread_counts_by_room(caller) if joined else _value({}),
+            lambda: self._direct_map(caller),
+        )
+        heroes = await self._participant_objects(
+            {room_id: members for room_id, (_, members) in summaries.items()}, states
+        )
+        rooms = []
+        for room_id in room_ids:
+            if ("m.room.create", "") not in states[room_id] and page[room_id] == "invite":
+                rooms.append(await self._remote_invite_view(caller, room_id))
+                continue
+            last_ts, last_message = latest.get(room_id, (None, None))
+            state = states[room_id]
+            rooms.append(
+                self._describe(
+                    caller,
+                    room_id,
+                    page[room_id],
+                    state,
+                    participants=heroes[room_id],
+                    participant_count=summaries[room_id][0],
+                    is_direct=_is_direct_in(direct, caller, room_id, state),
+                    last_ts=last_ts,
+                    last_message=last_message,
+                    unread=unread.get(room_id, 0),
+                )
+            )
         more = offset + limit < len(ordered)
-        return {
-            "rooms": await concurrently(*[partial(self.view, requester, r, rooms[r]) for r in page]),
-            "next_cursor": str(offset + limit) if more else None,
-            "total": len(ordered),
-        }
+        return {"results": rooms, "next_cursor": str(offset + limit) if more else None, "count": len(ordered)}
 
     async def view(self, requester: Any, room_id: str, membership: str | None = None) -> JsonDict:
+        """One room with all its participants (presence looked up for all of them at once)."""
         caller = requester.user.to_string()
         membership = membership or await self.require_member(room_id, caller, allow_invite=True)
         state = await self._synapse_rooms.room_state(room_id, _ROOM_STATE)
         if ("m.room.create", "") not in state and membership == "invite":
             return await self._remote_invite_view(caller, room_id)
-        create = state[("m.room.create", "")]
-        room_type = KIND_OF_TYPE.get(create.content.get("type") or "")
         joined = membership == "join"
-        participants, is_direct, last_ts, last_message, unread = await concurrently(
-            lambda: self._participants(room_id, state),
-            lambda: self._is_direct(caller, room_id, state) if room_type is None else _value(False),
-            lambda: self._synapse_rooms.last_event_ts(room_id),
-            lambda: self._last_message(requester, room_id) if joined else _value(None),
+        members = [
+            (key, event.content["membership"], event.content.get("displayname"), event.content.get("avatar_url"))
+            for (kind, key), event in sorted(state.items())
+            if kind == "m.room.member" and event.content.get("membership") in _PARTICIPATING
+        ]
+        participants, direct, latest, unread = await concurrently(
+            lambda: self._participant_objects({room_id: members}, {room_id: state}),
+            lambda: self._direct_map(caller),
+            lambda: self._latest(requester, [room_id], [room_id] if joined else []),
             lambda: self._synapse_stream.unread_count(room_id, caller) if joined else _value(0),
         )
+        last_ts, last_message = latest.get(room_id, (None, None))
+        return self._describe(
+            caller,
+            room_id,
+            membership,
+            state,
+            participants=participants[room_id],
+            participant_count=len(members),
+            is_direct=_is_direct_in(direct, caller, room_id, state),
+            last_ts=last_ts,
+            last_message=last_message,
+            unread=unread,
+        )
+
+    def _describe(
+        self,
+        caller: str,
+        room_id: str,
+        membership: str,
+        state: dict,
+        *,
+        participants: list[JsonDict],
+        participant_count: int,
+        is_direct: bool,
+        last_ts: int | None,
+        last_message: JsonDict | None,
+        unread: int,
+    ) -> JsonDict:
+        """The ChatRoom model of a room of this server from its state and what was looked up."""
+        create = state[("m.room.create", "")]
+        room_type = KIND_OF_TYPE.get(create.content.get("type") or "")
         name = state.get(("m.room.name", ""))
         topic = state.get(("m.room.topic", ""))
         avatar = state.get(("m.room.avatar", ""))
@@ -278,6 +345,7 @@ class Rooms:
             "created_by": create.sender,
             "membership": membership,
             "participants": participants,
+            "participant_count": participant_count,
             "last_message": last_message,
             "unread_count": unread,
             "created_at": iso(create.origin_server_ts),
@@ -322,6 +390,7 @@ class Rooms:
             "created_by": create.get("sender", invite.sender),
             "membership": "invite",
             "participants": participants,
+            "participant_count": len(participants),
             "last_message": None,
             "unread_count": 0,
             "created_at": iso(invite.origin_server_ts),
@@ -329,55 +398,60 @@ class Rooms:
         }
 
     async def _is_direct(self, caller: str, room_id: str, state: dict) -> bool:
-        if any(room_id in rooms for rooms in (await self._direct_map(caller)).values()):
-            return True
-        own = state.get(("m.room.member", caller))
-        return bool(own and own.content.get("is_direct"))
+        return _is_direct_in(await self._direct_map(caller), caller, room_id, state)
 
     async def _members(self, room_id: str) -> dict[str, str | None]:
         state = await self._synapse_rooms.room_state(room_id, [("m.room.member", None)])
         return {key: event.content.get("membership") for (_, key), event in state.items()}
 
-    async def _participants(self, room_id: str, state: dict) -> list[JsonDict]:
-        members = {
-            key: event.content
-            for (kind, key), event in state.items()
-            if kind == "m.room.member" and event.content.get("membership") in _PARTICIPATING
-        }
-        ordered = sorted(members)
-        (levels, _), *presences = await concurrently(
-            lambda: self._synapse_rooms.power_levels(room_id, ordered),
-            *[partial(self._synapse_stream.presence, u) for u in ordered],
-        )
-        result = []
-        for user_id, (online, last_active) in zip(ordered, presences):
-            content = members[user_id]
-            result.append(
+    async def _participant_objects(
+        self, members_by_room: dict[str, list[Member]], states: dict[str, dict]
+    ) -> dict[str, list[JsonDict]]:
+        """The participant objects of each room's given members: roles from the room's power
+        levels in `states` (its create and power-levels events), presence of everyone at once."""
+        everyone = sorted({member[0] for members in members_by_room.values() for member in members})
+        presence = await self._synapse_stream.presence_of(everyone) if everyone else {}
+        return {
+            room_id: [
                 {
                     "id": user_id,
-                    "user": chat_member(user_id, content),
-                    "role": "admin" if levels[user_id] >= ADMIN_LEVEL else "member",
-                    "membership": content["membership"],
-                    "is_online": online,
-                    "last_seen": iso(last_active),
+                    "user": chat_member(user_id, {"displayname": name, "avatar_url": avatar}),
+                    "role": "admin"
+                    if self._synapse_rooms.power_level(user_id, states[room_id]) >= ADMIN_LEVEL
+                    else "member",
+                    "membership": membership,
+                    "is_online": presence.get(user_id, (False, None))[0],
+                    "last_seen": iso(presence.get(user_id, (False, None))[1]),
                 }
-            )
-        return result
+                for user_id, membership, name, avatar in members
+            ]
+            for room_id, members in members_by_room.items()
+        }
+
+    async def _latest(
+        self, requester: Any, room_ids: list[str], joined: list[str]
+    ) -> dict[str, tuple[int | None, JsonDict | None]]:
+        """room_id -> (when its newest event was sent, its last message as the caller sees it;
+        None outside the `joined` rooms). The newest message of each room is found in one
+        transaction and read as Synapse serves it (visibility, bundled edit); where the caller may
+        not see it, a short /messages read of that room finds the one they may."""
+        latest = await self._synapse_rooms.latest_events(room_ids, list(kinds.SHOWN_TYPES))
+        wanted = [room_id for room_id in joined if latest.get(room_id, (None, None))[1]]
+        events = await concurrently(
+            *[partial(self._synapse_events.event_json, requester, r, str(latest[r][1])) for r in wanted]
+        )
+        messages: dict[str, JsonDict | None] = {}
+        for room_id, event in zip(wanted, events):
+            if event is not None and kinds.is_shown(event):
+                messages[room_id] = _last_message(event)
+            else:
+                messages[room_id] = await self._last_message(requester, room_id)
+        return {room_id: (latest[room_id][0], messages.get(room_id)) for room_id in latest}
 
     async def _last_message(self, requester: Any, room_id: str) -> JsonDict | None:
+        """The newest message the caller may see, by a short /messages read."""
         page = await self._synapse_events.messages_page(requester, room_id, None, 5, list(kinds.SHOWN_TYPES))
-        for event in page["chunk"]:
-            if kinds.is_shown(event):
-                message = chat_message(event, {"id": event["sender"]}, [], "")
-                return {
-                    "id": message["id"],
-                    "content": message["content"],
-                    "message_type": message["message_type"],
-                    "sender": event["sender"],
-                    "is_deleted": message["is_deleted"],
-                    "created_at": message["created_at"],
-                }
-        return None
+        return next((_last_message(event) for event in page["chunk"] if kinds.is_shown(event)), None)
 
     async def senders(self, room_id: str, user_ids: set[str]) -> dict[str, JsonDict]:
         """The plan's `sender` shape for each user, from their member event in the room."""
@@ -445,10 +519,17 @@ class Rooms:
         await self._synapse_rooms.set_membership(caller, caller, room_id, "leave")
         return {"room_id": room_id, "left": True, "closed": close, "removed": removed}
 
-    async def participants(self, requester: Any, room_id: str) -> JsonDict:
+    async def participants(self, requester: Any, room_id: str, limit: int, cursor: str | None) -> JsonDict:
+        """One page of the room's participants by user id, with presence for the page only."""
         await self.require_member(room_id, requester.user.to_string(), allow_invite=True)
-        state = await self._synapse_rooms.room_state(room_id, [("m.room.member", None)])
-        return {"participants": await self._participants(room_id, state)}
+        offset = _offset(cursor)
+        (count, members), state = await concurrently(
+            lambda: self._synapse_rooms.members_page(room_id, offset, limit),
+            lambda: self._synapse_rooms.room_state(room_id, _POWER_STATE),
+        )
+        listed = await self._participant_objects({room_id: members}, {room_id: state})
+        more = offset + limit < count
+        return {"results": listed[room_id], "next_cursor": str(offset + limit) if more else None, "count": count}
 
     async def add_participant(self, requester: Any, room_id: str, body: ParticipantAddBody) -> tuple[int, JsonDict]:
         """Invites a user (201), or sets an existing participant's role (200).
@@ -522,8 +603,13 @@ class Rooms:
         await self._synapse_events.send_event(requester, event)
 
     async def _participant(self, requester: Any, room_id: str, user_id: str) -> JsonDict:
-        listed = (await self.participants(requester, room_id))["participants"]
-        return next((p for p in listed if p["id"] == user_id), {"id": user_id, "membership": "leave"})
+        state = await self._synapse_rooms.room_state(room_id, [*_POWER_STATE, ("m.room.member", user_id)])
+        member = state.get(("m.room.member", user_id))
+        if member is None or member.content.get("membership") not in _PARTICIPATING:
+            return {"id": user_id, "membership": "leave"}
+        content = member.content
+        found = (user_id, content["membership"], content.get("displayname"), content.get("avatar_url"))
+        return (await self._participant_objects({room_id: [found]}, {room_id: state}))[room_id][0]
 
     async def remove_participant(self, requester: Any, room_id: str, target: str) -> JsonDict:
         """Kicks a participant (or withdraws their invitation); removing yourself leaves."""
@@ -535,6 +621,36 @@ class Rooms:
             raise errors.not_found(f"{target} is not a participant of this room.")
         await self._synapse_rooms.set_membership(caller, target, room_id, "leave")
         return {"room_id": room_id, "user_id": target, "removed": True}
+
+
+def _offset(cursor: str | None) -> int:
+    """A list's position from its `next_cursor` (the number of items before the page)."""
+    if cursor is None:
+        return 0
+    if not cursor.isdigit():
+        raise errors.invalid_param("Invalid field cursor.")
+    return int(cursor)
+
+
+def _is_direct_in(direct: dict[str, list[str]], caller: str, room_id: str, state: dict) -> bool:
+    """Whether the caller's `m.direct` lists the room, or their own member event says it is a DM."""
+    if any(room_id in rooms for rooms in direct.values()):
+        return True
+    own = state.get(("m.room.member", caller))
+    return bool(own and own.content.get("is_direct"))
+
+
+def _last_message(event: JsonDict) -> JsonDict:
+    """A room's `last_message` from a client-serialised message event."""
+    message = chat_message(event, {"id": event["sender"]}, [], "")
+    return {
+        "id": message["id"],
+        "content": message["content"],
+        "message_type": message["message_type"],
+        "sender": event["sender"],
+        "is_deleted": message["is_deleted"],
+        "created_at": message["created_at"],
+    }
 
 
 def _encryption_state() -> JsonDict:

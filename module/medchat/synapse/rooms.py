@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from synapse import event_auth
 from synapse.api.constants import EventTypes
 from synapse.events import EventBase
 from synapse.types import JsonDict
+from synapse.types.state import StateFilter
 
+from medchat.synapse import sql
 from medchat.synapse._base import Family, requester_for
+from medchat.util import concurrently
+
+# A member as the member summaries give it: (user_id, membership, display name, avatar).
+Member = tuple[str, str, str | None, str | None]
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +56,74 @@ class SynapseRooms(Family):
         rooms = await self._store.get_rooms_for_local_user_where_membership_is(user_id, memberships)
         return {r.room_id: r.membership for r in rooms}
 
+    async def rooms_by_activity(self, user_id: str, space_type: str) -> list[tuple[str, str]]:
+        """(room_id, membership) of the local user's joined rooms and pending invites, newest
+        activity first, rooms of `space_type` left out: sliding sync's ordering (its `sort_rooms`).
+
+        The memberships, with each room's type, come from Synapse's cached sliding-sync membership
+        snapshots; a joined room's position is its newest event (mostly from the event stream's
+        change cache), an invite's is the invite itself (the invitee sees nothing after it). Until
+        Synapse has filled those tables (its background updates after an upgrade), the rooms and
+        their types are read without them, and every room's position is its newest event.
+        """
+        if await self._store.have_finished_sliding_sync_background_jobs():
+            snapshots = await self._store.get_sliding_sync_rooms_for_user_from_membership_snapshots(user_id)
+            rooms = {
+                room_id: (s.membership, s.event_pos.stream)
+                for room_id, s in snapshots.items()
+                if s.membership in ("join", "invite") and s.room_type != space_type
+            }
+            joined = [room_id for room_id, (membership, _) in rooms.items() if membership == "join"]
+        else:
+            memberships = await self.rooms_for_user(user_id, ("join", "invite"))
+            types = await self.room_types(list(memberships))
+            rooms = {room_id: (m, 0) for room_id, m in memberships.items() if types.get(room_id) != space_type}
+            joined = list(rooms)
+        activity = await self.last_activity(joined)
+        position = {room_id: activity.get(room_id, at) for room_id, (_, at) in rooms.items()}
+        ordered = sorted(rooms, key=lambda room_id: (position[room_id], room_id), reverse=True)
+        return [(room_id, rooms[room_id][0]) for room_id in ordered]
+
+    async def rooms_state(
+        self, room_ids: list[str], keys: list[tuple[str, str]]
+    ) -> dict[str, dict[tuple[str, str], EventBase]]:
+        """`room_state` of many rooms for concrete (type, state_key) pairs only: Synapse caches
+        each pair's event id, and the events are fetched in one look-up."""
+        state_filter = StateFilter.from_types(keys)
+        controller = self._hs.get_storage_controllers().state
+        found = await concurrently(*[partial(controller.get_current_state_ids, r, state_filter) for r in room_ids])
+        ids = dict(zip(room_ids, found))
+        events = await self._store.get_events({e for state in ids.values() for e in state.values()})
+        return {room_id: {key: events[e] for key, e in state.items() if e in events} for room_id, state in ids.items()}
+
+    async def member_summaries(
+        self, room_ids: list[str], user_id: str, limit: int
+    ) -> dict[str, tuple[int, list[Member]]]:
+        """room_id -> (participants counted, the first `limit`: the others by user id, `user_id`
+        last), from the rooms' current member events, in one transaction."""
+        if not room_ids:
+            return {}
+        return await self.api.run_db_interaction(
+            "medchat_member_summaries", sql.member_summaries_txn, room_ids, user_id, limit
+        )
+
+    async def members_page(self, room_id: str, offset: int, limit: int) -> tuple[int, list[Member]]:
+        """(participants counted, one page of them by user id)."""
+        return await self.api.run_db_interaction("medchat_members_page", sql.members_page_txn, room_id, offset, limit)
+
+    async def latest_events(self, room_ids: list[str], types: list[str]) -> dict[str, tuple[int | None, str | None]]:
+        """room_id -> (when its newest event was sent, its newest timeline event of `types` that is
+        no edit, reaction or poll answer, not yet checked for the reader's visibility), in one
+        transaction."""
+        if not room_ids:
+            return {}
+        return await self.api.run_db_interaction("medchat_latest_events", sql.latest_events_txn, room_ids, types)
+
     async def last_activity(self, room_ids: list[str]) -> dict[str, int]:
         """room_id -> stream position of its newest event, for ordering a room list."""
         return await self._store.bulk_get_last_event_pos_in_room_before_stream_ordering(
             room_ids, self._store.get_room_max_token()
         )
-
-    async def last_event_ts(self, room_id: str) -> int | None:
-        found = await self._store.get_last_event_pos_in_room(room_id)
-        if found is None:
-            return None
-        event = await self._store.get_event(found[0], allow_none=True)
-        return event.origin_server_ts if event else None
 
     async def room_state(self, room_id: str, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str], EventBase]:
         """Current state events of the given (type, state_key) pairs; state_key None = all."""

@@ -293,3 +293,89 @@ def undismissed_push_actions_txn(
     return [
         (event_id, room, ordering, bool(highlight), ts) for event_id, room, ordering, highlight, ts in txn.fetchall()
     ]
+
+
+# The memberships that make someone a room's participant (a knock is a pending request to join).
+_PARTICIPATING = ("join", "invite", "knock")
+# Relations that make an event an act on another one (an edit, a reaction, a poll answer).
+_ACTING_RELATIONS = (RelationTypes.REPLACE, RelationTypes.ANNOTATION, RelationTypes.REFERENCE)
+_MEMBERS_SQL = (
+    "SELECT c.state_key, c.membership, m.display_name, m.avatar_url FROM current_state_events AS c"
+    " JOIN room_memberships AS m ON m.event_id = c.event_id"
+    " WHERE c.room_id = ? AND c.type = ? AND {participating}"
+)
+
+
+def _participating(txn: LoggingTransaction) -> tuple[str, list[Any]]:
+    return make_in_list_sql_clause(txn.database_engine, "c.membership", _PARTICIPATING)
+
+
+def _participant_count(txn: LoggingTransaction, room_id: str) -> int:
+    clause, args = _participating(txn)
+    txn.execute(
+        f"SELECT COUNT(*) FROM current_state_events AS c WHERE c.room_id = ? AND c.type = ? AND {clause}",
+        (room_id, EventTypes.Member, *args),
+    )
+    row = txn.fetchone()
+    return int(row[0]) if row else 0
+
+
+def member_summaries_txn(
+    txn: LoggingTransaction, room_ids: list[str], user_id: str, limit: int
+) -> dict[str, tuple[int, list[tuple[str, str, str | None, str | None]]]]:
+    """room_id -> (participants counted, the first `limit` of them): each (user_id, membership,
+    display name, avatar) from the current member events, the others by user id and `user_id`
+    last, as sliding sync's heroes (so a direct chat's other person is always there)."""
+    clause, args = _participating(txn)
+    found = {}
+    for room_id in room_ids:
+        txn.execute(
+            _MEMBERS_SQL.format(participating=clause) + " ORDER BY CASE WHEN c.state_key = ? THEN 1 ELSE 0 END,"
+            " c.state_key LIMIT ?",
+            (room_id, EventTypes.Member, *args, user_id, limit),
+        )
+        rows = [(u, m, name, avatar) for u, m, name, avatar in txn.fetchall()]
+        found[room_id] = (_participant_count(txn, room_id), rows)
+    return found
+
+
+def members_page_txn(
+    txn: LoggingTransaction, room_id: str, offset: int, limit: int
+) -> tuple[int, list[tuple[str, str, str | None, str | None]]]:
+    """(participants counted, one page of them by user id), as `member_summaries_txn` gives them."""
+    clause, args = _participating(txn)
+    txn.execute(
+        _MEMBERS_SQL.format(participating=clause) + " ORDER BY c.state_key LIMIT ? OFFSET ?",
+        (room_id, EventTypes.Member, *args, limit, offset),
+    )
+    rows = [(u, m, name, avatar) for u, m, name, avatar in txn.fetchall()]
+    return _participant_count(txn, room_id), rows
+
+
+def latest_events_txn(
+    txn: LoggingTransaction, room_ids: list[str], types: list[str]
+) -> dict[str, tuple[int | None, str | None]]:
+    """room_id -> (when its newest event was sent, its newest timeline event of `types` that acts
+    on no other event: not an edit, reaction or poll answer), in /messages order; each room's two
+    index walks (Synapse's `get_last_event_pos_in_room` is the first)."""
+    type_clause, type_args = make_in_list_sql_clause(txn.database_engine, "e.type", types)
+    relation_clause, relation_args = make_in_list_sql_clause(txn.database_engine, "r.relation_type", _ACTING_RELATIONS)
+    found: dict[str, tuple[int | None, str | None]] = {}
+    for room_id in room_ids:
+        txn.execute(
+            "SELECT origin_server_ts FROM events WHERE room_id = ? AND NOT outlier ORDER BY stream_ordering DESC LIMIT 1",
+            (room_id,),
+        )
+        last = txn.fetchone()
+        txn.execute(
+            "SELECT e.event_id FROM events AS e"
+            f" WHERE e.room_id = ? AND {type_clause} AND e.state_key IS NULL AND NOT e.outlier"
+            " AND NOT EXISTS (SELECT 1 FROM rejections AS j WHERE j.event_id = e.event_id)"
+            " AND NOT EXISTS (SELECT 1 FROM event_relations AS r"
+            f" WHERE r.event_id = e.event_id AND {relation_clause})"
+            " ORDER BY e.topological_ordering DESC, e.stream_ordering DESC LIMIT 1",
+            (room_id, *type_args, *relation_args),
+        )
+        shown = txn.fetchone()
+        found[room_id] = (last[0] if last else None, shown[0] if shown else None)
+    return found

@@ -82,11 +82,11 @@ class SynapseStream(Family):
         return counts.main_timeline.notify_count + sum(c.notify_count for c in counts.threads.values())
 
     async def unread_counts_by_room(self, user_id: str) -> dict[str, int]:
-        """`unread_count` of every room the user has joined."""
-        return {
-            room_id: await self.unread_count(room_id, user_id)
-            for room_id in await self._store.get_rooms_for_user(user_id)
-        }
+        """`unread_count` of every room the user has joined (rooms with none left out), in one
+        transaction: Synapse's own count for push badges, threads counted with their room."""
+        counts = await self._store.get_unread_counts_by_room_for_user(user_id)
+        joined = await self._store.get_rooms_for_user(user_id)  # summaries outlive a leave
+        return {room_id: count for room_id, count in counts.items() if room_id in joined and count}
 
     async def push_actions(self, user_id: str, before: int | None, limit: int) -> list[PushAction]:
         """What Synapse's push rules decided to notify the user about, newest first, less what the

@@ -129,6 +129,13 @@ class RoomPageQuery(PageQuery):
     """A page of rooms: GET /api/chat/rooms and /api/chat/institutions/{name}/rooms."""
 
 
+class ParticipantsQuery(QueryParams):
+    """A page of a room's participants: GET /api/chat/rooms/{room_id}/participants."""
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description="page size")
+    cursor: Omittable[Cursor] = Field(None, description=_NEXT)
+
+
 class LeaveQuery(QueryParams):
     close: QueryBool = Field(False, description="group admins: remove every other member and invitee first")
 

@@ -40,12 +40,16 @@ def array(items: JsonDict) -> JsonDict:
     return {"type": "array", "items": items}
 
 
-def page(items: JsonDict, title: str | None = None, key: str = "results", **more: Any) -> JsonDict:
+def page(items: JsonDict, title: str | None = None, **more: Any) -> JsonDict:
     """The one list envelope: `results`, the opaque cursor of the next page (null at the end) that
     the list's `cursor` parameter takes, and `count` (every match, not just this page) where it is
     known cheaply; `more` adds a list's own fields. A `title` names it (a component) where several
     operations answer it."""
-    return obj({key: array(items), "next_cursor": _NULLABLE_STRING, **more}, required=(key, "next_cursor"), title=title)
+    return obj(
+        {"results": array(items), "next_cursor": _NULLABLE_STRING, **more},
+        required=("results", "next_cursor"),
+        title=title,
+    )
 
 
 EMPTY = obj({}, title="Empty")
@@ -278,6 +282,7 @@ ROOM = obj(
         "created_by": _STRING,
         "membership": _STRING,
         "participants": array(PARTICIPANT),
+        "participant_count": _INTEGER,
         "last_message": {
             "oneOf": [
                 {"type": "null"},
@@ -308,6 +313,7 @@ ROOM = obj(
         "created_by",
         "membership",
         "participants",
+        "participant_count",
         "last_message",
         "unread_count",
         "created_at",
@@ -316,8 +322,8 @@ ROOM = obj(
     title="Room",
 )
 
-ROOM_PAGE = page(ROOM, key="rooms", total=_INTEGER)
-PARTICIPANTS = obj({"participants": array(PARTICIPANT)})
+ROOM_PAGE = page(ROOM, count=_INTEGER)
+PARTICIPANTS = page(PARTICIPANT, count=_INTEGER)
 ROOM_LEFT = obj({"room_id": _STRING, "left": _BOOLEAN, "closed": _BOOLEAN, "removed": array(_STRING)})
 PARTICIPANT_REMOVED = obj({"room_id": _STRING, "user_id": _STRING, "removed": _BOOLEAN})
 ROOM_JOINED = obj({"room_id": _STRING, "membership": {"const": "join"}, "room": ROOM})
