@@ -53,15 +53,12 @@ class SynapseStream(Family):
         )
         return result["chunk"], result["end"]
 
-    async def read_positions(self, room_id: str) -> dict[str, int]:
-        """Each member's public read receipt in the room, as the stream ordering it points at."""
-        return await self.api.run_db_interaction("medchat_read_positions", sql.read_positions_txn, room_id)
-
     async def positions_and_reads(
         self, room_id: str, event_ids: list[str]
     ) -> tuple[dict[str, EventPosition], dict[str, int]]:
         """Where these events of the room sit (SynapseEvents.stream_orderings) and
-        `read_positions` of the room, in one transaction."""
+        each member's public read receipt in the room (as the stream ordering it points at), in
+        one transaction."""
         rows, reads = await self.api.run_db_interaction(
             "medchat_positions_and_reads", sql.page_positions_and_reads_txn, room_id, event_ids
         )
