@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
 from harness import Api, SynapseServer, expect_error, send_text, shared_room
+from test_rooms import create_room, room_path
 
 PARTICIPANTS = "/participants"
-
-
-def room_path(room_id: str, suffix: str = "") -> str:
-    return f"/api/chat/rooms/{quote(room_id, safe='')}{suffix}"
-
-
-def create_room(api: Api, token: str, **body: Any) -> dict[str, Any]:
-    response = api.call("POST", "/api/chat/rooms", token=token, json=body)
-    assert response.status_code in (200, 201), response.text
-    return response.json()
 
 
 def rooms(api: Api, user: dict[str, Any], query: str = "") -> dict[str, Any]:
