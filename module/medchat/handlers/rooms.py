@@ -11,7 +11,6 @@ participant roles map to power levels: `admin` is power level 100 (or a room-v12
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from synapse.api.errors import Codes
@@ -437,11 +436,10 @@ class Rooms:
         not see it, a short /messages read of that room finds the one they may."""
         latest = await self._synapse_rooms.latest_events(room_ids, list(kinds.SHOWN_TYPES))
         wanted = [room_id for room_id in joined if latest.get(room_id, (None, None))[1]]
-        events = await concurrently(
-            *[partial(self._synapse_events.event_json, requester, r, str(latest[r][1])) for r in wanted]
-        )
+        found = await self._synapse_events.joined_events_json(requester, [str(latest[r][1]) for r in wanted])
         messages: dict[str, JsonDict | None] = {}
-        for room_id, event in zip(wanted, events):
+        for room_id in wanted:
+            event = found.get(str(latest[room_id][1]))
             if event is not None and kinds.is_shown(event):
                 messages[room_id] = _last_message(event)
             else:

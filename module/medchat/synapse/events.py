@@ -11,11 +11,12 @@ from synapse.api.constants import Direction, EventTypes
 from synapse.api.errors import AuthError, Codes, NotFoundError, SynapseError
 from synapse.api.filtering import Filter
 from synapse.events import EventBase
-from synapse.events.utils import SerializeEventConfig
+from synapse.events.utils import FilteredEvent, SerializeEventConfig
 from synapse.handlers.pagination import GetMessagesResult
 from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
 from synapse.streams.config import PaginationConfig
 from synapse.types import JsonDict, Requester, RoomStreamToken, StreamKeyType, StreamToken, UserID
+from synapse.visibility import filter_and_transform_events_for_client
 
 from medchat.synapse import sql
 from medchat.synapse._base import Family
@@ -219,12 +220,30 @@ class SynapseEvents(Family):
             return None
         if event is None:
             return None
+        return (await self._serialized(requester, [event]))[0]
+
+    async def joined_events_json(self, requester: Requester, event_ids: list[str]) -> dict[str, JsonDict]:
+        """event_id -> the event as the requester sees it (bundled edit included), of those they may
+        see, for events of rooms the requester has joined (a room list's last messages): one
+        look-up, one visibility check and one serialisation for all of them, whatever the rooms."""
+        if not event_ids:
+            return {}
+        events = await self._store.get_events_as_list(event_ids)
+        visible = await filter_and_transform_events_for_client(
+            self._hs.get_storage_controllers(), requester.user.to_string(), events
+        )
+        return {event["event_id"]: event for event in await self._serialized(requester, visible)}
+
+    async def _serialized(self, requester: Requester, events: list[FilteredEvent]) -> list[JsonDict]:
+        """Events as Synapse serves them to this requester, with their bundled aggregations."""
+        if not events:
+            return []
         aggregations = await self._hs.get_relations_handler().get_bundled_aggregations(
-            [event], requester.user.to_string()
+            events, requester.user.to_string()
         )
         serializer = self._hs.get_event_client_serializer()
-        return await serializer.serialize_event(
-            event,
+        return await serializer.serialize_events(
+            events,
             self._clock.time_msec(),
             bundle_aggregations=aggregations,
             config=await serializer.create_config(requester=requester),
