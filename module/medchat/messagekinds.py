@@ -30,6 +30,9 @@ POLL_RESPONSE = ("org.matrix.msc3381.poll.response", "m.poll.response")
 POLL_END = ("org.matrix.msc3381.poll.end", "m.poll.end")
 # Types that only act on another event (aggregated into it or applied to it): never a message.
 HIDDEN_TYPES = ("m.reaction", "m.room.redaction", *POLL_RESPONSE, *POLL_END)
+# Events Synapse never serves to clients (its dummy events, sent to merge forward extremities):
+# left out of a history read by type, so that they cost its page nothing.
+NEVER_SERVED_TYPES = ("org.matrix.dummy_event",)
 # Relations that make any event an act on another one; `m.thread` messages are messages.
 ACTING_RELATIONS = ("m.replace", "m.annotation", "m.reference")
 # The types a room's `last_message` is looked for in (a short, type-filtered read).

@@ -82,7 +82,7 @@ class Messages:
                 size,
                 wanted,
                 kinds.is_shown,
-                not_types=list(kinds.HIDDEN_TYPES),
+                not_types=[*kinds.HIDDEN_TYPES, *kinds.NEVER_SERVED_TYPES],
                 not_rel_types=list(kinds.ACTING_RELATIONS),
             )
 

@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable
 from medchat.models import JsonDict
 from medchat.synapse import Span
 
-# Bounds per request: Synapse pages read, events read in all, events per Synapse page.
+# Bounds per request: Synapse pages read, events read in all, events per Synapse page; the
+# smallest read after the first.
 MAX_ROUNDS = 8
 MAX_EVENTS = 2000
 MAX_BATCH = 500
+MIN_LOOKAHEAD = 8
 
 # read(token, size, wanted): one Synapse page of `size` events back from `token`, of which up to
 # `wanted` shown events (SynapseEvents.history_span).
@@ -36,15 +38,17 @@ async def shown_page(read: Reader, cursor: str | None, limit: int) -> tuple[list
     and then with a cursor, since Synapse has more."""
     shown: list[JsonDict] = []
     token = cursor
-    size = limit + 1  # one more than the page, to know whether an older message exists
     events_read = 0
-    for _ in range(MAX_ROUNDS):
+    for round_ in range(MAX_ROUNDS):
         needed = limit - len(shown)
-        span = await read(token, min(MAX_BATCH, max(size, needed + 1)), needed)
+        # One more than still needed, to know whether an older message exists; later rounds at
+        # least MIN_LOOKAHEAD, doubled each round: a page one short reads 16 more events, not a
+        # whole page again (an event hidden from clients among a busy room's newest is common).
+        size = limit + 1 if round_ == 0 else max(needed + 1, MIN_LOOKAHEAD) * 2**round_
+        span = await read(token, min(MAX_BATCH, size), needed)
         shown += span.kept
         token = span.token
         events_read += span.read
         if span.more or token is None or events_read >= MAX_EVENTS:
             break
-        size *= 2
     return shown, token
