@@ -25,7 +25,7 @@ from medchat.handlers.rooms import Rooms
 from medchat.handlers.timeline import shown_page
 from medchat.models import EXPIRES_AT, JsonDict, chat_message, strip_reply_fallback
 from medchat.polls import poll_start
-from medchat.realtime.status import MessageStatus, RoomMarks
+from medchat.realtime.status import MessageStatus, RoomPeers
 from medchat.synapse import Span, SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
 from medchat.synapse._base import requester_for
 from medchat.util import concurrently
@@ -40,8 +40,8 @@ _POLL_PAGE = 500  # votes and ends of one poll read per Synapse page
 _MAX_POLL_RELATIONS = 5000  # ... and in all: a poll with more is tallied on its first 5000
 
 
-async def _no_marks() -> RoomMarks:
-    return RoomMarks([], {}, {})
+async def _no_peers() -> RoomPeers:
+    return RoomPeers([], {})
 
 
 class Messages:
@@ -138,18 +138,19 @@ class Messages:
 
     async def _models_for(self, viewer: str, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
         """The models of a page's events, with what they add read for the whole page: sender
-        cards (one state read), reactions and, for the viewer's own messages, statuses (one
-        transaction, with the room's delivery marks); edits and threads Synapse has bundled."""
+        cards (one state read), reactions and, for the viewer's own messages, statuses (in the
+        reactions' transaction: positions, receipts, delivery marks); edits and threads Synapse
+        has bundled."""
         event_ids = [e["event_id"] for e in events]
         own = [e["event_id"] for e in events if e["sender"] == viewer]
         polls = [e["event_id"] for e in events if e.get("type") in kinds.POLL_START]
-        senders, reads, marks, votes = await concurrently(
+        senders, reads, peers, votes = await concurrently(
             lambda: self._rooms.senders(room_id, {e["sender"] for e in events}),
             lambda: self._synapse_events.page_reads(room_id, event_ids, own),
-            lambda: self._status.room_marks(room_id, viewer) if own else _no_marks(),
+            lambda: self._status.room_peers(room_id, viewer) if own else _no_peers(),
             lambda: self.poll_relations(viewer, room_id, polls),
         )
-        statuses = MessageStatus.aggregates(marks, reads.positions, reads.receipts)
+        statuses = MessageStatus.aggregates(peers, reads.positions, reads.receipts, reads.deliveries)
         models = []
         for event in events:
             event_id = event["event_id"]

@@ -28,11 +28,10 @@ def aggregate(states: list[str]) -> str:
 DeliveryListener = Callable[[str, list[tuple[str, str, str]]], None]
 
 
-class RoomMarks(NamedTuple):
-    """A room's other members, the module's delivery marks in it and the members' last syncs."""
+class RoomPeers(NamedTuple):
+    """A room's members other than a sender, and their last syncs."""
 
     members: list[str]
-    deliveries: dict[str, int]
     synced: dict[str, int]
 
 
@@ -115,36 +114,34 @@ class MessageStatus:
             "participants": participants,
         }
 
-    async def room_marks(self, room_id: str, sender: str) -> RoomMarks:
-        """The module's delivery marks and the other members' last syncs: with the room's read
-        receipts, all a page of `sender`'s messages needs (`aggregates`); nothing is read when
-        nobody else is in the room."""
+    async def room_peers(self, room_id: str, sender: str) -> RoomPeers:
+        """The other members and their last syncs: with the room's read receipts and delivery
+        marks (sql.statuses_txn), all the statuses of `sender`'s messages need (`aggregates`);
+        nothing is read when nobody else is in the room."""
         members = [m for m in await self._synapse_rooms.joined_members(room_id) if m != sender]
         if not members:
-            return RoomMarks([], {}, {})
-        deliveries, synced = await concurrently(
-            lambda: self._deliveries.positions(room_id),
-            lambda: self._synapse_stream.last_sync_ts(members),
-        )
-        return RoomMarks(members, deliveries, synced)
+            return RoomPeers([], {})
+        return RoomPeers(members, await self._synapse_stream.last_sync_ts(members))
 
     @staticmethod
-    def aggregates(marks: RoomMarks, positions: dict[str, EventPosition], receipts: dict[str, int]) -> dict[str, str]:
+    def aggregates(
+        peers: RoomPeers, positions: dict[str, EventPosition], receipts: dict[str, int], deliveries: dict[str, int]
+    ) -> dict[str, str]:
         """The status of each of the sender's messages (at `positions`) as the sender sees it (the
         Message model's `status`), in time proportional to the page (with one pass over the
         members), not to page × members (_Marks)."""
-        summary = _Marks(marks.members, receipts, marks.deliveries, marks.synced)
+        summary = _Marks(peers.members, receipts, deliveries, peers.synced)
         return {event_id: summary.aggregate(position) for event_id, position in positions.items()}
 
     async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
         """For each message, each other member's state (_Marks.state)."""
-        (positions, receipts), marks = await concurrently(
-            lambda: self._synapse_stream.positions_and_reads(room_id, event_ids),
-            lambda: self.room_marks(room_id, sender),
+        (positions, receipts, deliveries), peers = await concurrently(
+            lambda: self._synapse_stream.status_marks(room_id, event_ids),
+            lambda: self.room_peers(room_id, sender),
         )
-        summary = _Marks(marks.members, receipts, marks.deliveries, marks.synced)
+        summary = _Marks(peers.members, receipts, deliveries, peers.synced)
         return {
-            event_id: {m: summary.state(m, position) for m in marks.members} for event_id, position in positions.items()
+            event_id: {m: summary.state(m, position) for m in peers.members} for event_id, position in positions.items()
         }
 
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:

@@ -26,13 +26,6 @@ class DeliveryStore(Store):
 
         await self.run("advance_delivery", txn)
 
-    async def positions(self, room_id: str) -> dict[str, int]:
-        def txn(t: LoggingTransaction) -> dict[str, int]:
-            t.execute("SELECT user_id, stream_ordering FROM medchat_delivery WHERE room_id = ?", (room_id,))
-            return dict(t.fetchall())
-
-        return await self.run("delivery_positions", txn)
-
 
 class DismissedNotificationStore(Store):
     async def dismiss(self, user_id: str, notification_id: str, now_ms: int) -> None:

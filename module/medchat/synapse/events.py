@@ -38,7 +38,8 @@ class PageReads(NamedTuple):
 
     annotations: dict[str, list[tuple[str, str, str]]]  # as SynapseEvents.annotations
     positions: dict[str, EventPosition]  # of the viewer's own messages
-    receipts: dict[str, int]  # the room's read receipts (SynapseStream.positions_and_reads), if any own
+    receipts: dict[str, int]  # the room's read receipts (sql.statuses_txn), if any own
+    deliveries: dict[str, int]  # the room's delivery marks (sql.statuses_txn), if any own
 
 
 class Span(NamedTuple):
@@ -260,13 +261,13 @@ class SynapseEvents(Family):
 
     async def page_reads(self, room_id: str, event_ids: list[str], own_ids: list[str]) -> PageReads:
         """The annotations of a page's events and, for the viewer's own among them, their
-        positions and the room's read receipts: one transaction for the page."""
+        positions, the room's read receipts and delivery marks: one transaction for the page."""
         if not event_ids:
-            return PageReads({}, {}, {})
-        annotations, rows, receipts = await self.api.run_db_interaction(
+            return PageReads({}, {}, {}, {})
+        annotations, rows, receipts, deliveries = await self.api.run_db_interaction(
             "medchat_page_reads", sql.page_reads_txn, room_id, event_ids, own_ids
         )
-        return PageReads(annotations, {e: EventPosition(*row) for e, row in rows.items()}, receipts)
+        return PageReads(annotations, {e: EventPosition(*row) for e, row in rows.items()}, receipts, deliveries)
 
     async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
         """The event if it exists and `user_id` may see it, by the rules of

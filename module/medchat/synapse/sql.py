@@ -79,16 +79,6 @@ def stream_orderings_txn(txn: LoggingTransaction, event_ids: list[str]) -> dict[
     return found
 
 
-def read_positions_txn(txn: LoggingTransaction, room_id: str) -> dict[str, int]:
-    """Each member's public read receipt in the room, as the stream ordering it points at."""
-    txn.execute(
-        "SELECT user_id, MAX(event_stream_ordering) FROM receipts_linearized"
-        " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id",
-        (room_id, ReceiptTypes.READ),
-    )
-    return dict(txn.fetchall())
-
-
 def notified_events_txn(txn: LoggingTransaction, user_id: str, event_ids: list[str]) -> set[str]:
     """Which of these events Synapse's push rules notified the user about."""
     found: set[str] = set()
@@ -243,22 +233,40 @@ def forget_erased_user_txn(txn: LoggingTransaction, user_id: str, addresses: lis
         txn.execute(f"DELETE FROM threepid_validation_session WHERE medium = 'email' AND {clause}", args)
 
 
-def page_positions_and_reads_txn(
+def statuses_txn(
     txn: LoggingTransaction, room_id: str, event_ids: list[str]
-) -> tuple[dict[str, tuple[str, int, int]], dict[str, int]]:
-    """`stream_orderings_txn` of a page's events and `read_positions_txn` of their room, in one
-    transaction: what the statuses of a sender's history page are computed from."""
-    return stream_orderings_txn(txn, event_ids), read_positions_txn(txn, room_id)
+) -> tuple[dict[str, tuple[str, int, int]], dict[str, int], dict[str, int]]:
+    """What the statuses of a sender's messages of one room are computed from, in one statement:
+    each message's (room_id, stream_ordering, received_ts), each member's public read receipt in
+    the room (as the stream ordering it points at) and each member's delivery mark in the room
+    (the module's `medchat_delivery`). The messages are a page's (at most a few hundred)."""
+    clause, args = make_in_list_sql_clause(txn.database_engine, "event_id", event_ids)
+    txn.execute(
+        f"SELECT 'e', event_id, stream_ordering, received_ts FROM events WHERE room_id = ? AND {clause}"
+        " UNION ALL SELECT 'r', user_id, MAX(event_stream_ordering), 0 FROM receipts_linearized"
+        " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id"
+        " UNION ALL SELECT 'd', user_id, stream_ordering, 0 FROM medchat_delivery WHERE room_id = ?",
+        (room_id, *args, room_id, ReceiptTypes.READ, room_id),
+    )
+    positions: dict[str, tuple[str, int, int]] = {}
+    reads: dict[str, int] = {}
+    deliveries: dict[str, int] = {}
+    for kind, key, ordering, received_ts in txn.fetchall():
+        if kind == "e":
+            positions[key] = (room_id, ordering, received_ts)
+        else:
+            (reads if kind == "r" else deliveries)[key] = ordering
+    return positions, reads, deliveries
 
 
 def page_reads_txn(
     txn: LoggingTransaction, room_id: str, event_ids: list[str], own_ids: list[str]
-) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, tuple[str, int, int]], dict[str, int]]:
+) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, tuple[str, int, int]], dict[str, int], dict[str, int]]:
     """What a history page adds to its events, in one transaction: `annotations_txn` of all of
-    them and, when the viewer sent some, `page_positions_and_reads_txn` of those (their statuses)."""
+    them and, when the viewer sent some, `statuses_txn` of those."""
     if not own_ids:
-        return annotations_txn(txn, event_ids), {}, {}
-    return annotations_txn(txn, event_ids), *page_positions_and_reads_txn(txn, room_id, own_ids)
+        return annotations_txn(txn, event_ids), {}, {}, {}
+    return annotations_txn(txn, event_ids), *statuses_txn(txn, room_id, own_ids)
 
 
 def directory_name_join(user_id_column: str) -> tuple[str, str]:

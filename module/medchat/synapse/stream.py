@@ -53,16 +53,15 @@ class SynapseStream(Family):
         )
         return result["chunk"], result["end"]
 
-    async def positions_and_reads(
+    async def status_marks(
         self, room_id: str, event_ids: list[str]
-    ) -> tuple[dict[str, EventPosition], dict[str, int]]:
-        """Where these events of the room sit (SynapseEvents.stream_orderings) and
-        each member's public read receipt in the room (as the stream ordering it points at), in
-        one transaction."""
-        rows, reads = await self.api.run_db_interaction(
-            "medchat_positions_and_reads", sql.page_positions_and_reads_txn, room_id, event_ids
+    ) -> tuple[dict[str, EventPosition], dict[str, int], dict[str, int]]:
+        """Where these events of the room sit, each member's public read receipt in the room and
+        each member's delivery mark there (sql.statuses_txn), in one statement."""
+        rows, reads, deliveries = await self.api.run_db_interaction(
+            "medchat_status_marks", sql.statuses_txn, room_id, event_ids
         )
-        return {event_id: EventPosition(*row) for event_id, row in rows.items()}, reads
+        return {event_id: EventPosition(*row) for event_id, row in rows.items()}, reads, deliveries
 
     async def send_read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
         """A real `m.read` receipt, exactly as a Matrix client sends it (Element shows it)."""
