@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import html
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import SynapseError
 
@@ -26,7 +27,7 @@ from medchat.handlers.timeline import shown_page
 from medchat.models import EXPIRES_AT, JsonDict, chat_message, strip_reply_fallback
 from medchat.polls import poll_start
 from medchat.realtime.status import MessageStatus, RoomPeers
-from medchat.synapse import Span, SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
+from medchat.synapse import PageReads, Span, SynapseEvents, SynapseRooms, SynapseSearch, SynapseServer
 from medchat.synapse._base import requester_for
 from medchat.util import concurrently
 
@@ -42,6 +43,15 @@ _MAX_POLL_RELATIONS = 5000  # ... and in all: a poll with more is tallied on its
 
 async def _no_peers() -> RoomPeers:
     return RoomPeers([], {})
+
+
+class _PageExtras(NamedTuple):
+    """What a page's models add to its events (Messages._page_extras)."""
+
+    senders: dict[str, JsonDict]
+    reads: PageReads
+    peers: RoomPeers
+    votes: dict[str, list[JsonDict]]
 
 
 class Messages:
@@ -74,8 +84,14 @@ class Messages:
         `next_cursor` is Synapse's own pagination token, None once the room's start is reached."""
         await self._rooms.require_member(room_id, requester.user.to_string())
 
+        viewer = requester.user.to_string()
+        spans: list[Span] = []
+
+        async def extras(events: list[EventBase]) -> _PageExtras:
+            return await self._page_extras(viewer, room_id, [(e.event_id, e.sender, e.type) for e in events])
+
         async def read(token: str | None, size: int, wanted: int) -> Span:
-            return await self._synapse_events.history_span(
+            span = await self._synapse_events.history_span(
                 requester,
                 room_id,
                 token,
@@ -84,10 +100,15 @@ class Messages:
                 kinds.is_shown,
                 not_types=[*kinds.HIDDEN_TYPES, *kinds.NEVER_SERVED_TYPES],
                 not_rel_types=list(kinds.ACTING_RELATIONS),
+                side=extras,
             )
+            spans.append(span)
+            return span
 
         events, next_cursor = await shown_page(read, cursor, limit)
-        return {"results": await self._models(requester, room_id, events), "next_cursor": next_cursor}
+        # The usual page is one Synapse read, whose extras were read while it was serialised.
+        found = spans[0].side if len(spans) == 1 else await self._page_extras(viewer, room_id, _keys(events))
+        return {"results": self._build(viewer, events, found), "next_cursor": next_cursor}
 
     async def thread(self, requester: Any, room_id: str, root_id: str, limit: int, cursor: str | None) -> JsonDict:
         """A thread's root and its messages (Synapse's `m.thread` relations), newest first."""
@@ -134,28 +155,39 @@ class Messages:
         return (await self._models(requester, room_id, [event]))[0]
 
     async def _models(self, requester: Any, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
-        return await self._models_for(requester.user.to_string(), room_id, events)
+        viewer = requester.user.to_string()
+        return self._build(viewer, events, await self._page_extras(viewer, room_id, _keys(events)))
 
-    async def _models_for(self, viewer: str, room_id: str, events: list[JsonDict]) -> list[JsonDict]:
-        """The models of a page's events, with what they add read for the whole page: sender
-        cards (one state read), reactions and, for the viewer's own messages, statuses (in the
-        reactions' transaction: positions, receipts, delivery marks); edits and threads Synapse
-        has bundled."""
-        event_ids = [e["event_id"] for e in events]
-        own = [e["event_id"] for e in events if e["sender"] == viewer]
-        polls = [e["event_id"] for e in events if e.get("type") in kinds.POLL_START]
+    async def _page_extras(self, viewer: str, room_id: str, events: list[tuple[str, str, str]]) -> _PageExtras:
+        """What the models of a page's (event_id, sender, type) add, read for the whole page:
+        sender cards (one state read), reactions and, for the viewer's own messages, statuses (in
+        the reactions' transaction: positions, receipts, delivery marks) and poll votes."""
+        event_ids = [event_id for event_id, _, _ in events]
+        own = [event_id for event_id, sender, _ in events if sender == viewer]
+        polls = [event_id for event_id, _, kind in events if kind in kinds.POLL_START]
         senders, reads, peers, votes = await concurrently(
-            lambda: self._rooms.senders(room_id, {e["sender"] for e in events}),
+            lambda: self._rooms.senders(room_id, {sender for _, sender, _ in events}),
             lambda: self._synapse_events.page_reads(room_id, event_ids, own),
             lambda: self._status.room_peers(room_id, viewer) if own else _no_peers(),
             lambda: self.poll_relations(viewer, room_id, polls),
         )
-        statuses = MessageStatus.aggregates(peers, reads.positions, reads.receipts, reads.deliveries)
+        return _PageExtras(senders, reads, peers, votes)
+
+    @staticmethod
+    def _build(viewer: str, events: list[JsonDict], extras: _PageExtras) -> list[JsonDict]:
+        """The Message models of a page's events from what was read for them (edits and threads
+        come bundled by Synapse)."""
+        reads = extras.reads
+        statuses = MessageStatus.aggregates(extras.peers, reads.positions, reads.receipts, reads.deliveries)
         models = []
         for event in events:
             event_id = event["event_id"]
             model = chat_message(
-                event, senders[event["sender"]], reads.annotations.get(event_id, []), viewer, votes.get(event_id)
+                event,
+                extras.senders[event["sender"]],
+                reads.annotations.get(event_id, []),
+                viewer,
+                extras.votes.get(event_id),
             )
             txn_id = event.get("unsigned", {}).get("transaction_id", "")
             if txn_id.startswith(TXN_PREFIX):  # only the sending device sees its transaction id
@@ -495,3 +527,8 @@ class Messages:
             content["body"] = strip_reply_fallback(content.get("body", ""))
         sent = [await self._send(requester, target, content, None) for target in room_ids]
         return {"messages": sent}
+
+
+def _keys(events: list[JsonDict]) -> list[tuple[str, str, str]]:
+    """The (event_id, sender, type) of client-format events, what Messages._page_extras reads by."""
+    return [(e["event_id"], e["sender"], e.get("type", "")) for e in events]

@@ -19,7 +19,7 @@ import synapse
 from synapse.module_api import ModuleApi
 
 from medchat.synapse.accounts import SynapseAccounts
-from medchat.synapse.events import EventPosition, Span, SynapseEvents
+from medchat.synapse.events import EventPosition, PageReads, Span, SynapseEvents
 from medchat.synapse.federation import SynapseFederation
 from medchat.synapse.http import SynapseHttp
 from medchat.synapse.media import SynapseMedia
@@ -32,6 +32,7 @@ from medchat.synapse.stream import SynapseStream
 __all__ = [
     "SYNAPSE_VERSION",
     "EventPosition",
+    "PageReads",
     "Span",
     "Synapse",
     "SynapseAccounts",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from synapse.api.constants import Direction, EventTypes
@@ -20,6 +20,7 @@ from synapse.visibility import filter_and_transform_events_for_client
 
 from medchat.synapse import sql
 from medchat.synapse._base import Family
+from medchat.util import concurrently
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Span(NamedTuple):
     token: str | None  # where the next read starts: after the last kept event if `more`, else the page's end
     more: bool  # the page held a kept event beyond those wanted
     read: int  # events the page held
+    side: Any  # what the caller's `side` read returned for the page's events
 
 
 class SynapseEvents(Family):
@@ -130,6 +132,7 @@ class SynapseEvents(Family):
         keep: Callable[[JsonDict], bool],
         not_types: list[str],
         not_rel_types: list[str],
+        side: Callable[[list[EventBase]], Awaitable[Any]],
     ) -> Span:
         """One Synapse /messages page of `size` events back from `from_token`, without `not_types`
         and without events whose relation is one of `not_rel_types` (both in Synapse's own query,
@@ -141,32 +144,44 @@ class SynapseEvents(Family):
         - 1) position (storage.databases.main.stream.generate_next_token), made here from the
         event Synapse returned rather than by reading the span again. Raises 400 M_INVALID_PARAM
         for a malformed token.
+
+        `side` gets the page's events (all of them, kept or not) as soon as Synapse has read them:
+        what it reads of the database (the page's reactions, senders, statuses) runs while the
+        page is serialised here, and its result comes back as the span's `side`.
         """
         event_filter = Filter(self._hs, {"not_types": not_types})
         # MSC3874's relation filter, which Synapse's pagination query and its event check both
         # apply; its filter JSON is honoured only with `msc3874_enabled`, so it is set directly.
         event_filter.not_rel_types = not_rel_types
         result = await self._get_messages(requester, room_id, from_token, size, event_filter)
+        # Synapse 1.162 lists the events themselves, later ones wrap them (FilteredEvent).
+        chunk_items: list[Any] = list(result.messages_chunk)
+        events: list[EventBase] = [getattr(e, "event", e) for e in chunk_items]
+        extra, chunk = await concurrently(
+            lambda: side(events),
+            lambda: self._serialized_page(requester, result),
+        )
+        end = await result.end_token.to_string(self._store) if result.end_token is not None else None
+        kept = [i for i, event in enumerate(chunk) if keep(event)]
+        if len(kept) <= wanted:
+            return Span([chunk[i] for i in kept], end, False, len(chunk), extra)
+        if wanted == 0:
+            return Span([], from_token, True, len(chunk), extra)
+        event = events[kept[wanted - 1]]
+        ordering = event.internal_metadata.stream_ordering
+        assert ordering is not None  # a persisted event's
+        after = RoomStreamToken(topological=event.depth, stream=ordering - 1)
+        token = result.start_token.copy_and_replace(StreamKeyType.ROOM, after)
+        return Span([chunk[i] for i in kept[:wanted]], await token.to_string(self._store), True, len(chunk), extra)
+
+    async def _serialized_page(self, requester: Requester, result: GetMessagesResult) -> list[JsonDict]:
         serializer = self._hs.get_event_client_serializer()
-        chunk = await serializer.serialize_events(
+        return await serializer.serialize_events(
             result.messages_chunk,
             self._clock.time_msec(),
             config=await self._serializer_config(requester),
             bundle_aggregations=result.bundled_aggregations,
         )
-        end = await result.end_token.to_string(self._store) if result.end_token is not None else None
-        kept = [i for i, event in enumerate(chunk) if keep(event)]
-        if len(kept) <= wanted:
-            return Span([chunk[i] for i in kept], end, False, len(chunk))
-        if wanted == 0:
-            return Span([], from_token, True, len(chunk))
-        last: Any = result.messages_chunk[kept[wanted - 1]]
-        event: EventBase = getattr(last, "event", last)  # Synapse 1.162 lists the events themselves
-        ordering = event.internal_metadata.stream_ordering
-        assert ordering is not None  # a persisted event's
-        after = RoomStreamToken(topological=event.depth, stream=ordering - 1)
-        token = result.start_token.copy_and_replace(StreamKeyType.ROOM, after)
-        return Span([chunk[i] for i in kept[:wanted]], await token.to_string(self._store), True, len(chunk))
 
     async def _get_messages(
         self, requester: Requester, room_id: str, from_token: str | None, limit: int, event_filter: Filter
