@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -264,10 +265,17 @@ def test_slow_consumer_is_closed_with_its_position(api: Api, server: SynapseServ
             ws = await connect(session, server.base_url, bob["access_token"], max_msg_size=0)
             await Socket(ws).hello()
             body = "x" * 30_000
-            loop = asyncio.get_running_loop()
-            for i in range(120):  # ~3.6 MB that the client does not read
-                await loop.run_in_executor(None, send_text, api, alice["access_token"], room, f"{i} {body}")
-            await asyncio.sleep(4)
+            # ~3.6 MB that the client does not read, sent 8 at a time: the server closes (after its
+            # buffer stayed full for 2 s) and then cuts off a peer that still reads nothing after
+            # ABORT_AFTER_SECONDS, so the sends must be over well before that, even on a loaded machine.
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                await asyncio.gather(
+                    *[
+                        asyncio.wrap_future(pool.submit(send_text, api, alice["access_token"], room, f"{i} {body}"))
+                        for i in range(120)
+                    ]
+                )
+            await asyncio.sleep(3)
             last_pos = ""
             while True:
                 message = await ws.receive(timeout=30)
