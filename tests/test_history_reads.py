@@ -124,6 +124,42 @@ def test_walking_past_trailing_edits_gives_every_message_once(api: Api, edited: 
         assert [m["id"] for m in walk(api, alice, room, limit)] == ids[::-1], limit
 
 
+def test_more_trailing_edits_than_a_reads_window_still_fill_the_page(api: Api, server: SynapseServer) -> None:
+    """A Synapse read looks 8 depth levels back per event asked for (a bounded scan in any
+    room): 40 trailing edits fill a 2-message page's first window, and the page is read past it."""
+    alice = api.register()
+    room = shared_room(api, alice)
+    ids = [send_text(api, alice["access_token"], room, f"obs {i}") for i in range(5)]
+    for n in range(40):
+        edit(api, alice, room, ids[-1], f"obs 4 v{n}")
+    pages: list[dict[str, Any]] = []
+    used = transactions_of(server, lambda: pages.append(history(api, alice, room, 2)))
+    assert [m["id"] for m in pages[0]["results"]] == ids[::-1][:2] and pages[0]["next_cursor"]
+    assert pages[0]["results"][0]["content"] == "obs 4 v39"
+    assert used.get(PAGINATE) == 2, used  # the window of edits, then the window that holds the page
+    assert [m["id"] for m in walk(api, alice, room, 2)] == ids[::-1]
+
+
+def test_a_pages_reactions_are_kept_until_the_room_moves(api: Api, server: SynapseServer) -> None:
+    """A page's reactions are read once while the room has no new event; a reaction, and the
+    redaction of one, show on the next read."""
+    alice, bob, carol = api.register(), api.register(), api.register()
+    room = shared_room(api, alice, bob, carol)
+    message = send_text(api, alice["access_token"], room, "handover at 7")
+
+    def reactions() -> list[dict[str, Any]]:
+        return history(api, bob, room, 5)["results"][0]["reactions"]
+
+    assert reactions() == []
+    used = transactions_of(server, reactions)
+    assert "medchat_page_reads" not in used, sorted(used.items())  # known from the first read
+    thumbs = react(api, carol, room, message, "👍")
+    assert reactions() == [{"key": "👍", "count": 1, "reacted_by_me": False}]
+    assert "medchat_page_reads" not in transactions_of(server, reactions)
+    redact(api, carol, room, thumbs)
+    assert reactions() == []
+
+
 def test_hidden_events_between_messages_never_empty_a_page(api: Api) -> None:
     """Reactions, a redacted reaction, edits, a poll's responses, state changes and redactions
     between messages: every page is full, and every message comes once, with its reactions."""

@@ -88,7 +88,9 @@ class Messages:
         spans: list[Span] = []
 
         async def extras(events: list[EventBase]) -> _PageExtras:
-            return await self._page_extras(viewer, room_id, [(e.event_id, e.sender, e.type) for e in events])
+            return await self._page_extras(
+                viewer, room_id, [(e.event_id, e.sender, e.type, e.is_state()) for e in events]
+            )
 
         async def read(token: str | None, size: int, wanted: int) -> Span:
             span = await self._synapse_events.history_span(
@@ -158,15 +160,16 @@ class Messages:
         viewer = requester.user.to_string()
         return self._build(viewer, events, await self._page_extras(viewer, room_id, _keys(events)))
 
-    async def _page_extras(self, viewer: str, room_id: str, events: list[tuple[str, str, str]]) -> _PageExtras:
-        """What the models of a page's (event_id, sender, type) add, read for the whole page:
-        sender cards (one state read), reactions and, for the viewer's own messages, statuses (in
-        the reactions' transaction: positions, receipts, delivery marks) and poll votes."""
-        event_ids = [event_id for event_id, _, _ in events]
-        own = [event_id for event_id, sender, _ in events if sender == viewer]
-        polls = [event_id for event_id, _, kind in events if kind in kinds.POLL_START]
+    async def _page_extras(self, viewer: str, room_id: str, events: list[tuple[str, str, str, bool]]) -> _PageExtras:
+        """What the models of a page's (event_id, sender, type, is state) add, read for the whole
+        page: sender cards (one state read), reactions and, for the viewer's own messages (not
+        their state events: their join), statuses (in the reactions' transaction: positions,
+        receipts, delivery marks) and poll votes."""
+        event_ids = [event_id for event_id, _, _, _ in events]
+        own = [event_id for event_id, sender, _, state in events if sender == viewer and not state]
+        polls = [event_id for event_id, _, kind, _ in events if kind in kinds.POLL_START]
         senders, reads, peers, votes = await concurrently(
-            lambda: self._rooms.senders(room_id, {sender for _, sender, _ in events}),
+            lambda: self._rooms.senders(room_id, {sender for _, sender, _, _ in events}),
             lambda: self._synapse_events.page_reads(room_id, event_ids, own),
             lambda: self._status.room_peers(room_id, viewer) if own else _no_peers(),
             lambda: self.poll_relations(viewer, room_id, polls),
@@ -482,7 +485,7 @@ class Messages:
         original = await self._event(requester, room_id, event_id)
         if "redacted_because" in original.get("unsigned", {}):
             raise errors.invalid_param("A deleted message cannot be reacted to.")
-        if await self._own_reaction(caller, event_id, key) is not None:
+        if await self._own_reaction(caller, room_id, event_id, key) is not None:
             return 200, await self._model(requester, room_id, original)
         relation = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
         await self._synapse_events.send_event(
@@ -494,14 +497,14 @@ class Messages:
         caller = requester.user.to_string()
         await self._rooms.require_member(room_id, caller)
         original = await self._event(requester, room_id, event_id)
-        reaction_id = await self._own_reaction(caller, event_id, key)
+        reaction_id = await self._own_reaction(caller, room_id, event_id, key)
         if reaction_id is None:
             raise errors.not_found("You have not reacted with that key.")
         await self._synapse_events.redact(requester, room_id, reaction_id)
         return await self._model(requester, room_id, original)  # reactions are read afresh
 
-    async def _own_reaction(self, user_id: str, event_id: str, key: str) -> str | None:
-        found = (await self._synapse_events.annotations([event_id])).get(event_id, [])
+    async def _own_reaction(self, user_id: str, room_id: str, event_id: str, key: str) -> str | None:
+        found = (await self._synapse_events.annotations(room_id, [event_id])).get(event_id, [])
         return next((reaction_id for k, sender, reaction_id in found if k == key and sender == user_id), None)
 
     async def forward(self, requester: Any, room_id: str, event_id: str, room_ids: list[str]) -> JsonDict:
@@ -529,6 +532,7 @@ class Messages:
         return {"messages": sent}
 
 
-def _keys(events: list[JsonDict]) -> list[tuple[str, str, str]]:
-    """The (event_id, sender, type) of client-format events, what Messages._page_extras reads by."""
-    return [(e["event_id"], e["sender"], e.get("type", "")) for e in events]
+def _keys(events: list[JsonDict]) -> list[tuple[str, str, str, bool]]:
+    """The (event_id, sender, type, is state) of client-format events, what
+    Messages._page_extras reads by."""
+    return [(e["event_id"], e["sender"], e.get("type", ""), "state_key" in e) for e in events]

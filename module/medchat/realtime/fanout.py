@@ -75,7 +75,7 @@ class FanOut:
     async def _shared_model(self, event: JsonDict) -> _SharedModel:
         sender, reactions = await concurrently(
             lambda: self._rooms.senders(event["room_id"], {event["sender"]}),
-            lambda: self._synapse_events.annotations([event["event_id"]]),
+            lambda: self._synapse_events.annotations(event["room_id"], [event["event_id"]]),
         )
         found = reactions.get(event["event_id"], [])
         card = sender[event["sender"]]

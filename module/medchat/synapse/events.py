@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from synapse.api.constants import Direction, EventTypes
 from synapse.api.errors import AuthError, Codes, NotFoundError, SynapseError
@@ -13,6 +13,7 @@ from synapse.api.filtering import Filter
 from synapse.events import EventBase
 from synapse.events.utils import FilteredEvent, SerializeEventConfig
 from synapse.handlers.pagination import GetMessagesResult
+from synapse.module_api import ModuleApi
 from synapse.rest.client.room import SerializeMessagesDeps, encode_messages_response
 from synapse.streams.config import PaginationConfig
 from synapse.types import JsonDict, Requester, RoomStreamToken, StreamKeyType, StreamToken, UserID
@@ -20,12 +21,19 @@ from synapse.visibility import filter_and_transform_events_for_client
 
 from medchat.synapse import sql
 from medchat.synapse._base import Family
+from medchat.synapse.annotations import AnnotationCache, Annotations
 from medchat.util import concurrently
+
+if TYPE_CHECKING:
+    from synapse.server import HomeServer
 
 logger = logging.getLogger(__name__)
 
 # The largest stream position the database holds (a signed 64-bit integer).
 _MAX_POSITION = 2**63 - 1
+# A history read looks this many depth levels back per event asked for (_window_bound): room for
+# a few hundred hidden events (trailing edits) in one read, and a bounded scan in any room.
+_WINDOW_LEVELS = 8
 
 
 class EventPosition(NamedTuple):
@@ -37,7 +45,7 @@ class EventPosition(NamedTuple):
 class PageReads(NamedTuple):
     """What a history page adds to its events (SynapseEvents.page_reads)."""
 
-    annotations: dict[str, list[tuple[str, str, str]]]  # as SynapseEvents.annotations
+    annotations: Annotations  # as SynapseEvents.annotations
     positions: dict[str, EventPosition]  # of the viewer's own messages
     receipts: dict[str, int]  # the room's read receipts (sql.statuses_txn), if any own
     deliveries: dict[str, int]  # the room's delivery marks (sql.statuses_txn), if any own
@@ -53,8 +61,29 @@ class Span(NamedTuple):
     side: Any  # what the caller's `side` read returned for the page's events
 
 
+def _window_bound(start: StreamToken, size: int) -> StreamToken | None:
+    """Where a history read of `size` events back from `start` stops looking: `_WINDOW_LEVELS`
+    × size depth levels back (every level of a room's timeline holds an event), or None near
+    the room's start or for a token without a depth.
+
+    Synapse's query for a relation filter (MSC3874) LEFT JOINs `event_relations`, and PostgreSQL,
+    estimating that almost no row survives the join's filter, then sorts the whole room instead
+    of walking its index back from `start`: a page cost grew with the room once the server
+    had edits or reactions anywhere. With a lower bound the scan is of the window only."""
+    top = start.room_key.topological
+    if top is None or top <= _WINDOW_LEVELS * size:
+        return None
+    return start.copy_and_replace(
+        StreamKeyType.ROOM, RoomStreamToken(topological=top - _WINDOW_LEVELS * size, stream=0)
+    )
+
+
 class SynapseEvents(Family):
     """Events sent, read and serialised by Synapse's own handlers, exactly as for a Matrix client."""
+
+    def __init__(self, api: ModuleApi, hs: HomeServer):
+        super().__init__(api, hs)
+        self._annotations = AnnotationCache(self._store, self._clock.time_msec)
 
     async def send_event(
         self, requester: Requester, event: JsonDict, txn_id: str | None = None, ratelimit: bool = True
@@ -113,7 +142,8 @@ class SynapseEvents(Family):
         filter_json: JsonDict = {"not_types": not_types or []}
         if types is not None:
             filter_json["types"] = types
-        result = await self._get_messages(requester, room_id, from_token, limit, Filter(self._hs, filter_json))
+        token = await self._token(from_token)
+        result = await self._get_messages(requester, room_id, token, limit, Filter(self._hs, filter_json))
         return await encode_messages_response(
             get_messages_result=result,
             serialize_options=await self._serializer_config(requester),
@@ -153,7 +183,13 @@ class SynapseEvents(Family):
         # MSC3874's relation filter, which Synapse's pagination query and its event check both
         # apply; its filter JSON is honoured only with `msc3874_enabled`, so it is set directly.
         event_filter.not_rel_types = not_rel_types
-        result = await self._get_messages(requester, room_id, from_token, size, event_filter)
+        start = await self._token(from_token) or await self._hs.get_event_sources().get_current_token_for_pagination(
+            room_id
+        )
+        bound = _window_bound(start, size)
+        result = await self._get_messages(requester, room_id, start, size, event_filter, bound)
+        if bound is not None and result.end_token is None:  # the window held no kept event
+            return Span([], await bound.to_string(self._store), False, 0, await side([]))
         # Synapse 1.162 lists the events themselves, later ones wrap them (FilteredEvent).
         chunk_items: list[Any] = list(result.messages_chunk)
         events: list[EventBase] = [getattr(e, "event", e) for e in chunk_items]
@@ -184,10 +220,15 @@ class SynapseEvents(Family):
         )
 
     async def _get_messages(
-        self, requester: Requester, room_id: str, from_token: str | None, limit: int, event_filter: Filter
+        self,
+        requester: Requester,
+        room_id: str,
+        from_token: StreamToken | None,
+        limit: int,
+        event_filter: Filter,
+        to_token: StreamToken | None = None,
     ) -> GetMessagesResult:
-        token = await self._token(from_token)
-        config = PaginationConfig(from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit)
+        config = PaginationConfig(from_token=from_token, to_token=to_token, direction=Direction.BACKWARDS, limit=limit)
         pagination = self._hs.get_pagination_handler()
         try:
             return await pagination.get_messages(requester, room_id, config, event_filter=event_filter)
@@ -265,24 +306,28 @@ class SynapseEvents(Family):
             config=await serializer.create_config(requester=requester),
         )
 
-    async def annotations(self, event_ids: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+    async def annotations(self, room_id: str, event_ids: list[str]) -> Annotations:
         """event_id -> [(key, sender, reaction_event_id)] of its live `m.reaction` annotations.
 
-        Synapse no longer bundles annotation counts, so they are read from its relations table.
+        Synapse no longer bundles annotation counts, so they are read from its relations table,
+        or known from an earlier read while the room has had no event since (AnnotationCache).
         """
-        if not event_ids:
-            return {}
-        return await self.api.run_db_interaction("medchat_annotations", sql.annotations_txn, event_ids)
+        return (await self.page_reads(room_id, event_ids, [])).annotations
 
     async def page_reads(self, room_id: str, event_ids: list[str], own_ids: list[str]) -> PageReads:
         """The annotations of a page's events and, for the viewer's own among them, their
-        positions, the room's read receipts and delivery marks: one transaction for the page."""
-        if not event_ids:
-            return PageReads({}, {}, {}, {})
+        positions, the room's read receipts and delivery marks: one transaction for the page, or
+        none when the annotations are known and the viewer sent none of the events."""
+        known, unknown = self._annotations.known(room_id, event_ids)
+        if not unknown and not own_ids:
+            return PageReads(known, {}, {}, {})
+        as_of = self._annotations.position()
         annotations, rows, receipts, deliveries = await self.api.run_db_interaction(
-            "medchat_page_reads", sql.page_reads_txn, room_id, event_ids, own_ids
+            "medchat_page_reads", sql.page_reads_txn, room_id, unknown, own_ids
         )
-        return PageReads(annotations, {e: EventPosition(*row) for e, row in rows.items()}, receipts, deliveries)
+        self._annotations.remember(room_id, as_of, unknown, annotations)
+        positions = {e: EventPosition(*row) for e, row in rows.items()}
+        return PageReads({**known, **annotations}, positions, receipts, deliveries)
 
     async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
         """The event if it exists and `user_id` may see it, by the rules of
