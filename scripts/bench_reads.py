@@ -194,8 +194,10 @@ class Seeder:
         path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{self.run}-{next(self._txn)}"
         return str(ok(user.call("PUT", path, content))["event_id"])
 
-    def send_many(self, user: User, room_id: str, contents: list[dict[str, Any]]) -> list[str]:
-        return parallel(lambda c: self.send(user, room_id, c), contents, self.workers)
+    def send_many(
+        self, user: User, room_id: str, contents: list[dict[str, Any]], workers: int | None = None
+    ) -> list[str]:
+        return parallel(lambda c: self.send(user, room_id, c), contents, workers or self.workers)
 
     def rooms_with_message(self, peer: User, member: User, count: int, start: int) -> None:
         """`count` rooms the peer makes, `member` joins and the peer writes one message in."""
@@ -460,7 +462,10 @@ class Phases:
 
     def history_and_notifications(self) -> None:
         """One room of three: the sender mentions the notified user in every message; the third
-        member reads the history (so that neither reader's calls change the other's data)."""
+        member reads the history (so that neither reader's calls change the other's data). The
+        sender writes one message at a time, as a person does: many sends at once into one room
+        leave Synapse hundreds of forward extremities and a timeline of a few depth levels, no
+        room's shape."""
         with self.seeding_step("the history room"):
             sender, reader, notified = self.seed.users("h", 3)
             room = self.seed.create_room(sender, "Case notes", [reader.user_id, notified.user_id])
@@ -484,6 +489,7 @@ class Phases:
                             }
                             for i in range(len(have), size)
                         ],
+                        workers=1,
                     )
             if kind == "history":
                 self.compare(
@@ -514,6 +520,7 @@ class Phases:
                     }
                     for i, event_id in enumerate(targets)
                 ],
+                workers=1,
             )
         self.compare(
             f"history page after {edits} trailing edits",
