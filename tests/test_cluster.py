@@ -168,6 +168,70 @@ def test_message_sent_through_a_client_reader_is_persisted_by_the_event_persiste
     assert fetched.status_code == 200 and fetched.json()["content"]["body"] == text
 
 
+def test_what_each_client_reader_keeps_of_a_page_follows_writes_made_through_the_others(api: Api) -> None:
+    """Each client reader keeps a history page's reactions, read receipts and delivery marks
+    between reads (kept.py, DeliveryStore.room_marks); a reaction, an acknowledgement and a
+    receipt made through any process are on the next pages from both readers."""
+    alice, bob = api.register(), api.register()
+    room = api.call(
+        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"invite": [bob["user_id"]]}
+    )
+    assert room.status_code == 200, room.text
+    room_id = room.json()["room_id"]
+    joined = api.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/join", token=bob["access_token"], json={})
+    assert joined.status_code == 200, joined.text
+    sent = api.call(
+        "POST",
+        f"/api/chat/rooms/{quote(room_id, safe='')}/messages",
+        token=alice["access_token"],
+        json={"content": "handover at 7"},
+    )
+    assert sent.status_code == 201, sent.text
+    message = sent.json()["id"]
+
+    def pages() -> list[tuple[str, list[dict[str, Any]]]]:
+        """Alice's newest message from four pages in a row: nginx alternates the two readers."""
+        found = []
+        for _ in range(4):
+            page = api.call(
+                "GET", f"/api/chat/rooms/{quote(room_id, safe='')}/messages?limit=5", token=alice["access_token"]
+            )
+            assert page.status_code == 200, page.text
+            newest = page.json()["results"][0]
+            found.append((newest["status"], newest["reactions"]))
+        return found
+
+    def eventually(expected: tuple[str, list[dict[str, Any]]]) -> None:
+        deadline = time.monotonic() + 15
+        while (seen := pages()) != [expected] * 4:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+
+    assert pages() == [("sent", [])] * 4  # and each reader now keeps the page
+    acked = api.call(
+        "PUT", f"/api/chat/messages/{quote(message)}/status", token=bob["access_token"], json={"status": "delivered"}
+    )
+    assert acked.status_code == 200, acked.text
+    relation = {"rel_type": "m.annotation", "event_id": message, "key": "👍"}
+    reacted = api.call(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.reaction/{secrets.token_hex(8)}",
+        token=bob["access_token"],
+        json={"m.relates_to": relation},
+    )
+    assert reacted.status_code == 200, reacted.text
+    thumbs = [{"key": "👍", "count": 1, "reacted_by_me": False}]
+    eventually(("delivered", thumbs))
+    receipt = api.call(
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/receipt/m.read/{quote(message)}",
+        token=bob["access_token"],
+        json={},
+    )
+    assert receipt.status_code == 200, receipt.text
+    eventually(("read", thumbs))
+
+
 def test_main_only_account_endpoints_reach_main_through_nginx(api: Api) -> None:
     user = api.register()
     refreshed = api.call("POST", "/api/auth/refresh", json={"refresh_token": user["refresh_token"]})

@@ -255,3 +255,28 @@ def test_a_senders_page_reads_no_more_with_more_members(api: Api, server: Synaps
         runs = [sum(transactions_of(server, page).values()) for _ in range(3)]
         used.append(min(runs))
     assert used[1] <= used[0], used
+
+
+def test_a_senders_page_of_a_quiet_room_reads_nothing_again_yet_follows_receipts_and_marks(
+    api: Api, server: SynapseServer
+) -> None:
+    """Positions, the room's read receipts and its delivery marks are kept between reads (the
+    receipts while Synapse's receipts stream has nothing new for the room, the marks until one
+    moves): a second read of the page costs no read of the module's, and a new acknowledgement
+    or receipt shows on the next one."""
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    ids = [send_text(api, alice["access_token"], room, f"m {i}") for i in range(3)]
+
+    def statuses() -> list[str]:
+        return [m["status"] for m in history(api, alice, room, 3)["results"]]
+
+    assert statuses() == ["sent"] * 3
+    used = transactions_of(server, statuses)
+    assert not {"medchat_page_reads", "medchat_room_delivery_marks"} & set(used), sorted(used.items())
+    acknowledge(api, bob, ids[1])
+    assert statuses() == ["sent", "delivered", "delivered"]
+    read_receipt(api, bob, room, ids[0])
+    assert statuses() == ["sent", "delivered", "read"]
+    read_receipt(api, bob, room, ids[2])
+    assert statuses() == ["read"] * 3

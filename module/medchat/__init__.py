@@ -171,7 +171,7 @@ class MedChatModule:
             study_groups,
             rules.require_federated,
         )
-        status = MessageStatus(server, synapse.rooms, synapse.events, synapse.stream, DeliveryStore(api))
+        status = MessageStatus(server, synapse.rooms, synapse.events, synapse.stream, DeliveryStore(api, server.clock))
         expiry = Expiry(server, synapse.events, ExpiryStore(api), config.max_expires_in_seconds)
         messages = Messages(api, server, synapse.rooms, synapse.events, synapse.search, rooms, status, expiry)
         gdpr = Gdpr(api, server, synapse.http, synapse.accounts, accounts, rules, expiry, audit)

@@ -5,7 +5,7 @@ compact per-user-per-room mark."""
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -29,10 +29,11 @@ DeliveryListener = Callable[[str, list[tuple[str, str, str]]], None]
 
 
 class RoomPeers(NamedTuple):
-    """A room's members other than a sender, and their last syncs."""
+    """A room's members other than a sender, their last syncs and the room's delivery marks."""
 
     members: list[str]
-    synced: dict[str, int]
+    synced: Mapping[str, int]
+    deliveries: Mapping[str, int]
 
 
 class _Marks:
@@ -45,7 +46,9 @@ class _Marks:
     whose receipt and mark fall short of it (a prefix of the members sorted by the further of the
     two) has synced since it arrived, which the earliest last sync of that prefix says."""
 
-    def __init__(self, members: list[str], reads: dict[str, int], deliveries: dict[str, int], synced: dict[str, int]):
+    def __init__(
+        self, members: list[str], reads: Mapping[str, int], deliveries: Mapping[str, int], synced: Mapping[str, int]
+    ):
         self.members = members
         self._reads = reads
         self._deliveries = deliveries
@@ -115,31 +118,34 @@ class MessageStatus:
         }
 
     async def room_peers(self, room_id: str, sender: str) -> RoomPeers:
-        """The other members and their last syncs: with the room's read receipts and delivery
-        marks (sql.statuses_txn), all the statuses of `sender`'s messages need (`aggregates`);
-        nothing is read when nobody else is in the room."""
+        """The other members, their last syncs and the room's delivery marks: with the room's
+        read receipts (sql.statuses_txn), all the statuses of `sender`'s messages need
+        (`aggregates`); nothing is read when nobody else is in the room."""
         members = [m for m in await self._synapse_rooms.joined_members(room_id) if m != sender]
         if not members:
-            return RoomPeers([], {})
-        return RoomPeers(members, await self._synapse_stream.last_sync_ts(members))
+            return RoomPeers([], {}, {})
+        synced, deliveries = await concurrently(
+            lambda: self._synapse_stream.last_sync_ts(members), lambda: self._deliveries.room_marks(room_id)
+        )
+        return RoomPeers(members, synced, deliveries)
 
     @staticmethod
     def aggregates(
-        peers: RoomPeers, positions: dict[str, EventPosition], receipts: dict[str, int], deliveries: dict[str, int]
+        peers: RoomPeers, positions: dict[str, EventPosition], receipts: Mapping[str, int]
     ) -> dict[str, str]:
         """The status of each of the sender's messages (at `positions`) as the sender sees it (the
         Message model's `status`), in time proportional to the page (with one pass over the
         members), not to page × members (_Marks)."""
-        summary = _Marks(peers.members, receipts, deliveries, peers.synced)
+        summary = _Marks(peers.members, receipts, peers.deliveries, peers.synced)
         return {event_id: summary.aggregate(position) for event_id, position in positions.items()}
 
     async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
         """For each message, each other member's state (_Marks.state)."""
-        (positions, receipts, deliveries), peers = await concurrently(
+        (positions, receipts), peers = await concurrently(
             lambda: self._synapse_stream.status_marks(room_id, event_ids),
             lambda: self.room_peers(room_id, sender),
         )
-        summary = _Marks(peers.members, receipts, deliveries, peers.synced)
+        summary = _Marks(peers.members, receipts, peers.deliveries, peers.synced)
         return {
             event_id: {m: summary.state(m, position) for m in peers.members} for event_id, position in positions.items()
         }

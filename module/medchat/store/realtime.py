@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from synapse.module_api import ModuleApi, cached
 from synapse.storage.database import LoggingTransaction
 
 from medchat.store._base import Store
 
+if TYPE_CHECKING:
+    from synapse.util.clock import Clock
+
 
 class DeliveryStore(Store):
+    def __init__(self, api: ModuleApi, clock: Clock):
+        super().__init__(api)
+        self.server_name, self.clock = api.server_name, clock  # what `@cached` needs of its object
+        # Marks are written where sockets and acknowledgements land and read where history is
+        # served: the cache is registered on every worker and invalidated through replication.
+        api.register_cached_function(self.room_marks)
+
+    @cached()
+    async def room_marks(self, room_id: str) -> Mapping[str, int]:
+        """user_id -> the stream ordering of the user's delivery mark in the room (callers share
+        the mapping: read only), kept until a mark of the room moves."""
+
+        def txn(t: LoggingTransaction) -> dict[str, int]:
+            t.execute("SELECT user_id, stream_ordering FROM medchat_delivery WHERE room_id = ?", (room_id,))
+            return dict(t.fetchall())
+
+        return await self.run("room_delivery_marks", txn)
+
     async def advance(self, user_id: str, marks: dict[str, int], now_ms: int) -> None:
         """Moves the user's delivery mark in each room forward (never back)."""
         await self.advance_many({(user_id, room_id): ordering for room_id, ordering in marks.items()}, now_ms)
@@ -25,6 +50,8 @@ class DeliveryStore(Store):
             )
 
         await self.run("advance_delivery", txn)
+        for room_id in sorted({room_id for _, room_id in marks}):
+            await self._api.invalidate_cache(self.room_marks, (room_id,))
 
 
 class DismissedNotificationStore(Store):

@@ -21,7 +21,7 @@ from synapse.visibility import filter_and_transform_events_for_client
 
 from medchat.synapse import sql
 from medchat.synapse._base import Family
-from medchat.synapse.annotations import AnnotationCache, Annotations
+from medchat.synapse.kept import RoomKept
 from medchat.util import concurrently
 
 if TYPE_CHECKING:
@@ -42,13 +42,16 @@ class EventPosition(NamedTuple):
     received_ts: int
 
 
+# event_id -> [(key, sender, reaction event id)] of its live annotations, oldest first.
+Annotations = dict[str, list[tuple[str, str, str]]]
+
+
 class PageReads(NamedTuple):
     """What a history page adds to its events (SynapseEvents.page_reads)."""
 
     annotations: Annotations  # as SynapseEvents.annotations
     positions: dict[str, EventPosition]  # of the viewer's own messages
     receipts: dict[str, int]  # the room's read receipts (sql.statuses_txn), if any own
-    deliveries: dict[str, int]  # the room's delivery marks (sql.statuses_txn), if any own
 
 
 class Span(NamedTuple):
@@ -83,7 +86,16 @@ class SynapseEvents(Family):
 
     def __init__(self, api: ModuleApi, hs: HomeServer):
         super().__init__(api, hs)
-        self._annotations = AnnotationCache(self._store, self._clock.time_msec)
+        now_ms, store = self._clock.time_msec, self._store
+        # kept.py: reactions while the room has no new event, receipts while its receipts stream
+        # has none, and where events sit (which never changes).
+        self._annotations: RoomKept[list[tuple[str, str, str]]] = RoomKept(
+            store.get_room_max_stream_ordering, store._events_stream_cache.has_entity_changed, now_ms
+        )
+        self._receipts: RoomKept[dict[str, int]] = RoomKept(
+            lambda: store.get_max_receipt_stream_id().stream, store._receipts_stream_cache.has_entity_changed, now_ms
+        )
+        self._positions: RoomKept[EventPosition] = RoomKept(lambda: 0, lambda room_id, position: False, now_ms)
 
     async def send_event(
         self, requester: Requester, event: JsonDict, txn_id: str | None = None, ratelimit: bool = True
@@ -316,18 +328,26 @@ class SynapseEvents(Family):
 
     async def page_reads(self, room_id: str, event_ids: list[str], own_ids: list[str]) -> PageReads:
         """The annotations of a page's events and, for the viewer's own among them, their
-        positions, the room's read receipts and delivery marks: one transaction for the page, or
-        none when the annotations are known and the viewer sent none of the events."""
-        known, unknown = self._annotations.known(room_id, event_ids)
-        if not unknown and not own_ids:
-            return PageReads(known, {}, {}, {})
-        as_of = self._annotations.position()
-        annotations, rows, receipts, deliveries = await self.api.run_db_interaction(
-            "medchat_page_reads", sql.page_reads_txn, room_id, unknown, own_ids
+        positions and the room's read receipts: what is not known already (kept.py) in one
+        transaction, so none for a page of a quiet room."""
+        annotations, unknown = self._annotations.known(room_id, event_ids)
+        positions, unplaced = self._positions.known(room_id, own_ids)
+        kept_receipts = self._receipts.known(room_id, [room_id])[0] if own_ids else {}
+        receipts = kept_receipts.get(room_id, {})
+        with_receipts = bool(own_ids) and room_id not in kept_receipts
+        if not unknown and not unplaced and not with_receipts:
+            return PageReads(annotations, positions, receipts)
+        events_at, receipts_at = self._annotations.position(), self._receipts.position()
+        found, rows, read = await self.api.run_db_interaction(
+            "medchat_page_reads", sql.page_reads_txn, room_id, unknown, unplaced, with_receipts
         )
-        self._annotations.remember(room_id, as_of, unknown, annotations)
-        positions = {e: EventPosition(*row) for e, row in rows.items()}
-        return PageReads({**known, **annotations}, positions, receipts, deliveries)
+        self._annotations.remember(room_id, events_at, {e: found.get(e, []) for e in unknown})
+        placed = {e: EventPosition(*row) for e, row in rows.items()}
+        self._positions.remember(room_id, 0, placed)
+        if with_receipts:
+            receipts = read
+            self._receipts.remember(room_id, receipts_at, {room_id: read})
+        return PageReads({**annotations, **found}, {**positions, **placed}, receipts)
 
     async def visible_event(self, user_id: str, event_id: str) -> EventBase | None:
         """The event if it exists and `user_id` may see it, by the rules of

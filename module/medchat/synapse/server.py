@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from synapse.api.errors import FederationDeniedError, SynapseError
 from synapse.storage.database import LoggingTransaction, make_conn
@@ -15,6 +15,9 @@ from synapse.storage.engines._base import IsolationLevel
 from synapse.util.async_helpers import Linearizer
 
 from medchat.synapse._base import Family
+
+if TYPE_CHECKING:
+    from synapse.util.clock import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,12 @@ class SynapseServer(Family):
         """Synapse's database engine, for `synapse.sql.in_list` in statements built before their
         transaction runs."""
         return self._store.database_engine
+
+    @property
+    def clock(self) -> Clock:
+        """Synapse's clock: what a `@cached` method's object holds (with `server_name`) for its
+        cache's metrics and expiry."""
+        return self._clock
 
     @property
     def worker_name(self) -> str:

@@ -234,39 +234,43 @@ def forget_erased_user_txn(txn: LoggingTransaction, user_id: str, addresses: lis
 
 
 def statuses_txn(
-    txn: LoggingTransaction, room_id: str, event_ids: list[str]
-) -> tuple[dict[str, tuple[str, int, int]], dict[str, int], dict[str, int]]:
-    """What the statuses of a sender's messages of one room are computed from, in one statement:
-    each message's (room_id, stream_ordering, received_ts), each member's public read receipt in
-    the room (as the stream ordering it points at) and each member's delivery mark in the room
-    (the module's `medchat_delivery`). The messages are a page's (at most a few hundred)."""
-    clause, args = make_in_list_sql_clause(txn.database_engine, "event_id", event_ids)
-    txn.execute(
-        f"SELECT 'e', event_id, stream_ordering, received_ts FROM events WHERE room_id = ? AND {clause}"
-        " UNION ALL SELECT 'r', user_id, MAX(event_stream_ordering), 0 FROM receipts_linearized"
-        " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id"
-        " UNION ALL SELECT 'd', user_id, stream_ordering, 0 FROM medchat_delivery WHERE room_id = ?",
-        (room_id, *args, room_id, ReceiptTypes.READ, room_id),
-    )
+    txn: LoggingTransaction, room_id: str, event_ids: list[str], with_receipts: bool = True
+) -> tuple[dict[str, tuple[str, int, int]], dict[str, int]]:
+    """What the statuses of a sender's messages of one room are computed from (with the delivery
+    marks, DeliveryStore.room_marks), in one statement: each message's (room_id, stream_ordering,
+    received_ts) and, `with_receipts`, each member's public read receipt in the room (as the
+    stream ordering it points at). The messages are a page's (at most a few hundred)."""
+    parts: list[str] = []
+    args: list[Any] = []
+    if event_ids:
+        clause, in_args = make_in_list_sql_clause(txn.database_engine, "event_id", event_ids)
+        parts.append(f"SELECT 'e', event_id, stream_ordering, received_ts FROM events WHERE room_id = ? AND {clause}")
+        args += [room_id, *in_args]
+    if with_receipts:
+        parts.append(
+            "SELECT 'r', user_id, MAX(event_stream_ordering), 0 FROM receipts_linearized"
+            " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id"
+        )
+        args += [room_id, ReceiptTypes.READ]
     positions: dict[str, tuple[str, int, int]] = {}
     reads: dict[str, int] = {}
-    deliveries: dict[str, int] = {}
+    if not parts:
+        return positions, reads
+    txn.execute(" UNION ALL ".join(parts), args)
     for kind, key, ordering, received_ts in txn.fetchall():
         if kind == "e":
             positions[key] = (room_id, ordering, received_ts)
         else:
-            (reads if kind == "r" else deliveries)[key] = ordering
-    return positions, reads, deliveries
+            reads[key] = ordering
+    return positions, reads
 
 
 def page_reads_txn(
-    txn: LoggingTransaction, room_id: str, event_ids: list[str], own_ids: list[str]
-) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, tuple[str, int, int]], dict[str, int], dict[str, int]]:
-    """What a history page adds to its events, in one transaction: `annotations_txn` of all of
-    them and, when the viewer sent some, `statuses_txn` of those."""
-    if not own_ids:
-        return annotations_txn(txn, event_ids), {}, {}, {}
-    return annotations_txn(txn, event_ids), *statuses_txn(txn, room_id, own_ids)
+    txn: LoggingTransaction, room_id: str, annotation_ids: list[str], position_ids: list[str], with_receipts: bool
+) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, tuple[str, int, int]], dict[str, int]]:
+    """What a history page adds to its events, in one transaction: `annotations_txn` of some of
+    them and `statuses_txn` of the viewer's own among them (what is not known already)."""
+    return annotations_txn(txn, annotation_ids), *statuses_txn(txn, room_id, position_ids, with_receipts)
 
 
 def directory_name_join(user_id_column: str) -> tuple[str, str]:

@@ -53,15 +53,11 @@ class SynapseStream(Family):
         )
         return result["chunk"], result["end"]
 
-    async def status_marks(
-        self, room_id: str, event_ids: list[str]
-    ) -> tuple[dict[str, EventPosition], dict[str, int], dict[str, int]]:
-        """Where these events of the room sit, each member's public read receipt in the room and
-        each member's delivery mark there (sql.statuses_txn), in one statement."""
-        rows, reads, deliveries = await self.api.run_db_interaction(
-            "medchat_status_marks", sql.statuses_txn, room_id, event_ids
-        )
-        return {event_id: EventPosition(*row) for event_id, row in rows.items()}, reads, deliveries
+    async def status_marks(self, room_id: str, event_ids: list[str]) -> tuple[dict[str, EventPosition], dict[str, int]]:
+        """Where these events of the room sit and each member's public read receipt in the room
+        (sql.statuses_txn), in one statement."""
+        rows, reads = await self.api.run_db_interaction("medchat_status_marks", sql.statuses_txn, room_id, event_ids)
+        return {event_id: EventPosition(*row) for event_id, row in rows.items()}, reads
 
     async def send_read_receipt(self, user_id: str, room_id: str, event_id: str) -> None:
         """A real `m.read` receipt, exactly as a Matrix client sends it (Element shows it)."""
