@@ -179,7 +179,8 @@ class SynapseEvents(Family):
         """One Synapse /messages page of `size` events back from `from_token`, without `not_types`
         and without events whose relation is one of `not_rel_types` (both in Synapse's own query,
         so edits and reactions cost no page), serialised for clients; of it, up to `wanted` events
-        that `keep` accepts.
+        that `keep` accepts. It looks back no further than `_window_bound`; a window that holds
+        no event Synapse keeps gives an empty span whose token resumes below the window.
 
         When the page holds more kept events than wanted, the token returned resumes right after
         the last one kept: Synapse's backwards token after an event is its (topological, stream
