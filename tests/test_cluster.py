@@ -29,12 +29,24 @@ import pytest
 import requests
 
 import media_samples
-from harness import TEST_RATE_LIMITS, Api, PostgresDatabase, expect_error, free_port, nio_login, postgres_admin_url, run
+from harness import (
+    TEST_RATE_LIMITS,
+    Api,
+    PostgresDatabase,
+    expect_error,
+    free_port,
+    nio_login,
+    postgres_admin_url,
+    run,
+    send_text,
+    shared_room,
+)
 from medchat.store.migrations import pending_files
 from medchat_dev.cluster import DEFAULT_REDIS_URL, Cluster, redis_answers
 from medchat_dev.devconfig import worker_names
 from medchat_dev.monitoring import ensure_prometheus, render_scrape_config
 from medchat_dev.tls import self_signed_pair
+from test_history_reads import acknowledge, history, react, read_receipt
 from test_monitoring import alert_rules, dashboard_expressions, medchat_series
 
 pytestmark = pytest.mark.skipif(
@@ -173,33 +185,15 @@ def test_what_each_client_reader_keeps_of_a_page_follows_writes_made_through_the
     between reads (kept.py, DeliveryStore.room_marks); a reaction, an acknowledgement and a
     receipt made through any process are on the next pages from both readers."""
     alice, bob = api.register(), api.register()
-    room = api.call(
-        "POST", "/_matrix/client/v3/createRoom", token=alice["access_token"], json={"invite": [bob["user_id"]]}
-    )
-    assert room.status_code == 200, room.text
-    room_id = room.json()["room_id"]
-    joined = api.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/join", token=bob["access_token"], json={})
-    assert joined.status_code == 200, joined.text
-    sent = api.call(
-        "POST",
-        f"/api/chat/rooms/{quote(room_id, safe='')}/messages",
-        token=alice["access_token"],
-        json={"content": "handover at 7"},
-    )
-    assert sent.status_code == 201, sent.text
-    message = sent.json()["id"]
+    room = shared_room(api, alice, bob)
+    message = send_text(api, alice["access_token"], room, "handover at 7")
 
     def pages() -> list[tuple[str, list[dict[str, Any]]]]:
         """Alice's newest message from four pages in a row: nginx alternates the two readers."""
-        found = []
-        for _ in range(4):
-            page = api.call(
-                "GET", f"/api/chat/rooms/{quote(room_id, safe='')}/messages?limit=5", token=alice["access_token"]
-            )
-            assert page.status_code == 200, page.text
-            newest = page.json()["results"][0]
-            found.append((newest["status"], newest["reactions"]))
-        return found
+        return [
+            (newest["status"], newest["reactions"])
+            for newest in (history(api, alice, room, 5)["results"][0] for _ in range(4))
+        ]
 
     def eventually(expected: tuple[str, list[dict[str, Any]]]) -> None:
         deadline = time.monotonic() + 15
@@ -208,27 +202,11 @@ def test_what_each_client_reader_keeps_of_a_page_follows_writes_made_through_the
             time.sleep(0.2)
 
     assert pages() == [("sent", [])] * 4  # and each reader now keeps the page
-    acked = api.call(
-        "PUT", f"/api/chat/messages/{quote(message)}/status", token=bob["access_token"], json={"status": "delivered"}
-    )
-    assert acked.status_code == 200, acked.text
-    relation = {"rel_type": "m.annotation", "event_id": message, "key": "👍"}
-    reacted = api.call(
-        "PUT",
-        f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.reaction/{secrets.token_hex(8)}",
-        token=bob["access_token"],
-        json={"m.relates_to": relation},
-    )
-    assert reacted.status_code == 200, reacted.text
+    acknowledge(api, bob, message)
+    react(api, bob, room, message, "👍")
     thumbs = [{"key": "👍", "count": 1, "reacted_by_me": False}]
     eventually(("delivered", thumbs))
-    receipt = api.call(
-        "POST",
-        f"/_matrix/client/v3/rooms/{quote(room_id)}/receipt/m.read/{quote(message)}",
-        token=bob["access_token"],
-        json={},
-    )
-    assert receipt.status_code == 200, receipt.text
+    read_receipt(api, bob, room, message)
     eventually(("read", thumbs))
 
 
