@@ -163,8 +163,9 @@ class Messages:
     async def _page_extras(self, viewer: str, room_id: str, events: list[tuple[str, str, str, bool]]) -> _PageExtras:
         """What the models of a page's (event_id, sender, type, is state) add, read for the whole
         page: sender cards (one state read), reactions and, for the viewer's own messages (not
-        their state events: their join), statuses (in the reactions' transaction: positions,
-        receipts, delivery marks) and poll votes."""
+        their state events: their join), statuses (positions and receipts with the reactions,
+        SynapseEvents.page_reads; the members' marks and syncs, MessageStatus.room_peers) and
+        poll votes."""
         event_ids = [event_id for event_id, _, _, _ in events]
         own = [event_id for event_id, sender, _, state in events if sender == viewer and not state]
         polls = [event_id for event_id, _, kind, _ in events if kind in kinds.POLL_START]
