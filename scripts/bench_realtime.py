@@ -279,10 +279,12 @@ def run(server: SynapseServer | Target, args: argparse.Namespace) -> None:
     counts = [int(n) for n in str(args.sockets).split(",") if n]
     rows: list[dict[str, Any]] = []
     lines = []
-    sender = setup_users(api, "sender", 1)[0]
     all_users: list[dict] = []
     for n in counts:
         print(f"setting up two rooms of {n} listeners ...", flush=True)
+        # A sender of its own per count: access tokens live 15 minutes, and the larger counts'
+        # set-up alone can outlast the first sender's.
+        sender = setup_users(api, f"sender{n}", 1)[0]
         ws_users, sync_users = setup_users(api, f"ws{n}", n), setup_users(api, f"sync{n}", n)
         all_users += ws_users
         ws_room = (setup_room(api, sender, ws_users), ws_users)

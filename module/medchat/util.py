@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from synapse.logging.context import make_deferred_yieldable, run_in_background
 from synapse.util.async_helpers import ObservableDeferred, yieldable_gather_results
@@ -14,7 +14,10 @@ V = TypeVar("V")
 
 async def concurrently(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
     """Independent lookups at once, so their database round trips overlap (Synapse's own gather,
-    which keeps log contexts right); the first failure is raised as itself."""
+    which keeps log contexts right); the first failure is raised as itself. One call (or none) is
+    simply awaited: a socket's frames for one message must not pay for a gather."""
+    if len(calls) <= 1:
+        return [await call() for call in calls]
     return await yieldable_gather_results(lambda call: call(), calls)
 
 
@@ -43,6 +46,8 @@ class Shared(Generic[K, V]):
                     del self._entries[key]
 
             shared.observe().addErrback(forget)
+        elif entry[1].has_succeeded():  # the common case: the first socket read it, the rest take it
+            return cast(V, entry[1].get_result())
         return await make_deferred_yieldable(entry[1].observe())
 
     def _drop_expired(self, now: int) -> None:

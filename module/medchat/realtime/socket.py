@@ -54,7 +54,6 @@ from medchat.realtime.notifications import module_item
 from medchat.realtime.status import MessageStatus
 from medchat.store.notifications import HINT_TYPE, NotificationStore
 from medchat.synapse import SynapseHttp, SynapseServer, SynapseStream
-from medchat.util import concurrently
 from medchat.wellformed import NotJson, load_json
 
 logger = logging.getLogger(__name__)
@@ -401,11 +400,11 @@ class ChatSocket:
 
     async def _frames(self, user_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The app's frames for one batch of Synapse stream events, notifications included."""
+        # One after the other: only the room's first socket reads anything (FanOut shares it), and
+        # for the other hundreds a gather would cost more than both look-ups.
         fanout = self._hub.fanout
-        messages, notified = await concurrently(
-            lambda: fanout.message_models(user_id, [e for e in events if is_new_message(e)]),
-            lambda: fanout.notified(user_id, events),
-        )
+        messages = await fanout.message_models(user_id, [e for e in events if is_new_message(e)])
+        notified = await fanout.notified(user_id, events)
         frames = [frame for event in events for frame in frames_for(event, messages)]
         notices = [notification_frame(e, user_id) for e in events if e.get("event_id") in notified]
         return frames + [notice for notice in notices if notice is not None]

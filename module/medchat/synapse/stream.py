@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synapse.api.constants import Direction, ReceiptTypes
-from synapse.streams.config import PaginationConfig
-from synapse.types import Requester, StreamToken, UserID
+from synapse.api.constants import ReceiptTypes
+from synapse.module_api import ModuleApi
+from synapse.types import Requester, UserID
 
 from medchat.synapse import sql
 from medchat.synapse._base import Family
 from medchat.synapse.events import EventPosition
+from medchat.synapse.eventstream import EventStream
+
+if TYPE_CHECKING:
+    from synapse.server import HomeServer
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,10 @@ class PushAction:
 class SynapseStream(Family):
     """Synapse's event stream, receipts, presence and push-rule results."""
 
+    def __init__(self, api: ModuleApi, hs: HomeServer):
+        super().__init__(api, hs)
+        self._events = EventStream(hs)
+
     async def stream_position(self) -> str:
         """The current position of the user-visible event stream, as a resumable string."""
         return await self._hs.get_event_sources().get_current_token().to_string(self._store)
@@ -39,19 +47,13 @@ class SynapseStream(Family):
         self, requester: Requester, position: str, timeout_ms: int, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
         """Everything the user may see after `position` (room events, receipts, typing, presence),
-        waiting up to `timeout_ms` for something to happen: Synapse's own `/events` stream.
+        waiting up to `timeout_ms` for something to happen: Synapse's own `/events` stream, with
+        a room's new events read once for all the sockets it wakes (eventstream.py).
 
         Returns the client-format events and the position after them. Raises 400 for a malformed
         position. Keeps the user's presence online while called, as a syncing client does.
         """
-        token = await StreamToken.from_string(self._store, position)
-        result = await self._hs.get_event_stream_handler().get_stream(
-            requester,
-            PaginationConfig(from_token=token, to_token=None, direction=Direction.FORWARDS, limit=limit),
-            timeout=timeout_ms,
-            affect_presence=True,
-        )
-        return result["chunk"], result["end"]
+        return await self._events.events_after(requester, position, timeout_ms, limit)
 
     async def status_marks(self, room_id: str, event_ids: list[str]) -> tuple[dict[str, EventPosition], dict[str, int]]:
         """Where these events of the room sit and each member's public read receipt in the room
