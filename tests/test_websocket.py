@@ -474,3 +474,36 @@ def test_a_socket_of_a_member_who_left_stops_receiving_the_room(api: Api, server
             await carol_sock.ws.close()
 
     run(scenario())
+
+
+def test_sockets_sharing_a_room_read_still_see_only_what_each_may_see(api: Api, server: SynapseServer) -> None:
+    """A room's new events are read once for all its sockets; what each socket gets of them is
+    still Synapse's visibility decision for its user: one who ignores the sender (Matrix's
+    `m.ignored_user_list`) gets nothing of the message that the others receive."""
+    alice, bob, carol = api.register(), api.register(), api.register()
+    room = shared_room(api, alice, bob, carol)
+    ignored = api.call(
+        "PUT",
+        f"/_matrix/client/v3/user/{quote(carol['user_id'])}/account_data/m.ignored_user_list",
+        token=carol["access_token"],
+        json={"ignored_users": {alice["user_id"]: {}}},
+    )
+    assert ignored.status_code == 200, ignored.text
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as session:
+            bob_sock = Socket(await connect(session, server.base_url, bob["access_token"]))
+            carol_sock = Socket(await connect(session, server.base_url, carol["access_token"]))
+            await bob_sock.hello()
+            await carol_sock.hello()
+            sent = await loop.run_in_executor(None, send_text, api, alice["access_token"], room, "Ward round at 9")
+            await bob_sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == sent)
+            # Bob's own message comes after Alice's: Carol's socket reads past it, without it.
+            own = await loop.run_in_executor(None, send_text, api, bob["access_token"], room, "Noted")
+            await carol_sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == own)
+            assert not [e for e in carol_sock.events if sent in json.dumps(e)]
+            await bob_sock.ws.close()
+            await carol_sock.ws.close()
+
+    run(scenario())
