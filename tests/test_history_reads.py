@@ -237,6 +237,28 @@ def test_a_senders_page_has_each_messages_own_status(api: Api) -> None:
     assert {m["status"] for m in walk(api, others[0], room, 12)} == {"sent"}
 
 
+def test_a_senders_page_counts_members_with_no_receipt_or_mark_by_their_last_sync(api: Api) -> None:
+    """Bob has neither a receipt nor a delivery mark, only a Matrix /sync after the first three
+    messages; Carol reads them all. The first three are delivered (Bob's sync returned them), the
+    last two sent, on the page as on each message's status endpoint."""
+    alice, bob, carol = api.register(), api.register(), api.register()
+    room = shared_room(api, alice, bob, carol)
+    early = [send_text(api, alice["access_token"], room, f"early {i}") for i in range(3)]
+    synced = api.call("GET", "/_matrix/client/v3/sync?timeout=0", token=bob["access_token"])
+    assert synced.status_code == 200, synced.text
+    late = [send_text(api, alice["access_token"], room, f"late {i}") for i in range(2)]
+    read_receipt(api, carol, room, late[-1])
+    expected = {**dict.fromkeys(early, "delivered"), **dict.fromkeys(late, "sent")}
+    deadline = time.monotonic() + 10
+    while True:  # the receipt and the sync reach the status reads within moments
+        page = {m["id"]: m["status"] for m in walk(api, alice, room, 5)}
+        if page == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert page == expected
+    assert {event_id: status_of(api, alice, event_id) for event_id in expected} == expected
+
+
 def test_a_senders_page_reads_no_more_with_more_members(api: Api, server: SynapseServer) -> None:
     """The statuses of a page come from one read of the room's receipts and delivery marks:
     a room of 9 costs the transactions of a room of 2."""

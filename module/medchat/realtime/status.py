@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
-from itertools import accumulate
+from itertools import accumulate, repeat
 from typing import NamedTuple
 
 from medchat import errors
@@ -53,11 +53,25 @@ class _Marks:
         self._reads = reads
         self._deliveries = deliveries
         self._synced = synced
-        self._least_read = min((reads.get(m, -1) for m in members), default=None)
-        by_mark = sorted((max(reads.get(m, -1), deliveries.get(m, -1)), synced.get(m, 0)) for m in members)
-        self._marks = [mark for mark, _ in by_mark]
-        # _earliest_sync[k]: the earliest last sync among the k members with the lowest marks.
-        self._earliest_sync = list(accumulate((ts for _, ts in by_mark), min, initial=_NEVER))
+        # Set operations, map and zip over the members rather than a Python loop, and only the
+        # members with a receipt or a mark sorted: a sender's page in a room of hundreds builds
+        # one of these per read, and most members of a big room have neither.
+        self._least_read = min(map(reads.get, members, repeat(-1)), default=None)
+        present = set(members)
+        marked = list((reads.keys() | deliveries.keys()) & present)
+        # The members with neither come first in mark order (below every message): one group.
+        unmarked_sync = min(map(synced.get, present.difference(marked), repeat(0)), default=_NEVER)
+        by_mark = sorted(
+            zip(
+                map(max, map(reads.get, marked, repeat(-1)), map(deliveries.get, marked, repeat(-1))),
+                map(synced.get, marked, repeat(0)),
+            )
+        )
+        marks, syncs = zip(*by_mark) if by_mark else ((), ())
+        self._marks: tuple[int, ...] = marks
+        # _earliest_sync[k]: the earliest last sync among the unmarked members and the k marked
+        # members with the lowest marks.
+        self._earliest_sync = list(accumulate(syncs, min, initial=unmarked_sync))
 
     def state(self, member: str, position: EventPosition) -> str:
         if self._reads.get(member, -1) >= position.stream_ordering:

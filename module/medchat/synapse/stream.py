@@ -129,8 +129,15 @@ class SynapseStream(Family):
     async def last_sync_ts(self, user_ids: list[str]) -> dict[str, int]:
         """When each local user's last /sync (or event stream) ended, from Synapse's presence:
         a sync that ended after an event was received has returned it."""
-        states = await self._hs.get_presence_handler().get_states([u for u in user_ids if self.api.is_mine(u)])
-        return {state.user_id: state.last_user_sync_ts for state in states}
+        handler = self._hs.get_presence_handler()
+        # The handler's in-memory states first (it keeps one for every user it was asked about),
+        # then its look-up for the rest: a room of hundreds costs a dict read per member.
+        known = handler.user_to_current_state
+        found = {user: state.last_user_sync_ts for user, state in zip(user_ids, map(known.get, user_ids)) if state}
+        missing = [user for user in user_ids if user not in found]
+        if missing:
+            found.update((state.user_id, state.last_user_sync_ts) for state in await handler.get_states(missing))
+        return found
 
     def online_user_ids(self) -> set[str]:
         """Local users whose presence is `online` now, from the presence handler's live state.
