@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from medchat import messagekinds as kinds
@@ -61,8 +62,11 @@ class MatrixIdentity:
     last_active_ts: int | None
 
 
+@lru_cache(maxsize=8192)
 def iso(ts_ms: int | None) -> str | None:
-    """Milliseconds since the epoch as the plan's ISO-8601 UTC timestamp."""
+    """Milliseconds since the epoch as the plan's ISO-8601 UTC timestamp. Kept for the values
+    last asked for: a history page formats each message's times again on every read, and a
+    sender's card the same `last_seen` for each of their messages."""
     if ts_ms is None:
         return None
     return (
