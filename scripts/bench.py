@@ -91,16 +91,18 @@ def cluster(admin_url: str, workdir: Path) -> Iterator[tuple[str, str]]:
         database.drop()
 
 
-def run_benchmark(name: str, size: str, base_url: str, database_url: str, out: Path) -> list[dict[str, Any]]:
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / f"bench_{name}.py"),
-        *BENCHMARKS[name][size],
-        "--target",
-        base_url,
-        "--json",
-        str(out),
-    ]
+def run_benchmark(
+    name: str, size: str, base_url: str, database_url: str, out: Path, target: str
+) -> list[dict[str, Any]]:
+    command = [sys.executable, str(ROOT / "scripts" / f"bench_{name}.py"), *BENCHMARKS[name][size], "--json", str(out)]
+    if name == "realtime" and target == "single":
+        # Its own server, as scripts/bench-realtime starts one: the same configuration but for
+        # presence (off: N listeners coming online would wake all N streams N times, for minutes
+        # at 1,000, and the fan-out would be measured inside that storm; `--presence` measures it),
+        # and a process of its own whose memory the idle sockets' row reads.
+        command += ["--db", "postgres"]
+    else:
+        command += ["--target", base_url]
     if name in ("directory", "reads"):
         command += ["--target-db", database_url]
     started = time.monotonic()
@@ -158,7 +160,9 @@ def main() -> None:
             print(f"{target}: starting", file=sys.stderr)
             with start(admin_url, workdir) as (base_url, database_url):
                 for name in chosen:
-                    results = run_benchmark(name, size, base_url, database_url, workdir / f"{target}-{name}.json")
+                    results = run_benchmark(
+                        name, size, base_url, database_url, workdir / f"{target}-{name}.json", target
+                    )
                     rows += [{**row, "target": target, "order": (name, i)} for i, row in enumerate(results)]
     # Each benchmark's rows in its own order (the reads' growth: 10, 100, 1,000 rooms), each row's
     # single-process result next to the cluster's.
