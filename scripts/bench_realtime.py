@@ -3,7 +3,8 @@
 For each listener count N it makes two rooms of N listeners plus one sender: in one every listener
 holds an `/api/chat/ws` WebSocket, in the other every listener long-polls `/sync`. Messages go to the
 two rooms in turn, one at a time (the next only once the previous one reached every listener or
-timed out), so both transports are measured in the same run under the same conditions. Latency is
+timed out, and the server is at rest again: `settle`), so both transports are measured in the same
+run under the same conditions. Latency is
 send → arrival per listener; "all" is send → the last listener's arrival.
 """
 
@@ -28,6 +29,11 @@ from harness import TEST_RATE_LIMITS, Api, SynapseServer, fresh_database  # noqa
 # Lazy-loaded members and a one-event timeline: a listener's first /sync stays small in a big room.
 SYNC_FILTER = json.dumps({"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}})
 DELIVERY_TIMEOUT_SECONDS = 20
+# Between messages: the server is at rest once this many trivial requests in a row took under
+# this long (a few ms on an idle 2-core machine), or after the time-out.
+SETTLE_PROBES = 3
+SETTLE_PROBE_SECONDS = 0.05
+SETTLE_TIMEOUT_SECONDS = 30
 # Hundreds of listeners join one room in seconds.
 JOIN_LIMITS = {"rc_joins_per_room": {"per_second": 10000, "burst_count": 10000}}
 
@@ -156,6 +162,7 @@ async def fanout_phase(
         while (ws_ready[0] < listeners or sync_ready[0] < listeners) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         await asyncio.sleep(2)  # the first long-polls are waiting
+        await settle(session, base_url)  # and the listeners' first syncs and connections are done
         start, sent = time.monotonic(), 0
         while time.monotonic() - start < args.seconds or sent < 4:
             room = ws_room if sent % 2 == 0 else sync_room
@@ -167,12 +174,28 @@ async def fanout_phase(
             except asyncio.TimeoutError:
                 print(f"  message {sent}: {clock.arrived[body]}/{listeners} arrived in {DELIVERY_TIMEOUT_SECONDS}s")
             sent += 1
+            await settle(session, base_url)
             await asyncio.sleep(max(0.2, start + sent / args.rate - time.monotonic()))
         stop.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return clock
+
+
+async def settle(session: aiohttp.ClientSession, base_url: str) -> None:
+    """Waits until the server answers a trivial request at once again: a message's last arrival
+    is not the end of its cost (each `/sync` listener then asks again, and its next long-poll is
+    set up), and the next message, in the other room, is measured from a server at rest rather
+    than inside the previous one's aftermath."""
+    quick = 0
+    deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
+    while quick < SETTLE_PROBES and time.monotonic() < deadline:
+        started = time.monotonic()
+        async with session.get(f"{base_url}/_matrix/client/versions") as r:
+            await r.read()
+        quick = quick + 1 if time.monotonic() - started < SETTLE_PROBE_SECONDS else 0
+        await asyncio.sleep(0.05)
 
 
 def ratio(a: list[float], b: list[float], p: float) -> float | None:
