@@ -380,6 +380,14 @@ def test_an_oversized_inbound_message_closes_1009(api: Api, server: SynapseServe
     run(scenario())
 
 
+async def greeted(session: aiohttp.ClientSession, server: SynapseServer, *users: dict[str, Any]) -> list[Socket]:
+    """A socket for each user, each past its hello."""
+    sockets = [Socket(await connect(session, server.base_url, user["access_token"])) for user in users]
+    for sock in sockets:
+        await sock.hello()
+    return sockets
+
+
 def test_sockets_of_one_room_each_get_their_own_viewer_fields(api: Api, server: SynapseServer) -> None:
     """The fan-out builds a message once for all its recipients: each still sees its own
     `reacted_by_me`, and only the sender's socket carries the sender's `client_msg_id`."""
@@ -450,10 +458,7 @@ def test_a_socket_of_a_member_who_left_stops_receiving_the_room(api: Api, server
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession() as session:
-            bob_sock = Socket(await connect(session, server.base_url, bob["access_token"]))
-            carol_sock = Socket(await connect(session, server.base_url, carol["access_token"]))
-            await bob_sock.hello()
-            await carol_sock.hello()
+            bob_sock, carol_sock = await greeted(session, server, bob, carol)
             before = await loop.run_in_executor(None, send_text, api, alice["access_token"], room, "Before")
             for sock in (bob_sock, carol_sock):
                 await sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == before)
@@ -493,10 +498,7 @@ def test_sockets_sharing_a_room_read_still_see_only_what_each_may_see(api: Api, 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession() as session:
-            bob_sock = Socket(await connect(session, server.base_url, bob["access_token"]))
-            carol_sock = Socket(await connect(session, server.base_url, carol["access_token"]))
-            await bob_sock.hello()
-            await carol_sock.hello()
+            bob_sock, carol_sock = await greeted(session, server, bob, carol)
             sent = await loop.run_in_executor(None, send_text, api, alice["access_token"], room, "Ward round at 9")
             await bob_sock.until(lambda e: e["type"] == "message.new" and e["message"]["id"] == sent)
             # Bob's own message comes after Alice's: Carol's socket reads past it, without it.
