@@ -127,8 +127,9 @@ class SynapseStream(Family):
         await self._hs.get_presence_handler().set_state(requester.user, requester.device_id, body)
 
     async def last_sync_ts(self, user_ids: list[str]) -> dict[str, int]:
-        """When each local user's last /sync (or event stream) ended, from Synapse's presence:
-        a sync that ended after an event was received has returned it."""
+        """When each user's last /sync (or event stream) ended, from Synapse's presence: a sync
+        that ended after an event was received has returned it. Only local users sync here; a
+        remote user's state says 0 (never)."""
         handler = self._hs.get_presence_handler()
         # The handler's in-memory states first (it keeps one for every user it was asked about),
         # then its look-up for the rest: a room of hundreds costs a dict read per member.
