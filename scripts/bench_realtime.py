@@ -29,6 +29,9 @@ from harness import TEST_RATE_LIMITS, Api, SynapseServer, fresh_database  # noqa
 # Lazy-loaded members and a one-event timeline: a listener's first /sync stays small in a big room.
 SYNC_FILTER = json.dumps({"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}})
 DELIVERY_TIMEOUT_SECONDS = 20
+# A listener's long-poll, as Element and matrix-js-sdk ask for it: 500 listeners asking again every
+# 5 s would be 100 requests a second of background load on both transports' measurements.
+SYNC_TIMEOUT_MS = 30_000
 # Between messages: the server is at rest once this many trivial requests in a row took under
 # this long (a few ms on an idle 2-core machine), or after the time-out.
 SETTLE_PROBES = 3
@@ -124,7 +127,7 @@ async def sync_reader(
         since = (await r.json())["next_batch"]
     ready[0] += 1
     while not stop.is_set():
-        params = {"timeout": "5000", "since": since, "filter": SYNC_FILTER}
+        params = {"timeout": str(SYNC_TIMEOUT_MS), "since": since, "filter": SYNC_FILTER}
         async with session.get(url, params=params, headers=headers) as r:
             body = await r.json()
         since = body["next_batch"]
