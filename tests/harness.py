@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -418,6 +419,13 @@ def execute_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> N
         conn.commit()
     finally:
         conn.close()
+
+
+def transactions(server: SynapseServer) -> dict[str, float]:
+    """Synapse's database transactions so far, by name (from the server's own metrics)."""
+    text = requests.get(server.metrics_url, timeout=10).text
+    pattern = r'^synapse_storage_transaction_time_count(?:_total)?\{desc="([^"]*)"[^}]*\} (\S+)$'
+    return {desc: float(value) for desc, value in re.findall(pattern, text, re.M)}
 
 
 def shared_room(api: Api, owner: dict[str, Any], *members: dict[str, Any]) -> str:

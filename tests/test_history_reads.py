@@ -11,9 +11,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import requests
 
-from harness import Api, SynapseServer, send_text, shared_room
+from harness import Api, SynapseServer, send_text, shared_room, transactions
 
 User = dict[str, Any]
 
@@ -74,13 +73,6 @@ def redact(api: Api, user: User, room: str, event_id: str) -> None:
     path = f"/_matrix/client/v3/rooms/{quote(room)}/redact/{quote(event_id)}/r{time.monotonic_ns()}"
     response = api.call("PUT", path, token=user["access_token"], json={})
     assert response.status_code == 200, response.text
-
-
-def transactions(server: SynapseServer) -> dict[str, float]:
-    """Synapse's database transactions so far, by name."""
-    text = requests.get(server.metrics_url, timeout=10).text
-    pattern = r'^synapse_storage_transaction_time_count(?:_total)?\{desc="([^"]*)"[^}]*\} (\S+)$'
-    return {desc: float(value) for desc, value in re.findall(pattern, text, re.M)}
 
 
 def transactions_of(server: SynapseServer, call: Any) -> dict[str, float]:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from harness import Api, SynapseServer, nio_login, register_admin, run, send_text, shared_room
+from harness import Api, SynapseServer, nio_login, register_admin, run, send_text, shared_room, transactions
 
 Frame = dict[str, Any]
 
@@ -509,3 +509,29 @@ def test_sockets_sharing_a_room_read_still_see_only_what_each_may_see(api: Api, 
             await carol_sock.ws.close()
 
     run(scenario())
+
+
+# What Synapse's visibility filter reads of each user alone, once per user and then cached.
+PER_USER_READS = ("get_global_account_data_by_type_for_user", "ignored_users")
+
+
+def test_a_message_to_sockets_just_opened_reads_nothing_per_socket(api: Api, server: SynapseServer) -> None:
+    """A socket reads what its wakes read of its user alone before it waits: the first message to
+    sockets that have just opened is not one database read per socket late."""
+    alice, *members = (api.register() for _ in range(5))
+    room = shared_room(api, alice, *members)
+    send_text(api, alice["access_token"], room, "before anyone listens")  # the sender's own first reads
+
+    async def scenario() -> dict[str, float]:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as session:
+            sockets = await greeted(session, server, *members)
+            await asyncio.sleep(1)  # each socket is in its first wait
+            before = transactions(server)
+            await loop.run_in_executor(None, send_text, api, alice["access_token"], room, "first to the sockets")
+            for sock in sockets:
+                await sock.until(lambda e: e["type"] == "message.new")
+            after = transactions(server)
+        return {name: after.get(name, 0) - before.get(name, 0) for name in PER_USER_READS}
+
+    assert run(scenario()) == dict.fromkeys(PER_USER_READS, 0)
