@@ -365,6 +365,7 @@ class ChatSocket:
             self._close(CLOSE_BAD_POSITION, "invalid resume position")
             return
         self.user_id = user_id = requester.user.to_string()
+        await hub.synapse_stream.prepare_stream(user_id)
         self._hub.joined(self)
         self.position = str(position)
         self._send({"type": "hello", "user_id": user_id, "pos": self.position})

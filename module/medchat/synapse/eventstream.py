@@ -98,6 +98,12 @@ class EventStream:
         self._clock = hs.get_clock()
         self._room_reads = _RoomReads(hs)
 
+    async def prepare(self, user_id: str) -> None:
+        """Reads, once for a new stream, what Synapse's visibility filter reads of the user alone
+        (their ignore list and admin client config; Synapse caches both): otherwise a message to
+        500 sockets just opened waits on 1,000 database reads when it wakes them."""
+        await filter_and_transform_events_for_client(self._hs.get_storage_controllers(), user_id, [])
+
     async def events_after(
         self, requester: Requester, position: str, timeout_ms: int, limit: int
     ) -> tuple[list[JsonDict], str]:
@@ -110,13 +116,9 @@ class EventStream:
             user_id, requester.device_id, affect_presence=True, presence_state=PresenceState.ONLINE
         )
         with context:
-            # What the wake reads of this user alone is read before the wait (Synapse caches it):
-            # the visibility filter run on no event reads the user's ignore list and admin
-            # client config, which a message to 500 sockets just opened would read 500 times.
-            config = await self._serializer.create_config(as_client_event=True, requester=requester)
-            await filter_and_transform_events_for_client(self._hs.get_storage_controllers(), user_id, [])
             result = await self._wait(requester.user, token, timeout_ms, limit)
             events: list[Any] = [*result.events, *await self._presence_of_joiners(user_id, result.events)]
+            config = await self._serializer.create_config(as_client_event=True, requester=requester)
             chunk = await self._serializer.serialize_events(events, self._clock.time_msec(), config=config)
             return chunk, await result.end_token.to_string(self._store)
 

@@ -43,6 +43,10 @@ class SynapseStream(Family):
         """The current position of the user-visible event stream, as a resumable string."""
         return await self._hs.get_event_sources().get_current_token().to_string(self._store)
 
+    async def prepare_stream(self, user_id: str) -> None:
+        """Before a user's stream first waits: what each wake would otherwise read of them alone."""
+        await self._events.prepare(user_id)
+
     async def events_after(
         self, requester: Requester, position: str, timeout_ms: int, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
