@@ -4,12 +4,9 @@ transactions do not grow with the number of rooms the caller is in."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import requests
-
-from harness import Api, SynapseServer, expect_error, send_text, shared_room
+from harness import Api, SynapseServer, expect_error, send_text, shared_room, transactions
 from test_rooms import create_room, room_path
 
 PARTICIPANTS = "/participants"
@@ -156,10 +153,7 @@ def test_unread_counts_are_synapses(api: Api) -> None:
 
 def _transactions(server: SynapseServer) -> float:
     """All database transactions the server has run, from Synapse's own metrics."""
-    text = requests.get(server.metrics_url, timeout=10).text
-    return sum(
-        float(v) for v in re.findall(r"^synapse_storage_transaction_time_count(?:_total)?\{[^}]*\} (\S+)$", text, re.M)
-    )
+    return sum(transactions(server).values())
 
 
 def _page_cost(api: Api, server: SynapseServer, user: dict[str, Any]) -> float:
