@@ -277,8 +277,8 @@ def test_a_senders_page_of_a_quiet_room_reads_nothing_again_yet_follows_receipts
 ) -> None:
     """Positions, the room's read receipts and its delivery marks are kept between reads (the
     receipts while Synapse's receipts stream has nothing new for the room, the marks until one
-    moves): a second read of the page costs no read of the module's, and a new acknowledgement
-    or receipt shows on the next one."""
+    moves): a second read of the page costs no read of the module's, and a new acknowledgement,
+    receipt or member shows on the next one."""
     alice, bob = api.register(), api.register()
     room = shared_room(api, alice, bob)
     ids = [send_text(api, alice["access_token"], room, f"m {i}") for i in range(3)]
@@ -294,4 +294,14 @@ def test_a_senders_page_of_a_quiet_room_reads_nothing_again_yet_follows_receipts
     read_receipt(api, bob, room, ids[0])
     assert statuses() == ["sent", "delivered", "read"]
     read_receipt(api, bob, room, ids[2])
+    assert statuses() == ["read"] * 3
+    # A member who joins now has none of them yet; once they leave, all are read again.
+    carol = api.register()
+    for path, token in (("invite", alice), ("join", carol)):
+        body = {"user_id": carol["user_id"]} if path == "invite" else {}
+        joined = api.call("POST", f"/_matrix/client/v3/rooms/{room}/{path}", token=token["access_token"], json=body)
+        assert joined.status_code == 200, joined.text
+    assert statuses() == ["sent"] * 3
+    left = api.call("POST", f"/_matrix/client/v3/rooms/{room}/leave", token=carol["access_token"], json={})
+    assert left.status_code == 200, left.text
     assert statuses() == ["read"] * 3

@@ -42,7 +42,7 @@ _MAX_POLL_RELATIONS = 5000  # ... and in all: a poll with more is tallied on its
 
 
 async def _no_peers() -> RoomPeers:
-    return RoomPeers([], {}, {})
+    return RoomPeers("", "", [], [], {})
 
 
 class _PageExtras(NamedTuple):
@@ -177,12 +177,11 @@ class Messages:
         )
         return _PageExtras(senders, reads, peers, votes)
 
-    @staticmethod
-    def _build(viewer: str, events: list[JsonDict], extras: _PageExtras) -> list[JsonDict]:
+    def _build(self, viewer: str, events: list[JsonDict], extras: _PageExtras) -> list[JsonDict]:
         """The Message models of a page's events from what was read for them (edits and threads
         come bundled by Synapse)."""
         reads = extras.reads
-        statuses = MessageStatus.aggregates(extras.peers, reads.positions, reads.receipts)
+        statuses = self._status.aggregates(extras.peers, reads.positions, reads.receipts)
         models = []
         for event in events:
             event_id = event["event_id"]

@@ -4,9 +4,11 @@ compact per-user-per-room mark."""
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
-from itertools import accumulate, repeat
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from itertools import accumulate
 from typing import NamedTuple
 
 from medchat import errors
@@ -26,70 +28,78 @@ def aggregate(states: list[str]) -> str:
 
 
 DeliveryListener = Callable[[str, list[tuple[str, str, str]]], None]
+_MAX_STANDINGS = 2000  # (room, sender) pairs whose _Standing is kept
 
 
 class RoomPeers(NamedTuple):
-    """A room's members other than a sender, their last syncs and the room's delivery marks."""
+    """A room's joined members (Synapse's shared sequence, the sender among them), when each last
+    synced (in the same order) and the room's delivery marks: with the room's read receipts, all
+    the statuses of `sender`'s messages need."""
 
-    members: list[str]
-    synced: Mapping[str, int]
+    room_id: str
+    sender: str
+    members: Sequence[str]
+    synced: Sequence[int]
     deliveries: Mapping[str, int]
 
 
-class _Marks:
-    """What the other members of a room have of the sender's messages: read by receipt; delivered
-    by the module's mark (WebSocket or acknowledgement) or by a /sync that ended after the message
-    arrived.
+class _Standing:
+    """Where the members other than a sender stand with the sender's messages, apart from their
+    syncs: read by receipt; delivered by the module's mark (WebSocket or acknowledgement) or by a
+    /sync that ended after the message arrived.
 
-    `aggregate` answers `aggregate(state(m) for every member m)` without visiting the members: a
+    `aggregates` answers `aggregate(state of every member)` without visiting the members: a
     message is read when the least advanced receipt reaches it, and delivered when every member
     whose receipt and mark fall short of it (a prefix of the members sorted by the further of the
-    two) has synced since it arrived, which the earliest last sync of that prefix says."""
+    two) has synced since it arrived, which the earliest last sync of that prefix says.
 
-    def __init__(
-        self, members: list[str], reads: Mapping[str, int], deliveries: Mapping[str, int], synced: Mapping[str, int]
-    ):
-        self.members = members
-        self._reads = reads
-        self._deliveries = deliveries
-        self._synced = synced
-        # Set operations, map and zip over the members rather than a Python loop, and only the
-        # members with a receipt or a mark sorted: a sender's page in a room of hundreds builds
-        # one of these per read, and most members of a big room have neither.
-        self._least_read = min(map(reads.get, members, repeat(-1)), default=None)
-        present = set(members)
-        marked = list((reads.keys() | deliveries.keys()) & present)
-        # The members with neither come first in mark order (below every message): one group.
-        unmarked_sync = min(map(synced.get, present.difference(marked), repeat(0)), default=_NEVER)
+    It depends on the members, the receipts and the marks only, each a shared read that stays the
+    same object while it holds (Synapse's caches, kept.py): MessageStatus keeps one per room and
+    sender while they are, so a sender's page in a room of hundreds costs two passes over the
+    members' syncs (C-level maps), not a sort of the members."""
+
+    def __init__(self, peers: RoomPeers, reads: Mapping[str, int]):
+        self.inputs = (peers.members, reads, peers.deliveries)
+        members, deliveries = peers.members, peers.deliveries
+        others = [i for i, member in enumerate(members) if member != peers.sender]
+        self._least_read = min((reads.get(members[i], -1) for i in others), default=None)
         by_mark = sorted(
-            zip(
-                map(max, map(reads.get, marked, repeat(-1)), map(deliveries.get, marked, repeat(-1))),
-                map(synced.get, marked, repeat(0)),
-            )
+            (max(reads.get(members[i], -1), deliveries.get(members[i], -1)), i)
+            for i in others
+            if members[i] in reads or members[i] in deliveries
         )
-        marks, syncs = zip(*by_mark) if by_mark else ((), ())
-        self._marks: tuple[int, ...] = marks
-        # _earliest_sync[k]: the earliest last sync among the unmarked members and the k marked
-        # members with the lowest marks.
-        self._earliest_sync = list(accumulate(syncs, min, initial=unmarked_sync))
+        self._marks = tuple(mark for mark, _ in by_mark)
+        self._marked = [i for _, i in by_mark]  # indexes into the members, lowest mark first
+        marked = set(self._marked)
+        self._unmarked = [i for i in others if i not in marked]  # below every message: one group
 
-    def state(self, member: str, position: EventPosition) -> str:
-        if self._reads.get(member, -1) >= position.stream_ordering:
-            return "read"
-        if (
-            self._deliveries.get(member, -1) >= position.stream_ordering
-            or self._synced.get(member, 0) > position.received_ts
-        ):
-            return "delivered"
-        return "sent"
+    def holds(self, peers: RoomPeers, reads: Mapping[str, int]) -> bool:
+        return all(map(operator.is_, self.inputs, (peers.members, reads, peers.deliveries)))
 
-    def aggregate(self, position: EventPosition) -> str:
+    def aggregates(self, synced: Sequence[int], positions: Mapping[str, EventPosition]) -> dict[str, str]:
         if self._least_read is None:  # nobody else in the room
-            return "sent"
-        if self._least_read >= position.stream_ordering:
-            return "read"
-        short = bisect_left(self._marks, position.stream_ordering)  # members with mark < the message
-        return "delivered" if self._earliest_sync[short] > position.received_ts else "sent"
+            return dict.fromkeys(positions, "sent")
+        # earliest[k]: the earliest last sync among the unmarked members and the k marked members
+        # with the lowest marks.
+        unmarked_sync = min(map(synced.__getitem__, self._unmarked), default=_NEVER)
+        earliest = list(accumulate(map(synced.__getitem__, self._marked), min, initial=unmarked_sync))
+        statuses = {}
+        for event_id, position in positions.items():
+            if self._least_read >= position.stream_ordering:
+                statuses[event_id] = "read"
+            else:
+                short = bisect_left(self._marks, position.stream_ordering)  # members marked below it
+                statuses[event_id] = "delivered" if earliest[short] > position.received_ts else "sent"
+        return statuses
+
+
+def _state(read: int, delivered: int, synced: int, position: EventPosition) -> str:
+    """One member's state of a message at `position` (_Standing's rules for one member)."""
+    if read >= position.stream_ordering:
+        return "read"
+    if delivered >= position.stream_ordering or synced > position.received_ts:
+        return "delivered"
+    return "sent"
 
 
 class MessageStatus:
@@ -107,6 +117,7 @@ class MessageStatus:
         self._synapse_stream = synapse_stream
         self._deliveries = deliveries
         self._listeners: list[DeliveryListener] = []
+        self._standings: OrderedDict[tuple[str, str], _Standing] = OrderedDict()
 
     def on_delivered(self, listener: DeliveryListener) -> None:
         """`listener(recipient, [(message_id, room_id, sender)])` after each recorded delivery."""
@@ -132,36 +143,50 @@ class MessageStatus:
         }
 
     async def room_peers(self, room_id: str, sender: str) -> RoomPeers:
-        """The other members, their last syncs and the room's delivery marks: with the room's
-        read receipts (sql.statuses_txn), all the statuses of `sender`'s messages need
-        (`aggregates`); nothing is read when nobody else is in the room."""
-        members = [m for m in await self._synapse_rooms.joined_members(room_id) if m != sender]
-        if not members:
-            return RoomPeers([], {}, {})
+        """The members, their last syncs and the room's delivery marks: with the room's read
+        receipts (sql.statuses_txn), all the statuses of `sender`'s messages need
+        (`aggregates`); nothing more is read when nobody else is in the room."""
+        members = await self._synapse_rooms.joined_members(room_id)
+        if all(member == sender for member in members):
+            return RoomPeers(room_id, sender, members, [0] * len(members), {})
         synced, deliveries = await concurrently(
-            lambda: self._synapse_stream.last_sync_ts(members), lambda: self._deliveries.room_marks(room_id)
+            lambda: self._synapse_stream.last_sync_times(members), lambda: self._deliveries.room_marks(room_id)
         )
-        return RoomPeers(members, synced, deliveries)
+        return RoomPeers(room_id, sender, members, synced, deliveries)
 
-    @staticmethod
     def aggregates(
-        peers: RoomPeers, positions: dict[str, EventPosition], receipts: Mapping[str, int]
+        self, peers: RoomPeers, positions: Mapping[str, EventPosition], receipts: Mapping[str, int]
     ) -> dict[str, str]:
         """The status of each of the sender's messages (at `positions`) as the sender sees it (the
-        Message model's `status`), in time proportional to the page (with one pass over the
-        members), not to page × members (_Marks)."""
-        summary = _Marks(peers.members, receipts, peers.deliveries, peers.synced)
-        return {event_id: summary.aggregate(position) for event_id, position in positions.items()}
+        Message model's `status`), in time proportional to the page and two C-level passes over
+        the members, not to page × members (_Standing)."""
+        if not positions:
+            return {}
+        return self._standing(peers, receipts).aggregates(peers.synced, positions)
+
+    def _standing(self, peers: RoomPeers, receipts: Mapping[str, int]) -> _Standing:
+        key = (peers.room_id, peers.sender)
+        standing = self._standings.get(key)
+        if standing is None or not standing.holds(peers, receipts):
+            standing = self._standings[key] = _Standing(peers, receipts)
+            if len(self._standings) > _MAX_STANDINGS:
+                self._standings.popitem(last=False)
+        self._standings.move_to_end(key)
+        return standing
 
     async def _states(self, room_id: str, sender: str, event_ids: list[str]) -> dict[str, dict[str, str]]:
-        """For each message, each other member's state (_Marks.state)."""
+        """For each message, each other member's state (_state)."""
         (positions, receipts), peers = await concurrently(
             lambda: self._synapse_stream.status_marks(room_id, event_ids),
             lambda: self.room_peers(room_id, sender),
         )
-        summary = _Marks(peers.members, receipts, peers.deliveries, peers.synced)
+        synced = dict(zip(peers.members, peers.synced))
+        others = [member for member in peers.members if member != sender]
         return {
-            event_id: {m: summary.state(m, position) for m in peers.members} for event_id, position in positions.items()
+            event_id: {
+                m: _state(receipts.get(m, -1), peers.deliveries.get(m, -1), synced.get(m, 0), position) for m in others
+            }
+            for event_id, position in positions.items()
         }
 
     async def acknowledge(self, user_id: str, event_id: str, status: str) -> None:

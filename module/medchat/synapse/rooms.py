@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import partial
 
 from synapse import event_auth
@@ -149,8 +150,10 @@ class SynapseRooms(Family):
             requester_for(user_id), space_id, max_depth=1, limit=limit, from_token=from_token
         )
 
-    async def joined_members(self, room_id: str) -> list[str]:
-        return list(await self._store.get_users_in_room(room_id))
+    async def joined_members(self, room_id: str) -> Sequence[str]:
+        """The room's joined members: Synapse's cached sequence itself (read only), the same
+        object for as long as the membership holds."""
+        return await self._store.get_users_in_room(room_id)
 
     async def share_a_room(self, user_id: str, other_user_id: str) -> bool:
         return other_user_id in await self._store.do_users_share_a_room(user_id, [other_user_id])
