@@ -129,10 +129,15 @@ def _search_sql(postgres: bool) -> str:
         """
     confirmed_deletion = "SELECT 1 FROM redactions d WHERE d.redacts = {} AND NOT d.recheck"
     # CROSS JOIN: SQLite then reads the relations first (by target), never the room's events;
-    # PostgreSQL plans it as the inner join it is.
-    applied_edit = """SELECT 1 FROM event_relations a CROSS JOIN events ae
-        WHERE ae.event_id = a.event_id AND a.relates_to_id = {original}.event_id AND a.relation_type = ?
-        AND ae.sender = {original}.sender AND ae.type = {original}.type AND ae.room_id = {original}.room_id"""
+    # PostgreSQL plans it as the inner join it is. Events are compared by room as `room_id || ''`,
+    # which no index serves: a planner that takes the tables for near-empty (before they are first
+    # analysed) would otherwise read the room's events by its room index once per match, all of
+    # them each time (1.1M rows, 2.8 s, at 3,000 matches), instead of each event by its id.
+    same_room = "{}.room_id || '' = {}.room_id || ''"
+    applied_edit = f"""SELECT 1 FROM event_relations a CROSS JOIN events ae
+        WHERE ae.event_id = a.event_id AND a.relates_to_id = {{original}}.event_id AND a.relation_type = ?
+        AND ae.sender = {{original}}.sender AND ae.type = {{original}}.type
+        AND {same_room.format("ae", "{original}")}"""
     originals = f"""
         SELECT m.rank, m.event_id, m.stream_ordering, m.event_id AS hit_id
         FROM matches m JOIN events o ON o.event_id = m.event_id
@@ -146,7 +151,7 @@ def _search_sql(postgres: bool) -> str:
         JOIN event_relations r ON r.event_id = m.event_id AND r.relation_type = ?
         JOIN events e ON e.event_id = m.event_id
         JOIN events o ON o.event_id = r.relates_to_id AND o.sender = e.sender AND o.type = e.type
-            AND o.room_id = e.room_id
+            AND {same_room.format("o", "e")}
         WHERE NOT EXISTS ({applied_edit.format(original="o")} AND (ae.origin_server_ts > e.origin_server_ts
             OR (ae.origin_server_ts = e.origin_server_ts AND ae.event_id > e.event_id)))
         AND NOT EXISTS (SELECT 1 FROM event_relations oe WHERE oe.event_id = o.event_id AND oe.relation_type = ?)
