@@ -37,3 +37,15 @@ def test_a_reads_row_meets_the_target_only_within_both_ratios() -> None:
     assert slow_middle["met"] is False
     table = bench.table([{**within, "target": "single"}, {**slow_tail, "target": "single"}])
     assert "pass" in table and "FAIL" in table
+
+
+def test_a_fast_reads_row_samples_for_its_minimum_time_and_a_slow_one_stops_at_its_count() -> None:
+    measure = bench_reads.Measure(samples=100, min_seconds=3.0)
+    fast = ([0.003] * 100, [0.003] * 100)  # 0.3 s a side after the 100 rounds
+    assert measure.more(99, fast) and measure.more(100, fast)
+    assert not measure.more(1000, ([0.003] * 1000, [0.003] * 1000))  # at most 10 × the count
+    slow = ([0.05] * 100, [0.04] * 100)  # 4-5 s a side
+    assert not measure.more(100, slow)
+    one_slow_side = ([0.05] * 100, [0.003] * 100)
+    assert measure.more(100, one_slow_side)  # both sides need their time
+    assert not bench_reads.Measure(samples=30, min_seconds=0).more(30, ([0.003] * 30, [0.003] * 30))
