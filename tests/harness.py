@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
@@ -418,6 +419,46 @@ def execute_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> N
         conn.cursor().execute(sql.replace("?", "%s") if postgres else sql, args)
         conn.commit()
     finally:
+        conn.close()
+
+
+class _PlanningTxn:
+    """Stands in for Synapse's LoggingTransaction in a module `*_txn` function: plans each
+    statement on the server's database instead of running it (no rows come back)."""
+
+    def __init__(self, cursor: Any, postgres: bool):
+        self.database_engine = SimpleNamespace(supports_using_any_list=postgres)  # make_in_list_sql_clause
+        self.plans: list[list[str]] = []
+        self._cursor, self._postgres = cursor, postgres
+
+    def execute(self, sql: str, args: Any = ()) -> None:
+        if self._postgres:
+            self._cursor.execute("EXPLAIN " + sql.replace("?", "%s"), args)
+        else:
+            self._cursor.execute("EXPLAIN QUERY PLAN " + sql, args)
+        self.plans.append([str(row[-1]).strip() for row in self._cursor.fetchall()])
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def fetchone(self) -> None:
+        return None
+
+
+def query_plans(server: SynapseServer, txn_function: Any, *args: Any) -> list[list[str]]:
+    """The plan of each statement a module `*_txn` function runs with these arguments, as the
+    server's database would run it now (PostgreSQL with sequential scans off, as if its tables
+    were too big for one: the question is which index it takes)."""
+    conn, postgres = _connect_db(server)
+    try:
+        cursor = conn.cursor()
+        if postgres:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        txn = _PlanningTxn(cursor, postgres)
+        txn_function(txn, *args)
+        return txn.plans
+    finally:
+        conn.rollback()
         conn.close()
 
 

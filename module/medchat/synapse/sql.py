@@ -244,16 +244,18 @@ def statuses_txn(
     """What the statuses of a sender's messages of one room are computed from (with the delivery
     marks, DeliveryStore.room_marks), in one statement: each message's (room_id, stream_ordering,
     received_ts) and, `with_receipts`, each member's public read receipt in the room (as the
-    stream ordering it points at). The messages are a page's (at most a few hundred)."""
+    stream ordering it points at). The messages are a page's (at most a few hundred), read by
+    their ids alone and kept if in the room: with the room in the statement, SQLite reads all the
+    room's events by its room index instead (4.7 ms at 15,000 events and growing; 0.03 ms by id)."""
     parts: list[str] = []
     args: list[Any] = []
     if event_ids:
         clause, in_args = make_in_list_sql_clause(txn.database_engine, "event_id", event_ids)
-        parts.append(f"SELECT 'e', event_id, stream_ordering, received_ts FROM events WHERE room_id = ? AND {clause}")
-        args += [room_id, *in_args]
+        parts.append(f"SELECT 'e', event_id, stream_ordering, received_ts, room_id FROM events WHERE {clause}")
+        args += in_args
     if with_receipts:
         parts.append(
-            "SELECT 'r', user_id, MAX(event_stream_ordering), 0 FROM receipts_linearized"
+            "SELECT 'r', user_id, MAX(event_stream_ordering), 0, '' FROM receipts_linearized"
             " WHERE room_id = ? AND receipt_type = ? AND event_stream_ordering IS NOT NULL GROUP BY user_id"
         )
         args += [room_id, ReceiptTypes.READ]
@@ -262,11 +264,11 @@ def statuses_txn(
     if not parts:
         return positions, reads
     txn.execute(" UNION ALL ".join(parts), args)
-    for kind, key, ordering, received_ts in txn.fetchall():
-        if kind == "e":
-            positions[key] = (room_id, ordering, received_ts)
-        else:
+    for kind, key, ordering, received_ts, in_room in txn.fetchall():
+        if kind == "r":
             reads[key] = ordering
+        elif in_room == room_id:
+            positions[key] = (room_id, ordering, received_ts)
     return positions, reads
 
 
