@@ -21,13 +21,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
 import requests
 import yaml
 from nio import AsyncClient, LoginResponse
+from synapse.storage.engines import PostgresEngine, create_engine
 
 from medchat_dev.devconfig import prepare, synapse_command
 
@@ -423,15 +423,20 @@ def execute_db(server: SynapseServer, sql: str, args: tuple[Any, ...] = ()) -> N
 
 
 class _PlanningTxn:
-    """Stands in for Synapse's LoggingTransaction in a module `*_txn` function: plans each
-    statement on the server's database instead of running it (no rows come back)."""
+    """Stands in for Synapse's LoggingTransaction in a module `*_txn` function: plans each query
+    on the server's database instead of running it (no rows come back); a `SET` (the function's
+    own planner settings) runs as it is."""
 
-    def __init__(self, cursor: Any, postgres: bool):
-        self.database_engine = SimpleNamespace(supports_using_any_list=postgres)  # make_in_list_sql_clause
+    def __init__(self, cursor: Any, engine: Any):
+        self.database_engine = engine
         self.plans: list[list[str]] = []
-        self._cursor, self._postgres = cursor, postgres
+        self._cursor = cursor
+        self._postgres = isinstance(engine, PostgresEngine)
 
     def execute(self, sql: str, args: Any = ()) -> None:
+        if sql.lstrip().upper().startswith("SET "):
+            self._cursor.execute(sql)
+            return
         if self._postgres:
             self._cursor.execute("EXPLAIN " + sql.replace("?", "%s"), args)
         else:
@@ -446,15 +451,19 @@ class _PlanningTxn:
 
 
 def query_plans(server: SynapseServer, txn_function: Any, *args: Any) -> list[list[str]]:
-    """The plan of each statement a module `*_txn` function runs with these arguments, as the
+    """The plan of each query a module `*_txn` function runs with these arguments, as the
     server's database would run it now (PostgreSQL with sequential scans off, as if its tables
-    were too big for one: the question is which index it takes)."""
+    were too big for one: the question is which index it takes). The function sees Synapse's own
+    engine of that kind, and on SQLite a connection with the `rank` function Synapse registers."""
     conn, postgres = _connect_db(server)
     try:
         cursor = conn.cursor()
         if postgres:
             cursor.execute("SET LOCAL enable_seqscan = off")
-        txn = _PlanningTxn(cursor, postgres)
+        else:
+            conn.create_function("rank", 1, lambda _: 0.0)
+        engine = create_engine({"name": "psycopg2" if postgres else "sqlite3", "args": {}})
+        txn = _PlanningTxn(cursor, engine)
         txn_function(txn, *args)
         return txn.plans
     finally:

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from harness import Api, SynapseServer, _connect_db, expect_error
+from harness import Api, SynapseServer, expect_error, query_plans
 from medchat.synapse import sql
 from test_rooms import create_room, room_path
 
@@ -402,21 +402,10 @@ def test_search_plan_is_index_lookups(server: SynapseServer, api: Api, chat: dic
     alice, room = chat["alice"], chat["room"]
     first = send(api, alice, room, content="plan check sepsis")
     api.call("PUT", msg_path(room, first["id"]), token=alice["access_token"], json={"content": "plan sepsis now"})
-    conn, postgres = _connect_db(server)
-    try:
-        cur = conn.cursor()
-        statement = f"SELECT * FROM ({sql._search_sql(postgres)}) AS hits ORDER BY rank DESC LIMIT 5"
-        args = ("sepsis" if postgres else "sepsis*", room, *sql._SEARCH_RELATIONS)
-        if postgres:
-            cur.execute("BEGIN")
-            cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute("EXPLAIN " + statement.replace("?", "%s"), args)
-        else:
-            conn.create_function("rank", 1, lambda _: 0.0)  # Synapse's own, on its connections
-            cur.execute("EXPLAIN QUERY PLAN " + statement, args)
-        plan = "\n".join(str(row[-1]) for row in cur.fetchall())
-    finally:
-        conn.close()
+    postgres = server.database_url is not None
+    plans = query_plans(server, sql.search_txn, room, "sepsis", None, 5)
+    assert len(plans) == 1, plans  # the one ranked page of hits (its count comes with it)
+    plan = "\n".join(plans[0])
     if postgres:
         assert "Seq Scan" not in plan, plan
         assert "event_relations" in plan and "Index" in plan, plan
