@@ -356,6 +356,9 @@ def test_prometheus_scrapes_every_process_and_every_medchat_series(
             while time.monotonic() < deadline:
                 assert process.poll() is None, (workdir / "prometheus.log").read_text()[-3000:]
                 try:
+                    if requests.get(base + "/-/ready", timeout=10).status_code != 200:
+                        time.sleep(0.5)  # Prometheus answers 503 until its storage is ready
+                        continue
                     active = _prometheus_get(base, "/api/v1/targets")["activeTargets"]
                     health = {t["labels"]["process"]: t["health"] for t in active}
                     found = _prometheus_get(
