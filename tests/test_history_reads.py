@@ -154,6 +154,28 @@ def test_a_pages_reactions_are_kept_until_the_room_moves(api: Api, server: Synap
     assert reactions() == []
 
 
+def test_a_first_pages_start_is_kept_until_the_room_moves(api: Api, server: SynapseServer) -> None:
+    """A first page starts where Synapse's /messages starts, the room's greatest depth, which
+    Synapse reads from the database each time: it is read once while the room has no new event,
+    and a new message, or an edit, shows on the next read, whoever reads."""
+    alice, bob = api.register(), api.register()
+    room = shared_room(api, alice, bob)
+    first = send_text(api, alice["access_token"], room, "bed 4 stable")
+
+    def newest(user: User) -> dict[str, Any]:
+        return history(api, user, room, 5)["results"][0]
+
+    assert newest(bob)["id"] == first
+    used = transactions_of(server, lambda: newest(alice))
+    assert "_get_max_topological_txn" not in used, sorted(used.items())
+    assert PAGINATE in used, used  # the page itself is read
+    second = send_text(api, bob["access_token"], room, "bed 5 needs review")
+    assert newest(alice)["id"] == second
+    edit(api, bob, room, second, "bed 5 reviewed")
+    assert (newest(alice)["id"], newest(alice)["content"]) == (second, "bed 5 reviewed")
+    assert "_get_max_topological_txn" not in transactions_of(server, lambda: newest(bob))
+
+
 def test_hidden_events_between_messages_never_empty_a_page(api: Api) -> None:
     """Reactions, a redacted reaction, edits, a poll's responses, state changes and redactions
     between messages: every page is full, and every message comes once, with its reactions."""

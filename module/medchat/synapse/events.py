@@ -87,8 +87,8 @@ class SynapseEvents(Family):
     def __init__(self, api: ModuleApi, hs: HomeServer):
         super().__init__(api, hs)
         now_ms, store = self._clock.time_msec, self._store
-        # kept.py: reactions while the room has no new event, receipts while its receipts stream
-        # has none, and where events sit (which never changes).
+        # kept.py: reactions and the room's depth while the room has no new event, receipts while
+        # its receipts stream has none, and where events sit (which never changes).
         self._annotations: RoomKept[list[tuple[str, str, str]]] = RoomKept(
             store.get_room_max_stream_ordering, store._events_stream_cache.has_entity_changed, now_ms
         )
@@ -96,6 +96,9 @@ class SynapseEvents(Family):
             lambda: store.get_max_receipt_stream_id().stream, store._receipts_stream_cache.has_entity_changed, now_ms
         )
         self._positions: RoomKept[EventPosition] = RoomKept(lambda: 0, lambda room_id, position: False, now_ms)
+        self._depths: RoomKept[int] = RoomKept(
+            store.get_room_max_stream_ordering, store._events_stream_cache.has_entity_changed, now_ms
+        )
 
     async def send_event(
         self, requester: Requester, event: JsonDict, txn_id: str | None = None, ratelimit: bool = True
@@ -154,7 +157,7 @@ class SynapseEvents(Family):
         filter_json: JsonDict = {"not_types": not_types or []}
         if types is not None:
             filter_json["types"] = types
-        token = await self._token(from_token)
+        token = await self._token(from_token) or await self._newest_token(room_id)
         result = await self._get_messages(requester, room_id, token, limit, Filter(self._hs, filter_json))
         return await encode_messages_response(
             get_messages_result=result,
@@ -196,9 +199,7 @@ class SynapseEvents(Family):
         # MSC3874's relation filter, which Synapse's pagination query and its event check both
         # apply; its filter JSON is honoured only with `msc3874_enabled`, so it is set directly.
         event_filter.not_rel_types = not_rel_types
-        start = await self._token(from_token) or await self._hs.get_event_sources().get_current_token_for_pagination(
-            room_id
-        )
+        start = await self._token(from_token) or await self._newest_token(room_id)
         bound = _window_bound(start, size)
         result = await self._get_messages(requester, room_id, start, size, event_filter, bound)
         if bound is not None and result.end_token is None:  # the window held no kept event
@@ -222,6 +223,22 @@ class SynapseEvents(Family):
         after = RoomStreamToken(topological=event.depth, stream=ordering - 1)
         token = result.start_token.copy_and_replace(StreamKeyType.ROOM, after)
         return Span([chunk[i] for i in kept[:wanted]], await token.to_string(self._store), True, len(chunk), extra)
+
+    async def _newest_token(self, room_id: str) -> StreamToken:
+        """Synapse's pagination token for the room's newest position (what /messages starts from
+        without `from`): the room's greatest depth and the current stream position. Synapse reads
+        the depth from the database on every call (`_get_max_topological_txn`, a history page's
+        one round trip of its own); only a new event of the room changes it, so it is kept while
+        the room has none (kept.py)."""
+        stream = self._store.get_room_max_stream_ordering()
+        known, _ = self._depths.known(room_id, [room_id])
+        if room_id in known:
+            key = RoomStreamToken(topological=known[room_id], stream=stream)
+        else:
+            key = await self._store.get_current_room_stream_token_for_room_id(room_id)
+            assert key.topological is not None  # a historic token, with the room's depth
+            self._depths.remember(room_id, stream, {room_id: key.topological})
+        return StreamToken.START.copy_and_replace(StreamKeyType.ROOM, key)
 
     async def _serialized_page(self, requester: Requester, result: GetMessagesResult) -> list[JsonDict]:
         """The page as Synapse serialises it, with of its bundled aggregations only what a Message
