@@ -220,6 +220,16 @@ def test_a_matrix_client_sees_the_space_hierarchy(api: Api, server: SynapseServe
     assert not isinstance(run(hierarchy(outsider)), SpaceGetHierarchyResponse)  # not a member of that space
 
 
+def test_the_service_account_that_invites_members_into_spaces_is_not_rate_limited(api: Api) -> None:
+    """Each user's first study group has the service account invite them into their institution's
+    space; Synapse limits invites per issuer (a burst of 10 by default), which would turn the
+    eleventh newcomer of a busy hour away with 429."""
+    users = [api.register(institution=institution()) for _ in range(14)]
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda u: create_group(api, u, join_rule="open"), users))
+    assert [r.status_code for r in responses] == [201] * len(users), [r.text for r in responses if r.status_code != 201]
+
+
 def test_concurrent_first_use_makes_one_space(api: Api, server: SynapseServer) -> None:
     name = institution()
     users = [api.register(institution=name) for _ in range(5)]

@@ -157,22 +157,27 @@ class SynapseAccounts(Family):
 
         A server admin of type `bot`, so Synapse's spam checks (the contact rules) do not stop it
         inviting an institution's members into their space; it has no password and no device,
-        so nobody logs in as it.
+        so nobody logs in as it. It is exempt from Synapse's rate limits (the override the admin
+        API's `override_ratelimit` sets): it acts for every user of the server, and an invite
+        limit per issuer would answer a user's first study group with 429 whenever a few others
+        had just made theirs.
         """
         user_id = UserID(localpart, self.server_name).to_string()
-        if await self._store.get_user_by_id(user_id) is not None:
-            return user_id
-        try:
-            await self._registration.register_user(
-                localpart=localpart,
-                admin=True,
-                user_type=UserTypes.BOT,
-                default_display_name=display_name,
-                approved=True,
-            )
-        except SynapseError as e:
-            if e.errcode != Codes.USER_IN_USE:
-                raise
+        if await self._store.get_user_by_id(user_id) is None:
+            try:
+                await self._registration.register_user(
+                    localpart=localpart,
+                    admin=True,
+                    user_type=UserTypes.BOT,
+                    default_display_name=display_name,
+                    approved=True,
+                )
+            except SynapseError as e:
+                if e.errcode != Codes.USER_IN_USE:
+                    raise
+        override = await self._store.get_ratelimit_for_user(user_id)
+        if override is None or override.messages_per_second or override.burst_count:
+            await self._store.set_ratelimit_for_user(user_id, 0, 0)
         return user_id
 
     @property
